@@ -1,0 +1,598 @@
+"""The TOML configuration: pydantic models, loading, and error messages that name the key.
+
+Every model is frozen and forbids unknown keys, so a typo at any depth is an error. Secrets are
+``SecretStr`` and come in three spellings (``token``, ``token_env``, ``token_file``); they are
+resolved only when a command needs them (:func:`resolve_secret`), so ``check-config`` works on a
+machine that does not hold them. Relative paths are resolved against the config file's folder.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import tomllib
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from datetime import timedelta
+from decimal import Decimal
+from pathlib import Path
+from typing import Annotated, Any, Literal, TypeAlias
+from urllib.parse import urlsplit
+
+from pydantic import (
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    SecretStr,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
+from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
+
+from monitor.errors import ConfigError
+from monitor.models import KNOWN_FIELDS, NUMERIC_FIELDS, Severity
+
+ENV_CONFIG = "BALANCE_MONITOR_CONFIG"
+DEFAULT_CONFIG = Path("config.toml")
+SOURCE_DOWN_RULE = "source_down"
+
+# --------------------------------------------------------------------------- durations
+
+_DURATION_PART = re.compile(r"(\d+(?:\.\d+)?)(ms|s|m|h|d)")
+_UNIT_SECONDS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0}
+_DURATION_HELP = "must be a duration like '30s', '5m', '1h', '1h30m' or a number of seconds"
+
+
+def parse_duration(value: Any) -> timedelta:
+    """``"30s"``, ``"5m"``, ``"1h30m"``, ``"250ms"`` or a number of seconds -> ``timedelta``."""
+    if isinstance(value, timedelta):
+        return value
+    if isinstance(value, bool):
+        raise ValueError(_DURATION_HELP)
+    if isinstance(value, int | float | Decimal):
+        seconds = float(value)
+    elif isinstance(value, str):
+        text = value.strip().lower().replace(" ", "")
+        try:
+            seconds = float(text)
+        except ValueError:
+            pos, seconds = 0, 0.0
+            for match in _DURATION_PART.finditer(text):
+                if match.start() != pos:
+                    raise ValueError(_DURATION_HELP) from None
+                seconds += float(match.group(1)) * _UNIT_SECONDS[match.group(2)]
+                pos = match.end()
+            if pos != len(text) or not text:
+                raise ValueError(_DURATION_HELP) from None
+    else:
+        raise ValueError(_DURATION_HELP)
+    if seconds < 0 or seconds != seconds:  # negative or NaN
+        raise ValueError("must not be negative")
+    return timedelta(seconds=seconds)
+
+
+Duration: TypeAlias = Annotated[timedelta, BeforeValidator(parse_duration)]
+Name: TypeAlias = Annotated[str, Field(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9_.:-]+$")]
+
+
+def format_duration(value: timedelta) -> str:
+    seconds = value.total_seconds()
+    for unit, size in (("h", 3600), ("m", 60)):
+        if seconds >= size and seconds % size == 0:
+            return f"{int(seconds // size)}{unit}"
+    return f"{seconds:g}s"
+
+
+# --------------------------------------------------------------------------- secrets
+
+
+class _Model(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+def _check_secret_spellings(
+    model: BaseModel, name: str, *, required: bool
+) -> None:
+    given = [
+        key
+        for key in (name, f"{name}_env", f"{name}_file")
+        if getattr(model, key) is not None
+    ]
+    if len(given) > 1:
+        raise ValueError(
+            f"give only one of {name}, {name}_env, {name}_file (got {', '.join(given)})"
+        )
+    if required and not given:
+        raise ValueError(f"one of {name}, {name}_env, {name}_file is required")
+
+
+@dataclass(frozen=True)
+class SecretRef:
+    """Where a secret comes from, for messages: never the secret itself."""
+
+    key: str  # e.g. "api.token_env"
+    value: SecretStr | None
+    env: str | None
+    file: Path | None
+
+    def describe(self) -> str:
+        if self.env is not None:
+            return f"env {self.env}"
+        if self.file is not None:
+            return f"file {self.file}"
+        return "inline"
+
+
+def resolve_secret(ref: SecretRef) -> SecretStr:
+    """Read a secret from where the config says it is; ``ConfigError`` names the key, not the value."""
+    if ref.value is not None:
+        return ref.value
+    if ref.env is not None:
+        text = os.environ.get(ref.env)
+        if not text:
+            raise ConfigError(f"{ref.key}: environment variable {ref.env} is not set")
+        return SecretStr(text)
+    if ref.file is not None:
+        try:
+            text = _expand_credentials(ref.file).read_text(encoding="utf-8")
+        except OSError as exc:
+            raise ConfigError(f"{ref.key}: cannot read {ref.file}: {exc.strerror}") from exc
+        text = text.rstrip("\r\n")
+        if not text:
+            raise ConfigError(f"{ref.key}: {ref.file} is empty")
+        return SecretStr(text)
+    raise ConfigError(f"{ref.key}: no secret given")
+
+
+def _expand_credentials(path: Path) -> Path:
+    """``$CREDENTIALS_DIRECTORY/token`` works as systemd's ``LoadCredential=`` intends."""
+    return Path(os.path.expandvars(str(path)))
+
+
+def check_secret(ref: SecretRef) -> str | None:
+    """A note when a secret cannot be resolved here (``check-config`` reports it, not fatal)."""
+    try:
+        resolve_secret(ref)
+    except ConfigError as exc:
+        return str(exc)
+    return None
+
+
+def _http_url(value: str) -> str:
+    parts = urlsplit(value)
+    if parts.scheme not in ("http", "https") or not parts.netloc:
+        raise ValueError("must be an http:// or https:// URL")
+    return value
+
+
+def _check_url_secret(value: SecretStr | None) -> SecretStr | None:
+    if value is not None:
+        try:
+            _http_url(value.get_secret_value())
+        except ValueError:
+            raise ValueError("must be an http:// or https:// URL") from None
+    return value
+
+
+def public_url(url: str) -> str:
+    """The URL without credentials, query or fragment: safe to log."""
+    parts = urlsplit(url)
+    host = parts.hostname or ""
+    if parts.port:
+        host = f"{host}:{parts.port}"
+    return f"{parts.scheme}://{host}{parts.path}"
+
+
+# --------------------------------------------------------------------------- sections
+
+
+class ApiConfig(_Model):
+    url: Annotated[str, BeforeValidator(lambda v: _http_url(v) if isinstance(v, str) else v)]
+    token: SecretStr | None = None
+    token_env: str | None = None
+    token_file: Path | None = None
+    timeout: Duration = timedelta(seconds=10)
+    down_after: int = Field(default=3, ge=1)
+
+    @model_validator(mode="after")
+    def _one_token(self) -> ApiConfig:
+        _check_secret_spellings(self, "token", required=True)
+        return self
+
+    @property
+    def token_ref(self) -> SecretRef:
+        return SecretRef(self._token_key(), self.token, self.token_env, self.token_file)
+
+    def _token_key(self) -> str:
+        if self.token_env is not None:
+            return "api.token_env"
+        if self.token_file is not None:
+            return "api.token_file"
+        return "api.token"
+
+
+class ScheduleConfig(_Model):
+    interval: Duration = timedelta(seconds=30)
+    jitter: Duration = timedelta(0)
+
+    @field_validator("interval")
+    @classmethod
+    def _positive(cls, value: timedelta) -> timedelta:
+        if value < timedelta(seconds=1):
+            raise ValueError("must be at least 1s")
+        return value
+
+
+class StateConfig(_Model):
+    path: Path = Path("balance-monitor.db")
+
+
+class DeliveryConfig(_Model):
+    max_age: Duration = timedelta(hours=24)
+    initial_backoff: Duration = timedelta(seconds=2)
+    max_backoff: Duration = timedelta(minutes=5)
+    once_deadline: Duration = timedelta(seconds=30)
+
+
+class LogConfig(_Model):
+    level: Literal["debug", "info", "warning", "error"] = "info"
+    format: Literal["console", "json"] | None = None
+
+
+# --------------------------------------------------------------------------- sinks
+
+
+class _SinkBase(_Model):
+    name: Name
+    timeout: Duration = timedelta(seconds=10)
+
+
+class WebhookSinkConfig(_SinkBase):
+    type: Literal["webhook"]
+    url: SecretStr | None = None
+    url_env: str | None = None
+    url_file: Path | None = None
+    secret: SecretStr | None = None
+    secret_env: str | None = None
+    secret_file: Path | None = None
+    headers: dict[str, str] = Field(default_factory=dict)
+
+    _url_check = field_validator("url")(classmethod(lambda cls, v: _check_url_secret(v)))
+
+    @model_validator(mode="after")
+    def _secrets(self) -> WebhookSinkConfig:
+        _check_secret_spellings(self, "url", required=True)
+        _check_secret_spellings(self, "secret", required=False)
+        return self
+
+    def url_ref(self, index: int) -> SecretRef:
+        return _ref(f"sinks[{index}]", "url", self.url, self.url_env, self.url_file)
+
+    def secret_ref(self, index: int) -> SecretRef | None:
+        if self.secret is None and self.secret_env is None and self.secret_file is None:
+            return None
+        return _ref(f"sinks[{index}]", "secret", self.secret, self.secret_env, self.secret_file)
+
+
+class SlackSinkConfig(_SinkBase):
+    type: Literal["slack"]
+    url: SecretStr | None = None
+    url_env: str | None = None
+    url_file: Path | None = None
+
+    _url_check = field_validator("url")(classmethod(lambda cls, v: _check_url_secret(v)))
+
+    @model_validator(mode="after")
+    def _secrets(self) -> SlackSinkConfig:
+        _check_secret_spellings(self, "url", required=True)
+        return self
+
+    def url_ref(self, index: int) -> SecretRef:
+        return _ref(f"sinks[{index}]", "url", self.url, self.url_env, self.url_file)
+
+
+class LogSinkConfig(_SinkBase):
+    type: Literal["log"]
+    level: Literal["info", "warning", "error"] = "warning"
+
+
+def _ref(
+    prefix: str, name: str, value: SecretStr | None, env: str | None, file: Path | None
+) -> SecretRef:
+    suffix = "_env" if env is not None else "_file" if file is not None else ""
+    return SecretRef(f"{prefix}.{name}{suffix}", value, env, file)
+
+
+SinkConfig: TypeAlias = Annotated[
+    WebhookSinkConfig | SlackSinkConfig | LogSinkConfig, Field(discriminator="type")
+]
+
+# --------------------------------------------------------------------------- rules
+
+Op: TypeAlias = Literal["<", "<=", ">", ">=", "==", "!="]
+
+
+class _RuleBase(_Model):
+    name: Name
+    severity: Severity = Severity.WARNING
+    sinks: tuple[Name, ...] | None = None
+    accounts: tuple[Annotated[str, Field(min_length=1)], ...] | None = None
+
+
+class RestrictionChangeRuleConfig(_RuleBase):
+    type: Literal["restriction_change"]
+
+
+class ThresholdRuleConfig(_RuleBase):
+    type: Literal["threshold"]
+    field: str
+    op: Op
+    value: Decimal
+
+    @field_validator("field")
+    @classmethod
+    def _numeric(cls, value: str) -> str:
+        if value not in NUMERIC_FIELDS:
+            raise ValueError(
+                f"'{value}' is not a numeric field; use one of {', '.join(NUMERIC_FIELDS)}"
+            )
+        return value
+
+    @field_validator("value", mode="before")
+    @classmethod
+    def _number(cls, value: Any) -> Any:
+        if isinstance(value, bool) or not isinstance(value, int | float | Decimal):
+            raise ValueError("must be a number")
+        # TOML floats arrive as float: go through str so 0.1 stays 0.1.
+        return Decimal(str(value)) if isinstance(value, float) else value
+
+
+class ChangeRuleConfig(_RuleBase):
+    type: Literal["change"]
+    field: str
+
+    @field_validator("field")
+    @classmethod
+    def _known(cls, value: str) -> str:
+        if value not in KNOWN_FIELDS or value == "account_number":
+            fields = ", ".join(f for f in KNOWN_FIELDS if f != "account_number")
+            raise ValueError(f"unknown field '{value}'; use one of {fields}")
+        return value
+
+
+RuleConfig: TypeAlias = Annotated[
+    RestrictionChangeRuleConfig | ThresholdRuleConfig | ChangeRuleConfig,
+    Field(discriminator="type"),
+]
+
+# --------------------------------------------------------------------------- root
+
+
+class Config(BaseSettings):
+    """The whole configuration file. Built only by :func:`load_config` (or from a dict in tests)."""
+
+    model_config = SettingsConfigDict(extra="forbid", frozen=True)
+
+    api: ApiConfig
+    schedule: ScheduleConfig = ScheduleConfig()
+    state: StateConfig = StateConfig()
+    delivery: DeliveryConfig = DeliveryConfig()
+    log: LogConfig = LogConfig()
+    sinks: tuple[SinkConfig, ...] = Field(min_length=1)
+    rules: tuple[RuleConfig, ...] = ()
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        # The TOML file is the only source: an environment variable never changes a key
+        # behind the operator's back (secrets name their own variables with *_env).
+        return (init_settings,)
+
+    @model_validator(mode="after")
+    def _references(self) -> Config:
+        problems: list[str] = []
+        problems += _duplicates("sinks", (s.name for s in self.sinks), "sink")
+        problems += _duplicates("rules", (r.name for r in self.rules), "rule")
+        sink_names = {s.name for s in self.sinks}
+        for i, rule in enumerate(self.rules):
+            if rule.name == SOURCE_DOWN_RULE:
+                problems.append(f"rules[{i}].name: '{SOURCE_DOWN_RULE}' is the built-in rule")
+            for name in rule.sinks or ():
+                if name not in sink_names:
+                    problems.append(f"rules[{i}].sinks: unknown sink '{name}'")
+        if problems:
+            raise ValueError("\n".join(problems))
+        return self
+
+    def secret_refs(self) -> list[SecretRef]:
+        refs = [self.api.token_ref]
+        for i, sink in enumerate(self.sinks):
+            if isinstance(sink, WebhookSinkConfig | SlackSinkConfig):
+                refs.append(sink.url_ref(i))
+            if isinstance(sink, WebhookSinkConfig) and (ref := sink.secret_ref(i)) is not None:
+                refs.append(ref)
+        return refs
+
+    def sinks_for(self, rule: str) -> tuple[str, ...]:
+        """The sink names a rule's notifications go to (``source_down``: every sink)."""
+        for r in self.rules:
+            if r.name == rule and r.sinks is not None:
+                return r.sinks
+        return tuple(s.name for s in self.sinks)
+
+    def summary(self) -> str:
+        return (
+            f"source {public_url(self.api.url)} (token from {self.api.token_ref.describe()}), "
+            f"every {format_duration(self.schedule.interval)}, "
+            f"{_plural(len(self.rules), 'rule')}, {_plural(len(self.sinks), 'sink')}"
+        )
+
+
+def _plural(n: int, word: str) -> str:
+    return f"{n} {word}{'' if n == 1 else 's'}"
+
+
+def _duplicates(section: str, names: Iterable[str], what: str) -> list[str]:
+    seen: set[str] = set()
+    problems = []
+    for i, name in enumerate(names):
+        if name in seen:
+            problems.append(f"{section}[{i}].name: duplicate {what} name '{name}'")
+        seen.add(name)
+    return problems
+
+
+# --------------------------------------------------------------------------- loading
+
+
+def default_config_path() -> Path:
+    env = os.environ.get(ENV_CONFIG)
+    return Path(env) if env else DEFAULT_CONFIG
+
+
+def load_config(path: Path) -> Config:
+    """Read, parse and validate the file; every problem is a ``ConfigError`` naming the key."""
+    try:
+        text = path.read_bytes().decode("utf-8")
+    except FileNotFoundError:
+        raise ConfigError(f"{path}: no such file") from None
+    except IsADirectoryError:
+        raise ConfigError(f"{path}: is a directory") from None
+    except OSError as exc:
+        raise ConfigError(f"{path}: cannot read: {exc.strerror}") from exc
+    except UnicodeDecodeError as exc:
+        raise ConfigError(f"{path}: not UTF-8 text (byte {exc.start})") from exc
+    try:
+        data = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"{path}: TOML syntax error: {exc}") from exc
+    return config_from_dict(data, base_dir=path.resolve().parent, origin=str(path))
+
+
+def config_from_dict(data: Mapping[str, Any], *, base_dir: Path, origin: str = "config") -> Config:
+    try:
+        config = Config.model_validate(dict(data))
+    except ValidationError as exc:
+        problems = format_validation_errors(exc)
+        raise ConfigError(f"{origin}: {_plural(len(problems), 'problem')}", problems) from None
+    return _resolve_paths(config, base_dir)
+
+
+def _resolve_paths(config: Config, base_dir: Path) -> Config:
+    def fix(path: Path | None) -> Path | None:
+        if path is None or path.is_absolute() or str(path).startswith("$"):
+            return path
+        return base_dir / path
+
+    state_path = config.state.path
+    if not state_path.is_absolute():
+        state_dir = os.environ.get("STATE_DIRECTORY")  # systemd's StateDirectory=
+        state_path = Path(state_dir) / state_path if state_dir else base_dir / state_path
+    sinks = tuple(
+        sink.model_copy(update={"url_file": fix(sink.url_file)})
+        if isinstance(sink, WebhookSinkConfig | SlackSinkConfig)
+        else sink
+        for sink in config.sinks
+    )
+    sinks = tuple(
+        s.model_copy(update={"secret_file": fix(s.secret_file)})
+        if isinstance(s, WebhookSinkConfig)
+        else s
+        for s in sinks
+    )
+    return config.model_copy(
+        update={
+            "api": config.api.model_copy(update={"token_file": fix(config.api.token_file)}),
+            "state": config.state.model_copy(update={"path": state_path}),
+            "sinks": sinks,
+        }
+    )
+
+
+# --------------------------------------------------------------------------- error messages
+
+_TAGGED = {"rules", "sinks"}
+
+
+def _location(loc: tuple[int | str, ...]) -> str:
+    out = ""
+    skip_tag = False
+    for part in loc:
+        if isinstance(part, int):
+            out += f"[{part}]"
+            skip_tag = True
+            continue
+        if skip_tag:
+            skip_tag = False
+            if out.split("[")[0] in _TAGGED and out.count("[") == 1 and part in _TAG_VALUES:
+                continue  # pydantic puts the discriminator's value in the path
+        out += f".{part}" if out else str(part)
+    return out
+
+
+_TAG_VALUES: set[str] = set()
+
+
+def _message(error: Mapping[str, Any]) -> str:
+    kind = error["type"]
+    ctx = error.get("ctx") or {}
+    if kind == "extra_forbidden":
+        return "unknown key"
+    if kind == "missing":
+        return "required key missing"
+    if kind == "literal_error":
+        options = re.findall(r"'([^']*)'", str(ctx.get("expected", "")))
+        return f"must be one of {', '.join(options)}"
+    if kind == "enum":
+        options = re.findall(r"'([^']*)'", str(ctx.get("expected", "")))
+        return f"must be one of {', '.join(options)}"
+    if kind == "union_tag_invalid":
+        known = ", ".join(sorted(re.findall(r"'([^']*)'", str(ctx.get("expected_tags", "")))))
+        what = "rule" if "restriction_change" in known else "sink"
+        return f"unknown {what} type '{ctx.get('tag')}' (known: {known})"
+    if kind == "union_tag_not_found":
+        return "required key 'type' missing"
+    if kind == "too_short" and ctx.get("min_length") == 1:
+        return "must not be empty"
+    if kind == "string_pattern_mismatch":
+        return "may contain only letters, digits and _ . : -"
+    message = str(error["msg"])
+    for prefix in ("Value error, ", "Assertion failed, "):
+        message = message.removeprefix(prefix)
+    return message
+
+
+def format_validation_errors(exc: ValidationError) -> list[str]:
+    """One ``key.path: message`` line per problem; never the offending value (it may be secret)."""
+    lines: list[str] = []
+    for error in exc.errors(include_input=False, include_url=False):
+        loc = _location(tuple(error["loc"]))
+        if error["type"] in ("union_tag_invalid", "union_tag_not_found"):
+            loc = f"{loc}.type"
+        for line in _message(error).splitlines():
+            if ": " in line and re.match(r"^[a-z_]+(\[\d+\])?(\.[a-z_]+)*: ", line):
+                lines.append(line)  # a cross-reference problem that names its own key
+            else:
+                lines.append(f"{loc}: {line}" if loc else line)
+    return lines
+
+
+RULE_CONFIG_TYPES: dict[str, type[BaseModel]] = {
+    "restriction_change": RestrictionChangeRuleConfig,
+    "threshold": ThresholdRuleConfig,
+    "change": ChangeRuleConfig,
+}
+SINK_CONFIG_TYPES: dict[str, type[BaseModel]] = {
+    "webhook": WebhookSinkConfig,
+    "slack": SlackSinkConfig,
+    "log": LogSinkConfig,
+}
+_TAG_VALUES.update(RULE_CONFIG_TYPES, SINK_CONFIG_TYPES)

@@ -1,0 +1,74 @@
+"""The whole exception hierarchy of balance-monitor.
+
+Third-party exceptions (aiohttp, pydantic, sqlite3, tomllib) are translated into these at the
+one boundary where they can occur, with ``raise ... from exc``::
+
+    MonitorError
+    ├── ConfigError        the configuration file or a secret it names cannot be used
+    ├── SourceError        the balances endpoint could not give us a snapshot
+    │   ├── FetchError     connection error, timeout, non-2xx status (carries status, retry_after)
+    │   └── ParseError     the body is not JSON, or not a JSON array
+    ├── SinkError          a notification could not be delivered (carries retryable, retry_after)
+    └── StoreError         the SQLite state database failed
+
+No message ever contains a secret: tokens, webhook URLs and HMAC keys stay out of ``str(exc)``.
+"""
+
+from __future__ import annotations
+
+
+class MonitorError(Exception):
+    """Root of every error balance-monitor raises on purpose."""
+
+
+class ConfigError(MonitorError):
+    """The configuration is invalid; ``problems`` lists one line per offending key."""
+
+    def __init__(self, message: str, problems: list[str] | None = None) -> None:
+        super().__init__(message)
+        self.problems: list[str] = problems if problems is not None else [message]
+
+
+class SourceError(MonitorError):
+    """The balances endpoint could not give us a usable snapshot."""
+
+
+class FetchError(SourceError):
+    """The HTTP request failed: connection error, timeout or a non-2xx status."""
+
+    def __init__(
+        self, message: str, *, status: int | None = None, retry_after: float | None = None
+    ) -> None:
+        super().__init__(message)
+        self.status = status
+        self.retry_after = retry_after
+
+
+class ParseError(SourceError):
+    """The response body is not JSON, or not a JSON array of accounts."""
+
+
+class SinkError(MonitorError):
+    """A notification could not be delivered.
+
+    ``retryable`` is true for connection errors, timeouts, 5xx and 429; false for other 4xx and
+    for problems that a retry cannot fix. ``retry_after`` (seconds) comes from a ``Retry-After``
+    header when the receiver sent one.
+    """
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        retryable: bool,
+        status: int | None = None,
+        retry_after: float | None = None,
+    ) -> None:
+        super().__init__(message)
+        self.retryable = retryable
+        self.status = status
+        self.retry_after = retry_after
+
+
+class StoreError(MonitorError):
+    """The SQLite state database could not be read or written."""

@@ -1,0 +1,186 @@
+"""Frozen value types that flow through the pipeline.
+
+``Account`` and ``Snapshot`` come out of :mod:`monitor.parse`, ``Change`` out of
+:mod:`monitor.diff`, ``Alert`` (with the ``ActiveAlert`` state it updates) out of
+:mod:`monitor.rules`, and ``Notification`` (an alert with its delivery id) goes into the outbox.
+Money is ``Decimal`` everywhere; nothing here does I/O or reads the clock.
+"""
+
+from __future__ import annotations
+
+import enum
+from collections.abc import Mapping
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from decimal import Decimal
+from typing import Any, Literal, TypeAlias
+
+JSONScalar: TypeAlias = str | int | bool | Decimal | None
+JSONValue: TypeAlias = JSONScalar | list["JSONValue"] | dict[str, "JSONValue"]
+Record: TypeAlias = Mapping[str, JSONValue]
+
+MONEY_FIELDS: tuple[str, ...] = (
+    "account_value_total",
+    "cash",
+    "day_trading_buying_power",
+    "margin_buying_power",
+    "non_margin_buying_power",
+    "position_market_value",
+    "unsettled_cash",
+    "cash_to_withdraw",
+)
+INTEGER_FIELDS: tuple[str, ...] = ("daytrades_count",)
+NUMERIC_FIELDS: tuple[str, ...] = MONEY_FIELDS + INTEGER_FIELDS
+TEXT_FIELDS: tuple[str, ...] = (
+    "account_number",
+    "trade_platform",
+    "margin_type",
+    "restriction",
+    "restriction_reason",
+)
+KNOWN_FIELDS: tuple[str, ...] = TEXT_FIELDS + NUMERIC_FIELDS
+
+#: Enumerations documented upstream. Other values are kept as data (the vendor adds them).
+KNOWN_ENUMS: Mapping[str, frozenset[str]] = {
+    "margin_type": frozenset({"cash", "marginx1", "marginx2", "daytrader"}),
+    "restriction": frozenset({"none", "restricted", "disabled", "closed"}),
+}
+
+DEFAULT_SOURCE = "default"
+
+
+class Severity(enum.StrEnum):
+    INFO = "info"
+    WARNING = "warning"
+    CRITICAL = "critical"
+
+
+class Status(enum.StrEnum):
+    FIRING = "firing"
+    RESOLVED = "resolved"
+
+
+@dataclass(frozen=True, slots=True)
+class Account:
+    """One account's record as the API returned it, validated; money fields are ``Decimal``.
+
+    ``record`` holds every field of the response object, unknown ones included.
+    """
+
+    account_number: str
+    record: Record
+
+    def get(self, name: str) -> JSONValue:
+        return self.record.get(name)
+
+
+@dataclass(frozen=True, slots=True)
+class Snapshot:
+    """Every usable account of one successful poll of one source."""
+
+    source: str
+    observed_at: datetime
+    accounts: Mapping[str, Account]
+
+
+@dataclass(frozen=True, slots=True)
+class Problem:
+    """A record that could not be used, or a value worth a warning. Never fatal."""
+
+    message: str
+    account_number: str | None = None
+    field: str | None = None
+    index: int | None = None
+    #: True for a skipped record, False for a value kept with a warning (an unknown enum value).
+    skipped: bool = True
+
+
+@dataclass(frozen=True, slots=True)
+class ParseResult:
+    accounts: Mapping[str, Account]
+    problems: tuple[Problem, ...] = ()
+
+
+ChangeKind = Literal["changed", "added", "removed"]
+
+
+@dataclass(frozen=True, slots=True)
+class Change:
+    """One difference between the previous and the current snapshot.
+
+    For ``added``/``removed`` accounts ``field`` is ``None`` and ``previous``/``current`` hold the
+    whole record (or ``None``).
+    """
+
+    kind: ChangeKind
+    account_number: str
+    field: str | None = None
+    previous: Any = None
+    current: Any = None
+
+
+@dataclass(frozen=True, slots=True)
+class ActiveAlert:
+    """A firing alert episode, kept in the state database until it resolves."""
+
+    rule: str
+    account_number: str | None
+    fingerprint: str
+    started_at: datetime
+
+
+@dataclass(frozen=True, slots=True)
+class Alert:
+    """A state transition worth telling someone about (an alert firing or resolving)."""
+
+    status: Status
+    fingerprint: str
+    rule: str
+    type: str
+    severity: Severity
+    account_number: str | None
+    field: str | None
+    previous: JSONValue
+    current: JSONValue
+    summary: str
+    observed_at: datetime
+    snapshot: Record | None = None
+    source: str = DEFAULT_SOURCE
+
+
+@dataclass(frozen=True, slots=True)
+class Notification:
+    """An alert with the id that identifies it to receivers, the same across its retries."""
+
+    id: str
+    alert: Alert
+
+    def payload(self) -> dict[str, JSONValue]:
+        """The notification's JSON document: exactly the documented fields, in order."""
+        a = self.alert
+        return {
+            "id": self.id,
+            "fingerprint": a.fingerprint,
+            "status": a.status.value,
+            "rule": a.rule,
+            "type": a.type,
+            "severity": a.severity.value,
+            "account_number": a.account_number,
+            "field": a.field,
+            "previous": a.previous,
+            "current": a.current,
+            "summary": a.summary,
+            "observed_at": rfc3339(a.observed_at),
+            "snapshot": dict(a.snapshot) if a.snapshot is not None else None,
+        }
+
+
+def rfc3339(moment: datetime) -> str:
+    """``2024-05-01T12:00:00.123456Z``: UTC, with a ``Z``; ``moment`` must be timezone-aware."""
+    if moment.tzinfo is None:
+        raise ValueError("naive datetime")
+    text = moment.astimezone(tz=UTC).isoformat()
+    return text.replace("+00:00", "Z")
+
+
+
