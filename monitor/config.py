@@ -68,7 +68,7 @@ def parse_duration(value: Any) -> timedelta:
                 raise ValueError(_DURATION_HELP) from None
     else:
         raise ValueError(_DURATION_HELP)
-    if seconds < 0 or seconds != seconds:  # negative or NaN
+    if not seconds >= 0:  # negative or NaN
         raise ValueError("must not be negative")
     return timedelta(seconds=seconds)
 
@@ -92,13 +92,9 @@ class _Model(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
 
-def _check_secret_spellings(
-    model: BaseModel, name: str, *, required: bool
-) -> None:
+def _check_secret_spellings(model: BaseModel, name: str, *, required: bool) -> None:
     given = [
-        key
-        for key in (name, f"{name}_env", f"{name}_file")
-        if getattr(model, key) is not None
+        key for key in (name, f"{name}_env", f"{name}_file") if getattr(model, key) is not None
     ]
     if len(given) > 1:
         raise ValueError(
@@ -126,7 +122,7 @@ class SecretRef:
 
 
 def resolve_secret(ref: SecretRef) -> SecretStr:
-    """Read a secret from where the config says it is; ``ConfigError`` names the key, not the value."""
+    """Read a secret where the config says it is; a ``ConfigError`` names the key, not the value."""
     if ref.value is not None:
         return ref.value
     if ref.env is not None:

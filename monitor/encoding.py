@@ -7,14 +7,14 @@ would print float noise; :func:`dumps` writes the decimal's own digits instead.
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from datetime import datetime
 from decimal import Decimal
 from typing import Any
 
 from monitor.models import rfc3339
 
-_encode_str = json.encoder.encode_basestring_ascii  # type: ignore[attr-defined]
+_encode_str = json.encoder.encode_basestring_ascii
 
 
 def _reject_constant(name: str) -> Any:
@@ -26,14 +26,17 @@ def loads(data: bytes | str) -> Any:
     return json.loads(data, parse_float=Decimal, parse_constant=_reject_constant)
 
 
-def dumps(value: Any) -> str:
-    """Compact JSON; ``Decimal`` as a number with its own digits, ``datetime`` as RFC 3339."""
+def dumps(value: Any, *, default: Callable[[Any], Any] | None = None) -> str:
+    """Compact JSON; ``Decimal`` as a number with its own digits, ``datetime`` as RFC 3339.
+
+    ``default`` turns an otherwise unencodable object into something encodable.
+    """
     parts: list[str] = []
-    _encode(value, parts.append)
+    _encode(value, parts.append, default)
     return "".join(parts)
 
 
-def _encode(value: Any, out: Any) -> None:  # noqa: PLR0912
+def _encode(value: Any, out: Callable[[str], Any], default: Callable[[Any], Any] | None) -> None:
     if value is None:
         out("null")
     elif value is True:
@@ -61,14 +64,16 @@ def _encode(value: Any, out: Any) -> None:  # noqa: PLR0912
             first = False
             out(_encode_str(str(key)))
             out(":")
-            _encode(item, out)
+            _encode(item, out, default)
         out("}")
     elif isinstance(value, list | tuple):
         out("[")
         for i, item in enumerate(value):
             if i:
                 out(",")
-            _encode(item, out)
+            _encode(item, out, default)
         out("]")
+    elif default is not None:
+        _encode(default(value), out, None)
     else:
         raise TypeError(f"cannot encode {type(value).__name__} as JSON")

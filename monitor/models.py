@@ -174,6 +174,29 @@ class Notification:
             "snapshot": dict(a.snapshot) if a.snapshot is not None else None,
         }
 
+    @classmethod
+    def from_payload(
+        cls, payload: Mapping[str, Any], *, source: str = DEFAULT_SOURCE
+    ) -> Notification:
+        """The inverse of :meth:`payload` (the outbox stores payloads)."""
+        snapshot = payload.get("snapshot")
+        alert = Alert(
+            status=Status(payload["status"]),
+            fingerprint=payload["fingerprint"],
+            rule=payload["rule"],
+            type=payload["type"],
+            severity=Severity(payload["severity"]),
+            account_number=payload.get("account_number"),
+            field=payload.get("field"),
+            previous=payload.get("previous"),
+            current=payload.get("current"),
+            summary=payload["summary"],
+            observed_at=datetime.fromisoformat(payload["observed_at"]),
+            snapshot=dict(snapshot) if isinstance(snapshot, Mapping) else None,
+            source=source,
+        )
+        return cls(id=payload["id"], alert=alert)
+
 
 def rfc3339(moment: datetime) -> str:
     """``2024-05-01T12:00:00.123456Z``: UTC, with a ``Z``; ``moment`` must be timezone-aware."""
@@ -181,6 +204,3 @@ def rfc3339(moment: datetime) -> str:
         raise ValueError("naive datetime")
     text = moment.astimezone(tz=UTC).isoformat()
     return text.replace("+00:00", "Z")
-
-
-

@@ -1,0 +1,210 @@
+"""Drains the outbox: one worker per sink, retries with backoff, nothing lost.
+
+Each sink gets its own worker, so a slow or failing sink never delays another, nor polling.
+A worker takes its sink's oldest pending notification (order per sink is kept: a ``resolved``
+never overtakes its ``firing``), sends it, and records the outcome in the store:
+
+* success: ``delivered``;
+* retryable ``SinkError`` (connection, timeout, 5xx, 429): ``pending`` again, next attempt after
+  an exponential backoff with jitter, never sooner than the receiver's ``Retry-After``;
+* other ``SinkError`` (4xx): ``failed``, logged with the status;
+* older than ``delivery.max_age``: ``expired``, logged as an error.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import random
+import time
+from collections.abc import Callable, Mapping
+
+import structlog
+
+from monitor.config import DeliveryConfig
+from monitor.errors import SinkError
+from monitor.sinks.base import Sink
+from monitor.store import OutboxRow, Store
+
+log = structlog.get_logger("monitor.delivery")
+
+#: How long a worker with nothing to do sleeps before it looks at the outbox again anyway.
+IDLE_RECHECK = 60.0
+
+
+def backoff(
+    attempts: int,
+    config: DeliveryConfig,
+    *,
+    retry_after: float | None = None,
+    rand: Callable[[], float] = random.random,
+) -> float:
+    """Seconds to wait after the ``attempts``-th failure: doubling, capped, with jitter."""
+    base = config.initial_backoff.total_seconds() * 2.0 ** min(attempts - 1, 30)
+    delay = min(base, config.max_backoff.total_seconds()) * (0.5 + rand() / 2)
+    if retry_after is not None:
+        delay = max(delay, retry_after)
+    return delay
+
+
+class Delivery:
+    """Owns the per-sink workers. ``wake()`` after queueing; ``drain()`` for ``once``."""
+
+    def __init__(
+        self,
+        store: Store,
+        sinks: Mapping[str, Sink],
+        config: DeliveryConfig,
+        *,
+        clock: Callable[[], float] = time.time,
+        rand: Callable[[], float] = random.random,
+    ) -> None:
+        self.store = store
+        self.sinks = dict(sinks)
+        self.config = config
+        self.clock = clock
+        self.rand = rand
+        self._wake = {name: asyncio.Event() for name in self.sinks}
+        self._stopping = False
+        self._tasks: list[asyncio.Task[None]] = []
+
+    def wake(self) -> None:
+        for event in self._wake.values():
+            event.set()
+
+    # ------------------------------------------------------------------ daemon mode
+
+    async def start(self) -> None:
+        await self.expire()
+        await self.store.retry_now(self.clock())
+        for name in await self.store.outbox_sinks():
+            if name not in self.sinks:
+                log.warning("outbox_sink_unknown", sink=name)
+        self._tasks = [
+            asyncio.create_task(self._worker(name, until=None), name=f"delivery:{name}")
+            for name in self.sinks
+        ]
+
+    async def stop(self, grace: float) -> None:
+        """Let in-flight sends finish for up to ``grace`` seconds; the rest stay queued."""
+        self._stopping = True
+        self.wake()
+        if not self._tasks:
+            return
+        _, running = await asyncio.wait(self._tasks, timeout=grace)
+        for task in running:
+            task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+        if running:
+            log.info("delivery_interrupted", sinks=sorted(t.get_name() for t in running))
+
+    # ------------------------------------------------------------------ once mode
+
+    async def drain(self, deadline: float) -> int:
+        """Deliver until nothing is due before ``deadline`` (a ``time.time()`` value).
+
+        Returns how many notifications are still pending for the configured sinks.
+        """
+        await self.expire()
+        await self.store.retry_now(self.clock())
+        await asyncio.gather(*(self._worker(name, until=deadline) for name in self.sinks))
+        return await self.store.pending(self.sinks)
+
+    # ------------------------------------------------------------------ workers
+
+    async def expire(self) -> None:
+        now = self.clock()
+        for row in await self.store.expire(
+            older_than=now - self.config.max_age.total_seconds(), now=now
+        ):
+            log.error(
+                "notification_expired",
+                sink=row.sink,
+                source=row.source,
+                id=row.id,
+                rule=row.payload.get("rule"),
+                account=row.payload.get("account_number"),
+                attempts=row.attempts,
+                max_age=str(self.config.max_age),
+            )
+
+    async def _worker(self, name: str, *, until: float | None) -> None:
+        sink = self.sinks[name]
+        wake = self._wake[name]
+        while not self._stopping:
+            wake.clear()
+            row = await self.store.next_pending(name)
+            if row is None:
+                if until is not None:
+                    return
+                await _wait(wake, IDLE_RECHECK)
+                continue
+            now = self.clock()
+            if now - row.created_at > self.config.max_age.total_seconds():
+                await self.expire()
+                continue
+            if row.next_attempt_at > now:
+                if until is not None and row.next_attempt_at > until:
+                    return
+                await _wait(wake, row.next_attempt_at - now, interruptible=until is None)
+                continue
+            await self._attempt(sink, row)
+
+    async def _attempt(self, sink: Sink, row: OutboxRow) -> None:
+        payload = row.payload
+        context = {
+            "sink": sink.name,
+            "source": row.source,
+            "id": row.id,
+            "rule": payload.get("rule"),
+            "account": payload.get("account_number"),
+            "status": payload.get("status"),
+        }
+        attempt = row.attempts + 1
+        try:
+            await sink.send(row.notification())
+        except SinkError as exc:
+            now = self.clock()
+            if exc.retryable:
+                delay = backoff(attempt, self.config, retry_after=exc.retry_after, rand=self.rand)
+                log.warning(
+                    "delivery_retry",
+                    **context,
+                    attempt=attempt,
+                    error=str(exc),
+                    retry_in=round(delay, 2),
+                )
+                await self.store.mark(
+                    row.seq, "pending", now=now, error=str(exc), next_attempt_at=now + delay
+                )
+            else:
+                log.error(
+                    "delivery_failed",
+                    **context,
+                    attempt=attempt,
+                    error=str(exc),
+                    http_status=exc.status,
+                )
+                await self.store.mark(row.seq, "failed", now=now, error=str(exc))
+        except Exception as exc:  # a sink bug must not kill the worker: retry like a 5xx
+            now = self.clock()
+            delay = backoff(attempt, self.config, rand=self.rand)
+            log.error(
+                "delivery_crashed", **context, attempt=attempt, error=repr(exc), exc_info=True
+            )
+            await self.store.mark(
+                row.seq, "pending", now=now, error=repr(exc), next_attempt_at=now + delay
+            )
+        else:
+            log.info("notification_delivered", **context, attempt=attempt)
+            await self.store.mark(row.seq, "delivered", now=self.clock())
+
+
+async def _wait(event: asyncio.Event, seconds: float, *, interruptible: bool = True) -> None:
+    """Sleep up to ``seconds``, sooner when ``event`` is set (if ``interruptible``)."""
+    if not interruptible:
+        await asyncio.sleep(max(seconds, 0))
+        return
+    with contextlib.suppress(TimeoutError):
+        async with asyncio.timeout(max(seconds, 0)):
+            await event.wait()

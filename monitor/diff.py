@@ -1,0 +1,88 @@
+"""(previous accounts, current accounts) -> the list of changes between them. Pure.
+
+Values are compared as data: numbers numerically (``1.0`` equals ``1.00`` and ``1``), a field
+missing on one side equals ``null``, and a boolean never equals a number (``true`` is not ``1``).
+The order is deterministic: by account number, then the fields in the order of
+:data:`~monitor.models.KNOWN_FIELDS`, then unknown fields sorted by name.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any, Final
+
+from monitor.models import KNOWN_FIELDS, Account, Change, JSONValue
+
+__all__ = ["changed_fields", "diff"]
+
+_KNOWN: Final = frozenset(KNOWN_FIELDS)
+_NO_FIELDS: Final[Mapping[str, JSONValue]] = {}
+
+
+def diff(previous: Mapping[str, Account] | None, current: Mapping[str, Account]) -> list[Change]:
+    """Every change from ``previous`` to ``current``; ``previous`` is ``None`` on the first poll.
+
+    Accounts in both give one ``changed`` per differing field; an account only in ``current`` is
+    ``added`` (``current`` holds its record), one only in ``previous`` is ``removed``.
+    """
+    if previous is None:
+        return []
+    changes: list[Change] = []
+    for number in sorted(previous.keys() | current.keys()):
+        before = previous.get(number)
+        after = current.get(number)
+        if before is not None and after is not None:
+            for name, (old, new) in changed_fields(before, after).items():
+                changes.append(
+                    Change(
+                        kind="changed", account_number=number, field=name, previous=old, current=new
+                    )
+                )
+        elif after is not None:
+            changes.append(Change(kind="added", account_number=number, current=after.record))
+        elif before is not None:
+            changes.append(Change(kind="removed", account_number=number, previous=before.record))
+    return changes
+
+
+def changed_fields(previous: Account | None, current: Account) -> dict[str, tuple[Any, Any]]:
+    """``{field: (previous value, current value)}`` for every field that differs, in diff order.
+
+    A missing field reads as ``None``; with no ``previous`` every non-null field of ``current``
+    is listed.
+    """
+    old = previous.record if previous is not None else _NO_FIELDS
+    new = current.record
+    if old is new:
+        return {}
+    fields: dict[str, tuple[Any, Any]] = {}
+    for name in KNOWN_FIELDS:
+        _compare(name, old.get(name), new.get(name), fields)
+    extra = {name for name in old if name not in _KNOWN}
+    extra.update(name for name in new if name not in _KNOWN)
+    for name in sorted(extra):
+        _compare(name, old.get(name), new.get(name), fields)
+    return fields
+
+
+def _compare(name: str, a: Any, b: Any, into: dict[str, tuple[Any, Any]]) -> None:
+    kind = type(a)
+    if kind is type(b) and kind is not list and kind is not dict and a == b:
+        return  # the common case: same scalar type, equal value
+    if not _same(a, b):
+        into[name] = (a, b)
+
+
+def _same(a: Any, b: Any) -> bool:
+    """JSON equality: numbers numerically, a boolean only equals itself, containers deeply."""
+    if a is b:
+        return True
+    if isinstance(a, bool) or isinstance(b, bool):
+        return False  # True and False are singletons, so `a is b` has already said yes
+    if isinstance(a, list) and isinstance(b, list):
+        return len(a) == len(b) and all(map(_same, a, b))
+    if isinstance(a, dict) and isinstance(b, dict):
+        return a.keys() == b.keys() and all(_same(a[key], b[key]) for key in a)
+    if isinstance(a, list | dict) or isinstance(b, list | dict):
+        return False
+    return bool(a == b)

@@ -1,0 +1,241 @@
+"""The body of ``GET /accounts`` -> validated accounts plus per-record problems. Pure.
+
+A body that is not a JSON array raises :class:`~monitor.errors.ParseError`: nothing in it can be
+trusted. Inside the array every record stands alone: a bad record becomes a skipped
+:class:`~monitor.models.Problem` and the other accounts are processed normally.
+
+Per record, in one pass over its keys:
+
+- ``account_number`` must be a non-empty string; the first record with a given number wins, later
+  ones are skipped as duplicates (even when the first one was itself skipped).
+- Money fields are JSON numbers, kept as ``Decimal`` (integers are converted); a boolean or a string
+  is not a number.
+- ``daytrades_count`` is a non-negative integer (an integral ``3.0`` is accepted as ``3``).
+- Text fields are strings; an enumeration value we do not know is kept, with a warning
+  (``skipped=False``), because the vendor adds values.
+- A known field that is ``null`` is treated as absent and left out of the record.
+- Unknown fields are kept as data, unchanged.
+"""
+
+from __future__ import annotations
+
+import json
+from decimal import Decimal
+from types import MappingProxyType
+from typing import Any, Final
+
+from monitor.encoding import loads
+from monitor.errors import ParseError
+from monitor.models import (
+    INTEGER_FIELDS,
+    KNOWN_ENUMS,
+    MONEY_FIELDS,
+    TEXT_FIELDS,
+    Account,
+    JSONValue,
+    ParseResult,
+    Problem,
+)
+
+__all__ = ["parse_body", "parse_records", "problem_text"]
+
+_MONEY: Final = 1
+_INTEGER: Final = 2
+_TEXT: Final = 3
+_KIND: Final[dict[str, int]] = {
+    **dict.fromkeys(MONEY_FIELDS, _MONEY),
+    **dict.fromkeys(INTEGER_FIELDS, _INTEGER),
+    **dict.fromkeys(TEXT_FIELDS, _TEXT),
+}
+#: Longest excerpt of response text or of a value quoted in a message.
+_EXCERPT: Final = 40
+#: Integral decimals at or beyond this are refused for counts instead of being expanded into ints.
+_COUNT_LIMIT: Final = Decimal(10**18)
+#: Money at or beyond this is refused: no balance is that large, and arithmetic on exponents past
+#: the default context's ``Emax`` raises ``decimal.Overflow`` in whatever code touches it next.
+_MONEY_LIMIT: Final = Decimal("1E+30")
+
+
+class _RecordError(Exception):
+    """Internal: the record being checked must be skipped because of ``field``."""
+
+    def __init__(self, field: str, message: str) -> None:
+        super().__init__(message)
+        self.field = field
+        self.message = message
+
+
+def parse_body(body: bytes) -> ParseResult:
+    """Decode the response body of ``GET /accounts`` and validate every record in it.
+
+    Raises :class:`ParseError` when the body is not JSON or not a JSON array.
+    """
+    if not body.strip():
+        raise ParseError("response is not JSON: empty body")
+    try:
+        items = loads(body)
+    except json.JSONDecodeError as exc:
+        raise ParseError(f"response is not JSON: {_decode_error_text(exc)}") from exc
+    except UnicodeDecodeError as exc:
+        raise ParseError(
+            f"response is not JSON: invalid {exc.encoding} at byte {exc.start}: {exc.reason}"
+        ) from exc
+    except ValueError as exc:  # NaN/Infinity, or an integer beyond Python's digit limit
+        raise ParseError(f"response is not JSON: {exc}") from exc
+    except RecursionError as exc:
+        raise ParseError("response is not JSON: nested too deeply") from exc
+    if not isinstance(items, list):
+        raise ParseError(f"response is not a JSON array of accounts (got {_json_type(items)})")
+    return parse_records(items)
+
+
+def parse_records(items: list[Any]) -> ParseResult:
+    """Validate already-decoded account records (decoded with :func:`monitor.encoding.loads`)."""
+    accounts: dict[str, Account] = {}
+    problems: list[Problem] = []
+    seen: set[str] = set()
+    for index, item in enumerate(items):
+        if not isinstance(item, dict):
+            problems.append(
+                Problem(f"record is not an object (got {_json_type(item)})", index=index)
+            )
+            continue
+        number = item.get("account_number")
+        if not isinstance(number, str) or not number.strip():
+            message = _account_number_problem(item)
+            problems.append(Problem(message, field="account_number", index=index))
+            continue
+        if number in seen:
+            problems.append(
+                Problem(
+                    "duplicate account_number",
+                    account_number=number,
+                    field="account_number",
+                    index=index,
+                )
+            )
+            continue
+        seen.add(number)
+        warnings: list[tuple[str, str]] = []
+        try:
+            record = _check_record(item, warnings)
+        except _RecordError as exc:
+            problems.append(
+                Problem(exc.message, account_number=number, field=exc.field, index=index)
+            )
+            continue
+        accounts[number] = Account(number, MappingProxyType(record))
+        for field, message in warnings:
+            problems.append(
+                Problem(message, account_number=number, field=field, index=index, skipped=False)
+            )
+    return ParseResult(accounts=accounts, problems=tuple(problems))
+
+
+def problem_text(p: Problem) -> str:
+    """One human line, e.g. ``record 3 (12345678@vision): cash: expected a number, got string;
+    record skipped``."""
+    where = "record" if p.index is None else f"record {p.index}"
+    if p.account_number is not None:
+        where = f"{where} ({p.account_number})"
+    outcome = "record skipped" if p.skipped else "value kept"
+    return f"{where}: {p.message}; {outcome}"
+
+
+def _check_record(item: dict[str, Any], warnings: list[tuple[str, str]]) -> dict[str, JSONValue]:
+    """The normalised record; raises :class:`_RecordError` on the first unusable field."""
+    record: dict[str, JSONValue] = {}
+    for name, value in item.items():
+        kind = _KIND.get(name)
+        if kind is None:
+            record[name] = value
+        elif value is None:
+            continue  # a known field that is null counts as absent
+        elif kind == _MONEY:
+            record[name] = _money(name, value)
+        elif kind == _INTEGER:
+            record[name] = _count(name, value)
+        else:
+            if not isinstance(value, str):
+                raise _RecordError(name, f"{name}: expected a string, got {_json_type(value)}")
+            allowed = KNOWN_ENUMS.get(name)
+            if allowed is not None and value not in allowed:
+                warnings.append((name, f"{name}: unknown value {_quote(value)}"))
+            record[name] = value
+    return record
+
+
+def _money(name: str, value: object) -> Decimal:
+    if isinstance(value, Decimal):
+        if not value.is_finite():
+            raise _RecordError(name, f"{name}: expected a finite number, got {value}")
+        money = value
+    elif isinstance(value, int) and not isinstance(value, bool):
+        money = Decimal(value)
+    elif isinstance(value, float):
+        raise _RecordError(
+            name, f"{name}: got a binary float; decode with monitor.encoding.loads to keep it exact"
+        )
+    else:
+        raise _RecordError(name, f"{name}: expected a number, got {_json_type(value)}")
+    if money.copy_abs() >= _MONEY_LIMIT:
+        raise _RecordError(name, f"{name}: out of range, got {_quote(str(money))}")
+    return money
+
+
+def _count(name: str, value: object) -> int:
+    if isinstance(value, int) and not isinstance(value, bool):
+        number = value
+    elif (
+        isinstance(value, Decimal)
+        and value.is_finite()
+        and value.copy_abs() < _COUNT_LIMIT
+        and value == value.to_integral_value()
+    ):
+        number = int(value)
+    else:
+        got = _quote(str(value)) if isinstance(value, Decimal) else _json_type(value)
+        raise _RecordError(name, f"{name}: expected an integer, got {got}")
+    if number < 0:
+        raise _RecordError(name, f"{name}: expected a non-negative integer, got {number}")
+    return number
+
+
+def _account_number_problem(item: dict[str, Any]) -> str:
+    if "account_number" not in item or item["account_number"] is None:
+        return "account_number: missing"
+    value = item["account_number"]
+    got = "a blank string" if isinstance(value, str) else _json_type(value)
+    return f"account_number: expected a non-empty string, got {got}"
+
+
+def _json_type(value: object) -> str:
+    """The JSON name of a decoded value's type (``object``, ``array``, ``string``, ...)."""
+    if isinstance(value, dict):
+        return "object"
+    if isinstance(value, list):
+        return "array"
+    if isinstance(value, str):
+        return "string"
+    if isinstance(value, bool):
+        return "boolean"
+    if isinstance(value, int | Decimal | float):
+        return "number"
+    if value is None:
+        return "null"
+    return type(value).__name__
+
+
+def _quote(text: str) -> str:
+    """``repr`` of ``text``, cut to an excerpt when long."""
+    if len(text) > _EXCERPT:
+        return repr(text[:_EXCERPT]) + "..."
+    return repr(text)
+
+
+def _decode_error_text(exc: json.JSONDecodeError) -> str:
+    where = f"{exc.msg} at line {exc.lineno} column {exc.colno} (char {exc.pos})"
+    rest = exc.doc[exc.pos : exc.pos + _EXCERPT + 1]
+    if not rest:
+        return where
+    return f"{where}, near {_quote(rest)}"

@@ -1,0 +1,47 @@
+"""The sink types by their TOML ``type``, and building the configured sinks.
+
+``SINK_FACTORIES`` has the same keys as :data:`monitor.config.SINK_CONFIG_TYPES` (a test checks).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import Any, Protocol
+
+import aiohttp
+
+from monitor.config import SinkConfig
+from monitor.errors import ConfigError
+from monitor.sinks import log, slack, webhook
+from monitor.sinks.base import Sink
+
+
+class SinkFactory(Protocol):
+    """Builds a sink from its config model; may raise ``ConfigError`` (unresolvable secret)."""
+
+    def __call__(self, config: Any, *, index: int, session: aiohttp.ClientSession) -> Sink: ...
+
+
+SINK_FACTORIES: Mapping[str, SinkFactory] = {
+    "webhook": webhook.create,
+    "slack": slack.create,
+    "log": log.create,
+}
+
+
+def build_sink(config: SinkConfig, *, index: int, session: aiohttp.ClientSession) -> Sink:
+    """The sink for ``sinks[index]``; ``ConfigError`` names the key when it cannot be built."""
+    factory = SINK_FACTORIES.get(config.type)
+    if factory is None:
+        raise ConfigError(f"sinks[{index}].type: unknown sink type '{config.type}'")
+    return factory(config, index=index, session=session)
+
+
+def build_sinks(configs: Sequence[SinkConfig], session: aiohttp.ClientSession) -> dict[str, Sink]:
+    """Every configured sink by name; built sinks hold nothing yet, so a failure leaks nothing."""
+    sinks: dict[str, Sink] = {}
+    for index, config in enumerate(configs):
+        if config.name in sinks:
+            raise ConfigError(f"sinks[{index}].name: duplicate sink name '{config.name}'")
+        sinks[config.name] = build_sink(config, index=index, session=session)
+    return sinks

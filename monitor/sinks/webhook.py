@@ -1,0 +1,90 @@
+"""``type = "webhook"``: POST each notification's JSON document, optionally HMAC-signed.
+
+The body is exactly :meth:`Notification.payload` as compact JSON (money as exact numbers). With a
+secret, ``X-Balance-Monitor-Signature: sha256=<hex>`` is the HMAC-SHA256 of the raw body bytes.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+from collections.abc import Mapping
+
+import aiohttp
+from multidict import CIMultiDict
+from pydantic import SecretStr
+
+from monitor import __version__, encoding
+from monitor.config import WebhookSinkConfig, resolve_secret
+from monitor.models import Notification
+from monitor.sinks import http
+
+USER_AGENT = f"balance-monitor/{__version__}"
+SIGNATURE_HEADER = "X-Balance-Monitor-Signature"
+ID_HEADER = "X-Balance-Monitor-Id"
+
+
+class WebhookSink:
+    """Delivers notifications as signed JSON POSTs to one URL."""
+
+    def __init__(
+        self,
+        name: str,
+        *,
+        session: aiohttp.ClientSession,
+        url: SecretStr,
+        secret: SecretStr | None = None,
+        headers: Mapping[str, str] | None = None,
+        timeout: float = 10.0,
+    ) -> None:
+        self._name = name
+        self._session = session
+        self._url = url
+        self._secret = secret
+        self._headers = dict(headers or {})
+        self._timeout = timeout
+
+    def __repr__(self) -> str:
+        return f"WebhookSink(name={self._name!r})"
+
+    @property
+    def name(self) -> str:
+        return self._name
+
+    async def send(self, notification: Notification) -> None:
+        body = encoding.dumps(notification.payload()).encode()
+        headers = CIMultiDict({"Content-Type": "application/json", "User-Agent": USER_AGENT})
+        headers.update(self._headers)
+        headers[ID_HEADER] = notification.id
+        if self._secret is not None:
+            headers[SIGNATURE_HEADER] = sign(body, self._secret.get_secret_value())
+        await http.post(
+            self._session,
+            self._url.get_secret_value(),
+            body,
+            headers=headers,
+            timeout=self._timeout,
+            sink=self._name,
+        )
+
+    async def aclose(self) -> None:
+        """Nothing to release: the session belongs to the caller."""
+
+
+def sign(body: bytes, secret: str) -> str:
+    """``sha256=<hex HMAC-SHA256 of body>``, the signature header's value."""
+    digest = hmac.new(secret.encode(), body, hashlib.sha256).hexdigest()
+    return f"sha256={digest}"
+
+
+def create(config: WebhookSinkConfig, *, index: int, session: aiohttp.ClientSession) -> WebhookSink:
+    """Build the sink, resolving its URL and secret now (``ConfigError`` names the key)."""
+    secret_ref = config.secret_ref(index)
+    return WebhookSink(
+        config.name,
+        session=session,
+        url=resolve_secret(config.url_ref(index)),
+        secret=resolve_secret(secret_ref) if secret_ref is not None else None,
+        headers=config.headers,
+        timeout=config.timeout.total_seconds(),
+    )

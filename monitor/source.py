@@ -1,0 +1,94 @@
+"""Fetching the balances: one GET with a bearer token, aiohttp errors translated to FetchError.
+
+The token is sent in a header and never appears in a message; a failed request says what failed
+(status and the upstream's own ``{"code", "message"}``, a timeout, a refused connection).
+"""
+
+from __future__ import annotations
+
+import errno
+
+import aiohttp
+from pydantic import SecretStr
+
+from monitor import __version__, encoding
+from monitor.config import ApiConfig, public_url
+from monitor.errors import FetchError
+from monitor.sinks.http import parse_retry_after
+
+#: The most of an error body we quote in a message.
+EXCERPT_CHARS = 200
+#: A balances response larger than this is refused (100,000 accounts are about 50 MiB).
+MAX_BODY_BYTES = 512 * 1024 * 1024
+
+
+class BalancesSource:
+    """``GET <api.url>`` with ``Authorization: Bearer <token>`` on a shared session."""
+
+    def __init__(
+        self, name: str, config: ApiConfig, session: aiohttp.ClientSession, token: SecretStr
+    ) -> None:
+        self.name = name
+        self.config = config
+        self.session = session
+        self._token = token
+        self._timeout = aiohttp.ClientTimeout(total=config.timeout.total_seconds())
+        self.where = public_url(config.url)
+
+    async def fetch(self) -> bytes:
+        headers = {
+            "Authorization": f"Bearer {self._token.get_secret_value()}",
+            "Accept": "application/json",
+            "User-Agent": f"balance-monitor/{__version__}",
+        }
+        try:
+            async with self.session.get(
+                self.config.url, headers=headers, timeout=self._timeout
+            ) as response:
+                body = await response.read()
+                status = response.status
+                retry_after = response.headers.get("Retry-After")
+        except TimeoutError:
+            seconds = self.config.timeout.total_seconds()
+            raise FetchError(f"timed out after {seconds:g}s") from None
+        except aiohttp.ClientConnectorError as exc:
+            raise FetchError(f"cannot connect to {exc.host}:{exc.port}: {_reason(exc)}") from None
+        except (aiohttp.ClientError, OSError) as exc:
+            raise FetchError(f"request failed: {_reason(exc)}") from None
+        if not 200 <= status < 300:
+            raise FetchError(
+                _status_message(status, body),
+                status=status,
+                retry_after=parse_retry_after(retry_after),
+            )
+        return body
+
+
+def _reason(exc: BaseException) -> str:
+    os_error = getattr(exc, "os_error", None)
+    if isinstance(os_error, OSError) and os_error.strerror:
+        return os_error.strerror
+    code = getattr(exc, "errno", None)
+    if isinstance(code, int) and code in errno.errorcode:
+        return errno.errorcode[code]
+    return type(exc).__name__
+
+
+def _status_message(status: int, body: bytes) -> str:
+    """``HTTP 401 (api_error: token incorrect or revoked)``: with upstream's error, if any."""
+    message = f"HTTP {status}"
+    detail = ""
+    try:
+        data = encoding.loads(body) if body else None
+    except ValueError:
+        data = None
+    if isinstance(data, dict) and ("code" in data or "message" in data):
+        parts = [str(data[k]) for k in ("code", "message") if data.get(k)]
+        detail = ": ".join(parts)
+    elif body:
+        detail = " ".join(body.decode("utf-8", errors="replace").split())
+    if detail:
+        message += f" ({detail[:EXCERPT_CHARS]})"
+    elif status == 401:
+        message += " (token incorrect or revoked)"
+    return message

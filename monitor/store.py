@@ -1,0 +1,458 @@
+"""The SQLite state database: last snapshots, alert state, source health and the outbox.
+
+One connection, used from one worker thread so the event loop never blocks on disk. Every poll
+is one transaction (:meth:`Store.commit_poll`): the changed account rows, the alert state, the
+source's health and the new outbox rows land together or not at all, so a crash at any moment
+either replays the poll on restart or finds its notifications queued. WAL mode with
+``synchronous=NORMAL`` survives a killed process; a power cut may lose the last transaction as
+a whole, which the next poll reproduces.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import sqlite3
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any, TypeVar
+
+from monitor import encoding
+from monitor.errors import StoreError
+from monitor.models import Account, ActiveAlert, Notification
+from monitor.parse import parse_records
+from monitor.rules import AlertKey, SourceHealth
+
+T = TypeVar("T")
+
+SCHEMA_VERSION = 1
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS meta (
+    key TEXT PRIMARY KEY,
+    value TEXT NOT NULL
+);
+CREATE TABLE IF NOT EXISTS accounts (
+    source TEXT NOT NULL,
+    account_number TEXT NOT NULL,
+    record TEXT NOT NULL,
+    observed_at TEXT NOT NULL,
+    PRIMARY KEY (source, account_number)
+) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS sources (
+    source TEXT PRIMARY KEY,
+    failures INTEGER NOT NULL DEFAULT 0,
+    polls INTEGER NOT NULL DEFAULT 0,
+    last_poll_at TEXT,
+    last_result TEXT,
+    last_error TEXT,
+    last_success_at TEXT,
+    account_count INTEGER
+);
+CREATE TABLE IF NOT EXISTS alerts (
+    source TEXT NOT NULL,
+    rule TEXT NOT NULL,
+    account_number TEXT NOT NULL,
+    fingerprint TEXT NOT NULL,
+    started_at TEXT NOT NULL,
+    PRIMARY KEY (source, rule, account_number)
+) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS outbox (
+    seq INTEGER PRIMARY KEY AUTOINCREMENT,
+    id TEXT NOT NULL,
+    sink TEXT NOT NULL,
+    source TEXT NOT NULL,
+    payload TEXT NOT NULL,
+    created_at REAL NOT NULL,
+    attempts INTEGER NOT NULL DEFAULT 0,
+    next_attempt_at REAL NOT NULL,
+    state TEXT NOT NULL DEFAULT 'pending'
+        CHECK (state IN ('pending', 'delivered', 'failed', 'expired')),
+    last_error TEXT,
+    updated_at REAL NOT NULL,
+    UNIQUE (id, sink)
+);
+CREATE INDEX IF NOT EXISTS outbox_pending ON outbox (sink, state, seq);
+"""
+
+#: Delivered, failed and expired rows are kept this long for ``status``, then pruned.
+KEEP_FINISHED_SECONDS = 7 * 86400.0
+
+
+@dataclass(frozen=True, slots=True)
+class SourceState:
+    """What a source's pipeline needs at start-up."""
+
+    accounts: dict[str, Account] | None  # None: no successful poll yet (baseline pending)
+    health: SourceHealth
+    active: dict[AlertKey, ActiveAlert]
+
+
+@dataclass(frozen=True, slots=True)
+class PollRecord:
+    """The outcome of one poll, for ``sources`` and ``status``."""
+
+    at: datetime
+    ok: bool
+    error: str | None = None
+    account_count: int | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class OutboxRow:
+    seq: int
+    id: str
+    sink: str
+    source: str
+    payload: dict[str, Any]
+    created_at: float
+    attempts: int
+    next_attempt_at: float
+
+    def notification(self) -> Notification:
+        return Notification.from_payload(self.payload, source=self.source)
+
+
+def _iso(moment: datetime) -> str:
+    return moment.astimezone(UTC).isoformat()
+
+
+def _from_iso(text: str) -> datetime:
+    return datetime.fromisoformat(text)
+
+
+class Store:
+    """Async facade over one SQLite connection living in one worker thread."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="store")
+        self._conn: sqlite3.Connection | None = None
+
+    # ------------------------------------------------------------------ lifecycle
+
+    @classmethod
+    async def open(cls, path: Path) -> Store:
+        store = cls(path)
+        try:
+            await store._run(store._open)
+        except BaseException:
+            store._executor.shutdown(wait=False)
+            raise
+        return store
+
+    def _open(self) -> None:
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            conn = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
+            conn.execute("PRAGMA journal_mode=WAL")
+            conn.execute("PRAGMA synchronous=NORMAL")
+            conn.execute("PRAGMA busy_timeout=5000")
+            conn.executescript(_SCHEMA)
+            row = conn.execute("SELECT value FROM meta WHERE key='schema_version'").fetchone()
+            if row is None:
+                conn.execute(
+                    "INSERT INTO meta (key, value) VALUES ('schema_version', ?)",
+                    (str(SCHEMA_VERSION),),
+                )
+            elif int(row[0]) > SCHEMA_VERSION:
+                conn.close()
+                raise StoreError(
+                    f"{self.path}: written by a newer balance-monitor (schema {row[0]})"
+                )
+        except sqlite3.Error as exc:
+            raise StoreError(f"{self.path}: cannot open the state database: {exc}") from exc
+        except OSError as exc:
+            raise StoreError(f"{self.path}: cannot create its folder: {exc.strerror}") from exc
+        self._conn = conn
+
+    async def close(self) -> None:
+        if self._conn is not None:
+            await self._run(self._close)
+        self._executor.shutdown(wait=True)
+
+    def _close(self) -> None:
+        if self._conn is not None:
+            self._conn.close()
+            self._conn = None
+
+    async def _run(self, fn: Callable[..., T], *args: Any) -> T:
+        loop = asyncio.get_running_loop()
+        return await loop.run_in_executor(self._executor, self._guard, fn, *args)
+
+    def _guard(self, fn: Callable[..., T], *args: Any) -> T:
+        try:
+            return fn(*args)
+        except sqlite3.Error as exc:
+            raise StoreError(f"{self.path}: {exc}") from exc
+
+    @property
+    def _db(self) -> sqlite3.Connection:
+        if self._conn is None:
+            raise StoreError(f"{self.path}: the state database is closed")
+        return self._conn
+
+    # ------------------------------------------------------------------ sources
+
+    async def load_source(self, source: str) -> SourceState:
+        return await self._run(self._load_source, source)
+
+    def _load_source(self, source: str) -> SourceState:
+        db = self._db
+        row = db.execute(
+            "SELECT failures, last_success_at FROM sources WHERE source=?", (source,)
+        ).fetchone()
+        failures, last_success = (row[0], row[1]) if row else (0, None)
+        accounts: dict[str, Account] | None = None
+        if last_success is not None:
+            records = [
+                encoding.loads(text)
+                for (text,) in db.execute(
+                    "SELECT record FROM accounts WHERE source=? ORDER BY account_number",
+                    (source,),
+                )
+            ]
+            accounts = dict(parse_records(records).accounts)
+        active: dict[AlertKey, ActiveAlert] = {}
+        down: ActiveAlert | None = None
+        for rule, number, fp, started in db.execute(
+            "SELECT rule, account_number, fingerprint, started_at FROM alerts WHERE source=?",
+            (source,),
+        ):
+            alert = ActiveAlert(rule, number or None, fp, _from_iso(started))
+            if alert.account_number is None:
+                down = alert
+            else:
+                active[(rule, alert.account_number)] = alert
+        return SourceState(accounts, SourceHealth(failures, down), active)
+
+    async def commit_poll(
+        self,
+        source: str,
+        *,
+        poll: PollRecord,
+        health: SourceHealth,
+        upserts: Sequence[Account] = (),
+        deletes: Iterable[str] = (),
+        active: Mapping[AlertKey, ActiveAlert] | None = None,
+        outbox: Sequence[tuple[Notification, Sequence[str]]] = (),
+    ) -> None:
+        """Write one poll's outcome in one transaction.
+
+        ``active`` (when given) replaces the source's rule alerts; ``health.down`` its
+        ``source_down`` alert. ``outbox`` pairs each notification with the sinks it goes to.
+        """
+        await self._run(
+            self._commit_poll, source, poll, health, upserts, list(deletes), active, outbox
+        )
+
+    def _commit_poll(  # noqa: PLR0917 - the executor passes arguments by position
+        self,
+        source: str,
+        poll: PollRecord,
+        health: SourceHealth,
+        upserts: Sequence[Account],
+        deletes: list[str],
+        active: Mapping[AlertKey, ActiveAlert] | None,
+        outbox: Sequence[tuple[Notification, Sequence[str]]],
+    ) -> None:
+        db = self._db
+        at = _iso(poll.at)
+        now = poll.at.timestamp()
+        db.execute("BEGIN IMMEDIATE")
+        try:
+            if upserts:
+                db.executemany(
+                    "INSERT INTO accounts (source, account_number, record, observed_at)"
+                    " VALUES (?, ?, ?, ?) ON CONFLICT (source, account_number)"
+                    " DO UPDATE SET record=excluded.record, observed_at=excluded.observed_at",
+                    [(source, a.account_number, encoding.dumps(a.record), at) for a in upserts],
+                )
+            if deletes:
+                db.executemany(
+                    "DELETE FROM accounts WHERE source=? AND account_number=?",
+                    [(source, n) for n in deletes],
+                )
+            if active is not None:
+                db.execute("DELETE FROM alerts WHERE source=? AND account_number != ''", (source,))
+                db.executemany(
+                    "INSERT INTO alerts (source, rule, account_number, fingerprint, started_at)"
+                    " VALUES (?, ?, ?, ?, ?)",
+                    [
+                        (source, a.rule, a.account_number or "", a.fingerprint, _iso(a.started_at))
+                        for a in active.values()
+                    ],
+                )
+            db.execute("DELETE FROM alerts WHERE source=? AND account_number=''", (source,))
+            if health.down is not None:
+                d = health.down
+                db.execute(
+                    "INSERT INTO alerts (source, rule, account_number, fingerprint, started_at)"
+                    " VALUES (?, ?, '', ?, ?)",
+                    (source, d.rule, d.fingerprint, _iso(d.started_at)),
+                )
+            db.execute(
+                "INSERT INTO sources (source, failures, polls, last_poll_at, last_result,"
+                " last_error, last_success_at, account_count) VALUES (?, ?, 1, ?, ?, ?, ?, ?)"
+                " ON CONFLICT (source) DO UPDATE SET failures=excluded.failures,"
+                " polls=polls+1, last_poll_at=excluded.last_poll_at,"
+                " last_result=excluded.last_result, last_error=excluded.last_error,"
+                " last_success_at=coalesce(excluded.last_success_at, last_success_at),"
+                " account_count=coalesce(excluded.account_count, account_count)",
+                (
+                    source,
+                    health.failures,
+                    at,
+                    "ok" if poll.ok else "failed",
+                    poll.error,
+                    at if poll.ok else None,
+                    poll.account_count,
+                ),
+            )
+            self._insert_outbox(db, source, outbox, now)
+            db.execute("COMMIT")
+        except BaseException:
+            db.execute("ROLLBACK")
+            raise
+
+    @staticmethod
+    def _insert_outbox(
+        db: sqlite3.Connection,
+        source: str,
+        outbox: Sequence[tuple[Notification, Sequence[str]]],
+        now: float,
+    ) -> None:
+        rows: list[tuple[str, str, str, str, float, float, float]] = []
+        for notification, sinks in outbox:
+            payload = encoding.dumps(notification.payload())
+            rows.extend((notification.id, sink, source, payload, now, now, now) for sink in sinks)
+        if rows:
+            db.executemany(
+                "INSERT OR IGNORE INTO outbox (id, sink, source, payload, created_at,"
+                " next_attempt_at, updated_at) VALUES (?, ?, ?, ?, ?, ?, ?)",
+                rows,
+            )
+
+    # ------------------------------------------------------------------ outbox
+
+    async def enqueue(
+        self, source: str, notification: Notification, sinks: Sequence[str], now: datetime
+    ) -> None:
+        """Queue one notification outside a poll (``test-sink``)."""
+
+        def run() -> None:
+            self._db.execute("BEGIN IMMEDIATE")
+            try:
+                self._insert_outbox(self._db, source, [(notification, sinks)], now.timestamp())
+                self._db.execute("COMMIT")
+            except BaseException:
+                self._db.execute("ROLLBACK")
+                raise
+
+        await self._run(run)
+
+    async def next_pending(self, sink: str) -> OutboxRow | None:
+        """The oldest pending notification of a sink (deliveries to one sink keep their order)."""
+        return await self._run(self._next_pending, sink)
+
+    def _next_pending(self, sink: str) -> OutboxRow | None:
+        row = self._db.execute(
+            "SELECT seq, id, sink, source, payload, created_at, attempts, next_attempt_at"
+            " FROM outbox WHERE sink=? AND state='pending' ORDER BY seq LIMIT 1",
+            (sink,),
+        ).fetchone()
+        if row is None:
+            return None
+        return OutboxRow(
+            row[0], row[1], row[2], row[3], encoding.loads(row[4]), row[5], row[6], row[7]
+        )
+
+    async def mark(
+        self,
+        seq: int,
+        state: str,
+        *,
+        now: float,
+        error: str | None = None,
+        next_attempt_at: float | None = None,
+    ) -> None:
+        """Record an attempt: ``delivered``, ``failed``, ``expired``, or ``pending`` (retry)."""
+
+        def run() -> None:
+            self._db.execute(
+                "UPDATE outbox SET state=?, attempts=attempts+?, last_error=?,"
+                " next_attempt_at=coalesce(?, next_attempt_at), updated_at=? WHERE seq=?",
+                (state, 0 if state == "expired" else 1, error, next_attempt_at, now, seq),
+            )
+
+        await self._run(run)
+
+    async def retry_now(self, now: float) -> None:
+        """Make every pending notification due at once (after a restart, try without waiting)."""
+
+        def run() -> None:
+            self._db.execute(
+                "UPDATE outbox SET next_attempt_at=? WHERE state='pending' AND next_attempt_at > ?",
+                (now, now),
+            )
+
+        await self._run(run)
+
+    async def pending(self, sinks: Iterable[str] | None = None) -> int:
+        names = None if sinks is None else list(sinks)
+
+        def run() -> int:
+            if names is None:
+                row = self._db.execute("SELECT count(*) FROM outbox WHERE state='pending'")
+            else:
+                marks = ",".join("?" * len(names))
+                row = self._db.execute(
+                    f"SELECT count(*) FROM outbox WHERE state='pending' AND sink IN ({marks})",  # noqa: S608
+                    names,
+                )
+            return int(row.fetchone()[0])
+
+        return await self._run(run)
+
+    async def expire(self, *, older_than: float, now: float) -> list[OutboxRow]:
+        """Mark pending rows created before ``older_than`` expired; prune old finished rows."""
+
+        def run() -> list[OutboxRow]:
+            db = self._db
+            rows = [
+                OutboxRow(r[0], r[1], r[2], r[3], encoding.loads(r[4]), r[5], r[6], r[7])
+                for r in db.execute(
+                    "SELECT seq, id, sink, source, payload, created_at, attempts,"
+                    " next_attempt_at FROM outbox WHERE state='pending' AND created_at < ?",
+                    (older_than,),
+                )
+            ]
+            db.execute("BEGIN IMMEDIATE")
+            db.executemany(
+                "UPDATE outbox SET state='expired', updated_at=? WHERE seq=?",
+                [(now, r.seq) for r in rows],
+            )
+            db.execute(
+                "DELETE FROM outbox WHERE state != 'pending' AND updated_at < ?",
+                (now - KEEP_FINISHED_SECONDS,),
+            )
+            db.execute("COMMIT")
+            return rows
+
+        return await self._run(run)
+
+    async def outbox_sinks(self) -> set[str]:
+        """Sinks that have pending notifications (some may no longer be configured)."""
+
+        def run() -> set[str]:
+            return {
+                r[0]
+                for r in self._db.execute("SELECT DISTINCT sink FROM outbox WHERE state='pending'")
+            }
+
+        return await self._run(run)
+
+    async def query(self, sql: str, *args: Any) -> list[tuple[Any, ...]]:
+        """Read-only query for ``status`` and tests."""
+        return await self._run(lambda: list(self._db.execute(sql, args)))
