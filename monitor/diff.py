@@ -9,6 +9,8 @@ The order is deterministic: by account number, then the fields in the order of
 from __future__ import annotations
 
 from collections.abc import Mapping
+from decimal import Decimal
+from types import MappingProxyType
 from typing import Any, Final
 
 from monitor.models import KNOWN_FIELDS, Account, Change, JSONValue
@@ -16,7 +18,9 @@ from monitor.models import KNOWN_FIELDS, Account, Change, JSONValue
 __all__ = ["changed_fields", "diff"]
 
 _KNOWN: Final = frozenset(KNOWN_FIELDS)
-_NO_FIELDS: Final[Mapping[str, JSONValue]] = {}
+#: Types whose ``==`` is already JSON equality when both sides have the same type.
+_SCALARS: Final = frozenset({Decimal, int, str})
+_NO_FIELDS: Final[Mapping[str, JSONValue]] = MappingProxyType({})
 
 
 def diff(previous: Mapping[str, Account] | None, current: Mapping[str, Account]) -> list[Change]:
@@ -56,21 +60,17 @@ def changed_fields(previous: Account | None, current: Account) -> dict[str, tupl
     if old is new:
         return {}
     fields: dict[str, tuple[Any, Any]] = {}
-    for name in KNOWN_FIELDS:
-        _compare(name, old.get(name), new.get(name), fields)
-    extra = {name for name in old if name not in _KNOWN}
-    extra.update(name for name in new if name not in _KNOWN)
-    for name in sorted(extra):
-        _compare(name, old.get(name), new.get(name), fields)
+    names = KNOWN_FIELDS
+    if not (_KNOWN.issuperset(old) and _KNOWN.issuperset(new)):
+        names += tuple(sorted((old.keys() | new.keys()) - _KNOWN))
+    for name in names:
+        a = old.get(name)
+        b = new.get(name)
+        if a is b or (type(a) is type(b) and type(a) in _SCALARS and a == b):
+            continue  # the common case: the same kind of scalar with an equal value
+        if not _same(a, b):
+            fields[name] = (a, b)
     return fields
-
-
-def _compare(name: str, a: Any, b: Any, into: dict[str, tuple[Any, Any]]) -> None:
-    kind = type(a)
-    if kind is type(b) and kind is not list and kind is not dict and a == b:
-        return  # the common case: same scalar type, equal value
-    if not _same(a, b):
-        into[name] = (a, b)
 
 
 def _same(a: Any, b: Any) -> bool:

@@ -254,6 +254,9 @@ def test_input_items_are_not_modified() -> None:
         pytest.param(None, Problem("record is not an object (got null)", index=0), id="null"),
         pytest.param(7, Problem("record is not an object (got number)", index=0), id="number"),
         pytest.param(
+            ("not", "json"), Problem("record is not an object (got tuple)", index=0), id="tuple"
+        ),
+        pytest.param(
             {"cash": 1},
             Problem("account_number: missing", field="account_number", index=0),
             id="no-account-number",
@@ -329,6 +332,16 @@ def test_input_items_are_not_modified() -> None:
             record(cash=Decimal("NaN")),
             Problem("cash: expected a finite number, got NaN", NUMBER, "cash", 0),
             id="money-nan-decimal",
+        ),
+        pytest.param(
+            record(cash=Decimal("1E+999999999")),
+            Problem("cash: out of range, got '1E+999999999'", NUMBER, "cash", 0),
+            id="money-huge-exponent",
+        ),
+        pytest.param(
+            record(cash=-(10**40)),
+            Problem("cash: out of range, got '-1" + "0" * 38 + "'...", NUMBER, "cash", 0),
+            id="money-huge-int",
         ),
         pytest.param(
             record(daytrades_count="3"),
