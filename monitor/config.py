@@ -8,6 +8,7 @@ machine that does not hold them. Relative paths are resolved against the config 
 
 from __future__ import annotations
 
+import math
 import os
 import re
 import tomllib
@@ -68,9 +69,14 @@ def parse_duration(value: Any) -> timedelta:
                 raise ValueError(_DURATION_HELP) from None
     else:
         raise ValueError(_DURATION_HELP)
-    if not seconds >= 0:  # negative or NaN
+    if not math.isfinite(seconds):  # "inf", "nan", TOML inf/nan
+        raise ValueError(_DURATION_HELP)
+    if seconds < 0:
         raise ValueError("must not be negative")
-    return timedelta(seconds=seconds)
+    try:
+        return timedelta(seconds=seconds)
+    except OverflowError:  # beyond timedelta's ~2.7 million years
+        raise ValueError("is too long") from None
 
 
 Duration: TypeAlias = Annotated[timedelta, BeforeValidator(parse_duration)]
@@ -556,7 +562,7 @@ def _message(error: Mapping[str, Any]) -> str:
         return f"unknown {what} type '{ctx.get('tag')}' (known: {known})"
     if kind == "union_tag_not_found":
         return "required key 'type' missing"
-    if kind == "too_short" and ctx.get("min_length") == 1:
+    if kind in ("too_short", "string_too_short") and ctx.get("min_length") == 1:
         return "must not be empty"
     if kind == "string_pattern_mismatch":
         return "may contain only letters, digits and _ . : -"
@@ -569,7 +575,10 @@ def _message(error: Mapping[str, Any]) -> str:
 def format_validation_errors(exc: ValidationError) -> list[str]:
     """One ``key.path: message`` line per problem; never the offending value (it may be secret)."""
     lines: list[str] = []
-    for error in exc.errors(include_input=False, include_url=False):
+    errors = exc.errors(include_input=False, include_url=False)
+    for error in errors:
+        if error["type"] == "too_short" and _has_item_error(error["loc"], errors):
+            continue  # pydantic counts the valid items only: the item's own error says it all
         loc = _location(tuple(error["loc"]))
         if error["type"] in ("union_tag_invalid", "union_tag_not_found"):
             loc = f"{loc}.type"
@@ -579,6 +588,10 @@ def format_validation_errors(exc: ValidationError) -> list[str]:
             else:
                 lines.append(f"{loc}: {line}" if loc else line)
     return lines
+
+
+def _has_item_error(loc: tuple[int | str, ...], errors: Iterable[Mapping[str, Any]]) -> bool:
+    return any(len(e["loc"]) > len(loc) and tuple(e["loc"][: len(loc)]) == loc for e in errors)
 
 
 RULE_CONFIG_TYPES: dict[str, type[BaseModel]] = {

@@ -1,0 +1,155 @@
+"""Tests for monitor.models: the notification document and RFC 3339 timestamps."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+from datetime import UTC, datetime, timedelta, timezone
+from decimal import Decimal
+from types import MappingProxyType
+from zoneinfo import ZoneInfo
+
+import pytest
+
+from monitor import encoding
+from monitor.models import Alert, Notification, Record, Severity, Status, rfc3339
+
+NUMBER = "12345678@vision"
+AT = datetime(2024, 5, 1, 13, 30, 0, 250000, tzinfo=UTC)
+RECORD: Record = MappingProxyType(
+    {
+        "account_number": NUMBER,
+        "restriction": "none",
+        "restriction_reason": None,
+        "daytrades_count": 2,
+        "cash_to_withdraw": Decimal("512.25"),
+        "vendor_extra": {"nested": [Decimal("0.10"), True]},
+    }
+)
+
+PAYLOAD_KEYS = [
+    "id",
+    "fingerprint",
+    "status",
+    "rule",
+    "type",
+    "severity",
+    "account_number",
+    "field",
+    "previous",
+    "current",
+    "summary",
+    "observed_at",
+    "snapshot",
+]
+
+THRESHOLD = Alert(
+    status=Status.FIRING,
+    fingerprint="0123456789abcdef01234567",
+    rule="low-cash",
+    type="threshold",
+    severity=Severity.WARNING,
+    account_number=NUMBER,
+    field="cash_to_withdraw",
+    previous=Decimal("1500.00"),
+    current=Decimal("512.25"),
+    summary="12345678@vision: cash_to_withdraw fell to 512.25 (< 1000)",
+    observed_at=AT,
+    snapshot=RECORD,
+)
+SOURCE_DOWN = Alert(
+    status=Status.RESOLVED,
+    fingerprint="fedcba9876543210fedcba98",
+    rule="source_down",
+    type="source_down",
+    severity=Severity.CRITICAL,
+    account_number=None,
+    field=None,
+    previous=None,
+    current=4,
+    summary="source default is back up after 4 failed polls",
+    observed_at=AT,
+)
+ALERTS = [
+    pytest.param(THRESHOLD, id="threshold-firing"),
+    pytest.param(replace(THRESHOLD, status=Status.RESOLVED, severity=Severity.INFO), id="resolved"),
+    pytest.param(SOURCE_DOWN, id="source-down"),
+    pytest.param(
+        replace(THRESHOLD, type="change", field="restriction_reason", previous=None, current="PDT"),
+        id="change-from-null",
+    ),
+    pytest.param(
+        replace(THRESHOLD, summary="ünïcödé ✓", observed_at=AT.astimezone(ZoneInfo("Asia/Tokyo"))),
+        id="unicode-and-non-utc-time",
+    ),
+]
+
+
+def test_payload_has_exactly_the_documented_keys_in_order() -> None:
+    """The JSON document receivers get has the documented keys, in the documented order."""
+    payload = Notification("n-1", THRESHOLD).payload()
+    assert list(payload) == PAYLOAD_KEYS
+    assert payload == {
+        "id": "n-1",
+        "fingerprint": "0123456789abcdef01234567",
+        "status": "firing",
+        "rule": "low-cash",
+        "type": "threshold",
+        "severity": "warning",
+        "account_number": NUMBER,
+        "field": "cash_to_withdraw",
+        "previous": Decimal("1500.00"),
+        "current": Decimal("512.25"),
+        "summary": "12345678@vision: cash_to_withdraw fell to 512.25 (< 1000)",
+        "observed_at": "2024-05-01T13:30:00.250000Z",
+        "snapshot": dict(RECORD),
+    }
+
+
+@pytest.mark.parametrize("alert", ALERTS)
+def test_payload_values_are_plain_json(alert: Alert) -> None:
+    """Enums become their strings and the snapshot a plain dict, so any JSON encoder copes."""
+    payload = Notification("n-1", alert).payload()
+    assert list(payload) == PAYLOAD_KEYS
+    assert type(payload["status"]) is str
+    assert type(payload["severity"]) is str
+    assert payload["snapshot"] is None or type(payload["snapshot"]) is dict
+
+
+@pytest.mark.parametrize("alert", ALERTS)
+def test_from_payload_round_trips(alert: Alert) -> None:
+    """from_payload(payload()) gives the same notification back."""
+    notification = Notification("n-1", alert)
+    assert Notification.from_payload(notification.payload()) == notification
+
+
+@pytest.mark.parametrize("alert", ALERTS)
+def test_round_trip_through_the_outbox_encoding(alert: Alert) -> None:
+    """A payload stored as JSON text and read back is the same notification, money exact."""
+    notification = Notification("n-1", replace(alert, source="lime"))
+    stored = encoding.dumps(notification.payload())
+    back = Notification.from_payload(encoding.loads(stored), source="lime")
+    assert back == notification
+    assert repr(back.alert.current) == repr(alert.current)
+    assert encoding.dumps(back.payload()) == stored
+
+
+@pytest.mark.parametrize(
+    ("moment", "text"),
+    [
+        (datetime(2024, 5, 1, 12, 0, tzinfo=UTC), "2024-05-01T12:00:00Z"),
+        (datetime(2024, 5, 1, 12, 0, 0, 1, tzinfo=UTC), "2024-05-01T12:00:00.000001Z"),
+        (datetime(2024, 5, 1, 8, 0, tzinfo=ZoneInfo("America/New_York")), "2024-05-01T12:00:00Z"),
+        (datetime(2024, 1, 1, 3, 0, tzinfo=ZoneInfo("America/New_York")), "2024-01-01T08:00:00Z"),
+        (datetime(2024, 5, 1, 0, 30, tzinfo=timezone(timedelta(hours=2))), "2024-04-30T22:30:00Z"),
+        (datetime(2024, 5, 1, 12, 0, tzinfo=timezone(timedelta(0))), "2024-05-01T12:00:00Z"),
+    ],
+)
+def test_rfc3339(moment: datetime, text: str) -> None:
+    """Any aware datetime is written in UTC with a Z suffix."""
+    assert rfc3339(moment) == text
+
+
+def test_rfc3339_rejects_naive_datetimes() -> None:
+    """A naive datetime has no place in time: it is a ValueError, not a guess."""
+    with pytest.raises(ValueError, match="naive datetime"):
+        rfc3339(datetime(2024, 5, 1, 12, 0))  # noqa: DTZ001
