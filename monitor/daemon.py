@@ -110,6 +110,14 @@ async def run_daemon(config: Config, stop: asyncio.Event) -> Exit:
                 in_flight.add(task)
             try:
                 await rt.pipeline.job()
+            except asyncio.CancelledError:
+                if not stop.is_set() or task is None:
+                    raise
+                # Cancelled by the shutdown below, after its grace: the poll is simply not
+                # recorded, and the next run polls again. Re-raising would make APScheduler log
+                # a traceback whose frames hold the request headers (the token).
+                task.uncancel()
+                log.warning("poll_cancelled", source=DEFAULT_SOURCE, grace=STOP_GRACE)
             finally:
                 if task is not None:
                     in_flight.discard(task)
@@ -145,7 +153,11 @@ async def run_daemon(config: Config, stop: asyncio.Event) -> Exit:
         finally:
             scheduler.pause()
             if in_flight:
-                await asyncio.wait(in_flight, timeout=STOP_GRACE)
+                _, running = await asyncio.wait(in_flight, timeout=STOP_GRACE)
+                for task in running:
+                    task.cancel()
+                if running:  # let them unwind before the session and the store close
+                    await asyncio.wait(running)
             scheduler.shutdown(wait=False)
             await rt.delivery.stop(grace=STOP_GRACE)
             pending = await rt.store.pending()

@@ -22,7 +22,7 @@ from collections.abc import Callable, Mapping
 import structlog
 
 from monitor.config import DeliveryConfig
-from monitor.errors import SinkError
+from monitor.errors import SinkError, StoreError
 from monitor.sinks.base import Sink
 from monitor.store import OutboxRow, Store
 
@@ -30,6 +30,8 @@ log = structlog.get_logger("monitor.delivery")
 
 #: How long a worker with nothing to do sleeps before it looks at the outbox again anyway.
 IDLE_RECHECK = 60.0
+#: How long a worker waits after a failure of the state database before it tries again.
+STORE_RETRY = 5.0
 
 
 def backoff(
@@ -129,6 +131,20 @@ class Delivery:
             )
 
     async def _worker(self, name: str, *, until: float | None) -> None:
+        """One sink's worker: a StoreError is logged and retried, it never ends the worker
+        (in once mode it ends this sink's part of the drain; its rows stay pending)."""
+        while not self._stopping:
+            try:
+                await self._deliver(name, until=until)
+            except StoreError as exc:
+                log.error("delivery_store_failed", sink=name, error=str(exc))
+                if until is not None:
+                    return
+                await _wait(self._wake[name], STORE_RETRY)
+            else:
+                return
+
+    async def _deliver(self, name: str, *, until: float | None) -> None:
         sink = self.sinks[name]
         wake = self._wake[name]
         while not self._stopping:
@@ -140,9 +156,13 @@ class Delivery:
                 await _wait(wake, IDLE_RECHECK)
                 continue
             now = self.clock()
-            if now - row.created_at > self.config.max_age.total_seconds():
+            # The same comparison as Store.expire's, or a row could be too old here and not
+            # old enough there, and the worker would spin.
+            if row.created_at < now - self.config.max_age.total_seconds():
                 await self.expire()
                 continue
+            if until is not None and now >= until:
+                return  # once mode: no new attempt starts after the deadline
             if row.next_attempt_at > now:
                 if until is not None and row.next_attempt_at > until:
                     return

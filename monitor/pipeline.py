@@ -147,7 +147,8 @@ class SourcePipeline:
         started: float,
     ) -> PollOutcome:
         self._not_before = None
-        skip = self._note_problems(problems)
+        # A duplicate of a usable record is skipped, not the account: the first record wins.
+        skip = frozenset(n for n in self._note_problems(problems) if n not in accounts)
         snapshot = Snapshot(self.source, now, accounts)
         previous = self._accounts
         evaluation = evaluate(self.rules, previous, snapshot, self._active, skip=skip)

@@ -7,6 +7,7 @@ The token is sent in a header and never appears in a message; a failed request s
 from __future__ import annotations
 
 import errno
+import os
 
 import aiohttp
 from pydantic import SecretStr
@@ -26,12 +27,19 @@ class BalancesSource:
     """``GET <api.url>`` with ``Authorization: Bearer <token>`` on a shared session."""
 
     def __init__(
-        self, name: str, config: ApiConfig, session: aiohttp.ClientSession, token: SecretStr
+        self,
+        name: str,
+        config: ApiConfig,
+        session: aiohttp.ClientSession,
+        token: SecretStr,
+        *,
+        max_body: int = MAX_BODY_BYTES,
     ) -> None:
         self.name = name
         self.config = config
         self.session = session
         self._token = token
+        self.max_body = max_body
         self._timeout = aiohttp.ClientTimeout(total=config.timeout.total_seconds())
         self.where = public_url(config.url)
 
@@ -45,7 +53,7 @@ class BalancesSource:
             async with self.session.get(
                 self.config.url, headers=headers, timeout=self._timeout
             ) as response:
-                body = await response.read()
+                body = await self._read(response)
                 status = response.status
                 retry_after = response.headers.get("Retry-After")
         except TimeoutError:
@@ -57,15 +65,33 @@ class BalancesSource:
             raise FetchError(f"request failed: {_reason(exc)}") from None
         if not 200 <= status < 300:
             raise FetchError(
-                _status_message(status, body),
+                _status_message(status, body, secret=self._token.get_secret_value()),
                 status=status,
                 retry_after=parse_retry_after(retry_after),
             )
         return body
 
+    async def _read(self, response: aiohttp.ClientResponse) -> bytes:
+        """The whole body, refused (``FetchError``) once it grows past ``max_body`` bytes."""
+        declared = response.content_length
+        if declared is not None and declared > self.max_body:
+            raise FetchError(f"response too large: {declared} bytes (limit {self.max_body})")
+        chunks: list[bytes] = []
+        size = 0
+        async for chunk in response.content.iter_any():
+            size += len(chunk)
+            if size > self.max_body:
+                raise FetchError(f"response too large: over {self.max_body} bytes")
+            chunks.append(chunk)
+        return b"".join(chunks)
+
 
 def _reason(exc: BaseException) -> str:
     os_error = getattr(exc, "os_error", None)
+    code = os_error.errno if isinstance(os_error, OSError) else None
+    if code is not None and code in errno.errorcode:
+        # asyncio's strerror is "Connect call failed (addr)" whatever the cause: say which.
+        return os.strerror(code)
     if isinstance(os_error, OSError) and os_error.strerror:
         return os_error.strerror
     code = getattr(exc, "errno", None)
@@ -74,8 +100,12 @@ def _reason(exc: BaseException) -> str:
     return type(exc).__name__
 
 
-def _status_message(status: int, body: bytes) -> str:
-    """``HTTP 401 (api_error: token incorrect or revoked)``: with upstream's error, if any."""
+def _status_message(status: int, body: bytes, *, secret: str = "") -> str:
+    """``HTTP 401 (api_error: token incorrect or revoked)``: with upstream's error, if any.
+
+    An upstream that echoes the token back does not get it into the message: ``secret`` is cut
+    out before the excerpt is taken.
+    """
     message = f"HTTP {status}"
     detail = ""
     try:
@@ -87,6 +117,8 @@ def _status_message(status: int, body: bytes) -> str:
         detail = ": ".join(parts)
     elif body:
         detail = " ".join(body.decode("utf-8", errors="replace").split())
+    if secret:
+        detail = detail.replace(secret, "<token>")
     if detail:
         message += f" ({detail[:EXCERPT_CHARS]})"
     elif status == 401:

@@ -129,6 +129,7 @@ class Store:
         self.path = path
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="store")
         self._conn: sqlite3.Connection | None = None
+        self._closed = False
 
     # ------------------------------------------------------------------ lifecycle
 
@@ -145,6 +146,10 @@ class Store:
     def _open(self) -> None:
         try:
             self.path.parent.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise StoreError(f"{self.path}: cannot create its folder: {exc.strerror}") from exc
+        conn: sqlite3.Connection | None = None
+        try:
             conn = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
             conn.execute("PRAGMA journal_mode=WAL")
             conn.execute("PRAGMA synchronous=NORMAL")
@@ -157,19 +162,21 @@ class Store:
                     (str(SCHEMA_VERSION),),
                 )
             elif int(row[0]) > SCHEMA_VERSION:
-                conn.close()
                 raise StoreError(
                     f"{self.path}: written by a newer balance-monitor (schema {row[0]})"
                 )
-        except sqlite3.Error as exc:
-            raise StoreError(f"{self.path}: cannot open the state database: {exc}") from exc
-        except OSError as exc:
-            raise StoreError(f"{self.path}: cannot create its folder: {exc.strerror}") from exc
+        except BaseException as exc:
+            if conn is not None:  # never leak the connection of a database we refuse
+                conn.close()
+            if isinstance(exc, sqlite3.Error):
+                raise StoreError(f"{self.path}: cannot open the state database: {exc}") from exc
+            raise
         self._conn = conn
 
     async def close(self) -> None:
         if self._conn is not None:
             await self._run(self._close)
+        self._closed = True
         self._executor.shutdown(wait=True)
 
     def _close(self) -> None:
@@ -178,6 +185,8 @@ class Store:
             self._conn = None
 
     async def _run(self, fn: Callable[..., T], *args: Any) -> T:
+        if self._closed:  # the executor is shut down: it would raise RuntimeError
+            raise StoreError(f"{self.path}: the state database is closed")
         loop = asyncio.get_running_loop()
         return await loop.run_in_executor(self._executor, self._guard, fn, *args)
 
@@ -429,15 +438,19 @@ class Store:
                 )
             ]
             db.execute("BEGIN IMMEDIATE")
-            db.executemany(
-                "UPDATE outbox SET state='expired', updated_at=? WHERE seq=?",
-                [(now, r.seq) for r in rows],
-            )
-            db.execute(
-                "DELETE FROM outbox WHERE state != 'pending' AND updated_at < ?",
-                (now - KEEP_FINISHED_SECONDS,),
-            )
-            db.execute("COMMIT")
+            try:
+                db.executemany(
+                    "UPDATE outbox SET state='expired', updated_at=? WHERE seq=?",
+                    [(now, r.seq) for r in rows],
+                )
+                db.execute(
+                    "DELETE FROM outbox WHERE state != 'pending' AND updated_at < ?",
+                    (now - KEEP_FINISHED_SECONDS,),
+                )
+                db.execute("COMMIT")
+            except BaseException:
+                db.execute("ROLLBACK")
+                raise
             return rows
 
         return await self._run(run)
