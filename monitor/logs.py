@@ -41,9 +41,16 @@ def configure(level: str = "info", fmt: str | None = None, stream: TextIO | None
     renderer: Processor
     if fmt == "json":
         renderer = structlog.processors.JSONRenderer(serializer=_json)
-        shared.append(structlog.processors.dict_tracebacks)
+        # Never show_locals: a frame's locals can hold the token or a webhook URL.
+        shared.append(
+            structlog.processors.ExceptionRenderer(
+                structlog.tracebacks.ExceptionDictTransformer(show_locals=False)
+            )
+        )
     else:
-        renderer = structlog.dev.ConsoleRenderer(colors=out.isatty())
+        renderer = structlog.dev.ConsoleRenderer(
+            colors=out.isatty(), exception_formatter=structlog.dev.plain_traceback
+        )
     structlog.configure(
         processors=[*shared, structlog.stdlib.ProcessorFormatter.wrap_for_formatter],
         logger_factory=structlog.stdlib.LoggerFactory(),
