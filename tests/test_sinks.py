@@ -353,8 +353,7 @@ async def test_slack_message_shape(receiver: Receiver, session: aiohttp.ClientSe
     document = await post_to_slack(receiver, session)
 
     headline = (
-        ":rotating_light: [CRITICAL] FIRING low-cash — 12345678: "
-        "cash_to_withdraw fell to 512.25 (&lt; 1000)"
+        ":rotating_light: [CRITICAL] FIRING low-cash: cash_to_withdraw fell to 512.25 (&lt; 1000)"
     )
     assert document["text"] == headline
     assert document["blocks"] == [{"type": "section", "text": {"type": "mrkdwn", "text": headline}}]
@@ -436,17 +435,19 @@ def test_slack_without_account_or_field() -> None:
 
     document = slack.message(alert)
 
-    assert " — vision: " in document["text"]
+    assert " low-cash (vision): " in document["text"]
     fields = [f["text"] for f in document["attachments"][0]["blocks"][0]["fields"]]
     assert "*Account*\n—" in fields
     assert "*Previous*\n—" in fields
 
 
 def test_slack_names_a_non_default_source() -> None:
-    """An account of a named source reads account@source."""
-    document = slack.message(make_notification(source="vision").alert)
+    """A notification of a named source names it beside the rule; the default source is implied."""
+    named = slack.message(make_notification(source="family").alert)
+    default = slack.message(make_notification().alert)
 
-    assert " — 12345678@vision: " in document["text"]
+    assert " low-cash (family): " in named["text"]
+    assert "(default)" not in default["text"]
 
 
 async def test_slack_rejection(receiver: Receiver, session: aiohttp.ClientSession) -> None:

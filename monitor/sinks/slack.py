@@ -3,8 +3,8 @@
 The message has a plain ``text`` fallback (notifications, screen readers), a Block Kit section
 with the same line, and a coloured attachment with the details::
 
-    :rotating_light: [CRITICAL] FIRING low-cash — 12345678: cash_to_withdraw fell to 512.25 (< 1000)
-    :white_check_mark: RESOLVED [CRITICAL] low-cash — 12345678: cash_to_withdraw is 1500.00
+    :warning: [WARNING] FIRING low-cash: 12345678@vision: cash_to_withdraw fell to 512.25 (< 1000)
+    :white_check_mark: RESOLVED [WARNING] low-cash: 12345678@vision: cash_to_withdraw back to 1500.00
 
 User text is escaped (``&``, ``<``, ``>``) as Slack requires; money keeps its exact digits.
 """
@@ -129,15 +129,14 @@ def render(value: JSONValue) -> str:
 
 
 def _headline(alert: Alert) -> str:
-    where = alert.source if alert.account_number is None else alert.account_number
-    if alert.account_number is not None and alert.source != DEFAULT_SOURCE:
-        where = f"{alert.account_number}@{alert.source}"
+    """Status, rule and the summary (which already names the account or the source)."""
+    rule = alert.rule if alert.source == DEFAULT_SOURCE else f"{alert.rule} ({alert.source})"
     severity = alert.severity.value.upper()
     if alert.status is Status.RESOLVED:
         prefix = f":white_check_mark: RESOLVED [{severity}]"
     else:
         prefix = f"{EMOJI[alert.severity]} [{severity}] FIRING"
-    return f"{prefix} {escape(alert.rule)} — {escape(where)}: {escape(alert.summary)}"
+    return f"{prefix} {escape(rule)}: {escape(alert.summary)}"
 
 
 def _clip(text: str, limit: int) -> str:
