@@ -259,7 +259,8 @@ class WebhookSinkConfig(_SinkBase):
     secret: SecretStr | None = None
     secret_env: str | None = None
     secret_file: Path | None = None
-    headers: dict[str, str] = Field(default_factory=dict)
+    #: Values are secrets too: an ``Authorization`` header must never be printed.
+    headers: dict[str, SecretStr] = Field(default_factory=dict)
 
     _url_check = field_validator("url")(classmethod(lambda cls, v: _check_url_secret(v)))
 
@@ -319,8 +320,11 @@ Op: TypeAlias = Literal["<", "<=", ">", ">=", "==", "!="]
 class _RuleBase(_Model):
     name: Name
     severity: Severity = Severity.WARNING
-    sinks: tuple[Name, ...] | None = None
-    accounts: tuple[Annotated[str, Field(min_length=1)], ...] | None = None
+    # None (the key left out) means every sink / every account; an empty list is a mistake.
+    sinks: tuple[Name, ...] | None = Field(default=None, min_length=1)
+    accounts: tuple[Annotated[str, Field(min_length=1)], ...] | None = Field(
+        default=None, min_length=1
+    )
 
 
 class RestrictionChangeRuleConfig(_RuleBase):

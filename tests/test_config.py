@@ -239,6 +239,16 @@ BAD_CONFIGS = [
         id="empty-account-glob",
     ),
     pytest.param(
+        config(rules=[threshold(accounts=[])]),
+        ["rules[0].accounts: must not be empty"],
+        id="empty-accounts-list",
+    ),
+    pytest.param(
+        config(rules=[threshold(sinks=[])]),
+        ["rules[0].sinks: must not be empty"],
+        id="empty-sinks-list",
+    ),
+    pytest.param(
         config(api=api(url="api.lime.co/accounts")),
         ["api.url: must be an http:// or https:// URL"],
         id="api-url",

@@ -85,6 +85,6 @@ def create(config: WebhookSinkConfig, *, index: int, session: aiohttp.ClientSess
         session=session,
         url=resolve_secret(config.url_ref(index)),
         secret=resolve_secret(secret_ref) if secret_ref is not None else None,
-        headers=config.headers,
+        headers={key: value.get_secret_value() for key, value in config.headers.items()},
         timeout=config.timeout.total_seconds(),
     )
