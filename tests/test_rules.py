@@ -308,7 +308,6 @@ def test_threshold_fingerprints_per_episode_and_account() -> None:
         ([A], [A]),
         (["*@VISION"], []),
         (["nothing"], []),
-        ([], []),
     ],
 )
 def test_threshold_accounts_globs(patterns: list[str] | None, fired: list[str]) -> None:
