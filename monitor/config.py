@@ -238,6 +238,32 @@ class DeliveryConfig(_Model):
     once_deadline: Duration = timedelta(seconds=30)
 
 
+def parse_listen(value: str) -> tuple[str, int]:
+    """``"127.0.0.1:9464"``, ``"[::1]:9464"`` or ``":9464"`` (all interfaces) -> (host, port)."""
+    host, sep, port_text = value.rpartition(":")
+    if not sep or not port_text.isdigit() or not 0 < int(port_text) < 65536:
+        raise ValueError("must be HOST:PORT, e.g. '127.0.0.1:9464'")
+    host = host.removeprefix("[").removesuffix("]")
+    return host or "0.0.0.0", int(port_text)  # noqa: S104 - ":PORT" asks for every interface
+
+
+class HttpConfig(_Model):
+    """``[http]``: the metrics and health endpoints; off unless ``listen`` is set."""
+
+    listen: str | None = None
+
+    @field_validator("listen")
+    @classmethod
+    def _listen(cls, value: str | None) -> str | None:
+        if value is not None:
+            parse_listen(value)
+        return value
+
+    @property
+    def address(self) -> tuple[str, int] | None:
+        return parse_listen(self.listen) if self.listen is not None else None
+
+
 class LogConfig(_Model):
     level: Literal["debug", "info", "warning", "error"] = "info"
     format: Literal["console", "json"] | None = None
@@ -264,6 +290,16 @@ class WebhookSinkConfig(_SinkBase):
 
     _url_check = field_validator("url")(classmethod(lambda cls, v: _check_url_secret(v)))
 
+    @field_validator("headers")
+    @classmethod
+    def _headers(cls, value: dict[str, SecretStr]) -> dict[str, SecretStr]:
+        for name, header in value.items():
+            if not _HEADER_NAME.fullmatch(name):
+                raise ValueError(f"'{name}' is not a valid HTTP header name")
+            if any(c in header.get_secret_value() for c in "\r\n\0"):
+                raise ValueError(f"the value of header '{name}' contains a line break or NUL")
+        return value
+
     @model_validator(mode="after")
     def _secrets(self) -> WebhookSinkConfig:
         _check_secret_spellings(self, "url", required=True)
@@ -277,6 +313,9 @@ class WebhookSinkConfig(_SinkBase):
         if self.secret is None and self.secret_env is None and self.secret_file is None:
             return None
         return _ref(f"sinks[{index}]", "secret", self.secret, self.secret_env, self.secret_file)
+
+
+_HEADER_NAME = re.compile(r"[!#$%&'*+.^_`|~0-9A-Za-z-]+")  # RFC 9110 token
 
 
 class SlackSinkConfig(_SinkBase):
@@ -386,6 +425,7 @@ class Config(BaseSettings):
     state: StateConfig = StateConfig()
     delivery: DeliveryConfig = DeliveryConfig()
     log: LogConfig = LogConfig()
+    http: HttpConfig = HttpConfig()
     sinks: tuple[SinkConfig, ...] = Field(min_length=1)
     rules: tuple[RuleConfig, ...] = ()
 
