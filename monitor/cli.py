@@ -18,7 +18,7 @@ from typing import Any
 
 import aiohttp
 
-from monitor import __version__
+from monitor import __version__, status
 from monitor.config import (
     Config,
     check_secret,
@@ -26,12 +26,13 @@ from monitor.config import (
     default_config_path,
     load_config,
 )
-from monitor.daemon import Exit, install_signal_handlers, run_daemon, run_once
+from monitor.daemon import Daemon, Exit, install_signal_handlers, run_daemon, run_once
 from monitor.errors import ConfigError, MonitorError, SinkError
 from monitor.logs import configure as configure_logging
 from monitor.models import Alert, Notification, Severity, Status
 from monitor.simulator import DEMO_TOKEN, SCENARIOS, Simulator, serve_forever, start
 from monitor.sinks.registry import build_sink
+from monitor.store import Store
 
 DEMO_INTERVAL = "2s"
 
@@ -57,6 +58,8 @@ def _parser() -> argparse.ArgumentParser:
     with_config("run", "Run the daemon: poll on schedule, alert, deliver.")
     with_config("once", "One cycle: poll, diff, evaluate, deliver (bounded), exit.")
     with_config("check-config", "Validate the configuration and print a summary.")
+    status = with_config("status", "Show state, firing alerts and the outbox (no API calls).")
+    status.add_argument("--json", action="store_true", help="machine-readable output")
     test_sink = with_config("test-sink", "Send a labelled test notification through one sink.")
     test_sink.add_argument("name", help="the sink's name in the config")
 
@@ -100,9 +103,11 @@ def _dispatch(args: argparse.Namespace) -> int:
     config = load_config(path)
     if command == "check-config":
         return _check_config(path, config)
+    if command == "status":
+        return asyncio.run(_status(config, as_json=args.json))
     configure_logging(config.log.level, config.log.format)
     if command == "run":
-        return asyncio.run(_run(config))
+        return asyncio.run(_run(config, path))
     if command == "once":
         return asyncio.run(_once(config))
     return asyncio.run(_test_sink(config, args.name))
@@ -129,10 +134,23 @@ def _check_config(path: Path, config: Config) -> int:
     return Exit.OK
 
 
-async def _run(config: Config) -> int:
-    stop = asyncio.Event()
-    install_signal_handlers(stop)
-    return await run_daemon(config, stop)
+async def _run(config: Config, path: Path) -> int:
+    stop, reload = asyncio.Event(), asyncio.Event()
+    install_signal_handlers(stop, reload)
+    return await Daemon(config, config_path=path).run(stop, reload)
+
+
+async def _status(config: Config, *, as_json: bool) -> int:
+    path = config.state.path
+    if not path.exists():
+        raise MonitorError(f"no state database at {path} yet: the monitor has not run")
+    store = await Store.open(path)
+    try:
+        data = await status.collect(store, datetime.now(tz=UTC))
+    finally:
+        await store.close()
+    _out(status.to_json(data) if as_json else status.render(data))
+    return Exit.OK
 
 
 async def _once(config: Config) -> int:

@@ -60,8 +60,11 @@ class Delivery:
         *,
         clock: Callable[[], float] = time.time,
         rand: Callable[[], float] = random.random,
+        on_result: Callable[[str, str], None] | None = None,
     ) -> None:
         self.store = store
+        #: Told (sink, result) after each attempt: delivered, retry, failed or expired.
+        self.on_result = on_result
         self.sinks = dict(sinks)
         self.config = config
         self.clock = clock
@@ -129,6 +132,11 @@ class Delivery:
                 attempts=row.attempts,
                 max_age=str(self.config.max_age),
             )
+            self._report(row.sink, "expired")
+
+    def _report(self, sink: str, result: str) -> None:
+        if self.on_result is not None:
+            self.on_result(sink, result)
 
     async def _worker(self, name: str, *, until: float | None) -> None:
         """One sink's worker: a StoreError is logged and retried, it never ends the worker
@@ -197,6 +205,7 @@ class Delivery:
                 await self.store.mark(
                     row.seq, "pending", now=now, error=str(exc), next_attempt_at=now + delay
                 )
+                self._report(sink.name, "retry")
             else:
                 log.error(
                     "delivery_failed",
@@ -206,6 +215,7 @@ class Delivery:
                     http_status=exc.status,
                 )
                 await self.store.mark(row.seq, "failed", now=now, error=str(exc))
+                self._report(sink.name, "failed")
         except Exception as exc:  # a sink bug must not kill the worker: retry like a 5xx
             now = self.clock()
             delay = backoff(attempt, self.config, rand=self.rand)
@@ -215,9 +225,11 @@ class Delivery:
             await self.store.mark(
                 row.seq, "pending", now=now, error=repr(exc), next_attempt_at=now + delay
             )
+            self._report(sink.name, "retry")
         else:
             log.info("notification_delivered", **context, attempt=attempt)
             await self.store.mark(row.seq, "delivered", now=self.clock())
+            self._report(sink.name, "delivered")
 
 
 async def _wait(event: asyncio.Event, seconds: float, *, interruptible: bool = True) -> None:

@@ -8,6 +8,7 @@ and the next tick tries again from the state on disk).
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import time
 from collections.abc import Callable, Mapping
@@ -62,8 +63,10 @@ class SourcePipeline:
         store: Store,
         on_queued: Callable[[], None],
         clock: Callable[[], datetime],
+        on_poll: Callable[[PollOutcome], None] | None = None,
     ) -> None:
         self.source = source
+        self.on_poll = on_poll
         self.config = config
         self.rules = rules
         self.fetcher = fetcher
@@ -78,14 +81,38 @@ class SourcePipeline:
         self._problems: dict[str, str] = {}
         self._enum_warned: set[tuple[str, str]] = set()
         self.last: PollOutcome | None = None
+        self.last_success: datetime | None = None
+        self._lock = asyncio.Lock()  # a poll and a reconfiguration never interleave
 
     async def load(self) -> None:
         state = await self.store.load_source(self.source)
         self._accounts, self._health, self._active = state.accounts, state.health, state.active
+        self.last_success = state.last_success_at
 
     @property
     def firing(self) -> int:
         return len(self._active) + (self._health.down is not None)
+
+    def firing_alerts(self) -> list[ActiveAlert]:
+        """Every alert of this source that is firing now (``source_down`` included)."""
+        down = [self._health.down] if self._health.down is not None else []
+        return [*self._active.values(), *down]
+
+    async def reconfigure(
+        self, config: Config, rules: tuple[RuleConfig, ...], fetcher: Fetcher
+    ) -> list[str]:
+        """Swap in a reloaded config between polls; return the rules whose state was reset.
+
+        A rule whose definition is unchanged keeps its firing alerts (no re-notification); a
+        changed or removed rule's alerts are dropped, so the new definition decides afresh.
+        """
+        async with self._lock:
+            old = {r.name: r for r in self.rules}
+            new = {r.name: r for r in rules}
+            reset = sorted(name for name, rule in old.items() if new.get(name) != rule)
+            self._active = {k: v for k, v in self._active.items() if k[0] not in reset}
+            self.config, self.rules, self.fetcher = config, rules, fetcher
+            return reset
 
     async def job(self) -> None:
         """The scheduled job: one poll, honouring a ``Retry-After``; never raises."""
@@ -99,16 +126,20 @@ class SourcePipeline:
             self.log.error("poll_crashed", error=str(exc), exc_info=True)
 
     async def poll(self) -> PollOutcome:
-        started = time.monotonic()
-        now = self.clock()
-        try:
-            body = await self.fetcher.fetch()
-            result = parse_body(body)
-        except SourceError as exc:
-            outcome = await self._failed(now, exc, started)
-        else:
-            outcome = await self._succeeded(now, result.accounts, result.problems, started)
-        self.last = outcome
+        async with self._lock:
+            started = time.monotonic()
+            now = self.clock()
+            try:
+                body = await self.fetcher.fetch()
+                result = parse_body(body)
+            except SourceError as exc:
+                outcome = await self._failed(now, exc, started)
+            else:
+                outcome = await self._succeeded(now, result.accounts, result.problems, started)
+                self.last_success = now
+            self.last = outcome
+        if self.on_poll is not None:
+            self.on_poll(outcome)
         return outcome
 
     async def _failed(self, now: datetime, exc: SourceError, started: float) -> PollOutcome:

@@ -87,6 +87,7 @@ class SourceState:
     accounts: dict[str, Account] | None  # None: no successful poll yet (baseline pending)
     health: SourceHealth
     active: dict[AlertKey, ActiveAlert]
+    last_success_at: datetime | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -234,7 +235,8 @@ class Store:
                 down = alert
             else:
                 active[(rule, alert.account_number)] = alert
-        return SourceState(accounts, SourceHealth(failures, down), active)
+        last = _from_iso(last_success) if last_success is not None else None
+        return SourceState(accounts, SourceHealth(failures, down), active, last)
 
     async def commit_poll(
         self,

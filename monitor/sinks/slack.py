@@ -4,7 +4,7 @@ The message has a plain ``text`` fallback (notifications, screen readers), a Blo
 with the same line, and a coloured attachment with the details::
 
     :warning: [WARNING] FIRING low-cash: 12345678@vision: cash_to_withdraw fell to 512.25 (< 1000)
-    :white_check_mark: RESOLVED [WARNING] low-cash: 12345678@vision: cash_to_withdraw back to 1500.00
+    :white_check_mark: RESOLVED [WARNING] low-cash: 12345678@vision: cash_to_withdraw back to 1500
 
 User text is escaped (``&``, ``<``, ``>``) as Slack requires; money keeps its exact digits.
 """

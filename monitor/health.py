@@ -1,0 +1,92 @@
+"""``[http] listen``: /metrics, /healthz and /readyz, served on the daemon's own event loop.
+
+``/healthz`` answers 200 while the process and its loop are alive (a wedged loop cannot answer).
+``/readyz`` answers 200 when every source's last successful poll is younger than three poll
+intervals, else 503 with a JSON body that says which source is stale and why.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from aiohttp import web
+
+from monitor import __version__, encoding
+from monitor.metrics import CONTENT_TYPE, Metrics
+
+
+@dataclass
+class Readiness:
+    """Whether the monitor is doing its job; ``reasons`` explains a ``False``."""
+
+    ready: bool
+    reasons: list[str] = field(default_factory=list)
+    detail: dict[str, Any] = field(default_factory=dict)
+
+
+class HealthServer:
+    """The small HTTP server; ``start`` binds, ``close`` stops it."""
+
+    def __init__(
+        self,
+        metrics: Metrics,
+        readiness: Callable[[], Readiness],
+        refresh: Callable[[], Awaitable[None]] | None = None,
+    ) -> None:
+        self.metrics = metrics
+        self.readiness = readiness
+        self.refresh = refresh  # brings gauges read from the store up to date before a scrape
+        self._runner: web.AppRunner | None = None
+        self.url: str | None = None
+
+    def app(self) -> web.Application:
+        app = web.Application()
+        app.router.add_get("/metrics", self._metrics)
+        app.router.add_get("/healthz", self._healthz)
+        app.router.add_get("/readyz", self._readyz)
+        return app
+
+    async def start(self, host: str, port: int) -> str:
+        runner = web.AppRunner(self.app(), access_log=None, shutdown_timeout=1.0)
+        await runner.setup()
+        try:
+            site = web.TCPSite(runner, host, port)
+            await site.start()
+        except BaseException:
+            await runner.cleanup()
+            raise
+        self._runner = runner
+        bound = runner.addresses[0]
+        shown = f"[{bound[0]}]" if ":" in bound[0] else bound[0]
+        self.url = f"http://{shown}:{bound[1]}"
+        return self.url
+
+    async def close(self) -> None:
+        if self._runner is not None:
+            await self._runner.cleanup()
+            self._runner = None
+
+    async def _metrics(self, request: web.Request) -> web.Response:
+        if self.refresh is not None:
+            await self.refresh()
+        response = web.Response(body=self.metrics.render())
+        response.headers["Content-Type"] = CONTENT_TYPE
+        return response
+
+    async def _healthz(self, request: web.Request) -> web.Response:
+        return _json({"status": "ok", "version": __version__}, 200)
+
+    async def _readyz(self, request: web.Request) -> web.Response:
+        state = self.readiness()
+        body = {
+            "status": "ready" if state.ready else "not ready",
+            "reasons": state.reasons,
+            **state.detail,
+        }
+        return _json(body, 200 if state.ready else 503)
+
+
+def _json(body: Any, status: int) -> web.Response:
+    return web.Response(text=encoding.dumps(body), status=status, content_type="application/json")
