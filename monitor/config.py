@@ -14,11 +14,12 @@ import re
 import tomllib
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
-from datetime import timedelta
+from datetime import date, timedelta
 from decimal import Decimal
 from pathlib import Path
-from typing import Annotated, Any, Literal, TypeAlias
+from typing import Annotated, Any, Literal, TypeAlias, TypeVar
 from urllib.parse import urlsplit
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from pydantic import (
     BaseModel,
@@ -33,7 +34,7 @@ from pydantic import (
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
 from monitor.errors import ConfigError
-from monitor.models import KNOWN_FIELDS, NUMERIC_FIELDS, Severity
+from monitor.models import DEFAULT_SOURCE, KNOWN_FIELDS, NUMERIC_FIELDS, Severity
 
 ENV_CONFIG = "BALANCE_MONITOR_CONFIG"
 DEFAULT_CONFIG = Path("config.toml")
@@ -190,41 +191,168 @@ def public_url(url: str) -> str:
 # --------------------------------------------------------------------------- sections
 
 
-class ApiConfig(_Model):
+class OAuthConfig(_Model):
+    """``[api.oauth]``: the OAuth2 password grant that issues (and renews) access tokens."""
+
+    token_url: Annotated[str, BeforeValidator(lambda v: _http_url(v) if isinstance(v, str) else v)]
+    client_id: SecretStr | None = None
+    client_id_env: str | None = None
+    client_id_file: Path | None = None
+    client_secret: SecretStr | None = None
+    client_secret_env: str | None = None
+    client_secret_file: Path | None = None
+    username: SecretStr | None = None
+    username_env: str | None = None
+    username_file: Path | None = None
+    password: SecretStr | None = None
+    password_env: str | None = None
+    password_file: Path | None = None
+    #: Renew this long before the token would expire (by ``expires_in`` or at 03:00 ET).
+    renew_before: Duration = timedelta(minutes=5)
+    timeout: Duration = timedelta(seconds=10)
+
+    @model_validator(mode="after")
+    def _secrets(self) -> OAuthConfig:
+        for name in OAUTH_SECRETS:
+            _check_secret_spellings(self, name, required=True)
+        return self
+
+    def refs(self, prefix: str) -> dict[str, SecretRef]:
+        return {
+            name: _ref(
+                prefix,
+                name,
+                getattr(self, name),
+                getattr(self, f"{name}_env"),
+                getattr(self, f"{name}_file"),
+            )
+            for name in OAUTH_SECRETS
+        }
+
+
+OAUTH_SECRETS = ("client_id", "client_secret", "username", "password")
+
+
+class SourceBase(_Model):
+    """What every source has: where to fetch, how to authenticate, when it is down."""
+
     url: Annotated[str, BeforeValidator(lambda v: _http_url(v) if isinstance(v, str) else v)]
     token: SecretStr | None = None
     token_env: str | None = None
     token_file: Path | None = None
+    oauth: OAuthConfig | None = None
     timeout: Duration = timedelta(seconds=10)
     down_after: int = Field(default=3, ge=1)
 
     @model_validator(mode="after")
-    def _one_token(self) -> ApiConfig:
-        _check_secret_spellings(self, "token", required=True)
+    def _one_token(self) -> SourceBase:
+        if self.oauth is not None:
+            given = [k for k in ("token", "token_env", "token_file") if getattr(self, k)]
+            if given:
+                raise ValueError(f"give either oauth or {', '.join(given)}, not both")
+        else:
+            _check_secret_spellings(self, "token", required=True)
         return self
+
+    def token_ref_at(self, prefix: str) -> SecretRef | None:
+        if self.oauth is not None:
+            return None
+        return _ref(prefix, "token", self.token, self.token_env, self.token_file)
+
+    def secret_refs_at(self, prefix: str) -> list[SecretRef]:
+        if self.oauth is not None:
+            return list(self.oauth.refs(f"{prefix}.oauth").values())
+        ref = self.token_ref_at(prefix)
+        return [ref] if ref is not None else []
+
+    def credentials(self) -> str:
+        """Where the token comes from, for summaries (never the token)."""
+        if self.oauth is not None:
+            return f"OAuth2 password grant at {public_url(self.oauth.token_url)}"
+        ref = self.token_ref_at("")
+        return f"token from {ref.describe()}" if ref is not None else "no token"
+
+
+class ApiConfig(SourceBase):
+    """``[api]``: the single source named ``default``."""
 
     @property
     def token_ref(self) -> SecretRef:
-        return SecretRef(self._token_key(), self.token, self.token_env, self.token_file)
-
-    def _token_key(self) -> str:
-        if self.token_env is not None:
-            return "api.token_env"
-        if self.token_file is not None:
-            return "api.token_file"
-        return "api.token"
+        ref = self.token_ref_at("api")
+        if ref is None:
+            raise ConfigError("api: the token comes from [api.oauth]")
+        return ref
 
 
-class ScheduleConfig(_Model):
-    interval: Duration = timedelta(seconds=30)
-    jitter: Duration = timedelta(0)
+class SourceConfig(SourceBase):
+    """``[[sources]]``: one login of several, polled on its own schedule."""
+
+    name: Name
+    #: Overrides ``[schedule] interval`` (and ``off_hours_interval``) for this source.
+    interval: Duration | None = None
 
     @field_validator("interval")
     @classmethod
-    def _positive(cls, value: timedelta) -> timedelta:
-        if value < timedelta(seconds=1):
+    def _positive(cls, value: timedelta | None) -> timedelta | None:
+        if value is not None and value < timedelta(seconds=1):
             raise ValueError("must be at least 1s")
         return value
+
+
+MARKET_PRESETS = ("us-equities",)
+
+
+class ScheduleConfig(_Model):
+    """``[schedule]``: a fixed interval, a market-hours preset, or a cron expression."""
+
+    interval: Duration = timedelta(seconds=30)
+    jitter: Duration = timedelta(0)
+    #: With ``market_hours``: the interval outside the market's hours and on weekends/holidays.
+    off_hours_interval: Duration | None = None
+    market_hours: Literal["us-equities"] | None = None
+    #: Dates (``YYYY-MM-DD``, in the market's time zone) with no session.
+    holidays: tuple[date, ...] = ()
+    #: A crontab line (``"*/1 4-19 * * mon-fri"``), instead of ``interval``.
+    cron: str | None = None
+    timezone: str = "America/New_York"
+
+    @field_validator("interval", "off_hours_interval")
+    @classmethod
+    def _positive(cls, value: timedelta | None) -> timedelta | None:
+        if value is not None and value < timedelta(seconds=1):
+            raise ValueError("must be at least 1s")
+        return value
+
+    @field_validator("timezone")
+    @classmethod
+    def _zone(cls, value: str) -> str:
+        try:
+            ZoneInfo(value)
+        except (ZoneInfoNotFoundError, ValueError):
+            raise ValueError(f"unknown time zone '{value}'") from None
+        return value
+
+    @model_validator(mode="after")
+    def _consistent(self) -> ScheduleConfig:
+        if self.cron is not None:
+            if self.market_hours is not None:
+                raise ValueError("give either cron or market_hours, not both")
+            check_cron(self.cron, self.timezone)
+        if self.off_hours_interval is not None and self.market_hours is None:
+            raise ValueError("off_hours_interval needs market_hours")
+        if self.holidays and self.market_hours is None:
+            raise ValueError("holidays needs market_hours")
+        return self
+
+
+def check_cron(expression: str, timezone: str) -> None:
+    """Raise ``ValueError`` naming what is wrong with a crontab line."""
+    from apscheduler.triggers.cron import CronTrigger
+
+    try:
+        CronTrigger.from_crontab(expression, timezone=ZoneInfo(timezone))
+    except ValueError as exc:
+        raise ValueError(f"cron: {exc}") from None
 
 
 class StateConfig(_Model):
@@ -364,6 +492,11 @@ class _RuleBase(_Model):
     accounts: tuple[Annotated[str, Field(min_length=1)], ...] | None = Field(
         default=None, min_length=1
     )
+    #: Only these sources (``[[sources]] name``; ``[api]`` is ``default``); all when left out.
+    sources: tuple[Name, ...] | None = Field(default=None, min_length=1)
+
+    def applies_to(self, source: str) -> bool:
+        return self.sources is None or source in self.sources
 
 
 class RestrictionChangeRuleConfig(_RuleBase):
@@ -420,7 +553,8 @@ class Config(BaseSettings):
 
     model_config = SettingsConfigDict(extra="forbid", frozen=True)
 
-    api: ApiConfig
+    api: ApiConfig | None = None
+    sources: tuple[SourceConfig, ...] = ()
     schedule: ScheduleConfig = ScheduleConfig()
     state: StateConfig = StateConfig()
     delivery: DeliveryConfig = DeliveryConfig()
@@ -445,6 +579,13 @@ class Config(BaseSettings):
     @model_validator(mode="after")
     def _references(self) -> Config:
         problems: list[str] = []
+        if self.api is None and not self.sources:
+            problems.append("api: give [api] or at least one [[sources]]")
+        problems += _duplicates("sources", (s.name for s in self.sources), "source")
+        for i, source in enumerate(self.sources):
+            if self.api is not None and source.name == DEFAULT_SOURCE:
+                problems.append(f"sources[{i}].name: '{DEFAULT_SOURCE}' is the name of [api]")
+        source_names = {s.name for s in self.all_sources()}
         problems += _duplicates("sinks", (s.name for s in self.sinks), "sink")
         problems += _duplicates("rules", (r.name for r in self.rules), "rule")
         sink_names = {s.name for s in self.sinks}
@@ -454,12 +595,28 @@ class Config(BaseSettings):
             for name in rule.sinks or ():
                 if name not in sink_names:
                     problems.append(f"rules[{i}].sinks: unknown sink '{name}'")
+            for name in rule.sources or ():
+                if name not in source_names:
+                    problems.append(f"rules[{i}].sources: unknown source '{name}'")
         if problems:
             raise ValueError("\n".join(problems))
         return self
 
+    def all_sources(self) -> list[SourceSpec]:
+        """Every source to poll: ``[api]`` as ``default``, then ``[[sources]]`` in file order."""
+        specs = []
+        if self.api is not None:
+            specs.append(SourceSpec(DEFAULT_SOURCE, self.api, "api", None))
+        specs += [
+            SourceSpec(s.name, s, f"sources[{i}]", s.interval) for i, s in enumerate(self.sources)
+        ]
+        return specs
+
+    def rules_for(self, source: str) -> tuple[RuleConfig, ...]:
+        return tuple(r for r in self.rules if r.applies_to(source))
+
     def secret_refs(self) -> list[SecretRef]:
-        refs = [self.api.token_ref]
+        refs = [ref for spec in self.all_sources() for ref in spec.config.secret_refs_at(spec.key)]
         for i, sink in enumerate(self.sinks):
             if isinstance(sink, WebhookSinkConfig | SlackSinkConfig):
                 refs.append(sink.url_ref(i))
@@ -475,11 +632,36 @@ class Config(BaseSettings):
         return tuple(s.name for s in self.sinks)
 
     def summary(self) -> str:
+        specs = self.all_sources()
+        if len(specs) == 1:
+            s = specs[0]
+            where = f"source {public_url(s.config.url)} ({s.config.credentials()})"
+        else:
+            where = f"{len(specs)} sources ({', '.join(s.name for s in specs)})"
         return (
-            f"source {public_url(self.api.url)} (token from {self.api.token_ref.describe()}), "
-            f"every {format_duration(self.schedule.interval)}, "
+            f"{where}, {describe_schedule(self.schedule)}, "
             f"{_plural(len(self.rules), 'rule')}, {_plural(len(self.sinks), 'sink')}"
         )
+
+
+@dataclass(frozen=True)
+class SourceSpec:
+    """One source to poll, whichever table it came from."""
+
+    name: str
+    config: SourceBase
+    key: str  # "api" or "sources[2]": where its keys live, for messages
+    interval: timedelta | None  # its own interval, overriding [schedule]
+
+
+def describe_schedule(schedule: ScheduleConfig) -> str:
+    if schedule.cron is not None:
+        return f"cron '{schedule.cron}' ({schedule.timezone})"
+    text = f"every {format_duration(schedule.interval)}"
+    if schedule.market_hours is not None:
+        off = schedule.off_hours_interval or schedule.interval
+        text += f" in {schedule.market_hours} hours, every {format_duration(off)} outside"
+    return text
 
 
 def _plural(n: int, word: str) -> str:
@@ -554,13 +736,26 @@ def _resolve_paths(config: Config, base_dir: Path) -> Config:
         else s
         for s in sinks
     )
+
+    def fix_source(source: _S) -> _S:
+        update: dict[str, Any] = {"token_file": fix(source.token_file)}
+        if source.oauth is not None:
+            update["oauth"] = source.oauth.model_copy(
+                update={f"{n}_file": fix(getattr(source.oauth, f"{n}_file")) for n in OAUTH_SECRETS}
+            )
+        return source.model_copy(update=update)
+
     return config.model_copy(
         update={
-            "api": config.api.model_copy(update={"token_file": fix(config.api.token_file)}),
+            "api": fix_source(config.api) if config.api is not None else None,
+            "sources": tuple(fix_source(s) for s in config.sources),
             "state": config.state.model_copy(update={"path": state_path}),
             "sinks": sinks,
         }
     )
+
+
+_S = TypeVar("_S", bound="SourceBase")
 
 
 # --------------------------------------------------------------------------- error messages

@@ -14,30 +14,31 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import signal
 import time
 from collections.abc import AsyncIterator
 from contextlib import AsyncExitStack
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from enum import IntEnum
 from pathlib import Path
+from typing import Any
 
 import aiohttp
 import structlog
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
-from apscheduler.triggers.interval import IntervalTrigger
-from pydantic import SecretStr
 
 from monitor import __version__
-from monitor.config import Config, format_duration, load_config, resolve_secret
+from monitor.auth import OAuthTokens, StaticToken
+from monitor.config import Config, SourceSpec, describe_schedule, load_config, resolve_secret
 from monitor.delivery import Delivery
 from monitor.errors import ConfigError, MonitorError
 from monitor.health import HealthServer, Readiness
 from monitor.logs import configure as configure_logging
 from monitor.metrics import Metrics
-from monitor.models import DEFAULT_SOURCE
 from monitor.pipeline import PollOutcome, SourcePipeline
+from monitor.schedule import make_trigger, missed_polls
 from monitor.sdnotify import Notifier
 from monitor.sinks.base import Sink
 from monitor.sinks.registry import build_sinks
@@ -63,14 +64,6 @@ def utcnow() -> datetime:
     return datetime.now(tz=UTC)
 
 
-def _trigger(config: Config) -> IntervalTrigger:
-    return IntervalTrigger(
-        seconds=config.schedule.interval.total_seconds(),
-        jitter=config.schedule.jitter.total_seconds() or None,
-        timezone=UTC,
-    )
-
-
 @dataclass
 class Runtime:
     config: Config
@@ -78,18 +71,59 @@ class Runtime:
     session: aiohttp.ClientSession
     sinks: dict[str, Sink]
     delivery: Delivery
-    pipeline: SourcePipeline
+    pipelines: dict[str, SourcePipeline]
+
+    @property
+    def pipeline(self) -> SourcePipeline:
+        """The first source's pipeline (the only one with a plain ``[api]`` config)."""
+        return next(iter(self.pipelines.values()))
+
+
+def token_provider(spec: SourceSpec, session: aiohttp.ClientSession) -> StaticToken | OAuthTokens:
+    """The source's token: static, or OAuth2 (its four secrets resolved now, to fail early)."""
+    oauth = spec.config.oauth
+    if oauth is None:
+        ref = spec.config.token_ref_at(spec.key)
+        if ref is None:  # pragma: no cover - the config guarantees a token without oauth
+            raise ConfigError(f"{spec.key}: no token")
+        return StaticToken(resolve_secret(ref))
+    refs = oauth.refs(f"{spec.key}.oauth")
+    for ref in refs.values():
+        resolve_secret(ref)
+    return OAuthTokens(oauth, refs, session, source=spec.name, clock=utcnow)
+
+
+def make_pipeline(
+    spec: SourceSpec,
+    config: Config,
+    *,
+    session: aiohttp.ClientSession,
+    store: Store,
+    delivery: Delivery,
+    tokens: StaticToken | OAuthTokens,
+) -> SourcePipeline:
+    return SourcePipeline(
+        source=spec.name,
+        config=config,
+        rules=config.rules_for(spec.name),
+        fetcher=BalancesSource(spec.name, spec.config, session, tokens),
+        store=store,
+        on_queued=delivery.wake,
+        clock=utcnow,
+        down_after=spec.config.down_after,
+    )
 
 
 @contextlib.asynccontextmanager
 async def open_runtime(config: Config, metrics: Metrics | None = None) -> AsyncIterator[Runtime]:
     """Open everything a poll needs; close it all in reverse order, whatever happens."""
-    token = resolve_secret(config.api.token_ref)  # a ConfigError before anything is opened
     async with AsyncExitStack() as stack:
-        store = await Store.open(config.state.path)
-        stack.push_async_callback(store.close)
         session = aiohttp.ClientSession()
         stack.push_async_callback(session.close)
+        specs = config.all_sources()
+        tokens = {s.name: token_provider(s, session) for s in specs}  # ConfigError early
+        store = await Store.open(config.state.path)
+        stack.push_async_callback(store.close)
         sinks = build_sinks(config.sinks, session)
         delivery = Delivery(
             store,
@@ -97,18 +131,16 @@ async def open_runtime(config: Config, metrics: Metrics | None = None) -> AsyncI
             config.delivery,
             on_result=metrics.notification if metrics is not None else None,
         )
-        pipeline = SourcePipeline(
-            source=DEFAULT_SOURCE,
-            config=config,
-            rules=config.rules,
-            fetcher=BalancesSource(DEFAULT_SOURCE, config.api, session, token),
-            store=store,
-            on_queued=delivery.wake,
-            clock=utcnow,
-        )
-        runtime = Runtime(config, store, session, sinks, delivery, pipeline)
+        pipelines = {
+            s.name: make_pipeline(
+                s, config, session=session, store=store, delivery=delivery, tokens=tokens[s.name]
+            )
+            for s in specs
+        }
+        runtime = Runtime(config, store, session, sinks, delivery, pipelines)
         stack.push_async_callback(_close_sinks, runtime)  # those in force at exit (reloads)
-        await pipeline.load()
+        for pipeline in pipelines.values():
+            await pipeline.load()
         yield runtime
 
 
@@ -146,12 +178,11 @@ class Daemon:
         self.notifier = notifier if notifier is not None else Notifier()
         self.metrics = metrics if metrics is not None else Metrics()
         self.health: HealthServer | None = None
-        self.started_at = utcnow()
         self._rt: Runtime | None = None
         self._scheduler: AsyncIOScheduler | None = None
+        self._triggers: dict[str, Any] = {}
         self._in_flight: set[asyncio.Task[None]] = set()
         self._stop = asyncio.Event()
-        self.job_id = f"poll:{DEFAULT_SOURCE}"
 
     # ------------------------------------------------------------------ run
 
@@ -160,21 +191,13 @@ class Daemon:
         self._stop = stop
         async with open_runtime(self.config, self.metrics) as rt:
             self._rt = rt
-            rt.pipeline.on_poll = self._polled
             self.metrics.declare_sinks(rt.sinks)
             await rt.delivery.start()
             await self._start_health(self.config)
             scheduler = AsyncIOScheduler(timezone=UTC)
             self._scheduler = scheduler
-            scheduler.add_job(
-                self._poll_job,
-                _trigger(self.config),
-                id=self.job_id,
-                next_run_time=utcnow(),
-                max_instances=1,
-                coalesce=True,
-                misfire_grace_time=None,
-            )
+            for spec in self.config.all_sources():
+                self._schedule(spec, rt.pipelines[spec.name], first=True)
             scheduler.start()
             watchdog = asyncio.create_task(self.notifier.run_watchdog(stop), name="watchdog")
             self._log_started(rt)
@@ -189,6 +212,28 @@ class Daemon:
                     await self.health.close()
                 self.notifier.close()
         return Exit.OK
+
+    def _schedule(self, spec: SourceSpec, pipeline: SourcePipeline, *, first: bool) -> None:
+        """Add (or re-time) the source's poll job; a new job polls at once."""
+        if self._scheduler is None:  # pragma: no cover - only called while running
+            return
+        pipeline.on_poll = functools.partial(self._polled, spec.name)
+        trigger = make_trigger(self.config.schedule, spec.interval)
+        self._triggers[spec.name] = trigger
+        job_id = f"poll:{spec.name}"
+        if not first and self._scheduler.get_job(job_id) is not None:
+            self._scheduler.reschedule_job(job_id, trigger=trigger)
+            return
+        self._scheduler.add_job(
+            self._poll_job,
+            trigger,
+            args=(spec.name,),
+            id=job_id,
+            next_run_time=utcnow(),
+            max_instances=1,
+            coalesce=True,
+            misfire_grace_time=None,
+        )
 
     async def _serve(self, stop: asyncio.Event, reload: asyncio.Event | None) -> None:
         if reload is None:
@@ -205,13 +250,14 @@ class Daemon:
                 await self.reload()
 
     def _log_started(self, rt: Runtime) -> None:
-        fetcher = rt.pipeline.fetcher
         log.info(
             "started",
             version=__version__,
-            source=DEFAULT_SOURCE,
-            url=fetcher.where if isinstance(fetcher, BalancesSource) else None,
-            interval=format_duration(self.config.schedule.interval),
+            sources={
+                name: p.fetcher.where if isinstance(p.fetcher, BalancesSource) else None
+                for name, p in rt.pipelines.items()
+            },
+            schedule=describe_schedule(self.config.schedule),
             rules=len(self.config.rules),
             sinks=sorted(rt.sinks),
             state=str(self.config.state.path),
@@ -219,15 +265,16 @@ class Daemon:
             systemd=self.notifier.enabled,
         )
 
-    async def _poll_job(self) -> None:
+    async def _poll_job(self, source: str) -> None:
         rt = self._rt
-        if rt is None:
+        pipeline = rt.pipelines.get(source) if rt is not None else None
+        if pipeline is None:
             return
         task = asyncio.current_task()
         if task is not None:
             self._in_flight.add(task)
         try:
-            await rt.pipeline.job()
+            await pipeline.job()
         except asyncio.CancelledError:
             if not self._stop.is_set() or task is None:
                 raise
@@ -235,7 +282,7 @@ class Daemon:
             # recorded, and the next run polls again. Re-raising would make APScheduler log
             # a traceback whose frames hold the request headers (the token).
             task.uncancel()
-            log.warning("poll_cancelled", source=DEFAULT_SOURCE, grace=STOP_GRACE)
+            log.warning("poll_cancelled", source=source, grace=STOP_GRACE)
         finally:
             if task is not None:
                 self._in_flight.discard(task)
@@ -255,13 +302,13 @@ class Daemon:
 
     # ------------------------------------------------------------------ observation
 
-    def _polled(self, outcome: PollOutcome) -> None:
+    def _polled(self, source: str, outcome: PollOutcome) -> None:
         rt = self._rt
-        if rt is None:
+        if rt is None or source not in rt.pipelines:
             return
-        success = rt.pipeline.last_success
+        success = rt.pipelines[source].last_success
         self.metrics.observe_poll(
-            DEFAULT_SOURCE,
+            source,
             ok=outcome.ok,
             duration=outcome.duration,
             accounts=outcome.accounts if outcome.ok else None,
@@ -273,42 +320,59 @@ class Daemon:
     def _update_firing(self, rt: Runtime) -> None:
         severities = {r.name: r.severity.value for r in self.config.rules}
         self.metrics.set_firing(
-            (a.rule, severities.get(a.rule, "critical")) for a in rt.pipeline.firing_alerts()
+            (a.rule, severities.get(a.rule, "critical"))
+            for p in rt.pipelines.values()
+            for a in p.firing_alerts()
         )
 
     def status_line(self) -> str:
         """One short human line for ``systemctl status``."""
         rt = self._rt
-        if rt is None or rt.pipeline.last is None:
+        if rt is None:
+            return "starting"
+        polled = [p for p in rt.pipelines.values() if p.last is not None]
+        if not polled:
             return "started, first poll pending"
-        last = rt.pipeline.last
+        firing = sum(p.firing for p in rt.pipelines.values())
+        failing = [p for p in polled if p.last is not None and not p.last.ok]
         when = utcnow().strftime("%H:%M:%SZ")
-        if last.ok:
-            head = f"last poll {when} ok, {last.accounts} accounts"
+        if len(rt.pipelines) == 1:
+            last = polled[0].last
+            head = (
+                f"last poll {when} ok, {last.accounts} accounts"
+                if last is not None and last.ok
+                else f"last poll {when} FAILED: {last.error if last else '?'}"
+            )
         else:
-            head = f"last poll {when} FAILED: {last.error}"
-        return f"{head}; {rt.pipeline.firing} alerts firing"
+            head = f"{len(rt.pipelines)} sources at {when}: {len(polled) - len(failing)} ok"
+            if failing:
+                head += ", failing: " + ", ".join(p.source for p in failing)
+        return f"{head}; {firing} alerts firing"
 
     def readiness(self) -> Readiness:
+        """Ready when every source polled successfully within its last three scheduled polls."""
         rt = self._rt
-        limit = self.config.schedule.interval * READY_INTERVALS
         if rt is None:
             return Readiness(False, ["starting"])
-        success = rt.pipeline.last_success
-        detail = {
-            "source": DEFAULT_SOURCE,
-            "last_success_at": success.isoformat() if success is not None else None,
-            "max_age_seconds": limit.total_seconds(),
-        }
-        if success is None:
-            return Readiness(False, [f"source {DEFAULT_SOURCE}: no successful poll yet"], detail)
-        if utcnow() - success > limit:
-            last = rt.pipeline.last
-            why = f"source {DEFAULT_SOURCE}: no successful poll for over {format_duration(limit)}"
-            if last is not None and not last.ok:
-                why += f" (last error: {last.error})"
-            return Readiness(False, [why], detail)
-        return Readiness(True, [], detail)
+        now = utcnow()
+        reasons: list[str] = []
+        sources: dict[str, Any] = {}
+        for name, pipeline in rt.pipelines.items():
+            success = pipeline.last_success
+            sources[name] = {"last_success_at": success.isoformat() if success else None}
+            if success is None:
+                reasons.append(f"source {name}: no successful poll yet")
+                continue
+            trigger = self._triggers.get(name)
+            if trigger is not None and missed_polls(trigger, success, now, READY_INTERVALS) >= (
+                READY_INTERVALS
+            ):
+                why = f"source {name}: no successful poll in the last {READY_INTERVALS} polls"
+                last = pipeline.last
+                if last is not None and not last.ok:
+                    why += f" (last error: {last.error})"
+                reasons.append(why)
+        return Readiness(not reasons, reasons, {"sources": sources})
 
     async def _refresh_metrics(self) -> None:
         if self._rt is not None:
@@ -338,9 +402,22 @@ class Daemon:
         self.notifier.reloading()
         try:
             new = load_config(self.config_path)
-            token = resolve_secret(new.api.token_ref)
             if new.state.path != self.config.state.path:
                 raise ConfigError("state.path: changing the state database needs a restart")
+            old_specs = {s.name: s for s in self.config.all_sources()}
+            tokens = {}
+            for spec in new.all_sources():
+                old = old_specs.get(spec.name)
+                pipeline = rt.pipelines.get(spec.name)
+                fetcher = pipeline.fetcher if pipeline is not None else None
+                if (
+                    old is not None
+                    and old.config == spec.config
+                    and isinstance(fetcher, BalancesSource)
+                ):
+                    tokens[spec.name] = fetcher.tokens  # unchanged: keep the live token
+                else:
+                    tokens[spec.name] = token_provider(spec, rt.session)
             sinks = build_sinks(new.sinks, rt.session)
         except MonitorError as exc:
             problems = exc.problems if isinstance(exc, ConfigError) else [str(exc)]
@@ -348,13 +425,13 @@ class Daemon:
             self.notifier.ready(self.status_line())
             return False
         try:
-            await self._apply(rt, new, token, sinks)
+            await self._apply(rt, new, tokens, sinks)
         finally:
             self.notifier.ready(self.status_line())
         return True
 
     async def _apply(
-        self, rt: Runtime, new: Config, token: SecretStr, sinks: dict[str, Sink]
+        self, rt: Runtime, new: Config, tokens: dict[str, Any], sinks: dict[str, Sink]
     ) -> None:
         old = self.config
         configure_logging(new.log.level, new.log.format)
@@ -363,16 +440,41 @@ class Daemon:
             await sink.aclose()
         rt.sinks = sinks
         rt.delivery = Delivery(rt.store, sinks, new.delivery, on_result=self.metrics.notification)
-        fetcher = BalancesSource(DEFAULT_SOURCE, new.api, rt.session, token)
-        reset = await rt.pipeline.reconfigure(new, new.rules, fetcher)
-        rt.pipeline.on_queued = rt.delivery.wake
-        rt.config = new
-        self.config = new
+        self.config = rt.config = new
+        specs = {s.name: s for s in new.all_sources()}
+        reset: dict[str, list[str]] = {}
+        for name in [n for n in rt.pipelines if n not in specs]:
+            if self._scheduler is not None and self._scheduler.get_job(f"poll:{name}"):
+                self._scheduler.remove_job(f"poll:{name}")
+            del rt.pipelines[name]
+            self._triggers.pop(name, None)
+        for name, spec in specs.items():
+            pipeline = rt.pipelines.get(name)
+            if pipeline is None:
+                pipeline = make_pipeline(
+                    spec,
+                    new,
+                    session=rt.session,
+                    store=rt.store,
+                    delivery=rt.delivery,
+                    tokens=tokens[name],
+                )
+                await pipeline.load()
+                rt.pipelines[name] = pipeline
+                self._schedule(spec, pipeline, first=True)
+                continue
+            fetcher = BalancesSource(name, spec.config, rt.session, tokens[name])
+            dropped = await pipeline.reconfigure(
+                new, new.rules_for(name), fetcher, spec.config.down_after
+            )
+            if dropped:
+                reset[name] = dropped
+            pipeline.on_queued = rt.delivery.wake
+            if new.schedule != old.schedule or spec.interval != _interval_of(old, name):
+                self._schedule(spec, pipeline, first=False)
         self.metrics.declare_sinks(sinks)
         self._update_firing(rt)
         await rt.delivery.start()
-        if self._scheduler is not None and new.schedule != old.schedule:
-            self._scheduler.reschedule_job(self.job_id, trigger=_trigger(new))
         if new.http != old.http:
             if self.health is not None:
                 await self.health.close()
@@ -383,11 +485,19 @@ class Daemon:
                 log.error("reload_http_failed", error=str(exc))
         log.info(
             "reloaded",
+            sources=sorted(rt.pipelines),
             rules=len(new.rules),
             sinks=sorted(sinks),
-            interval=format_duration(new.schedule.interval),
+            schedule=describe_schedule(new.schedule),
             rules_reset=reset,
         )
+
+
+def _interval_of(config: Config, source: str) -> timedelta | None:
+    for spec in config.all_sources():
+        if spec.name == source:
+            return spec.interval
+    return None
 
 
 async def run_daemon(
@@ -402,13 +512,24 @@ async def run_daemon(
 
 
 async def run_once(config: Config) -> tuple[Exit, PollOutcome, int]:
-    """One poll, then deliver what is queued within ``delivery.once_deadline``."""
+    """One poll of every source (concurrently), then deliver within ``delivery.once_deadline``.
+
+    The outcome is the first failed source's, else a sum over all sources.
+    """
     async with open_runtime(config) as rt:
-        outcome = await rt.pipeline.poll()
+        outcomes = await asyncio.gather(*(p.poll() for p in rt.pipelines.values()))
         deadline = time.time() + config.delivery.once_deadline.total_seconds()
         pending = await rt.delivery.drain(deadline)
-    if not outcome.ok:
-        return Exit.SOURCE_FAILED, outcome, pending
+    failed = [o for o in outcomes if not o.ok]
+    if failed:
+        return Exit.SOURCE_FAILED, failed[0], pending
+    total = PollOutcome(
+        ok=True,
+        accounts=sum(o.accounts for o in outcomes),
+        changed=sum(o.changed for o in outcomes),
+        notifications=sum(o.notifications for o in outcomes),
+        duration=max((o.duration for o in outcomes), default=0.0),
+    )
     if pending:
-        return Exit.UNDELIVERED, outcome, pending
-    return Exit.OK, outcome, pending
+        return Exit.UNDELIVERED, total, pending
+    return Exit.OK, total, pending

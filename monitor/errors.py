@@ -7,6 +7,7 @@ one boundary where they can occur, with ``raise ... from exc``::
     ├── ConfigError        the configuration file or a secret it names cannot be used
     ├── SourceError        the balances endpoint could not give us a snapshot
     │   ├── FetchError     connection error, timeout, non-2xx status (carries status, retry_after)
+    │   ├── AuthError      the token endpoint refused to issue an access token
     │   └── ParseError     the body is not JSON, or not a JSON array
     ├── SinkError          a notification could not be delivered (carries retryable, retry_after)
     └── StoreError         the SQLite state database failed
@@ -42,6 +43,14 @@ class FetchError(SourceError):
         super().__init__(message)
         self.status = status
         self.retry_after = retry_after
+
+
+class AuthError(SourceError):
+    """The OAuth2 token request failed (bad credentials, token endpoint down, bad answer)."""
+
+    def __init__(self, message: str, *, status: int | None = None) -> None:
+        super().__init__(message)
+        self.status = status
 
 
 class ParseError(SourceError):

@@ -165,6 +165,7 @@ class Notification:
             "rule": a.rule,
             "type": a.type,
             "severity": a.severity.value,
+            "source": a.source,
             "account_number": a.account_number,
             "field": a.field,
             "previous": a.previous,
@@ -193,7 +194,7 @@ class Notification:
             summary=payload["summary"],
             observed_at=datetime.fromisoformat(payload["observed_at"]),
             snapshot=dict(snapshot) if isinstance(snapshot, Mapping) else None,
-            source=source,
+            source=payload.get("source", source),
         )
         return cls(id=payload["id"], alert=alert)
 

@@ -64,7 +64,9 @@ class SourcePipeline:
         on_queued: Callable[[], None],
         clock: Callable[[], datetime],
         on_poll: Callable[[PollOutcome], None] | None = None,
+        down_after: int = 3,
     ) -> None:
+        self.down_after = down_after
         self.source = source
         self.on_poll = on_poll
         self.config = config
@@ -99,7 +101,7 @@ class SourcePipeline:
         return [*self._active.values(), *down]
 
     async def reconfigure(
-        self, config: Config, rules: tuple[RuleConfig, ...], fetcher: Fetcher
+        self, config: Config, rules: tuple[RuleConfig, ...], fetcher: Fetcher, down_after: int
     ) -> list[str]:
         """Swap in a reloaded config between polls; return the rules whose state was reset.
 
@@ -112,6 +114,7 @@ class SourcePipeline:
             reset = sorted(name for name, rule in old.items() if new.get(name) != rule)
             self._active = {k: v for k, v in self._active.items() if k[0] not in reset}
             self.config, self.rules, self.fetcher = config, rules, fetcher
+            self.down_after = down_after
             return reset
 
     async def job(self) -> None:
@@ -150,7 +153,7 @@ class SourcePipeline:
             self._health,
             ok=False,
             error=error,
-            down_after=self.config.api.down_after,
+            down_after=self.down_after,
             source=self.source,
             now=now,
         )
@@ -187,7 +190,7 @@ class SourcePipeline:
             self._health,
             ok=True,
             error=None,
-            down_after=self.config.api.down_after,
+            down_after=self.down_after,
             source=self.source,
             now=now,
         )

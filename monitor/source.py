@@ -10,12 +10,16 @@ import errno
 import os
 
 import aiohttp
+import structlog
 from pydantic import SecretStr
 
 from monitor import __version__, encoding
-from monitor.config import ApiConfig, public_url
+from monitor.auth import StaticToken, TokenProvider
+from monitor.config import SourceBase, public_url
 from monitor.errors import FetchError
 from monitor.sinks.http import parse_retry_after
+
+log = structlog.get_logger("monitor.source")
 
 #: The most of an error body we quote in a message.
 EXCERPT_CHARS = 200
@@ -24,28 +28,43 @@ MAX_BODY_BYTES = 512 * 1024 * 1024
 
 
 class BalancesSource:
-    """``GET <api.url>`` with ``Authorization: Bearer <token>`` on a shared session."""
+    """``GET <url>`` with ``Authorization: Bearer <token>`` on a shared session.
+
+    With a renewable token (OAuth2), a 401 renews the token once and repeats the request at
+    once; a second 401 is a failed poll.
+    """
 
     def __init__(
         self,
         name: str,
-        config: ApiConfig,
+        config: SourceBase,
         session: aiohttp.ClientSession,
-        token: SecretStr,
+        token: SecretStr | TokenProvider,
         *,
         max_body: int = MAX_BODY_BYTES,
     ) -> None:
         self.name = name
         self.config = config
         self.session = session
-        self._token = token
+        self.tokens: TokenProvider = StaticToken(token) if isinstance(token, SecretStr) else token
         self.max_body = max_body
         self._timeout = aiohttp.ClientTimeout(total=config.timeout.total_seconds())
         self.where = public_url(config.url)
 
     async def fetch(self) -> bytes:
+        token = await self.tokens.token()
+        try:
+            return await self._get(token)
+        except FetchError as exc:
+            if exc.status != 401 or not self.tokens.renewable:
+                raise
+        log.info("token_refused", source=self.name, action="renewing once")
+        self.tokens.invalidate()
+        return await self._get(await self.tokens.token())
+
+    async def _get(self, token: SecretStr) -> bytes:
         headers = {
-            "Authorization": f"Bearer {self._token.get_secret_value()}",
+            "Authorization": f"Bearer {token.get_secret_value()}",
             "Accept": "application/json",
             "User-Agent": f"balance-monitor/{__version__}",
         }
@@ -65,7 +84,7 @@ class BalancesSource:
             raise FetchError(f"request failed: {_reason(exc)}") from None
         if not 200 <= status < 300:
             raise FetchError(
-                _status_message(status, body, secret=self._token.get_secret_value()),
+                _status_message(status, body, secret=token.get_secret_value()),
                 status=status,
                 retry_after=parse_retry_after(retry_after),
             )

@@ -81,6 +81,7 @@ class Harness:
             store=self.store,
             on_queued=self._on_queued,
             clock=self.clock,
+            down_after=self.config.all_sources()[0].config.down_after,
         )
 
     def _on_queued(self) -> None:

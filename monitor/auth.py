@@ -1,0 +1,191 @@
+"""Access tokens: a static bearer token, or the OAuth2 password grant with timely renewal.
+
+Lime's tokens expire when ``expires_in`` runs out and, by the documentation, at 03:00
+America/New_York whatever ``expires_in`` says. :func:`renew_at` (pure) picks the earlier of the
+two, less a margin; :class:`OAuthTokens` renews then, and once more on demand after a 401.
+The token lives in memory only; it is never logged, written to the state or put in a message.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable
+from datetime import datetime, time, timedelta
+from decimal import Decimal
+from typing import Protocol
+from zoneinfo import ZoneInfo
+
+import aiohttp
+import structlog
+from pydantic import SecretStr
+
+from monitor import encoding
+from monitor.config import OAuthConfig, SecretRef, resolve_secret
+from monitor.errors import AuthError
+
+log = structlog.get_logger("monitor.auth")
+
+EASTERN = ZoneInfo("America/New_York")
+DAILY_EXPIRY = time(3, 0)
+#: Without ``expires_in`` in the answer, assume this lifetime.
+DEFAULT_LIFETIME = timedelta(hours=8)
+EXCERPT_CHARS = 200
+
+
+class TokenProvider(Protocol):
+    """Where a source's bearer token comes from."""
+
+    @property
+    def renewable(self) -> bool:
+        """Whether :meth:`invalidate` can lead to a different token."""
+        ...
+
+    async def token(self) -> SecretStr: ...
+
+    def invalidate(self) -> None:
+        """Forget the current token (after a 401); the next :meth:`token` fetches a new one."""
+        ...
+
+
+class StaticToken:
+    """A token from the config (``token``, ``token_env``, ``token_file``)."""
+
+    renewable = False
+
+    def __init__(self, token: SecretStr) -> None:
+        self._token = token
+
+    async def token(self) -> SecretStr:
+        return self._token
+
+    def invalidate(self) -> None:
+        return None
+
+
+def next_daily_expiry(moment: datetime) -> datetime:
+    """The first 03:00 America/New_York strictly after ``moment`` (DST-aware), in UTC's tz."""
+    local = moment.astimezone(EASTERN)
+    candidate = datetime.combine(local.date(), DAILY_EXPIRY, tzinfo=EASTERN)
+    if candidate <= local:
+        candidate = datetime.combine(local.date() + timedelta(days=1), DAILY_EXPIRY, tzinfo=EASTERN)
+    return candidate.astimezone(moment.tzinfo)
+
+
+def renew_at(issued_at: datetime, expires_in: float | None, margin: timedelta) -> datetime:
+    """When to renew a token issued at ``issued_at``: before either expiry, less ``margin``.
+
+    Never sooner than a tenth of the token's life after issue, so a tiny ``expires_in`` or a
+    large margin cannot make the monitor ask for a token on every poll.
+    """
+    lifetime = timedelta(seconds=expires_in) if expires_in and expires_in > 0 else DEFAULT_LIFETIME
+    expiry = min(issued_at + lifetime, next_daily_expiry(issued_at))
+    floor = issued_at + min(lifetime, expiry - issued_at) / 10
+    return max(expiry - margin, floor)
+
+
+class OAuthTokens:
+    """OAuth2 password grant against ``token_url``; renews before expiry and after a 401."""
+
+    renewable = True
+
+    def __init__(
+        self,
+        config: OAuthConfig,
+        refs: dict[str, SecretRef],
+        session: aiohttp.ClientSession,
+        *,
+        source: str,
+        clock: Callable[[], datetime],
+    ) -> None:
+        self.config = config
+        self._refs = refs
+        self.session = session
+        self.source = source
+        self.clock = clock
+        self._token: SecretStr | None = None
+        self._renew_at: datetime | None = None
+        self._lock = asyncio.Lock()
+        self.issued = 0  # how many tokens were issued (for tests and status)
+
+    @property
+    def renew_time(self) -> datetime | None:
+        return self._renew_at
+
+    def invalidate(self) -> None:
+        self._token = None
+
+    async def token(self) -> SecretStr:
+        async with self._lock:
+            now = self.clock()
+            if self._token is None or self._renew_at is None or now >= self._renew_at:
+                self._token, self._renew_at = await self._request(now)
+            return self._token
+
+    async def _request(self, now: datetime) -> tuple[SecretStr, datetime]:
+        secrets = {name: resolve_secret(ref).get_secret_value() for name, ref in self._refs.items()}
+        form = {"grant_type": "password", **secrets}
+        timeout = aiohttp.ClientTimeout(total=self.config.timeout.total_seconds())
+        try:
+            async with self.session.post(
+                self.config.token_url,
+                data=form,
+                headers={"Accept": "application/json"},
+                timeout=timeout,
+            ) as response:
+                body = await response.read()
+                status = response.status
+        except TimeoutError:
+            raise AuthError(
+                f"token request timed out after {self.config.timeout.total_seconds():g}s"
+            ) from None
+        except (aiohttp.ClientError, OSError) as exc:
+            raise AuthError(f"token request failed: {type(exc).__name__}") from None
+        if status != 200:
+            raise AuthError(_refusal(status, body, list(secrets.values())), status=status)
+        try:
+            data = encoding.loads(body)
+            token = data["access_token"]
+            if not isinstance(token, str) or not token:
+                raise TypeError("access_token")
+        except (ValueError, TypeError, KeyError):
+            raise AuthError("token endpoint answered without a usable access_token") from None
+        seconds = _seconds(data.get("expires_in"))
+        renew = renew_at(now, seconds, self.config.renew_before)
+        self.issued += 1
+        log.info(
+            "token_issued",
+            source=self.source,
+            expires_in=seconds,
+            renew_at=renew.isoformat(),
+        )
+        return SecretStr(token), renew
+
+
+def _seconds(value: object) -> float | None:
+    """``expires_in`` as seconds: a JSON number or a numeric string; else unknown."""
+    if isinstance(value, bool):
+        return None
+    if isinstance(value, int | Decimal):
+        return float(value)
+    if isinstance(value, str) and value.strip().isdigit():
+        return float(value)
+    return None
+
+
+def _refusal(status: int, body: bytes, secrets: list[str]) -> str:
+    """``token request refused: HTTP 400 invalid_grant (...)``, with any echoed secret cut out."""
+    detail = ""
+    try:
+        data = encoding.loads(body) if body else None
+    except ValueError:
+        data = None
+    if isinstance(data, dict):
+        parts = [str(data[k]) for k in ("error", "error_description", "message") if data.get(k)]
+        detail = ": ".join(parts)
+    elif body:
+        detail = " ".join(body.decode("utf-8", errors="replace").split())
+    for secret in secrets:
+        if len(secret) > 2:
+            detail = detail.replace(secret, "<redacted>")
+    message = f"token request refused: HTTP {status}"
+    return f"{message} ({detail[:EXCERPT_CHARS]})" if detail else message
