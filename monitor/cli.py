@@ -144,7 +144,7 @@ async def _status(config: Config, *, as_json: bool) -> int:
     path = config.state.path
     if not path.exists():
         raise MonitorError(f"no state database at {path} yet: the monitor has not run")
-    store = await Store.open(path)
+    store = await Store.open(path, readonly=True)
     try:
         data = await status.collect(store, datetime.now(tz=UTC))
     finally:

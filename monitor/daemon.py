@@ -192,8 +192,8 @@ class Daemon:
         async with open_runtime(self.config, self.metrics) as rt:
             self._rt = rt
             self.metrics.declare_sinks(rt.sinks)
+            await self._start_health(self.config)  # before anything runs that must be stopped
             await rt.delivery.start()
-            await self._start_health(self.config)
             scheduler = AsyncIOScheduler(timezone=UTC)
             self._scheduler = scheduler
             for spec in self.config.all_sources():
@@ -386,7 +386,7 @@ class Daemon:
         try:
             await server.start(*address)
         except OSError as exc:
-            raise ConfigError(
+            raise MonitorError(
                 f"http.listen: cannot listen on {config.http.listen}: {exc.strerror}"
             ) from exc
         self.health = server
@@ -481,7 +481,7 @@ class Daemon:
                 self.health = None
             try:
                 await self._start_health(new)
-            except ConfigError as exc:
+            except MonitorError as exc:
                 log.error("reload_http_failed", error=str(exc))
         log.info(
             "reloaded",

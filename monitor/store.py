@@ -135,14 +135,34 @@ class Store:
     # ------------------------------------------------------------------ lifecycle
 
     @classmethod
-    async def open(cls, path: Path) -> Store:
+    async def open(cls, path: Path, *, readonly: bool = False) -> Store:
+        """Open (and create, unless ``readonly``) the state database at ``path``.
+
+        ``readonly`` is for ``status``: it never creates, migrates or changes file modes, so
+        running it as another user leaves the daemon's files alone.
+        """
         store = cls(path)
         try:
-            await store._run(store._open)
+            await store._run(store._open_readonly if readonly else store._open)
         except BaseException:
             store._executor.shutdown(wait=False)
             raise
         return store
+
+    def _open_readonly(self) -> None:
+        # Without a -wal file nobody is writing: immutable=1 then creates no -wal/-shm files
+        # (files a root-run status would leave behind, unwritable for the daemon's user).
+        wal = self.path.with_name(self.path.name + "-wal")
+        flags = "mode=ro" if wal.exists() else "mode=ro&immutable=1"
+        try:
+            uri = f"{self.path.resolve().as_uri()}?{flags}"
+            self._conn = sqlite3.connect(
+                uri, uri=True, isolation_level=None, check_same_thread=False
+            )
+            self._conn.execute("PRAGMA busy_timeout=5000")
+            self._conn.execute("SELECT value FROM meta WHERE key='schema_version'").fetchone()
+        except sqlite3.Error as exc:
+            raise StoreError(f"{self.path}: cannot read the state database: {exc}") from exc
 
     def _open(self) -> None:
         try:
