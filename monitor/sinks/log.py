@@ -45,6 +45,7 @@ class LogSink:
             rule=alert.rule,
             type=alert.type,
             severity=alert.severity.value,
+            source=alert.source,
             account_number=alert.account_number,
             field=alert.field,
             previous=_loggable(alert.previous),
