@@ -192,6 +192,7 @@ class Daemon:
         async with open_runtime(self.config, self.metrics) as rt:
             self._rt = rt
             self.metrics.declare_sinks(rt.sinks)
+            self._update_firing(rt)  # the state on disk, before the first poll
             await self._start_health(self.config)  # before anything runs that must be stopped
             await rt.delivery.start()
             scheduler = AsyncIOScheduler(timezone=UTC)
@@ -205,6 +206,7 @@ class Daemon:
             try:
                 await self._serve(stop, reload)
             finally:
+                stop.set()  # also when _serve raised: the watchdog must stop pinging
                 self.notifier.stopping()
                 await self._shutdown(rt, scheduler)
                 await watchdog
@@ -335,7 +337,8 @@ class Daemon:
             return "started, first poll pending"
         firing = sum(p.firing for p in rt.pipelines.values())
         failing = [p for p in polled if p.last is not None and not p.last.ok]
-        when = utcnow().strftime("%H:%M:%SZ")
+        times = [p.last_poll_at for p in polled if p.last_poll_at is not None]
+        when = max(times).strftime("%H:%M:%SZ") if times else "?"
         if len(rt.pipelines) == 1:
             last = polled[0].last
             head = (

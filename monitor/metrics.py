@@ -80,12 +80,16 @@ class Metrics:
     def observe_poll(
         self, source: str, *, ok: bool, duration: float, accounts: int | None, at: float
     ) -> None:
+        """Count one poll; ``at`` is the source's last success (0: never), failed or not.
+
+        A failed poll sets it too: after a restart with the source down, the last success
+        known to the state database is exported (an absent series never trips an alert).
+        """
         self.polls.labels(source=source, result="ok" if ok else "failed").inc()
         self.poll_duration.labels(source=source).observe(duration)
-        if ok:
-            self.last_success.labels(source=source).set(at)
-            if accounts is not None:
-                self.accounts.labels(source=source).set(accounts)
+        self.last_success.labels(source=source).set(at)
+        if ok and accounts is not None:
+            self.accounts.labels(source=source).set(accounts)
 
     def set_firing(self, alerts: Iterable[tuple[str, str]]) -> None:
         """Replace the firing gauge with (rule, severity) pairs; absent pairs drop to 0."""

@@ -84,6 +84,7 @@ class SourcePipeline:
         self._enum_warned: set[tuple[str, str]] = set()
         self.last: PollOutcome | None = None
         self.last_success: datetime | None = None
+        self.last_poll_at: datetime | None = None
         self._lock = asyncio.Lock()  # a poll and a reconfiguration never interleave
 
     async def load(self) -> None:
@@ -140,7 +141,7 @@ class SourcePipeline:
             else:
                 outcome = await self._succeeded(now, result.accounts, result.problems, started)
                 self.last_success = now
-            self.last = outcome
+            self.last, self.last_poll_at = outcome, now
         if self.on_poll is not None:
             self.on_poll(outcome)
         return outcome
