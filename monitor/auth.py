@@ -21,7 +21,7 @@ from pydantic import SecretStr
 
 from monitor import encoding
 from monitor.config import OAuthConfig, SecretRef, resolve_secret
-from monitor.errors import AuthError
+from monitor.errors import AuthError, ConfigError
 
 log = structlog.get_logger("monitor.auth")
 
@@ -29,6 +29,8 @@ EASTERN = ZoneInfo("America/New_York")
 DAILY_EXPIRY = time(3, 0)
 #: Without ``expires_in`` in the answer, assume this lifetime.
 DEFAULT_LIFETIME = timedelta(hours=8)
+#: A longer ``expires_in`` changes nothing (the 03:00 expiry comes first) and is capped to this.
+MAX_LIFETIME = timedelta(days=2)
 EXCERPT_CHARS = 200
 
 
@@ -77,7 +79,10 @@ def renew_at(issued_at: datetime, expires_in: float | None, margin: timedelta) -
     Never sooner than a tenth of the token's life after issue, so a tiny ``expires_in`` or a
     large margin cannot make the monitor ask for a token on every poll.
     """
-    lifetime = timedelta(seconds=expires_in) if expires_in and expires_in > 0 else DEFAULT_LIFETIME
+    if expires_in and expires_in > 0:
+        lifetime = timedelta(seconds=min(expires_in, MAX_LIFETIME.total_seconds()))
+    else:
+        lifetime = DEFAULT_LIFETIME
     expiry = min(issued_at + lifetime, next_daily_expiry(issued_at))
     floor = issued_at + min(lifetime, expiry - issued_at) / 10
     return max(expiry - margin, floor)
@@ -122,7 +127,10 @@ class OAuthTokens:
             return self._token
 
     async def _request(self, now: datetime) -> tuple[SecretStr, datetime]:
-        secrets = {name: resolve_secret(ref).get_secret_value() for name, ref in self._refs.items()}
+        try:
+            secrets = {n: resolve_secret(ref).get_secret_value() for n, ref in self._refs.items()}
+        except ConfigError as exc:  # a secret's file or variable went away since startup
+            raise AuthError(f"token request not sent: {exc}") from None
         form = {"grant_type": "password", **secrets}
         timeout = aiohttp.ClientTimeout(total=self.config.timeout.total_seconds())
         try:

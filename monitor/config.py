@@ -352,7 +352,7 @@ def check_cron(expression: str, timezone: str) -> None:
     try:
         CronTrigger.from_crontab(expression, timezone=ZoneInfo(timezone))
     except ValueError as exc:
-        raise ValueError(f"cron: {exc}") from None
+        raise ValueError(f"schedule.cron: {exc}") from None
 
 
 class StateConfig(_Model):

@@ -73,12 +73,18 @@ def next_poll(
     holidays: frozenset[date] = frozenset(),
 ) -> datetime:
     """The next poll after ``previous``: ``interval`` in session, else ``off_interval``, but
-    never later than the next session's start (so polling speeds up the moment it opens)."""
+    never later than the next session's start (so polling speeds up the moment it opens).
+
+    Intervals are real time (computed in UTC), whatever ``previous``'s time zone: ten minutes
+    after 01:55 EDT on the fall-back night is 01:05 EST. The result is in ``previous``'s zone.
+    """
     if previous is None:
         return now
-    if in_session(previous, market, holidays):
-        return previous + interval
-    return min(previous + off_interval, next_open(previous, market, holidays))
+    start = previous.astimezone(UTC)
+    if in_session(start, market, holidays):
+        return (start + interval).astimezone(previous.tzinfo)
+    upcoming = min(start + off_interval, next_open(start, market, holidays))
+    return upcoming.astimezone(previous.tzinfo)
 
 
 class MarketHoursTrigger(BaseTrigger):  # type: ignore[misc]

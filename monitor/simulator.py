@@ -5,6 +5,12 @@ from a scenario that advances one step per successful answer and cycles every :d
 Scenario ``"demo"`` walks ``12345678@vision`` through every event a default configuration alerts
 on; ``"static"`` serves step 0 of the same accounts forever.
 
+With ``oauth`` (an :class:`OAuthClient`, or a mapping of its fields) it also plays the token
+endpoint: ``POST /connect/token`` (form-encoded password grant) issues random access tokens that
+live ``expires_in`` seconds by the simulator's clock, and ``GET /accounts`` then accepts only a
+token that is live (issued, not expired, not revoked) instead of the static ``token``. Wrong
+credentials get ``400 {"error": "invalid_grant", "error_description": ...}``.
+
 Control endpoints for tests live under ``/_sim/`` and need no token::
 
     PUT    /_sim/accounts  any JSON value      serve exactly this from now on (step still counts)
@@ -12,8 +18,10 @@ Control endpoints for tests live under ``/_sim/`` and need no token::
     POST   /_sim/fail      {"status", "body", "count", "retry_after", "delay", "content_type"}
     POST   /_sim/raw       {"body", "count", "delay", "content_type"}   status 200
     DELETE /_sim/fail                          drop every queued failure and raw answer
-    GET    /_sim/stats     {"requests": GET /accounts seen, "step": step the next answer serves}
+    GET    /_sim/stats     {"requests": GET /accounts seen, "step": step the next answer serves,
+                            "tokens_issued": access tokens issued, "refused": 401s answered}
     POST   /_sim/step      {"step": n}
+    POST   /_sim/revoke                        revoke every access token issued so far
 
 Failures and raw answers queue up in the order they were posted; ``count: -1`` repeats until
 cleared. A failure with status 200 and no body answers normally, after its ``delay``.
@@ -23,8 +31,10 @@ from __future__ import annotations
 
 import asyncio
 import http
+import secrets
+import time
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from decimal import Decimal
 from typing import Any, Final
@@ -39,6 +49,7 @@ __all__ = [
     "DEMO_TOKEN",
     "PDT_REASON",
     "SCENARIOS",
+    "OAuthClient",
     "Reply",
     "Simulator",
     "build_app",
@@ -153,18 +164,83 @@ class Reply:
     remaining: int  # -1: until cleared
 
 
-class Simulator:
-    """The state behind the simulated API: scenario step, request count, queued failures."""
+@dataclass(frozen=True)
+class OAuthClient:
+    """The one set of credentials the simulated token endpoint accepts, and its tokens' life."""
 
-    def __init__(self, token: str = DEMO_TOKEN, scenario: str = "demo") -> None:
+    client_id: str
+    client_secret: str
+    username: str
+    password: str
+    expires_in: float = 3600.0
+
+    def accepts(self, form: Mapping[str, str]) -> bool:
+        """Whether a token request's form carries exactly these credentials."""
+        return all(
+            secrets.compare_digest(form.get(key, ""), getattr(self, key))
+            for key in ("client_id", "client_secret", "username", "password")
+        )
+
+
+class Simulator:
+    """The state behind the simulated API: scenario step, request count, queued failures, and
+    (with ``oauth``) the access tokens it issued, timed by ``clock`` (seconds)."""
+
+    def __init__(
+        self,
+        token: str = DEMO_TOKEN,
+        scenario: str = "demo",
+        *,
+        oauth: OAuthClient | Mapping[str, Any] | None = None,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
         if scenario not in SCENARIOS:
             raise ValueError(f"unknown scenario {scenario!r}, expected one of {SCENARIOS}")
         self.token = token
         self.scenario = scenario
+        self.oauth = OAuthClient(**oauth) if isinstance(oauth, Mapping) else oauth
+        self.clock = clock
         self.step = 0
         self.requests = 0
+        self.refused = 0
+        #: Every access token issued, in order (tests check that none of them leaks).
+        self.issued: list[str] = []
+        self._live: dict[str, float] = {}  # access token -> expiry by ``clock``
         self._override: str | None = None
         self._replies: deque[Reply] = deque()
+
+    @property
+    def tokens_issued(self) -> int:
+        return len(self.issued)
+
+    def issue_token(self) -> str:
+        """A new access token, live for ``oauth.expires_in`` seconds from now."""
+        if self.oauth is None:
+            raise RuntimeError("the simulator was not given oauth credentials")
+        token = secrets.token_urlsafe(24)
+        self.issued.append(token)
+        self._live[token] = self.clock() + self.oauth.expires_in
+        return token
+
+    def revoke_tokens(self) -> int:
+        """Revoke every access token issued so far; how many were still live."""
+        now = self.clock()
+        live = sum(expiry > now for expiry in self._live.values())
+        self._live.clear()
+        return live
+
+    def authorizes(self, token: str) -> bool:
+        """Whether ``token`` may read the accounts: the static token, or (with ``oauth``) a
+        live access token."""
+        if self.oauth is None:
+            return secrets.compare_digest(token, self.token)
+        expiry = self._live.get(token)
+        if expiry is None:
+            return False
+        if expiry <= self.clock():
+            del self._live[token]
+            return False
+        return True
 
     def accounts(self) -> list[dict[str, Any]]:
         """The scenario's accounts at the current step, money as ``Decimal``; does not advance."""
@@ -234,15 +310,16 @@ def _default_error_body(status: int) -> str:
     return dumps({"code": code, "message": message})
 
 
-def _authorized(request: web.Request, token: str) -> bool:
+def _authorized(request: web.Request, sim: Simulator) -> bool:
     scheme, _, credentials = request.headers.get("Authorization", "").partition(" ")
-    return scheme.lower() == "bearer" and credentials == token
+    return scheme.lower() == "bearer" and sim.authorizes(credentials)
 
 
 async def _get_accounts(request: web.Request) -> web.Response:
     sim = request.app[SIMULATOR]
     sim.requests += 1
-    if not _authorized(request, sim.token):
+    if not _authorized(request, sim):
+        sim.refused += 1
         return _error(401, "api_error", "token incorrect or revoked")
     reply = sim.take_reply()
     if reply is None:
@@ -352,9 +429,13 @@ async def _delete_fail(request: web.Request) -> web.Response:
 
 
 def _stats(sim: Simulator) -> web.Response:
-    return web.Response(
-        text=dumps({"requests": sim.requests, "step": sim.step}), content_type=_JSON
-    )
+    stats = {
+        "requests": sim.requests,
+        "step": sim.step,
+        "tokens_issued": sim.tokens_issued,
+        "refused": sim.refused,
+    }
+    return web.Response(text=dumps(stats), content_type=_JSON)
 
 
 async def _get_stats(request: web.Request) -> web.Response:
@@ -370,6 +451,37 @@ async def _post_step(request: web.Request) -> web.Response:
     return _stats(sim)
 
 
+async def _post_revoke(request: web.Request) -> web.Response:
+    sim = request.app[SIMULATOR]
+    sim.revoke_tokens()
+    return _stats(sim)
+
+
+def _oauth_error(error: str, description: str) -> web.Response:
+    body = {"error": error, "error_description": description}
+    return web.Response(status=400, text=dumps(body), content_type=_JSON)
+
+
+async def _post_token(request: web.Request) -> web.Response:
+    """The password grant, as upstream's ``POST /connect/token``."""
+    sim = request.app[SIMULATOR]
+    if sim.oauth is None:
+        return _error(404, "not_found", "this simulator issues no tokens")
+    form = {key: str(value) for key, value in (await request.post()).items()}
+    if form.get("grant_type") != "password":
+        return _oauth_error("unsupported_grant_type", "only grant_type=password is supported")
+    if not sim.oauth.accepts(form):
+        return _oauth_error("invalid_grant", "invalid client, username or password")
+    expires_in = sim.oauth.expires_in
+    body = {
+        "access_token": sim.issue_token(),
+        "token_type": "Bearer",
+        "expires_in": int(expires_in) if expires_in == int(expires_in) else expires_in,
+        "scope": "openid",
+    }
+    return web.Response(text=dumps(body), content_type=_JSON)
+
+
 def build_app(sim: Simulator) -> web.Application:
     """The simulated API as an aiohttp application serving ``sim``."""
     app = web.Application(middlewares=[_bad_requests])
@@ -382,6 +494,8 @@ def build_app(sim: Simulator) -> web.Application:
     app.router.add_post("/_sim/raw", _post_raw)
     app.router.add_get("/_sim/stats", _get_stats, allow_head=False)
     app.router.add_post("/_sim/step", _post_step)
+    app.router.add_post("/_sim/revoke", _post_revoke)
+    app.router.add_post("/connect/token", _post_token)
     return app
 
 

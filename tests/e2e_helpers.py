@@ -41,6 +41,7 @@ PAYLOAD_KEYS = frozenset(
         "rule",
         "type",
         "severity",
+        "source",
         "account_number",
         "field",
         "previous",
@@ -218,10 +219,18 @@ class SimControl:
     async def clear_failures(self) -> None:
         await self._call("DELETE", "/fail")
 
+    async def stats(self) -> dict[str, int]:
+        """``requests``, ``step``, ``tokens_issued`` and ``refused`` (401s answered)."""
+        stats: dict[str, int] = await self._call("GET", "/stats")
+        return stats
+
     async def requests(self) -> int:
         """How many ``GET /accounts`` the simulator has seen."""
-        stats = await self._call("GET", "/stats")
-        return int(stats["requests"])
+        return (await self.stats())["requests"]
+
+    async def revoke(self) -> None:
+        """Revoke every access token the simulator has issued (OAuth mode)."""
+        await self._call("POST", "/revoke")
 
     async def wait_requests(self, at_least: int, *, timeout: float = WAIT) -> int:  # noqa: ASYNC109
         """Wait until the simulator has seen ``at_least`` requests; the count then."""

@@ -33,7 +33,9 @@ TOKEN = "tok-3f9a77-SECRET"
 HOOK_URL = "https://hooks.example.com/services/T000/B000/HOOKSECRET"
 SLACK_URL = "https://hooks.slack.com/services/T111/B111/SLACKSECRET"
 HMAC = "hmac-key-SECRET"
-SECRETS = (TOKEN, HOOK_URL, "HOOKSECRET", SLACK_URL, "SLACKSECRET", HMAC)
+CLIENT_SECRET = "client-SECRET-9d2"
+PASSWORD = "password-SECRET-77e"
+SECRETS = (TOKEN, HOOK_URL, "HOOKSECRET", SLACK_URL, "SLACKSECRET", HMAC, CLIENT_SECRET, PASSWORD)
 BASE_DIR = Path("/etc/balance-monitor")
 
 DROP = object()  # a key to leave out of a section
@@ -55,6 +57,22 @@ def _merge(base: dict[str, Any], fields: dict[str, Any]) -> dict[str, Any]:
 
 def api(**fields: Any) -> dict[str, Any]:
     return _merge({"url": "https://api.lime.co/accounts", "token": TOKEN}, fields)
+
+
+def oauth(**fields: Any) -> dict[str, Any]:
+    base = {
+        "token_url": "https://auth.lime.co/connect/token",
+        "client_id": "balance-monitor",
+        "client_secret": CLIENT_SECRET,
+        "username": "trader@example.com",
+        "password": PASSWORD,
+    }
+    return _merge(base, fields)
+
+
+def source(**fields: Any) -> dict[str, Any]:
+    """A ``[[sources]]`` table named ``family`` with an inline token."""
+    return _merge({"name": "family", "url": "https://api.lime.co/accounts", "token": TOKEN}, fields)
 
 
 def webhook(**fields: Any) -> dict[str, Any]:
@@ -134,7 +152,7 @@ BAD_CONFIGS = [
         id="key-of-another-rule-type",
     ),
     # missing things
-    pytest.param(config(api=DROP), ["api: required key missing"], id="no-api"),
+    pytest.param(config(api=DROP), ["api: give [api] or at least one [[sources]]"], id="no-api"),
     pytest.param(config(api=api(url=DROP)), ["api.url: required key missing"], id="no-api-url"),
     pytest.param(config(sinks=DROP), ["sinks: required key missing"], id="no-sinks-key"),
     pytest.param(config(sinks=[]), ["sinks: must not be empty"], id="empty-sinks"),
@@ -335,6 +353,96 @@ BAD_CONFIGS = [
         ],
         id="several-reference-problems",
     ),
+    # OAuth2
+    pytest.param(
+        config(api=api(oauth=oauth())),
+        ["api: give either oauth or token, not both"],
+        id="oauth-and-token",
+    ),
+    pytest.param(
+        config(api=api(token=DROP, token_env="LIME_TOKEN", oauth=oauth())),
+        ["api: give either oauth or token_env, not both"],
+        id="oauth-and-token-env",
+    ),
+    pytest.param(
+        config(api=api(token=DROP, oauth=oauth(password=DROP))),
+        ["api.oauth: one of password, password_env, password_file is required"],
+        id="oauth-no-password",
+    ),
+    pytest.param(
+        config(api=api(token=DROP, oauth=oauth(password_env="LIME_PASSWORD"))),
+        [
+            "api.oauth: give only one of password, password_env, password_file (got password, "
+            "password_env)"
+        ],
+        id="oauth-two-passwords",
+    ),
+    pytest.param(
+        config(api=api(token=DROP, oauth=oauth(scope="openid"))),
+        ["api.oauth.scope: unknown key"],
+        id="oauth-unknown-key",
+    ),
+    pytest.param(
+        config(api=api(token=DROP, oauth=oauth(token_url="ftp://auth.lime.co/token"))),
+        ["api.oauth.token_url: must be an http:// or https:// URL"],
+        id="oauth-token-url",
+    ),
+    pytest.param(
+        config(api=api(token=DROP, oauth=oauth(renew_before="soon"))),
+        [f"api.oauth.renew_before: {DURATION_HELP}"],
+        id="oauth-renew-before",
+    ),
+    # several sources
+    pytest.param(
+        config(api=DROP, sources=[source(), source()]),
+        ["sources[1].name: duplicate source name 'family'"],
+        id="duplicate-source",
+    ),
+    pytest.param(
+        config(sources=[source(name="default")]),
+        ["sources[0].name: 'default' is the name of [api]"],
+        id="source-named-default",
+    ),
+    pytest.param(
+        config(api=DROP, sources=[source(token=DROP)]),
+        ["sources[0]: one of token, token_env, token_file is required"],
+        id="source-without-token",
+    ),
+    pytest.param(
+        config(api=DROP, sources=[source(token=DROP, oauth=oauth(client_id=DROP))]),
+        ["sources[0].oauth: one of client_id, client_id_env, client_id_file is required"],
+        id="source-oauth-no-client-id",
+    ),
+    pytest.param(
+        config(api=DROP, sources=[source(interval="0.5s")]),
+        ["sources[0].interval: must be at least 1s"],
+        id="source-interval",
+    ),
+    pytest.param(
+        config(api=DROP, sources=[source(name="the family")]),
+        ["sources[0].name: may contain only letters, digits and _ . : -"],
+        id="source-name",
+    ),
+    pytest.param(
+        config(api=DROP, sources=[source(nmae="fund")]),
+        ["sources[0].nmae: unknown key"],
+        id="source-key",
+    ),
+    pytest.param(
+        config(rules=[threshold(sources=["fund"])]),
+        ["rules[0].sources: unknown source 'fund'"],
+        id="rule-unknown-source",
+    ),
+    pytest.param(
+        config(rules=[threshold(sources=[])]),
+        ["rules[0].sources: must not be empty"],
+        id="rule-empty-sources",
+    ),
+    pytest.param(
+        config(api=DROP, sources=[]),
+        ["api: give [api] or at least one [[sources]]"],
+        id="no-api-no-sources",
+    ),
     pytest.param(
         config(api=api(url=DROP, bogus=1), rules=[threshold(op="=")]),
         [
@@ -531,6 +639,7 @@ def test_relative_paths_are_resolved_against_the_config_folder(
     loaded = load_config(write(folder / "config.toml", CONFIG_TOML).relative_to(tmp_path))
     sink = loaded.sinks[0]
     assert isinstance(sink, WebhookSinkConfig)
+    assert loaded.api is not None
     assert loaded.api.token_file == folder / "secrets" / "token"
     assert sink.secret_file == folder / "secrets" / "hmac"
     assert loaded.state.path == folder / "state" / "monitor.db"
@@ -569,7 +678,9 @@ def test_state_path_uses_state_directory(
 def test_secret_file_paths(token_file: str, expected: Path) -> None:
     """Relative secret files join the config folder; absolute and $VAR paths are kept."""
     data = config(api=api(token=DROP, token_file=token_file))
-    assert config_from_dict(data, base_dir=BASE_DIR).api.token_file == expected
+    loaded = config_from_dict(data, base_dir=BASE_DIR)
+    assert loaded.api is not None
+    assert loaded.api.token_file == expected
 
 
 @pytest.mark.parametrize(
@@ -803,6 +914,7 @@ def test_secret_refs(
 def test_config_is_frozen() -> None:
     """A loaded Config cannot be changed behind the daemon's back."""
     loaded = config_from_dict(config(), base_dir=BASE_DIR)
+    assert loaded.api is not None
     with pytest.raises(ValidationError, match="frozen"):
         loaded.api.down_after = 5  # type: ignore[misc]
 
@@ -813,6 +925,7 @@ def test_environment_never_sets_a_key(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("API", '{"url": "https://evil.example/", "token": "x"}')
     loaded = config_from_dict(config(), base_dir=BASE_DIR)
     assert loaded.schedule.interval == timedelta(seconds=30)
+    assert loaded.api is not None
     assert loaded.api.url == "https://api.lime.co/accounts"
 
 
@@ -820,3 +933,107 @@ def test_config_types_match_the_registries() -> None:
     """Every TOML sink and rule type has a factory / evaluator, and nothing else has one."""
     assert set(SINK_CONFIG_TYPES) == set(SINK_FACTORIES)
     assert set(RULE_CONFIG_TYPES) == set(EVALUATORS)
+
+
+# --------------------------------------------------------------------------- several sources
+
+
+def test_all_sources_lists_api_as_default_then_sources_in_file_order() -> None:
+    """[api] is the source 'default'; [[sources]] follow with their keys and own intervals."""
+    data = config(sources=[source(interval="5s"), source(name="fund", oauth=oauth(), token=DROP)])
+    loaded = config_from_dict(data, base_dir=BASE_DIR)
+
+    specs = loaded.all_sources()
+
+    assert [(s.name, s.key, s.interval) for s in specs] == [
+        ("default", "api", None),
+        ("family", "sources[0]", timedelta(seconds=5)),
+        ("fund", "sources[1]", None),
+    ]
+    assert specs[2].config.oauth is not None
+
+
+def test_sources_alone_are_a_whole_config() -> None:
+    """Without [api], [[sources]] alone configure what to poll."""
+    loaded = config_from_dict(config(api=DROP, sources=[source()]), base_dir=BASE_DIR)
+
+    assert loaded.api is None
+    assert [s.name for s in loaded.all_sources()] == ["family"]
+
+
+def test_rules_for_keeps_rules_without_sources_and_those_naming_the_source() -> None:
+    """A rule without sources applies everywhere; one with sources only to those it names."""
+    data = config(
+        sources=[source(), source(name="fund")],
+        rules=[threshold(sources=["fund"]), restriction(sources=["default", "family"]), change()],
+    )
+    loaded = config_from_dict(data, base_dir=BASE_DIR)
+
+    assert [r.name for r in loaded.rules_for("fund")] == ["low-cash", "platform"]
+    assert [r.name for r in loaded.rules_for("family")] == ["restriction", "platform"]
+    assert [r.name for r in loaded.rules_for("default")] == ["restriction", "platform"]
+
+
+def test_oauth_secret_refs_name_their_keys() -> None:
+    """Each OAuth secret is a ref named by its key (its value hidden in reprs), relative
+    *_file paths joined to the config folder, under [api.oauth] or [sources.oauth]."""
+    data = config(
+        api=api(token=DROP, oauth=oauth(password=DROP, password_file="secrets/pw")),
+        sources=[source(token=DROP, oauth=oauth(client_secret=DROP, client_secret_env="CS"))],
+        sinks=[log_sink()],
+    )
+    loaded = config_from_dict(data, base_dir=BASE_DIR)
+    refs = loaded.secret_refs()
+
+    assert CLIENT_SECRET not in repr(loaded) + repr(refs)
+    assert [(r.key, r.env, r.file) for r in refs] == [
+        ("api.oauth.client_id", None, None),
+        ("api.oauth.client_secret", None, None),
+        ("api.oauth.username", None, None),
+        ("api.oauth.password_file", None, BASE_DIR / "secrets" / "pw"),
+        ("sources[0].oauth.client_id", None, None),
+        ("sources[0].oauth.client_secret_env", "CS", None),
+        ("sources[0].oauth.username", None, None),
+        ("sources[0].oauth.password", None, None),
+    ]
+
+
+@pytest.mark.parametrize(
+    ("data", "expected"),
+    [
+        pytest.param(
+            config(api=api(token=DROP, oauth=oauth()), rules=[], sinks=[log_sink()]),
+            "source https://api.lime.co/accounts (OAuth2 password grant at "
+            "https://auth.lime.co/connect/token), every 30s, 0 rules, 1 sink",
+            id="oauth",
+        ),
+        pytest.param(
+            config(sources=[source(), source(name="fund")], rules=[], sinks=[log_sink()]),
+            "3 sources (default, family, fund), every 30s, 0 rules, 1 sink",
+            id="several-sources",
+        ),
+        pytest.param(
+            config(
+                schedule={
+                    "interval": "15s",
+                    "off_hours_interval": "10m",
+                    "market_hours": "us-equities",
+                },
+                rules=[],
+                sinks=[log_sink()],
+            ),
+            "source https://api.lime.co/accounts (token from inline), every 15s in us-equities "
+            "hours, every 10m outside, 0 rules, 1 sink",
+            id="market-hours",
+        ),
+        pytest.param(
+            config(schedule={"cron": "*/5 4-19 * * mon-fri"}, rules=[], sinks=[log_sink()]),
+            "source https://api.lime.co/accounts (token from inline), cron '*/5 4-19 * * mon-fri'"
+            " (America/New_York), 0 rules, 1 sink",
+            id="cron",
+        ),
+    ],
+)
+def test_summary_of_new_kinds(data: dict[str, Any], expected: str) -> None:
+    """summary() says where tokens come from (never a secret), how many sources, which schedule."""
+    assert config_from_dict(data, base_dir=BASE_DIR).summary() == expected

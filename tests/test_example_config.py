@@ -118,6 +118,7 @@ def test_example_keeps_the_documented_names_and_paths() -> None:
         "daytrades-high",
         "margin-type-changed",
     ]
+    assert config.api is not None
     assert config.api.token_env == "BALANCE_MONITOR_TOKEN"
     assert config.state.path == EXAMPLE.parent / "balance-monitor.db"
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import json
 from collections.abc import AsyncIterator
 from decimal import Decimal
 from typing import Any
@@ -13,7 +14,16 @@ from aiohttp import web
 from aiohttp.test_utils import TestClient, TestServer
 
 from monitor.encoding import dumps, loads
-from monitor.simulator import CYCLE, PDT_REASON, Simulator, build_app, serve_forever, start
+from monitor.simulator import (
+    CYCLE,
+    DEMO_TOKEN,
+    PDT_REASON,
+    Simulator,
+    build_app,
+    serve_forever,
+    start,
+)
+from monitor.testing import ManualTime
 
 TOKEN = "t0ken"
 AUTH = {"Authorization": f"Bearer {TOKEN}"}
@@ -86,7 +96,7 @@ async def test_accounts_without_the_token_is_upstream_401(
     assert response.status == 401
     assert response.content_type == "application/json"
     assert await response.json() == UPSTREAM_401
-    assert await stats(client) == {"requests": 1, "step": 0}
+    assert await stats(client) == {"requests": 1, "step": 0, "tokens_issued": 0, "refused": 1}
 
 
 async def test_accounts_is_a_json_array_of_both_accounts(client: Client) -> None:
@@ -270,7 +280,7 @@ async def test_fail_answers_the_next_count_requests(
         assert response.status == status
         assert await response.json() == {"code": code, "message": message}
     assert len(await fetch(client)) == 2
-    assert await stats(client) == {"requests": 3, "step": 1}
+    assert await stats(client) == {"requests": 3, "step": 1, "tokens_issued": 0, "refused": 0}
 
 
 async def test_fail_sends_retry_after_and_a_raw_body(client: Client) -> None:
@@ -332,7 +342,7 @@ async def test_failures_and_raw_answers_queue_in_order(client: Client) -> None:
     assert [status for status, _ in statuses_and_bodies] == [500, 200, 200, 200]
     assert [body for _, body in statuses_and_bodies[1:3]] == ["nope", "nope"]
     assert loads(statuses_and_bodies[3][1])[0]["account_number"] == VISION
-    assert await stats(client) == {"requests": 4, "step": 1}
+    assert await stats(client) == {"requests": 4, "step": 1, "tokens_issued": 0, "refused": 0}
 
 
 @pytest.mark.parametrize(
@@ -398,13 +408,14 @@ async def test_put_accounts_refuses_invalid_json(client: Client) -> None:
 
 
 async def test_stats_count_requests_and_show_the_next_step(client: Client) -> None:
-    """Stats count every GET /accounts; step is the one the next answer serves."""
-    assert await stats(client) == {"requests": 0, "step": 0}
+    """Stats count every GET /accounts and the 401s among them; step is the one the next
+    answer serves."""
+    assert await stats(client) == {"requests": 0, "step": 0, "tokens_issued": 0, "refused": 0}
     await fetch(client)
     await client.get("/accounts")
     await fetch(client)
 
-    assert await stats(client) == {"requests": 3, "step": 2}
+    assert await stats(client) == {"requests": 3, "step": 2, "tokens_issued": 0, "refused": 1}
 
 
 @pytest.mark.parametrize(("step", "expected"), [(6, 6), (11, 11), (13, 1), (-1, 11)])
@@ -413,7 +424,12 @@ async def test_post_step_sets_the_next_step(client: Client, step: int, expected:
     response = await client.post("/_sim/step", json={"step": step})
 
     assert response.status == 200
-    assert await response.json() == {"requests": 0, "step": expected}
+    assert await response.json() == {
+        "requests": 0,
+        "step": expected,
+        "tokens_issued": 0,
+        "refused": 0,
+    }
     vision = (await by_account(client))[VISION]
     assert vision["daytrades_count"] == DEMO_TIMELINE[expected][1]
 
@@ -480,3 +496,120 @@ async def test_serve_forever_reports_the_url_and_stops(sim: Simulator) -> None:
     async with asyncio.timeout(5):
         await task
     assert sim.requests == 1
+
+
+# --------------------------------------------------------------------------- OAuth2 mode
+
+CREDENTIALS = {
+    "client_id": "cid",
+    "client_secret": "client-s3cret",
+    "username": "trader@example.com",
+    "password": "pa55word",
+}
+GRANT = {"grant_type": "password", **CREDENTIALS}
+
+
+@pytest.fixture
+def server_time() -> ManualTime:
+    return ManualTime(0.0)
+
+
+@pytest.fixture
+async def oauth_client(server_time: ManualTime) -> AsyncIterator[Client]:
+    sim = Simulator(oauth={**CREDENTIALS, "expires_in": 3}, clock=server_time)
+    async with TestClient(TestServer(build_app(sim))) as client:
+        yield client
+
+
+async def issue(client: Client, form: dict[str, str] = GRANT) -> Any:
+    response = await client.post("/connect/token", data=form)
+    return response.status, await response.json()
+
+
+async def accounts_status(client: Client, token: str) -> int:
+    response = await client.get("/accounts", headers={"Authorization": f"Bearer {token}"})
+    return response.status
+
+
+async def test_token_endpoint_issues_a_bearer_token_that_reads_the_accounts(
+    oauth_client: Client,
+) -> None:
+    """The password grant answers like upstream, and the token it issues reads /accounts."""
+    status, body = await issue(oauth_client)
+
+    assert status == 200
+    assert set(body) == {"access_token", "token_type", "expires_in", "scope"}
+    assert (body["token_type"], body["expires_in"]) == ("Bearer", 3)
+    assert await accounts_status(oauth_client, body["access_token"]) == 200
+    assert (await stats(oauth_client))["tokens_issued"] == 1
+
+
+async def test_each_grant_is_a_new_token_and_the_static_token_is_refused(
+    oauth_client: Client,
+) -> None:
+    """Every grant issues a different token; in OAuth mode the static token is a 401."""
+    _, first = await issue(oauth_client)
+    _, second = await issue(oauth_client)
+
+    assert first["access_token"] != second["access_token"]
+    assert await accounts_status(oauth_client, first["access_token"]) == 200
+    assert await accounts_status(oauth_client, DEMO_TOKEN) == 401
+
+
+async def test_a_token_expires_by_the_server_clock(
+    oauth_client: Client, server_time: ManualTime
+) -> None:
+    """A token is accepted until expires_in has passed on the simulator's clock, then is a
+    401 counted as refused."""
+    _, body = await issue(oauth_client)
+    server_time.advance(2.9)
+    assert await accounts_status(oauth_client, body["access_token"]) == 200
+
+    server_time.advance(0.1)
+    assert await accounts_status(oauth_client, body["access_token"]) == 401
+    assert (await stats(oauth_client))["refused"] == 1
+
+
+async def test_revoke_refuses_every_token_issued_so_far(oauth_client: Client) -> None:
+    """POST /_sim/revoke makes every issued token a 401; a new grant works again."""
+    _, old = await issue(oauth_client)
+
+    response = await oauth_client.post("/_sim/revoke")
+    assert response.status == 200
+    assert await accounts_status(oauth_client, old["access_token"]) == 401
+
+    _, new = await issue(oauth_client)
+    assert await accounts_status(oauth_client, new["access_token"]) == 200
+    assert await stats(oauth_client) == {
+        "requests": 2,
+        "step": 1,
+        "tokens_issued": 2,
+        "refused": 1,
+    }
+
+
+@pytest.mark.parametrize("key", sorted(CREDENTIALS))
+async def test_wrong_credentials_are_invalid_grant(oauth_client: Client, key: str) -> None:
+    """Any wrong credential is 400 invalid_grant with a description, and issues nothing."""
+    status, body = await issue(oauth_client, GRANT | {key: "wrong"})
+
+    assert status == 400
+    assert body["error"] == "invalid_grant"
+    assert body["error_description"]
+    assert CREDENTIALS[key] not in json.dumps(body)
+    assert (await stats(oauth_client))["tokens_issued"] == 0
+
+
+async def test_other_grant_types_are_refused(oauth_client: Client) -> None:
+    """Only grant_type=password is served."""
+    status, body = await issue(oauth_client, GRANT | {"grant_type": "client_credentials"})
+
+    assert status == 400
+    assert body["error"] == "unsupported_grant_type"
+
+
+async def test_without_oauth_there_is_no_token_endpoint(client: Client) -> None:
+    """A static-token simulator answers the token endpoint with 404."""
+    response = await client.post("/connect/token", data=GRANT)
+
+    assert response.status == 404
