@@ -29,7 +29,7 @@ from monitor.config import (
 from monitor.daemon import Daemon, Exit, install_signal_handlers, run_daemon, run_once
 from monitor.errors import ConfigError, MonitorError, SinkError
 from monitor.logs import configure as configure_logging
-from monitor.models import Alert, Notification, Severity, Status
+from monitor.models import DEFAULT_SOURCE, Alert, Notification, Severity, Status
 from monitor.simulator import DEMO_TOKEN, SCENARIOS, Simulator, serve_forever, start
 from monitor.sinks.registry import build_sink
 from monitor.store import Store
@@ -156,7 +156,8 @@ async def _status(config: Config, *, as_json: bool) -> int:
 async def _once(config: Config) -> int:
     code, outcome, pending = await run_once(config)
     if not outcome.ok:
-        _err(f"error: poll failed: {outcome.error}")
+        where = "" if outcome.source in ("", DEFAULT_SOURCE) else f" (source {outcome.source})"
+        _err(f"error: poll failed{where}: {outcome.error}")
     if pending:
         _err(
             f"error: {pending} notification(s) still undelivered; they stay queued for the next run"

@@ -288,7 +288,8 @@ class SourceConfig(SourceBase):
     """``[[sources]]``: one login of several, polled on its own schedule."""
 
     name: Name
-    #: Overrides ``[schedule] interval`` (and ``off_hours_interval``) for this source.
+    #: Overrides ``[schedule] interval`` for this source (with ``market_hours``: the interval in
+    #: session; ``off_hours_interval`` stays). Not allowed with ``[schedule] cron``.
     interval: Duration | None = None
 
     @field_validator("interval")
@@ -585,6 +586,8 @@ class Config(BaseSettings):
         for i, source in enumerate(self.sources):
             if self.api is not None and source.name == DEFAULT_SOURCE:
                 problems.append(f"sources[{i}].name: '{DEFAULT_SOURCE}' is the name of [api]")
+            if source.interval is not None and self.schedule.cron is not None:
+                problems.append(f"sources[{i}].interval: not used with [schedule] cron")
         source_names = {s.name for s in self.all_sources()}
         problems += _duplicates("sinks", (s.name for s in self.sinks), "sink")
         problems += _duplicates("rules", (r.name for r in self.rules), "rule")

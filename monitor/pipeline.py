@@ -37,6 +37,7 @@ class Fetcher(Protocol):
 @dataclass(frozen=True, slots=True)
 class PollOutcome:
     ok: bool
+    source: str = ""
     error: str | None = None
     accounts: int = 0
     changed: int = 0
@@ -172,7 +173,9 @@ class SourcePipeline:
             duration_ms=round(duration * 1000, 1),
         )
         self._announce(queued)
-        return PollOutcome(ok=False, error=error, notifications=len(queued), duration=duration)
+        return PollOutcome(
+            ok=False, source=self.source, error=error, notifications=len(queued), duration=duration
+        )
 
     async def _succeeded(
         self,
@@ -229,6 +232,7 @@ class SourcePipeline:
         self._announce(queued)
         return PollOutcome(
             ok=True,
+            source=self.source,
             accounts=len(accounts),
             changed=len(upserts) + len(deletes),
             notifications=len(alerts),

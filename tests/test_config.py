@@ -1037,3 +1037,15 @@ def test_oauth_secret_refs_name_their_keys() -> None:
 def test_summary_of_new_kinds(data: dict[str, Any], expected: str) -> None:
     """summary() says where tokens come from (never a secret), how many sources, which schedule."""
     assert config_from_dict(data, base_dir=BASE_DIR).summary() == expected
+
+
+def test_a_source_interval_is_refused_under_a_cron_schedule() -> None:
+    """A per-source interval would be silently ignored by a cron schedule, so it is an error."""
+    data = config(
+        schedule={"cron": "*/5 * * * *"},
+        sources=[
+            {"name": "fund", "url": "https://api.lime.co/accounts", "token": "t", "interval": "10s"}
+        ],
+    )
+
+    assert problems(data) == ["sources[0].interval: not used with [schedule] cron"]
