@@ -11,6 +11,7 @@ from __future__ import annotations
 import enum
 from collections.abc import Mapping
 from dataclasses import dataclass
+from dataclasses import field as dataclass_field
 from datetime import UTC, datetime
 from decimal import Decimal
 from typing import Any, Literal, TypeAlias
@@ -69,6 +70,9 @@ class Account:
 
     account_number: str
     record: Record
+    #: The record as decoded, before validation: a later poll whose record equals it needs no
+    #: validation, no diff and no write (``None`` when unknown, e.g. loaded from the state).
+    raw: Any = dataclass_field(default=None, compare=False, repr=False)
 
     def get(self, name: str) -> JSONValue:
         return self.record.get(name)
@@ -99,6 +103,9 @@ class Problem:
 class ParseResult:
     accounts: Mapping[str, Account]
     problems: tuple[Problem, ...] = ()
+    #: Accounts that are new or whose record differs from the previous poll's; ``None`` when
+    #: the parser was not given the previous accounts (then every account may have changed).
+    changed: frozenset[str] | None = None
 
 
 ChangeKind = Literal["changed", "added", "removed"]

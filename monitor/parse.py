@@ -20,9 +20,12 @@ Per record, in one pass over its keys:
 from __future__ import annotations
 
 import json
+from collections.abc import Mapping
 from decimal import Decimal
 from types import MappingProxyType
 from typing import Any, Final
+
+import orjson
 
 from monitor.encoding import loads
 from monitor.errors import ParseError
@@ -37,7 +40,7 @@ from monitor.models import (
     Problem,
 )
 
-__all__ = ["parse_body", "parse_records", "problem_text"]
+__all__ = ["parse_body", "parse_exact", "parse_records", "problem_text"]
 
 _MONEY: Final = 1
 _INTEGER: Final = 2
@@ -54,6 +57,9 @@ _COUNT_LIMIT: Final = Decimal(10**18)
 #: Money at or beyond this is refused: no balance is that large, and arithmetic on exponents past
 #: the default context's ``Emax`` raises ``decimal.Overflow`` in whatever code touches it next.
 _MONEY_LIMIT: Final = Decimal("1E+30")
+#: A binary float's shortest repr is exact up to 15 significant digits (IEEE 754 double).
+_FLOAT_DIGITS: Final = 15
+_CENTS: Final = Decimal("0.01")
 
 
 class _RecordError(Exception):
@@ -65,11 +71,91 @@ class _RecordError(Exception):
         self.message = message
 
 
-def parse_body(body: bytes) -> ParseResult:
+def parse_body(body: bytes, previous: Mapping[str, Account] | None = None) -> ParseResult:
     """Decode the response body of ``GET /accounts`` and validate every record in it.
 
     Raises :class:`ParseError` when the body is not JSON or not a JSON array.
+
+    The fast path decodes with orjson. A record equal to the one ``previous`` holds for its
+    account (``Account.raw``) is not validated again: that ``Account`` is reused, and
+    ``ParseResult.changed`` names only the accounts that are new or differ. Binary floats are
+    turned into ``Decimal`` through their shortest repr, exact for every number of at most 15
+    significant digits; a body with a longer number, or one orjson refuses, takes the exact
+    path (the standard library with ``Decimal``), which also words the error precisely.
     """
+    try:
+        items = orjson.loads(body)
+    except orjson.JSONDecodeError:
+        return parse_exact(body)
+    if not isinstance(items, list):
+        raise ParseError(f"response is not a JSON array of accounts (got {_json_type(items)})")
+    try:
+        return _parse_decoded(items, previous or {})
+    except _InexactError:
+        return parse_exact(body)
+
+
+def _parse_decoded(items: list[Any], previous: Mapping[str, Account]) -> ParseResult:
+    """The fast path's records: reuse unchanged accounts, validate the rest."""
+    accounts: dict[str, Account] = {}
+    problems: list[Problem] = []
+    seen: set[str] = set()
+    changed: set[str] = set()
+    for index, item in enumerate(items):
+        if type(item) is dict:
+            number = item.get("account_number")
+            if type(number) is str and number not in seen:
+                old = previous.get(number)
+                if old is not None and old.raw == item:
+                    seen.add(number)
+                    accounts[number] = old
+                    continue
+            exact = _exact_record(item)
+        else:
+            exact = item
+        if _check_one(index, exact, seen, accounts, problems, raw=item):
+            changed.add(exact["account_number"])
+    return ParseResult(accounts=accounts, problems=tuple(problems), changed=frozenset(changed))
+
+
+class _InexactError(Exception):
+    """Internal: a number has more digits than a binary float keeps; use the exact path."""
+
+
+def _from_float(value: float, *, money: bool) -> Decimal:
+    text = repr(value)
+    if len(text) > _FLOAT_DIGITS and sum(c.isdigit() for c in text.partition("e")[0]) > (
+        _FLOAT_DIGITS
+    ):
+        raise _InexactError
+    number = Decimal(text)
+    if money and "e" not in text and len(text) - text.find(".") < 3:
+        return number.quantize(_CENTS)  # 2524.5 was sent as 2524.50: money shows cents
+    return number
+
+
+def _exact_record(item: dict[str, Any]) -> dict[str, Any]:
+    """The record with every binary float as ``Decimal`` (nested ones too)."""
+    return {
+        key: _from_float(value, money=_KIND.get(key) == _MONEY)
+        if type(value) is float
+        else (_exact_value(value) if isinstance(value, list | dict) else value)
+        for key, value in item.items()
+    }
+
+
+def _exact_value(value: Any) -> Any:
+    if type(value) is float:
+        return _from_float(value, money=False)
+    if isinstance(value, list):
+        return [_exact_value(v) for v in value]
+    if isinstance(value, dict):
+        return {k: _exact_value(v) for k, v in value.items()}
+    return value
+
+
+def parse_exact(body: bytes) -> ParseResult:
+    """The exact path: the standard library with ``Decimal`` for every non-integer number."""
     if not body.strip():
         raise ParseError("response is not JSON: empty body")
     try:
@@ -95,41 +181,51 @@ def parse_records(items: list[Any]) -> ParseResult:
     problems: list[Problem] = []
     seen: set[str] = set()
     for index, item in enumerate(items):
-        if not isinstance(item, dict):
-            problems.append(
-                Problem(f"record is not an object (got {_json_type(item)})", index=index)
-            )
-            continue
-        number = item.get("account_number")
-        if not isinstance(number, str) or not number.strip():
-            message = _account_number_problem(item)
-            problems.append(Problem(message, field="account_number", index=index))
-            continue
-        if number in seen:
-            problems.append(
-                Problem(
-                    "duplicate account_number",
-                    account_number=number,
-                    field="account_number",
-                    index=index,
-                )
-            )
-            continue
-        seen.add(number)
-        warnings: list[tuple[str, str]] = []
-        try:
-            record = _check_record(item, warnings)
-        except _RecordError as exc:
-            problems.append(
-                Problem(exc.message, account_number=number, field=exc.field, index=index)
-            )
-            continue
-        accounts[number] = Account(number, MappingProxyType(record))
-        for field, message in warnings:
-            problems.append(
-                Problem(message, account_number=number, field=field, index=index, skipped=False)
-            )
+        _check_one(index, item, seen, accounts, problems)
     return ParseResult(accounts=accounts, problems=tuple(problems))
+
+
+def _check_one(
+    index: int,
+    item: Any,
+    seen: set[str],
+    accounts: dict[str, Account],
+    problems: list[Problem],
+    *,
+    raw: Any = None,
+) -> bool:
+    """Validate one record into ``accounts`` (or a problem); True when it was accepted."""
+    if not isinstance(item, dict):
+        problems.append(Problem(f"record is not an object (got {_json_type(item)})", index=index))
+        return False
+    number = item.get("account_number")
+    if not isinstance(number, str) or not number.strip():
+        message = _account_number_problem(item)
+        problems.append(Problem(message, field="account_number", index=index))
+        return False
+    if number in seen:
+        problems.append(
+            Problem(
+                "duplicate account_number",
+                account_number=number,
+                field="account_number",
+                index=index,
+            )
+        )
+        return False
+    seen.add(number)
+    warnings: list[tuple[str, str]] = []
+    try:
+        record = _check_record(item, warnings)
+    except _RecordError as exc:
+        problems.append(Problem(exc.message, account_number=number, field=exc.field, index=index))
+        return False
+    accounts[number] = Account(number, MappingProxyType(record), raw=raw)
+    for field, message in warnings:
+        problems.append(
+            Problem(message, account_number=number, field=field, index=index, skipped=False)
+        )
+    return True
 
 
 def problem_text(p: Problem) -> str:

@@ -11,7 +11,7 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Protocol
@@ -20,7 +20,15 @@ import structlog
 
 from monitor.config import Config, RuleConfig
 from monitor.errors import FetchError, SourceError
-from monitor.models import Account, ActiveAlert, Alert, Notification, Problem, Snapshot
+from monitor.models import (
+    Account,
+    ActiveAlert,
+    Alert,
+    Notification,
+    ParseResult,
+    Problem,
+    Snapshot,
+)
 from monitor.parse import parse_body, problem_text
 from monitor.rules import AlertKey, SourceHealth, evaluate, evaluate_source
 from monitor.store import PollRecord, Store
@@ -87,6 +95,7 @@ class SourcePipeline:
         self.last_success: datetime | None = None
         self.last_poll_at: datetime | None = None
         self._lock = asyncio.Lock()  # a poll and a reconfiguration never interleave
+        self._full = True  # evaluate every account on the next poll (start-up, reload)
 
     async def load(self) -> None:
         state = await self.store.load_source(self.source)
@@ -116,6 +125,7 @@ class SourcePipeline:
             reset = sorted(name for name, rule in old.items() if new.get(name) != rule)
             self._active = {k: v for k, v in self._active.items() if k[0] not in reset}
             self.config, self.rules, self.fetcher = config, rules, fetcher
+            self._full = True
             self.down_after = down_after
             return reset
 
@@ -136,11 +146,11 @@ class SourcePipeline:
             now = self.clock()
             try:
                 body = await self.fetcher.fetch()
-                result = parse_body(body)
+                result = parse_body(body, self._accounts)
             except SourceError as exc:
                 outcome = await self._failed(now, exc, started)
             else:
-                outcome = await self._succeeded(now, result.accounts, result.problems, started)
+                outcome = await self._succeeded(now, result, started)
                 self.last_success = now
             self.last, self.last_poll_at = outcome, now
         if self.on_poll is not None:
@@ -177,19 +187,16 @@ class SourcePipeline:
             ok=False, source=self.source, error=error, notifications=len(queued), duration=duration
         )
 
-    async def _succeeded(
-        self,
-        now: datetime,
-        accounts: Mapping[str, Account],
-        problems: tuple[Problem, ...],
-        started: float,
-    ) -> PollOutcome:
+    async def _succeeded(self, now: datetime, result: ParseResult, started: float) -> PollOutcome:
         self._not_before = None
+        accounts, changed = result.accounts, result.changed
         # A duplicate of a usable record is skipped, not the account: the first record wins.
-        skip = frozenset(n for n in self._note_problems(problems) if n not in accounts)
+        skip = frozenset(n for n in self._note_problems(result.problems) if n not in accounts)
         snapshot = Snapshot(self.source, now, accounts)
         previous = self._accounts
-        evaluation = evaluate(self.rules, previous, snapshot, self._active, skip=skip)
+        # Unchanged records cannot change a rule's outcome; after a reload every rule is new.
+        only = None if previous is None or self._full else changed
+        evaluation = evaluate(self.rules, previous, snapshot, self._active, skip=skip, only=only)
         health, source_alert = evaluate_source(
             self._health,
             ok=True,
@@ -200,7 +207,10 @@ class SourcePipeline:
         )
         alerts = list(evaluation.alerts) + ([source_alert] if source_alert else [])
         old = previous or {}
-        upserts = [a for n, a in accounts.items() if (p := old.get(n)) is None or p != a]
+        if changed is not None:
+            upserts = [accounts[n] for n in changed if old.get(n) != accounts[n]]
+        else:
+            upserts = [a for n, a in accounts.items() if (p := old.get(n)) is None or p != a]
         deletes = [n for n in old if n not in accounts and n not in skip]
         queued = self._queue(alerts)
         await self.store.commit_poll(
@@ -217,6 +227,7 @@ class SourcePipeline:
             if number in old:
                 merged[number] = old[number]
         self._accounts, self._health, self._active = merged, health, evaluation.active
+        self._full = False
         duration = time.monotonic() - started
         event = "baseline_recorded" if previous is None else "poll_ok"
         level = (

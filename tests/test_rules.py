@@ -616,3 +616,24 @@ def test_alerts_come_in_rule_then_account_order() -> None:
         ("other", A),
         ("other", C),
     ]
+
+
+def test_only_the_changed_accounts_are_evaluated() -> None:
+    """With ``only``, accounts outside it are not looked at: their record did not change, so
+    neither can the outcome (the pipeline passes the parser's changed set)."""
+    previous = {"A": account("A", cash_to_withdraw=Decimal("2000")), "B": account("B")}
+    current = snapshot(
+        account("A", cash_to_withdraw=Decimal("500")),
+        account("B", cash_to_withdraw=Decimal("10")),
+        poll=1,
+    )
+    rules = [threshold(), change("cash_to_withdraw")]
+
+    everything = evaluate(rules, previous, current, {})
+    only_a = evaluate(rules, previous, current, {}, only=frozenset({"A"}))
+
+    assert {a.account_number for a in everything.alerts} == {"A", "B"}
+    assert {(a.rule, a.account_number) for a in only_a.alerts} == {
+        ("low-cash", "A"),
+        ("cash_to_withdraw-changed", "A"),
+    }

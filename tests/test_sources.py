@@ -401,7 +401,7 @@ down_after = 2
 
     once = await cli.run("once", "--config", path)
     assert once.code == 1, once.output
-    assert "error: poll failed: HTTP 500" in once.stderr
+    assert "error: poll failed (source fund): HTTP 500" in once.stderr
     assert once.stdout == ""
     assert_no_secret(
         daemon.stdout + daemon.stderr + status.output + once.output, [FAMILY_TOKEN, FUND_TOKEN]

@@ -39,15 +39,19 @@ def evaluate(
     previous: Mapping[str, Account] | None,
     current: Snapshot,
     active: Mapping[AlertKey, ActiveAlert],
+    *,
     skip: frozenset[str] = frozenset(),
+    only: frozenset[str] | None = None,
 ) -> Evaluation:
     """Run every rule over one successful poll.
 
     ``skip`` names accounts whose record was unusable this poll: their state is left alone.
+    ``only`` (when known) names the accounts whose record changed since ``previous``: the
+    others cannot change any rule's outcome and are not looked at.
     The returned state holds the firing alerts of these rules only: those of rules that no
     longer exist are dropped, and ``source_down`` is :func:`evaluate_source`'s.
     """
-    ctx = Context(previous=previous, current=current, active=active, skip=skip)
+    ctx = Context(previous=previous, current=current, active=active, skip=skip, only=only)
     alerts = []
     state: dict[AlertKey, ActiveAlert] = {}
     for rule in rules:

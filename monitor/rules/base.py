@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
 from decimal import Decimal
@@ -22,10 +22,20 @@ class Context:
     current: Snapshot
     active: Mapping[AlertKey, ActiveAlert]
     skip: frozenset[str] = frozenset()
+    #: Only these accounts can have changed since ``previous`` (``None``: any of them).
+    only: frozenset[str] | None = None
 
     @property
     def now(self) -> datetime:
         return self.current.observed_at
+
+    def candidates(self) -> list[tuple[str, Account]]:
+        """The current accounts worth evaluating, in account order: an account whose record is
+        unchanged cannot change a rule's outcome, so with ``only`` just those are looked at."""
+        accounts = self.current.accounts
+        if self.only is None:
+            return sorted(accounts.items())
+        return sorted((n, accounts[n]) for n in self.only if n in accounts)
 
 
 @dataclass(frozen=True, slots=True)
@@ -51,13 +61,6 @@ def fingerprint(
     """One id per alert episode: the same in its firing and its resolved notification."""
     text = "\x1f".join((source, rule, account or "", started_at.isoformat(), *extra))
     return hashlib.sha256(text.encode()).hexdigest()[:24]
-
-
-def selected(ctx: Context, patterns: tuple[str, ...] | None) -> Iterator[Account]:
-    """The current accounts a rule applies to (``accounts`` globs), in account order."""
-    for number in sorted(ctx.current.accounts):
-        if patterns is None or any(fnmatchcase(number, p) for p in patterns):
-            yield ctx.current.accounts[number]
 
 
 def matches(number: str, patterns: tuple[str, ...] | None) -> bool:

@@ -18,7 +18,7 @@ def _changes(
     out = Outcome()
     if ctx.previous is None:
         return out
-    for number, account in sorted(ctx.current.accounts.items()):
+    for number, account in ctx.candidates():
         before = ctx.previous.get(number)
         if before is None or number in ctx.skip or not matches(number, rule.accounts):
             continue

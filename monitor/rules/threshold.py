@@ -48,7 +48,7 @@ def evaluate_threshold(rule: ThresholdRuleConfig, ctx: Context) -> Outcome:
     for key, carried in ctx.active.items():
         if key[0] == rule.name and key[1] is not None:
             out.active[key] = carried  # kept unless resolved below
-    for number, account in sorted(ctx.current.accounts.items()):
+    for number, account in ctx.candidates():
         if number in ctx.skip or not matches(number, rule.accounts):
             continue
         value = account.get(rule.field)
