@@ -627,7 +627,7 @@ def test_only_the_changed_accounts_are_evaluated() -> None:
         account("B", cash_to_withdraw=Decimal("10")),
         poll=1,
     )
-    rules = [threshold(), change("cash_to_withdraw")]
+    rules: list[RuleConfig] = [threshold(), change("cash_to_withdraw")]
 
     everything = evaluate(rules, previous, current, {})
     only_a = evaluate(rules, previous, current, {}, only=frozenset({"A"}))
