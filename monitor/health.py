@@ -15,6 +15,7 @@ from aiohttp import web
 
 from monitor import __version__, encoding
 from monitor.metrics import CONTENT_TYPE, Metrics
+from monitor.serving import serve_app
 
 
 @dataclass
@@ -49,18 +50,7 @@ class HealthServer:
         return app
 
     async def start(self, host: str, port: int) -> str:
-        runner = web.AppRunner(self.app(), access_log=None, shutdown_timeout=1.0)
-        await runner.setup()
-        try:
-            site = web.TCPSite(runner, host, port)
-            await site.start()
-        except BaseException:
-            await runner.cleanup()
-            raise
-        self._runner = runner
-        bound = runner.addresses[0]
-        shown = f"[{bound[0]}]" if ":" in bound[0] else bound[0]
-        self.url = f"http://{shown}:{bound[1]}"
+        self._runner, self.url = await serve_app(self.app(), host, port)
         return self.url
 
     async def close(self) -> None:

@@ -43,6 +43,7 @@ from aiohttp import web
 from aiohttp.typedefs import Handler
 
 from monitor.encoding import dumps, loads
+from monitor.serving import serve_app
 
 __all__ = [
     "CYCLE",
@@ -507,17 +508,8 @@ async def start(
     The caller owns the runner and must ``await runner.cleanup()``. A client that hangs up
     cancels its delayed answer, and cleanup waits at most a second for answers in flight.
     """
-    runner = web.AppRunner(build_app(sim), handler_cancellation=True, shutdown_timeout=1.0)
-    await runner.setup()
-    try:
-        site = web.TCPSite(runner, host, port)
-        await site.start()
-    except BaseException:
-        await runner.cleanup()
-        raise
-    bound_port = runner.addresses[0][1]
-    url_host = f"[{host}]" if ":" in host else host
-    return runner, f"http://{url_host}:{bound_port}/accounts"
+    runner, base = await serve_app(build_app(sim), host, port, handler_cancellation=True)
+    return runner, f"{base}/accounts"
 
 
 async def serve_forever(
