@@ -179,6 +179,12 @@ def _check_url_secret(value: SecretStr | None) -> SecretStr | None:
     return value
 
 
+#: An ``http://`` or ``https://`` URL kept as text (not a secret: balances and token endpoints).
+HttpUrlText: TypeAlias = Annotated[
+    str, BeforeValidator(lambda v: _http_url(v) if isinstance(v, str) else v)
+]
+
+
 def public_url(url: str) -> str:
     """The URL without credentials, query or fragment: safe to log."""
     parts = urlsplit(url)
@@ -194,7 +200,7 @@ def public_url(url: str) -> str:
 class OAuthConfig(_Model):
     """``[api.oauth]``: the OAuth2 password grant that issues (and renews) access tokens."""
 
-    token_url: Annotated[str, BeforeValidator(lambda v: _http_url(v) if isinstance(v, str) else v)]
+    token_url: HttpUrlText
     client_id: SecretStr | None = None
     client_id_env: str | None = None
     client_id_file: Path | None = None
@@ -236,7 +242,7 @@ OAUTH_SECRETS = ("client_id", "client_secret", "username", "password")
 class SourceBase(_Model):
     """What every source has: where to fetch, how to authenticate, when it is down."""
 
-    url: Annotated[str, BeforeValidator(lambda v: _http_url(v) if isinstance(v, str) else v)]
+    url: HttpUrlText
     token: SecretStr | None = None
     token_env: str | None = None
     token_file: Path | None = None

@@ -161,14 +161,7 @@ class SourcePipeline:
         error = str(exc)
         retry_after = exc.retry_after if isinstance(exc, FetchError) else None
         self._not_before = now + timedelta(seconds=retry_after) if retry_after else None
-        health, alert = evaluate_source(
-            self._health,
-            ok=False,
-            error=error,
-            down_after=self.down_after,
-            source=self.source,
-            now=now,
-        )
+        health, alert = self._source_health(ok=False, error=error, now=now)
         queued = self._queue([alert] if alert else [])
         await self.store.commit_poll(
             self.source, poll=PollRecord(now, ok=False, error=error), health=health, outbox=queued
@@ -197,14 +190,7 @@ class SourcePipeline:
         # Unchanged records cannot change a rule's outcome; after a reload every rule is new.
         only = None if previous is None or self._full else changed
         evaluation = evaluate(self.rules, previous, snapshot, self._active, skip=skip, only=only)
-        health, source_alert = evaluate_source(
-            self._health,
-            ok=True,
-            error=None,
-            down_after=self.down_after,
-            source=self.source,
-            now=now,
-        )
+        health, source_alert = self._source_health(ok=True, error=None, now=now)
         alerts = list(evaluation.alerts) + ([source_alert] if source_alert else [])
         old = previous or {}
         if changed is not None:
@@ -248,6 +234,18 @@ class SourcePipeline:
             changed=len(upserts) + len(deletes),
             notifications=len(alerts),
             duration=duration,
+        )
+
+    def _source_health(
+        self, *, ok: bool, error: str | None, now: datetime
+    ) -> tuple[SourceHealth, Alert | None]:
+        return evaluate_source(
+            self._health,
+            ok=ok,
+            error=error,
+            down_after=self.down_after,
+            source=self.source,
+            now=now,
         )
 
     def _note_problems(self, problems: tuple[Problem, ...]) -> frozenset[str]:
