@@ -1,0 +1,160 @@
+"""``make bench``: what one poll costs the real daemon, beside two references, per book size.
+
+    python bench/run.py [--sizes 1000,10000,100000] [--polls 10] [--quick]
+                        [--output FILE] [--json FILE] [--profile FILE]
+
+For each size a synthetic balances API (:mod:`fakeapi`, a process of its own) serves the accounts,
+about 1% of them changing between polls and three tripping one of the example rules each poll. In
+turn, each in a process of its own and against the same API and bodies:
+
+* the daemon, ``balance-monitor run`` with the three example rules and a webhook sink pointing at
+  a loopback receiver here that notes when each notification arrives;
+* reference (a), the standard-library loop people write instead (:mod:`reference` ``stdlib``);
+* reference (b), the parse floor: fetch and ``orjson.loads`` (:mod:`reference` ``floor``).
+
+Each makes a baseline poll and then ``--polls`` measured ones. The fake API reads the process's
+counters (:mod:`procstat`) as each request arrives, so the cost of the measured polls is the
+difference between the arrivals of the first and of the one after the last: the polls, the
+deliveries and the idle time between them, nothing of the start-up or the baseline. Then come
+an idle daemon (2 accounts, nothing changes) and, when the config has ``[[sources]]``, 1,000
+sources of 2 accounts at a 10 s interval. A Markdown report goes to stdout; progress to stderr.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import shutil
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Final
+
+import procstat
+from fakeapi import Trip
+from harness import (
+    IDLE_ACCOUNTS,
+    MANY_SOURCES,
+    RUNNERS,
+    interval_for,
+    many_sources,
+    measure,
+    sources_supported,
+)
+from processes import BenchError, FakeApiProcess, Receiver, log
+from report import Report, hotspots, machine, render
+
+FULL_SIZES: Final = (1_000, 10_000, 100_000)
+QUICK_SIZES: Final = (1_000, 10_000)
+DEFAULT_POLLS: Final = 10
+QUICK_POLLS: Final = 4
+CHANGE_RATE: Final = 0.01
+TRIPS_PER_POLL: Final = 3
+MANY_SECONDS: Final = 60.0
+QUICK_MANY_SECONDS: Final = 20.0
+
+
+async def bench(
+    sizes: list[int], polls: int, many_seconds: float, profile: Path | None = None
+) -> Report:
+    report = Report(machine=machine(), polls=polls, sizes=sizes)
+    workdir = Path(tempfile.mkdtemp(prefix="balance-monitor-bench-", dir=_state_parent()))
+    report.fs_type = procstat.filesystem_type(workdir)
+    load_before = os.getloadavg()[0]
+    receiver = Receiver()
+    await receiver.start()
+    log(f"state databases under {workdir} ({report.fs_type})")
+
+    async def each_runner(api: FakeApiProcess, accounts: int, label: str) -> None:
+        plan = await api.plan()
+        trips = [Trip(*t) for t in plan["trips"]]
+        for runner in RUNNERS:
+            log(f"{label}: {runner}, {polls} polls every {interval_for(accounts):g}s")
+            report.results[(accounts, runner)] = await measure(
+                api, receiver, workdir, runner=runner, accounts=accounts, polls=polls,
+                trips=trips, changed=plan["changed"],
+            )  # fmt: skip
+        if profile is not None and accounts == max(sizes):
+            log(f"{label}: the daemon again, under py-spy")
+            await measure(
+                api, receiver, workdir, runner="daemon", accounts=accounts, polls=polls,
+                trips=trips, changed=plan["changed"], profile=profile, tag="-profiled",
+            )  # fmt: skip
+            report.hotspots, report.profiled = hotspots(profile), accounts
+
+    try:
+        async with FakeApiProcess.running(
+            accounts=IDLE_ACCOUNTS, polls=polls, change_rate=0.0, trips=0
+        ) as api:
+            await each_runner(api, IDLE_ACCOUNTS, f"idle, {IDLE_ACCOUNTS} accounts")
+            if sources_supported():
+                log(f"many sources: {MANY_SOURCES} x {IDLE_ACCOUNTS} accounts, {many_seconds:g}s")
+                report.many = await many_sources(api, receiver, workdir, many_seconds)
+            else:
+                report.many_note = "many-sources: not supported by this version (needs [[sources]])"
+                log(report.many_note)
+        for size in sizes:
+            log(f"{size:,} accounts: generating the bodies")
+            async with FakeApiProcess.running(
+                accounts=size, polls=polls, change_rate=CHANGE_RATE, trips=TRIPS_PER_POLL
+            ) as api:
+                await each_runner(api, size, f"{size:,} accounts")
+    finally:
+        await receiver.close()
+        shutil.rmtree(workdir, ignore_errors=True)
+    report.load = (load_before, os.getloadavg()[0])
+    return report
+
+
+def _state_parent() -> str | None:
+    """Somewhere on a disk, so that write_bytes counts: /var/tmp unless TMPDIR says otherwise."""
+    if os.environ.get("TMPDIR"):
+        return None
+    return "/var/tmp" if Path("/var/tmp").is_dir() else None  # noqa: S108
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--sizes", help="comma-separated book sizes (default 1000,10000,100000)")
+    parser.add_argument(
+        "--polls", type=int, help=f"measured polls per run (default {DEFAULT_POLLS})"
+    )
+    parser.add_argument("--quick", action="store_true", help="sizes 1000,10000, fewer polls")
+    parser.add_argument("--output", type=Path, help="also write the Markdown report here")
+    parser.add_argument("--json", type=Path, help="also write every measurement here, as JSON")
+    parser.add_argument(
+        "--profile",
+        type=Path,
+        metavar="FILE",
+        help="then run the daemon at the largest size once more under py-spy (raw stacks to "
+        "FILE) and add its hotspots to the report",
+    )
+    args = parser.parse_args(argv)
+    sizes = list(QUICK_SIZES if args.quick else FULL_SIZES)
+    if args.sizes:
+        sizes = [int(s.replace("_", "")) for s in args.sizes.split(",") if s.strip()]
+    polls = args.polls or (QUICK_POLLS if args.quick else DEFAULT_POLLS)
+    if polls < 1 or any(n < 100 for n in sizes):
+        parser.error("--polls must be at least 1 and every size at least 100")
+    started = time.monotonic()
+    try:
+        many_seconds = QUICK_MANY_SECONDS if args.quick else MANY_SECONDS
+        report = asyncio.run(bench(sizes, polls, many_seconds, args.profile))
+    except BenchError as exc:
+        print(f"bench: {exc}", file=sys.stderr)
+        return 1
+    text = render(report)
+    print(text, end="")
+    if args.output is not None:
+        args.output.write_text(text)
+    if args.json is not None:
+        args.json.write_text(json.dumps(report.as_dict(), indent=1) + "\n")
+    log(f"done in {time.monotonic() - started:.0f}s")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
