@@ -19,6 +19,8 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, TypeVar
 
+import orjson
+
 from monitor import encoding
 from monitor.errors import StoreError
 from monitor.models import Account, ActiveAlert, Notification
@@ -113,6 +115,14 @@ class OutboxRow:
 
     def notification(self) -> Notification:
         return Notification.from_payload(self.payload, source=self.source)
+
+
+def _record_json(account: Account) -> str:
+    """The account's JSON for the ``accounts`` table: the decoded record when the fast parser
+    kept it (orjson writes it in C), else the validated record with exact decimals."""
+    if account.raw is not None:
+        return orjson.dumps(account.raw).decode()
+    return encoding.dumps(account.record)
 
 
 def _iso(moment: datetime) -> str:
@@ -298,7 +308,7 @@ class Store:
                     "INSERT INTO accounts (source, account_number, record, observed_at)"
                     " VALUES (?, ?, ?, ?) ON CONFLICT (source, account_number)"
                     " DO UPDATE SET record=excluded.record, observed_at=excluded.observed_at",
-                    [(source, a.account_number, encoding.dumps(a.record), at) for a in upserts],
+                    [(source, a.account_number, _record_json(a), at) for a in upserts],
                 )
             if deletes:
                 db.executemany(
