@@ -32,25 +32,24 @@ WAIT = 15.0
 TOKEN_ENV = "BM_E2E_TOKEN"
 VISION = "12345678@vision"
 COR = "11111111@cor"
-#: Every key of a notification's JSON document, as documented.
-PAYLOAD_KEYS = frozenset(
-    {
-        "id",
-        "fingerprint",
-        "status",
-        "rule",
-        "type",
-        "severity",
-        "source",
-        "account_number",
-        "field",
-        "previous",
-        "current",
-        "summary",
-        "observed_at",
-        "snapshot",
-    }
+#: Every key of a notification's JSON document, in the documented order.
+PAYLOAD_FIELDS = (
+    "id",
+    "fingerprint",
+    "status",
+    "rule",
+    "type",
+    "severity",
+    "source",
+    "account_number",
+    "field",
+    "previous",
+    "current",
+    "summary",
+    "observed_at",
+    "snapshot",
 )
+PAYLOAD_KEYS = frozenset(PAYLOAD_FIELDS)
 
 LOW_CASH_RULE = """
 [[rules]]
@@ -445,3 +444,13 @@ def child_env() -> dict[str, str]:
         env.pop(name, None)
     env["PYTHONUNBUFFERED"] = "1"
     return env
+
+
+def healthy() -> list[dict[str, Any]]:
+    """The two documented accounts, nothing firing."""
+    return [account(VISION), account(COR, trade_platform="transaq", margin_type="cash")]
+
+
+def low_cash() -> list[dict[str, Any]]:
+    """As healthy(), with 12345678@vision's cash_to_withdraw below 1,000."""
+    return [account(VISION, cash_to_withdraw=Decimal("512.25")), healthy()[1]]

@@ -13,13 +13,12 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import AsyncIterator, Callable, Iterator
+from collections.abc import Callable, Iterator
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
-import aiohttp
 import pytest
 from e2e_helpers import (
     COR,
@@ -36,10 +35,12 @@ from e2e_helpers import (
     child_env,
     config_toml,
     eventually,
+    healthy,
+    low_cash,
 )
 
 from monitor.encoding import dumps
-from monitor.simulator import PDT_REASON, Simulator, start
+from monitor.simulator import PDT_REASON
 
 pytestmark = pytest.mark.e2e
 
@@ -51,43 +52,6 @@ MakeConfig = Callable[..., Path]
 
 
 # --------------------------------------------------------------------------- fixtures
-
-
-@pytest.fixture
-async def session() -> AsyncIterator[aiohttp.ClientSession]:
-    async with aiohttp.ClientSession() as client:
-        yield client
-
-
-@pytest.fixture
-async def sim(session: aiohttp.ClientSession) -> AsyncIterator[SimControl]:
-    """The simulator in this process, serving two healthy accounts until told otherwise."""
-    runner, url = await start(Simulator(token=TOKEN))
-    try:
-        control = SimControl(url, session)
-        await control.set_accounts(healthy())
-        yield control
-    finally:
-        await runner.cleanup()
-
-
-@pytest.fixture
-async def hook() -> AsyncIterator[Hook]:
-    receiver = await Hook().start()
-    try:
-        yield receiver
-    finally:
-        await receiver.aclose()
-
-
-@pytest.fixture
-async def cli(tmp_path: Path) -> AsyncIterator[Cli]:
-    """Starts CLI subprocesses with the API token in the environment; reaps them all."""
-    runner = Cli(tmp_path, child_env() | {TOKEN_ENV: TOKEN})
-    try:
-        yield runner
-    finally:
-        await runner.aclose()
 
 
 @pytest.fixture
@@ -103,14 +67,6 @@ def make_config(tmp_path: Path, sim: SimControl, hook: Hook) -> MakeConfig:
         return path
 
     return make
-
-
-def healthy() -> list[dict[str, Any]]:
-    return [account(VISION), account(COR, trade_platform="transaq", margin_type="cash")]
-
-
-def low_cash() -> list[dict[str, Any]]:
-    return [account(VISION, cash_to_withdraw=Decimal("512.25")), healthy()[1]]
 
 
 def assert_clean(result: Result | str) -> None:

@@ -22,34 +22,29 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from collections.abc import Awaitable, Callable, Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from decimal import Decimal
 from pathlib import Path
 from typing import Any, TypeVar
 
 import aiohttp
 import pytest
 from e2e_helpers import (
-    COR,
     LOW_CASH_RULE,
-    TOKEN_ENV,
     VISION,
     WAIT,
     Cli,
     Hook,
     Proc,
     SimControl,
-    account,
-    child_env,
     config_toml,
     eventually,
+    low_cash,
 )
 from prometheus_client.parser import text_string_to_metric_families
 
 from monitor import __version__
-from monitor.simulator import Simulator, start
 
 pytestmark = pytest.mark.e2e
 
@@ -331,43 +326,6 @@ def test_alert_rules_fire_when_polling_stalls_the_outbox_grows_or_deliveries_fai
 # --------------------------------------------------------------------------- fixtures
 
 
-@pytest.fixture
-async def session() -> AsyncIterator[aiohttp.ClientSession]:
-    async with aiohttp.ClientSession() as client:
-        yield client
-
-
-@pytest.fixture
-async def sim(session: aiohttp.ClientSession) -> AsyncIterator[SimControl]:
-    """The simulator in this process, serving two healthy accounts until told otherwise."""
-    runner, url = await start(Simulator(token=TOKEN))
-    try:
-        control = SimControl(url, session)
-        await control.set_accounts(healthy())
-        yield control
-    finally:
-        await runner.cleanup()
-
-
-@pytest.fixture
-async def hook() -> AsyncIterator[Hook]:
-    receiver = await Hook().start()
-    try:
-        yield receiver
-    finally:
-        await receiver.aclose()
-
-
-@pytest.fixture
-async def cli(tmp_path: Path) -> AsyncIterator[Cli]:
-    """Starts CLI subprocesses with the API token in the environment; reaps them all."""
-    runner = Cli(tmp_path, child_env() | {TOKEN_ENV: TOKEN})
-    try:
-        yield runner
-    finally:
-        await runner.aclose()
-
-
 @dataclass
 class Service:
     """Writes config files for the simulator and the receiver, with an HTTP endpoint."""
@@ -412,14 +370,6 @@ def free_port() -> int:
 @pytest.fixture
 def service(tmp_path: Path, sim: SimControl, hook: Hook) -> Service:
     return Service(tmp_path, sim, hook, free_port(), tmp_path / "config.toml")
-
-
-def healthy() -> list[dict[str, Any]]:
-    return [account(VISION), account(COR, trade_platform="transaq", margin_type="cash")]
-
-
-def low_cash() -> list[dict[str, Any]]:
-    return [account(VISION, cash_to_withdraw=Decimal("512.25")), healthy()[1]]
 
 
 async def until(check: Callable[[], Awaitable[T | None]], *, what: str, timeout: float = WAIT) -> T:  # noqa: ASYNC109

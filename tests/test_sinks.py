@@ -16,6 +16,7 @@ from typing import Any
 import aiohttp
 import pytest
 from aiohttp.test_utils import TestServer
+from e2e_helpers import PAYLOAD_FIELDS
 from pydantic import SecretStr
 from sinks_helpers import Receiver, Reply, make_notification
 from structlog.testing import capture_logs
@@ -38,22 +39,6 @@ from monitor.sinks.registry import SINK_FACTORIES, build_sink, build_sinks
 SECRET_PATH = "/services/T0001/B0002/XyZpathSecret"
 SECRET_QUERY = "token=qs-secret"
 SIGNING_KEY = "hmac-signing-key"
-PAYLOAD_FIELDS = [
-    "id",
-    "fingerprint",
-    "status",
-    "rule",
-    "type",
-    "severity",
-    "source",
-    "account_number",
-    "field",
-    "previous",
-    "current",
-    "summary",
-    "observed_at",
-    "snapshot",
-]
 
 
 @pytest.fixture
@@ -115,7 +100,7 @@ async def test_webhook_body_is_the_payload(
     assert request.path == f"{SECRET_PATH}?{SECRET_QUERY}"
     assert b'"previous":1500.00,"current":512.25' in request.body
     document = encoding.loads(request.body)
-    assert list(document) == PAYLOAD_FIELDS
+    assert list(document) == list(PAYLOAD_FIELDS)
     assert document["current"] == Decimal("512.25")
     assert document["snapshot"] == {
         "account_number": "12345678",
