@@ -17,11 +17,12 @@ from dataclasses import dataclass
 from datetime import date, timedelta
 from decimal import Decimal
 from pathlib import Path
-from typing import Annotated, Any, Literal, TypeAlias, TypeVar
+from typing import Annotated, Any, ClassVar, Literal, Self, TypeAlias, TypeVar
 from urllib.parse import urlsplit
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from pydantic import (
+    AfterValidator,
     BaseModel,
     BeforeValidator,
     ConfigDict,
@@ -410,69 +411,237 @@ class LogConfig(_Model):
 class _SinkBase(_Model):
     name: Name
     timeout: Duration = timedelta(seconds=10)
+    #: Notifications of rules below this severity are not sent to this sink.
+    min_severity: Severity = Severity.INFO
+
+    #: The sink's secrets (each spelled ``x``, ``x_env`` or ``x_file``) and whether required.
+    SECRETS: ClassVar[Mapping[str, bool]] = {}
+
+    @model_validator(mode="after")
+    def _secret_spellings(self) -> Self:
+        for secret, required in self.SECRETS.items():
+            _check_secret_spellings(self, secret, required=required)
+        return self
+
+    def ref(self, index: int, secret: str) -> SecretRef | None:
+        """Where ``sinks[index].<secret>`` comes from (``None`` when an optional one is unset)."""
+        value, env, file = (getattr(self, f"{secret}{s}") for s in ("", "_env", "_file"))
+        if value is None and env is None and file is None:
+            return None
+        return _ref(f"sinks[{index}]", secret, value, env, file)
+
+    def secret_refs(self, index: int) -> list[SecretRef]:
+        return [r for name in self.SECRETS if (r := self.ref(index, name)) is not None]
+
+    def accepts(self, severity: Severity) -> bool:
+        return SEVERITY_RANK[severity] >= SEVERITY_RANK[self.min_severity]
 
 
-class WebhookSinkConfig(_SinkBase):
-    type: Literal["webhook"]
+SEVERITY_RANK: Mapping[Severity, int] = {s: i for i, s in enumerate(Severity)}
+
+
+class _GroupingSink(_SinkBase):
+    """A chat sink: notifications queued within ``group_window`` go out as one message."""
+
+    group_window: Duration = timedelta(0)
+
+    @field_validator("group_window")
+    @classmethod
+    def _window(cls, value: timedelta) -> timedelta:
+        if value > timedelta(minutes=10):
+            raise ValueError("must be at most 10m (notifications wait that long)")
+        return value
+
+
+class _UrlSecret(_Model):
+    """A webhook URL that is a secret (it authorises whoever holds it to post)."""
+
     url: SecretStr | None = None
     url_env: str | None = None
     url_file: Path | None = None
-    secret: SecretStr | None = None
-    secret_env: str | None = None
-    secret_file: Path | None = None
-    #: Values are secrets too: an ``Authorization`` header must never be printed.
-    headers: dict[str, SecretStr] = Field(default_factory=dict)
 
     _url_check = field_validator("url")(classmethod(lambda cls, v: _check_url_secret(v)))
 
-    @field_validator("headers")
-    @classmethod
-    def _headers(cls, value: dict[str, SecretStr]) -> dict[str, SecretStr]:
-        for name, header in value.items():
-            if not _HEADER_NAME.fullmatch(name):
-                raise ValueError(f"'{name}' is not a valid HTTP header name")
-            if any(c in header.get_secret_value() for c in "\r\n\0"):
-                raise ValueError(f"the value of header '{name}' contains a line break or NUL")
-        return value
 
-    @model_validator(mode="after")
-    def _secrets(self) -> WebhookSinkConfig:
-        _check_secret_spellings(self, "url", required=True)
-        _check_secret_spellings(self, "secret", required=False)
-        return self
+def _check_headers(value: dict[str, SecretStr]) -> dict[str, SecretStr]:
+    for name, header in value.items():
+        if not _HEADER_NAME.fullmatch(name):
+            raise ValueError(f"'{name}' is not a valid HTTP header name")
+        if any(c in header.get_secret_value() for c in "\r\n\0"):
+            raise ValueError(f"the value of header '{name}' contains a line break or NUL")
+    return value
+
+
+#: Header values are secrets too: an ``Authorization`` header must never be printed.
+Headers: TypeAlias = Annotated[dict[str, SecretStr], AfterValidator(_check_headers)]
+
+
+class WebhookSinkConfig(_SinkBase, _UrlSecret):
+    type: Literal["webhook"]
+    secret: SecretStr | None = None
+    secret_env: str | None = None
+    secret_file: Path | None = None
+    headers: Headers = Field(default_factory=dict)
+
+    SECRETS: ClassVar[Mapping[str, bool]] = {"url": True, "secret": False}
 
     def url_ref(self, index: int) -> SecretRef:
-        return _ref(f"sinks[{index}]", "url", self.url, self.url_env, self.url_file)
+        return _required(self.ref(index, "url"))
 
     def secret_ref(self, index: int) -> SecretRef | None:
-        if self.secret is None and self.secret_env is None and self.secret_file is None:
-            return None
-        return _ref(f"sinks[{index}]", "secret", self.secret, self.secret_env, self.secret_file)
+        return self.ref(index, "secret")
 
 
 _HEADER_NAME = re.compile(r"[!#$%&'*+.^_`|~0-9A-Za-z-]+")  # RFC 9110 token
 
 
-class SlackSinkConfig(_SinkBase):
+class SlackSinkConfig(_GroupingSink, _UrlSecret):
     type: Literal["slack"]
+
+    SECRETS: ClassVar[Mapping[str, bool]] = {"url": True}
+
+    def url_ref(self, index: int) -> SecretRef:
+        return _required(self.ref(index, "url"))
+
+
+class DiscordSinkConfig(_GroupingSink, _UrlSecret):
+    """A Discord channel webhook: one embed per notification, coloured by severity."""
+
+    type: Literal["discord"]
+
+    SECRETS: ClassVar[Mapping[str, bool]] = {"url": True}
+
+    def url_ref(self, index: int) -> SecretRef:
+        return _required(self.ref(index, "url"))
+
+
+class MsTeamsSinkConfig(_GroupingSink, _UrlSecret):
+    """A Microsoft Teams Workflows webhook ("Post to a channel when a webhook request is
+    received"): an Adaptive Card per message."""
+
+    type: Literal["msteams"]
+
+    SECRETS: ClassVar[Mapping[str, bool]] = {"url": True}
+
+    def url_ref(self, index: int) -> SecretRef:
+        return _required(self.ref(index, "url"))
+
+
+class TelegramSinkConfig(_GroupingSink):
+    """A Telegram bot posting to one chat (``sendMessage``)."""
+
+    type: Literal["telegram"]
+    bot_token: SecretStr | None = None
+    bot_token_env: str | None = None
+    bot_token_file: Path | None = None
+    #: A numeric chat id (``-1001234567890``) or a public ``@channelusername``.
+    chat_id: Annotated[str, BeforeValidator(lambda v: str(v) if isinstance(v, int) else v)]
+    #: The Bot API's address (a self-hosted Bot API server, or a test server).
+    api_url: HttpUrlText = "https://api.telegram.org"
+
+    SECRETS: ClassVar[Mapping[str, bool]] = {"bot_token": True}
+
+    @field_validator("chat_id")
+    @classmethod
+    def _chat(cls, value: str) -> str:
+        if not re.fullmatch(r"-?\d+|@[A-Za-z][A-Za-z0-9_]{3,}", value):
+            raise ValueError("must be a numeric chat id or an @channelusername")
+        return value
+
+
+class PagerDutySinkConfig(_SinkBase):
+    """PagerDuty Events API v2: trigger on firing, resolve on resolved, deduplicated."""
+
+    type: Literal["pagerduty"]
+    routing_key: SecretStr | None = None
+    routing_key_env: str | None = None
+    routing_key_file: Path | None = None
+    url: HttpUrlText = "https://events.pagerduty.com/v2/enqueue"
+
+    SECRETS: ClassVar[Mapping[str, bool]] = {"routing_key": True}
+
+
+class AlertmanagerSinkConfig(_SinkBase):
+    """A Prometheus Alertmanager (``POST /api/v2/alerts``)."""
+
+    type: Literal["alertmanager"]
+    #: The Alertmanager's base URL, e.g. ``http://127.0.0.1:9093``.
+    url: HttpUrlText
+    #: Firing alerts are sent again this often; Alertmanager resolves alerts it stops hearing
+    #: about (its ``resolve_timeout``, 5m by default), so keep this well below that.
+    resend_interval: Duration = timedelta(minutes=1)
+    #: The ``generatorURL`` of each alert (a link back to whatever shows this monitor).
+    generator_url: HttpUrlText | None = None
+    headers: Headers = Field(default_factory=dict)
+
+    @field_validator("resend_interval")
+    @classmethod
+    def _resend(cls, value: timedelta) -> timedelta:
+        if value < timedelta(seconds=1):
+            raise ValueError("must be at least 1s")
+        return value
+
+
+class EmailSinkConfig(_GroupingSink):
+    """SMTP with STARTTLS (or implicit TLS) and optional authentication."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
+
+    type: Literal["email"]
+    host: Annotated[str, Field(min_length=1)]
+    port: int = Field(default=587, ge=1, le=65535)
+    #: ``starttls`` (port 587), ``tls`` (implicit TLS, port 465), or ``none`` (a local relay).
+    security: Literal["starttls", "tls", "none"] = "starttls"
+    username: SecretStr | None = None
+    username_env: str | None = None
+    username_file: Path | None = None
+    password: SecretStr | None = None
+    password_env: str | None = None
+    password_file: Path | None = None
+    sender: str = Field(alias="from", min_length=3)
+    to: tuple[Annotated[str, Field(min_length=3)], ...] = Field(min_length=1)
+    #: A CA bundle to verify the server with, instead of the system's.
+    ca_file: Path | None = None
+    subject_prefix: str = "[balance-monitor]"
+
+    SECRETS: ClassVar[Mapping[str, bool]] = {"username": False, "password": False}
+
+    @model_validator(mode="after")
+    def _auth(self) -> EmailSinkConfig:
+        has_user = self.ref(0, "username") is not None
+        if has_user != (self.ref(0, "password") is not None):
+            raise ValueError("give both username and password, or neither")
+        return self
+
+    @field_validator("sender", "to")
+    @classmethod
+    def _addresses(cls, value: str | tuple[str, ...]) -> str | tuple[str, ...]:
+        for address in (value,) if isinstance(value, str) else value:
+            if "@" not in address or any(c in address for c in "\r\n"):
+                raise ValueError(f"'{address}' is not an email address")
+        return value
+
+
+class AppriseSinkConfig(_SinkBase):
+    """Any service Apprise knows (needs the ``apprise`` extra): ``url`` is an Apprise URL."""
+
+    type: Literal["apprise"]
     url: SecretStr | None = None
     url_env: str | None = None
     url_file: Path | None = None
 
-    _url_check = field_validator("url")(classmethod(lambda cls, v: _check_url_secret(v)))
-
-    @model_validator(mode="after")
-    def _secrets(self) -> SlackSinkConfig:
-        _check_secret_spellings(self, "url", required=True)
-        return self
-
-    def url_ref(self, index: int) -> SecretRef:
-        return _ref(f"sinks[{index}]", "url", self.url, self.url_env, self.url_file)
+    SECRETS: ClassVar[Mapping[str, bool]] = {"url": True}
 
 
 class LogSinkConfig(_SinkBase):
     type: Literal["log"]
     level: Literal["info", "warning", "error"] = "warning"
+
+
+def _required(ref: SecretRef | None) -> SecretRef:
+    if ref is None:  # the model validator makes required secrets present
+        raise ConfigError("a required secret is missing")
+    return ref
 
 
 def _ref(
@@ -483,7 +652,17 @@ def _ref(
 
 
 SinkConfig: TypeAlias = Annotated[
-    WebhookSinkConfig | SlackSinkConfig | LogSinkConfig, Field(discriminator="type")
+    WebhookSinkConfig
+    | SlackSinkConfig
+    | DiscordSinkConfig
+    | MsTeamsSinkConfig
+    | TelegramSinkConfig
+    | EmailSinkConfig
+    | PagerDutySinkConfig
+    | AlertmanagerSinkConfig
+    | AppriseSinkConfig
+    | LogSinkConfig,
+    Field(discriminator="type"),
 ]
 
 # --------------------------------------------------------------------------- rules
@@ -627,18 +806,18 @@ class Config(BaseSettings):
     def secret_refs(self) -> list[SecretRef]:
         refs = [ref for spec in self.all_sources() for ref in spec.config.secret_refs_at(spec.key)]
         for i, sink in enumerate(self.sinks):
-            if isinstance(sink, WebhookSinkConfig | SlackSinkConfig):
-                refs.append(sink.url_ref(i))
-            if isinstance(sink, WebhookSinkConfig) and (ref := sink.secret_ref(i)) is not None:
-                refs.append(ref)
+            refs += sink.secret_refs(i)
         return refs
 
-    def sinks_for(self, rule: str) -> tuple[str, ...]:
-        """The sink names a rule's notifications go to (``source_down``: every sink)."""
-        for r in self.rules:
-            if r.name == rule and r.sinks is not None:
-                return r.sinks
-        return tuple(s.name for s in self.sinks)
+    def sinks_for(self, rule: str, severity: Severity | None = None) -> tuple[str, ...]:
+        """The sink names a rule's notifications go to (``source_down``: every sink), less
+        those whose ``min_severity`` is above ``severity``."""
+        names = next((r.sinks for r in self.rules if r.name == rule and r.sinks), None)
+        return tuple(
+            s.name
+            for s in self.sinks
+            if (names is None or s.name in names) and (severity is None or s.accepts(severity))
+        )
 
     def summary(self) -> str:
         specs = self.all_sources()
@@ -734,16 +913,13 @@ def _resolve_paths(config: Config, base_dir: Path) -> Config:
         state_dir = os.environ.get("STATE_DIRECTORY")  # systemd's StateDirectory=
         state_path = Path(state_dir) / state_path if state_dir else base_dir / state_path
     sinks = tuple(
-        sink.model_copy(update={"url_file": fix(sink.url_file)})
-        if isinstance(sink, WebhookSinkConfig | SlackSinkConfig)
-        else sink
+        sink.model_copy(
+            update={
+                **{f"{n}_file": fix(getattr(sink, f"{n}_file")) for n in sink.SECRETS},
+                **({"ca_file": fix(sink.ca_file)} if isinstance(sink, EmailSinkConfig) else {}),
+            }
+        )
         for sink in config.sinks
-    )
-    sinks = tuple(
-        s.model_copy(update={"secret_file": fix(s.secret_file)})
-        if isinstance(s, WebhookSinkConfig)
-        else s
-        for s in sinks
     )
 
     def fix_source(source: _S) -> _S:
@@ -850,6 +1026,13 @@ RULE_CONFIG_TYPES: dict[str, type[BaseModel]] = {
 SINK_CONFIG_TYPES: dict[str, type[BaseModel]] = {
     "webhook": WebhookSinkConfig,
     "slack": SlackSinkConfig,
+    "discord": DiscordSinkConfig,
+    "msteams": MsTeamsSinkConfig,
+    "telegram": TelegramSinkConfig,
+    "email": EmailSinkConfig,
+    "pagerduty": PagerDutySinkConfig,
+    "alertmanager": AlertmanagerSinkConfig,
+    "apprise": AppriseSinkConfig,
     "log": LogSinkConfig,
 }
 _TAG_VALUES.update(RULE_CONFIG_TYPES, SINK_CONFIG_TYPES)

@@ -153,6 +153,12 @@ class Alert:
     observed_at: datetime
     snapshot: Record | None = None
     source: str = DEFAULT_SOURCE
+    #: The rendered ``description`` template of the rule, if it has one.
+    description: str | None = None
+    #: The rule's ``labels``, carried into every notification and sink.
+    labels: Mapping[str, str] = dataclass_field(default_factory=dict)
+    #: When the episode began firing (for events: the moment they happened).
+    started_at: datetime | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -178,7 +184,10 @@ class Notification:
             "previous": a.previous,
             "current": a.current,
             "summary": a.summary,
+            "description": a.description,
+            "labels": dict(a.labels),
             "observed_at": rfc3339(a.observed_at),
+            "started_at": rfc3339(a.started_at) if a.started_at is not None else None,
             "snapshot": dict(a.snapshot) if a.snapshot is not None else None,
         }
 
@@ -188,6 +197,8 @@ class Notification:
     ) -> Notification:
         """The inverse of :meth:`payload` (the outbox stores payloads)."""
         snapshot = payload.get("snapshot")
+        started = payload.get("started_at")
+        labels = payload.get("labels")
         alert = Alert(
             status=Status(payload["status"]),
             fingerprint=payload["fingerprint"],
@@ -202,6 +213,9 @@ class Notification:
             observed_at=datetime.fromisoformat(payload["observed_at"]),
             snapshot=dict(snapshot) if isinstance(snapshot, Mapping) else None,
             source=payload.get("source", source),
+            description=payload.get("description"),
+            labels=dict(labels) if isinstance(labels, Mapping) else {},
+            started_at=datetime.fromisoformat(started) if started else None,
         )
         return cls(id=payload["id"], alert=alert)
 

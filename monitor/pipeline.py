@@ -277,7 +277,8 @@ class SourcePipeline:
 
     def _queue(self, alerts: list[Alert]) -> list[tuple[Notification, tuple[str, ...]]]:
         return [
-            (Notification(notification_id(a), a), self.config.sinks_for(a.rule)) for a in alerts
+            (Notification(notification_id(a), a), self.config.sinks_for(a.rule, a.severity))
+            for a in alerts
         ]
 
     def _announce(self, queued: list[tuple[Notification, tuple[str, ...]]]) -> None:

@@ -46,7 +46,10 @@ PAYLOAD_FIELDS = (
     "previous",
     "current",
     "summary",
+    "description",
+    "labels",
     "observed_at",
+    "started_at",
     "snapshot",
 )
 PAYLOAD_KEYS = frozenset(PAYLOAD_FIELDS)

@@ -60,6 +60,15 @@ ALERTS = [
     pytest.param(replace(THRESHOLD, status=Status.RESOLVED, severity=Severity.INFO), id="resolved"),
     pytest.param(SOURCE_DOWN, id="source-down"),
     pytest.param(
+        replace(
+            THRESHOLD,
+            description="Cash is low.",
+            labels={"team": "risk"},
+            started_at=AT - timedelta(minutes=5),
+        ),
+        id="description-labels-started",
+    ),
+    pytest.param(
         replace(THRESHOLD, type="change", field="restriction_reason", previous=None, current="PDT"),
         id="change-from-null",
     ),
@@ -87,7 +96,10 @@ def test_payload_has_exactly_the_documented_keys_in_order() -> None:
         "previous": Decimal("1500.00"),
         "current": Decimal("512.25"),
         "summary": "12345678@vision: cash_to_withdraw fell to 512.25 (< 1000)",
+        "description": None,
+        "labels": {},
         "observed_at": "2024-05-01T13:30:00.250000Z",
+        "started_at": None,
         "snapshot": dict(RECORD),
     }
 

@@ -8,6 +8,7 @@ whether the delivery loop should try again (connection errors, timeouts, 5xx, 42
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Protocol, runtime_checkable
 
 from monitor.models import Notification
@@ -28,4 +29,18 @@ class Sink(Protocol):
 
     async def aclose(self) -> None:
         """Release what the sink holds (the shared HTTP session is not the sink's to close)."""
+        ...
+
+
+@runtime_checkable
+class BatchSink(Sink, Protocol):
+    """A sink that can put several notifications in one message (chat and email sinks).
+
+    With ``group_window`` set, the delivery loop waits that long after the oldest pending
+    notification of the sink and hands over everything queued by then in one call.
+    """
+
+    async def send_batch(self, notifications: Sequence[Notification]) -> None:
+        """Deliver these notifications (in order, at least one) as one message, or raise
+        ``SinkError``; on an error none of them counts as delivered."""
         ...

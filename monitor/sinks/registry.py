@@ -12,7 +12,18 @@ import aiohttp
 
 from monitor.config import SinkConfig
 from monitor.errors import ConfigError
-from monitor.sinks import log, slack, webhook
+from monitor.sinks import (
+    alertmanager,
+    apprise,
+    discord,
+    email,
+    log,
+    msteams,
+    pagerduty,
+    slack,
+    telegram,
+    webhook,
+)
 from monitor.sinks.base import Sink
 
 
@@ -25,6 +36,13 @@ class SinkFactory(Protocol):
 SINK_FACTORIES: Mapping[str, SinkFactory] = {
     "webhook": webhook.create,
     "slack": slack.create,
+    "discord": discord.create,
+    "msteams": msteams.create,
+    "telegram": telegram.create,
+    "email": email.create,
+    "pagerduty": pagerduty.create,
+    "alertmanager": alertmanager.create,
+    "apprise": apprise.create,
     "log": log.create,
 }
 
