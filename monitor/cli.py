@@ -146,7 +146,7 @@ async def _status(config: Config, *, as_json: bool) -> int:
         raise MonitorError(f"no state database at {path} yet: the monitor has not run")
     store = await Store.open(path, readonly=True)
     try:
-        data = await status.collect(store, datetime.now(tz=UTC))
+        data = await status.collect(store, datetime.now(tz=UTC), config.mute)
     finally:
         await store.close()
     _out(status.to_json(data) if as_json else status.render(data))

@@ -669,6 +669,14 @@ SinkConfig: TypeAlias = Annotated[
 
 Op: TypeAlias = Literal["<", "<=", ">", ">=", "==", "!="]
 
+#: Labels every notification carries already (Alertmanager's and our own): a rule can't set them.
+RESERVED_LABELS = frozenset({"alertname", "severity", "source", "account_number"})
+_LABEL_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
+
+
+#: A Jinja2 message template (checked, with the rule's labels, by the rule's own validator).
+Template: TypeAlias = Annotated[str, Field(min_length=1)]
+
 
 class _RuleBase(_Model):
     name: Name
@@ -680,37 +688,109 @@ class _RuleBase(_Model):
     )
     #: Only these sources (``[[sources]] name``; ``[api]`` is ``default``); all when left out.
     sources: tuple[Name, ...] | None = Field(default=None, min_length=1)
+    #: Carried into every notification of the rule (payload ``labels``, Alertmanager labels).
+    labels: dict[str, Annotated[str, Field(min_length=1, max_length=256)]] = Field(
+        default_factory=dict
+    )
+    #: Jinja2 templates for the notification's ``summary`` and ``description``.
+    summary: Template | None = None
+    description: Template | None = None
+    #: Notifications held by a ``[[mute]]`` that fired and resolved inside the window:
+    #: ``summary`` sends one resolved notification saying so, ``drop`` sends nothing.
+    mute_resolved: Literal["summary", "drop"] = "summary"
 
     def applies_to(self, source: str) -> bool:
         return self.sources is None or source in self.sources
+
+    @model_validator(mode="after")
+    def _templates(self) -> Self:
+        from monitor.templates import TemplateError, compile_template
+
+        for key in ("summary", "description"):
+            text = getattr(self, key)
+            if text is not None:
+                try:
+                    compile_template(text, labels=self.labels)
+                except TemplateError as exc:
+                    raise ValueError(f"{key}: bad template: {exc}") from None
+        return self
+
+    @field_validator("labels")
+    @classmethod
+    def _labels(cls, value: dict[str, str]) -> dict[str, str]:
+        for key in value:
+            if not _LABEL_NAME.fullmatch(key):
+                raise ValueError(f"'{key}' is not a label name (letters, digits and _)")
+            if key in RESERVED_LABELS:
+                raise ValueError(f"'{key}' is set by balance-monitor itself")
+        return value
+
+
+class _ConditionRule(_RuleBase):
+    """A rule whose condition holds for a while: it fires, may repeat, and resolves."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
+
+    #: The condition must hold this long (over consecutive polls) before the alert fires.
+    for_: Duration = Field(default=timedelta(0), alias="for")
+    #: Notify again this often while the alert keeps firing (off when left out).
+    repeat: Duration | None = None
+    #: Whether the alert's end is notified.
+    send_resolved: bool = True
+
+    @field_validator("repeat")
+    @classmethod
+    def _repeat(cls, value: timedelta | None) -> timedelta | None:
+        if value is not None and value < timedelta(minutes=1):
+            raise ValueError("must be at least 1m")
+        return value
+
+
+def _numeric_field(value: str) -> str:
+    if value not in NUMERIC_FIELDS:
+        raise ValueError(
+            f"'{value}' is not a numeric field; use one of {', '.join(NUMERIC_FIELDS)}"
+        )
+    return value
+
+
+def _number(value: Any) -> Any:
+    if value is None:
+        return value
+    if isinstance(value, bool) or not isinstance(value, int | float | Decimal):
+        raise ValueError("must be a number")
+    # TOML floats arrive as float: go through str so 0.1 stays 0.1.
+    return Decimal(str(value)) if isinstance(value, float) else value
+
+
+Number: TypeAlias = Annotated[Decimal, BeforeValidator(_number)]
+NumericField: TypeAlias = Annotated[str, AfterValidator(_numeric_field)]
 
 
 class RestrictionChangeRuleConfig(_RuleBase):
     type: Literal["restriction_change"]
 
 
-class ThresholdRuleConfig(_RuleBase):
+class ThresholdRuleConfig(_ConditionRule):
     type: Literal["threshold"]
-    field: str
+    field: NumericField
     op: Op
-    value: Decimal
+    value: Number
+    #: Hysteresis: once firing, resolve only when the condition no longer holds against
+    #: ``clear`` instead of ``value`` (``op = "<"``, ``value = 1000``, ``clear = 1200``).
+    clear: Number | None = None
 
-    @field_validator("field")
-    @classmethod
-    def _numeric(cls, value: str) -> str:
-        if value not in NUMERIC_FIELDS:
-            raise ValueError(
-                f"'{value}' is not a numeric field; use one of {', '.join(NUMERIC_FIELDS)}"
-            )
-        return value
-
-    @field_validator("value", mode="before")
-    @classmethod
-    def _number(cls, value: Any) -> Any:
-        if isinstance(value, bool) or not isinstance(value, int | float | Decimal):
-            raise ValueError("must be a number")
-        # TOML floats arrive as float: go through str so 0.1 stays 0.1.
-        return Decimal(str(value)) if isinstance(value, float) else value
+    @model_validator(mode="after")
+    def _clear(self) -> ThresholdRuleConfig:
+        if self.clear is None:
+            return self
+        if self.op in ("==", "!="):
+            raise ValueError(f"clear: not used with op '{self.op}'")
+        if self.op in ("<", "<=") and self.clear < self.value:
+            raise ValueError(f"clear: must be at least value ({self.value}) with op '{self.op}'")
+        if self.op in (">", ">=") and self.clear > self.value:
+            raise ValueError(f"clear: must be at most value ({self.value}) with op '{self.op}'")
+        return self
 
 
 class ChangeRuleConfig(_RuleBase):
@@ -726,10 +806,150 @@ class ChangeRuleConfig(_RuleBase):
         return value
 
 
+class ExpressionRuleConfig(_ConditionRule):
+    """A condition in the Common Expression Language over the account's fields."""
+
+    type: Literal["expression"]
+    when: Annotated[str, Field(min_length=1)]
+
+    @field_validator("when")
+    @classmethod
+    def _compile(cls, value: str) -> str:
+        from monitor.expr import ExpressionError, compile_expression
+
+        try:
+            compile_expression(value)
+        except ExpressionError as exc:
+            raise ValueError(str(exc)) from None
+        return value
+
+
+class DeltaRuleConfig(_ConditionRule):
+    """A numeric field moved by at least ``by`` (or ``by_pct`` percent) since the previous
+    poll (an event), or within ``window`` (a condition: fires, and resolves once the move
+    is no longer inside the window)."""
+
+    type: Literal["delta"]
+    field: NumericField
+    by: Number | None = None
+    by_pct: Number | None = None
+    direction: Literal["down", "up", "any"] = "any"
+    window: Duration | None = None
+
+    @model_validator(mode="after")
+    def _amount(self) -> DeltaRuleConfig:
+        if (self.by is None) == (self.by_pct is None):
+            raise ValueError("give exactly one of by, by_pct")
+        amount = self.by if self.by is not None else self.by_pct
+        if amount is not None and amount <= 0:
+            raise ValueError(f"{'by' if self.by is not None else 'by_pct'}: must be positive")
+        if self.window is None:
+            for key, value, default in (
+                ("for", self.for_, timedelta(0)),
+                ("repeat", self.repeat, None),
+            ):
+                if value != default:
+                    raise ValueError(f"{key}: needs window (without it a delta is an event)")
+        elif self.window < timedelta(minutes=1):
+            raise ValueError("window: must be at least 1m")
+        return self
+
+
+class AccountAddedRuleConfig(_RuleBase):
+    type: Literal["account_added"]
+
+
+class AccountRemovedRuleConfig(_RuleBase):
+    type: Literal["account_removed"]
+
+
+class StaleRuleConfig(_ConditionRule):
+    """A field has not changed for longer than ``for``."""
+
+    type: Literal["stale"]
+    field: str
+    #: Values that are never stale (e.g. ``[0]`` for ``unsettled_cash``).
+    ignore: tuple[str | int | float | bool, ...] = ()
+
+    @field_validator("field")
+    @classmethod
+    def _known(cls, value: str) -> str:
+        return ChangeRuleConfig._known(value)
+
+    @field_validator("ignore")
+    @classmethod
+    def _exact(cls, value: tuple[Any, ...]) -> tuple[Any, ...]:
+        return tuple(_number(v) if isinstance(v, float) else v for v in value)
+
+    @model_validator(mode="after")
+    def _for(self) -> StaleRuleConfig:
+        if self.for_ <= timedelta(0):
+            raise ValueError("for: required for a stale rule (how long unchanged is stale)")
+        return self
+
+
 RuleConfig: TypeAlias = Annotated[
-    RestrictionChangeRuleConfig | ThresholdRuleConfig | ChangeRuleConfig,
+    RestrictionChangeRuleConfig
+    | ThresholdRuleConfig
+    | ChangeRuleConfig
+    | ExpressionRuleConfig
+    | DeltaRuleConfig
+    | AccountAddedRuleConfig
+    | AccountRemovedRuleConfig
+    | StaleRuleConfig,
     Field(discriminator="type"),
 ]
+ConditionRuleConfig: TypeAlias = (
+    ThresholdRuleConfig | ExpressionRuleConfig | DeltaRuleConfig | StaleRuleConfig
+)
+
+Weekday: TypeAlias = Literal["mon", "tue", "wed", "thu", "fri", "sat", "sun"]
+WEEKDAYS: tuple[Weekday, ...] = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
+_CLOCK = re.compile(r"([01]\d|2[0-3]):([0-5]\d)|24:00")
+
+
+class MuteConfig(_Model):
+    """``[[mute]]``: quiet hours. Alert state still changes; notifications are held."""
+
+    name: Name
+    #: The days a window starts on (all days when left out).
+    days: tuple[Weekday, ...] = WEEKDAYS
+    start: str = "00:00"
+    #: ``"23:59"`` and ``"24:00"`` mean the end of the day; an ``end`` before ``start`` runs
+    #: past midnight into the next day.
+    end: str = "24:00"
+    timezone: str = "America/New_York"
+    #: The rules it mutes (``source_down`` included); every rule when left out.
+    rules: tuple[Name, ...] | None = Field(default=None, min_length=1)
+
+    @field_validator("start", "end")
+    @classmethod
+    def _clock(cls, value: str) -> str:
+        if not _CLOCK.fullmatch(value):
+            raise ValueError("must be a time like '08:30' (24-hour HH:MM)")
+        return value
+
+    @field_validator("days")
+    @classmethod
+    def _days(cls, value: tuple[Weekday, ...]) -> tuple[Weekday, ...]:
+        if not value:
+            raise ValueError("must not be empty")
+        return value
+
+    @field_validator("timezone")
+    @classmethod
+    def _zone(cls, value: str) -> str:
+        return ScheduleConfig._zone(value)
+
+    @model_validator(mode="after")
+    def _span(self) -> MuteConfig:
+        if self.start == self.end:
+            raise ValueError("start and end are the same time: the window would be empty")
+        return self
+
+    def covers(self, rule: str) -> bool:
+        return self.rules is None or rule in self.rules
+
 
 # --------------------------------------------------------------------------- root
 
@@ -748,6 +968,7 @@ class Config(BaseSettings):
     http: HttpConfig = HttpConfig()
     sinks: tuple[SinkConfig, ...] = Field(min_length=1)
     rules: tuple[RuleConfig, ...] = ()
+    mute: tuple[MuteConfig, ...] = ()
 
     @classmethod
     def settings_customise_sources(
@@ -786,9 +1007,18 @@ class Config(BaseSettings):
             for name in rule.sources or ():
                 if name not in source_names:
                     problems.append(f"rules[{i}].sources: unknown source '{name}'")
+        problems += _duplicates("mute", (m.name for m in self.mute), "mute")
+        rule_names = {r.name for r in self.rules} | {SOURCE_DOWN_RULE}
+        for i, mute in enumerate(self.mute):
+            for name in mute.rules or ():
+                if name not in rule_names:
+                    problems.append(f"mute[{i}].rules: unknown rule '{name}'")
         if problems:
             raise ValueError("\n".join(problems))
         return self
+
+    def rule(self, name: str) -> RuleConfig | None:
+        return next((r for r in self.rules if r.name == name), None)
 
     def all_sources(self) -> list[SourceSpec]:
         """Every source to poll: ``[api]`` as ``default``, then ``[[sources]]`` in file order."""
@@ -1007,8 +1237,11 @@ def format_validation_errors(exc: ValidationError) -> list[str]:
         if error["type"] in ("union_tag_invalid", "union_tag_not_found"):
             loc = f"{loc}.type"
         for line in _message(error).splitlines():
-            if ": " in line and re.match(r"^[a-z_]+(\[\d+\])?(\.[a-z_]+)*: ", line):
+            key = re.match(r"^([a-z_]+)(\[\d+\])?(\.[a-z_]+)*: ", line)
+            if key and key.group(1) in Config.model_fields:
                 lines.append(line)  # a cross-reference problem that names its own key
+            elif key and loc:
+                lines.append(f"{loc}.{line}")  # a model's own check naming one of its keys
             else:
                 lines.append(f"{loc}: {line}" if loc else line)
     return lines
@@ -1022,6 +1255,11 @@ RULE_CONFIG_TYPES: dict[str, type[BaseModel]] = {
     "restriction_change": RestrictionChangeRuleConfig,
     "threshold": ThresholdRuleConfig,
     "change": ChangeRuleConfig,
+    "expression": ExpressionRuleConfig,
+    "delta": DeltaRuleConfig,
+    "account_added": AccountAddedRuleConfig,
+    "account_removed": AccountRemovedRuleConfig,
+    "stale": StaleRuleConfig,
 }
 SINK_CONFIG_TYPES: dict[str, type[BaseModel]] = {
     "webhook": WebhookSinkConfig,

@@ -32,7 +32,7 @@ from apscheduler.schedulers.asyncio import AsyncIOScheduler
 from monitor import __version__
 from monitor.auth import OAuthTokens, StaticToken
 from monitor.config import Config, SourceSpec, describe_schedule, load_config, resolve_secret
-from monitor.delivery import Delivery
+from monitor.delivery import Delivery, group_windows, release_held
 from monitor.errors import ConfigError, MonitorError
 from monitor.health import HealthServer, Readiness
 from monitor.logs import configure as configure_logging
@@ -49,6 +49,8 @@ log = structlog.get_logger("monitor.daemon")
 
 #: Seconds an in-flight poll, then in-flight deliveries, may take to finish on shutdown.
 STOP_GRACE = 4.0
+#: How often held notifications are checked against the mute windows (seconds).
+MUTE_CHECK = 15.0
 #: /readyz fails when the last successful poll is older than this many intervals.
 READY_INTERVALS = 3
 
@@ -130,6 +132,7 @@ async def open_runtime(config: Config, metrics: Metrics | None = None) -> AsyncI
             sinks,
             config.delivery,
             on_result=metrics.notification if metrics is not None else None,
+            windows=group_windows(config),
         )
         pipelines = {
             s.name: make_pipeline(
@@ -199,6 +202,15 @@ class Daemon:
             self._scheduler = scheduler
             for spec in self.config.all_sources():
                 self._schedule(spec, rt.pipelines[spec.name], first=True)
+            scheduler.add_job(
+                self._release_job,
+                "interval",
+                seconds=MUTE_CHECK,
+                id="mutes",
+                next_run_time=utcnow(),
+                max_instances=1,
+                coalesce=True,
+            )
             scheduler.start()
             watchdog = asyncio.create_task(self.notifier.run_watchdog(stop), name="watchdog")
             self._log_started(rt)
@@ -288,6 +300,17 @@ class Daemon:
         finally:
             if task is not None:
                 self._in_flight.discard(task)
+
+    async def _release_job(self) -> None:
+        """Settle what mute windows held once they no longer cover the rule; never raises."""
+        rt = self._rt
+        if rt is None:
+            return
+        try:
+            if await release_held(rt.store, self.config, utcnow()):
+                rt.delivery.wake()
+        except MonitorError as exc:
+            log.error("mute_release_failed", error=str(exc))
 
     async def _shutdown(self, rt: Runtime, scheduler: AsyncIOScheduler) -> None:
         scheduler.pause()
@@ -442,7 +465,13 @@ class Daemon:
         for sink in rt.sinks.values():
             await sink.aclose()
         rt.sinks = sinks
-        rt.delivery = Delivery(rt.store, sinks, new.delivery, on_result=self.metrics.notification)
+        rt.delivery = Delivery(
+            rt.store,
+            sinks,
+            new.delivery,
+            on_result=self.metrics.notification,
+            windows=group_windows(new),
+        )
         self.config = rt.config = new
         specs = {s.name: s for s in new.all_sources()}
         reset: dict[str, list[str]] = {}
@@ -521,6 +550,7 @@ async def run_once(config: Config) -> tuple[Exit, PollOutcome, int]:
     """
     async with open_runtime(config) as rt:
         outcomes = await asyncio.gather(*(p.poll() for p in rt.pipelines.values()))
+        await release_held(rt.store, config, utcnow())
         deadline = time.time() + config.delivery.once_deadline.total_seconds()
         pending = await rt.delivery.drain(deadline)
     failed = [o for o in outcomes if not o.ok]

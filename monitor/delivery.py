@@ -9,6 +9,14 @@ never overtakes its ``firing``), sends it, and records the outcome in the store:
   an exponential backoff with jitter, never sooner than the receiver's ``Retry-After``;
 * other ``SinkError`` (4xx): ``failed``, logged with the status;
 * older than ``delivery.max_age``: ``expired``, logged as an error.
+
+A chat sink with ``group_window`` waits that long after its oldest pending notification and
+sends everything pending by then as one message (a market-wide drop is one message, not 200).
+A sink that must keep re-telling its receiver what fires (Alertmanager) is handed, at start-up,
+the last delivered firing notification of each alert still firing (``restore``).
+
+Notifications held by a ``[[mute]]`` window are settled by :func:`release_held` once the
+window no longer covers their rule.
 """
 
 from __future__ import annotations
@@ -17,13 +25,15 @@ import asyncio
 import contextlib
 import random
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
+from datetime import datetime
 
 import structlog
 
-from monitor.config import DeliveryConfig
+from monitor.config import Config, DeliveryConfig
 from monitor.errors import SinkError, StoreError
-from monitor.sinks.base import Sink
+from monitor.mutes import Held, muting, settle
+from monitor.sinks.base import BatchSink, Sink
 from monitor.store import OutboxRow, Store
 
 log = structlog.get_logger("monitor.delivery")
@@ -32,6 +42,8 @@ log = structlog.get_logger("monitor.delivery")
 IDLE_RECHECK = 60.0
 #: How long a worker waits after a failure of the state database before it tries again.
 STORE_RETRY = 5.0
+#: At most this many notifications go into one grouped message.
+BATCH_LIMIT = 100
 
 
 def backoff(
@@ -61,8 +73,11 @@ class Delivery:
         clock: Callable[[], float] = time.time,
         rand: Callable[[], float] = random.random,
         on_result: Callable[[str, str], None] | None = None,
+        windows: Mapping[str, float] | None = None,
     ) -> None:
         self.store = store
+        #: Seconds each grouping sink waits to collect notifications into one message.
+        self.windows = {k: v for k, v in (windows or {}).items() if v > 0}
         #: Told (sink, result) after each attempt: delivered, retry, failed or expired.
         self.on_result = on_result
         self.sinks = dict(sinks)
@@ -82,6 +97,7 @@ class Delivery:
     async def start(self) -> None:
         await self.expire()
         await self.store.retry_now(self.clock())
+        await self.restore()
         for name in await self.store.outbox_sinks():
             if name not in self.sinks:
                 log.warning("outbox_sink_unknown", sink=name)
@@ -138,6 +154,17 @@ class Delivery:
         if self.on_result is not None:
             self.on_result(sink, result)
 
+    async def restore(self) -> None:
+        """Hand each sink that asks for it the alerts it was told are firing."""
+        for name, sink in self.sinks.items():
+            restore = getattr(sink, "restore", None)
+            if restore is None:
+                continue
+            firing = await self.store.firing_deliveries(name)
+            if firing:
+                await restore(firing)
+                log.info("sink_restored", sink=name, firing=len(firing))
+
     async def _worker(self, name: str, *, until: float | None) -> None:
         """One sink's worker: a StoreError is logged and retried, it never ends the worker
         (in once mode it ends this sink's part of the drain; its rows stay pending)."""
@@ -176,7 +203,65 @@ class Delivery:
                     return
                 await _wait(wake, row.next_attempt_at - now, interruptible=until is None)
                 continue
-            await self._attempt(sink, row)
+            window = self.windows.get(name)
+            if window is None or not isinstance(sink, BatchSink):
+                await self._attempt(sink, row)
+                continue
+            ready = row.created_at + window
+            if ready > now and (until is None or ready < until):
+                await asyncio.sleep(ready - now)  # let the rest of the group arrive
+            rows = await self.store.next_batch(name, limit=BATCH_LIMIT, now=self.clock())
+            if rows:
+                await self._attempt_batch(sink, rows)
+
+    async def _attempt_batch(self, sink: BatchSink, rows: Sequence[OutboxRow]) -> None:
+        """Send ``rows`` as one message; they succeed or fail together."""
+        if len(rows) == 1:
+            await self._attempt(sink, rows[0])
+            return
+        context = {"sink": sink.name, "ids": [r.id for r in rows], "count": len(rows)}
+        attempt = max(r.attempts for r in rows) + 1
+        try:
+            await sink.send_batch([r.notification() for r in rows])
+        except SinkError as exc:
+            now = self.clock()
+            if exc.retryable:
+                delay = backoff(attempt, self.config, retry_after=exc.retry_after, rand=self.rand)
+                log.warning(
+                    "delivery_retry", **context, attempt=attempt, error=str(exc), retry_in=delay
+                )
+                for row in rows:
+                    await self.store.mark(
+                        row.seq, "pending", now=now, error=str(exc), next_attempt_at=now + delay
+                    )
+                    self._report(sink.name, "retry")
+            else:
+                log.error(
+                    "delivery_failed",
+                    **context,
+                    attempt=attempt,
+                    error=str(exc),
+                    http_status=exc.status,
+                )
+                for row in rows:
+                    await self.store.mark(row.seq, "failed", now=now, error=str(exc))
+                    self._report(sink.name, "failed")
+            return
+        except Exception as exc:  # a sink bug must not kill the worker: retry like a 5xx
+            now = self.clock()
+            delay = backoff(attempt, self.config, rand=self.rand)
+            log.error("delivery_crashed", **context, error=repr(exc), exc_info=True)
+            for row in rows:
+                await self.store.mark(
+                    row.seq, "pending", now=now, error=repr(exc), next_attempt_at=now + delay
+                )
+                self._report(sink.name, "retry")
+            return
+        log.info("notification_delivered", **context, attempt=attempt, grouped=True)
+        now = self.clock()
+        for row in rows:
+            await self.store.mark(row.seq, "delivered", now=now)
+            self._report(sink.name, "delivered")
 
     async def _attempt(self, sink: Sink, row: OutboxRow) -> None:
         payload = row.payload
@@ -240,3 +325,43 @@ async def _wait(event: asyncio.Event, seconds: float, *, interruptible: bool = T
     with contextlib.suppress(TimeoutError):
         async with asyncio.timeout(max(seconds, 0)):
             await event.wait()
+
+
+async def release_held(store: Store, config: Config, now: datetime) -> int:
+    """Queue (or summarise, or drop) what mute windows held for rules no longer muted; return
+    how many notifications were queued."""
+    rows = await store.held()
+    if not rows:
+        return 0
+    held = [Held(r.seq, r.sink, r.source, r.mute, r.notification()) for r in rows]
+
+    def drop_resolved(rule: str) -> bool:
+        found = config.rule(rule)
+        return found is not None and found.mute_resolved == "drop"
+
+    outcome = settle(
+        held,
+        still_muted=lambda rule: muting(config.mute, rule, now) is not None,
+        drop_resolved=drop_resolved,
+    )
+    if not outcome.settled:
+        return 0
+    configured = {s.name for s in config.sinks}
+    release = [item for item in outcome.release if item[1] in configured]
+    await store.release(release, outcome.settled, now.timestamp())
+    log.info(
+        "mute_released",
+        queued=len(release),
+        settled=len(outcome.settled),
+        dropped_unknown_sinks=len(outcome.release) - len(release),
+    )
+    return len(release)
+
+
+def group_windows(config: Config) -> dict[str, float]:
+    """Each grouping sink's ``group_window`` in seconds."""
+    return {
+        s.name: window.total_seconds()
+        for s in config.sinks
+        if (window := getattr(s, "group_window", None)) is not None
+    }

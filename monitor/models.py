@@ -126,14 +126,24 @@ class Change:
     current: Any = None
 
 
+AlertState = Literal["pending", "firing"]
+
+
 @dataclass(frozen=True, slots=True)
 class ActiveAlert:
-    """A firing alert episode, kept in the state database until it resolves."""
+    """An alert episode kept in the state database until it resolves.
+
+    ``pending``: the condition holds but not yet for the rule's ``for`` (``started_at`` is when
+    it began to hold, ``fingerprint`` is empty). ``firing``: notified (``started_at`` is when it
+    fired; ``notified_at`` the last firing notification, for ``repeat``).
+    """
 
     rule: str
     account_number: str | None
     fingerprint: str
     started_at: datetime
+    state: AlertState = "firing"
+    notified_at: datetime | None = None
 
 
 @dataclass(frozen=True, slots=True)

@@ -11,27 +11,42 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Protocol
+from typing import Protocol, TypeAlias
 
 import structlog
 
-from monitor.config import Config, RuleConfig
+from monitor.config import (
+    Config,
+    DeltaRuleConfig,
+    ExpressionRuleConfig,
+    RuleConfig,
+    StaleRuleConfig,
+    ThresholdRuleConfig,
+)
 from monitor.errors import FetchError, SourceError
 from monitor.models import (
     Account,
     ActiveAlert,
     Alert,
+    JSONValue,
     Notification,
     ParseResult,
     Problem,
     Snapshot,
 )
+from monitor.mutes import muting
 from monitor.parse import parse_body, problem_text
-from monitor.rules import AlertKey, SourceHealth, evaluate, evaluate_source
-from monitor.store import PollRecord, Store
+from monitor.rules import AlertKey, SourceHealth, evaluate, evaluate_source, retired_alerts
+from monitor.store import HistoryPoint, PollRecord, Store
+
+#: At most this many different evaluation problems are remembered (each is logged once).
+PROBLEMS_REMEMBERED = 1000
+
+Queued: TypeAlias = list[tuple[Notification, tuple[str, ...]]]
+Held: TypeAlias = list[tuple[Notification, tuple[str, ...], str]]
 
 log = structlog.get_logger("monitor.pipeline")
 
@@ -96,38 +111,52 @@ class SourcePipeline:
         self.last_poll_at: datetime | None = None
         self._lock = asyncio.Lock()  # a poll and a reconfiguration never interleave
         self._full = True  # evaluate every account on the next poll (start-up, reload)
+        #: Values over time of the fields windowed ``delta`` rules look at.
+        self._history: dict[tuple[str, str], list[tuple[datetime, JSONValue]]] = {}
+        #: Rules removed by a reload whose alerts still fire: resolved at the next poll.
+        self._retired: dict[str, RuleConfig] = {}
+        self._reported: set[str] = set()
 
     async def load(self) -> None:
         state = await self.store.load_source(self.source)
         self._accounts, self._health, self._active = state.accounts, state.health, state.active
+        self._history = state.history or {}
         self.last_success = state.last_success_at
 
     @property
     def firing(self) -> int:
-        return len(self._active) + (self._health.down is not None)
+        mine = sum(a.state == "firing" for a in self._active.values())
+        return mine + (self._health.down is not None)
 
     def firing_alerts(self) -> list[ActiveAlert]:
         """Every alert of this source that is firing now (``source_down`` included)."""
         down = [self._health.down] if self._health.down is not None else []
-        return [*self._active.values(), *down]
+        return [*(a for a in self._active.values() if a.state == "firing"), *down]
 
     async def reconfigure(
         self, config: Config, rules: tuple[RuleConfig, ...], fetcher: Fetcher, down_after: int
     ) -> list[str]:
-        """Swap in a reloaded config between polls; return the rules whose state was reset.
+        """Swap in a reloaded config between polls; return the rules whose alerts will end.
 
-        A rule whose definition is unchanged keeps its firing alerts (no re-notification); a
-        changed or removed rule's alerts are dropped, so the new definition decides afresh.
+        A rule that keeps its name and kind keeps its alerts: the new definition decides at
+        the next poll whether they still fire (and resolves them if not). The firing alerts of
+        a removed rule (or one that became an event rule) are resolved at the next poll,
+        with the old rule's severity, labels and sinks.
         """
         async with self._lock:
-            old = {r.name: r for r in self.rules}
             new = {r.name: r for r in rules}
-            reset = sorted(name for name, rule in old.items() if new.get(name) != rule)
-            self._active = {k: v for k, v in self._active.items() if k[0] not in reset}
+            retired = []
+            for rule in self.rules:
+                now = new.get(rule.name)
+                if now is None or _has_state(rule) != _has_state(now):
+                    retired.append(rule.name)
+                    self._retired[rule.name] = rule
+            for name in new:
+                self._retired.pop(name, None)
             self.config, self.rules, self.fetcher = config, rules, fetcher
             self._full = True
             self.down_after = down_after
-            return reset
+            return sorted(retired)
 
     async def job(self) -> None:
         """The scheduled job: one poll, honouring a ``Retry-After``; never raises."""
@@ -162,9 +191,13 @@ class SourcePipeline:
         retry_after = exc.retry_after if isinstance(exc, FetchError) else None
         self._not_before = now + timedelta(seconds=retry_after) if retry_after else None
         health, alert = self._source_health(ok=False, error=error, now=now)
-        queued = self._queue([alert] if alert else [])
+        queued, held = self._queue([alert] if alert else [], now)
         await self.store.commit_poll(
-            self.source, poll=PollRecord(now, ok=False, error=error), health=health, outbox=queued
+            self.source,
+            poll=PollRecord(now, ok=False, error=error),
+            health=health,
+            outbox=queued,
+            held=held,
         )
         self._health = health
         duration = time.monotonic() - started
@@ -175,7 +208,7 @@ class SourcePipeline:
             retry_after=retry_after,
             duration_ms=round(duration * 1000, 1),
         )
-        self._announce(queued)
+        self._announce(queued, held)
         return PollOutcome(
             ok=False, source=self.source, error=error, notifications=len(queued), duration=duration
         )
@@ -189,7 +222,12 @@ class SourcePipeline:
         previous = self._accounts
         # Unchanged records cannot change a rule's outcome; after a reload every rule is new.
         only = None if previous is None or self._full else changed
-        evaluation = evaluate(self.rules, previous, snapshot, self._active, skip=skip, only=only)
+        added, dropped = self._record_history(accounts, now, only)
+        ended, active = self._retire(now)
+        evaluation = evaluate(
+            self.rules, previous, snapshot, active, skip=skip, only=only, history=self._history
+        )
+        self._report(evaluation.problems)
         health, source_alert = self._source_health(ok=True, error=None, now=now)
         alerts = list(evaluation.alerts) + ([source_alert] if source_alert else [])
         old = previous or {}
@@ -198,7 +236,10 @@ class SourcePipeline:
         else:
             upserts = [a for n, a in accounts.items() if (p := old.get(n)) is None or p != a]
         deletes = [n for n in old if n not in accounts and n not in skip]
-        queued = self._queue(alerts)
+        queued, held = self._queue(alerts, now)
+        retired_queued, retired_held = self._queue_retired(ended, now)
+        queued += retired_queued
+        held += retired_held
         await self.store.commit_poll(
             self.source,
             poll=PollRecord(now, ok=True, account_count=len(accounts)),
@@ -206,8 +247,13 @@ class SourcePipeline:
             upserts=upserts,
             deletes=deletes,
             active=evaluation.active if evaluation.active != self._active else None,
+            active_before=self._active,
             outbox=queued,
+            history=added,
+            history_deletes=dropped,
+            held=held,
         )
+        self._retired.clear()
         merged = dict(accounts)
         for number in skip:  # an unusable record keeps its last good snapshot
             if number in old:
@@ -226,7 +272,7 @@ class SourcePipeline:
             notifications=len(alerts),
             duration_ms=round(duration * 1000, 1),
         )
-        self._announce(queued)
+        self._announce(queued, held)
         return PollOutcome(
             ok=True,
             source=self.source,
@@ -275,15 +321,100 @@ class SourcePipeline:
         self._problems = seen
         return frozenset(skip)
 
-    def _queue(self, alerts: list[Alert]) -> list[tuple[Notification, tuple[str, ...]]]:
-        return [
-            (Notification(notification_id(a), a), self.config.sinks_for(a.rule, a.severity))
-            for a in alerts
-        ]
+    def _queue(self, alerts: list[Alert], now: datetime) -> tuple[Queued, Held]:
+        """Each alert with its sinks: queued, or held when a mute window covers its rule."""
+        queued: Queued = []
+        held: Held = []
+        for a in alerts:
+            item = (Notification(notification_id(a), a), self.config.sinks_for(a.rule, a.severity))
+            mute = muting(self.config.mute, a.rule, now)
+            if mute is None:
+                queued.append(item)
+            else:
+                held.append((*item, mute.name))
+        return queued, held
 
-    def _announce(self, queued: list[tuple[Notification, tuple[str, ...]]]) -> None:
-        for notification, sinks in queued:
+    def _retire(self, now: datetime) -> tuple[list[Alert], dict[AlertKey, ActiveAlert]]:
+        """Resolved alerts for the firing alerts of rules a reload removed; the state without
+        them (pending ones are simply forgotten)."""
+        if not self._retired:
+            return [], self._active
+        ended: list[Alert] = []
+        kept: dict[AlertKey, ActiveAlert] = {}
+        for key, state in self._active.items():
+            rule = self._retired.get(key[0])
+            if rule is None:
+                kept[key] = state
+            elif state.state == "firing":
+                ended += retired_alerts(rule, [state], source=self.source, now=now)
+        return ended, kept
+
+    def _queue_retired(self, ended: list[Alert], now: datetime) -> tuple[Queued, Held]:
+        """The resolved notifications of removed rules go to the old rule's sinks that remain."""
+        queued, held = self._queue(ended, now)
+        configured = {s.name for s in self.config.sinks}
+
+        def sinks(a: Alert) -> tuple[str, ...]:
+            named = self._retired[a.rule].sinks
+            return tuple(s for s in (named or configured) if s in configured)
+
+        return (
+            [(n, sinks(n.alert)) for n, _ in queued],
+            [(n, sinks(n.alert), mute) for n, _, mute in held],
+        )
+
+    def _record_history(
+        self, accounts: Mapping[str, Account], now: datetime, only: frozenset[str] | None
+    ) -> tuple[list[HistoryPoint], list[HistoryPoint]]:
+        """Note the new values of the fields windowed ``delta`` rules look at; forget those
+        that every window has left behind (the value at a window's start is kept)."""
+        windows: dict[str, timedelta] = {}
+        for rule in self.rules:
+            if isinstance(rule, DeltaRuleConfig) and rule.window is not None:
+                windows[rule.field] = max(windows.get(rule.field, rule.window), rule.window)
+        if not windows and not self._history:
+            return [], []
+        added: list[HistoryPoint] = []
+        dropped: list[HistoryPoint] = []
+        numbers = accounts.keys() if only is None else only
+        for name in windows:
+            for number in numbers:
+                account = accounts.get(number)
+                if account is None or name not in account.record:
+                    continue
+                value = account.get(name)
+                entries = self._history.setdefault((number, name), [])
+                if not entries or entries[-1][1] != value:
+                    entries.append((now, value))
+                    added.append((number, name, now, value))
+        for key, entries in list(self._history.items()):
+            window = windows.get(key[1])
+            if window is None or key[0] not in accounts:
+                dropped += [(key[0], key[1], at, v) for at, v in entries]
+                del self._history[key]
+                continue
+            start = now - window
+            # Keep the last value seen at or before the window's start, and everything after.
+            while len(entries) > 1 and entries[1][0] <= start:
+                at, value = entries.pop(0)
+                dropped.append((key[0], key[1], at, value))
+        return added, dropped
+
+    def _report(self, problems: tuple[str, ...]) -> None:
+        """Log each evaluation problem once (a template that failed, an expression that cannot
+        be evaluated on some account); the alert itself went out with the default text."""
+        for problem in problems:
+            if problem not in self._reported:
+                if len(self._reported) < PROBLEMS_REMEMBERED:
+                    self._reported.add(problem)
+                self.log.warning("rule_problem", problem=problem)
+
+    def _announce(self, queued: Queued, held: Held | None = None) -> None:
+        """Log every alert: queued ones, and held ones with the mute window holding them."""
+        items = [(n, sinks, None) for n, sinks in queued] + list(held or [])
+        for notification, sinks, mute in items:
             a = notification.alert
+            extra = {"held_by": mute} if mute is not None else {}
             self.log.info(
                 "alert_" + a.status.value,
                 rule=a.rule,
@@ -292,6 +423,14 @@ class SourcePipeline:
                 summary=a.summary,
                 sinks=list(sinks),
                 id=notification.id,
+                **extra,
             )
         if queued:
             self.on_queued()
+
+
+def _has_state(rule: RuleConfig) -> bool:
+    """Whether a rule's alerts last (a condition) rather than being one-off events."""
+    if isinstance(rule, DeltaRuleConfig):
+        return rule.window is not None
+    return isinstance(rule, ThresholdRuleConfig | ExpressionRuleConfig | StaleRuleConfig)

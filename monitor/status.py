@@ -2,15 +2,19 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from datetime import UTC, datetime
 from typing import Any
 
 from monitor import encoding
+from monitor.config import MuteConfig
+from monitor.mutes import window_at
 from monitor.store import Store
 
 
-async def collect(store: Store, now: datetime) -> dict[str, Any]:
-    """Sources, firing alerts and outbox depth as plain data (``--json`` prints it as is)."""
+async def collect(store: Store, now: datetime, mutes: Sequence[MuteConfig] = ()) -> dict[str, Any]:
+    """Sources, firing alerts, mute windows and outbox depth as plain data (``--json`` prints
+    it as is)."""
     sources = [
         {
             "source": r[0],
@@ -33,19 +37,39 @@ async def collect(store: Store, now: datetime) -> dict[str, Any]:
     }
     for s in sources:
         s["accounts_known"] = known.get(s["source"], 0)
-    alerts = [
-        {
-            "source": r[0],
-            "rule": r[1],
-            "account_number": r[2] or None,
-            "since": r[3],
-            "fingerprint": r[4],
-        }
-        for r in await store.query(
-            "SELECT source, rule, account_number, started_at, fingerprint FROM alerts"
-            " ORDER BY started_at, source, rule, account_number"
+    version = int((await store.query("SELECT value FROM meta WHERE key='schema_version'"))[0][0])
+    state = "state" if version >= 2 else "'firing'"
+    alerts: list[dict[str, Any]] = []
+    pending: list[dict[str, Any]] = []
+    for r in await store.query(
+        f"SELECT source, rule, account_number, started_at, fingerprint, {state} FROM alerts"  # noqa: S608
+        " ORDER BY started_at, source, rule, account_number"
+    ):
+        row = {"source": r[0], "rule": r[1], "account_number": r[2] or None, "since": r[3]}
+        if r[5] == "pending":
+            pending.append(row)
+        else:
+            alerts.append({**row, "fingerprint": r[4]})
+    held = (
+        await store.query("SELECT mute, count(*) FROM held GROUP BY mute") if version >= 2 else []
+    )
+    held_by = {r[0]: r[1] for r in held}
+    mute_rows = []
+    for mute in mutes:
+        window = window_at(mute, now)
+        mute_rows.append(
+            {
+                "name": mute.name,
+                "active": window is not None,
+                "until": window[1].isoformat() if window is not None else None,
+                "rules": list(mute.rules) if mute.rules is not None else None,
+                "held": held_by.pop(mute.name, 0),
+            }
         )
-    ]
+    for name, count in held_by.items():  # a window no longer configured: settled soon
+        mute_rows.append(
+            {"name": name, "active": False, "until": None, "rules": None, "held": count}
+        )
     outbox_rows = await store.query(
         "SELECT sink, count(*), min(created_at), max(attempts) FROM outbox"
         " WHERE state='pending' GROUP BY sink ORDER BY sink"
@@ -66,6 +90,8 @@ async def collect(store: Store, now: datetime) -> dict[str, Any]:
         "now": now.isoformat(),
         "sources": sources,
         "alerts_firing": alerts,
+        "alerts_pending": pending,
+        "mutes": mute_rows,
         "outbox": outbox,
     }
 
@@ -124,7 +150,31 @@ def render(status: dict[str, Any]) -> str:
         lines += _table(["RULE", "ACCOUNT", "SOURCE", "SINCE"], rows)
     else:
         lines.append("alerts firing: none")
+    if status["alerts_pending"]:
+        lines.append(
+            f"alerts pending (waiting for their rule's `for`): {len(status['alerts_pending'])}"
+        )
+        rows = [
+            [a["rule"], a["account_number"] or "-", a["source"], _ago(a["since"], now)]
+            for a in status["alerts_pending"]
+        ]
+        lines += _table(["RULE", "ACCOUNT", "SOURCE", "HOLDS SINCE"], rows)
     lines.append("")
+    active = [m for m in status["mutes"] if m["active"]]
+    held = sum(m["held"] for m in status["mutes"])
+    if status["mutes"]:
+        lines.append(f"mutes active: {len(active) or 'none'}; {held} notifications held")
+        rows = [
+            [
+                m["name"],
+                f"until {m['until'][:16].replace('T', ' ')}" if m["active"] else "inactive",
+                ", ".join(m["rules"]) if m["rules"] else "all rules",
+                str(m["held"]),
+            ]
+            for m in status["mutes"]
+        ]
+        lines += _table(["MUTE", "NOW", "RULES", "HELD"], rows)
+        lines.append("")
     outbox = status["outbox"]
     oldest = outbox["oldest_pending_at"]
     lines.append(

@@ -17,19 +17,19 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any, TypeAlias, TypeVar
 
 import orjson
 
 from monitor import encoding
 from monitor.errors import StoreError
-from monitor.models import Account, ActiveAlert, Notification
+from monitor.models import Account, ActiveAlert, JSONValue, Notification
 from monitor.parse import parse_records
 from monitor.rules import AlertKey, SourceHealth
 
 T = TypeVar("T")
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS meta (
     key TEXT PRIMARY KEY,
@@ -58,8 +58,28 @@ CREATE TABLE IF NOT EXISTS alerts (
     account_number TEXT NOT NULL,
     fingerprint TEXT NOT NULL,
     started_at TEXT NOT NULL,
+    state TEXT NOT NULL DEFAULT 'firing',
+    notified_at TEXT,
     PRIMARY KEY (source, rule, account_number)
 ) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS history (
+    source TEXT NOT NULL,
+    account_number TEXT NOT NULL,
+    field TEXT NOT NULL,
+    observed_at TEXT NOT NULL,
+    value TEXT NOT NULL,
+    PRIMARY KEY (source, account_number, field, observed_at)
+) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS held (
+    seq INTEGER PRIMARY KEY AUTOINCREMENT,
+    id TEXT NOT NULL,
+    sink TEXT NOT NULL,
+    source TEXT NOT NULL,
+    payload TEXT NOT NULL,
+    mute TEXT NOT NULL,
+    created_at REAL NOT NULL,
+    UNIQUE (id, sink)
+);
 CREATE TABLE IF NOT EXISTS outbox (
     seq INTEGER PRIMARY KEY AUTOINCREMENT,
     id TEXT NOT NULL,
@@ -78,7 +98,14 @@ CREATE TABLE IF NOT EXISTS outbox (
 CREATE INDEX IF NOT EXISTS outbox_pending ON outbox (sink, state, seq);
 """
 
-#: Delivered, failed and expired rows are kept this long for ``status``, then pruned.
+#: Added in schema 2: pending alerts, ``repeat``, the history of windowed fields, held rows.
+_MIGRATE_1_TO_2 = (
+    "ALTER TABLE alerts ADD COLUMN state TEXT NOT NULL DEFAULT 'firing'",
+    "ALTER TABLE alerts ADD COLUMN notified_at TEXT",
+)
+
+#: Delivered, failed and expired rows are kept this long for ``status``, then pruned (the last
+#: delivered firing notification of an alert still firing is kept: sinks restore from it).
 KEEP_FINISHED_SECONDS = 7 * 86400.0
 
 
@@ -90,6 +117,11 @@ class SourceState:
     health: SourceHealth
     active: dict[AlertKey, ActiveAlert]
     last_success_at: datetime | None = None
+    history: dict[tuple[str, str], list[tuple[datetime, JSONValue]]] | None = None
+
+
+#: One value of a field from the time it was seen: (account, field, observed_at, value).
+HistoryPoint: TypeAlias = tuple[str, str, datetime, JSONValue]
 
 
 @dataclass(frozen=True, slots=True)
@@ -117,12 +149,82 @@ class OutboxRow:
         return Notification.from_payload(self.payload, source=self.source)
 
 
+def _schema_version(conn: sqlite3.Connection) -> tuple[str] | None:
+    """The stored schema version; ``None`` for a new database."""
+    table = conn.execute("SELECT 1 FROM sqlite_master WHERE type='table' AND name='meta'")
+    if table.fetchone() is None:
+        return None
+    row = conn.execute("SELECT value FROM meta WHERE key='schema_version'").fetchone()
+    return (str(row[0]),) if row is not None else None
+
+
 def _record_json(account: Account) -> str:
     """The account's JSON for the ``accounts`` table: the decoded record when the fast parser
     kept it (orjson writes it in C), else the validated record with exact decimals."""
     if account.raw is not None:
         return orjson.dumps(account.raw).decode()
     return encoding.dumps(account.record)
+
+
+@dataclass(frozen=True, slots=True)
+class HeldRow:
+    """A notification a mute window holds for one sink."""
+
+    seq: int
+    id: str
+    sink: str
+    source: str
+    payload: dict[str, Any]
+    mute: str
+    created_at: float
+
+    def notification(self) -> Notification:
+        return Notification.from_payload(self.payload, source=self.source)
+
+
+@dataclass(frozen=True, slots=True)
+class _PollExtra:
+    active_before: Mapping[AlertKey, ActiveAlert] | None
+    history: Sequence[HistoryPoint]
+    history_deletes: Sequence[HistoryPoint]
+    held: Sequence[tuple[Notification, Sequence[str], str]]
+
+
+def _alert_row(source: str, a: ActiveAlert) -> tuple[str, str, str, str, str, str, str | None]:
+    notified = _iso(a.notified_at) if a.notified_at is not None else None
+    return (
+        source,
+        a.rule,
+        a.account_number or "",
+        a.fingerprint,
+        _iso(a.started_at),
+        a.state,
+        notified,
+    )
+
+
+def _write_alerts(
+    db: sqlite3.Connection,
+    source: str,
+    active: Mapping[AlertKey, ActiveAlert],
+    before: Mapping[AlertKey, ActiveAlert] | None,
+) -> None:
+    """Make the source's rule alerts ``active``: all rows, or those that differ from ``before``."""
+    if before is None:
+        db.execute("DELETE FROM alerts WHERE source=? AND account_number != ''", (source,))
+        changed = list(active.values())
+    else:
+        gone = [k for k in before if k not in active]
+        db.executemany(
+            "DELETE FROM alerts WHERE source=? AND rule=? AND account_number=?",
+            [(source, rule, number or "") for rule, number in gone],
+        )
+        changed = [a for k, a in active.items() if before.get(k) != a]
+    db.executemany(
+        "INSERT OR REPLACE INTO alerts (source, rule, account_number, fingerprint, started_at,"
+        " state, notified_at) VALUES (?, ?, ?, ?, ?, ?, ?)",
+        [_alert_row(source, a) for a in changed],
+    )
 
 
 def _iso(moment: datetime) -> str:
@@ -185,8 +287,18 @@ class Store:
             conn.execute("PRAGMA journal_mode=WAL")
             conn.execute("PRAGMA synchronous=NORMAL")
             conn.execute("PRAGMA busy_timeout=5000")
+            row = _schema_version(conn)
+            if row is not None and int(row[0]) == 1:
+                conn.execute("BEGIN IMMEDIATE")
+                for statement in _MIGRATE_1_TO_2:
+                    conn.execute(statement)
+                conn.execute("UPDATE meta SET value='2' WHERE key='schema_version'")
+                conn.execute("COMMIT")
+                row = ("2",)
             conn.executescript(_SCHEMA)
-            row = conn.execute("SELECT value FROM meta WHERE key='schema_version'").fetchone()
+            row = (
+                row or conn.execute("SELECT value FROM meta WHERE key='schema_version'").fetchone()
+            )
             if row is None:
                 conn.execute(
                     "INSERT INTO meta (key, value) VALUES ('schema_version', ?)",
@@ -256,17 +368,32 @@ class Store:
             accounts = dict(parse_records(records).accounts)
         active: dict[AlertKey, ActiveAlert] = {}
         down: ActiveAlert | None = None
-        for rule, number, fp, started in db.execute(
-            "SELECT rule, account_number, fingerprint, started_at FROM alerts WHERE source=?",
+        for rule, number, fp, started, state, notified in db.execute(
+            "SELECT rule, account_number, fingerprint, started_at, state, notified_at"
+            " FROM alerts WHERE source=?",
             (source,),
         ):
-            alert = ActiveAlert(rule, number or None, fp, _from_iso(started))
+            alert = ActiveAlert(
+                rule,
+                number or None,
+                fp,
+                _from_iso(started),
+                "pending" if state == "pending" else "firing",
+                _from_iso(notified) if notified else None,
+            )
             if alert.account_number is None:
                 down = alert
             else:
                 active[(rule, alert.account_number)] = alert
+        history: dict[tuple[str, str], list[tuple[datetime, JSONValue]]] = {}
+        for number, name, at, value in db.execute(
+            "SELECT account_number, field, observed_at, value FROM history WHERE source=?"
+            " ORDER BY account_number, field, observed_at",
+            (source,),
+        ):
+            history.setdefault((number, name), []).append((_from_iso(at), encoding.loads(value)))
         last = _from_iso(last_success) if last_success is not None else None
-        return SourceState(accounts, SourceHealth(failures, down), active, last)
+        return SourceState(accounts, SourceHealth(failures, down), active, last, history)
 
     async def commit_poll(
         self,
@@ -278,14 +405,22 @@ class Store:
         deletes: Iterable[str] = (),
         active: Mapping[AlertKey, ActiveAlert] | None = None,
         outbox: Sequence[tuple[Notification, Sequence[str]]] = (),
+        active_before: Mapping[AlertKey, ActiveAlert] | None = None,
+        history: Sequence[HistoryPoint] = (),
+        history_deletes: Sequence[HistoryPoint] = (),
+        held: Sequence[tuple[Notification, Sequence[str], str]] = (),
     ) -> None:
         """Write one poll's outcome in one transaction.
 
-        ``active`` (when given) replaces the source's rule alerts; ``health.down`` its
-        ``source_down`` alert. ``outbox`` pairs each notification with the sinks it goes to.
+        ``active`` (when given) replaces the source's rule alerts (only the rows that differ
+        from ``active_before``, when that is given); ``health.down`` its ``source_down`` alert.
+        ``outbox`` pairs each notification with the sinks it goes to; ``held`` does the same for
+        notifications a mute window holds, with the mute's name. ``history`` adds values of
+        windowed fields, ``history_deletes`` drops those that left every window.
         """
+        extra = _PollExtra(active_before, history, history_deletes, held)
         await self._run(
-            self._commit_poll, source, poll, health, upserts, list(deletes), active, outbox
+            self._commit_poll, source, poll, health, upserts, list(deletes), active, outbox, extra
         )
 
     def _commit_poll(  # noqa: PLR0917 - the executor passes arguments by position
@@ -297,6 +432,7 @@ class Store:
         deletes: list[str],
         active: Mapping[AlertKey, ActiveAlert] | None,
         outbox: Sequence[tuple[Notification, Sequence[str]]],
+        extra: _PollExtra,
     ) -> None:
         db = self._db
         at = _iso(poll.at)
@@ -316,13 +452,27 @@ class Store:
                     [(source, n) for n in deletes],
                 )
             if active is not None:
-                db.execute("DELETE FROM alerts WHERE source=? AND account_number != ''", (source,))
+                _write_alerts(db, source, active, extra.active_before)
+            if extra.history:
                 db.executemany(
-                    "INSERT INTO alerts (source, rule, account_number, fingerprint, started_at)"
-                    " VALUES (?, ?, ?, ?, ?)",
+                    "INSERT OR REPLACE INTO history (source, account_number, field, observed_at,"
+                    " value) VALUES (?, ?, ?, ?, ?)",
+                    [(source, n, f, _iso(at), encoding.dumps(v)) for n, f, at, v in extra.history],
+                )
+            if extra.history_deletes:
+                db.executemany(
+                    "DELETE FROM history WHERE source=? AND account_number=? AND field=?"
+                    " AND observed_at=?",
+                    [(source, n, f, _iso(at)) for n, f, at, _ in extra.history_deletes],
+                )
+            if extra.held:
+                db.executemany(
+                    "INSERT OR IGNORE INTO held (id, sink, source, payload, mute, created_at)"
+                    " VALUES (?, ?, ?, ?, ?, ?)",
                     [
-                        (source, a.rule, a.account_number or "", a.fingerprint, _iso(a.started_at))
-                        for a in active.values()
+                        (n.id, sink, source, encoding.dumps(n.payload()), mute, now)
+                        for n, sinks, mute in extra.held
+                        for sink in sinks
                     ],
                 )
             db.execute("DELETE FROM alerts WHERE source=? AND account_number=''", (source,))
@@ -356,6 +506,68 @@ class Store:
         except BaseException:
             db.execute("ROLLBACK")
             raise
+
+    # ------------------------------------------------------------------ mute windows
+
+    async def held(self) -> list[HeldRow]:
+        """Every notification a mute window holds, oldest first."""
+
+        def run() -> list[HeldRow]:
+            return [
+                HeldRow(r[0], r[1], r[2], r[3], encoding.loads(r[4]), r[5], r[6])
+                for r in self._db.execute(
+                    "SELECT seq, id, sink, source, payload, mute, created_at FROM held ORDER BY seq"
+                )
+            ]
+
+        return await self._run(run)
+
+    async def release(
+        self,
+        released: Sequence[tuple[Notification, str, str]],
+        settled: Sequence[int],
+        now: float,
+    ) -> None:
+        """Queue ``released`` (notification, sink, source) and forget the held rows
+        ``settled``, in one transaction."""
+
+        def run() -> None:
+            db = self._db
+            db.execute("BEGIN IMMEDIATE")
+            try:
+                for notification, sink, source in released:
+                    self._insert_outbox(db, source, [(notification, [sink])], now)
+                db.executemany("DELETE FROM held WHERE seq=?", [(seq,) for seq in settled])
+                db.execute("COMMIT")
+            except BaseException:
+                db.execute("ROLLBACK")
+                raise
+
+        await self._run(run)
+
+    # ------------------------------------------------------------------ sinks that restore
+
+    async def firing_deliveries(self, sink: str) -> list[Notification]:
+        """The last delivered firing notification to ``sink`` of each alert still firing, so a
+        sink that must keep telling its receiver (Alertmanager) can go on after a restart."""
+
+        def run() -> list[Notification]:
+            rows = self._db.execute(
+                "SELECT o.source, o.payload FROM outbox o"
+                " JOIN alerts a ON a.fingerprint = json_extract(o.payload, '$.fingerprint')"
+                " AND a.source = o.source AND a.state = 'firing'"
+                " WHERE o.sink=? AND o.state='delivered'"
+                " AND json_extract(o.payload, '$.status') = 'firing'"
+                " ORDER BY o.seq",
+                (sink,),
+            )
+            latest: dict[str, Notification] = {}
+            for source, payload in rows:
+                notification = Notification.from_payload(encoding.loads(payload), source=source)
+                latest[notification.alert.fingerprint] = notification
+            return list(latest.values())
+
+        return await self._run(run)
 
     @staticmethod
     def _insert_outbox(
@@ -408,6 +620,22 @@ class Store:
         return OutboxRow(
             row[0], row[1], row[2], row[3], encoding.loads(row[4]), row[5], row[6], row[7]
         )
+
+    async def next_batch(self, sink: str, *, limit: int, now: float) -> list[OutboxRow]:
+        """The sink's oldest pending notifications that are due, up to ``limit``, in order."""
+
+        def run() -> list[OutboxRow]:
+            return [
+                OutboxRow(r[0], r[1], r[2], r[3], encoding.loads(r[4]), r[5], r[6], r[7])
+                for r in self._db.execute(
+                    "SELECT seq, id, sink, source, payload, created_at, attempts, next_attempt_at"
+                    " FROM outbox WHERE sink=? AND state='pending' AND next_attempt_at <= ?"
+                    " ORDER BY seq LIMIT ?",
+                    (sink, now, limit),
+                )
+            ]
+
+        return await self._run(run)
 
     async def mark(
         self,
@@ -476,7 +704,9 @@ class Store:
                     [(now, r.seq) for r in rows],
                 )
                 db.execute(
-                    "DELETE FROM outbox WHERE state != 'pending' AND updated_at < ?",
+                    "DELETE FROM outbox WHERE state != 'pending' AND updated_at < ?"
+                    " AND json_extract(payload, '$.fingerprint') NOT IN"
+                    " (SELECT fingerprint FROM alerts WHERE state = 'firing')",
                     (now - KEEP_FINISHED_SECONDS,),
                 )
                 db.execute("COMMIT")

@@ -479,8 +479,8 @@ def test_no_problem_message_contains_a_secret(data: dict[str, Any], expected: li
             id="rule-type-typo",
         ),
         pytest.param(
-            config(sinks=[webhook(), slack(type="email")]),
-            "sinks[1].type: unknown sink type 'email' (known: ",
+            config(sinks=[webhook(), slack(type="mail")]),
+            "sinks[1].type: unknown sink type 'mail' (known: ",
             id="sink-type",
         ),
     ],

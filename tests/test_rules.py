@@ -132,8 +132,8 @@ def cash_poll(value: object) -> Poll:
         pytest.param([Decimal(500), None, Decimal(1500)], [F, "", R], id="null-keeps-state"),
         pytest.param([Decimal(500), "n/a", True, Decimal(1500)], [F, "", "", R],
                      id="non-number-keeps-state"),
-        pytest.param([Decimal(500), GONE, GONE, Decimal(400), Decimal(1500)], [F, "", "", "", R],
-                     id="missing-account-keeps-state"),
+        pytest.param([Decimal(500), GONE, GONE, Decimal(400), Decimal(1500)], [F, R, "", F, R],
+                     id="account-leaving-the-response-resolves"),
         pytest.param([Decimal(500), Skipped(Decimal(1500)), Decimal(1500)], [F, "", R],
                      id="skipped-account-keeps-state"),
         pytest.param([Decimal(1500), Skipped(Decimal(1)), Decimal(1)], ["", "", F],
@@ -253,6 +253,7 @@ def test_threshold_alert_fields() -> None:
         "account_number": A,
         "field": "cash_to_withdraw",
         "source": SOURCE,
+        "started_at": at(1),
     }
     assert firing == Alert(
         status=Status.FIRING,
@@ -335,7 +336,7 @@ def test_state_carried_over_for_rules_still_present() -> None:
     run.poll(account(A, cash_to_withdraw=Decimal(1)))
     [(key, firing)] = run.active.items()
     assert key == ("low-cash", A)
-    assert firing == ActiveAlert("low-cash", A, firing.fingerprint, at(0))
+    assert firing == ActiveAlert("low-cash", A, firing.fingerprint, at(0), "firing", at(0))
     assert run.poll(account(A, cash_to_withdraw=Decimal(2))) == []
     assert run.active == {key: firing}
 

@@ -9,28 +9,48 @@ I/O: ``now`` comes in as a parameter.
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
+from datetime import datetime
 
 from monitor.config import RuleConfig
-from monitor.models import Account, ActiveAlert, Snapshot
-from monitor.rules.base import AlertKey, Context, Evaluation, Evaluator, Outcome
+from monitor.models import Account, ActiveAlert, Alert, Snapshot, Status
+from monitor.rules.base import (
+    AlertKey,
+    Context,
+    Evaluation,
+    Evaluator,
+    History,
+    Outcome,
+    alert,
+)
 from monitor.rules.change import evaluate_change, evaluate_restriction_change
+from monitor.rules.delta import evaluate_delta
+from monitor.rules.expression import evaluate_expression
+from monitor.rules.membership import evaluate_added, evaluate_removed
 from monitor.rules.source_down import SourceHealth, evaluate_source
+from monitor.rules.stale import evaluate_stale
 from monitor.rules.threshold import evaluate_threshold
 
 __all__ = [
     "EVALUATORS",
     "AlertKey",
     "Evaluation",
+    "History",
     "SourceHealth",
     "evaluate",
     "evaluate_source",
+    "retired_alerts",
 ]
 
 EVALUATORS: Mapping[str, Evaluator] = {
     "restriction_change": evaluate_restriction_change,
     "threshold": evaluate_threshold,
     "change": evaluate_change,
+    "expression": evaluate_expression,
+    "delta": evaluate_delta,
+    "account_added": evaluate_added,
+    "account_removed": evaluate_removed,
+    "stale": evaluate_stale,
 }
 
 
@@ -42,20 +62,55 @@ def evaluate(
     *,
     skip: frozenset[str] = frozenset(),
     only: frozenset[str] | None = None,
+    history: History | None = None,
 ) -> Evaluation:
     """Run every rule over one successful poll.
 
     ``skip`` names accounts whose record was unusable this poll: their state is left alone.
     ``only`` (when known) names the accounts whose record changed since ``previous``: the
     others cannot change any rule's outcome and are not looked at.
-    The returned state holds the firing alerts of these rules only: those of rules that no
-    longer exist are dropped, and ``source_down`` is :func:`evaluate_source`'s.
+    ``history`` holds the values over time of the fields windowed ``delta`` rules look at.
+    The returned state holds the alerts (pending and firing) of these rules only: those of
+    rules that no longer exist are dropped, and ``source_down`` is :func:`evaluate_source`'s.
     """
-    ctx = Context(previous=previous, current=current, active=active, skip=skip, only=only)
+    ctx = Context(
+        previous=previous,
+        current=current,
+        active=active,
+        skip=skip,
+        only=only,
+        history=history if history is not None else {},
+    )
     alerts = []
     state: dict[AlertKey, ActiveAlert] = {}
     for rule in rules:
         outcome: Outcome = EVALUATORS[rule.type](rule, ctx)
         alerts.extend(outcome.alerts)
         state.update(outcome.active)
-    return Evaluation(alerts=tuple(alerts), active=state)
+    return Evaluation(alerts=tuple(alerts), active=state, problems=tuple(ctx.problems))
+
+
+def retired_alerts(
+    rule: RuleConfig, states: Iterable[ActiveAlert], *, source: str, now: datetime
+) -> list[Alert]:
+    """Resolved alerts for firing alerts of a rule a reload removed (unless the rule said
+    ``send_resolved = false``): receivers are not left holding an alert nobody will end."""
+    if not getattr(rule, "send_resolved", True):
+        return []
+    ctx = Context(previous=None, current=Snapshot(source, now, {}), active={})
+    return [
+        alert(
+            ctx,
+            status=Status.RESOLVED,
+            fingerprint=state.fingerprint,
+            rule=rule,
+            account=None,
+            number=state.account_number,
+            field=getattr(rule, "field", None),
+            previous=None,
+            current=None,
+            summary=f"{state.account_number}: rule {rule.name} was removed from the configuration",
+            started_at=state.started_at,
+        )
+        for state in states
+    ]

@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field, replace
 from datetime import datetime
 from decimal import Decimal
 from fnmatch import fnmatchcase
@@ -14,6 +14,9 @@ from monitor.models import Account, ActiveAlert, Alert, JSONValue, Severity, Sna
 
 #: (rule name, account number or None for source-wide alerts)
 AlertKey: TypeAlias = tuple[str, str | None]
+#: (account number, field) -> the field's values over time, oldest first: each entry is the
+#: moment a value was first seen (the value held until the next entry).
+History: TypeAlias = Mapping[tuple[str, str], Sequence[tuple[datetime, JSONValue]]]
 
 
 @dataclass(frozen=True, slots=True)
@@ -24,6 +27,9 @@ class Context:
     skip: frozenset[str] = frozenset()
     #: Only these accounts can have changed since ``previous`` (``None``: any of them).
     only: frozenset[str] | None = None
+    history: History = field(default_factory=dict)
+    #: Problems met while evaluating (a template that failed to render): logged, not fatal.
+    problems: list[str] = field(default_factory=list)
 
     @property
     def now(self) -> datetime:
@@ -37,10 +43,30 @@ class Context:
             return sorted(accounts.items())
         return sorted((n, accounts[n]) for n in self.only if n in accounts)
 
+    def removed(self) -> list[str]:
+        """Accounts of the previous poll that are not in this response (nor merely unusable)."""
+        if self.previous is None:
+            return []
+        accounts = self.current.accounts
+        return sorted(n for n in self.previous if n not in accounts and n not in self.skip)
+
+    def value_at(self, number: str, name: str, moment: datetime) -> JSONValue:
+        """The field's value at ``moment`` from the history; the oldest known value when the
+        history does not reach back that far; ``None`` when there is none."""
+        entries = self.history.get((number, name))
+        if not entries:
+            return None
+        value = entries[0][1]
+        for at, seen in entries:
+            if at > moment:
+                break
+            value = seen
+        return value
+
 
 @dataclass(frozen=True, slots=True)
 class Outcome:
-    """One rule's result: alerts to notify, and its firing alerts after this poll."""
+    """One rule's result: alerts to notify, and its alert states after this poll."""
 
     alerts: list[Alert] = field(default_factory=list)
     active: dict[AlertKey, ActiveAlert] = field(default_factory=dict)
@@ -50,6 +76,7 @@ class Outcome:
 class Evaluation:
     alerts: tuple[Alert, ...]
     active: dict[AlertKey, ActiveAlert]
+    problems: tuple[str, ...] = ()
 
 
 Evaluator: TypeAlias = Callable[[Any, Context], Outcome]
@@ -87,14 +114,19 @@ def alert(
     previous: JSONValue,
     current: JSONValue,
     summary: str,
+    started_at: datetime | None = None,
+    number: str | None = None,
 ) -> Alert:
-    return Alert(
+    """The alert of a configured rule, with its labels and its templates rendered.
+
+    ``number`` names the account when there is no record of it to give (``account``)."""
+    made = Alert(
         status=status,
         fingerprint=fingerprint,
         rule=rule.name,
         type=rule.type,
         severity=Severity(rule.severity),
-        account_number=account.account_number if account else None,
+        account_number=account.account_number if account else number,
         field=field,
         previous=previous,
         current=current,
@@ -102,4 +134,28 @@ def alert(
         observed_at=ctx.now,
         snapshot=account.record if account else None,
         source=ctx.current.source,
+        labels=dict(rule.labels),
+        started_at=started_at or ctx.now,
+    )
+    return _templated(ctx, rule, made)
+
+
+def _templated(ctx: Context, rule: Any, made: Alert) -> Alert:
+    """Render the rule's ``summary``/``description``; a failure keeps the default summary."""
+    if rule.summary is None and rule.description is None:
+        return made
+    from monitor.templates import TemplateError, compile_template, template_context
+
+    variables = template_context(made, default_summary=made.summary)
+    rendered: dict[str, str | None] = {"summary": made.summary, "description": None}
+    for key in rendered:
+        text = getattr(rule, key)
+        if text is None:
+            continue
+        try:
+            rendered[key] = compile_template(text, labels=rule.labels).render(variables)
+        except TemplateError as exc:
+            ctx.problems.append(f"rule '{rule.name}': the {key} template failed: {exc}")
+    return replace(
+        made, summary=rendered["summary"] or made.summary, description=rendered["description"]
     )

@@ -1,14 +1,416 @@
-"""``type = "email"``: being written."""
+"""``type = "email"``: one email per notification (or per group), over SMTP with TLS.
+
+A single notification::
+
+    Subject: [balance-monitor] [CRITICAL] FIRING low-cash: cash_to_withdraw fell to 512.25 (< 1000)
+
+    [CRITICAL] FIRING low-cash: cash_to_withdraw fell to 512.25 (< 1000)
+
+    Rule:         low-cash
+    Severity:     critical
+    Status:       firing
+    ...
+    Change:       1500.00 → 512.25
+
+A group (``group_window``) is one email, ``[balance-monitor] 3 alerts: 2 firing, 1 resolved``,
+with one such block per notification. The body is text/plain with a text/html alternative.
+
+``security = "starttls"`` refuses a server that does not offer STARTTLS (it never falls back to
+clear text); ``tls`` is implicit TLS; ``none`` is for a relay on the same host. Certificates are
+verified against the system's CAs, or only ``ca_file``'s. Timeouts, connection errors and SMTP
+4xx replies are retryable; SMTP 5xx replies and TLS failures are not. No message contains the
+password: server replies are quoted with the credentials cut out.
+"""
 
 from __future__ import annotations
 
-from typing import Any
+import asyncio
+import contextlib
+import errno
+import hashlib
+import html
+import re
+import ssl
+from collections.abc import Mapping, Sequence
+from datetime import UTC, datetime
+from email.message import EmailMessage
+from email.utils import format_datetime, parseaddr
+from pathlib import Path
+from typing import Literal
 
 import aiohttp
+import aiosmtplib
+import structlog
+from pydantic import SecretStr
 
-from monitor.errors import ConfigError
-from monitor.sinks.base import Sink
+from monitor.config import EmailSinkConfig, resolve_secret
+from monitor.errors import ConfigError, SinkError
+from monitor.models import DEFAULT_SOURCE, Alert, Notification, Status, rfc3339
+from monitor.sinks.slack import MISSING, render
+from monitor.sinks.webhook import ID_HEADER
+
+Security = Literal["starttls", "tls", "none"]
+
+SUBJECT_LIMIT = 200
+EXCERPT_CHARS = 200
+#: How long a polite QUIT may take once the message is accepted (its failure changes nothing).
+QUIT_TIMEOUT = 5.0
+TEXT_SEPARATOR = "\n\n" + "-" * 40 + "\n\n"
+
+_log = structlog.get_logger("monitor.sinks.email")
+_DOMAIN = re.compile(r"[A-Za-z0-9](?:[A-Za-z0-9.-]*[A-Za-z0-9])?")
 
 
-def create(config: Any, *, index: int, session: aiohttp.ClientSession) -> Sink:
-    raise ConfigError(f"sinks[{index}].type: the email sink is not written yet")
+class EmailSink:
+    """Delivers notifications as emails through one SMTP server, one connection per message."""
+
+    def __init__(
+        self,
+        name: str,
+        *,
+        host: str,
+        port: int,
+        security: Security,
+        sender: str,
+        to: Sequence[str],
+        credentials: tuple[SecretStr, SecretStr] | None = None,
+        tls_context: ssl.SSLContext | None = None,
+        subject_prefix: str = "",
+        timeout: float = 10.0,
+    ) -> None:
+        if security != "none" and tls_context is None:
+            raise ValueError("TLS needs a tls_context")
+        self._name = name
+        self._host = host
+        self._port = port
+        self._security = security
+        self._sender = sender
+        self._to = tuple(to)
+        self._credentials = credentials
+        self._tls_context = tls_context if security != "none" else None
+        self._prefix = one_line(subject_prefix)
+        self._timeout = timeout
+
+    def __repr__(self) -> str:
+        return f"EmailSink(name={self._name!r})"
+
+    @property
+    def name(self) -> str:
+        return self._name
+
+    async def send(self, notification: Notification) -> None:
+        await self.send_batch([notification])
+
+    async def send_batch(self, notifications: Sequence[Notification]) -> None:
+        if not notifications:
+            return
+        message = build_message(
+            notifications,
+            sender=self._sender,
+            to=self._to,
+            prefix=self._prefix,
+            now=datetime.now(tz=UTC),
+        )
+        await self._deliver(message)
+
+    async def aclose(self) -> None:
+        """Nothing to release: every message has its own connection."""
+
+    async def _deliver(self, message: EmailMessage) -> None:
+        smtp = aiosmtplib.SMTP(
+            hostname=self._host,
+            port=self._port,
+            use_tls=self._security == "tls",
+            start_tls=False,  # done in _transact, which refuses a server without STARTTLS
+            tls_context=self._tls_context,
+            timeout=self._timeout,
+        )
+        try:
+            try:
+                async with asyncio.timeout(self._timeout):
+                    refused = await self._transact(smtp, message)
+            except (aiosmtplib.SMTPException, OSError, TimeoutError, ValueError) as exc:
+                raise self._error(exc) from None
+            if refused:
+                _log.warning(
+                    "email_recipients_refused",
+                    sink=self._name,
+                    refused={
+                        address: self._excerpt(f"{reply.code} {reply.message}")
+                        for address, reply in refused.items()
+                    },
+                )
+            with contextlib.suppress(aiosmtplib.SMTPException, OSError, TimeoutError):
+                await smtp.execute_command(b"QUIT", timeout=min(self._timeout, QUIT_TIMEOUT))
+        finally:
+            _hang_up(smtp)
+
+    async def _transact(
+        self, smtp: aiosmtplib.SMTP, message: EmailMessage
+    ) -> Mapping[str, aiosmtplib.SMTPResponse]:
+        """Connect, secure, log in and send; the recipients the server refused (not all)."""
+        await smtp.connect()
+        if self._security == "starttls":
+            await smtp.ehlo()
+            if not smtp.supports_extension("starttls"):
+                raise SinkError(
+                    f"the SMTP server of sink '{self._name}' does not offer STARTTLS; "
+                    'not sending in clear text (security = "starttls")',
+                    retryable=False,
+                )
+            await smtp.starttls()
+        if self._credentials is not None:
+            username, password = self._credentials
+            await smtp.login(username.get_secret_value(), password.get_secret_value())
+        refused, _ = await smtp.send_message(
+            message,
+            sender=envelope_address(self._sender),
+            recipients=[envelope_address(address) for address in self._to],
+        )
+        return refused
+
+    def _error(self, exc: Exception) -> SinkError:
+        """The ``SinkError`` for what aiosmtplib, ssl or the socket raised."""
+        sink = self._name
+        tls = _find_tls_error(exc)
+        if isinstance(tls, ssl.SSLCertVerificationError):
+            reason = tls.verify_message or tls.reason or "not trusted"
+            return SinkError(
+                f"TLS certificate of the SMTP server of sink '{sink}' rejected: {reason} "
+                "(is ca_file the CA that issued it?)",
+                retryable=False,
+            )
+        if isinstance(tls, ssl.SSLEOFError | ssl.SSLZeroReturnError):
+            return SinkError(
+                f"connection closed during the TLS handshake of sink '{sink}'", retryable=True
+            )
+        if tls is not None:
+            return SinkError(
+                f"TLS with the SMTP server of sink '{sink}' failed: "
+                f"{tls.reason or type(tls).__name__} (do security and port match the server?)",
+                retryable=False,
+            )
+        if isinstance(exc, TimeoutError):
+            return SinkError(
+                f"timeout after {self._timeout:g}s sending to sink '{sink}'", retryable=True
+            )
+        if isinstance(exc, aiosmtplib.SMTPRecipientsRefused) and exc.recipients:
+            first = exc.recipients[0]
+            return SinkError(
+                f"SMTP {first.code} from sink '{sink}': every recipient refused: "
+                f"{self._excerpt(first.message)}",
+                retryable=any(400 <= r.code < 500 for r in exc.recipients),
+            )
+        if isinstance(exc, aiosmtplib.SMTPResponseException):
+            auth = isinstance(exc, aiosmtplib.SMTPAuthenticationError)
+            return SinkError(
+                f"SMTP {exc.code} from sink '{sink}'{' (login failed)' if auth else ''}: "
+                f"{self._excerpt(exc.message)}",
+                retryable=400 <= exc.code < 500,
+            )
+        if isinstance(exc, OSError):  # refused, reset, SMTPConnectError, SMTPServerDisconnected
+            return SinkError(
+                f"connection failed sending to sink '{sink}': {_describe(exc)}", retryable=True
+            )
+        text = exc.message if isinstance(exc, aiosmtplib.SMTPException) else str(exc)
+        return SinkError(f"SMTP error for sink '{sink}': {self._excerpt(text)}", retryable=False)
+
+    def _excerpt(self, text: str) -> str:
+        """A server's reply on one line, clipped, with the credentials cut out."""
+        text = one_line(text)
+        if self._credentials is not None:
+            for secret in self._credentials:
+                if value := secret.get_secret_value():
+                    text = text.replace(value, "***")
+        return text[:EXCERPT_CHARS]
+
+
+# --------------------------------------------------------------------------- the message
+
+
+def build_message(
+    notifications: Sequence[Notification],
+    *,
+    sender: str,
+    to: Sequence[str],
+    prefix: str,
+    now: datetime,
+) -> EmailMessage:
+    """The email for one or more notifications (``now`` is its Date)."""
+    message = EmailMessage()
+    message["Subject"] = subject(notifications, prefix=prefix)
+    message["From"] = sender
+    message["To"] = ", ".join(to)
+    message["Date"] = format_datetime(now)
+    ids = [one_line(n.id) for n in notifications]
+    message["Message-ID"] = message_id(ids, sender)
+    message[ID_HEADER] = ", ".join(ids)
+    message["Auto-Submitted"] = "auto-generated"  # RFC 3834: no vacation replies
+    alerts = [n.alert for n in notifications]
+    text = TEXT_SEPARATOR.join(text_block(alert) for alert in alerts) + "\n"
+    message.set_content(text, cte="quoted-printable")
+    message.add_alternative(html_document(alerts), subtype="html", cte="quoted-printable")
+    return message
+
+
+def subject(notifications: Sequence[Notification], *, prefix: str = "") -> str:
+    """One line, at most ``SUBJECT_LIMIT`` characters: the headline, or the counts of a group."""
+    if len(notifications) == 1:
+        text = headline(notifications[0].alert)
+    else:
+        firing = sum(1 for n in notifications if n.alert.status is Status.FIRING)
+        resolved = len(notifications) - firing
+        text = f"{len(notifications)} alerts: {firing} firing, {resolved} resolved"
+    return clip(one_line(f"{prefix} {text}"), SUBJECT_LIMIT)
+
+
+def headline(alert: Alert) -> str:
+    """``[CRITICAL] FIRING rule: summary`` or ``RESOLVED [CRITICAL] rule: summary``."""
+    rule = alert.rule if alert.source == DEFAULT_SOURCE else f"{alert.rule} ({alert.source})"
+    severity = alert.severity.value.upper()
+    resolved = alert.status is Status.RESOLVED
+    state = f"RESOLVED [{severity}]" if resolved else f"[{severity}] FIRING"
+    return one_line(f"{state} {rule}: {alert.summary}")
+
+
+def details(alert: Alert) -> list[tuple[str, str]]:
+    """The labelled lines of an alert, each value on one line; money with its exact digits."""
+    labels = ", ".join(f"{key}={value}" for key, value in alert.labels.items())
+    started = rfc3339(alert.started_at) if alert.started_at is not None else MISSING
+    rows = [
+        ("Rule", alert.rule),
+        ("Severity", alert.severity.value),
+        ("Status", alert.status.value),
+        ("Source", alert.source),
+        ("Account", alert.account_number or MISSING),
+        ("Field", alert.field or MISSING),
+        ("Change", f"{render(alert.previous)} → {render(alert.current)}"),
+        ("Observed at", rfc3339(alert.observed_at)),
+        ("Started at", started),
+        ("Labels", labels or MISSING),
+        ("Fingerprint", alert.fingerprint),
+    ]
+    return [(key, one_line(value)) for key, value in rows]
+
+
+def text_block(alert: Alert) -> str:
+    """The plain-text part for one alert: headline, details, then the description."""
+    rows = details(alert)
+    width = max(len(key) for key, _ in rows) + 2
+    lines = [headline(alert), ""]
+    lines += [f"{key + ':':<{width}}{value}" for key, value in rows]
+    if alert.description:
+        lines += ["", alert.description.strip()]
+    return "\n".join(lines)
+
+
+def html_document(alerts: Sequence[Alert]) -> str:
+    """The text/html alternative: a heading and a table per alert, everything escaped."""
+    sections = []
+    for alert in alerts:
+        rows = "".join(
+            f'<tr><th align="left" valign="top">{html.escape(key)}</th>'
+            f"<td>{html.escape(value)}</td></tr>"
+            for key, value in details(alert)
+        )
+        section = f"<p><strong>{html.escape(headline(alert))}</strong></p><table>{rows}</table>"
+        if alert.description:
+            section += (
+                f'<p style="white-space: pre-wrap">{html.escape(alert.description.strip())}</p>'
+            )
+        sections.append(section)
+    body = "<hr>".join(sections)
+    return f'<!DOCTYPE html><html><head><meta charset="utf-8"></head><body>{body}</body></html>\n'
+
+
+def message_id(ids: Sequence[str], sender: str) -> str:
+    """``<bm.<digest>@<sender's domain>>``: the same for every retry of the same notifications."""
+    digest = hashlib.sha256("\n".join(ids).encode()).hexdigest()[:40]
+    domain = envelope_address(sender).rpartition("@")[2]
+    if not _DOMAIN.fullmatch(domain):
+        domain = "balance-monitor.invalid"
+    return f"<bm.{digest}@{domain}>"
+
+
+def envelope_address(address: str) -> str:
+    """``alerts@example.com`` from ``Balance Monitor <alerts@example.com>`` (or as given)."""
+    return parseaddr(address)[1] or address
+
+
+def one_line(text: str) -> str:
+    """Control characters and line breaks as single spaces: safe in a header."""
+    printable = "".join(c if c.isprintable() else " " for c in text)
+    return " ".join(printable.split())
+
+
+def clip(text: str, limit: int) -> str:
+    return text if len(text) <= limit else text[: limit - 1].rstrip() + "…"
+
+
+# --------------------------------------------------------------------------- helpers
+
+
+def _hang_up(smtp: aiosmtplib.SMTP) -> None:
+    """Drop the connection at once: nothing is left to say, and a TLS goodbye that waits for
+    the server's could outlive the event loop."""
+    if isinstance(smtp.transport, asyncio.WriteTransport):
+        smtp.transport.abort()
+    smtp.close()
+
+
+def _find_tls_error(exc: BaseException) -> ssl.SSLError | None:
+    """``exc`` or the first of its causes that is an ``ssl.SSLError`` (aiosmtplib wraps them)."""
+    seen: set[int] = set()
+    current: BaseException | None = exc
+    while current is not None and id(current) not in seen:
+        if isinstance(current, ssl.SSLError):
+            return current
+        seen.add(id(current))
+        current = current.__cause__ or current.__context__
+    return None
+
+
+def _describe(exc: BaseException) -> str:
+    """``ConnectionRefusedError (ECONNREFUSED)``: the class and errno of the root cause."""
+    current: BaseException = exc
+    while current.__cause__ is not None:
+        current = current.__cause__
+    code = getattr(current, "errno", None)
+    name = errno.errorcode.get(code) if isinstance(code, int) else None
+    return f"{type(current).__name__} ({name})" if name else type(current).__name__
+
+
+def tls_context(ca_file: Path | None, *, key: str) -> ssl.SSLContext:
+    """A client context that verifies the server against ``ca_file`` or the system's CAs."""
+    try:
+        return ssl.create_default_context(cafile=str(ca_file) if ca_file is not None else None)
+    except (OSError, ssl.SSLError) as exc:
+        reason = getattr(exc, "strerror", None) or getattr(exc, "reason", None) or "unusable"
+        raise ConfigError(f"{key}: cannot load {ca_file}: {reason}") from None
+
+
+def create(config: EmailSinkConfig, *, index: int, session: aiohttp.ClientSession) -> EmailSink:
+    """Build the sink, resolving its credentials and loading ``ca_file`` now."""
+    del session  # SMTP, not HTTP
+    username_ref = config.ref(index, "username")
+    password_ref = config.ref(index, "password")
+    credentials = None
+    if username_ref is not None and password_ref is not None:
+        credentials = (resolve_secret(username_ref), resolve_secret(password_ref))
+    context = (
+        tls_context(config.ca_file, key=f"sinks[{index}].ca_file")
+        if config.security != "none"
+        else None
+    )
+    return EmailSink(
+        config.name,
+        host=config.host,
+        port=config.port,
+        security=config.security,
+        sender=config.sender,
+        to=config.to,
+        credentials=credentials,
+        tls_context=context,
+        subject_prefix=config.subject_prefix,
+        timeout=config.timeout.total_seconds(),
+    )

@@ -1,25 +1,88 @@
-"""One HTTP POST for the webhook and Slack sinks, with aiohttp errors translated to ``SinkError``.
+"""HTTP delivery for the webhook and chat sinks: :class:`HttpSink`, and one POST with aiohttp
+errors translated to ``SinkError``.
 
 This is the only place sinks touch aiohttp exceptions. Messages name the sink, never the URL:
-webhook URLs are secrets, and aiohttp's exception texts can contain the host or the whole URL,
-so they are summarised by class name (and errno) and not chained.
+webhook URLs (and Telegram's bot token, which sits in the URL path) are secrets, and aiohttp's
+exception texts can contain the host or the whole URL, so they are summarised by class name (and
+errno) and not chained; response bodies quoted in messages have the URL and secrets cut out.
 """
 
 from __future__ import annotations
 
 import contextlib
 import errno
-from collections.abc import Mapping
+import re
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from datetime import UTC, datetime
 from email.utils import parsedate_to_datetime
-from urllib.parse import urlsplit
+from typing import Any
+from urllib.parse import unquote, urlsplit
 
 import aiohttp
+from pydantic import SecretStr
 
+from monitor import __version__, encoding
 from monitor.errors import SinkError
 
+USER_AGENT = f"balance-monitor/{__version__}"
+JSON_HEADERS: Mapping[str, str] = {"Content-Type": "application/json", "User-Agent": USER_AGENT}
 EXCERPT_CHARS = 200
 RETRYABLE_STATUSES = frozenset({408, 429})
+#: Path segments and query values this long are taken for tokens and kept out of messages.
+TOKEN_CHARS = 12
+
+
+class HttpSink:
+    """What every HTTP sink shares: its name, the caller's session, a secret URL and a timeout.
+
+    Subclasses build a body and hand it to :meth:`_post`. ``repr`` shows the class and name only;
+    ``redact`` lists further secrets (beyond the URL) that error messages must never quote.
+    """
+
+    def __init__(
+        self,
+        name: str,
+        *,
+        session: aiohttp.ClientSession,
+        url: SecretStr,
+        timeout: float = 10.0,
+        redact: Sequence[SecretStr] = (),
+    ) -> None:
+        self._name = name
+        self._session = session
+        self._url = url
+        self._timeout = timeout
+        self._redact = tuple(redact)
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}(name={self._name!r})"
+
+    @property
+    def name(self) -> str:
+        return self._name
+
+    async def aclose(self) -> None:
+        """Nothing to release: the session belongs to the caller."""
+
+    async def _post(self, body: bytes, headers: Mapping[str, str] = JSON_HEADERS) -> None:
+        await post(
+            self._session,
+            self._url.get_secret_value(),
+            body,
+            headers=headers,
+            timeout=self._timeout,
+            sink=self._name,
+            redact=[secret.get_secret_value() for secret in self._redact],
+            retry_after_in_body=self._retry_after_in_body,
+        )
+
+    async def _post_json(self, document: Any) -> None:
+        """POST ``document`` as compact JSON (money as exact numbers)."""
+        await self._post(encoding.dumps(document).encode())
+
+    def _retry_after_in_body(self, body: str) -> float | None:
+        """Seconds to wait, read from a retryable answer's body (when it has no Retry-After)."""
+        return None
 
 
 async def post(
@@ -30,8 +93,14 @@ async def post(
     headers: Mapping[str, str],
     timeout: float,  # noqa: ASYNC109 - it is aiohttp's per-request ClientTimeout
     sink: str,
+    redact: Iterable[str] = (),
+    retry_after_in_body: Callable[[str], float | None] | None = None,
 ) -> None:
-    """POST ``body``; return on 2xx, raise ``SinkError`` otherwise. Redirects are not followed."""
+    """POST ``body``; return on 2xx, raise ``SinkError`` otherwise. Redirects are not followed.
+
+    ``redact``: secrets besides the URL to cut out of quoted response bodies.
+    ``retry_after_in_body``: reads the wait from a retryable answer without ``Retry-After``.
+    """
     try:
         async with session.post(
             url,
@@ -58,7 +127,12 @@ async def post(
         raise SinkError(
             f"connection failed sending to sink '{sink}': {_describe(exc)}", retryable=True
         ) from None
-    raise status_error(status, sink=sink, body=_redact(text, url), retry_after=retry_header)
+    error = status_error(
+        status, sink=sink, body=_redact(text, url, redact), retry_after=retry_header
+    )
+    if error.retryable and error.retry_after is None and retry_after_in_body is not None:
+        error.retry_after = retry_after_in_body(text)
+    raise error
 
 
 def status_error(
@@ -101,10 +175,16 @@ def _describe(exc: BaseException) -> str:
     return f"{type(exc).__name__} ({name})" if name else type(exc).__name__
 
 
-def _redact(text: str, url: str) -> str:
-    """The response body with the URL, its path and its query cut out (receivers may echo them)."""
+def _redact(text: str, url: str, secrets: Iterable[str] = ()) -> str:
+    """The response body with what receivers may echo cut out: the URL, its path and query, each
+    path segment or query value of :data:`TOKEN_CHARS` or more (tokens), all also percent-decoded,
+    and ``secrets``. Longer ones go first, so a URL is not cut apart by its path."""
     parts = urlsplit(url)
-    for secret in (url, f"{parts.path}?{parts.query}", parts.path, parts.query):
+    pieces = re.split(r"[/?&=]", f"{parts.path}?{parts.query}")
+    candidates = {url, f"{parts.path}?{parts.query}", parts.path, parts.query, *secrets}
+    candidates.update(piece for piece in pieces if len(piece) >= TOKEN_CHARS)
+    candidates.update({unquote(secret) for secret in candidates})
+    for secret in sorted(candidates, key=len, reverse=True):
         if len(secret) > 1:
             text = text.replace(secret, "<url>")
     return text

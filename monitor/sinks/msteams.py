@@ -1,14 +1,157 @@
-"""``type = "msteams"``: being written."""
+"""``type = "msteams"``: post notifications to a Microsoft Teams Workflows webhook.
+
+The workflow ("Post to a channel when a webhook request is received") takes a message with one
+Adaptive Card (version 1.4). One notification is a card with a coloured, bold headline (red
+``attention`` for critical, ``warning``, blue ``accent`` for info, green ``good`` once resolved),
+the summary, the rule's description, and a FactSet: rule, severity, account, field, previous and
+current values, source, observed time and labels. Several (``group_window``) are one card: a
+``3 alerts: 2 firing, 1 resolved`` headline and a Container per notification, at most
+:data:`BATCH_CONTAINERS` and :data:`BATCH_BYTES` of them (Teams refuses messages over about
+28 KB), then ``…and N more``. Workflows answer ``202 Accepted``; any 2xx counts as delivered.
+"""
 
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import aiohttp
 
-from monitor.errors import ConfigError
-from monitor.sinks.base import Sink
+from monitor import encoding
+from monitor.config import MsTeamsSinkConfig, resolve_secret
+from monitor.models import Alert, Notification, Severity, Status, rfc3339
+from monitor.sinks.http import HttpSink
+from monitor.sinks.slack import (
+    MISSING,
+    clip,
+    details,
+    labels_text,
+    more,
+    render,
+    symbol,
+    tally,
+    title,
+)
+
+CARD_CONTENT_TYPE = "application/vnd.microsoft.card.adaptive"
+CARD_SCHEMA = "http://adaptivecards.io/schemas/adaptive-card.json"
+CARD_VERSION = "1.4"
+TEXT_LIMIT = 2000
+FACT_LIMIT = 500
+BATCH_CONTAINERS = 50
+BATCH_TEXT_LIMIT = 300
+#: A batch card stops adding containers at this many bytes of JSON.
+BATCH_BYTES = 24_000
+RESOLVED_COLOR = "good"
+COLORS: Mapping[Severity, str] = {
+    Severity.CRITICAL: "attention",
+    Severity.WARNING: "warning",
+    Severity.INFO: "accent",
+}
 
 
-def create(config: Any, *, index: int, session: aiohttp.ClientSession) -> Sink:
-    raise ConfigError(f"sinks[{index}].type: the msteams sink is not written yet")
+class MsTeamsSink(HttpSink):
+    """Delivers notifications to one Teams Workflows webhook URL."""
+
+    async def send(self, notification: Notification) -> None:
+        await self.send_batch([notification])
+
+    async def send_batch(self, notifications: Sequence[Notification]) -> None:
+        if notifications:
+            await self._post_json(message([n.alert for n in notifications]))
+
+
+def message(alerts: Sequence[Alert]) -> dict[str, Any]:
+    """The webhook JSON document for one or more alerts: a message with one Adaptive Card."""
+    if len(alerts) == 1:
+        return card(_single(alerts[0]))
+    body: list[dict[str, Any]] = [_text(tally(alerts), weight="bolder", size="medium")]
+    size = len(encoding.dumps(card(body)).encode()) + 200  # room for the "…and N more" line
+    shown = 0
+    for alert in alerts[:BATCH_CONTAINERS]:
+        container = _container(alert)
+        size += len(encoding.dumps(container).encode()) + 1
+        if size > BATCH_BYTES:
+            break
+        body.append(container)
+        shown += 1
+    if shown < len(alerts):
+        body.append(_text(more(alerts[shown:]), is_subtle=True, separator=True))
+    return card(body)
+
+
+def card(body: list[dict[str, Any]]) -> dict[str, Any]:
+    """The message carrying one Adaptive Card with ``body``."""
+    return {
+        "type": "message",
+        "attachments": [
+            {
+                "contentType": CARD_CONTENT_TYPE,
+                "contentUrl": None,
+                "content": {
+                    "$schema": CARD_SCHEMA,
+                    "type": "AdaptiveCard",
+                    "version": CARD_VERSION,
+                    "body": body,
+                },
+            }
+        ],
+    }
+
+
+def _single(alert: Alert) -> list[dict[str, Any]]:
+    facts = {
+        "Rule": alert.rule,
+        "Severity": alert.severity.value,
+        "Account": alert.account_number or MISSING,
+        "Field": alert.field or MISSING,
+        "Previous": render(alert.previous),
+        "Current": render(alert.current),
+        "Source": alert.source,
+        "Observed": rfc3339(alert.observed_at),
+    }
+    if alert.labels:
+        facts["Labels"] = labels_text(alert.labels)
+    body = [_headline(alert, size="medium"), _text(clip(alert.summary, TEXT_LIMIT))]
+    if alert.description:
+        body.append(_text(clip(alert.description, TEXT_LIMIT), is_subtle=True))
+    body.append(
+        {
+            "type": "FactSet",
+            "facts": [
+                {"title": key, "value": clip(value, FACT_LIMIT)} for key, value in facts.items()
+            ],
+        }
+    )
+    return body
+
+
+def _container(alert: Alert) -> dict[str, Any]:
+    items = [_headline(alert), _text(clip(alert.summary, BATCH_TEXT_LIMIT), spacing="none")]
+    if alert.description:
+        description = clip(alert.description, BATCH_TEXT_LIMIT)
+        items.append(_text(description, is_subtle=True, spacing="none"))
+    items.append(_text(clip(details(alert), BATCH_TEXT_LIMIT), is_subtle=True, spacing="none"))
+    return {"type": "Container", "separator": True, "items": items}
+
+
+def _headline(alert: Alert, **style: Any) -> dict[str, Any]:
+    color = RESOLVED_COLOR if alert.status is Status.RESOLVED else COLORS[alert.severity]
+    return _text(f"{symbol(alert)} {title(alert)}", color=color, weight="bolder", **style)
+
+
+def _text(text: str, *, is_subtle: bool = False, **style: Any) -> dict[str, Any]:
+    block: dict[str, Any] = {"type": "TextBlock", "text": text, "wrap": True, **style}
+    if is_subtle:
+        block["isSubtle"] = True
+    return block
+
+
+def create(config: MsTeamsSinkConfig, *, index: int, session: aiohttp.ClientSession) -> MsTeamsSink:
+    """Build the sink, resolving its URL now (``ConfigError`` names the key)."""
+    return MsTeamsSink(
+        config.name,
+        session=session,
+        url=resolve_secret(config.url_ref(index)),
+        timeout=config.timeout.total_seconds(),
+    )

@@ -1,33 +1,40 @@
-"""``type = "slack"``: post each notification to a Slack incoming webhook.
+"""``type = "slack"``: post notifications to a Slack incoming webhook.
 
-The message has a plain ``text`` fallback (notifications, screen readers), a Block Kit section
-with the same line, and a coloured attachment with the details::
+One notification is a message with a plain ``text`` fallback (notifications, screen readers), a
+Block Kit section with the same line, the rule's description below it, and a coloured attachment
+with the details::
 
     :warning: [WARNING] FIRING low-cash: 12345678@vision: cash_to_withdraw fell to 512.25 (< 1000)
     :white_check_mark: RESOLVED [WARNING] low-cash: 12345678@vision: cash_to_withdraw back to 1500
 
-User text is escaped (``&``, ``<``, ``>``) as Slack requires; money keeps its exact digits.
+Several (``group_window``) are one message: a ``3 alerts: 2 firing, 1 resolved`` headline and a
+section per notification, at most :data:`BATCH_SECTIONS` of them, then ``…and N more``.
+
+User text is escaped (``&``, ``<``, ``>``) as Slack requires; money keeps its exact digits. The
+plain-text helpers here (:func:`render`, :func:`title`, :func:`tally`, :func:`clip`,
+:func:`join_lines`) are shared by the other chat sinks.
 """
 
 from __future__ import annotations
 
 import re
-from collections.abc import Mapping
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from decimal import Decimal
 from typing import Any
 
 import aiohttp
-from pydantic import SecretStr
 
 from monitor import encoding
 from monitor.config import SlackSinkConfig, resolve_secret
 from monitor.models import DEFAULT_SOURCE, Alert, JSONValue, Notification, Severity, Status, rfc3339
-from monitor.sinks import http
-from monitor.sinks.webhook import USER_AGENT
+from monitor.sinks.http import HttpSink
 
 MISSING = "—"
 SECTION_LIMIT = 3000  # Block Kit text object limits
 FIELD_LIMIT = 2000
+#: Slack allows 50 blocks a message: a headline, this many notifications, and "…and N more".
+BATCH_SECTIONS = 45
+BATCH_SECTION_LIMIT = 1000
 RESOLVED_COLOR = "good"
 COLORS: Mapping[Severity, str] = {
     Severity.CRITICAL: "danger",
@@ -39,46 +46,30 @@ EMOJI: Mapping[Severity, str] = {
     Severity.WARNING: ":warning:",
     Severity.INFO: ":information_source:",
 }
+#: Unicode emoji for the chat sinks that do not know Slack's ``:codes:``.
+SYMBOLS: Mapping[Severity, str] = {
+    Severity.CRITICAL: "🚨",
+    Severity.WARNING: "⚠️",
+    Severity.INFO: "\N{INFORMATION SOURCE}\N{VARIATION SELECTOR-16}",
+}
+RESOLVED_SYMBOL = "✅"
 _PARTIAL_ENTITY = re.compile(r"&[a-z]*$")
 
 
-class SlackSink:
+class SlackSink(HttpSink):
     """Delivers notifications to one Slack incoming-webhook URL."""
 
-    def __init__(
-        self, name: str, *, session: aiohttp.ClientSession, url: SecretStr, timeout: float = 10.0
-    ) -> None:
-        self._name = name
-        self._session = session
-        self._url = url
-        self._timeout = timeout
-
-    def __repr__(self) -> str:
-        return f"SlackSink(name={self._name!r})"
-
-    @property
-    def name(self) -> str:
-        return self._name
-
     async def send(self, notification: Notification) -> None:
-        body = encoding.dumps(message(notification.alert)).encode()
-        headers = {"Content-Type": "application/json", "User-Agent": USER_AGENT}
-        await http.post(
-            self._session,
-            self._url.get_secret_value(),
-            body,
-            headers=headers,
-            timeout=self._timeout,
-            sink=self._name,
-        )
+        await self._post_json(message(notification.alert))
 
-    async def aclose(self) -> None:
-        """Nothing to release: the session belongs to the caller."""
+    async def send_batch(self, notifications: Sequence[Notification]) -> None:
+        if notifications:
+            await self._post_json(batch_message([n.alert for n in notifications]))
 
 
 def message(alert: Alert) -> dict[str, Any]:
     """The incoming-webhook JSON document for one alert."""
-    headline = _clip(_headline(alert), SECTION_LIMIT)
+    headline = clip(_headline(alert), SECTION_LIMIT)
     color = RESOLVED_COLOR if alert.status is Status.RESOLVED else COLORS[alert.severity]
     fields = {
         "Rule": alert.rule,
@@ -88,10 +79,15 @@ def message(alert: Alert) -> dict[str, Any]:
         "Previous": render(alert.previous),
         "Current": render(alert.current),
     }
+    if alert.labels:
+        fields["Labels"] = labels_text(alert.labels)
+    blocks = [_section(headline)]
+    if alert.description:
+        blocks.append(_section(clip(escape(alert.description), SECTION_LIMIT)))
     context = f"observed {rfc3339(alert.observed_at)} · fingerprint `{escape(alert.fingerprint)}`"
     return {
         "text": headline,
-        "blocks": [_section(headline)],
+        "blocks": blocks,
         "attachments": [
             {
                 "color": color,
@@ -99,7 +95,7 @@ def message(alert: Alert) -> dict[str, Any]:
                     {
                         "type": "section",
                         "fields": [
-                            _mrkdwn(_clip(f"*{key}*\n{escape(value)}", FIELD_LIMIT))
+                            _mrkdwn(clip(f"*{key}*\n{escape(value)}", FIELD_LIMIT))
                             for key, value in fields.items()
                         ],
                     },
@@ -110,8 +106,32 @@ def message(alert: Alert) -> dict[str, Any]:
     }
 
 
+def batch_message(alerts: Sequence[Alert]) -> dict[str, Any]:
+    """One document for several alerts (one alert: :func:`message`); at most 50 blocks."""
+    if len(alerts) == 1:
+        return message(alerts[0])
+    headline = tally(alerts)
+    shown = alerts if len(alerts) <= BATCH_SECTIONS else alerts[:BATCH_SECTIONS]
+    blocks = [_section(f"*{headline}*")]
+    blocks.extend(_section(clip(_batch_entry(alert), BATCH_SECTION_LIMIT)) for alert in shown)
+    if len(shown) < len(alerts):
+        blocks.append({"type": "context", "elements": [_mrkdwn(more(alerts[len(shown) :]))]})
+    return {"text": headline, "blocks": blocks}
+
+
+def _batch_entry(alert: Alert) -> str:
+    lines = [_headline(alert)]
+    if alert.description:
+        lines.append(clip(escape(alert.description), BATCH_SECTION_LIMIT // 2))
+    lines.append(escape(details(alert)))
+    return "\n".join(lines)
+
+
+# --------------------------------------------------------------------------- shared text
+
+
 def escape(text: str) -> str:
-    """Slack's control characters as entities: ``&`` ``<`` ``>``."""
+    """Slack's control characters as entities: ``&`` ``<`` ``>`` (also right for HTML text)."""
     return text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
 
 
@@ -128,21 +148,79 @@ def render(value: JSONValue) -> str:
     return str(value)
 
 
-def _headline(alert: Alert) -> str:
-    """Status, rule and the summary (which already names the account or the source)."""
+def title(alert: Alert) -> str:
+    """``[CRITICAL] FIRING low-cash`` or ``RESOLVED [CRITICAL] low-cash (vision)``: plain text."""
     rule = alert.rule if alert.source == DEFAULT_SOURCE else f"{alert.rule} ({alert.source})"
     severity = alert.severity.value.upper()
     if alert.status is Status.RESOLVED:
-        prefix = f":white_check_mark: RESOLVED [{severity}]"
-    else:
-        prefix = f"{EMOJI[alert.severity]} [{severity}] FIRING"
-    return f"{prefix} {escape(rule)}: {escape(alert.summary)}"
+        return f"RESOLVED [{severity}] {rule}"
+    return f"[{severity}] FIRING {rule}"
 
 
-def _clip(text: str, limit: int) -> str:
+def symbol(alert: Alert) -> str:
+    """The alert's Unicode emoji: ✅ once resolved, else by severity."""
+    return RESOLVED_SYMBOL if alert.status is Status.RESOLVED else SYMBOLS[alert.severity]
+
+
+def details(alert: Alert) -> str:
+    """``account 12345678 · cash_to_withdraw: 1500.00 → 512.25 · team=risk``: plain text."""
+    parts = [f"account {alert.account_number}"] if alert.account_number else []
+    if alert.field:
+        parts.append(f"{alert.field}: {render(alert.previous)} → {render(alert.current)}")
+    if alert.labels:
+        parts.append(labels_text(alert.labels))
+    return " · ".join(parts) or f"source {alert.source}"
+
+
+def labels_text(labels: Mapping[str, str]) -> str:
+    """``team=risk, desk=ny``, in the rule's order."""
+    return ", ".join(f"{key}={value}" for key, value in labels.items())
+
+
+def counts(alerts: Iterable[Alert]) -> str:
+    """``2 firing, 1 resolved``."""
+    statuses = [alert.status for alert in alerts]
+    resolved = statuses.count(Status.RESOLVED)
+    return f"{len(statuses) - resolved} firing, {resolved} resolved"
+
+
+def tally(alerts: Sequence[Alert]) -> str:
+    """``3 alerts: 2 firing, 1 resolved``: the headline of a batch."""
+    noun = "alert" if len(alerts) == 1 else "alerts"
+    return f"{len(alerts)} {noun}: {counts(alerts)}"
+
+
+def more(alerts: Sequence[Alert]) -> str:
+    """``…and 4 more: 3 firing, 1 resolved``: the alerts a batch message leaves out."""
+    return f"…and {len(alerts)} more: {counts(alerts)}"
+
+
+def clip(text: str, limit: int) -> str:
+    """At most ``limit`` characters, ending in ``…`` when cut, never inside an ``&…;`` entity."""
     if len(text) <= limit:
         return text
     return _PARTIAL_ENTITY.sub("", text[: limit - 1]) + "…"
+
+
+def join_lines(lines: Sequence[str], limit: int, *, rest: Callable[[int], str]) -> str:
+    """The lines joined by newlines, within ``limit`` characters: whole lines only, and when
+    some do not fit, the last ``n`` make way for the line ``rest(n)`` (``n`` ≥ 1)."""
+    text = "\n".join(lines)
+    if len(text) <= limit:
+        return text
+    kept, size = 0, 0  # size: the kept lines with a newline each
+    for index, line in enumerate(lines[:-1]):
+        if size + len(line) + 1 + len(rest(len(lines) - index - 1)) > limit:
+            break
+        kept, size = index + 1, size + len(line) + 1
+    return clip("\n".join([*lines[:kept], rest(len(lines) - kept)]), limit)
+
+
+def _headline(alert: Alert) -> str:
+    """Emoji, status, severity, rule and the summary (which already names the account or the
+    source)."""
+    emoji = ":white_check_mark:" if alert.status is Status.RESOLVED else EMOJI[alert.severity]
+    return f"{emoji} {escape(title(alert))}: {escape(alert.summary)}"
 
 
 def _mrkdwn(text: str) -> dict[str, str]:

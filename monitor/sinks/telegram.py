@@ -1,14 +1,168 @@
-"""``type = "telegram"``: being written."""
+"""``type = "telegram"``: a Telegram bot posts notifications to one chat (``sendMessage``).
+
+The request is ``POST {api_url}/bot<token>/sendMessage`` with ``{"chat_id": ..., "text": ...,
+"parse_mode": "HTML", "disable_web_page_preview": true}``. One notification is a bold headline
+(emoji, severity, status, rule), the summary, the rule's description in italics, and a line per
+detail: account, field, previous and current values, source, labels, observed time and
+fingerprint. Several (``group_window``) are one message: a ``3 alerts: 2 firing, 1 resolved``
+headline and one line each. User text is HTML-escaped (``&``, ``<``, ``>``) and the text is cut to
+Telegram's 4096 characters at whole lines (``…and N more``).
+
+The bot token sits in the URL path: it is redacted from error messages like the URL, and a
+``429`` answer's ``{"parameters": {"retry_after": N}}`` becomes the error's ``retry_after``.
+"""
 
 from __future__ import annotations
 
+import json
+import re
+from collections.abc import Sequence
 from typing import Any
+from urllib.parse import quote
 
 import aiohttp
+from pydantic import SecretStr
 
+from monitor.config import TelegramSinkConfig, resolve_secret
 from monitor.errors import ConfigError
-from monitor.sinks.base import Sink
+from monitor.models import Alert, Notification, rfc3339
+from monitor.sinks.http import HttpSink
+from monitor.sinks.slack import (
+    MISSING,
+    clip,
+    escape,
+    join_lines,
+    labels_text,
+    more,
+    render,
+    symbol,
+    tally,
+    title,
+)
+
+DEFAULT_API_URL = "https://api.telegram.org"
+TEXT_LIMIT = 4096
+TITLE_LIMIT = 256
+SUMMARY_LIMIT = 1000
+DESCRIPTION_LIMIT = 1500
+VALUE_LIMIT = 200
+#: A batch line's summary is cut to this many characters.
+LINE_SUMMARY_LIMIT = 300
+_NUMERIC_CHAT = re.compile(r"-?\d+")
 
 
-def create(config: Any, *, index: int, session: aiohttp.ClientSession) -> Sink:
-    raise ConfigError(f"sinks[{index}].type: the telegram sink is not written yet")
+class TelegramSink(HttpSink):
+    """Delivers notifications to one Telegram chat through one bot."""
+
+    def __init__(
+        self,
+        name: str,
+        *,
+        session: aiohttp.ClientSession,
+        token: SecretStr,
+        chat_id: str,
+        api_url: str = DEFAULT_API_URL,
+        timeout: float = 10.0,
+    ) -> None:
+        quoted = quote(token.get_secret_value(), safe=":")
+        super().__init__(
+            name,
+            session=session,
+            url=SecretStr(f"{api_url.rstrip('/')}/bot{quoted}/sendMessage"),
+            timeout=timeout,
+            redact=(token, SecretStr(quoted)),
+        )
+        self._chat_id: int | str = int(chat_id) if _NUMERIC_CHAT.fullmatch(chat_id) else chat_id
+
+    async def send(self, notification: Notification) -> None:
+        await self.send_batch([notification])
+
+    async def send_batch(self, notifications: Sequence[Notification]) -> None:
+        if notifications:
+            await self._post_json(message([n.alert for n in notifications], self._chat_id))
+
+    def _retry_after_in_body(self, body: str) -> float | None:
+        return retry_after(body)
+
+
+def message(alerts: Sequence[Alert], chat_id: int | str) -> dict[str, Any]:
+    """The ``sendMessage`` JSON document for one or more alerts."""
+    return {
+        "chat_id": chat_id,
+        "text": text(alerts),
+        "parse_mode": "HTML",
+        "disable_web_page_preview": True,
+    }
+
+
+def text(alerts: Sequence[Alert]) -> str:
+    """The message text (Telegram HTML), at most 4096 characters, cut at whole lines."""
+    if len(alerts) == 1:
+        return join_lines(_single(alerts[0]), TEXT_LIMIT, rest=lambda n: "…")
+    lines = [f"<b>{escape(tally(alerts))}</b>", *map(_line, alerts)]
+    return join_lines(lines, TEXT_LIMIT, rest=lambda n: escape(more(alerts[-n:])))
+
+
+def retry_after(body: str) -> float | None:
+    """The seconds of ``{"ok": false, "parameters": {"retry_after": N}}``, if the body has them."""
+    try:
+        document = json.loads(body)
+    except ValueError:
+        return None
+    parameters = document.get("parameters") if isinstance(document, dict) else None
+    value = parameters.get("retry_after") if isinstance(parameters, dict) else None
+    if isinstance(value, int | float) and not isinstance(value, bool) and value >= 0:
+        return float(value)
+    return None
+
+
+def _single(alert: Alert) -> list[str]:
+    """Whole HTML fragments, one per line, each with its tags closed."""
+    lines = [
+        f"{symbol(alert)} <b>{_html(title(alert), TITLE_LIMIT)}</b>",
+        _html(alert.summary, SUMMARY_LIMIT),
+    ]
+    if alert.description:
+        lines.append(f"<i>{_html(alert.description, DESCRIPTION_LIMIT)}</i>")
+    facts = {
+        "Account": alert.account_number or MISSING,
+        "Field": alert.field or MISSING,
+        "Previous": render(alert.previous),
+        "Current": render(alert.current),
+        "Source": alert.source,
+    }
+    if alert.labels:
+        facts["Labels"] = labels_text(alert.labels)
+    facts["Observed"] = rfc3339(alert.observed_at)
+    lines.append("")
+    lines.extend(f"<b>{key}:</b> {_html(value, VALUE_LIMIT)}" for key, value in facts.items())
+    lines.append(f"<b>Fingerprint:</b> <code>{_html(alert.fingerprint, VALUE_LIMIT)}</code>")
+    return lines
+
+
+def _line(alert: Alert) -> str:
+    account = f" · <code>{_html(alert.account_number, 64)}</code>" if alert.account_number else ""
+    summary = _html(alert.summary, LINE_SUMMARY_LIMIT)
+    return f"{symbol(alert)} <b>{_html(title(alert), TITLE_LIMIT)}</b>{account}: {summary}"
+
+
+def _html(value: str, limit: int) -> str:
+    """Escaped for Telegram HTML and cut to ``limit`` characters (not inside an entity)."""
+    return clip(escape(value), limit)
+
+
+def create(
+    config: TelegramSinkConfig, *, index: int, session: aiohttp.ClientSession
+) -> TelegramSink:
+    """Build the sink, resolving its bot token now (``ConfigError`` names the key)."""
+    ref = config.ref(index, "bot_token")
+    if ref is None:  # the model validator makes a required secret present
+        raise ConfigError(f"sinks[{index}].bot_token: no secret given")
+    return TelegramSink(
+        config.name,
+        session=session,
+        token=resolve_secret(ref),
+        chat_id=config.chat_id,
+        api_url=config.api_url,
+        timeout=config.timeout.total_seconds(),
+    )

@@ -14,17 +14,18 @@ import aiohttp
 from multidict import CIMultiDict
 from pydantic import SecretStr
 
-from monitor import __version__, encoding
+from monitor import encoding
 from monitor.config import WebhookSinkConfig, resolve_secret
 from monitor.models import Notification
 from monitor.sinks import http
+from monitor.sinks.http import HttpSink
 
-USER_AGENT = f"balance-monitor/{__version__}"
+USER_AGENT = http.USER_AGENT
 SIGNATURE_HEADER = "X-Balance-Monitor-Signature"
 ID_HEADER = "X-Balance-Monitor-Id"
 
 
-class WebhookSink:
+class WebhookSink(HttpSink):
     """Delivers notifications as signed JSON POSTs to one URL."""
 
     def __init__(
@@ -37,38 +38,18 @@ class WebhookSink:
         headers: Mapping[str, str] | None = None,
         timeout: float = 10.0,
     ) -> None:
-        self._name = name
-        self._session = session
-        self._url = url
+        super().__init__(name, session=session, url=url, timeout=timeout)
         self._secret = secret
         self._headers = dict(headers or {})
-        self._timeout = timeout
-
-    def __repr__(self) -> str:
-        return f"WebhookSink(name={self._name!r})"
-
-    @property
-    def name(self) -> str:
-        return self._name
 
     async def send(self, notification: Notification) -> None:
         body = encoding.dumps(notification.payload()).encode()
-        headers = CIMultiDict({"Content-Type": "application/json", "User-Agent": USER_AGENT})
+        headers = CIMultiDict(http.JSON_HEADERS)
         headers.update(self._headers)
         headers[ID_HEADER] = notification.id
         if self._secret is not None:
             headers[SIGNATURE_HEADER] = sign(body, self._secret.get_secret_value())
-        await http.post(
-            self._session,
-            self._url.get_secret_value(),
-            body,
-            headers=headers,
-            timeout=self._timeout,
-            sink=self._name,
-        )
-
-    async def aclose(self) -> None:
-        """Nothing to release: the session belongs to the caller."""
+        await self._post(body, headers)
 
 
 def sign(body: bytes, secret: str) -> str:
