@@ -14,7 +14,7 @@ from typing import Any
 import aiohttp
 import pytest
 from aiohttp.test_utils import TestServer
-from pydantic import SecretStr
+from pydantic import TypeAdapter
 from sinks_helpers import Receiver, Reply, make_notification
 from yarl import URL
 
@@ -40,6 +40,7 @@ LABELS = {"team": "risk", "desk": "ny"}
 DESCRIPTION = "Withdrawals may bounce; move cash before 16:00."
 
 SinkFactory = Callable[[str, aiohttp.ClientSession], HttpSink]
+SINK_CONFIG: TypeAdapter[SinkConfig] = TypeAdapter(SinkConfig)
 
 
 @pytest.fixture
@@ -116,12 +117,14 @@ def notifications(count: int, **changes: Any) -> list[Notification]:
     return [
         replace(
             make_notification(
-                status=Status.RESOLVED if i % 3 == 2 else Status.FIRING,
-                severity=severities[i % 3],
-                rule=f"rule-{i}",
-                account_number=f"{10_000_000 + i}",
-                summary=f"summary number {i}",
-                **changes,
+                **{
+                    "status": Status.RESOLVED if i % 3 == 2 else Status.FIRING,
+                    "severity": severities[i % 3],
+                    "rule": f"rule-{i}",
+                    "account_number": f"{10_000_000 + i}",
+                    "summary": f"summary number {i}",
+                    **changes,
+                }
             ),
             id=f"n-{i:04d}",
         )
@@ -213,18 +216,20 @@ async def test_chat_errors_hide_echoed_secrets(
     receiver.reply = Reply(status=status, body="")
     await send_failing(sink)
     [request] = receiver.requests
-    path = URL(request.path).path
-    echoed = f"bad {receiver.url} {request.path} {path} {SECRET_QUERY} qs-secret-signature"
-    if kind == "telegram":  # the token is the bot's secret; the others have it in their URL
-        echoed += f" {BOT_TOKEN} bot{BOT_TOKEN} {BOT_TOKEN.replace(':', '%3A')}"
+    if kind == "telegram":  # its secret is the token in the path; the receiver's path is not
+        url = f"{URL(receiver.url).origin()}{request.path}"
+        extra = f"{BOT_TOKEN} bot{BOT_TOKEN} {BOT_TOKEN.replace(':', '%3A')}"
     else:
-        echoed += " XyZpathSecretToken"
-    receiver.reply = Reply(status=status, body=echoed)
+        url = receiver.url
+        extra = f"XyZpathSecretToken {SECRET_QUERY} qs-secret-signature"
+    receiver.reply = Reply(
+        status=status, body=f"bad {url} {request.path} {URL(request.path).path} {extra}"
+    )
 
     error = await send_failing(sink)
 
     assert str(error).startswith(f"HTTP {status} from sink '{sink.name}'")
-    assert_no_secrets(str(error), receiver.url)
+    assert_no_secrets(str(error), url)
 
 
 @pytest.mark.parametrize("kind", SINKS)
@@ -268,11 +273,7 @@ def test_create_names_the_missing_secret(
 ) -> None:
     """An unset secret variable is a ConfigError naming the key and the variable."""
     monkeypatch.delenv("TEST_CHAT_SECRET", raising=False)
-    model: SinkConfig = {
-        "discord": DiscordSinkConfig,
-        "msteams": MsTeamsSinkConfig,
-        "telegram": TelegramSinkConfig,
-    }[config["type"]].model_validate(config)
+    model = SINK_CONFIG.validate_python(config)
 
     with pytest.raises(ConfigError, match=rf"^sinks\[3\]\.{key}: .*TEST_CHAT_SECRET"):
         build_sink(model, index=3, session=session)
@@ -291,11 +292,7 @@ async def test_create_from_env(
         settings |= {"bot_token_env": "TEST_CHAT_SECRET", "chat_id": 42, "api_url": origin}
     else:
         settings |= {"url_env": "TEST_CHAT_SECRET"}
-    model: SinkConfig = {
-        "discord": DiscordSinkConfig,
-        "msteams": MsTeamsSinkConfig,
-        "telegram": TelegramSinkConfig,
-    }[kind].model_validate(settings)
+    model = SINK_CONFIG.validate_python(settings)
 
     sink = build_sink(model, index=0, session=session)
     await sink.send(make_notification())
@@ -391,9 +388,9 @@ async def test_discord_resolved(receiver: Receiver, session: aiohttp.ClientSessi
 )
 def test_discord_colors(status: Status, severity: Severity, color: int) -> None:
     """Firing is coloured by severity, resolved is green; the title names the severity."""
-    [embed] = discord.message([make_notification(status=status, severity=severity).alert])[
-        "embeds"
-    ]
+    alert = make_notification(status=status, severity=severity).alert
+
+    [embed] = discord.message([alert])["embeds"]
 
     assert embed["color"] == color
     assert f"[{severity.value.upper()}]" in embed["title"]
@@ -443,7 +440,8 @@ async def test_discord_batch_of_many(
         assert last["title"] == (
             f"…and {count - 9} more: {len(rest) - resolved} firing, {resolved} resolved"
         )
-        assert last["description"].splitlines()[0] == "🚨 [CRITICAL] FIRING rule-9: summary number 9"
+        first_line = last["description"].splitlines()[0]
+        assert first_line == "🚨 [CRITICAL] FIRING rule-9: summary number 9"
         assert len(last["description"].splitlines()) == count - 9
 
 
@@ -470,6 +468,17 @@ def test_discord_overflow_lines_are_clipped() -> None:
     assert last["description"].splitlines()[-1].startswith("…and ")
 
 
+@pytest.mark.parametrize("budget", [40, 300, 600])
+def test_discord_embed_fits_its_budget(budget: int) -> None:
+    """An embed given little room drops field text, then fields, then all but its title."""
+    embed = discord.embed(huge(rule="r" * 30).alert, budget)
+
+    assert discord.embed_chars(embed) <= budget
+    assert embed["title"].startswith("🚨 [CRITICAL] FIRING rrr")
+    if budget < 100:
+        assert set(embed) == {"title", "color", "timestamp"}
+
+
 def test_discord_mentions_are_not_parsed() -> None:
     """An @everyone in account data goes out as text that pings nobody."""
     document = discord.message([make_notification(summary="@everyone <@&123> hi").alert])
@@ -481,7 +490,7 @@ def test_discord_mentions_are_not_parsed() -> None:
 @pytest.mark.parametrize(
     ("body", "headers", "retry_after"),
     [
-        ('{"message": "You are being rate limited.", "retry_after": 1.5, "global": false}', {}, 1.5),
+        ('{"message": "You are being rate limited.", "retry_after": 1.5}', {}, 1.5),
         ('{"retry_after": 1.5}', {"Retry-After": "3"}, 3.0),
         ("not json", {}, None),
         ('{"retry_after": true}', {}, None),
@@ -695,7 +704,7 @@ async def test_telegram_channel_and_resolved(
     [
         (Status.FIRING, Severity.CRITICAL, "🚨 <b>[CRITICAL] FIRING "),
         (Status.FIRING, Severity.WARNING, "⚠️ <b>[WARNING] FIRING "),
-        (Status.FIRING, Severity.INFO, "\N{INFORMATION SOURCE}\N{VARIATION SELECTOR-16} <b>[INFO] "),
+        (Status.FIRING, Severity.INFO, f"{slack.SYMBOLS[Severity.INFO]} <b>[INFO] FIRING "),
         (Status.RESOLVED, Severity.INFO, "✅ <b>RESOLVED [INFO] "),
     ],
 )
@@ -863,6 +872,17 @@ async def test_slack_batch_of_three(receiver: Receiver, session: aiohttp.ClientS
         ":white_check_mark: RESOLVED [INFO] rule-2: summary number 2\n"
         "account 10000002 · cash_to_withdraw: 1500.00 → 512.25 · team=risk, desk=ny",
     ]
+
+
+def test_slack_batch_names_the_source_of_source_level_alerts() -> None:
+    """Without an account or field, a batch entry names the source."""
+    batch = notifications(2, account_number=None, field=None, source="vision")
+
+    sections = slack.batch_message([n.alert for n in batch])["blocks"][1:]
+
+    assert sections[0]["text"]["text"] == (
+        ":rotating_light: [CRITICAL] FIRING rule-0 (vision): summary number 0\nsource vision"
+    )
 
 
 @pytest.mark.parametrize(("count", "sections"), [(45, 45), (46, 45), (300, 45)])

@@ -546,6 +546,30 @@ def test_html_escapes_user_text() -> None:
     assert "a &amp; &lt;b&gt;" in markup
 
 
+@pytest.mark.parametrize(
+    ("sender", "domain"),
+    [
+        ("alerts@example.com", "@example.com>"),
+        ("Balance Monitor <alerts@mail.example.org>", "@mail.example.org>"),
+        ("alerts@[127.0.0.1]", "@balance-monitor.invalid>"),
+    ],
+)
+def test_message_id_domain(sender: str, domain: str) -> None:
+    """The Message-ID takes the sender's domain when it is a plain host name."""
+    first = email_sink.message_id(["n-1"], sender)
+
+    assert first.startswith("<bm.")
+    assert first.endswith(domain)
+    assert email_sink.message_id(["n-1"], sender) == first
+    assert email_sink.message_id(["n-1", "n-2"], sender) != first
+
+
+def test_envelope_addresses() -> None:
+    """Display names stay in the headers; the envelope carries the bare addresses."""
+    assert email_sink.envelope_address("Ops Team <ops@example.com>") == "ops@example.com"
+    assert email_sink.envelope_address("ops@example.com") == "ops@example.com"
+
+
 # --------------------------------------------------------------------------- building
 
 

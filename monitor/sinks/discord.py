@@ -99,8 +99,9 @@ def message(alerts: Sequence[Alert]) -> dict[str, Any]:
 
 
 def embed(alert: Alert, budget: int = TOTAL_LIMIT) -> dict[str, Any]:
-    """One alert's embed in at most ``budget`` characters: field values are shortened (and in
-    the end dropped) before the description goes below :data:`MIN_DESCRIPTION`."""
+    """One alert's embed in at most ``budget`` characters: field values are shortened (in the
+    end dropped) so that the description fits whole (up to 4096), or else keeps at least
+    :data:`MIN_DESCRIPTION` characters."""
     heading = clip(f"{symbol(alert)} {title(alert)}", TITLE_LIMIT)
     footer = clip(f"fingerprint {alert.fingerprint}", FOOTER_LIMIT)
     text = f"{alert.summary}\n\n{alert.description}" if alert.description else alert.summary
@@ -109,16 +110,17 @@ def embed(alert: Alert, budget: int = TOTAL_LIMIT) -> dict[str, Any]:
         "color": _color(alert),
         "timestamp": rfc3339(alert.observed_at),
     }
-    for value_limit in (FIELD_VALUE_LIMIT, 256, 64, 0):
-        fields = _fields(alert, value_limit) if value_limit else []
-        room = budget - len(heading) - len(footer) - _fields_chars(fields)
-        if room >= min(len(text), MIN_DESCRIPTION):
-            if text:
-                document["description"] = clip(text, min(room, DESCRIPTION_LIMIT))
-            if fields:
-                document["fields"] = fields
-            document["footer"] = {"text": footer}
-            return document
+    for wanted in (min(len(text), DESCRIPTION_LIMIT), min(len(text), MIN_DESCRIPTION)):
+        for value_limit in (FIELD_VALUE_LIMIT, 256, 64, 0):
+            fields = _fields(alert, value_limit) if value_limit else []
+            room = budget - len(heading) - len(footer) - _fields_chars(fields)
+            if room >= wanted:
+                if text:
+                    document["description"] = clip(text, min(room, DESCRIPTION_LIMIT))
+                if fields:
+                    document["fields"] = fields
+                document["footer"] = {"text": footer}
+                return document
     document["title"] = clip(heading, max(budget, 1))
     return document
 

@@ -218,9 +218,9 @@ class EmailSink:
     def _excerpt(self, text: str) -> str:
         """A server's reply on one line, clipped, with the credentials cut out."""
         text = one_line(text)
-        if self._credentials is not None:
-            for secret in self._credentials:
-                if value := secret.get_secret_value():
+        for secret in self._credentials or ():
+            for value in {secret.get_secret_value(), one_line(secret.get_secret_value())}:
+                if value:
                     text = text.replace(value, "***")
         return text[:EXCERPT_CHARS]
 

@@ -15,6 +15,7 @@ import re
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from datetime import UTC, datetime
 from email.utils import parsedate_to_datetime
+from types import MappingProxyType
 from typing import Any
 from urllib.parse import unquote, urlsplit
 
@@ -25,7 +26,9 @@ from monitor import __version__, encoding
 from monitor.errors import SinkError
 
 USER_AGENT = f"balance-monitor/{__version__}"
-JSON_HEADERS: Mapping[str, str] = {"Content-Type": "application/json", "User-Agent": USER_AGENT}
+JSON_HEADERS: Mapping[str, str] = MappingProxyType(
+    {"Content-Type": "application/json", "User-Agent": USER_AGENT}
+)
 EXCERPT_CHARS = 200
 RETRYABLE_STATUSES = frozenset({408, 429})
 #: Path segments and query values this long are taken for tokens and kept out of messages.

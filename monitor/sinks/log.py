@@ -52,6 +52,8 @@ class LogSink:
             current=_loggable(alert.current),
             summary=alert.summary,
             observed_at=rfc3339(alert.observed_at),
+            **({"description": alert.description} if alert.description else {}),
+            **({"labels": dict(alert.labels)} if alert.labels else {}),
         )
 
     async def aclose(self) -> None:

@@ -70,7 +70,7 @@ class TelegramSink(HttpSink):
             session=session,
             url=SecretStr(f"{api_url.rstrip('/')}/bot{quoted}/sendMessage"),
             timeout=timeout,
-            redact=(token, SecretStr(quoted)),
+            redact=(token, SecretStr(quoted), SecretStr(quote(token.get_secret_value(), safe=""))),
         )
         self._chat_id: int | str = int(chat_id) if _NUMERIC_CHAT.fullmatch(chat_id) else chat_id
 
