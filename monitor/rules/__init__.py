@@ -80,6 +80,7 @@ def evaluate(
         skip=skip,
         only=only,
         history=history if history is not None else {},
+        gone=frozenset(previous.keys() - current.accounts.keys()) if previous else frozenset(),
     )
     alerts = []
     state: dict[AlertKey, ActiveAlert] = {}

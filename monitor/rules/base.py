@@ -30,6 +30,8 @@ class Context:
     history: History = field(default_factory=dict)
     #: Problems met while evaluating (a template that failed to render): logged, not fatal.
     problems: list[str] = field(default_factory=list)
+    #: Accounts of ``previous`` missing from ``current`` (computed once per poll).
+    gone: frozenset[str] = frozenset()
 
     @property
     def now(self) -> datetime:
@@ -45,10 +47,7 @@ class Context:
 
     def removed(self) -> list[str]:
         """Accounts of the previous poll that are not in this response (nor merely unusable)."""
-        if self.previous is None:
-            return []
-        accounts = self.current.accounts
-        return sorted(n for n in self.previous if n not in accounts and n not in self.skip)
+        return sorted(self.gone - self.skip)
 
     def value_at(self, number: str, name: str, moment: datetime) -> JSONValue:
         """The field's value at ``moment`` from the history; the oldest known value when the

@@ -88,10 +88,11 @@ def _check(
 def evaluate_delta(rule: DeltaRuleConfig, ctx: Context) -> Outcome:
     if rule.window is not None:
         # The window moves with time: an account whose field changed inside it may start or
-        # stop matching without a new record, so those are looked at on every poll.
+        # stop matching without a new record, so those are looked at on every poll, and so are
+        # those with an alert (once the move left the window, one entry may be all that is left).
         moving = [
             n for (n, f), entries in ctx.history.items() if f == rule.field and len(entries) > 1
-        ]
+        ] + [n for r, n in ctx.active if r == rule.name and n is not None]
         return lifecycle.run(rule, ctx, _check, extra=moving)
     out = Outcome()
     if ctx.previous is None:

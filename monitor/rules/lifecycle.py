@@ -122,8 +122,9 @@ class _Episodes:
             if verdict.restart and verdict.holds:  # it starts over: wait `for` again
                 active[key] = ActiveAlert(rule.name, number, "", now, "pending")
             return
+        # Still firing (inside the ``clear`` band too, where the condition itself is false).
         last = state.notified_at or state.started_at
-        if verdict.holds and rule.repeat is not None and now - last >= rule.repeat:
+        if rule.repeat is not None and now - last >= rule.repeat:
             active[key] = replace(state, notified_at=now)
             self.notify(Status.FIRING, state, account, verdict)
 

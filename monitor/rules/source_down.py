@@ -34,6 +34,7 @@ def evaluate_source(
         summary = f"source {source} is back up after {health.failures} failed polls"
         return SourceHealth(), _alert(
             Status.RESOLVED,
+            started=health.down.started_at,
             fp=health.down.fingerprint,
             source=source,
             now=now,
@@ -46,13 +47,26 @@ def evaluate_source(
         down = ActiveAlert(SOURCE_DOWN_RULE, None, fp, now)
         summary = f"source {source} is down: {failures} failed polls in a row (last: {error})"
         return SourceHealth(failures, down), _alert(
-            Status.FIRING, fp=fp, source=source, now=now, summary=summary, failures=failures
+            Status.FIRING,
+            started=now,
+            fp=fp,
+            source=source,
+            now=now,
+            summary=summary,
+            failures=failures,
         )
     return SourceHealth(failures, health.down), None
 
 
 def _alert(
-    status: Status, *, fp: str, source: str, now: datetime, summary: str, failures: int
+    status: Status,
+    *,
+    started: datetime,
+    fp: str,
+    source: str,
+    now: datetime,
+    summary: str,
+    failures: int,
 ) -> Alert:
     return Alert(
         status=status,
@@ -68,4 +82,5 @@ def _alert(
         observed_at=now,
         snapshot=None,
         source=source,
+        started_at=started,
     )

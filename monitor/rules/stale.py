@@ -33,7 +33,11 @@ def _check(
         return None
     value = account.get(rule.field)
     before = ctx.previous.get(number) if ctx.previous is not None else None
-    prior = before.get(rule.field) if before is not None else value
+    # No previous record with the field (first seen, or the field was missing): no change, as
+    # an alert is never resolved (nor its wait restarted) for want of data.
+    prior = value
+    if before is not None and rule.field in before.record:
+        prior = before.get(rule.field)
     after = format_duration(rule.for_)
     return lifecycle.Verdict(
         holds=not _ignored(rule, value),
@@ -42,7 +46,7 @@ def _check(
         current=value,
         firing=f"{number}: {rule.field} unchanged at {show(value)} for {after}",
         resolved=f"{number}: {rule.field} changed from {show(prior)} to {show(value)}",
-        restart=before is not None and prior != value,
+        restart=prior != value,
     )
 
 

@@ -56,7 +56,7 @@ def _check(
         current=value,
         firing=(
             f"{number}: {rule.field} {_movement(prior, value)} {show(value)} "
-            f"({rule.op} {rule.value})"
+            + (f"({rule.op} {rule.value})" if state else f"(not yet clear: {rule.op} {limit})")
         ),
         resolved=f"{number}: {rule.field} back to {show(value)} (no longer {rule.op} {limit})",
         clears=clears,
