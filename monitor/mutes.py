@@ -8,7 +8,8 @@ no window covers the rule any more, :func:`settle` decides per sink and alert ep
 * still firing (only ``firing`` held): the latest one is sent (repeats collapse into one);
 * fired and resolved inside the window: one ``resolved`` notification saying so
   (``mute_resolved = "summary"``, the default), or nothing (``"drop"``);
-* resolved inside the window after firing before it: the ``resolved`` is sent.
+* resolved inside the window after firing before it (only its end held, or a repeat and its
+  end): the ``resolved`` is sent.
 """
 
 from __future__ import annotations
@@ -24,8 +25,8 @@ from monitor.models import Notification, Status
 
 
 def _clock(text: str) -> time | None:
-    """``"08:30"`` -> 08:30; ``"24:00"`` and ``"23:59"`` -> ``None`` (the end of the day)."""
-    if text in ("24:00", "23:59"):
+    """``"08:30"`` -> 08:30; ``"24:00"`` -> ``None`` (the end of the day)."""
+    if text == "24:00":
         return None
     hours, minutes = text.split(":")
     return time(int(hours), int(minutes))
@@ -35,7 +36,9 @@ def window_at(mute: MuteConfig, now: datetime) -> tuple[datetime, datetime] | No
     """The window of ``mute`` open at ``now`` as (start, end), or ``None``."""
     zone = ZoneInfo(mute.timezone)
     local = now.astimezone(zone)
-    start_clock, end_clock = _clock(mute.start) or time(0), _clock(mute.end)
+    # "23:59" ends a window at the end of the day; it starts one at 23:59.
+    start_clock = _clock(mute.start) or time(0)
+    end_clock = None if mute.end == "23:59" else _clock(mute.end)
     for back in (0, 1):  # a window that began yesterday may run past midnight
         day = local.date() - timedelta(days=back)
         if WEEKDAYS[day.weekday()] not in mute.days:
@@ -93,8 +96,13 @@ def settle(
         out.settled.extend(r.seq for r in rows)
         first, last = rows[0], rows[-1]
         alert = last.notification.alert
-        # Still firing (send the latest), or only its end was held (it fired before the window).
-        if alert.status is Status.FIRING or first.notification.alert.status is Status.RESOLVED:
+        # Still firing (send the latest), or its firing went out before the window: only its
+        # end was held, or a repeat (notified after the episode began) and its end.
+        opened = first.notification.alert
+        before = opened.status is Status.RESOLVED or (
+            opened.started_at is not None and opened.started_at < opened.observed_at
+        )
+        if alert.status is Status.FIRING or before:
             out.release.append((last.notification, last.sink, last.source))
         elif not drop_resolved(alert.rule):
             out.release.append((summarised(first, last), last.sink, last.source))

@@ -151,8 +151,12 @@ class SourcePipeline:
                 if now is None or _has_state(rule) != _has_state(now):
                     retired.append(rule.name)
                     self._retired[rule.name] = rule
-            for name in new:
-                self._retired.pop(name, None)
+            # A rule retired by an earlier reload and back now (as a condition again, if it
+            # was one) keeps its alerts; one that just became an event rule stays retired.
+            for name, rule in new.items():
+                old = self._retired.get(name)
+                if old is not None and _has_state(old) == _has_state(rule):
+                    del self._retired[name]
             self.config, self.rules, self.fetcher = config, rules, fetcher
             self._full = True
             self.down_after = down_after
@@ -350,13 +354,17 @@ class SourcePipeline:
         return ended, kept
 
     def _queue_retired(self, ended: list[Alert], now: datetime) -> tuple[Queued, Held]:
-        """The resolved notifications of removed rules go to the old rule's sinks that remain."""
+        """The resolved notifications of removed rules go to the old rule's sinks that remain
+        (in the config's order, less those whose ``min_severity`` is above the alert's)."""
         queued, held = self._queue(ended, now)
-        configured = {s.name for s in self.config.sinks}
 
         def sinks(a: Alert) -> tuple[str, ...]:
             named = self._retired[a.rule].sinks
-            return tuple(s for s in (named or configured) if s in configured)
+            return tuple(
+                s.name
+                for s in self.config.sinks
+                if (named is None or s.name in named) and s.accepts(a.severity)
+            )
 
         return (
             [(n, sinks(n.alert)) for n, _ in queued],

@@ -4,6 +4,8 @@ In the spirit of ``structlog.testing`` and httpx's ``MockTransport``:
 
 * :class:`RecordingSink` is a :class:`~monitor.sinks.base.Sink` that records what it is sent and
   can be told to fail the next sends (``SinkError`` retryable or not, or any exception);
+* :class:`RecordingBatchSink` is also a :class:`~monitor.sinks.base.BatchSink` (``batches``
+  holds each ``send_batch`` call); :class:`RestoringSink` records what ``restore`` handed it;
 * :class:`FakeFetcher` is a :class:`~monitor.pipeline.Fetcher` that answers from a queue of
   bodies and errors;
 * :class:`ManualClock` (``datetime``) and :class:`ManualTime` (``time.time()`` floats) are clocks
@@ -16,6 +18,7 @@ from __future__ import annotations
 
 import asyncio
 from collections import deque
+from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
 from typing import Any, TypeAlias
 
@@ -23,7 +26,16 @@ from monitor import encoding
 from monitor.errors import SinkError
 from monitor.models import Notification
 
-__all__ = ["EPOCH", "Answer", "FakeFetcher", "ManualClock", "ManualTime", "RecordingSink"]
+__all__ = [
+    "EPOCH",
+    "Answer",
+    "FakeFetcher",
+    "ManualClock",
+    "ManualTime",
+    "RecordingBatchSink",
+    "RecordingSink",
+    "RestoringSink",
+]
 
 #: 2024-05-01T12:00:00Z, where the manual clocks start unless told otherwise.
 EPOCH = datetime(2024, 5, 1, 12, 0, 0, tzinfo=UTC)
@@ -127,6 +139,49 @@ class RecordingSink:
     async def _notify(self) -> None:
         async with self._changed:
             self._changed.notify_all()
+
+
+class RecordingBatchSink(RecordingSink):
+    """A :class:`RecordingSink` that also groups: each ``send_batch`` call is one entry of
+    ``batches`` (and its notifications count in ``attempts`` and ``sent`` as one attempt).
+
+    The failures of :meth:`fail_next` apply to a whole batch, as one attempt.
+    """
+
+    def __init__(self, name: str = "recording") -> None:
+        super().__init__(name)
+        #: Every ``send_batch`` call's notifications, in order (failed ones too).
+        self.batches: list[list[Notification]] = []
+
+    def __repr__(self) -> str:
+        return f"RecordingBatchSink(name={self.name!r})"
+
+    async def send_batch(self, notifications: Sequence[Notification]) -> None:
+        self.batches.append(list(notifications))
+        self.attempts.extend(notifications)
+        await self._notify()
+        await self._gate.wait()
+        if self._failures:
+            raise self._failures.popleft()
+        if self._always is not None:
+            raise self._always
+        self.sent.extend(notifications)
+        await self._notify()
+
+
+class RestoringSink(RecordingSink):
+    """A :class:`RecordingSink` that is told at start-up what it delivered that still fires
+    (like the Alertmanager sink): each ``restore`` call is one entry of ``restored``."""
+
+    def __init__(self, name: str = "recording") -> None:
+        super().__init__(name)
+        self.restored: list[list[Notification]] = []
+
+    def __repr__(self) -> str:
+        return f"RestoringSink(name={self.name!r})"
+
+    async def restore(self, firing: Sequence[Notification]) -> None:
+        self.restored.append(list(firing))
 
 
 # --------------------------------------------------------------------------- fetchers

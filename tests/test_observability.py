@@ -26,11 +26,11 @@ from sinks_helpers import make_notification
 from structlog.testing import capture_logs
 
 from monitor import __version__, status
-from monitor.config import parse_listen
+from monitor.config import MuteConfig, parse_listen
 from monitor.encoding import loads
 from monitor.health import HealthServer, Readiness
 from monitor.metrics import CONTENT_TYPE, NOTIFICATION_RESULTS, Metrics
-from monitor.models import ActiveAlert
+from monitor.models import ActiveAlert, Notification
 from monitor.parse import parse_records
 from monitor.rules import SourceHealth
 from monitor.sdnotify import Notifier
@@ -500,3 +500,86 @@ async def test_status_of_an_empty_store_says_so(store: Store) -> None:
     assert "no poll recorded yet" in text
     assert "alerts firing: none" in text
     assert "outbox: 0 pending; 0 failed or expired" in text
+
+
+async def mutes_and_pending(store: Store) -> list[MuteConfig]:
+    """A pending alert beside the firing one; three notifications held by two windows, one of
+    them no longer configured. Returns the configured windows: ``maintenance`` (open at NOW,
+    08:00 in New York, until 09:00) and ``weekend`` (closed)."""
+    started = NOW - timedelta(minutes=5)
+    await store.commit_poll(
+        "default",
+        poll=PollRecord(started, ok=True, account_count=2),
+        health=SourceHealth(),
+        active={
+            ("low-cash", VISION): ActiveAlert("low-cash", VISION, "fp-1", started),
+            ("slow", COR): ActiveAlert("slow", COR, "", NOW - timedelta(minutes=1), "pending"),
+        },
+        held=[
+            (make_notification(), ["hook", "ops"], "maintenance"),
+            (Notification("n-0002", make_notification().alert), ["hook"], "old"),
+        ],
+    )
+    return [
+        MuteConfig(name="maintenance", days=("wed",), start="07:00", end="09:00"),
+        MuteConfig(name="weekend", days=("sat", "sun"), rules=("low-cash",)),
+    ]
+
+
+async def test_status_collect_reports_mutes_held_and_pending_alerts(store: Store) -> None:
+    """Each configured window says whether it is open and until when, with how many
+    notifications it holds (a window no longer configured is listed too); pending alerts
+    are apart from the firing ones."""
+    mutes = await mutes_and_pending(store)
+    data = await status.collect(store, NOW, mutes)
+
+    assert data["mutes"] == [
+        {
+            "name": "maintenance",
+            "active": True,
+            "until": "2024-05-01T09:00:00-04:00",
+            "rules": None,
+            "held": 2,
+        },
+        {"name": "weekend", "active": False, "until": None, "rules": ["low-cash"], "held": 0},
+        {"name": "old", "active": False, "until": None, "rules": None, "held": 1},
+    ]
+    assert [a["rule"] for a in data["alerts_firing"]] == ["low-cash"]
+    assert data["alerts_pending"] == [
+        {
+            "source": "default",
+            "rule": "slow",
+            "account_number": COR,
+            "since": (NOW - timedelta(minutes=1)).isoformat(),
+        }
+    ]
+    assert loads(status.to_json(data)) == data
+
+
+async def test_status_render_shows_mutes_held_and_pending_alerts(store: Store) -> None:
+    """The mute block names the open window with its end, its rules and what it holds; the
+    pending alerts have their own block."""
+    mutes = await mutes_and_pending(store)
+    text = status.render(await status.collect(store, NOW, mutes))
+    lines = text.splitlines()
+
+    assert "mutes active: 1; 3 notifications held" in lines
+    (maintenance,) = [line for line in lines if line.startswith("maintenance ")]
+    assert "until 2024-05-01 09:00" in maintenance
+    assert maintenance.split()[-3:] == ["all", "rules", "2"]
+    (weekend,) = [line for line in lines if line.startswith("weekend ")]
+    assert weekend.split() == ["weekend", "inactive", "low-cash", "0"]
+    assert "alerts firing: 1" in lines
+    assert "alerts pending (waiting for their rule's `for`): 1" in lines
+    (pending,) = [line for line in lines if line.startswith("slow ")]
+    assert pending.split()[:3] == ["slow", COR, "default"]
+
+
+async def test_status_without_mutes_has_no_mute_block(store: Store) -> None:
+    """No window configured and nothing held: no mute lines at all."""
+    await populate(store)
+    data = await status.collect(store, NOW)
+    assert data["mutes"] == []
+    assert data["alerts_pending"] == []
+    assert "MUTE" not in status.render(data)
+    assert "mutes active" not in status.render(data)
