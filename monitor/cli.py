@@ -211,7 +211,7 @@ async def _test_sink(config: Config, name: str) -> int:
 
 
 def demo_config(url: str, state_dir: Path, interval: str) -> Config:
-    """The bundled demo: the simulator, four rules and a console sink."""
+    """The bundled demo: the simulator, five rules and a console sink."""
     data: dict[str, Any] = {
         "api": {"url": url, "token": DEMO_TOKEN, "timeout": "5s", "down_after": 3},
         "schedule": {"interval": interval},
@@ -226,6 +226,15 @@ def demo_config(url: str, state_dir: Path, interval: str) -> Config:
                 "field": "cash_to_withdraw",
                 "op": "<",
                 "value": 1000,
+                "labels": {"team": "risk"},
+                "summary": "{{ account_number }}: only {{ cash_to_withdraw | money }} to withdraw",
+            },
+            {
+                "name": "pdt-risk",
+                "type": "expression",
+                "when": "daytrades_count >= 3 && account_value_total < 25000.0"
+                " && margin_type != 'cash'",
+                "severity": "critical",
             },
             {
                 "name": "daytrades-high",

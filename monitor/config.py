@@ -1059,6 +1059,7 @@ class Config(BaseSettings):
         return (
             f"{where}, {describe_schedule(self.schedule)}, "
             f"{_plural(len(self.rules), 'rule')}, {_plural(len(self.sinks), 'sink')}"
+            + (f", {_plural(len(self.mute), 'mute window')}" if self.mute else "")
         )
 
 

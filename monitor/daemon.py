@@ -454,6 +454,7 @@ class Daemon:
             await self._apply(rt, new, tokens, sinks)
         finally:
             self.notifier.ready(self.status_line())
+        await self._release_job()  # a mute window removed or changed: settle what it held
         return True
 
     async def _apply(

@@ -15,7 +15,17 @@ from monitor.cli import main
 from monitor.config import RULE_CONFIG_TYPES, SINK_CONFIG_TYPES, Config, load_config
 
 EXAMPLE = Path(__file__).resolve().parent.parent / "config.example.toml"
-SECRET_VARIABLES = ("BALANCE_MONITOR_TOKEN", "WEBHOOK_SECRET", "SLACK_WEBHOOK_URL")
+SECRET_VARIABLES = (
+    "BALANCE_MONITOR_TOKEN",
+    "WEBHOOK_SECRET",
+    "SLACK_WEBHOOK_URL",
+    "DISCORD_WEBHOOK_URL",
+    "TEAMS_WORKFLOW_URL",
+    "TELEGRAM_BOT_TOKEN",
+    "PAGERDUTY_ROUTING_KEY",
+    "SMTP_PASSWORD",
+    "APPRISE_URL",
+)
 
 # A table header or a key, active or commented out: "[api]", "# [delivery]", "# max_age = ...".
 _HEADER = re.compile(r"^#?\s*\[\[?([a-z_.]+)\]\]?\s*$")
@@ -74,7 +84,8 @@ def _undocumented(
     """Keys of ``model`` (and of the models nested in it) that the example never mentions."""
     seen.add(model)
     documented = set().union(*(block.keys for block in blocks))
-    for key, info in model.model_fields.items():
+    for field_name, info in model.model_fields.items():
+        key = info.alias or field_name  # the TOML spelling (`for`, `from`)
         name = f"{table}.{key}" if table else key
         nested = _models(info.annotation)
         if not nested:
@@ -111,13 +122,30 @@ def test_example_keeps_the_documented_names_and_paths() -> None:
     """Sink and rule names are a public contract; a relative state path sits next to the file."""
     config = load_config(EXAMPLE)
 
-    assert [sink.name for sink in config.sinks] == ["ops", "slack", "console"]
+    assert [sink.name for sink in config.sinks] == [
+        "ops",
+        "slack",
+        "discord",
+        "teams",
+        "telegram",
+        "pagerduty",
+        "alertmanager",
+        "email",
+        "push",
+        "console",
+    ]
     assert [rule.name for rule in config.rules] == [
         "restriction-changed",
         "low-cash-to-withdraw",
         "daytrades-high",
+        "pdt-risk",
+        "equity-drop",
+        "account-appeared",
+        "account-disappeared",
+        "unsettled-cash-stuck",
         "margin-type-changed",
     ]
+    assert [mute.name for mute in config.mute] == ["weekend"]
     assert config.api is not None
     assert config.api.token_env == "BALANCE_MONITOR_TOKEN"
     assert config.state.path == EXAMPLE.parent / "balance-monitor.db"
