@@ -416,6 +416,9 @@ class _SinkBase(_Model):
 
     #: The sink's secrets (each spelled ``x``, ``x_env`` or ``x_file``) and whether required.
     SECRETS: ClassVar[Mapping[str, bool]] = {}
+    #: Whether the sink tracks alert state (Alertmanager, PagerDuty): it gets resolved
+    #: notifications even from rules with ``send_resolved = false``.
+    TRACKS_STATE: ClassVar[bool] = False
 
     @model_validator(mode="after")
     def _secret_spellings(self) -> Self:
@@ -553,6 +556,7 @@ class PagerDutySinkConfig(_SinkBase):
     """PagerDuty Events API v2: trigger on firing, resolve on resolved, deduplicated."""
 
     type: Literal["pagerduty"]
+    TRACKS_STATE: ClassVar[bool] = True
     routing_key: SecretStr | None = None
     routing_key_env: str | None = None
     routing_key_file: Path | None = None
@@ -565,6 +569,7 @@ class AlertmanagerSinkConfig(_SinkBase):
     """A Prometheus Alertmanager (``POST /api/v2/alerts``)."""
 
     type: Literal["alertmanager"]
+    TRACKS_STATE: ClassVar[bool] = True
     #: The Alertmanager's base URL, e.g. ``http://127.0.0.1:9093``.
     url: HttpUrlText
     #: Firing alerts are sent again this often; Alertmanager resolves alerts it stops hearing
@@ -1039,14 +1044,27 @@ class Config(BaseSettings):
             refs += sink.secret_refs(i)
         return refs
 
-    def sinks_for(self, rule: str, severity: Severity | None = None) -> tuple[str, ...]:
+    def sinks_for(
+        self,
+        rule: str,
+        severity: Severity | None = None,
+        *,
+        resolved: bool = False,
+        definition: RuleConfig | None = None,
+    ) -> tuple[str, ...]:
         """The sink names a rule's notifications go to (``source_down``: every sink), less
-        those whose ``min_severity`` is above ``severity``."""
-        names = next((r.sinks for r in self.rules if r.name == rule and r.sinks), None)
+        those whose ``min_severity`` is above ``severity``, and, for a ``resolved`` one of a
+        rule with ``send_resolved = false``, less those that do not track alert state.
+        ``definition`` stands in for a rule no longer in the config (a reload removed it)."""
+        found = definition if definition is not None else self.rule(rule)
+        names = found.sinks if found is not None else None
+        quiet = resolved and found is not None and not getattr(found, "send_resolved", True)
         return tuple(
             s.name
             for s in self.sinks
-            if (names is None or s.name in names) and (severity is None or s.accepts(severity))
+            if (names is None or s.name in names)
+            and (severity is None or s.accepts(severity))
+            and (not quiet or s.TRACKS_STATE)
         )
 
     def summary(self) -> str:

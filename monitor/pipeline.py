@@ -36,6 +36,7 @@ from monitor.models import (
     ParseResult,
     Problem,
     Snapshot,
+    Status,
 )
 from monitor.mutes import muting
 from monitor.parse import parse_body, problem_text
@@ -241,7 +242,7 @@ class SourcePipeline:
             upserts = [a for n, a in accounts.items() if (p := old.get(n)) is None or p != a]
         deletes = [n for n in old if n not in accounts and n not in skip]
         queued, held = self._queue(alerts, now)
-        retired_queued, retired_held = self._queue_retired(ended, now)
+        retired_queued, retired_held = self._queue(ended, now, self._retired)
         queued += retired_queued
         held += retired_held
         await self.store.commit_poll(
@@ -325,12 +326,27 @@ class SourcePipeline:
         self._problems = seen
         return frozenset(skip)
 
-    def _queue(self, alerts: list[Alert], now: datetime) -> tuple[Queued, Held]:
-        """Each alert with its sinks: queued, or held when a mute window covers its rule."""
+    def _queue(
+        self,
+        alerts: list[Alert],
+        now: datetime,
+        definitions: Mapping[str, RuleConfig] | None = None,
+    ) -> tuple[Queued, Held]:
+        """Each alert with its sinks: queued, or held when a mute window covers its rule.
+
+        ``definitions`` are the rules behind alerts that are no longer in the config (a reload
+        removed them): their sinks, ``min_severity`` filter and ``send_resolved`` still apply.
+        """
         queued: Queued = []
         held: Held = []
         for a in alerts:
-            item = (Notification(notification_id(a), a), self.config.sinks_for(a.rule, a.severity))
+            sinks = self.config.sinks_for(
+                a.rule,
+                a.severity,
+                resolved=a.status is Status.RESOLVED,
+                definition=(definitions or {}).get(a.rule),
+            )
+            item = (Notification(notification_id(a), a), sinks)
             mute = muting(self.config.mute, a.rule, now)
             if mute is None:
                 queued.append(item)
@@ -352,24 +368,6 @@ class SourcePipeline:
             elif state.state == "firing":
                 ended += retired_alerts(rule, [state], source=self.source, now=now)
         return ended, kept
-
-    def _queue_retired(self, ended: list[Alert], now: datetime) -> tuple[Queued, Held]:
-        """The resolved notifications of removed rules go to the old rule's sinks that remain
-        (in the config's order, less those whose ``min_severity`` is above the alert's)."""
-        queued, held = self._queue(ended, now)
-
-        def sinks(a: Alert) -> tuple[str, ...]:
-            named = self._retired[a.rule].sinks
-            return tuple(
-                s.name
-                for s in self.config.sinks
-                if (named is None or s.name in named) and s.accepts(a.severity)
-            )
-
-        return (
-            [(n, sinks(n.alert)) for n, _ in queued],
-            [(n, sinks(n.alert), mute) for n, _, mute in held],
-        )
 
     def _record_history(
         self, accounts: Mapping[str, Account], now: datetime, only: frozenset[str] | None

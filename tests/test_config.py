@@ -26,6 +26,7 @@ from monitor.config import (
     resolve_secret,
 )
 from monitor.errors import ConfigError
+from monitor.models import Severity
 from monitor.rules import EVALUATORS
 from monitor.sinks.registry import SINK_FACTORIES
 
@@ -1242,3 +1243,50 @@ def test_new_rule_types_are_read() -> None:
     assert stuck.type == "stale"
     assert stuck.for_ == timedelta(days=1)
     assert list(stuck.ignore) == [0, Decimal("0.5"), "x"]
+
+
+@pytest.mark.parametrize(
+    ("send_resolved", "resolved", "expected"),
+    [
+        pytest.param(True, False, ("ops", "am", "pd"), id="firing"),
+        pytest.param(True, True, ("ops", "am", "pd"), id="resolved"),
+        pytest.param(False, False, ("ops", "am", "pd"), id="firing-without-send-resolved"),
+        pytest.param(False, True, ("am", "pd"), id="resolved-only-to-state-tracking-sinks"),
+    ],
+)
+def test_sinks_for_applies_send_resolved(
+    send_resolved: bool, resolved: bool, expected: tuple[str, ...]
+) -> None:
+    """``send_resolved = false`` keeps resolved notifications from every sink except those that
+    track alert state (Alertmanager, PagerDuty), whose alert would otherwise never end."""
+    data = config(
+        sinks=[
+            webhook(),
+            {"type": "alertmanager", "name": "am", "url": "http://127.0.0.1:9093"},
+            {"type": "pagerduty", "name": "pd", "routing_key": "k"},
+        ],
+        rules=[threshold(send_resolved=send_resolved)],
+    )
+    loaded = config_from_dict(data, base_dir=BASE_DIR)
+    rule = loaded.rules[0].name
+    assert loaded.sinks_for(rule, Severity.WARNING, resolved=resolved) == expected
+
+
+def test_sinks_for_a_removed_rule_uses_its_old_definition() -> None:
+    """A rule a reload removed still chooses sinks by its own ``sinks`` and ``send_resolved``."""
+    old = config_from_dict(
+        config(
+            sinks=[webhook(), {"type": "pagerduty", "name": "pd", "routing_key": "k"}],
+            rules=[threshold(send_resolved=False, sinks=["ops", "pd"])],
+        ),
+        base_dir=BASE_DIR,
+    )
+    new = config_from_dict(
+        config(
+            sinks=[webhook(), {"type": "pagerduty", "name": "pd", "routing_key": "k"}], rules=[]
+        ),
+        base_dir=BASE_DIR,
+    )
+    gone = old.rules[0]
+    assert new.sinks_for(gone.name, Severity.WARNING, resolved=True, definition=gone) == ("pd",)
+    assert new.sinks_for(gone.name, Severity.WARNING, resolved=True) == ("ops", "pd")

@@ -248,18 +248,21 @@ def test_repeat_goes_on_inside_the_clear_band() -> None:
 @pytest.mark.parametrize(
     ("values", "expected"),
     [
-        pytest.param([900, 1500, 1500, 900, 1500], [F, "", "", F, ""], id="no-resolved"),
-        pytest.param([900, GONE, 900], [F, "", F], id="leaving-sends-nothing"),
+        pytest.param([900, 1500, 1500, 900, 1500], [F, R, "", F, R], id="resolves"),
+        pytest.param([900, GONE, 900], [F, R, F], id="leaving-resolves"),
     ],
 )
-def test_send_resolved_false(values: list[object], expected: list[str]) -> None:
-    """Without ``send_resolved`` the end is not notified, but the state is cleared: a later
-    episode fires again, with a fingerprint of its own."""
+def test_send_resolved_false_still_ends_the_episode(
+    values: list[object], expected: list[str]
+) -> None:
+    """``send_resolved = false`` does not change the lifecycle: the resolution is still an alert
+    (sinks that track alert state need it; the others are left out when sinks are chosen), and
+    a later episode fires again, with a fingerprint of its own."""
     run = Timeline([threshold(send_resolved=False)])
     alerts = [run.cash(i, Decimal(v) if isinstance(v, int) else v) for i, v in enumerate(values)]
     assert statuses(alerts) == expected
-    fingerprints = [a.fingerprint for poll in alerts for a in poll]
-    assert len(set(fingerprints)) == len(fingerprints) == 2
+    fingerprints = {a.fingerprint for poll in alerts for a in poll}
+    assert len(fingerprints) == 2
 
 
 def test_send_resolved_false_clears_the_state() -> None:
@@ -347,12 +350,13 @@ def test_every_condition_type_repeats(kind: Kind) -> None:
     assert run.active[KEY].notified_at == m(240)
 
 
-def test_every_condition_type_honours_send_resolved(kind: Kind) -> None:
-    """``send_resolved = false`` ends any condition type's episode silently."""
+def test_every_condition_type_ends_its_episode_without_send_resolved(kind: Kind) -> None:
+    """``send_resolved = false`` leaves every condition type's lifecycle alone: it resolves
+    (for the sinks that track state) and a new episode fires again."""
     _, poll = _run(kind, send_resolved=False)
     assert statuses([poll(0, kind.holds()), poll(1, kind.clear()), poll(2, kind.holds())]) == [
         F,
-        "",
+        R,
         F,
     ]
 

@@ -94,10 +94,8 @@ def evaluate(
 def retired_alerts(
     rule: RuleConfig, states: Iterable[ActiveAlert], *, source: str, now: datetime
 ) -> list[Alert]:
-    """Resolved alerts for firing alerts of a rule a reload removed (unless the rule said
-    ``send_resolved = false``): receivers are not left holding an alert nobody will end."""
-    if not getattr(rule, "send_resolved", True):
-        return []
+    """Resolved alerts for firing alerts of a rule a reload removed: receivers are not left
+    holding an alert nobody will end (``send_resolved`` is applied by the sinks' selection)."""
     ctx = Context(previous=None, current=Snapshot(source, now, {}), active={})
     return [
         alert(

@@ -8,7 +8,9 @@ with the values and default summaries to notify. :func:`run` does the rest, the 
   then, kept in the state database so a restart does not start the wait over);
 * a firing alert resolves when the check says it *clears* (hysteresis: ``clear``), or when its
   account leaves the response; otherwise it is notified again every ``repeat``;
-* ``send_resolved = false`` ends the episode without a notification;
+* every resolution is returned as an alert; ``send_resolved = false`` is applied when sinks are
+  chosen (:meth:`monitor.config.Config.sinks_for`): only sinks that track alert state
+  (Alertmanager, PagerDuty) still get it, or their alert would never end;
 * an account whose record is unusable or lacks the field keeps its state: an alert is never
   resolved for want of data.
 """
@@ -117,8 +119,7 @@ class _Episodes:
         clears = verdict.clears if verdict.clears is not None else not verdict.holds
         if clears or verdict.restart:
             del active[key]
-            if rule.send_resolved:
-                self.notify(Status.RESOLVED, state, account, verdict)
+            self.notify(Status.RESOLVED, state, account, verdict)
             if verdict.restart and verdict.holds:  # it starts over: wait `for` again
                 active[key] = ActiveAlert(rule.name, number, "", now, "pending")
             return
@@ -159,7 +160,7 @@ class _Episodes:
         """The account left the response: a firing alert resolves, a pending one is forgotten."""
         rule, ctx = self.rule, self.ctx
         del self.out.active[(rule.name, number)]
-        if state.state != "firing" or not rule.send_resolved:
+        if state.state != "firing":
             return
         before = ctx.previous.get(number) if ctx.previous is not None else None
         field = getattr(rule, "field", None)
