@@ -1,8 +1,8 @@
 """Which CEL library for ``monitor.expr``: ``cel`` (common-expression-language, Rust) or ``celpy``.
 
-    .venv/bin/python bench/cel.py [--accounts 10000] [--repeat 3]
+    .venv/bin/python bench/expressions.py [--accounts 10000] [--repeat 3]
 
-Needs both installed (``.venv/bin/pip install common-expression-language cel-python``). Prints
+Needs both installed (``.venv/bin/pip install -e '.[bench]'`` brings ``cel-python``). Prints
 Markdown: import time, compile time of the issue's example expression, evaluation time over N
 accounts (each activation built per account, as ``monitor.expr`` does: Decimal money -> double,
 ``previous`` -> map), then what each library reports for a syntax error, an undeclared variable,
@@ -21,20 +21,15 @@ import sys
 import time
 from collections.abc import Callable, Mapping
 from decimal import Decimal
-from pathlib import Path
 from typing import Any
 
-# Run as a script, this file's directory comes first on sys.path, and this file is "cel.py".
-_HERE = Path(__file__).resolve().parent
-sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != _HERE]
+import cel
+import celpy
+import celpy.celtypes as ct
+from packaging.requirements import Requirement
 
-import cel  # noqa: E402
-import celpy  # noqa: E402
-import celpy.celtypes as ct  # noqa: E402
-from packaging.requirements import Requirement  # noqa: E402
-
-from monitor.expr import compile_expression  # noqa: E402
-from monitor.models import KNOWN_ENUMS, MONEY_FIELDS, JSONValue  # noqa: E402
+from monitor.expr import compile_expression
+from monitor.models import KNOWN_ENUMS, MONEY_FIELDS, JSONValue
 
 EXAMPLE = "daytrades_count >= 3 && account_value_total < 25000.0 && margin_type != 'cash'"
 EXAMPLE_NAMES = ("account_value_total", "daytrades_count", "margin_type")
@@ -140,7 +135,7 @@ LIBS: dict[str, dict[str, Callable[..., Any]]] = {
 
 def import_ms(module: str) -> float:
     code = f"import time; t = time.perf_counter(); import {module}; print(time.perf_counter() - t)"
-    command = [sys.executable, "-P", "-c", code]  # -P: not this directory, with its cel.py
+    command = [sys.executable, "-P", "-c", code]  # -P: not this directory
     runs = [
         float(subprocess.run(command, check=True, capture_output=True).stdout) for _ in range(3)
     ]

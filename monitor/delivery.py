@@ -25,8 +25,9 @@ import asyncio
 import contextlib
 import random
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from datetime import datetime
+from typing import Any
 
 import structlog
 
@@ -221,47 +222,9 @@ class Delivery:
             return
         context = {"sink": sink.name, "ids": [r.id for r in rows], "count": len(rows)}
         attempt = max(r.attempts for r in rows) + 1
-        try:
-            await sink.send_batch([r.notification() for r in rows])
-        except SinkError as exc:
-            now = self.clock()
-            if exc.retryable:
-                delay = backoff(attempt, self.config, retry_after=exc.retry_after, rand=self.rand)
-                log.warning(
-                    "delivery_retry", **context, attempt=attempt, error=str(exc), retry_in=delay
-                )
-                for row in rows:
-                    await self.store.mark(
-                        row.seq, "pending", now=now, error=str(exc), next_attempt_at=now + delay
-                    )
-                    self._report(sink.name, "retry")
-            else:
-                log.error(
-                    "delivery_failed",
-                    **context,
-                    attempt=attempt,
-                    error=str(exc),
-                    http_status=exc.status,
-                )
-                for row in rows:
-                    await self.store.mark(row.seq, "failed", now=now, error=str(exc))
-                    self._report(sink.name, "failed")
-            return
-        except Exception as exc:  # a sink bug must not kill the worker: retry like a 5xx
-            now = self.clock()
-            delay = backoff(attempt, self.config, rand=self.rand)
-            log.error("delivery_crashed", **context, error=repr(exc), exc_info=True)
-            for row in rows:
-                await self.store.mark(
-                    row.seq, "pending", now=now, error=repr(exc), next_attempt_at=now + delay
-                )
-                self._report(sink.name, "retry")
-            return
-        log.info("notification_delivered", **context, attempt=attempt, grouped=True)
-        now = self.clock()
-        for row in rows:
-            await self.store.mark(row.seq, "delivered", now=now)
-            self._report(sink.name, "delivered")
+        await self._deliver_rows(
+            sink, rows, lambda: sink.send_batch([r.notification() for r in rows]), context, attempt
+        )
 
     async def _attempt(self, sink: Sink, row: OutboxRow) -> None:
         payload = row.payload
@@ -273,11 +236,23 @@ class Delivery:
             "account": payload.get("account_number"),
             "status": payload.get("status"),
         }
-        attempt = row.attempts + 1
+        await self._deliver_rows(
+            sink, [row], lambda: sink.send(row.notification()), context, row.attempts + 1
+        )
+
+    async def _deliver_rows(
+        self,
+        sink: Sink,
+        rows: Sequence[OutboxRow],
+        send: Callable[[], Awaitable[None]],
+        context: dict[str, Any],
+        attempt: int,
+    ) -> None:
+        """Make one attempt at ``rows`` (one notification or a group) and record its outcome for
+        each of them: delivered, retried after a backoff, or failed."""
         try:
-            await sink.send(row.notification())
+            await send()
         except SinkError as exc:
-            now = self.clock()
             if exc.retryable:
                 delay = backoff(attempt, self.config, retry_after=exc.retry_after, rand=self.rand)
                 log.warning(
@@ -287,10 +262,7 @@ class Delivery:
                     error=str(exc),
                     retry_in=round(delay, 2),
                 )
-                await self.store.mark(
-                    row.seq, "pending", now=now, error=str(exc), next_attempt_at=now + delay
-                )
-                self._report(sink.name, "retry")
+                await self._mark(sink, rows, "pending", error=str(exc), delay=delay)
             else:
                 log.error(
                     "delivery_failed",
@@ -299,22 +271,37 @@ class Delivery:
                     error=str(exc),
                     http_status=exc.status,
                 )
-                await self.store.mark(row.seq, "failed", now=now, error=str(exc))
-                self._report(sink.name, "failed")
+                await self._mark(sink, rows, "failed", error=str(exc))
         except Exception as exc:  # a sink bug must not kill the worker: retry like a 5xx
-            now = self.clock()
-            delay = backoff(attempt, self.config, rand=self.rand)
             log.error(
                 "delivery_crashed", **context, attempt=attempt, error=repr(exc), exc_info=True
             )
-            await self.store.mark(
-                row.seq, "pending", now=now, error=repr(exc), next_attempt_at=now + delay
-            )
-            self._report(sink.name, "retry")
+            delay = backoff(attempt, self.config, rand=self.rand)
+            await self._mark(sink, rows, "pending", error=repr(exc), delay=delay)
         else:
-            log.info("notification_delivered", **context, attempt=attempt)
-            await self.store.mark(row.seq, "delivered", now=self.clock())
-            self._report(sink.name, "delivered")
+            log.info("notification_delivered", **context, attempt=attempt, grouped=len(rows) > 1)
+            await self._mark(sink, rows, "delivered")
+
+    async def _mark(
+        self,
+        sink: Sink,
+        rows: Sequence[OutboxRow],
+        state: str,
+        *,
+        error: str | None = None,
+        delay: float | None = None,
+    ) -> None:
+        now = self.clock()
+        result = "retry" if state == "pending" else state
+        for row in rows:
+            await self.store.mark(
+                row.seq,
+                state,
+                now=now,
+                error=error,
+                next_attempt_at=now + delay if delay is not None else None,
+            )
+            self._report(sink.name, result)
 
 
 async def _wait(event: asyncio.Event, seconds: float, *, interruptible: bool = True) -> None:

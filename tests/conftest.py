@@ -1,6 +1,7 @@
-"""Fixtures shared by the end-to-end modules: the simulator, a webhook receiver, the CLI.
+"""Shared fixtures: for the end-to-end modules the simulator, a webhook receiver, the CLI and
+config files; for the others a state database and an HTTP session.
 
-A module that uses them sets ``TOKEN``, the API token the simulator accepts and the CLI gets
+An end-to-end module sets ``TOKEN``, the API token the simulator accepts and the CLI gets
 through ``TOKEN_ENV``; a module may define its own fixture of the same name instead.
 """
 
@@ -8,12 +9,23 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator
 from pathlib import Path
+from typing import Any
 
 import aiohttp
 import pytest
-from e2e_helpers import TOKEN_ENV, Cli, Hook, SimControl, child_env, healthy
+from e2e_helpers import (
+    TOKEN_ENV,
+    Cli,
+    Hook,
+    MakeConfig,
+    SimControl,
+    child_env,
+    config_toml,
+    healthy,
+)
 
 from monitor.simulator import Simulator, start
+from monitor.store import Store
 
 
 def _token(request: pytest.FixtureRequest) -> str:
@@ -58,3 +70,28 @@ async def cli(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[C
         yield runner
     finally:
         await runner.aclose()
+
+
+@pytest.fixture
+def make_config(tmp_path: Path, sim: SimControl, hook: Hook) -> MakeConfig:
+    """Writes a config for ``sim`` and ``hook``; keyword arguments go to ``config_toml``."""
+
+    def make(name: str = "config.toml", **options: Any) -> Path:
+        options.setdefault("api_url", sim.url)
+        options.setdefault("hook_url", hook.url)
+        options.setdefault("state", tmp_path / "state.db")
+        path = tmp_path / name
+        path.write_text(config_toml(**options), encoding="utf-8")
+        return path
+
+    return make
+
+
+@pytest.fixture
+async def store(tmp_path: Path) -> AsyncIterator[Store]:
+    """A new state database in the test's folder, closed afterwards."""
+    opened = await Store.open(tmp_path / "state.db")
+    try:
+        yield opened
+    finally:
+        await opened.close()

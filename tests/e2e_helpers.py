@@ -26,6 +26,8 @@ from aiohttp import web
 from monitor.encoding import dumps
 
 T = TypeVar("T")
+#: Writes a config file (the ``make_config`` fixture): keyword arguments go to ``config_toml``.
+MakeConfig = Callable[..., Path]
 
 #: How long a test waits for something the daemon should do within a poll or two.
 WAIT = 15.0

@@ -8,12 +8,11 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import Mapping
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-import pytest
 from sinks_helpers import make_notification
 
 from monitor.config import DeliveryConfig, config_from_dict
@@ -31,15 +30,6 @@ WINDOW = 0.3
 def note(nid: str, fp: str | None = None, status: Status = Status.FIRING) -> Notification:
     alert = make_notification(fingerprint=fp or f"fp-{nid}", status=status).alert
     return Notification(nid, alert)
-
-
-@pytest.fixture
-async def store(tmp_path: Path) -> AsyncIterator[Store]:
-    opened = await Store.open(tmp_path / "state.db")
-    try:
-        yield opened
-    finally:
-        await opened.close()
 
 
 def make_delivery(

@@ -13,7 +13,7 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from pathlib import Path
@@ -29,6 +29,7 @@ from e2e_helpers import (
     VISION,
     Cli,
     Hook,
+    MakeConfig,
     Result,
     SimControl,
     account,
@@ -48,25 +49,8 @@ TOKEN = "e2e-sekrit-token-123"
 RFC3339_UTC = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(\.\d+)?Z$")
 DEMO_DURATION = 25
 
-MakeConfig = Callable[..., Path]
-
 
 # --------------------------------------------------------------------------- fixtures
-
-
-@pytest.fixture
-def make_config(tmp_path: Path, sim: SimControl, hook: Hook) -> MakeConfig:
-    """Writes a config for ``sim`` and ``hook``; keyword arguments go to ``config_toml``."""
-
-    def make(name: str = "config.toml", **options: Any) -> Path:
-        options.setdefault("api_url", sim.url)
-        options.setdefault("hook_url", hook.url)
-        options.setdefault("state", tmp_path / "state.db")
-        path = tmp_path / name
-        path.write_text(config_toml(**options), encoding="utf-8")
-        return path
-
-    return make
 
 
 def assert_clean(result: Result | str) -> None:

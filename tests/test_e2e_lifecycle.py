@@ -10,11 +10,9 @@ from __future__ import annotations
 import json
 import signal
 import time
-from collections.abc import Callable
 from datetime import datetime
 from decimal import Decimal
 from pathlib import Path
-from typing import Any
 
 import pytest
 from e2e_helpers import (
@@ -23,9 +21,9 @@ from e2e_helpers import (
     VISION,
     Cli,
     Hook,
+    MakeConfig,
     SimControl,
     account,
-    config_toml,
     eventually,
 )
 
@@ -33,7 +31,6 @@ pytestmark = pytest.mark.e2e
 
 TOKEN = "e2e-lifecycle-token-456"
 
-MakeConfig = Callable[..., Path]
 
 LIFECYCLE_RULE = """
 [[rules]]
@@ -65,19 +62,6 @@ end = "24:00"
 timezone = "UTC"
 rules = ["low-cash"]
 """
-
-
-@pytest.fixture
-def make_config(tmp_path: Path, sim: SimControl, hook: Hook) -> MakeConfig:
-    def make(name: str = "config.toml", **options: Any) -> Path:
-        options.setdefault("api_url", sim.url)
-        options.setdefault("hook_url", hook.url)
-        options.setdefault("state", tmp_path / "state.db")
-        path = tmp_path / name
-        path.write_text(config_toml(**options), encoding="utf-8")
-        return path
-
-    return make
 
 
 async def test_for_clear_labels_and_templates(

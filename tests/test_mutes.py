@@ -4,7 +4,7 @@ releasing them from a real state database, and a poll that a window holds."""
 from __future__ import annotations
 
 import json
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import Sequence
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
@@ -325,15 +325,6 @@ def make_config(
         },
         base_dir=tmp_path,
     )
-
-
-@pytest.fixture
-async def store(tmp_path: Path) -> AsyncIterator[Store]:
-    opened = await Store.open(tmp_path / "state.db")
-    try:
-        yield opened
-    finally:
-        await opened.close()
 
 
 async def hold(

@@ -400,15 +400,6 @@ def test_parse_listen_rejects(value: str) -> None:
 # --------------------------------------------------------------------------- status
 
 
-@pytest.fixture
-async def store(tmp_path: Path) -> AsyncIterator[Store]:
-    opened = await Store.open(tmp_path / "state.db")
-    try:
-        yield opened
-    finally:
-        await opened.close()
-
-
 async def populate(store: Store) -> None:
     """Two polls of ``default``: both accounts and one alert, then a failure; a pending
     notification to ``hook``."""

@@ -7,7 +7,7 @@ A real store in tmp_path, a FakeFetcher and a ManualClock; a "restart" is a new
 from __future__ import annotations
 
 import json
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import Sequence
 from datetime import timedelta
 from decimal import Decimal
 from pathlib import Path
@@ -51,15 +51,6 @@ def make_config(
 
 def account(number: str, cash: str = "5000.00") -> dict[str, Any]:
     return {"account_number": number, "restriction": "none", "cash": Decimal(cash)}
-
-
-@pytest.fixture
-async def store(tmp_path: Path) -> AsyncIterator[Store]:
-    opened = await Store.open(tmp_path / "state.db")
-    try:
-        yield opened
-    finally:
-        await opened.close()
 
 
 class Daemon:

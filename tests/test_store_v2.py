@@ -5,7 +5,6 @@ the outbox keeps for sinks that restore."""
 from __future__ import annotations
 
 import sqlite3
-from collections.abc import AsyncIterator
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
@@ -99,15 +98,6 @@ def version(path: Path) -> str:
         return str(conn.execute("SELECT value FROM meta WHERE key='schema_version'").fetchone()[0])
     finally:
         conn.close()
-
-
-@pytest.fixture
-async def store(tmp_path: Path) -> AsyncIterator[Store]:
-    opened = await Store.open(tmp_path / "state.db")
-    try:
-        yield opened
-    finally:
-        await opened.close()
 
 
 # --------------------------------------------------------------------------- migration

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import datetime
 from decimal import Decimal
@@ -137,6 +137,44 @@ def alert(
         started_at=started_at or ctx.now,
     )
     return _templated(ctx, rule, made)
+
+
+def event(
+    ctx: Context,
+    rule: Any,
+    account: Account,
+    *,
+    summary: str,
+    field: str | None = None,
+    previous: JSONValue = None,
+    current: JSONValue = None,
+) -> Alert:
+    """A one-off ``firing`` alert: its own fingerprint, and never a ``resolved`` one."""
+    extra = (field,) if field is not None else ()
+    number = account.account_number
+    return alert(
+        ctx,
+        status=Status.FIRING,
+        fingerprint=fingerprint(ctx.current.source, rule.name, number, ctx.now, *extra),
+        rule=rule,
+        account=account,
+        field=field,
+        previous=previous,
+        current=current,
+        summary=summary,
+    )
+
+
+def compared(ctx: Context, rule: Any, field: str) -> Iterator[tuple[str, Account, Any, Any]]:
+    """``(number, account, previous value, current value)`` of the accounts the rule selects
+    that were also in the previous poll (none on the first poll)."""
+    if ctx.previous is None:
+        return
+    for number, account in ctx.candidates():
+        before = ctx.previous.get(number)
+        if before is None or number in ctx.skip or not matches(number, rule.accounts):
+            continue
+        yield number, account, before.get(field), account.get(field)
 
 
 def _templated(ctx: Context, rule: Any, made: Alert) -> Alert:

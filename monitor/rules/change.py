@@ -8,21 +8,14 @@ account seen for the first time has nothing to compare with.
 from __future__ import annotations
 
 from monitor.config import ChangeRuleConfig, RestrictionChangeRuleConfig
-from monitor.models import Status
-from monitor.rules.base import Context, Outcome, alert, fingerprint, matches, show
+from monitor.rules.base import Context, Outcome, compared, event, show
 
 
 def _changes(
     rule: RestrictionChangeRuleConfig | ChangeRuleConfig, field: str, ctx: Context
 ) -> Outcome:
     out = Outcome()
-    if ctx.previous is None:
-        return out
-    for number, account in ctx.candidates():
-        before = ctx.previous.get(number)
-        if before is None or number in ctx.skip or not matches(number, rule.accounts):
-            continue
-        old, new = before.get(field), account.get(field)
+    for number, account, old, new in compared(ctx, rule, field):
         if old == new:
             continue
         if field == "restriction":
@@ -33,17 +26,7 @@ def _changes(
         else:
             summary = f"{number}: {field} changed from {show(old)} to {show(new)}"
         out.alerts.append(
-            alert(
-                ctx,
-                status=Status.FIRING,
-                fingerprint=fingerprint(ctx.current.source, rule.name, number, ctx.now, field),
-                rule=rule,
-                account=account,
-                field=field,
-                previous=old,
-                current=new,
-                summary=summary,
-            )
+            event(ctx, rule, account, summary=summary, field=field, previous=old, current=new)
         )
     return out
 

@@ -12,9 +12,9 @@ from __future__ import annotations
 from decimal import Decimal
 
 from monitor.config import DeltaRuleConfig, format_duration
-from monitor.models import Account, JSONValue, Status
+from monitor.models import Account, JSONValue
 from monitor.rules import lifecycle
-from monitor.rules.base import Context, Outcome, alert, fingerprint, matches, show
+from monitor.rules.base import Context, Outcome, compared, event, show
 
 
 def moved(rule: DeltaRuleConfig, base: JSONValue, value: JSONValue) -> bool | None:
@@ -95,26 +95,12 @@ def evaluate_delta(rule: DeltaRuleConfig, ctx: Context) -> Outcome:
         ] + [n for r, n in ctx.active if r == rule.name and n is not None]
         return lifecycle.run(rule, ctx, _check, extra=moving)
     out = Outcome()
-    if ctx.previous is None:
-        return out
-    for number, account in ctx.candidates():
-        before = ctx.previous.get(number)
-        if before is None or number in ctx.skip or not matches(number, rule.accounts):
-            continue
-        old, new = before.get(rule.field), account.get(rule.field)
-        if not moved(rule, old, new):
-            continue
-        out.alerts.append(
-            alert(
-                ctx,
-                status=Status.FIRING,
-                fingerprint=fingerprint(ctx.current.source, rule.name, number, ctx.now, rule.field),
-                rule=rule,
-                account=account,
-                field=rule.field,
-                previous=old,
-                current=new,
-                summary=f"{number}: {rule.field} {describe(rule, old, new)}",
+    for number, account, old, new in compared(ctx, rule, rule.field):
+        if moved(rule, old, new):
+            summary = f"{number}: {rule.field} {describe(rule, old, new)}"
+            out.alerts.append(
+                event(
+                    ctx, rule, account, summary=summary, field=rule.field, previous=old, current=new
+                )
             )
-        )
     return out

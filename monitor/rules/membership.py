@@ -7,8 +7,7 @@ is nothing to compare with). An account whose record is merely unusable this pol
 from __future__ import annotations
 
 from monitor.config import AccountAddedRuleConfig, AccountRemovedRuleConfig
-from monitor.models import Status
-from monitor.rules.base import Context, Outcome, alert, fingerprint, matches
+from monitor.rules.base import Context, Outcome, event, matches
 
 
 def evaluate_added(rule: AccountAddedRuleConfig, ctx: Context) -> Outcome:
@@ -19,17 +18,7 @@ def evaluate_added(rule: AccountAddedRuleConfig, ctx: Context) -> Outcome:
         if number in ctx.previous or number in ctx.skip or not matches(number, rule.accounts):
             continue
         out.alerts.append(
-            alert(
-                ctx,
-                status=Status.FIRING,
-                fingerprint=fingerprint(ctx.current.source, rule.name, number, ctx.now),
-                rule=rule,
-                account=account,
-                field=None,
-                previous=None,
-                current=None,
-                summary=f"{number}: new account in the response",
-            )
+            event(ctx, rule, account, summary=f"{number}: new account in the response")
         )
     return out
 
@@ -38,19 +27,7 @@ def evaluate_removed(rule: AccountRemovedRuleConfig, ctx: Context) -> Outcome:
     out = Outcome()
     last = ctx.previous or {}
     for number in ctx.removed():
-        if not matches(number, rule.accounts):
-            continue
-        out.alerts.append(
-            alert(
-                ctx,
-                status=Status.FIRING,
-                fingerprint=fingerprint(ctx.current.source, rule.name, number, ctx.now),
-                rule=rule,
-                account=last[number],
-                field=None,
-                previous=None,
-                current=None,
-                summary=f"{number}: account no longer in the response",
-            )
-        )
+        if matches(number, rule.accounts):
+            summary = f"{number}: account no longer in the response"
+            out.alerts.append(event(ctx, rule, last[number], summary=summary))
     return out

@@ -37,7 +37,6 @@ import asyncio
 import contextlib
 from collections.abc import Mapping, Sequence
 from datetime import timedelta
-from decimal import Decimal
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
@@ -45,14 +44,14 @@ import aiohttp
 import structlog
 from multidict import CIMultiDict
 
-from monitor import __version__, encoding
+from monitor import encoding
 from monitor.config import RULE_CONFIG_TYPES, AlertmanagerSinkConfig
 from monitor.errors import ConfigError, SinkError
 from monitor.models import Alert, JSONValue, Notification, Status, rfc3339
 from monitor.sinks import http
+from monitor.sinks.text import render
 
 API_PATH = "/api/v2/alerts"
-USER_AGENT = f"balance-monitor/{__version__}"
 #: Rule types whose alerts are events: they fire and never resolve (no ``send_resolved`` key).
 EVENT_TYPES: frozenset[str] = frozenset(
     kind for kind, model in RULE_CONFIG_TYPES.items() if "send_resolved" not in model.model_fields
@@ -206,7 +205,7 @@ class AlertmanagerSink:
 
     async def _post(self, documents: list[dict[str, Any]]) -> None:
         body = encoding.dumps(documents).encode()
-        headers = CIMultiDict({"Content-Type": "application/json", "User-Agent": USER_AGENT})
+        headers = CIMultiDict(http.JSON_HEADERS)
         headers.update(self._headers)
         await http.post(
             self._session,
@@ -226,15 +225,7 @@ def endpoint(url: str) -> str:
 
 def text(value: JSONValue) -> str:
     """A value as an annotation: exact money digits, JSON for records, ``""`` for none."""
-    if value is None:
-        return ""
-    if isinstance(value, Decimal):
-        return format(value, "f")
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    if isinstance(value, Mapping | list):
-        return encoding.dumps(value)
-    return str(value)
+    return "" if value is None else render(value)
 
 
 def create(

@@ -29,11 +29,24 @@ import aiohttp
 
 from monitor.config import AppriseSinkConfig, resolve_secret
 from monitor.errors import ConfigError, SinkError
-from monitor.models import DEFAULT_SOURCE, Alert, Notification, Severity, Status
+from monitor.models import Alert, Notification, Severity
 from monitor.sinks.email import details
+from monitor.sinks.text import pick, title
 
 if TYPE_CHECKING:
     import apprise
+
+__all__ = [
+    "NOTIFY_TYPES",
+    "QUIET_LOGGERS",
+    "RESOLVED_TYPE",
+    "AppriseSink",
+    "body",
+    "create",
+    "notify_type",
+    "quiet_apprise_logs",
+    "title",  # from monitor.sinks.text, as before
+]
 
 #: Apprise's notification types (which pick the icon or colour of many services).
 NOTIFY_TYPES: Mapping[Severity, str] = {
@@ -90,15 +103,6 @@ class AppriseSink:
         """Nothing to release: Apprise opens a connection per notification."""
 
 
-def title(alert: Alert) -> str:
-    """``[CRITICAL] FIRING low-cash`` or ``RESOLVED [CRITICAL] low-cash (source)``."""
-    rule = alert.rule if alert.source == DEFAULT_SOURCE else f"{alert.rule} ({alert.source})"
-    severity = alert.severity.value.upper()
-    if alert.status is Status.RESOLVED:
-        return f"RESOLVED [{severity}] {rule}"
-    return f"[{severity}] FIRING {rule}"
-
-
 def body(alert: Alert) -> str:
     """The summary, the description, then the details (money with its exact digits)."""
     rows = [(key, value) for key, value in details(alert) if key not in ("Rule", "Severity")]
@@ -111,7 +115,7 @@ def body(alert: Alert) -> str:
 
 
 def notify_type(alert: Alert) -> str:
-    return RESOLVED_TYPE if alert.status is Status.RESOLVED else NOTIFY_TYPES[alert.severity]
+    return pick(alert, NOTIFY_TYPES, RESOLVED_TYPE)
 
 
 def quiet_apprise_logs() -> None:

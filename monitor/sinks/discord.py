@@ -18,23 +18,23 @@ in account data renders, and mentions are disabled by ``allowed_mentions``.
 
 from __future__ import annotations
 
-import json
 from collections.abc import Mapping, Sequence
 from typing import Any
 
 import aiohttp
 
 from monitor.config import DiscordSinkConfig, resolve_secret
-from monitor.models import Alert, Notification, Severity, Status, rfc3339
-from monitor.sinks.http import HttpSink
-from monitor.sinks.slack import (
+from monitor.models import Alert, Severity, Status, rfc3339
+from monitor.sinks.http import ChatSink, seconds_in_json
+from monitor.sinks.text import (
     MISSING,
     clip,
     counts,
+    facts,
     join_lines,
     labels_text,
     more,
-    render,
+    pick,
     symbol,
     tally,
     title,
@@ -62,15 +62,11 @@ COLORS: Mapping[Severity, int] = {
 _SEVERITY_ORDER = (Severity.CRITICAL, Severity.WARNING, Severity.INFO)
 
 
-class DiscordSink(HttpSink):
+class DiscordSink(ChatSink):
     """Delivers notifications to one Discord webhook URL."""
 
-    async def send(self, notification: Notification) -> None:
-        await self.send_batch([notification])
-
-    async def send_batch(self, notifications: Sequence[Notification]) -> None:
-        if notifications:
-            await self._post_json(message([n.alert for n in notifications]))
+    def document(self, alerts: Sequence[Alert]) -> dict[str, Any]:
+        return message(alerts)
 
     def _retry_after_in_body(self, body: str) -> float | None:
         return retry_after(body)
@@ -139,27 +135,13 @@ def embed_chars(document: Mapping[str, Any]) -> int:
 
 def retry_after(body: str) -> float | None:
     """The seconds of a rate-limit answer's ``{"retry_after": 1.5, ...}``, if it has them."""
-    try:
-        document = json.loads(body)
-    except ValueError:
-        return None
-    value = document.get("retry_after") if isinstance(document, dict) else None
-    if isinstance(value, int | float) and not isinstance(value, bool) and value >= 0:
-        return float(value)
-    return None
+    return seconds_in_json(body, "retry_after")
 
 
 def _fields(alert: Alert, value_limit: int) -> list[dict[str, Any]]:
-    values = {
-        "Account": alert.account_number or MISSING,
-        "Field": alert.field or MISSING,
-        "Previous": render(alert.previous),
-        "Current": render(alert.current),
-        "Source": alert.source,
-    }
     fields = [
         {"name": name, "value": clip(value or MISSING, value_limit), "inline": True}
-        for name, value in values.items()
+        for name, value in facts(alert).items()
     ]
     if alert.labels:
         value = clip(labels_text(alert.labels), value_limit)
@@ -192,7 +174,7 @@ def _line(alert: Alert) -> str:
 
 
 def _color(alert: Alert) -> int:
-    return RESOLVED_COLOR if alert.status is Status.RESOLVED else COLORS[alert.severity]
+    return pick(alert, COLORS, RESOLVED_COLOR)
 
 
 def create(config: DiscordSinkConfig, *, index: int, session: aiohttp.ClientSession) -> DiscordSink:

@@ -45,8 +45,8 @@ from pydantic import SecretStr
 
 from monitor.config import EmailSinkConfig, resolve_secret
 from monitor.errors import ConfigError, SinkError
-from monitor.models import DEFAULT_SOURCE, Alert, Notification, Status, rfc3339
-from monitor.sinks.slack import MISSING, render
+from monitor.models import Alert, Notification, rfc3339
+from monitor.sinks.text import MISSING, labels_text, render, tally, title
 from monitor.sinks.webhook import ID_HEADER
 
 Security = Literal["starttls", "tls", "none"]
@@ -258,24 +258,18 @@ def subject(notifications: Sequence[Notification], *, prefix: str = "") -> str:
     if len(notifications) == 1:
         text = headline(notifications[0].alert)
     else:
-        firing = sum(1 for n in notifications if n.alert.status is Status.FIRING)
-        resolved = len(notifications) - firing
-        text = f"{len(notifications)} alerts: {firing} firing, {resolved} resolved"
+        text = tally([n.alert for n in notifications])
     return clip(one_line(f"{prefix} {text}"), SUBJECT_LIMIT)
 
 
 def headline(alert: Alert) -> str:
     """``[CRITICAL] FIRING rule: summary`` or ``RESOLVED [CRITICAL] rule: summary``."""
-    rule = alert.rule if alert.source == DEFAULT_SOURCE else f"{alert.rule} ({alert.source})"
-    severity = alert.severity.value.upper()
-    resolved = alert.status is Status.RESOLVED
-    state = f"RESOLVED [{severity}]" if resolved else f"[{severity}] FIRING"
-    return one_line(f"{state} {rule}: {alert.summary}")
+    return one_line(f"{title(alert)}: {alert.summary}")
 
 
 def details(alert: Alert) -> list[tuple[str, str]]:
     """The labelled lines of an alert, each value on one line; money with its exact digits."""
-    labels = ", ".join(f"{key}={value}" for key, value in alert.labels.items())
+    labels = labels_text(alert.labels)
     started = rfc3339(alert.started_at) if alert.started_at is not None else MISSING
     rows = [
         ("Rule", alert.rule),

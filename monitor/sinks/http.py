@@ -1,5 +1,5 @@
-"""HTTP delivery for the webhook and chat sinks: :class:`HttpSink`, and one POST with aiohttp
-errors translated to ``SinkError``.
+"""HTTP delivery for the webhook and chat sinks: :class:`HttpSink`, :class:`ChatSink` (one JSON
+document for one or several alerts), and one POST with aiohttp errors translated to ``SinkError``.
 
 This is the only place sinks touch aiohttp exceptions. Messages name the sink, never the URL:
 webhook URLs (and Telegram's bot token, which sits in the URL path) are secrets, and aiohttp's
@@ -9,8 +9,10 @@ errno) and not chained; response bodies quoted in messages have the URL and secr
 
 from __future__ import annotations
 
+import abc
 import contextlib
 import errno
+import json
 import re
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from datetime import UTC, datetime
@@ -24,6 +26,7 @@ from pydantic import SecretStr
 
 from monitor import __version__, encoding
 from monitor.errors import SinkError
+from monitor.models import Alert, Notification
 
 USER_AGENT = f"balance-monitor/{__version__}"
 JSON_HEADERS: Mapping[str, str] = MappingProxyType(
@@ -86,6 +89,21 @@ class HttpSink:
     def _retry_after_in_body(self, body: str) -> float | None:
         """Seconds to wait, read from a retryable answer's body (when it has no Retry-After)."""
         return None
+
+
+class ChatSink(HttpSink, abc.ABC):
+    """An HTTP sink that posts one JSON :meth:`document` for one or several notifications."""
+
+    async def send(self, notification: Notification) -> None:
+        await self.send_batch([notification])
+
+    async def send_batch(self, notifications: Sequence[Notification]) -> None:
+        if notifications:
+            await self._post_json(self.document([n.alert for n in notifications]))
+
+    @abc.abstractmethod
+    def document(self, alerts: Sequence[Alert]) -> dict[str, Any]:
+        """The JSON document for these alerts (at least one), in the order given."""
 
 
 async def post(
@@ -169,6 +187,20 @@ def parse_retry_after(value: str | None, *, now: datetime | None = None) -> floa
         when = when.replace(tzinfo=UTC)
     now = now if now is not None else datetime.now(tz=UTC)
     return max(0.0, (when - now).total_seconds())
+
+
+def seconds_in_json(body: str, *path: str) -> float | None:
+    """The non-negative number at ``path`` (keys into nested objects) of a JSON body, as
+    seconds: a rate-limit answer's ``retry_after``. ``None`` when the body has none."""
+    try:
+        value: Any = json.loads(body)
+    except ValueError:
+        return None
+    for key in path:
+        value = value.get(key) if isinstance(value, dict) else None
+    if isinstance(value, int | float) and not isinstance(value, bool) and value >= 0:
+        return float(value)
+    return None
 
 
 def _describe(exc: BaseException) -> str:

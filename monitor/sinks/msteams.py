@@ -19,15 +19,15 @@ import aiohttp
 
 from monitor import encoding
 from monitor.config import MsTeamsSinkConfig, resolve_secret
-from monitor.models import Alert, Notification, Severity, Status, rfc3339
-from monitor.sinks.http import HttpSink
-from monitor.sinks.slack import (
-    MISSING,
+from monitor.models import Alert, Severity, rfc3339
+from monitor.sinks.http import ChatSink
+from monitor.sinks.text import (
     clip,
     details,
+    facts,
     labels_text,
     more,
-    render,
+    pick,
     symbol,
     tally,
     title,
@@ -50,15 +50,11 @@ COLORS: Mapping[Severity, str] = {
 }
 
 
-class MsTeamsSink(HttpSink):
+class MsTeamsSink(ChatSink):
     """Delivers notifications to one Teams Workflows webhook URL."""
 
-    async def send(self, notification: Notification) -> None:
-        await self.send_batch([notification])
-
-    async def send_batch(self, notifications: Sequence[Notification]) -> None:
-        if notifications:
-            await self._post_json(message([n.alert for n in notifications]))
+    def document(self, alerts: Sequence[Alert]) -> dict[str, Any]:
+        return message(alerts)
 
 
 def message(alerts: Sequence[Alert]) -> dict[str, Any]:
@@ -100,18 +96,14 @@ def card(body: list[dict[str, Any]]) -> dict[str, Any]:
 
 
 def _single(alert: Alert) -> list[dict[str, Any]]:
-    facts = {
+    rows = {
         "Rule": alert.rule,
         "Severity": alert.severity.value,
-        "Account": alert.account_number or MISSING,
-        "Field": alert.field or MISSING,
-        "Previous": render(alert.previous),
-        "Current": render(alert.current),
-        "Source": alert.source,
+        **facts(alert),
         "Observed": rfc3339(alert.observed_at),
     }
     if alert.labels:
-        facts["Labels"] = labels_text(alert.labels)
+        rows["Labels"] = labels_text(alert.labels)
     body = [_headline(alert, size="medium"), _text(clip(alert.summary, TEXT_LIMIT))]
     if alert.description:
         body.append(_text(clip(alert.description, TEXT_LIMIT), is_subtle=True))
@@ -119,7 +111,7 @@ def _single(alert: Alert) -> list[dict[str, Any]]:
         {
             "type": "FactSet",
             "facts": [
-                {"title": key, "value": clip(value, FACT_LIMIT)} for key, value in facts.items()
+                {"title": key, "value": clip(value, FACT_LIMIT)} for key, value in rows.items()
             ],
         }
     )
@@ -136,7 +128,7 @@ def _container(alert: Alert) -> dict[str, Any]:
 
 
 def _headline(alert: Alert, **style: Any) -> dict[str, Any]:
-    color = RESOLVED_COLOR if alert.status is Status.RESOLVED else COLORS[alert.severity]
+    color = pick(alert, COLORS, RESOLVED_COLOR)
     return _text(f"{symbol(alert)} {title(alert)}", color=color, weight="bolder", **style)
 
 

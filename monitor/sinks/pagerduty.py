@@ -27,7 +27,7 @@ from typing import Any
 import aiohttp
 from pydantic import SecretStr
 
-from monitor import __version__, encoding
+from monitor import encoding
 from monitor.config import PagerDutySinkConfig, resolve_secret
 from monitor.errors import SinkError
 from monitor.models import Alert, JSONValue, Notification, Severity, Status, rfc3339
@@ -35,7 +35,6 @@ from monitor.sinks import http
 
 DEFAULT_URL = "https://events.pagerduty.com/v2/enqueue"
 CLIENT = "balance-monitor"
-USER_AGENT = f"balance-monitor/{__version__}"
 SUMMARY_LIMIT = 1024
 #: Our severities to PagerDuty's (which also has ``error``, unused).
 SEVERITIES: Mapping[Severity, str] = {
@@ -74,13 +73,12 @@ class PagerDutySink:
     async def send(self, notification: Notification) -> None:
         key = self._routing_key.get_secret_value()
         body = encoding.dumps(event(notification, routing_key=key)).encode()
-        headers = {"Content-Type": "application/json", "User-Agent": USER_AGENT}
         try:
             await http.post(
                 self._session,
                 self._url,
                 body,
-                headers=headers,
+                headers=http.JSON_HEADERS,
                 timeout=self._timeout,
                 sink=self._name,
             )

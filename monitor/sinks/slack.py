@@ -11,25 +11,52 @@ Several (``group_window``) are one message: a ``3 alerts: 2 firing, 1 resolved``
 section per notification, at most :data:`BATCH_SECTIONS` of them, then ``…and N more``.
 
 User text is escaped (``&``, ``<``, ``>``) as Slack requires; money keeps its exact digits. The
-plain-text helpers here (:func:`render`, :func:`title`, :func:`tally`, :func:`clip`,
-:func:`join_lines`) are shared by the other chat sinks.
+plain-text helpers (:func:`~monitor.sinks.text.render`, :func:`~monitor.sinks.text.escape`, ...)
+live in :mod:`monitor.sinks.text`, shared with the other sinks.
 """
 
 from __future__ import annotations
 
-import re
-from collections.abc import Callable, Iterable, Mapping, Sequence
-from decimal import Decimal
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import aiohttp
 
-from monitor import encoding
 from monitor.config import SlackSinkConfig, resolve_secret
-from monitor.models import DEFAULT_SOURCE, Alert, JSONValue, Notification, Severity, Status, rfc3339
-from monitor.sinks.http import HttpSink
+from monitor.models import Alert, Severity, rfc3339
+from monitor.sinks.http import ChatSink
+from monitor.sinks.text import (
+    MISSING,
+    SYMBOLS,
+    clip,
+    details,
+    escape,
+    labels_text,
+    more,
+    pick,
+    render,
+    tally,
+    title,
+)
 
-MISSING = "—"
+__all__ = [
+    "BATCH_SECTIONS",
+    "BATCH_SECTION_LIMIT",
+    "COLORS",
+    "EMOJI",
+    "FIELD_LIMIT",
+    "RESOLVED_COLOR",
+    "RESOLVED_EMOJI",
+    "SECTION_LIMIT",
+    "SYMBOLS",  # from monitor.sinks.text, as before
+    "SlackSink",
+    "batch_message",
+    "create",
+    "escape",  # from monitor.sinks.text, as before
+    "message",
+    "render",  # from monitor.sinks.text, as before
+]
+
 SECTION_LIMIT = 3000  # Block Kit text object limits
 FIELD_LIMIT = 2000
 #: Slack allows 50 blocks a message: a headline, this many notifications, and "…and N more".
@@ -46,31 +73,20 @@ EMOJI: Mapping[Severity, str] = {
     Severity.WARNING: ":warning:",
     Severity.INFO: ":information_source:",
 }
-#: Unicode emoji for the chat sinks that do not know Slack's ``:codes:``.
-SYMBOLS: Mapping[Severity, str] = {
-    Severity.CRITICAL: "🚨",
-    Severity.WARNING: "⚠️",
-    Severity.INFO: "\N{INFORMATION SOURCE}\N{VARIATION SELECTOR-16}",
-}
-RESOLVED_SYMBOL = "✅"
-_PARTIAL_ENTITY = re.compile(r"&[a-z]*$")
+RESOLVED_EMOJI = ":white_check_mark:"
 
 
-class SlackSink(HttpSink):
+class SlackSink(ChatSink):
     """Delivers notifications to one Slack incoming-webhook URL."""
 
-    async def send(self, notification: Notification) -> None:
-        await self._post_json(message(notification.alert))
-
-    async def send_batch(self, notifications: Sequence[Notification]) -> None:
-        if notifications:
-            await self._post_json(batch_message([n.alert for n in notifications]))
+    def document(self, alerts: Sequence[Alert]) -> dict[str, Any]:
+        return batch_message(alerts)
 
 
 def message(alert: Alert) -> dict[str, Any]:
     """The incoming-webhook JSON document for one alert."""
     headline = clip(_headline(alert), SECTION_LIMIT)
-    color = RESOLVED_COLOR if alert.status is Status.RESOLVED else COLORS[alert.severity]
+    color = pick(alert, COLORS, RESOLVED_COLOR)
     fields = {
         "Rule": alert.rule,
         "Severity": alert.severity.value,
@@ -127,100 +143,10 @@ def _batch_entry(alert: Alert) -> str:
     return "\n".join(lines)
 
 
-# --------------------------------------------------------------------------- shared text
-
-
-def escape(text: str) -> str:
-    """Slack's control characters as entities: ``&`` ``<`` ``>`` (also right for HTML text)."""
-    return text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
-
-
-def render(value: JSONValue) -> str:
-    """A field value for people: exact decimal digits, ``—`` for none, JSON for records."""
-    if value is None:
-        return MISSING
-    if isinstance(value, Decimal):
-        return format(value, "f")
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    if isinstance(value, Mapping | list):
-        return encoding.dumps(value)
-    return str(value)
-
-
-def title(alert: Alert) -> str:
-    """``[CRITICAL] FIRING low-cash`` or ``RESOLVED [CRITICAL] low-cash (vision)``: plain text."""
-    rule = alert.rule if alert.source == DEFAULT_SOURCE else f"{alert.rule} ({alert.source})"
-    severity = alert.severity.value.upper()
-    if alert.status is Status.RESOLVED:
-        return f"RESOLVED [{severity}] {rule}"
-    return f"[{severity}] FIRING {rule}"
-
-
-def symbol(alert: Alert) -> str:
-    """The alert's Unicode emoji: ✅ once resolved, else by severity."""
-    return RESOLVED_SYMBOL if alert.status is Status.RESOLVED else SYMBOLS[alert.severity]
-
-
-def details(alert: Alert) -> str:
-    """``account 12345678 · cash_to_withdraw: 1500.00 → 512.25 · team=risk``: plain text."""
-    parts = [f"account {alert.account_number}"] if alert.account_number else []
-    if alert.field:
-        parts.append(f"{alert.field}: {render(alert.previous)} → {render(alert.current)}")
-    if alert.labels:
-        parts.append(labels_text(alert.labels))
-    return " · ".join(parts) or f"source {alert.source}"
-
-
-def labels_text(labels: Mapping[str, str]) -> str:
-    """``team=risk, desk=ny``, in the rule's order."""
-    return ", ".join(f"{key}={value}" for key, value in labels.items())
-
-
-def counts(alerts: Iterable[Alert]) -> str:
-    """``2 firing, 1 resolved``."""
-    statuses = [alert.status for alert in alerts]
-    resolved = statuses.count(Status.RESOLVED)
-    return f"{len(statuses) - resolved} firing, {resolved} resolved"
-
-
-def tally(alerts: Sequence[Alert]) -> str:
-    """``3 alerts: 2 firing, 1 resolved``: the headline of a batch."""
-    noun = "alert" if len(alerts) == 1 else "alerts"
-    return f"{len(alerts)} {noun}: {counts(alerts)}"
-
-
-def more(alerts: Sequence[Alert]) -> str:
-    """``…and 4 more: 3 firing, 1 resolved``: the alerts a batch message leaves out."""
-    return f"…and {len(alerts)} more: {counts(alerts)}"
-
-
-def clip(text: str, limit: int) -> str:
-    """At most ``limit`` characters, ending in ``…`` when cut, never inside an ``&…;`` entity."""
-    if len(text) <= limit:
-        return text
-    return _PARTIAL_ENTITY.sub("", text[: limit - 1]) + "…"
-
-
-def join_lines(lines: Sequence[str], limit: int, *, rest: Callable[[int], str]) -> str:
-    """The lines joined by newlines, within ``limit`` characters: whole lines only, and when
-    some do not fit, the last ``n`` make way for the line ``rest(n)`` (``n`` ≥ 1)."""
-    text = "\n".join(lines)
-    if len(text) <= limit:
-        return text
-    kept, size = 0, 0  # size: the kept lines with a newline each
-    for index, line in enumerate(lines[:-1]):
-        if size + len(line) + 1 + len(rest(len(lines) - index - 1)) > limit:
-            break
-        kept, size = index + 1, size + len(line) + 1
-    return clip("\n".join([*lines[:kept], rest(len(lines) - kept)]), limit)
-
-
 def _headline(alert: Alert) -> str:
     """Emoji, status, severity, rule and the summary (which already names the account or the
     source)."""
-    emoji = ":white_check_mark:" if alert.status is Status.RESOLVED else EMOJI[alert.severity]
-    return f"{emoji} {escape(title(alert))}: {escape(alert.summary)}"
+    return f"{pick(alert, EMOJI, RESOLVED_EMOJI)} {escape(title(alert))}: {escape(alert.summary)}"
 
 
 def _mrkdwn(text: str) -> dict[str, str]:

@@ -14,7 +14,6 @@ The bot token sits in the URL path: it is redacted from error messages like the 
 
 from __future__ import annotations
 
-import json
 import re
 from collections.abc import Sequence
 from typing import Any
@@ -25,16 +24,15 @@ from pydantic import SecretStr
 
 from monitor.config import TelegramSinkConfig, resolve_secret
 from monitor.errors import ConfigError
-from monitor.models import Alert, Notification, rfc3339
-from monitor.sinks.http import HttpSink
-from monitor.sinks.slack import (
-    MISSING,
+from monitor.models import Alert, rfc3339
+from monitor.sinks.http import ChatSink, seconds_in_json
+from monitor.sinks.text import (
     clip,
     escape,
+    facts,
     join_lines,
     labels_text,
     more,
-    render,
     symbol,
     tally,
     title,
@@ -51,7 +49,7 @@ LINE_SUMMARY_LIMIT = 300
 _NUMERIC_CHAT = re.compile(r"-?\d+")
 
 
-class TelegramSink(HttpSink):
+class TelegramSink(ChatSink):
     """Delivers notifications to one Telegram chat through one bot."""
 
     def __init__(
@@ -74,12 +72,8 @@ class TelegramSink(HttpSink):
         )
         self._chat_id: int | str = int(chat_id) if _NUMERIC_CHAT.fullmatch(chat_id) else chat_id
 
-    async def send(self, notification: Notification) -> None:
-        await self.send_batch([notification])
-
-    async def send_batch(self, notifications: Sequence[Notification]) -> None:
-        if notifications:
-            await self._post_json(message([n.alert for n in notifications], self._chat_id))
+    def document(self, alerts: Sequence[Alert]) -> dict[str, Any]:
+        return message(alerts, self._chat_id)
 
     def _retry_after_in_body(self, body: str) -> float | None:
         return retry_after(body)
@@ -105,15 +99,7 @@ def text(alerts: Sequence[Alert]) -> str:
 
 def retry_after(body: str) -> float | None:
     """The seconds of ``{"ok": false, "parameters": {"retry_after": N}}``, if the body has them."""
-    try:
-        document = json.loads(body)
-    except ValueError:
-        return None
-    parameters = document.get("parameters") if isinstance(document, dict) else None
-    value = parameters.get("retry_after") if isinstance(parameters, dict) else None
-    if isinstance(value, int | float) and not isinstance(value, bool) and value >= 0:
-        return float(value)
-    return None
+    return seconds_in_json(body, "parameters", "retry_after")
 
 
 def _single(alert: Alert) -> list[str]:
@@ -124,18 +110,12 @@ def _single(alert: Alert) -> list[str]:
     ]
     if alert.description:
         lines.append(f"<i>{_html(alert.description, DESCRIPTION_LIMIT)}</i>")
-    facts = {
-        "Account": alert.account_number or MISSING,
-        "Field": alert.field or MISSING,
-        "Previous": render(alert.previous),
-        "Current": render(alert.current),
-        "Source": alert.source,
-    }
+    rows = facts(alert)
     if alert.labels:
-        facts["Labels"] = labels_text(alert.labels)
-    facts["Observed"] = rfc3339(alert.observed_at)
+        rows["Labels"] = labels_text(alert.labels)
+    rows["Observed"] = rfc3339(alert.observed_at)
     lines.append("")
-    lines.extend(f"<b>{key}:</b> {_html(value, VALUE_LIMIT)}" for key, value in facts.items())
+    lines.extend(f"<b>{key}:</b> {_html(value, VALUE_LIMIT)}" for key, value in rows.items())
     lines.append(f"<b>Fingerprint:</b> <code>{_html(alert.fingerprint, VALUE_LIMIT)}</code>")
     return lines
 

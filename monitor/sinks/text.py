@@ -1,0 +1,133 @@
+"""Plain text about alerts for people, shared by the chat, email, Apprise and Alertmanager sinks.
+
+Nothing here knows a message format: :func:`title` (``[CRITICAL] FIRING low-cash``),
+:func:`details`, :func:`tally` (``3 alerts: 2 firing, 1 resolved``), :func:`more`, values with
+their exact digits (:func:`render`), Unicode emoji (:func:`symbol`), and text cut to a limit
+(:func:`clip`, :func:`join_lines`). :func:`escape` turns ``&``, ``<`` and ``>`` into entities, as
+both Slack and HTML (Telegram) want them; :func:`clip` never cuts inside such an entity.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from decimal import Decimal
+from typing import TypeVar
+
+from monitor import encoding
+from monitor.models import DEFAULT_SOURCE, Alert, JSONValue, Severity, Status
+
+T = TypeVar("T")
+
+MISSING = "—"
+#: Unicode emoji for the chat sinks that do not know Slack's ``:codes:``.
+SYMBOLS: Mapping[Severity, str] = {
+    Severity.CRITICAL: "🚨",
+    Severity.WARNING: "⚠️",
+    Severity.INFO: "\N{INFORMATION SOURCE}\N{VARIATION SELECTOR-16}",
+}
+RESOLVED_SYMBOL = "✅"
+_PARTIAL_ENTITY = re.compile(r"&[a-z]*$")
+
+
+def pick(alert: Alert, by_severity: Mapping[Severity, T], resolved: T) -> T:
+    """``resolved`` once the alert is resolved, else its severity's entry (a colour, an emoji)."""
+    return resolved if alert.status is Status.RESOLVED else by_severity[alert.severity]
+
+
+def escape(text: str) -> str:
+    """Slack's control characters as entities: ``&`` ``<`` ``>`` (also right for HTML text)."""
+    return text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
+
+
+def render(value: JSONValue) -> str:
+    """A field value for people: exact decimal digits, ``—`` for none, JSON for records."""
+    if value is None:
+        return MISSING
+    if isinstance(value, Decimal):
+        return format(value, "f")
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, Mapping | list):
+        return encoding.dumps(value)
+    return str(value)
+
+
+def title(alert: Alert) -> str:
+    """``[CRITICAL] FIRING low-cash`` or ``RESOLVED [CRITICAL] low-cash (vision)``: plain text."""
+    rule = alert.rule if alert.source == DEFAULT_SOURCE else f"{alert.rule} ({alert.source})"
+    severity = alert.severity.value.upper()
+    if alert.status is Status.RESOLVED:
+        return f"RESOLVED [{severity}] {rule}"
+    return f"[{severity}] FIRING {rule}"
+
+
+def symbol(alert: Alert) -> str:
+    """The alert's Unicode emoji: ✅ once resolved, else by severity."""
+    return pick(alert, SYMBOLS, RESOLVED_SYMBOL)
+
+
+def details(alert: Alert) -> str:
+    """``account 12345678 · cash_to_withdraw: 1500.00 → 512.25 · team=risk``: plain text."""
+    parts = [f"account {alert.account_number}"] if alert.account_number else []
+    if alert.field:
+        parts.append(f"{alert.field}: {render(alert.previous)} → {render(alert.current)}")
+    if alert.labels:
+        parts.append(labels_text(alert.labels))
+    return " · ".join(parts) or f"source {alert.source}"
+
+
+def facts(alert: Alert) -> dict[str, str]:
+    """The alert's labelled values, in this order: account, field, previous and current values
+    (``—`` for none) and source."""
+    return {
+        "Account": alert.account_number or MISSING,
+        "Field": alert.field or MISSING,
+        "Previous": render(alert.previous),
+        "Current": render(alert.current),
+        "Source": alert.source,
+    }
+
+
+def labels_text(labels: Mapping[str, str]) -> str:
+    """``team=risk, desk=ny``, in the rule's order."""
+    return ", ".join(f"{key}={value}" for key, value in labels.items())
+
+
+def counts(alerts: Iterable[Alert]) -> str:
+    """``2 firing, 1 resolved``."""
+    statuses = [alert.status for alert in alerts]
+    resolved = statuses.count(Status.RESOLVED)
+    return f"{len(statuses) - resolved} firing, {resolved} resolved"
+
+
+def tally(alerts: Sequence[Alert]) -> str:
+    """``3 alerts: 2 firing, 1 resolved``: the headline of a batch."""
+    noun = "alert" if len(alerts) == 1 else "alerts"
+    return f"{len(alerts)} {noun}: {counts(alerts)}"
+
+
+def more(alerts: Sequence[Alert]) -> str:
+    """``…and 4 more: 3 firing, 1 resolved``: the alerts a batch message leaves out."""
+    return f"…and {len(alerts)} more: {counts(alerts)}"
+
+
+def clip(text: str, limit: int) -> str:
+    """At most ``limit`` characters, ending in ``…`` when cut, never inside an ``&…;`` entity."""
+    if len(text) <= limit:
+        return text
+    return _PARTIAL_ENTITY.sub("", text[: limit - 1]) + "…"
+
+
+def join_lines(lines: Sequence[str], limit: int, *, rest: Callable[[int], str]) -> str:
+    """The lines joined by newlines, within ``limit`` characters: whole lines only, and when
+    some do not fit, the last ``n`` make way for the line ``rest(n)`` (``n`` ≥ 1)."""
+    text = "\n".join(lines)
+    if len(text) <= limit:
+        return text
+    kept, size = 0, 0  # size: the kept lines with a newline each
+    for index, line in enumerate(lines[:-1]):
+        if size + len(line) + 1 + len(rest(len(lines) - index - 1)) > limit:
+            break
+        kept, size = index + 1, size + len(line) + 1
+    return clip("\n".join([*lines[:kept], rest(len(lines) - kept)]), limit)
