@@ -551,7 +551,11 @@ def free_port() -> int:
     return port
 
 
+#: Alertmanager forgets an alert it has not heard of for ``resolve_timeout``: 4 s here, so a
+#: sink that stops re-sending is caught within a test's time.
 CONFIG_YML = """\
+global:
+  resolve_timeout: 4s
 route:
   receiver: hook
   group_by: [alertname, source, account_number]
