@@ -37,6 +37,7 @@ from monitor.errors import ConfigError, MonitorError
 from monitor.health import HealthServer, Readiness
 from monitor.logs import configure as configure_logging
 from monitor.metrics import Metrics
+from monitor.mutes import window_at
 from monitor.pipeline import PollOutcome, SourcePipeline
 from monitor.schedule import make_trigger, missed_polls
 from monitor.sdnotify import Notifier
@@ -349,6 +350,7 @@ class Daemon:
             for p in rt.pipelines.values()
             for a in p.firing_alerts()
         )
+        self.metrics.set_pending(a.rule for p in rt.pipelines.values() for a in p.pending_alerts())
 
     def status_line(self) -> str:
         """One short human line for ``systemctl status``."""
@@ -402,7 +404,13 @@ class Daemon:
 
     async def _refresh_metrics(self) -> None:
         if self._rt is not None:
-            self.metrics.outbox_pending.set(await self._rt.store.pending())
+            store = self._rt.store
+            self.metrics.outbox_pending.set(await store.pending())
+            now = utcnow()
+            self.metrics.set_mutes(
+                ((m.name, window_at(m, now) is not None) for m in self.config.mute),
+                held=await store.held_count(),
+            )
 
     async def _start_health(self, config: Config) -> None:
         address = config.http.address

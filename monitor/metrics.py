@@ -7,7 +7,7 @@ for counters, ``_seconds`` for durations and timestamps.
 from __future__ import annotations
 
 from collections import Counter as Tally
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 
 from prometheus_client import (
     CollectorRegistry,
@@ -56,6 +56,23 @@ class Metrics:
             ["rule", "severity"],
             registry=r,
         )
+        self.alerts_pending = Gauge(
+            "balance_monitor_alerts_pending",
+            "Alerts whose condition holds but not yet for the rule's `for`, by rule.",
+            ["rule"],
+            registry=r,
+        )
+        self.notifications_held = Gauge(
+            "balance_monitor_notifications_held",
+            "Notifications held by [[mute]] windows, sent or settled when the windows end.",
+            registry=r,
+        )
+        self.mute_active = Gauge(
+            "balance_monitor_mute_active",
+            "1 while a [[mute]] window is open, else 0.",
+            ["mute"],
+            registry=r,
+        )
         self.notifications = Counter(
             "balance_monitor_notifications",
             "Delivery attempts by sink and result (delivered, retry, failed, expired).",
@@ -75,7 +92,8 @@ class Metrics:
         )
         self.build = Info("balance_monitor_build", "Version of balance-monitor.", registry=r)
         self.build.info({"version": __version__})
-        self._firing_labels: set[tuple[str, str]] = set()
+        #: The label sets each labelled gauge has had, so that absent ones are set to 0.
+        self._seen: dict[Gauge, set[tuple[str, ...]]] = {}
 
     def observe_poll(
         self, source: str, *, ok: bool, duration: float, accounts: int | None, at: float
@@ -93,12 +111,25 @@ class Metrics:
 
     def set_firing(self, alerts: Iterable[tuple[str, str]]) -> None:
         """Replace the firing gauge with (rule, severity) pairs; absent pairs drop to 0."""
-        counts = Tally(alerts)
-        for labels in self._firing_labels - set(counts):
-            self.alerts_firing.labels(*labels).set(0)
-        for (rule, severity), n in counts.items():
-            self.alerts_firing.labels(rule=rule, severity=severity).set(n)
-        self._firing_labels |= set(counts)
+        self._set_counts(self.alerts_firing, Tally(alerts))
+
+    def set_pending(self, rules: Iterable[str]) -> None:
+        """Replace the pending gauge with one entry per pending alert's rule."""
+        self._set_counts(self.alerts_pending, Tally((rule,) for rule in rules))
+
+    def set_mutes(self, mutes: Iterable[tuple[str, bool]], held: int) -> None:
+        """Each configured mute window (name, open now), and the notifications held."""
+        self._set_counts(self.mute_active, {(name,): int(is_open) for name, is_open in mutes})
+        self.notifications_held.set(held)
+
+    def _set_counts(self, gauge: Gauge, counts: Mapping[tuple[str, ...], int]) -> None:
+        """Set a labelled gauge to ``counts``; label sets seen before and absent now are 0."""
+        seen = self._seen.setdefault(gauge, set())
+        for labels in seen - set(counts):
+            gauge.labels(*labels).set(0)
+        for labels, n in counts.items():
+            gauge.labels(*labels).set(n)
+        seen |= set(counts)
 
     def notification(self, sink: str, result: str) -> None:
         self.notifications.labels(sink=sink, result=result).inc()

@@ -129,6 +129,10 @@ class SourcePipeline:
         mine = sum(a.state == "firing" for a in self._active.values())
         return mine + (self._health.down is not None)
 
+    def pending_alerts(self) -> list[ActiveAlert]:
+        """The alerts of this source waiting for their rule's ``for``."""
+        return [a for a in self._active.values() if a.state == "pending"]
+
     def firing_alerts(self) -> list[ActiveAlert]:
         """Every alert of this source that is firing now (``source_down`` included)."""
         down = [self._health.down] if self._health.down is not None else []

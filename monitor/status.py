@@ -62,13 +62,21 @@ async def collect(store: Store, now: datetime, mutes: Sequence[MuteConfig] = ())
                 "name": mute.name,
                 "active": window is not None,
                 "until": window[1].isoformat() if window is not None else None,
+                "timezone": mute.timezone,
                 "rules": list(mute.rules) if mute.rules is not None else None,
                 "held": held_by.pop(mute.name, 0),
             }
         )
     for name, count in held_by.items():  # a window no longer configured: settled soon
         mute_rows.append(
-            {"name": name, "active": False, "until": None, "rules": None, "held": count}
+            {
+                "name": name,
+                "active": False,
+                "until": None,
+                "timezone": None,
+                "rules": None,
+                "held": count,
+            }
         )
     outbox_rows = await store.query(
         "SELECT sink, count(*), min(created_at), max(attempts) FROM outbox"
@@ -167,7 +175,9 @@ def render(status: dict[str, Any]) -> str:
         rows = [
             [
                 m["name"],
-                f"until {m['until'][:16].replace('T', ' ')}" if m["active"] else "inactive",
+                f"until {m['until'][:16].replace('T', ' ')} {m['timezone']}"
+                if m["active"]
+                else "inactive",
                 ", ".join(m["rules"]) if m["rules"] else "all rules",
                 str(m["held"]),
             ]

@@ -522,6 +522,10 @@ class Store:
 
         return await self._run(run)
 
+    async def held_count(self) -> int:
+        """How many notifications (one per sink) mute windows hold."""
+        return int((await self.query("SELECT count(*) FROM held"))[0][0])
+
     async def release(
         self,
         released: Sequence[tuple[Notification, str, str]],

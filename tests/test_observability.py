@@ -63,6 +63,28 @@ def test_set_firing_counts_pairs_and_drops_vanished_ones_to_zero() -> None:
     assert sample(metrics, "alerts_firing", rule="restricted", severity="critical") == 0
 
 
+def test_set_pending_counts_rules_and_drops_vanished_ones_to_zero() -> None:
+    """Pending alerts (waiting for their rule's `for`) are counted per rule like firing ones."""
+    metrics = Metrics()
+    metrics.set_pending(["low", "low", "pdt"])
+    assert sample(metrics, "alerts_pending", rule="low") == 2
+    assert sample(metrics, "alerts_pending", rule="pdt") == 1
+    metrics.set_pending(["pdt"])
+    assert sample(metrics, "alerts_pending", rule="low") == 0
+
+
+def test_set_mutes_exports_open_windows_and_held_notifications() -> None:
+    """Each mute window is 1 while open and 0 otherwise; held notifications are one number."""
+    metrics = Metrics()
+    metrics.set_mutes([("weekend", True), ("night", False)], held=3)
+    assert sample(metrics, "mute_active", mute="weekend") == 1
+    assert sample(metrics, "mute_active", mute="night") == 0
+    assert sample(metrics, "notifications_held") == 3
+    metrics.set_mutes([("night", False)], held=0)
+    assert sample(metrics, "mute_active", mute="weekend") == 0  # removed by a reload
+    assert sample(metrics, "notifications_held") == 0
+
+
 def test_declare_sinks_creates_every_result_series_at_zero() -> None:
     """Declared sinks export delivered/retry/failed/expired at 0 before any delivery."""
     metrics = Metrics()
@@ -529,11 +551,26 @@ async def test_status_collect_reports_mutes_held_and_pending_alerts(store: Store
             "name": "maintenance",
             "active": True,
             "until": "2024-05-01T09:00:00-04:00",
+            "timezone": "America/New_York",
             "rules": None,
             "held": 2,
         },
-        {"name": "weekend", "active": False, "until": None, "rules": ["low-cash"], "held": 0},
-        {"name": "old", "active": False, "until": None, "rules": None, "held": 1},
+        {
+            "name": "weekend",
+            "active": False,
+            "until": None,
+            "timezone": "America/New_York",
+            "rules": ["low-cash"],
+            "held": 0,
+        },
+        {
+            "name": "old",
+            "active": False,
+            "until": None,
+            "timezone": None,
+            "rules": None,
+            "held": 1,
+        },
     ]
     assert [a["rule"] for a in data["alerts_firing"]] == ["low-cash"]
     assert data["alerts_pending"] == [

@@ -240,12 +240,14 @@ def test_alert_rules_fire_when_polling_stalls_the_outbox_grows_or_deliveries_fai
     """Evaluated by ``promtool test rules`` on synthetic series: the stale-poll rule fires after
     300 s without a successful poll and not before; the outbox rule fires on a growing outbox
     and not on a constant one; the notification rule fires on failed deliveries and not on
-    delivered ones."""
+    delivered ones; the held rule fires on notifications held after every window closed and
+    not while one is open."""
     tool = require_tool("promtool")
     exprs = alert_exprs(ALERTS.read_text(encoding="utf-8"))
     stale = rule_for(exprs, "balance_monitor_last_success_timestamp_seconds", "300")
     growing = rule_for(exprs, "balance_monitor_outbox_pending")
     failing = rule_for(exprs, "balance_monitor_notifications_total", "failed")
+    held = rule_for(exprs, "balance_monitor_notifications_held")
 
     def fires(expr: str, at: str, *, expected: bool) -> dict[str, Any]:
         samples = [{"labels": "{}", "value": 1}] if expected else []
@@ -309,6 +311,33 @@ def test_alert_rules_fire_when_polling_stalls_the_outbox_grows_or_deliveries_fai
                     "expr": failing,
                     "eval_time": "15m",
                     "exp_samples": [{"labels": '{sink="a"}', "value": 1}],
+                },
+            ],
+        },
+        {
+            "interval": "1m",
+            "input_series": [
+                # a: held while its window is open, still held after it closed (at 10m).
+                {"series": 'balance_monitor_notifications_held{instance="a"}', "values": "2x30"},
+                {
+                    "series": 'balance_monitor_mute_active{instance="a",mute="night"}',
+                    "values": "1x10 0x20",
+                },
+                # b: held while its window stays open.
+                {"series": 'balance_monitor_notifications_held{instance="b"}', "values": "2x30"},
+                {
+                    "series": 'balance_monitor_mute_active{instance="b",mute="night"}',
+                    "values": "1x30",
+                },
+            ],
+            "promql_expr_test": [
+                fires(held, "8m", expected=False),
+                {
+                    "expr": held,
+                    "eval_time": "20m",
+                    "exp_samples": [
+                        {"labels": 'balance_monitor_notifications_held{instance="a"}', "value": 2}
+                    ],
                 },
             ],
         },
@@ -448,6 +477,7 @@ async def test_metrics_endpoint_passes_promtool_and_exports_every_metric(
     assert value("balance_monitor_notifications_total", sink="hook", result="delivered") == 1
     assert value("balance_monitor_notifications_total", sink="hook", result="failed") == 0
     assert value("balance_monitor_outbox_pending") == 0
+    assert value("balance_monitor_notifications_held") == 0
     last = value("balance_monitor_last_success_timestamp_seconds", source="default")
     assert abs(time.time() - last) < 30
     assert value("balance_monitor_build_info", version=__version__) == 1
