@@ -12,6 +12,7 @@ import asyncio
 import sys
 import tempfile
 from collections.abc import Sequence
+from dataclasses import replace
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -194,16 +195,23 @@ async def _test_sink(config: Config, name: str) -> int:
         known = ", ".join(s.name for s in config.sinks)
         raise ConfigError(f"no sink named '{name}' (configured: {known})")
     index, sink_config = found[0]
+    firing = test_notification(name, datetime.now(tz=UTC))
+    sent = [firing]
+    if sink_config.TRACKS_STATE:  # close the test alert (incident) it opens at once
+        ended = replace(firing.alert, status=Status.RESOLVED, observed_at=datetime.now(tz=UTC))
+        sent.append(Notification(id=f"{firing.id}-resolved", alert=ended))
     async with aiohttp.ClientSession() as session:
         sink = build_sink(sink_config, index=index, session=session)
         try:
-            await sink.send(test_notification(name, datetime.now(tz=UTC)))
+            for notification in sent:
+                await sink.send(notification)
         except SinkError as exc:
             _err(f"error: sink '{name}' ({sink_config.type}): {exc}")
             return Exit.SOURCE_FAILED
         finally:
             await sink.aclose()
-    _out(f"sent a test notification through sink '{name}' ({sink_config.type})")
+    what = "a test notification" if len(sent) == 1 else "a test alert, firing then resolved,"
+    _out(f"sent {what} through sink '{name}' ({sink_config.type})")
     return Exit.OK
 
 

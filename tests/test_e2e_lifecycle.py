@@ -212,3 +212,24 @@ async def test_check_config_reports_new_keys(
     assert result.code == 2, result.output
     assert message in result.stderr, result.stderr
     assert "Traceback" not in result.output
+
+
+async def test_test_sink_opens_and_closes_a_pagerduty_incident(
+    hook: Hook, cli: Cli, make_config: MakeConfig
+) -> None:
+    """``test-sink`` on a sink that tracks alert state (PagerDuty) triggers the test incident
+    and resolves it at once, so no test incident is left open."""
+    sink = f"""
+[[sinks]]
+name = "pd"
+type = "pagerduty"
+routing_key = "R0123456789abcdef0123456789abcdef"
+url = "{hook.url}"
+"""
+    result = await cli.run("test-sink", "--config", make_config(rules=sink), "pd")
+    assert result.code == 0, result.output
+    assert "firing then resolved" in result.stdout
+    events = [post.payload for post in hook.posts]
+    assert [e["event_action"] for e in events] == ["trigger", "resolve"]
+    assert events[0]["dedup_key"] == events[1]["dedup_key"]
+    assert "R0123456789abcdef" not in result.output
