@@ -709,11 +709,12 @@ class _RuleBase(_Model):
 
     @model_validator(mode="after")
     def _templates(self) -> Self:
-        from monitor.templates import TemplateError, compile_template
-
         for key in ("summary", "description"):
             text = getattr(self, key)
             if text is not None:
+                # Imported here: Jinja2 costs start-up time and memory only where it is used.
+                from monitor.templates import TemplateError, compile_template
+
                 try:
                     compile_template(text, labels=self.labels)
                 except TemplateError as exc:

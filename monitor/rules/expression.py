@@ -9,7 +9,6 @@ time) keeps its state, and the reason is reported once as a problem.
 from __future__ import annotations
 
 from monitor.config import ExpressionRuleConfig
-from monitor.expr import ExpressionError, compile_expression
 from monitor.models import Account
 from monitor.rules import lifecycle
 from monitor.rules.base import Context, Outcome
@@ -18,6 +17,9 @@ from monitor.rules.base import Context, Outcome
 def _check(
     rule: ExpressionRuleConfig, ctx: Context, number: str, account: Account
 ) -> lifecycle.Verdict | None:
+    # Imported here: the CEL library costs start-up time and memory only where it is used.
+    from monitor.expr import ExpressionError, compile_expression
+
     before = ctx.previous.get(number) if ctx.previous is not None else None
     try:
         state = compile_expression(rule.when).evaluate(

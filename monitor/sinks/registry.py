@@ -1,10 +1,13 @@
 """The sink types by their TOML ``type``, and building the configured sinks.
 
 ``SINK_FACTORIES`` has the same keys as :data:`monitor.config.SINK_CONFIG_TYPES` (a test checks).
+Each sink's module is imported when a sink of its type is built, so a daemon pays (in start-up
+time and memory) only for the sinks it uses: the email sink's SMTP client, Apprise's plugins.
 """
 
 from __future__ import annotations
 
+import importlib
 from collections.abc import Mapping, Sequence
 from typing import Any, Protocol
 
@@ -12,18 +15,6 @@ import aiohttp
 
 from monitor.config import SinkConfig
 from monitor.errors import ConfigError
-from monitor.sinks import (
-    alertmanager,
-    apprise,
-    discord,
-    email,
-    log,
-    msteams,
-    pagerduty,
-    slack,
-    telegram,
-    webhook,
-)
 from monitor.sinks.base import Sink
 
 
@@ -33,17 +24,30 @@ class SinkFactory(Protocol):
     def __call__(self, config: Any, *, index: int, session: aiohttp.ClientSession) -> Sink: ...
 
 
+def _factory(module: str) -> SinkFactory:
+    """``monitor.sinks.<module>.create``, imported on first use."""
+
+    def create(config: Any, *, index: int, session: aiohttp.ClientSession) -> Sink:
+        made: SinkFactory = importlib.import_module(f"monitor.sinks.{module}").create
+        return made(config, index=index, session=session)
+
+    return create
+
+
 SINK_FACTORIES: Mapping[str, SinkFactory] = {
-    "webhook": webhook.create,
-    "slack": slack.create,
-    "discord": discord.create,
-    "msteams": msteams.create,
-    "telegram": telegram.create,
-    "email": email.create,
-    "pagerduty": pagerduty.create,
-    "alertmanager": alertmanager.create,
-    "apprise": apprise.create,
-    "log": log.create,
+    name: _factory(name)
+    for name in (
+        "webhook",
+        "slack",
+        "discord",
+        "msteams",
+        "telegram",
+        "email",
+        "pagerduty",
+        "alertmanager",
+        "apprise",
+        "log",
+    )
 }
 
 
