@@ -117,6 +117,8 @@ class SourcePipeline:
         #: Rules removed by a reload whose alerts still fire: resolved at the next poll.
         self._retired: dict[str, RuleConfig] = {}
         self._reported: set[str] = set()
+        self._split_of: dict[AlertKey, ActiveAlert] | None = None
+        self._split_cache: tuple[list[ActiveAlert], list[ActiveAlert]] = ([], [])
 
     async def load(self) -> None:
         state = await self.store.load_source(self.source)
@@ -126,17 +128,25 @@ class SourcePipeline:
 
     @property
     def firing(self) -> int:
-        mine = sum(a.state == "firing" for a in self._active.values())
-        return mine + (self._health.down is not None)
+        return len(self._split()[0]) + (self._health.down is not None)
 
     def pending_alerts(self) -> list[ActiveAlert]:
         """The alerts of this source waiting for their rule's ``for``."""
-        return [a for a in self._active.values() if a.state == "pending"]
+        return list(self._split()[1])
 
     def firing_alerts(self) -> list[ActiveAlert]:
         """Every alert of this source that is firing now (``source_down`` included)."""
         down = [self._health.down] if self._health.down is not None else []
-        return [*(a for a in self._active.values() if a.state == "firing"), *down]
+        return [*self._split()[0], *down]
+
+    def _split(self) -> tuple[list[ActiveAlert], list[ActiveAlert]]:
+        """The rule alerts, firing and pending; worked out again only after the state changed
+        (the daemon asks every source after each poll of any of them)."""
+        if self._split_of is not self._active:
+            firing = [a for a in self._active.values() if a.state == "firing"]
+            pending = [a for a in self._active.values() if a.state == "pending"]
+            self._split_of, self._split_cache = self._active, (firing, pending)
+        return self._split_cache
 
     async def reconfigure(
         self, config: Config, rules: tuple[RuleConfig, ...], fetcher: Fetcher, down_after: int
