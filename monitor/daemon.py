@@ -190,6 +190,9 @@ class Daemon:
         self._in_flight: set[asyncio.Task[None]] = set()
         self._stop = asyncio.Event()
         self._summary: asyncio.TimerHandle | None = None
+        #: Whether the state database may hold notifications of mute windows (only windows
+        #: hold them, so without windows one look at start-up or after a reload is enough).
+        self._maybe_held = True
 
     # ------------------------------------------------------------------ run
 
@@ -308,11 +311,12 @@ class Daemon:
     async def _release_job(self) -> None:
         """Settle what mute windows held once they no longer cover the rule; never raises."""
         rt = self._rt
-        if rt is None:
-            return
+        if rt is None or not (self.config.mute or self._maybe_held):
+            return  # no window, and nothing held since the last look: nothing to settle
         try:
             if await release_held(rt.store, self.config, utcnow()):
                 rt.delivery.wake()
+            self._maybe_held = await rt.store.held_count() > 0
         except MonitorError as exc:
             log.error("mute_release_failed", error=str(exc))
 
@@ -483,6 +487,7 @@ class Daemon:
             await self._apply(rt, new, tokens, sinks)
         finally:
             self.notifier.ready(self.status_line())
+        self._maybe_held = True
         await self._release_job()  # a mute window removed or changed: settle what it held
         return True
 
