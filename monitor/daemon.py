@@ -354,9 +354,7 @@ class Daemon:
         # doing that after each poll costs more than the polls. Once a second is enough (a
         # scrape of /metrics brings the gauges up to date itself).
         if self._summary is None:
-            self._summary = asyncio.get_running_loop().call_later(
-                SUMMARY_DELAY, self._summarise
-            )
+            self._summary = asyncio.get_running_loop().call_later(SUMMARY_DELAY, self._summarise)
 
     def _summarise(self) -> None:
         """The alert gauges and systemd's status line, after the polls of the last second."""

@@ -41,6 +41,7 @@ from monitor.models import (
 from monitor.mutes import muting
 from monitor.parse import parse_body, problem_text
 from monitor.rules import AlertKey, SourceHealth, evaluate, evaluate_source, retired_alerts
+from monitor.rules.base import RuleProblem
 from monitor.store import HistoryPoint, PollRecord, Store
 
 #: At most this many different evaluation problems are remembered (each is logged once).
@@ -116,7 +117,8 @@ class SourcePipeline:
         self._history: dict[tuple[str, str], list[tuple[datetime, JSONValue]]] = {}
         #: Rules removed by a reload whose alerts still fire: resolved at the next poll.
         self._retired: dict[str, RuleConfig] = {}
-        self._reported: set[str] = set()
+        self._reported: set[tuple[str, str, str]] = set()
+        self._reported_full = False
         self._split_of: dict[AlertKey, ActiveAlert] | None = None
         self._split_cache: tuple[list[ActiveAlert], list[ActiveAlert]] = ([], [])
 
@@ -420,14 +422,30 @@ class SourcePipeline:
                 dropped.append((key[0], key[1], at, value))
         return added, dropped
 
-    def _report(self, problems: tuple[str, ...]) -> None:
-        """Log each evaluation problem once (a template that failed, an expression that cannot
-        be evaluated on some account); the alert itself went out with the default text."""
+    def _report(self, problems: tuple[RuleProblem, ...]) -> None:
+        """Log each kind of evaluation problem once (a template that failed, an expression that
+        cannot be evaluated), with how many accounts it hit this poll and one of them; the
+        alerts went out with the default text, the accounts kept their state."""
+        kinds: dict[tuple[str, str, str], list[str | None]] = {}
         for problem in problems:
-            if problem not in self._reported:
-                if len(self._reported) < PROBLEMS_REMEMBERED:
-                    self._reported.add(problem)
-                self.log.warning("rule_problem", problem=problem)
+            key = (problem.rule, problem.what, problem.detail)
+            kinds.setdefault(key, []).append(problem.account)
+        for (rule, what, detail), accounts in kinds.items():
+            if (rule, what, detail) in self._reported:
+                continue
+            if len(self._reported) >= PROBLEMS_REMEMBERED:
+                if not self._reported_full:
+                    self._reported_full = True
+                    self.log.warning("rule_problems_suppressed", remembered=PROBLEMS_REMEMBERED)
+                return
+            self._reported.add((rule, what, detail))
+            self.log.warning(
+                "rule_problem",
+                rule=rule,
+                problem=f"{what}: {detail}",
+                accounts=len(accounts),
+                example=next((a for a in accounts if a is not None), None),
+            )
 
     def _announce(self, queued: Queued, held: Held | None = None) -> None:
         """Log every alert: queued ones, and held ones with the mute window holding them."""

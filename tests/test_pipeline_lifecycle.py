@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import structlog.testing
 
 from monitor.config import Config, config_from_dict
 from monitor.errors import FetchError
@@ -462,3 +463,23 @@ async def test_the_pipeline_queues_by_severity(tmp_path: Path, store: Store) -> 
         ("source_down", "ops"),
         ("source_down", "pager"),
     ]
+
+
+async def test_an_expression_problem_is_logged_once_per_kind(tmp_path: Path, store: Store) -> None:
+    """An expression that cannot be evaluated on many accounts (``previous`` unguarded on the
+    first poll) is one ``rule_problem`` line naming how many accounts and one of them, not one
+    line per account, and not again at the next poll."""
+    rule = {"type": "expression", "name": "drop", "when": "previous.cash - cash > 1000.0"}
+    daemon = Daemon(make_config(tmp_path, [rule]), store)
+    await daemon.start()
+    accounts = [account(f"{n}@vision") for n in range(3)]
+    with structlog.testing.capture_logs() as logs:
+        await daemon.poll(accounts)
+        daemon.clock.advance(timedelta(seconds=30))
+        await daemon.poll([account(f"{n}@vision", "4000.00") for n in range(3)])
+    problems = [e for e in logs if e["event"] == "rule_problem"]
+    assert len(problems) == 1
+    assert problems[0]["rule"] == "drop"
+    assert problems[0]["accounts"] == 3
+    assert problems[0]["example"] == "0@vision"
+    assert "previous.cash" in problems[0]["problem"]

@@ -65,7 +65,7 @@ class Timeline:
             self.rules, self.previous, current, self.active, skip=skip, only=only, history=history
         )
         self.previous, self.active = current.accounts, result.active
-        self.problems += result.problems
+        self.problems += [str(p) for p in result.problems]
         return list(result.alerts)
 
     def cash(self, minute: float, value: object) -> list[Alert]:

@@ -20,6 +20,21 @@ History: TypeAlias = Mapping[tuple[str, str], Sequence[tuple[datetime, JSONValue
 
 
 @dataclass(frozen=True, slots=True)
+class RuleProblem:
+    """A rule that could not do its whole job on one alert or account (a template that failed
+    to render, an expression that cannot be evaluated): the pipeline logs it, once per kind."""
+
+    rule: str
+    what: str
+    detail: str
+    account: str | None = None
+
+    def __str__(self) -> str:
+        where = f" for {self.account}" if self.account is not None else ""
+        return f"rule '{self.rule}': {self.what}{where}: {self.detail}"
+
+
+@dataclass(frozen=True, slots=True)
 class Context:
     previous: Mapping[str, Account] | None
     current: Snapshot
@@ -29,7 +44,7 @@ class Context:
     only: frozenset[str] | None = None
     history: History = field(default_factory=dict)
     #: Problems met while evaluating (a template that failed to render): logged, not fatal.
-    problems: list[str] = field(default_factory=list)
+    problems: list[RuleProblem] = field(default_factory=list)
     #: Accounts of ``previous`` missing from ``current`` (computed once per poll).
     gone: frozenset[str] = frozenset()
 
@@ -75,7 +90,7 @@ class Outcome:
 class Evaluation:
     alerts: tuple[Alert, ...]
     active: dict[AlertKey, ActiveAlert]
-    problems: tuple[str, ...] = ()
+    problems: tuple[RuleProblem, ...] = ()
 
 
 Evaluator: TypeAlias = Callable[[Any, Context], Outcome]
@@ -192,7 +207,9 @@ def _templated(ctx: Context, rule: Any, made: Alert) -> Alert:
         try:
             rendered[key] = compile_template(text, labels=rule.labels).render(variables)
         except TemplateError as exc:
-            ctx.problems.append(f"rule '{rule.name}': the {key} template failed: {exc}")
+            ctx.problems.append(
+                RuleProblem(rule.name, f"the {key} template failed", str(exc), made.account_number)
+            )
     return replace(
         made, summary=rendered["summary"] or made.summary, description=rendered["description"]
     )

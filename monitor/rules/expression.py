@@ -11,7 +11,7 @@ from __future__ import annotations
 from monitor.config import ExpressionRuleConfig
 from monitor.models import Account
 from monitor.rules import lifecycle
-from monitor.rules.base import Context, Outcome
+from monitor.rules.base import Context, Outcome, RuleProblem
 
 
 def _check(
@@ -26,7 +26,7 @@ def _check(
             account.record, before.record if before is not None else None
         )
     except ExpressionError as exc:
-        ctx.problems.append(f"rule '{rule.name}': cannot evaluate `when` for {number}: {exc}")
+        ctx.problems.append(RuleProblem(rule.name, "cannot evaluate `when`", str(exc), number))
         return None
     return lifecycle.Verdict(
         holds=state,
