@@ -3,12 +3,16 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import socket
+from collections.abc import AsyncIterator
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from decimal import Decimal
 from typing import Any
 
 from aiohttp import web
+from aiohttp.test_utils import TestServer
 from multidict import CIMultiDictProxy
 
 from monitor.models import Alert, Notification, Severity, Status
@@ -75,3 +79,30 @@ class Receiver:
         app = web.Application()
         app.router.add_post("/{tail:.*}", self.handle)
         return app
+
+
+@contextlib.asynccontextmanager
+async def serving(
+    path: str = "/", *, reply: Reply | None = None, scheme: str | None = None
+) -> AsyncIterator[Receiver]:
+    """A :class:`Receiver` served on 127.0.0.1 whose ``url`` ends in ``path`` (``scheme``
+    replaces ``http``, e.g. Apprise's ``json``); released and closed afterwards."""
+    receiver = Receiver(reply=reply) if reply is not None else Receiver()
+    server = TestServer(receiver.app(), host="127.0.0.1")
+    await server.start_server()
+    receiver.url = str(server.make_url(path))
+    if scheme is not None:
+        receiver.url = f"{scheme}://127.0.0.1:{server.port}{path}"
+    try:
+        yield receiver
+    finally:
+        receiver.released.set()
+        await server.close()
+
+
+def unused_url(path: str) -> str:
+    """An http URL on a 127.0.0.1 port nothing listens on."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    return f"http://127.0.0.1:{port}{path}"

@@ -5,7 +5,6 @@ from __future__ import annotations
 import hashlib
 import hmac
 import json
-import socket
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
@@ -15,10 +14,9 @@ from typing import Any
 
 import aiohttp
 import pytest
-from aiohttp.test_utils import TestServer
 from e2e_helpers import PAYLOAD_FIELDS
 from pydantic import SecretStr
-from sinks_helpers import Receiver, Reply, make_notification
+from sinks_helpers import Receiver, Reply, make_notification, serving, unused_url
 from structlog.testing import capture_logs
 
 from monitor import __version__, encoding
@@ -42,31 +40,15 @@ SIGNING_KEY = "hmac-signing-key"
 
 
 @pytest.fixture
-async def session() -> AsyncIterator[aiohttp.ClientSession]:
-    async with aiohttp.ClientSession() as client:
-        yield client
-
-
-@pytest.fixture
 async def receiver() -> AsyncIterator[Receiver]:
-    receiver = Receiver()
-    server = TestServer(receiver.app())
-    await server.start_server()
-    receiver.url = str(server.make_url(f"{SECRET_PATH}?{SECRET_QUERY}"))
-    try:
+    async with serving(f"{SECRET_PATH}?{SECRET_QUERY}") as receiver:
         yield receiver
-    finally:
-        receiver.released.set()
-        await server.close()
 
 
 @pytest.fixture
 def closed_url() -> str:
     """A URL on a port nothing listens on."""
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port = sock.getsockname()[1]
-    return f"http://127.0.0.1:{port}{SECRET_PATH}?{SECRET_QUERY}"
+    return unused_url(f"{SECRET_PATH}?{SECRET_QUERY}")
 
 
 def make_webhook(url: str, session: aiohttp.ClientSession, **settings: Any) -> webhook.WebhookSink:

@@ -25,7 +25,7 @@ import aiohttp
 import pytest
 from aiohttp.test_utils import TestServer
 from e2e_helpers import eventually
-from sinks_helpers import Receiver, Reply, make_notification
+from sinks_helpers import Receiver, Reply, make_notification, serving
 from structlog.testing import capture_logs
 
 from monitor import __version__
@@ -45,15 +45,8 @@ BINARIES = ("prometheus-alertmanager", "alertmanager")
 @pytest.fixture
 async def receiver() -> AsyncIterator[Receiver]:
     """A fake Alertmanager: records every POST, answers 200."""
-    receiver = Receiver()
-    server = TestServer(receiver.app())
-    await server.start_server()
-    receiver.url = str(server.make_url("/"))
-    try:
+    async with serving("/") as receiver:
         yield receiver
-    finally:
-        receiver.released.set()
-        await server.close()
 
 
 def make_sink(

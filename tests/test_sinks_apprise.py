@@ -10,8 +10,7 @@ from collections.abc import AsyncIterator, Iterator
 from typing import Any
 
 import pytest
-from aiohttp.test_utils import TestServer
-from sinks_helpers import Receiver, Reply, make_notification
+from sinks_helpers import Receiver, Reply, make_notification, serving
 
 from monitor.config import AppriseSinkConfig
 from monitor.errors import ConfigError, SinkError
@@ -41,15 +40,8 @@ def _restore_loggers() -> Iterator[None]:
 
 @pytest.fixture
 async def receiver() -> AsyncIterator[Receiver]:
-    receiver = Receiver()
-    server = TestServer(receiver.app(), host="127.0.0.1")
-    await server.start_server()
-    receiver.url = f"json://127.0.0.1:{server.port}{SECRET_PATH}"
-    try:
+    async with serving(SECRET_PATH, scheme="json") as receiver:
         yield receiver
-    finally:
-        receiver.released.set()
-        await server.close()
 
 
 def make_sink(url: str, **settings: Any) -> apprise_sink.AppriseSink:

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import json
 import re
-import socket
 from collections.abc import AsyncIterator, Callable
 from dataclasses import replace
 from decimal import Decimal
@@ -13,9 +12,8 @@ from typing import Any
 
 import aiohttp
 import pytest
-from aiohttp.test_utils import TestServer
 from pydantic import TypeAdapter
-from sinks_helpers import Receiver, Reply, make_notification
+from sinks_helpers import Receiver, Reply, make_notification, serving, unused_url
 from yarl import URL
 
 from monitor.config import (
@@ -44,31 +42,15 @@ SINK_CONFIG: TypeAdapter[SinkConfig] = TypeAdapter(SinkConfig)
 
 
 @pytest.fixture
-async def session() -> AsyncIterator[aiohttp.ClientSession]:
-    async with aiohttp.ClientSession() as client:
-        yield client
-
-
-@pytest.fixture
 async def receiver() -> AsyncIterator[Receiver]:
-    receiver = Receiver()
-    server = TestServer(receiver.app())
-    await server.start_server()
-    receiver.url = str(server.make_url(f"{SECRET_PATH}?{SECRET_QUERY}"))
-    try:
+    async with serving(f"{SECRET_PATH}?{SECRET_QUERY}") as receiver:
         yield receiver
-    finally:
-        receiver.released.set()
-        await server.close()
 
 
 @pytest.fixture
 def closed_url() -> str:
     """A URL on a port nothing listens on."""
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port = sock.getsockname()[1]
-    return f"http://127.0.0.1:{port}{SECRET_PATH}?{SECRET_QUERY}"
+    return unused_url(f"{SECRET_PATH}?{SECRET_QUERY}")
 
 
 def make_discord(url: str, session: aiohttp.ClientSession) -> discord.DiscordSink:

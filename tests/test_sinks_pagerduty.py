@@ -12,9 +12,8 @@ from typing import Any
 
 import aiohttp
 import pytest
-from aiohttp.test_utils import TestServer
 from pydantic import SecretStr
-from sinks_helpers import OBSERVED_AT, Receiver, Reply, make_notification
+from sinks_helpers import OBSERVED_AT, Receiver, Reply, make_notification, serving
 
 from monitor import __version__
 from monitor.config import PagerDutySinkConfig
@@ -33,15 +32,8 @@ ACCEPTED = Reply(
 @pytest.fixture
 async def receiver() -> AsyncIterator[Receiver]:
     """A fake Events API that accepts every event (202) until told otherwise."""
-    receiver = Receiver(reply=ACCEPTED)
-    server = TestServer(receiver.app())
-    await server.start_server()
-    receiver.url = str(server.make_url("/v2/enqueue"))
-    try:
+    async with serving("/v2/enqueue", reply=ACCEPTED) as receiver:
         yield receiver
-    finally:
-        receiver.released.set()
-        await server.close()
 
 
 def make_sink(url: str, session: aiohttp.ClientSession, **settings: Any) -> pagerduty.PagerDutySink:
