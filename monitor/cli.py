@@ -85,7 +85,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         _err(f"error: {exc}")
         if exc.problems != [str(exc)]:
             for problem in exc.problems:
-                _err(f"  {problem}")
+                _err("  " + problem.replace("\n", "\n    "))
         return Exit.CONFIG
     except MonitorError as exc:
         _err(f"error: {exc}")

@@ -817,17 +817,19 @@ class ExpressionRuleConfig(_ConditionRule):
 
     type: Literal["expression"]
     when: Annotated[str, Field(min_length=1)]
+    #: Record fields beyond the documented ones that ``when`` may name (ones the vendor added
+    #: after this release); they are not type-checked in advance.
+    fields: tuple[Annotated[str, Field(pattern=r"^[A-Za-z_][A-Za-z0-9_]*$")], ...] = ()
 
-    @field_validator("when")
-    @classmethod
-    def _compile(cls, value: str) -> str:
+    @model_validator(mode="after")
+    def _compile(self) -> ExpressionRuleConfig:
         from monitor.expr import ExpressionError, compile_expression
 
         try:
-            compile_expression(value)
+            compile_expression(self.when, extra_fields=self.fields)
         except ExpressionError as exc:
-            raise ValueError(str(exc)) from None
-        return value
+            raise ValueError(f"when: {exc}") from None
+        return self
 
 
 class DeltaRuleConfig(_ConditionRule):
@@ -1256,8 +1258,13 @@ def format_validation_errors(exc: ValidationError) -> list[str]:
         loc = _location(tuple(error["loc"]))
         if error["type"] in ("union_tag_invalid", "union_tag_not_found"):
             loc = f"{loc}.type"
+        first = True
         for line in _message(error).splitlines():
             key = re.match(r"^([a-z_]+)(\[\d+\])?(\.[a-z_]+)*: ", line)
+            if not first and not key and lines:
+                lines[-1] += f"\n{line}"  # more of the same problem (an excerpt, a caret)
+                continue
+            first = False
             if key and key.group(1) in Config.model_fields:
                 lines.append(line)  # a cross-reference problem that names its own key
             elif key and loc:

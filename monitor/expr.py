@@ -21,8 +21,8 @@ Variables:
   which the rule treats as "cannot be evaluated"; test with the ``has()`` macro instead to make
   the expression simply false: ``has(previous.cash) && previous.cash - cash > 1000.0``.
 - Fields the vendor adds after this release are variables too, when their value is a string,
-  number, boolean or null; an expression may only name them when the rule declares them (they
-  are not type-checked in advance).
+  number, boolean or null; an expression may only name them when the rule lists them in its
+  ``fields`` key (they are not type-checked in advance).
 
 Numbers: comparisons (``<``, ``<=``, ``>``, ``>=``, ``==``, ``!=``) work across ``int`` and
 ``double``, so ``account_value_total < 25000`` and ``daytrades_count >= 3.0`` both work.

@@ -1157,8 +1157,10 @@ def test_bad_rule_lifecycle_and_type_keys(rule: dict[str, Any], expected: list[s
     [("cash >", 1, 7), ("cash > 1.0 &&\n  (margin_type == 'cash'", 2, 25)],
 )
 def test_expression_syntax_error_names_line_and_column(when: str, line: int, column: int) -> None:
-    """A syntax error in `when` names its line and column, and shows where."""
-    first, *rest = problems(config(rules=[expression(when=when)]))
+    """A syntax error in `when` names its line and column, and shows where: one problem, its
+    excerpt and caret on the lines that follow."""
+    [problem] = problems(config(rules=[expression(when=when)]))
+    first, *rest = problem.splitlines()
     assert first.startswith(
         f"rules[0].when: syntax error in expression at line {line}, column {column}: "
     )

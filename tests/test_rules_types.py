@@ -609,3 +609,13 @@ def test_evaluate_without_history_treats_windowed_delta_as_unknown() -> None:
     current = Snapshot(SOURCE, T0, {A: cash(1)})
     result = evaluate([windowed()], {A: cash(5000)}, current, {})
     assert (result.alerts, result.active) == ((), {})
+
+
+def test_expression_names_a_vendor_field_it_declares() -> None:
+    """A field the vendor added after this release is refused by name unless the rule lists it
+    in ``fields``; listed, the expression reads it from the record."""
+    with pytest.raises(ValueError, match="unknown field 'options_level'"):
+        rule(type="expression", when="options_level >= 2")
+    run = Timeline([rule(type="expression", when="options_level >= 2", fields=["options_level"])])
+    [firing] = run.poll(0, account(A, options_level=3), account(B, options_level=1))
+    assert (firing.account_number, firing.status) == (A, Status.FIRING)

@@ -22,7 +22,7 @@ def _check(
 
     before = ctx.previous.get(number) if ctx.previous is not None else None
     try:
-        state = compile_expression(rule.when).evaluate(
+        state = compile_expression(rule.when, extra_fields=rule.fields).evaluate(
             account.record, before.record if before is not None else None
         )
     except ExpressionError as exc:
