@@ -291,19 +291,25 @@ class Daemon:
         pipeline = rt.pipelines.get(source) if rt is not None else None
         if pipeline is None:
             return
+        async with self._job("poll_cancelled", source=source):
+            await pipeline.job()
+
+    @contextlib.asynccontextmanager
+    async def _job(self, cancelled: str, **context: str) -> AsyncIterator[None]:
+        """Run a scheduled job as one the shutdown waits for (up to its grace) and may cancel."""
         task = asyncio.current_task()
         if task is not None:
             self._in_flight.add(task)
         try:
-            await pipeline.job()
+            yield
         except asyncio.CancelledError:
             if not self._stop.is_set() or task is None:
                 raise
-            # Cancelled by the shutdown below, after its grace: the poll is simply not
-            # recorded, and the next run polls again. Re-raising would make APScheduler log
-            # a traceback whose frames hold the request headers (the token).
+            # Cancelled by the shutdown below, after its grace: a poll is simply not recorded,
+            # and the next run polls again. Re-raising would make APScheduler log a traceback
+            # whose frames hold the request headers (the token).
             task.uncancel()
-            log.warning("poll_cancelled", source=source, grace=STOP_GRACE)
+            log.warning(cancelled, grace=STOP_GRACE, **context)
         finally:
             if task is not None:
                 self._in_flight.discard(task)
@@ -313,12 +319,13 @@ class Daemon:
         rt = self._rt
         if rt is None or not (self.config.mute or self._maybe_held):
             return  # no window, and nothing held since the last look: nothing to settle
-        try:
-            if await release_held(rt.store, self.config, utcnow()):
-                rt.delivery.wake()
-            self._maybe_held = await rt.store.held_count() > 0
-        except MonitorError as exc:
-            log.error("mute_release_failed", error=str(exc))
+        async with self._job("mute_release_cancelled"):
+            try:
+                if await release_held(rt.store, self.config, utcnow()):
+                    rt.delivery.wake()
+                self._maybe_held = await rt.store.held_count() > 0
+            except MonitorError as exc:
+                log.error("mute_release_failed", error=str(exc))
 
     async def _shutdown(self, rt: Runtime, scheduler: AsyncIOScheduler) -> None:
         scheduler.pause()
