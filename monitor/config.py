@@ -433,6 +433,10 @@ class _SinkBase(_Model):
             return None
         return _ref(f"sinks[{index}]", secret, value, env, file)
 
+    def required_ref(self, index: int, secret: str) -> SecretRef:
+        """:meth:`ref` of a secret the model validator makes present."""
+        return _required(self.ref(index, secret))
+
     def secret_refs(self, index: int) -> list[SecretRef]:
         return [r for name in self.SECRETS if (r := self.ref(index, name)) is not None]
 
@@ -465,6 +469,10 @@ class _UrlSecret(_Model):
 
     _url_check = field_validator("url")(classmethod(lambda cls, v: _check_url_secret(v)))
 
+    def url_ref(self, index: int) -> SecretRef:
+        """Where ``sinks[index].url`` comes from (its model makes it required)."""
+        return _ref(f"sinks[{index}]", "url", self.url, self.url_env, self.url_file)
+
 
 def _check_headers(value: dict[str, SecretStr]) -> dict[str, SecretStr]:
     for name, header in value.items():
@@ -488,9 +496,6 @@ class WebhookSinkConfig(_SinkBase, _UrlSecret):
 
     SECRETS: ClassVar[Mapping[str, bool]] = {"url": True, "secret": False}
 
-    def url_ref(self, index: int) -> SecretRef:
-        return _required(self.ref(index, "url"))
-
     def secret_ref(self, index: int) -> SecretRef | None:
         return self.ref(index, "secret")
 
@@ -503,9 +508,6 @@ class SlackSinkConfig(_GroupingSink, _UrlSecret):
 
     SECRETS: ClassVar[Mapping[str, bool]] = {"url": True}
 
-    def url_ref(self, index: int) -> SecretRef:
-        return _required(self.ref(index, "url"))
-
 
 class DiscordSinkConfig(_GroupingSink, _UrlSecret):
     """A Discord channel webhook: one embed per notification, coloured by severity."""
@@ -513,9 +515,6 @@ class DiscordSinkConfig(_GroupingSink, _UrlSecret):
     type: Literal["discord"]
 
     SECRETS: ClassVar[Mapping[str, bool]] = {"url": True}
-
-    def url_ref(self, index: int) -> SecretRef:
-        return _required(self.ref(index, "url"))
 
 
 class MsTeamsSinkConfig(_GroupingSink, _UrlSecret):
@@ -525,9 +524,6 @@ class MsTeamsSinkConfig(_GroupingSink, _UrlSecret):
     type: Literal["msteams"]
 
     SECRETS: ClassVar[Mapping[str, bool]] = {"url": True}
-
-    def url_ref(self, index: int) -> SecretRef:
-        return _required(self.ref(index, "url"))
 
 
 class TelegramSinkConfig(_GroupingSink):

@@ -111,14 +111,19 @@ class RecordingSink:
         self._gate.set()
 
     async def send(self, notification: Notification) -> None:
-        self.attempts.append(notification)
+        await self._attempt([notification])
+
+    async def _attempt(self, notifications: Sequence[Notification]) -> None:
+        """One attempt at ``notifications``: recorded, held by :meth:`block`, failed as queued
+        by :meth:`fail_next`, else sent."""
+        self.attempts.extend(notifications)
         await self._notify()
         await self._gate.wait()
         if self._failures:
             raise self._failures.popleft()
         if self._always is not None:
             raise self._always
-        self.sent.append(notification)
+        self.sent.extend(notifications)
         await self._notify()
 
     async def aclose(self) -> None:
@@ -158,15 +163,7 @@ class RecordingBatchSink(RecordingSink):
 
     async def send_batch(self, notifications: Sequence[Notification]) -> None:
         self.batches.append(list(notifications))
-        self.attempts.extend(notifications)
-        await self._notify()
-        await self._gate.wait()
-        if self._failures:
-            raise self._failures.popleft()
-        if self._always is not None:
-            raise self._always
-        self.sent.extend(notifications)
-        await self._notify()
+        await self._attempt(notifications)
 
 
 class RestoringSink(RecordingSink):

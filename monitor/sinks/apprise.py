@@ -142,9 +142,7 @@ def create(config: AppriseSinkConfig, *, index: int, session: aiohttp.ClientSess
             "pip install 'balance-monitor[apprise]'"
         ) from None
     quiet_apprise_logs()
-    ref = config.ref(index, "url")
-    if ref is None:  # the config model requires the url
-        raise ConfigError(f"sinks[{index}].url: required")
+    ref = config.required_ref(index, "url")
     notifier = apprise.Apprise()
     if not notifier.add(resolve_secret(ref).get_secret_value()):
         raise ConfigError(f"{ref.key}: not a URL that Apprise understands (or its plugin is off)")

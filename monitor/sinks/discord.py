@@ -23,9 +23,9 @@ from typing import Any
 
 import aiohttp
 
-from monitor.config import DiscordSinkConfig, resolve_secret
+from monitor.config import DiscordSinkConfig
 from monitor.models import Alert, Severity, Status, rfc3339
-from monitor.sinks.http import ChatSink, seconds_in_json
+from monitor.sinks.http import ChatSink, create_url_sink, seconds_in_json
 from monitor.sinks.text import (
     MISSING,
     clip,
@@ -179,9 +179,4 @@ def _color(alert: Alert) -> int:
 
 def create(config: DiscordSinkConfig, *, index: int, session: aiohttp.ClientSession) -> DiscordSink:
     """Build the sink, resolving its URL now (``ConfigError`` names the key)."""
-    return DiscordSink(
-        config.name,
-        session=session,
-        url=resolve_secret(config.url_ref(index)),
-        timeout=config.timeout.total_seconds(),
-    )
+    return create_url_sink(DiscordSink, config, index=index, session=session)

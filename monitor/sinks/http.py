@@ -18,13 +18,14 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from datetime import UTC, datetime
 from email.utils import parsedate_to_datetime
 from types import MappingProxyType
-from typing import Any
+from typing import Any, TypeVar
 from urllib.parse import unquote, urlsplit
 
 import aiohttp
 from pydantic import SecretStr
 
 from monitor import __version__, encoding
+from monitor.config import resolve_secret
 from monitor.errors import SinkError
 from monitor.models import Alert, Notification
 
@@ -89,6 +90,22 @@ class HttpSink:
     def _retry_after_in_body(self, body: str) -> float | None:
         """Seconds to wait, read from a retryable answer's body (when it has no Retry-After)."""
         return None
+
+
+_Sink = TypeVar("_Sink", bound=HttpSink)
+
+
+def create_url_sink(
+    cls: type[_Sink], config: Any, *, index: int, session: aiohttp.ClientSession
+) -> _Sink:
+    """A sink whose one secret is its URL (Slack, Discord, Teams), from ``sinks[index]``;
+    the URL is resolved now (``ConfigError`` names the key)."""
+    return cls(
+        config.name,
+        session=session,
+        url=resolve_secret(config.url_ref(index)),
+        timeout=config.timeout.total_seconds(),
+    )
 
 
 class ChatSink(HttpSink, abc.ABC):

@@ -18,9 +18,9 @@ from typing import Any
 import aiohttp
 
 from monitor import encoding
-from monitor.config import MsTeamsSinkConfig, resolve_secret
+from monitor.config import MsTeamsSinkConfig
 from monitor.models import Alert, Severity, rfc3339
-from monitor.sinks.http import ChatSink
+from monitor.sinks.http import ChatSink, create_url_sink
 from monitor.sinks.text import (
     clip,
     details,
@@ -141,9 +141,4 @@ def _text(text: str, *, is_subtle: bool = False, **style: Any) -> dict[str, Any]
 
 def create(config: MsTeamsSinkConfig, *, index: int, session: aiohttp.ClientSession) -> MsTeamsSink:
     """Build the sink, resolving its URL now (``ConfigError`` names the key)."""
-    return MsTeamsSink(
-        config.name,
-        session=session,
-        url=resolve_secret(config.url_ref(index)),
-        timeout=config.timeout.total_seconds(),
-    )
+    return create_url_sink(MsTeamsSink, config, index=index, session=session)

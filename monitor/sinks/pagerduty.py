@@ -165,12 +165,10 @@ def create(
     config: PagerDutySinkConfig, *, index: int, session: aiohttp.ClientSession
 ) -> PagerDutySink:
     """Build the sink, resolving its routing key now (``ConfigError`` names the key)."""
-    ref = config.ref(index, "routing_key")
-    assert ref is not None  # noqa: S101 - the config model requires one spelling
     return PagerDutySink(
         config.name,
         session=session,
-        routing_key=resolve_secret(ref),
+        routing_key=resolve_secret(config.required_ref(index, "routing_key")),
         url=config.url,
         timeout=config.timeout.total_seconds(),
     )

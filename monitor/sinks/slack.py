@@ -22,9 +22,9 @@ from typing import Any
 
 import aiohttp
 
-from monitor.config import SlackSinkConfig, resolve_secret
+from monitor.config import SlackSinkConfig
 from monitor.models import Alert, Severity, rfc3339
-from monitor.sinks.http import ChatSink
+from monitor.sinks.http import ChatSink, create_url_sink
 from monitor.sinks.text import (
     MISSING,
     SYMBOLS,
@@ -159,9 +159,4 @@ def _section(text: str) -> dict[str, Any]:
 
 def create(config: SlackSinkConfig, *, index: int, session: aiohttp.ClientSession) -> SlackSink:
     """Build the sink, resolving its URL now (``ConfigError`` names the key)."""
-    return SlackSink(
-        config.name,
-        session=session,
-        url=resolve_secret(config.url_ref(index)),
-        timeout=config.timeout.total_seconds(),
-    )
+    return create_url_sink(SlackSink, config, index=index, session=session)

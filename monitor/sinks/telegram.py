@@ -23,7 +23,6 @@ import aiohttp
 from pydantic import SecretStr
 
 from monitor.config import TelegramSinkConfig, resolve_secret
-from monitor.errors import ConfigError
 from monitor.models import Alert, rfc3339
 from monitor.sinks.http import ChatSink, seconds_in_json
 from monitor.sinks.text import (
@@ -135,13 +134,10 @@ def create(
     config: TelegramSinkConfig, *, index: int, session: aiohttp.ClientSession
 ) -> TelegramSink:
     """Build the sink, resolving its bot token now (``ConfigError`` names the key)."""
-    ref = config.ref(index, "bot_token")
-    if ref is None:  # the model validator makes a required secret present
-        raise ConfigError(f"sinks[{index}].bot_token: no secret given")
     return TelegramSink(
         config.name,
         session=session,
-        token=resolve_secret(ref),
+        token=resolve_secret(config.required_ref(index, "bot_token")),
         chat_id=config.chat_id,
         api_url=config.api_url,
         timeout=config.timeout.total_seconds(),
