@@ -35,7 +35,7 @@ from pydantic import (
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
 from monitor.errors import ConfigError
-from monitor.models import DEFAULT_SOURCE, KNOWN_FIELDS, NUMERIC_FIELDS, Severity
+from monitor.models import DEFAULT_SOURCE, KNOWN_FIELDS, NUMERIC_FIELDS, AlertKind, Severity
 
 ENV_CONFIG = "BALANCE_MONITOR_CONFIG"
 DEFAULT_CONFIG = Path("config.toml")
@@ -703,6 +703,18 @@ class _RuleBase(_Model):
     def applies_to(self, source: str) -> bool:
         return self.sources is None or source in self.sources
 
+    @property
+    def kind(self) -> AlertKind:
+        """``event``: each alert fires once and never resolves; ``condition``: an alert lasts
+        while its condition holds, then resolves. The one place this is decided: the pipeline,
+        the store and every sink read it (carried on each alert as ``Alert.kind``)."""
+        return "event"
+
+    @property
+    def notifies_resolved(self) -> bool:
+        """Whether sinks that do not track alert state get this rule's resolved notifications."""
+        return self.kind == "condition"
+
     @model_validator(mode="after")
     def _templates(self) -> Self:
         for key in ("summary", "description"):
@@ -739,6 +751,14 @@ class _ConditionRule(_RuleBase):
     repeat: Duration | None = None
     #: Whether the alert's end is notified.
     send_resolved: bool = True
+
+    @property
+    def kind(self) -> AlertKind:
+        return "condition"
+
+    @property
+    def notifies_resolved(self) -> bool:
+        return self.kind == "condition" and self.send_resolved
 
     @field_validator("repeat")
     @classmethod
@@ -840,6 +860,11 @@ class DeltaRuleConfig(_ConditionRule):
     direction: Literal["down", "up", "any"] = "any"
     window: Duration | None = None
 
+    @property
+    def kind(self) -> AlertKind:
+        """Without a ``window`` a delta is an event (a move between two polls)."""
+        return "condition" if self.window is not None else "event"
+
     @model_validator(mode="after")
     def _amount(self) -> DeltaRuleConfig:
         if (self.by is None) == (self.by_pct is None):
@@ -903,9 +928,6 @@ RuleConfig: TypeAlias = Annotated[
     | StaleRuleConfig,
     Field(discriminator="type"),
 ]
-ConditionRuleConfig: TypeAlias = (
-    ThresholdRuleConfig | ExpressionRuleConfig | DeltaRuleConfig | StaleRuleConfig
-)
 
 Weekday: TypeAlias = Literal["mon", "tue", "wed", "thu", "fri", "sat", "sun"]
 WEEKDAYS: tuple[Weekday, ...] = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
@@ -1057,7 +1079,7 @@ class Config(BaseSettings):
         ``definition`` stands in for a rule no longer in the config (a reload removed it)."""
         found = definition if definition is not None else self.rule(rule)
         names = found.sinks if found is not None else None
-        quiet = resolved and found is not None and not getattr(found, "send_resolved", True)
+        quiet = resolved and found is not None and not found.notifies_resolved
         return tuple(
             s.name
             for s in self.sinks

@@ -127,6 +127,9 @@ class Change:
 
 
 AlertState = Literal["pending", "firing"]
+#: ``event``: fires once, never resolves. ``condition``: lasts while it holds, then resolves.
+#: Decided by the rule's config (``RuleConfig.kind``) and carried on every alert.
+AlertKind = Literal["event", "condition"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -169,6 +172,8 @@ class Alert:
     labels: Mapping[str, str] = dataclass_field(default_factory=dict)
     #: When the episode began firing (for events: the moment they happened).
     started_at: datetime | None = None
+    #: Whether a resolved notification will end this alert (from the rule's config).
+    kind: AlertKind = "condition"
 
 
 @dataclass(frozen=True, slots=True)
@@ -187,6 +192,7 @@ class Notification:
             "status": a.status.value,
             "rule": a.rule,
             "type": a.type,
+            "kind": a.kind,
             "severity": a.severity.value,
             "source": a.source,
             "account_number": a.account_number,
@@ -226,6 +232,7 @@ class Notification:
             description=payload.get("description"),
             labels=dict(labels) if isinstance(labels, Mapping) else {},
             started_at=datetime.fromisoformat(started) if started else None,
+            kind="event" if payload.get("kind") == "event" else "condition",
         )
         return cls(id=payload["id"], alert=alert)
 

@@ -18,14 +18,7 @@ from typing import Protocol, TypeAlias
 
 import structlog
 
-from monitor.config import (
-    Config,
-    DeltaRuleConfig,
-    ExpressionRuleConfig,
-    RuleConfig,
-    StaleRuleConfig,
-    ThresholdRuleConfig,
-)
+from monitor.config import Config, DeltaRuleConfig, RuleConfig
 from monitor.errors import FetchError, SourceError
 from monitor.models import (
     Account,
@@ -165,14 +158,14 @@ class SourcePipeline:
             retired = []
             for rule in self.rules:
                 now = new.get(rule.name)
-                if now is None or _has_state(rule) != _has_state(now):
+                if now is None or rule.kind != now.kind:
                     retired.append(rule.name)
                     self._retired[rule.name] = rule
             # A rule retired by an earlier reload and back now (as a condition again, if it
             # was one) keeps its alerts; one that just became an event rule stays retired.
             for name, rule in new.items():
                 old = self._retired.get(name)
-                if old is not None and _has_state(old) == _has_state(rule):
+                if old is not None and old.kind == rule.kind:
                     del self._retired[name]
             self.config, self.rules, self.fetcher = config, rules, fetcher
             self._full = True
@@ -465,10 +458,3 @@ class SourcePipeline:
             )
         if queued:
             self.on_queued()
-
-
-def _has_state(rule: RuleConfig) -> bool:
-    """Whether a rule's alerts last (a condition) rather than being one-off events."""
-    if isinstance(rule, DeltaRuleConfig):
-        return rule.window is not None
-    return isinstance(rule, ThresholdRuleConfig | ExpressionRuleConfig | StaleRuleConfig)

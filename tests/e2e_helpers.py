@@ -41,6 +41,7 @@ PAYLOAD_FIELDS = (
     "status",
     "rule",
     "type",
+    "kind",
     "severity",
     "source",
     "account_number",

@@ -69,7 +69,14 @@ ALERTS = [
         id="description-labels-started",
     ),
     pytest.param(
-        replace(THRESHOLD, type="change", field="restriction_reason", previous=None, current="PDT"),
+        replace(
+            THRESHOLD,
+            type="change",
+            kind="event",
+            field="restriction_reason",
+            previous=None,
+            current="PDT",
+        ),
         id="change-from-null",
     ),
     pytest.param(
@@ -89,6 +96,7 @@ def test_payload_has_exactly_the_documented_keys_in_order() -> None:
         "status": "firing",
         "rule": "low-cash",
         "type": "threshold",
+        "kind": "condition",
         "severity": "warning",
         "source": "default",
         "account_number": NUMBER,

@@ -25,13 +25,16 @@ import aiohttp
 import pytest
 from aiohttp.test_utils import TestServer
 from e2e_helpers import eventually
-from sinks_helpers import Receiver, Reply, make_notification, serving
+from pydantic import TypeAdapter
+from sinks_helpers import OBSERVED_AT, Receiver, Reply, make_notification, serving
 from structlog.testing import capture_logs
 
 from monitor import __version__
-from monitor.config import AlertmanagerSinkConfig
+from monitor.config import AlertmanagerSinkConfig, RuleConfig
 from monitor.errors import ConfigError, SinkError
-from monitor.models import Notification, Status
+from monitor.models import Notification, Snapshot, Status
+from monitor.parse import parse_records
+from monitor.rules import evaluate
 from monitor.sinks import alertmanager
 from monitor.sinks.registry import build_sink
 
@@ -254,26 +257,61 @@ async def test_repeated_firing_notification_replaces_the_alert(
     assert alert["annotations"]["summary"] == "cash_to_withdraw fell to 12.00 (< 1000)"
 
 
-@pytest.mark.parametrize("kind", ["change", "restriction_change", "account_added"])
+@pytest.mark.parametrize("rule_type", ["change", "restriction_change", "account_added"])
 async def test_events_are_sent_once(
-    receiver: Receiver, sink: alertmanager.AlertmanagerSink, kind: str
+    receiver: Receiver, sink: alertmanager.AlertmanagerSink, rule_type: str
 ) -> None:
     """Alerts of event rules never resolve: sent once, never kept, left to resolve_timeout."""
-    await sink.send(make_notification(type=kind))
+    await sink.send(make_notification(type=rule_type, kind="event"))
     await asyncio.sleep(3 * INTERVAL)
 
     assert len(receiver.requests) == 1
     assert sink.firing == frozenset()
 
 
-def test_condition_rules_are_not_events() -> None:
-    """Rules that resolve (and source_down) are kept and re-sent."""
-    assert {"threshold", "expression", "delta", "stale", "source_down"}.isdisjoint(
-        alertmanager.EVENT_TYPES
-    )
-    assert {"change", "restriction_change", "account_added", "account_removed"} <= (
-        alertmanager.EVENT_TYPES
-    )
+RULE: TypeAdapter[RuleConfig] = TypeAdapter(RuleConfig)
+
+
+def _rule(**keys: Any) -> RuleConfig:
+    return RULE.validate_python({"name": "r", **keys})
+
+
+@pytest.mark.parametrize(
+    ("keys", "kind"),
+    [
+        ({"type": "threshold", "field": "cash", "op": "<", "value": 1}, "condition"),
+        ({"type": "expression", "when": "cash < 1"}, "condition"),
+        ({"type": "delta", "field": "cash", "by": 1, "window": "1h"}, "condition"),
+        ({"type": "stale", "field": "cash", "for": "1h"}, "condition"),
+        ({"type": "delta", "field": "cash", "by": 1}, "event"),
+        ({"type": "change", "field": "cash"}, "event"),
+        ({"type": "restriction_change"}, "event"),
+        ({"type": "account_added"}, "event"),
+        ({"type": "account_removed"}, "event"),
+    ],
+)
+def test_the_rule_config_says_event_or_condition(keys: dict[str, Any], kind: str) -> None:
+    """Whether a rule's alerts resolve is known in one place: the rule's config."""
+    assert _rule(**keys).kind == kind
+
+
+async def test_a_delta_without_window_is_an_event_at_alertmanager(
+    receiver: Receiver, sink: alertmanager.AlertmanagerSink
+) -> None:
+    """A delta rule without ``window`` is an event: its alert is sent once and never re-sent
+    (it used to be kept and re-sent forever, as its config model has ``send_resolved``)."""
+    rule = _rule(type="delta", field="cash", by=100)
+    before = parse_records([{"account_number": "12345678", "cash": 1000}]).accounts
+    after = parse_records([{"account_number": "12345678", "cash": 500}]).accounts
+    evaluation = evaluate([rule], before, Snapshot("default", OBSERVED_AT, after), {})
+    [made] = evaluation.alerts
+    assert not evaluation.active
+
+    await sink.send(Notification("n-delta", made))
+    await asyncio.sleep(3 * INTERVAL)
+
+    assert len(receiver.requests) == 1
+    assert sink.firing == frozenset()
 
 
 async def test_failed_send_is_not_kept(
@@ -318,7 +356,7 @@ async def test_restore_resends_right_away(
             [
                 alert_of("11111111"),
                 alert_of("22222222", status=Status.RESOLVED),
-                alert_of("33333333", type="change"),
+                alert_of("33333333", type="change", kind="event"),
                 alert_of("44444444"),
             ]
         )

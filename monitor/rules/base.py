@@ -150,6 +150,7 @@ def alert(
         source=ctx.current.source,
         labels=dict(rule.labels),
         started_at=started_at or ctx.now,
+        kind=rule.kind,
     )
     return _templated(ctx, rule, made)
 

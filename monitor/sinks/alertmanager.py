@@ -18,8 +18,8 @@ all again (one request) every ``resend_interval`` from a background task. The ta
 the first :meth:`~AlertmanagerSink.send` or :meth:`~AlertmanagerSink.restore` and stops in
 :meth:`~AlertmanagerSink.aclose`. A resolved notification drops its alert from the set. A failed
 re-send is logged (``alertmanager_resend_failed``) and tried again an interval later, never raised.
-Alerts of event rules (``change``, ``account_added``, ...: the rule types without a
-``send_resolved`` key) are sent once and not kept: they never resolve, so Alertmanager lets
+Alerts of event rules (``alert.kind == "event"``: ``change``, ``account_added``, a ``delta``
+without ``window``, ...) are sent once and not kept: they never resolve, so Alertmanager lets
 them expire after its ``resolve_timeout``.
 
 Every POST (a delivery or a re-send) holds one lock, so a re-send that read the set before an
@@ -45,17 +45,13 @@ import structlog
 from multidict import CIMultiDict
 
 from monitor import encoding
-from monitor.config import RULE_CONFIG_TYPES, AlertmanagerSinkConfig
+from monitor.config import AlertmanagerSinkConfig
 from monitor.errors import ConfigError, SinkError
 from monitor.models import Alert, JSONValue, Notification, Status, rfc3339
 from monitor.sinks import http
 from monitor.sinks.text import render
 
 API_PATH = "/api/v2/alerts"
-#: Rule types whose alerts are events: they fire and never resolve (no ``send_resolved`` key).
-EVENT_TYPES: frozenset[str] = frozenset(
-    kind for kind, model in RULE_CONFIG_TYPES.items() if "send_resolved" not in model.model_fields
-)
 
 _log = structlog.get_logger("monitor.sinks.alertmanager")
 
@@ -115,7 +111,7 @@ class AlertmanagerSink:
                 # loop), no re-send may revive the alert.
                 self._firing.pop(alert.fingerprint, None)
             await self._post([document])
-            if alert.status is Status.FIRING and alert.type not in EVENT_TYPES:
+            if alert.status is Status.FIRING and alert.kind == "condition":
                 self._firing[alert.fingerprint] = document
 
     async def restore(self, firing: Sequence[Notification]) -> None:
@@ -126,7 +122,7 @@ class AlertmanagerSink:
         start-up) keeps its newer document."""
         for notification in firing:
             alert = notification.alert
-            if alert.status is Status.FIRING and alert.type not in EVENT_TYPES:
+            if alert.status is Status.FIRING and alert.kind == "condition":
                 self._firing.setdefault(alert.fingerprint, self.document(alert))
         self._start()
         self._due.set()
