@@ -19,6 +19,7 @@ from typing import Protocol, TypeAlias
 import structlog
 
 from monitor.config import Config, DeltaRuleConfig, RuleConfig
+from monitor.cycle import Delivery, HistoryPoint, PollRecord, PollWrite
 from monitor.errors import FetchError, SourceError
 from monitor.models import (
     Account,
@@ -35,7 +36,7 @@ from monitor.mutes import muting
 from monitor.parse import parse_body, problem_text
 from monitor.rules import AlertKey, SourceHealth, evaluate, evaluate_source, retired_alerts
 from monitor.rules.base import RuleProblem
-from monitor.store import HistoryPoint, PollRecord, Store
+from monitor.store import Store
 
 #: At most this many different evaluation problems are remembered (each is logged once).
 PROBLEMS_REMEMBERED = 1000
@@ -206,12 +207,13 @@ class SourcePipeline:
         self._not_before = now + timedelta(seconds=retry_after) if retry_after else None
         health, alert = self._source_health(ok=False, error=error, now=now)
         queued, held = self._queue([alert] if alert else [], now)
-        await self.store.commit_poll(
-            self.source,
-            poll=PollRecord(now, ok=False, error=error),
-            health=health,
-            outbox=queued,
-            held=held,
+        await self.store.commit(
+            PollWrite(
+                self.source,
+                PollRecord(now, ok=False, error=error),
+                health,
+                deliveries=_deliveries(queued, held),
+            )
         )
         self._health = health
         duration = time.monotonic() - started
@@ -254,18 +256,19 @@ class SourcePipeline:
         retired_queued, retired_held = self._queue(ended, now, self._retired)
         queued += retired_queued
         held += retired_held
-        await self.store.commit_poll(
-            self.source,
-            poll=PollRecord(now, ok=True, account_count=len(accounts)),
-            health=health,
-            upserts=upserts,
-            deletes=deletes,
-            active=evaluation.active if evaluation.active != self._active else None,
-            active_before=self._active,
-            outbox=queued,
-            history=added,
-            history_deletes=dropped,
-            held=held,
+        await self.store.commit(
+            PollWrite(
+                self.source,
+                PollRecord(now, ok=True, account_count=len(accounts)),
+                health,
+                upserts=tuple(upserts),
+                deletes=tuple(deletes),
+                active=evaluation.active if evaluation.active != self._active else None,
+                active_before=self._active,
+                history=tuple(added),
+                history_deletes=tuple(dropped),
+                deliveries=_deliveries(queued, held),
+            )
         )
         self._retired.clear()
         merged = dict(accounts)
@@ -458,3 +461,10 @@ class SourcePipeline:
             )
         if queued:
             self.on_queued()
+
+
+def _deliveries(queued: Queued, held: Held) -> tuple[Delivery, ...]:
+    return tuple(
+        [Delivery(n, tuple(sinks)) for n, sinks in queued]
+        + [Delivery(n, tuple(sinks), mute) for n, sinks, mute in held]
+    )

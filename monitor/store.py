@@ -17,11 +17,12 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, TypeAlias, TypeVar
+from typing import Any, TypeVar
 
 import orjson
 
 from monitor import encoding
+from monitor.cycle import PollWrite, SourceState
 from monitor.errors import StoreError
 from monitor.models import Account, ActiveAlert, JSONValue, Notification
 from monitor.parse import parse_records
@@ -110,31 +111,6 @@ KEEP_FINISHED_SECONDS = 7 * 86400.0
 
 
 @dataclass(frozen=True, slots=True)
-class SourceState:
-    """What a source's pipeline needs at start-up."""
-
-    accounts: dict[str, Account] | None  # None: no successful poll yet (baseline pending)
-    health: SourceHealth
-    active: dict[AlertKey, ActiveAlert]
-    last_success_at: datetime | None = None
-    history: dict[tuple[str, str], list[tuple[datetime, JSONValue]]] | None = None
-
-
-#: One value of a field from the time it was seen: (account, field, observed_at, value).
-HistoryPoint: TypeAlias = tuple[str, str, datetime, JSONValue]
-
-
-@dataclass(frozen=True, slots=True)
-class PollRecord:
-    """The outcome of one poll, for ``sources`` and ``status``."""
-
-    at: datetime
-    ok: bool
-    error: str | None = None
-    account_count: int | None = None
-
-
-@dataclass(frozen=True, slots=True)
 class OutboxRow:
     seq: int
     id: str
@@ -180,14 +156,6 @@ class HeldRow:
 
     def notification(self) -> Notification:
         return Notification.from_payload(self.payload, source=self.source)
-
-
-@dataclass(frozen=True, slots=True)
-class _PollExtra:
-    active_before: Mapping[AlertKey, ActiveAlert] | None
-    history: Sequence[HistoryPoint]
-    history_deletes: Sequence[HistoryPoint]
-    held: Sequence[tuple[Notification, Sequence[str], str]]
 
 
 def _alert_row(source: str, a: ActiveAlert) -> tuple[str, str, str, str, str, str, str | None]:
@@ -395,45 +363,13 @@ class Store:
         last = _from_iso(last_success) if last_success is not None else None
         return SourceState(accounts, SourceHealth(failures, down), active, last, history)
 
-    async def commit_poll(
-        self,
-        source: str,
-        *,
-        poll: PollRecord,
-        health: SourceHealth,
-        upserts: Sequence[Account] = (),
-        deletes: Iterable[str] = (),
-        active: Mapping[AlertKey, ActiveAlert] | None = None,
-        outbox: Sequence[tuple[Notification, Sequence[str]]] = (),
-        active_before: Mapping[AlertKey, ActiveAlert] | None = None,
-        history: Sequence[HistoryPoint] = (),
-        history_deletes: Sequence[HistoryPoint] = (),
-        held: Sequence[tuple[Notification, Sequence[str], str]] = (),
-    ) -> None:
-        """Write one poll's outcome in one transaction.
+    async def commit(self, write: PollWrite) -> None:
+        """Write one poll's outcome (:class:`~monitor.cycle.PollWrite`) in one transaction."""
+        await self._run(self._commit, write)
 
-        ``active`` (when given) replaces the source's rule alerts (only the rows that differ
-        from ``active_before``, when that is given); ``health.down`` its ``source_down`` alert.
-        ``outbox`` pairs each notification with the sinks it goes to; ``held`` does the same for
-        notifications a mute window holds, with the mute's name. ``history`` adds values of
-        windowed fields, ``history_deletes`` drops those that left every window.
-        """
-        extra = _PollExtra(active_before, history, history_deletes, held)
-        await self._run(
-            self._commit_poll, source, poll, health, upserts, list(deletes), active, outbox, extra
-        )
-
-    def _commit_poll(  # noqa: PLR0917 - the executor passes arguments by position
-        self,
-        source: str,
-        poll: PollRecord,
-        health: SourceHealth,
-        upserts: Sequence[Account],
-        deletes: list[str],
-        active: Mapping[AlertKey, ActiveAlert] | None,
-        outbox: Sequence[tuple[Notification, Sequence[str]]],
-        extra: _PollExtra,
-    ) -> None:
+    def _commit(self, write: PollWrite) -> None:
+        source, poll, health = write.source, write.poll, write.health
+        upserts, deletes, active = write.upserts, write.deletes, write.active
         db = self._db
         at = _iso(poll.at)
         now = poll.at.timestamp()
@@ -452,27 +388,29 @@ class Store:
                     [(source, n) for n in deletes],
                 )
             if active is not None:
-                _write_alerts(db, source, active, extra.active_before)
-            if extra.history:
+                _write_alerts(db, source, active, write.active_before)
+            if write.history:
                 db.executemany(
                     "INSERT OR REPLACE INTO history (source, account_number, field, observed_at,"
                     " value) VALUES (?, ?, ?, ?, ?)",
-                    [(source, n, f, _iso(at), encoding.dumps(v)) for n, f, at, v in extra.history],
+                    [(source, n, f, _iso(at), encoding.dumps(v)) for n, f, at, v in write.history],
                 )
-            if extra.history_deletes:
+            if write.history_deletes:
                 db.executemany(
                     "DELETE FROM history WHERE source=? AND account_number=? AND field=?"
                     " AND observed_at=?",
-                    [(source, n, f, _iso(at)) for n, f, at, _ in extra.history_deletes],
+                    [(source, n, f, _iso(at)) for n, f, at, _ in write.history_deletes],
                 )
-            if extra.held:
+            held = write.held
+            if held:
                 db.executemany(
                     "INSERT OR IGNORE INTO held (id, sink, source, payload, mute, created_at)"
                     " VALUES (?, ?, ?, ?, ?, ?)",
                     [
-                        (n.id, sink, source, encoding.dumps(n.payload()), mute, now)
-                        for n, sinks, mute in extra.held
-                        for sink in sinks
+                        (d.notification.id, sink, source, payload, d.held_by, now)
+                        for d in held
+                        for payload in (encoding.dumps(d.notification.payload()),)
+                        for sink in d.sinks
                     ],
                 )
             db.execute("DELETE FROM alerts WHERE source=? AND account_number=''", (source,))
@@ -501,7 +439,7 @@ class Store:
                     poll.account_count,
                 ),
             )
-            self._insert_outbox(db, source, outbox, now)
+            self._insert_outbox(db, source, [(d.notification, d.sinks) for d in write.queued], now)
             db.execute("COMMIT")
         except BaseException:
             db.execute("ROLLBACK")

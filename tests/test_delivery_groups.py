@@ -14,13 +14,15 @@ from pathlib import Path
 from typing import Any
 
 from sinks_helpers import make_notification
+from store_helpers import commit_poll
 
 from monitor.config import DeliveryConfig, config_from_dict
+from monitor.cycle import PollRecord
 from monitor.delivery import Delivery, group_windows
 from monitor.models import ActiveAlert, Notification, Status
 from monitor.rules import SourceHealth
 from monitor.sinks.base import BatchSink, Sink
-from monitor.store import PollRecord, Store
+from monitor.store import Store
 from monitor.testing import EPOCH, ManualTime, RecordingBatchSink, RecordingSink, RestoringSink
 
 SOURCE = "default"
@@ -217,7 +219,8 @@ def test_group_windows_reads_each_grouping_sink(tmp_path: Path) -> None:
 async def test_start_restores_the_sinks_that_ask_with_what_still_fires(store: Store) -> None:
     """``Delivery.start`` hands a sink with ``restore`` the last delivered firing notification
     of each alert still firing; a sink without it is left alone."""
-    await store.commit_poll(
+    await commit_poll(
+        store,
         SOURCE,
         poll=PollRecord(EPOCH, ok=True),
         health=SourceHealth(),

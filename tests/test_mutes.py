@@ -14,15 +14,17 @@ from zoneinfo import ZoneInfo
 
 import pytest
 from sinks_helpers import make_notification
+from store_helpers import commit_poll
 
 from monitor.config import Config, MuteConfig, config_from_dict
+from monitor.cycle import PollRecord
 from monitor.delivery import release_held
 from monitor.errors import FetchError
 from monitor.models import Notification, Status
 from monitor.mutes import Held, muting, settle, window_at
 from monitor.pipeline import SourcePipeline
 from monitor.rules import SourceHealth
-from monitor.store import PollRecord, Store
+from monitor.store import Store
 from monitor.testing import EPOCH, FakeFetcher, ManualClock
 
 NY = ZoneInfo("America/New_York")
@@ -330,7 +332,8 @@ def make_config(
 async def hold(
     store: Store, *items: tuple[Notification, Sequence[str]], mute: str = "maintenance"
 ) -> None:
-    await store.commit_poll(
+    await commit_poll(
+        store,
         SOURCE,
         poll=PollRecord(EPOCH, ok=True),
         health=SourceHealth(),

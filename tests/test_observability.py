@@ -2,7 +2,7 @@
 
 No mocks: the notifier talks to a real datagram socket bound by the test, the health server is
 served on 127.0.0.1 and fetched with aiohttp, and ``status`` reads a real SQLite store written
-through :meth:`Store.commit_poll`.
+through :meth:`Store.commit`.
 """
 
 from __future__ import annotations
@@ -23,10 +23,12 @@ import pytest
 from e2e_helpers import COR, VISION, account
 from prometheus_client.parser import text_string_to_metric_families
 from sinks_helpers import make_notification
+from store_helpers import commit_poll
 from structlog.testing import capture_logs
 
 from monitor import __version__, status
 from monitor.config import MuteConfig, parse_listen
+from monitor.cycle import PollRecord
 from monitor.encoding import loads
 from monitor.health import HealthServer, Readiness
 from monitor.metrics import CONTENT_TYPE, NOTIFICATION_RESULTS, Metrics
@@ -34,7 +36,7 @@ from monitor.models import ActiveAlert, Notification
 from monitor.parse import parse_records
 from monitor.rules import SourceHealth
 from monitor.sdnotify import Notifier
-from monitor.store import PollRecord, Store
+from monitor.store import Store
 
 NOW = datetime(2024, 5, 1, 12, 0, 0, tzinfo=UTC)
 
@@ -428,7 +430,8 @@ async def populate(store: Store) -> None:
     accounts = parse_records([account(VISION), account(COR)]).accounts
     started = NOW - timedelta(minutes=5)
     alert = ActiveAlert("low-cash", VISION, "fp-1", started)
-    await store.commit_poll(
+    await commit_poll(
+        store,
         "default",
         poll=PollRecord(started, ok=True, account_count=2),
         health=SourceHealth(),
@@ -436,7 +439,8 @@ async def populate(store: Store) -> None:
         active={("low-cash", VISION): alert},
         outbox=[(make_notification(), ["hook"])],
     )
-    await store.commit_poll(
+    await commit_poll(
+        store,
         "default",
         poll=PollRecord(NOW - timedelta(seconds=30), ok=False, error="HTTP 503"),
         health=SourceHealth(failures=1),
@@ -520,7 +524,8 @@ async def mutes_and_pending(store: Store) -> list[MuteConfig]:
     them no longer configured. Returns the configured windows: ``maintenance`` (open at NOW,
     08:00 in New York, until 09:00) and ``weekend`` (closed)."""
     started = NOW - timedelta(minutes=5)
-    await store.commit_poll(
+    await commit_poll(
+        store,
         "default",
         poll=PollRecord(started, ok=True, account_count=2),
         health=SourceHealth(),

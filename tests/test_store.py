@@ -11,12 +11,14 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from store_helpers import commit_poll
 
+from monitor.cycle import PollRecord
 from monitor.errors import StoreError
 from monitor.models import Account, ActiveAlert, Alert, Notification, Severity, Status
 from monitor.parse import parse_records
 from monitor.rules import SourceHealth
-from monitor.store import KEEP_FINISHED_SECONDS, SCHEMA_VERSION, PollRecord, Store
+from monitor.store import KEEP_FINISHED_SECONDS, SCHEMA_VERSION, Store
 
 SOURCE = "default"
 T0 = datetime(2024, 5, 1, 12, 0, 0, tzinfo=UTC)
@@ -104,7 +106,9 @@ async def test_open_creates_missing_folders(tmp_path: Path) -> None:
 async def test_reopening_keeps_the_data(path: Path) -> None:
     """What one store committed, the next store on the same file reads back."""
     store = await Store.open(path)
-    await store.commit_poll(SOURCE, poll=ok(), health=SourceHealth(), upserts=accounts(record("A")))
+    await commit_poll(
+        store, SOURCE, poll=ok(), health=SourceHealth(), upserts=accounts(record("A"))
+    )
     await store.close()
     store = await Store.open(path)
     try:
@@ -183,7 +187,7 @@ async def test_load_source_returns_the_stored_accounts_exactly(store: Store) -> 
         record("A", "2524.54", unsettled_cash=Decimal("100"), vendor_field={"x": [1, "y"]}),
         record("C", "-12.345678901234567890"),
     )
-    await store.commit_poll(SOURCE, poll=ok(count=3), health=SourceHealth(), upserts=stored)
+    await commit_poll(store, SOURCE, poll=ok(count=3), health=SourceHealth(), upserts=stored)
     state = await store.load_source(SOURCE)
     assert state.accounts == {a.account_number: a for a in stored}
     assert [str(a.get("cash")) for a in state.accounts.values()] == [
@@ -197,14 +201,14 @@ async def test_load_source_returns_the_stored_accounts_exactly(store: Store) -> 
 
 async def test_a_successful_poll_without_accounts_is_still_a_baseline(store: Store) -> None:
     """An empty but successful poll records an empty baseline, not 'no baseline'."""
-    await store.commit_poll(SOURCE, poll=ok(count=0), health=SourceHealth())
+    await commit_poll(store, SOURCE, poll=ok(count=0), health=SourceHealth())
     assert (await store.load_source(SOURCE)).accounts == {}
 
 
 async def test_a_failed_poll_does_not_mark_a_baseline(store: Store) -> None:
     """Failed polls count toward health but leave the source without a baseline."""
     health = SourceHealth(failures=2)
-    await store.commit_poll(SOURCE, poll=PollRecord(T0, ok=False, error="HTTP 500"), health=health)
+    await commit_poll(store, SOURCE, poll=PollRecord(T0, ok=False, error="HTTP 500"), health=health)
     state = await store.load_source(SOURCE)
     assert state.accounts is None
     assert state.health == health
@@ -215,13 +219,15 @@ async def test_a_failed_poll_does_not_mark_a_baseline(store: Store) -> None:
 
 async def test_commit_poll_writes_only_the_given_upserts_and_deletes(store: Store) -> None:
     """Accounts not named in a poll keep their row as it was; deleted ones are gone."""
-    await store.commit_poll(
+    await commit_poll(
+        store,
         SOURCE,
         poll=ok(T0),
         health=SourceHealth(),
         upserts=accounts(record("A"), record("B"), record("C")),
     )
-    await store.commit_poll(
+    await commit_poll(
+        store,
         SOURCE,
         poll=ok(T1),
         health=SourceHealth(),
@@ -240,9 +246,9 @@ async def test_commit_poll_writes_only_the_given_upserts_and_deletes(store: Stor
 
 async def test_sources_do_not_share_accounts(store: Store) -> None:
     """Rows are per source: another source's accounts are neither read nor deleted."""
-    await store.commit_poll("one", poll=ok(), health=SourceHealth(), upserts=accounts(record("A")))
-    await store.commit_poll(
-        "two", poll=ok(), health=SourceHealth(), upserts=accounts(record("B")), deletes=["A"]
+    await commit_poll(store, "one", poll=ok(), health=SourceHealth(), upserts=accounts(record("A")))
+    await commit_poll(
+        store, "two", poll=ok(), health=SourceHealth(), upserts=accounts(record("B")), deletes=["A"]
     )
     one, two = await store.load_source("one"), await store.load_source("two")
     assert one.accounts is not None
@@ -255,7 +261,8 @@ async def test_alerts_round_trip(store: Store) -> None:
     """Rule alerts and the source_down alert come back as they were committed."""
     low = ActiveAlert("low-cash", "A", "fp-low", T0)
     down = ActiveAlert("source_down", None, "fp-down", T1)
-    await store.commit_poll(
+    await commit_poll(
+        store,
         SOURCE,
         poll=PollRecord(T1, ok=False, error="timed out"),
         health=SourceHealth(3, down),
@@ -272,15 +279,15 @@ async def test_alerts_are_kept_unless_replaced(store: Store) -> None:
     """``active=None`` keeps the rule alerts; a mapping replaces them; health owns source_down."""
     low = ActiveAlert("low-cash", "A", "fp-low", T0)
     down = ActiveAlert("source_down", None, "fp-down", T0)
-    await store.commit_poll(
-        SOURCE, poll=ok(), health=SourceHealth(3, down), active={("low-cash", "A"): low}
+    await commit_poll(
+        store, SOURCE, poll=ok(), health=SourceHealth(3, down), active={("low-cash", "A"): low}
     )
-    await store.commit_poll(SOURCE, poll=ok(T1), health=SourceHealth(3, down), active=None)
+    await commit_poll(store, SOURCE, poll=ok(T1), health=SourceHealth(3, down), active=None)
     state = await store.load_source(SOURCE)
     assert state.active == {("low-cash", "A"): low}
     assert state.health.down == down
 
-    await store.commit_poll(SOURCE, poll=ok(T1), health=SourceHealth(), active={})
+    await commit_poll(store, SOURCE, poll=ok(T1), health=SourceHealth(), active={})
     state = await store.load_source(SOURCE)
     assert state.active == {}
     assert state.health == SourceHealth()
@@ -291,7 +298,8 @@ async def test_commit_poll_is_atomic(store: Store) -> None:
     down = ActiveAlert("source_down", None, "fp-down", T0)
     unencodable = notification("n1", current=object())
     with pytest.raises(TypeError, match="cannot encode"):
-        await store.commit_poll(
+        await commit_poll(
+            store,
             SOURCE,
             poll=ok(count=1),
             health=SourceHealth(0, down),
@@ -301,7 +309,9 @@ async def test_commit_poll_is_atomic(store: Store) -> None:
         )
     for table in ("accounts", "sources", "alerts", "outbox"):
         assert await store.query(f"SELECT count(*) FROM {table}") == [(0,)]  # noqa: S608
-    await store.commit_poll(SOURCE, poll=ok(), health=SourceHealth(), upserts=accounts(record("A")))
+    await commit_poll(
+        store, SOURCE, poll=ok(), health=SourceHealth(), upserts=accounts(record("A"))
+    )
     assert (await store.load_source(SOURCE)).accounts is not None
 
 
@@ -310,7 +320,8 @@ async def test_commit_poll_is_atomic(store: Store) -> None:
 
 async def test_commit_poll_queues_one_row_per_sink(store: Store) -> None:
     """Each notification is queued once for every sink it goes to."""
-    await store.commit_poll(
+    await commit_poll(
+        store,
         SOURCE,
         poll=ok(),
         health=SourceHealth(),
@@ -330,8 +341,8 @@ async def test_outbox_insert_is_idempotent_on_id_and_sink(store: Store) -> None:
     assert row is not None
     await store.mark(row.seq, "delivered", now=T0.timestamp())
     await enqueue(store, "n1", ["log", "slack"])
-    await store.commit_poll(
-        SOURCE, poll=ok(), health=SourceHealth(), outbox=[(notification("n1"), ["log"])]
+    await commit_poll(
+        store, SOURCE, poll=ok(), health=SourceHealth(), outbox=[(notification("n1"), ["log"])]
     )
     assert await states(store) == {("n1", "log"): "delivered", ("n1", "slack"): "pending"}
 

@@ -12,11 +12,13 @@ from pathlib import Path
 
 import pytest
 from sinks_helpers import make_notification
+from store_helpers import commit_poll
 
 from monitor import status
+from monitor.cycle import PollRecord
 from monitor.models import ActiveAlert, Notification, Status
 from monitor.rules import AlertKey, SourceHealth
-from monitor.store import KEEP_FINISHED_SECONDS, SCHEMA_VERSION, PollRecord, Store
+from monitor.store import KEEP_FINISHED_SECONDS, SCHEMA_VERSION, Store
 
 SOURCE = "default"
 T0 = datetime(2024, 5, 1, 12, 0, 0, tzinfo=UTC)
@@ -169,8 +171,8 @@ async def test_pending_alerts_and_notified_at_round_trip(store: Store) -> None:
     pending = ActiveAlert("slow", "A1", "", T0, "pending")
     firing = ActiveAlert("low-cash", "A2", "fp-2", T0, "firing", T0 + timedelta(hours=1))
     active: dict[AlertKey, ActiveAlert] = {("slow", "A1"): pending, ("low-cash", "A2"): firing}
-    await store.commit_poll(
-        SOURCE, poll=PollRecord(T0, ok=True), health=SourceHealth(), active=active
+    await commit_poll(
+        store, SOURCE, poll=PollRecord(T0, ok=True), health=SourceHealth(), active=active
     )
     assert (await store.load_source(SOURCE)).active == active
     assert sorted(await store.query("SELECT rule, state, notified_at FROM alerts")) == [
@@ -186,11 +188,11 @@ async def test_only_changed_alert_rows_are_written(store: Store) -> None:
     two = ActiveAlert("low-cash", "A2", "fp-2", T0, "firing", T0)
     before: dict[AlertKey, ActiveAlert] = {("low-cash", "A1"): one, ("low-cash", "A2"): two}
     poll = PollRecord(T0, ok=True)
-    await store.commit_poll(SOURCE, poll=poll, health=SourceHealth(), active=before)
+    await commit_poll(store, SOURCE, poll=poll, health=SourceHealth(), active=before)
     later = T0 + timedelta(hours=1)
     after: dict[AlertKey, ActiveAlert] = {("low-cash", "A1"): replace(one, notified_at=later)}
-    await store.commit_poll(
-        SOURCE, poll=poll, health=SourceHealth(), active=after, active_before=before
+    await commit_poll(
+        store, SOURCE, poll=poll, health=SourceHealth(), active=after, active_before=before
     )
     assert (await store.load_source(SOURCE)).active == after
 
@@ -203,7 +205,8 @@ async def test_history_is_added_deleted_and_loaded_per_source(store: Store) -> N
     load_source returns the source's own, oldest first, with exact decimals."""
     t1, t2 = T0 + timedelta(minutes=1), T0 + timedelta(minutes=2)
     poll = PollRecord(T0, ok=True)
-    await store.commit_poll(
+    await commit_poll(
+        store,
         SOURCE,
         poll=poll,
         health=SourceHealth(),
@@ -213,15 +216,16 @@ async def test_history_is_added_deleted_and_loaded_per_source(store: Store) -> N
             ("A2", "equity", T0, 7),
         ],
     )
-    await store.commit_poll(
-        "other", poll=poll, health=SourceHealth(), history=[("A1", "cash", T0, Decimal("1"))]
+    await commit_poll(
+        store, "other", poll=poll, health=SourceHealth(), history=[("A1", "cash", T0, Decimal("1"))]
     )
     assert (await store.load_source(SOURCE)).history == {
         ("A1", "cash"): [(T0, Decimal("1000.00")), (t1, Decimal("900.50"))],
         ("A2", "equity"): [(T0, 7)],
     }
 
-    await store.commit_poll(
+    await commit_poll(
+        store,
         SOURCE,
         poll=poll,
         health=SourceHealth(),
@@ -245,7 +249,8 @@ def note(nid: str, fp: str = "fp-1", status: Status = Status.FIRING) -> Notifica
 async def test_release_queues_and_forgets_in_one_transaction(store: Store) -> None:
     """``release`` queues the released notifications for their sink and deletes the settled
     held rows (also those released to nobody); releasing twice queues nothing new."""
-    await store.commit_poll(
+    await commit_poll(
+        store,
         SOURCE,
         poll=PollRecord(T0, ok=True),
         health=SourceHealth(),
@@ -270,7 +275,8 @@ async def test_release_queues_and_forgets_in_one_transaction(store: Store) -> No
 async def test_a_failed_release_changes_nothing(store: Store) -> None:
     """A release that fails half-way (a payload that cannot be written) queues nothing and
     leaves the held rows in place."""
-    await store.commit_poll(
+    await commit_poll(
+        store,
         SOURCE,
         poll=PollRecord(T0, ok=True),
         health=SourceHealth(),
@@ -295,7 +301,8 @@ async def deliver(store: Store, n: Notification, sink: str, state: str = "delive
 
 
 async def firing(store: Store, *alerts: ActiveAlert, down: ActiveAlert | None = None) -> None:
-    await store.commit_poll(
+    await commit_poll(
+        store,
         SOURCE,
         poll=PollRecord(T0, ok=True),
         health=SourceHealth(1 if down else 0, down),
