@@ -1,5 +1,9 @@
 """(previous accounts, current accounts) -> the list of changes between them. Pure.
 
+The one change detector: the parser's fast path (is this record the same as last poll's?),
+the poll step (which accounts to write, which to evaluate) and the rules (what ``change``,
+``restriction_change`` and ``delta`` see) all ask this module, so they cannot disagree.
+
 Values are compared as data: numbers numerically (``1.0`` equals ``1.00`` and ``1``), a field
 missing on one side equals ``null``, and a boolean never equals a number (``true`` is not ``1``).
 The order is deterministic: by account number, then the fields in the order of
@@ -8,14 +12,14 @@ The order is deterministic: by account number, then the fields in the order of
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from decimal import Decimal
 from types import MappingProxyType
 from typing import Any, Final
 
 from monitor.models import KNOWN_FIELDS, Account, Change, JSONValue
 
-__all__ = ["changed_fields", "diff"]
+__all__ = ["changed_fields", "diff", "raw_checks", "same", "same_raw"]
 
 _KNOWN: Final = frozenset(KNOWN_FIELDS)
 #: Types whose ``==`` is already JSON equality when both sides have the same type.
@@ -23,16 +27,27 @@ _SCALARS: Final = frozenset({Decimal, int, str})
 _NO_FIELDS: Final[Mapping[str, JSONValue]] = MappingProxyType({})
 
 
-def diff(previous: Mapping[str, Account] | None, current: Mapping[str, Account]) -> list[Change]:
+def diff(
+    previous: Mapping[str, Account] | None,
+    current: Mapping[str, Account],
+    *,
+    only: Iterable[str] | None = None,
+) -> list[Change]:
     """Every change from ``previous`` to ``current``; ``previous`` is ``None`` on the first poll.
 
     Accounts in both give one ``changed`` per differing field; an account only in ``current`` is
     ``added`` (``current`` holds its record), one only in ``previous`` is ``removed``.
+    ``only`` (when known) names the accounts of ``current`` that may differ from ``previous``
+    (the parser's fast path knows the others are the same records): the rest are not compared.
     """
     if previous is None:
         return []
+    if only is None:
+        numbers = previous.keys() | current.keys()
+    else:
+        numbers = {n for n in only if n in current} | (previous.keys() - current.keys())
     changes: list[Change] = []
-    for number in sorted(previous.keys() | current.keys()):
+    for number in sorted(numbers):
         before = previous.get(number)
         after = current.get(number)
         if before is not None and after is not None:
@@ -71,6 +86,52 @@ def changed_fields(previous: Account | None, current: Account) -> dict[str, tupl
         if not _same(a, b):
             fields[name] = (a, b)
     return fields
+
+
+def same_raw(previous: Account, item: Mapping[str, Any]) -> bool:
+    """Whether ``item`` (a record as decoded, before validation) is the record ``previous`` was
+    made from, by the same JSON equality as :func:`changed_fields`.
+
+    Python's ``==`` (fast, in C) is JSON equality except that ``true == 1`` and ``false == 0``,
+    also inside containers; so the keys :func:`raw_checks` noted for ``previous`` (the only
+    places where that can matter) are compared again as data.
+    """
+    raw = previous.raw
+    if raw is None or raw != item:
+        return False
+    return all(_same(raw[key], item[key]) for key in previous.checks)
+
+
+def raw_checks(raw: Mapping[str, Any]) -> tuple[str, ...]:
+    """The keys of a decoded record where ``==`` may call different JSON equal: booleans,
+    numbers equal to 0 or 1, and containers (see :func:`same_raw`)."""
+    keys = tuple(
+        key
+        for key, value in raw.items()
+        if type(value) in _CONFUSABLE or (type(value) in _NUMBERS and value in (0, 1))
+    )
+    if not keys:
+        return ()
+    # Most records share a few such tuples (``("daytrades_count",)``): keep one of each.
+    shared = _SHARED.get(keys)
+    if shared is None:
+        if len(_SHARED) < _SHARED_MAX:
+            _SHARED[keys] = keys
+        return keys
+    return shared
+
+
+#: Decoded values whose ``==`` may hold against a different JSON value: see :func:`raw_checks`.
+_CONFUSABLE: Final = frozenset({bool, list, dict})
+_NUMBERS: Final = frozenset({int, float, Decimal})
+_SHARED: dict[tuple[str, ...], tuple[str, ...]] = {}
+_SHARED_MAX: Final = 1024
+
+
+def same(a: Any, b: Any) -> bool:
+    """JSON equality of two values: numbers numerically (``1`` equals ``1.00``), a boolean only
+    equals itself, a missing value (``None``) only ``null``, containers deeply."""
+    return _same(a, b)
 
 
 def _same(a: Any, b: Any) -> bool:

@@ -1,8 +1,9 @@
 """Frozen value types that flow through the pipeline.
 
 ``Account`` and ``Snapshot`` come out of :mod:`monitor.parse`, ``Change`` out of
-:mod:`monitor.diff`, ``Alert`` (with the ``ActiveAlert`` state it updates) out of
-:mod:`monitor.rules`, and ``Notification`` (an alert with its delivery id) goes into the outbox.
+:mod:`monitor.diff` (the one change detector), ``Alert`` (with the ``ActiveAlert`` state it
+updates) out of :mod:`monitor.rules`, and ``Notification`` (an alert with its delivery id) goes
+into the outbox.
 Money is ``Decimal`` everywhere; nothing here does I/O or reads the clock.
 """
 
@@ -73,6 +74,8 @@ class Account:
     #: The record as decoded, before validation: a later poll whose record equals it needs no
     #: validation, no diff and no write (``None`` when unknown, e.g. loaded from the state).
     raw: Any = dataclass_field(default=None, compare=False, repr=False)
+    #: The keys of ``raw`` that ``==`` alone cannot compare as JSON (``monitor.diff.raw_checks``).
+    checks: tuple[str, ...] = dataclass_field(default=(), compare=False, repr=False)
 
     def get(self, name: str) -> JSONValue:
         return self.record.get(name)

@@ -27,6 +27,7 @@ from typing import Any, Final
 
 import orjson
 
+from monitor.diff import raw_checks, same_raw
 from monitor.encoding import loads
 from monitor.errors import ParseError
 from monitor.models import (
@@ -76,9 +77,10 @@ def parse_body(body: bytes, previous: Mapping[str, Account] | None = None) -> Pa
 
     Raises :class:`ParseError` when the body is not JSON or not a JSON array.
 
-    The fast path decodes with orjson. A record equal to the one ``previous`` holds for its
-    account (``Account.raw``) is not validated again: that ``Account`` is reused, and
-    ``ParseResult.changed`` names only the accounts that are new or differ. Binary floats are
+    The fast path decodes with orjson. A record equal (:func:`monitor.diff.same_raw`) to the
+    one ``previous`` holds for its account (``Account.raw``) is not validated again: that
+    ``Account`` is reused, and ``ParseResult.changed`` names only the accounts that are new or
+    differ. Binary floats are
     turned into ``Decimal`` through their shortest repr, exact for every number of at most 15
     significant digits; a body with a longer number, or one orjson refuses, takes the exact
     path (the standard library with ``Decimal``), which also words the error precisely.
@@ -106,7 +108,7 @@ def _parse_decoded(items: list[Any], previous: Mapping[str, Account]) -> ParseRe
             number = item.get("account_number")
             if type(number) is str and number not in seen:
                 old = previous.get(number)
-                if old is not None and old.raw == item:
+                if old is not None and same_raw(old, item):
                     seen.add(number)
                     accounts[number] = old
                     continue
@@ -220,7 +222,8 @@ def _check_one(
     except _RecordError as exc:
         problems.append(Problem(exc.message, account_number=number, field=exc.field, index=index))
         return False
-    accounts[number] = Account(number, MappingProxyType(record), raw=raw)
+    checks = raw_checks(raw) if raw is not None else ()
+    accounts[number] = Account(number, MappingProxyType(record), raw=raw, checks=checks)
     for field, message in warnings:
         problems.append(
             Problem(message, account_number=number, field=field, index=index, skipped=False)

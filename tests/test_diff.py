@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 
-from monitor.diff import changed_fields, diff
+from monitor.diff import changed_fields, diff, raw_checks, same_raw
 from monitor.models import Account, Change
 from monitor.parse import parse_body
 
@@ -220,3 +220,38 @@ def test_diff_of_parsed_bodies() -> None:
     assert diff(first.accounts, second.accounts) == [
         Change("changed", "2@cor", "cash", Decimal(10), Decimal("10.50")),
     ]
+
+
+@pytest.mark.parametrize(
+    ("before", "after", "same"),
+    [
+        pytest.param({"x": 1}, {"x": 1}, True, id="same"),
+        pytest.param({"x": 1}, {"x": 1.0}, True, id="1-vs-1.0"),
+        pytest.param({"x": 1}, {"x": True}, False, id="1-vs-true"),
+        pytest.param({"x": True}, {"x": 1}, False, id="true-vs-1"),
+        pytest.param({"x": 0.0}, {"x": False}, False, id="0.0-vs-false"),
+        pytest.param({"x": [1, {"y": 0}]}, {"x": [True, {"y": 0}]}, False, id="nested-true"),
+        pytest.param({"x": {"y": 0}}, {"x": {"y": False}}, False, id="nested-false"),
+        pytest.param({"x": [1, 2]}, {"x": [1, 2]}, True, id="same-list"),
+        pytest.param({"x": 2}, {"x": 3}, False, id="different"),
+    ],
+)
+def test_same_raw_is_json_equality(
+    before: dict[str, Any], after: dict[str, Any], same: bool
+) -> None:
+    """The parser's fast path asks the diff whether a decoded record is last poll's: ``==``
+    alone would call ``true`` and ``1`` equal."""
+    previous = Account("A", MappingProxyType(before), raw=before, checks=raw_checks(before))
+    assert same_raw(previous, after) is same
+    assert same_raw(previous, after) is (changed_fields(previous, Account("A", after)) == {})
+
+
+def test_raw_checks_names_only_the_keys_equality_can_confuse() -> None:
+    raw = {"account_number": "A", "cash": 2.5, "n": 0, "one": 1.0, "b": False, "l": [], "s": "1"}
+    assert raw_checks(raw) == ("n", "one", "b", "l")
+    assert raw_checks({"cash": 2.5}) == ()
+    assert raw_checks({"n": 0}) is raw_checks({"n": 1})  # shared, not one tuple per account
+
+
+def test_a_record_without_raw_is_never_the_same() -> None:
+    assert same_raw(Account("A", MappingProxyType({"x": 1})), {"x": 1}) is False
