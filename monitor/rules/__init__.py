@@ -9,11 +9,23 @@ I/O: ``now`` comes in as a parameter.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from datetime import datetime
+from typing import TypeVar
 
-from monitor.config import RuleConfig
-from monitor.models import Account, ActiveAlert, Alert, Snapshot, Status
+from monitor.config import (
+    AccountAddedRuleConfig,
+    AccountRemovedRuleConfig,
+    ChangeRuleConfig,
+    DeltaRuleConfig,
+    ExpressionRuleConfig,
+    RestrictionChangeRuleConfig,
+    RuleConfig,
+    StaleRuleConfig,
+    ThresholdRuleConfig,
+)
+from monitor.diff import diff
+from monitor.models import Account, ActiveAlert, Alert, Change, Snapshot, Status
 from monitor.rules.base import (
     AlertKey,
     Context,
@@ -22,6 +34,7 @@ from monitor.rules.base import (
     History,
     Outcome,
     alert,
+    watched_field,
 )
 from monitor.rules.change import evaluate_change, evaluate_restriction_change
 from monitor.rules.delta import evaluate_delta
@@ -42,15 +55,30 @@ __all__ = [
     "retired_alerts",
 ]
 
+_R = TypeVar("_R")
+
+
+def _for(kind: type[_R], evaluator: Callable[[_R, Context], Outcome]) -> Evaluator:
+    """``evaluator`` for any rule config, checking that it is of the type it takes."""
+
+    def run(rule: RuleConfig, ctx: Context) -> Outcome:
+        if not isinstance(rule, kind):
+            raise TypeError(f"the {kind.__name__} evaluator got a {rule.type} rule")
+        return evaluator(rule, ctx)
+
+    return run
+
+
+#: The evaluator of each rule type, by the TOML ``type`` (the keys of ``RULE_CONFIG_TYPES``).
 EVALUATORS: Mapping[str, Evaluator] = {
-    "restriction_change": evaluate_restriction_change,
-    "threshold": evaluate_threshold,
-    "change": evaluate_change,
-    "expression": evaluate_expression,
-    "delta": evaluate_delta,
-    "account_added": evaluate_added,
-    "account_removed": evaluate_removed,
-    "stale": evaluate_stale,
+    "restriction_change": _for(RestrictionChangeRuleConfig, evaluate_restriction_change),
+    "threshold": _for(ThresholdRuleConfig, evaluate_threshold),
+    "change": _for(ChangeRuleConfig, evaluate_change),
+    "expression": _for(ExpressionRuleConfig, evaluate_expression),
+    "delta": _for(DeltaRuleConfig, evaluate_delta),
+    "account_added": _for(AccountAddedRuleConfig, evaluate_added),
+    "account_removed": _for(AccountRemovedRuleConfig, evaluate_removed),
+    "stale": _for(StaleRuleConfig, evaluate_stale),
 }
 
 
@@ -63,6 +91,7 @@ def evaluate(
     skip: frozenset[str] = frozenset(),
     only: frozenset[str] | None = None,
     history: History | None = None,
+    changes: Sequence[Change] | None = None,
 ) -> Evaluation:
     """Run every rule over one successful poll.
 
@@ -70,9 +99,17 @@ def evaluate(
     ``only`` (when known) names the accounts whose record changed since ``previous``: the
     others cannot change any rule's outcome and are not looked at.
     ``history`` holds the values over time of the fields windowed ``delta`` rules look at.
+    ``changes`` is :func:`monitor.diff.diff` of ``previous`` and ``current`` (worked out here
+    when not given): what ``change``, ``restriction_change`` and ``delta`` rules see.
     The returned state holds the alerts (pending and firing) of these rules only: those of
     rules that no longer exist are dropped, and ``source_down`` is :func:`evaluate_source`'s.
     """
+    if changes is None:
+        changes = diff(previous, current.accounts, only=only)
+    changed: dict[str, list[Change]] = {}
+    for change in changes:
+        if change.kind == "changed" and change.field is not None:
+            changed.setdefault(change.field, []).append(change)
     ctx = Context(
         previous=previous,
         current=current,
@@ -81,6 +118,7 @@ def evaluate(
         only=only,
         history=history if history is not None else {},
         gone=frozenset(previous.keys() - current.accounts.keys()) if previous else frozenset(),
+        changed=changed,
     )
     alerts = []
     state: dict[AlertKey, ActiveAlert] = {}
@@ -105,7 +143,7 @@ def retired_alerts(
             rule=rule,
             account=None,
             number=state.account_number,
-            field=getattr(rule, "field", None),
+            field=watched_field(rule),
             previous=None,
             current=None,
             summary=f"{state.account_number}: rule {rule.name} was removed from the configuration",

@@ -8,15 +8,36 @@ from dataclasses import dataclass, field, replace
 from datetime import datetime
 from decimal import Decimal
 from fnmatch import fnmatchcase
-from typing import Any, TypeAlias
+from typing import TypeAlias
 
-from monitor.models import Account, ActiveAlert, Alert, JSONValue, Severity, Snapshot, Status
+from monitor.config import (
+    ChangeRuleConfig,
+    DeltaRuleConfig,
+    ExpressionRuleConfig,
+    RuleConfig,
+    StaleRuleConfig,
+    ThresholdRuleConfig,
+)
+from monitor.models import (
+    Account,
+    ActiveAlert,
+    Alert,
+    Change,
+    JSONValue,
+    Severity,
+    Snapshot,
+    Status,
+)
 
 #: (rule name, account number or None for source-wide alerts)
 AlertKey: TypeAlias = tuple[str, str | None]
 #: (account number, field) -> the field's values over time, oldest first: each entry is the
 #: moment a value was first seen (the value held until the next entry).
 History: TypeAlias = Mapping[tuple[str, str], Sequence[tuple[datetime, JSONValue]]]
+#: The rule types whose alerts have a condition: pending -> firing -> resolved.
+ConditionRule: TypeAlias = (
+    ThresholdRuleConfig | ExpressionRuleConfig | DeltaRuleConfig | StaleRuleConfig
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -47,6 +68,8 @@ class Context:
     problems: list[RuleProblem] = field(default_factory=list)
     #: Accounts of ``previous`` missing from ``current`` (computed once per poll).
     gone: frozenset[str] = frozenset()
+    #: The changed fields of accounts in both polls (:func:`monitor.diff.diff`), by field.
+    changed: Mapping[str, Sequence[Change]] = field(default_factory=dict)
 
     @property
     def now(self) -> datetime:
@@ -93,7 +116,7 @@ class Evaluation:
     problems: tuple[RuleProblem, ...] = ()
 
 
-Evaluator: TypeAlias = Callable[[Any, Context], Outcome]
+Evaluator: TypeAlias = Callable[[RuleConfig, Context], Outcome]
 
 
 def fingerprint(
@@ -122,7 +145,7 @@ def alert(
     *,
     status: Status,
     fingerprint: str,
-    rule: Any,
+    rule: RuleConfig,
     account: Account | None,
     field: str | None,
     previous: JSONValue,
@@ -157,7 +180,7 @@ def alert(
 
 def event(
     ctx: Context,
-    rule: Any,
+    rule: RuleConfig,
     account: Account,
     *,
     summary: str,
@@ -181,19 +204,28 @@ def event(
     )
 
 
-def compared(ctx: Context, rule: Any, field: str) -> Iterator[tuple[str, Account, Any, Any]]:
+def compared(
+    ctx: Context, rule: RuleConfig, field: str
+) -> Iterator[tuple[str, Account, JSONValue, JSONValue]]:
     """``(number, account, previous value, current value)`` of the accounts the rule selects
-    that were also in the previous poll (none on the first poll)."""
-    if ctx.previous is None:
-        return
-    for number, account in ctx.candidates():
-        before = ctx.previous.get(number)
-        if before is None or number in ctx.skip or not matches(number, rule.accounts):
+    whose ``field`` changed since the previous poll (as :mod:`monitor.diff` says; none on the
+    first poll), in account order."""
+    accounts = ctx.current.accounts
+    for change in ctx.changed.get(field, ()):
+        number = change.account_number
+        if number in ctx.skip or not matches(number, rule.accounts):
             continue
-        yield number, account, before.get(field), account.get(field)
+        yield number, accounts[number], change.previous, change.current
 
 
-def _templated(ctx: Context, rule: Any, made: Alert) -> Alert:
+def watched_field(rule: RuleConfig) -> str | None:
+    """The one field a rule watches, if it watches one (an expression may name several)."""
+    if isinstance(rule, ThresholdRuleConfig | ChangeRuleConfig | DeltaRuleConfig | StaleRuleConfig):
+        return rule.field
+    return None
+
+
+def _templated(ctx: Context, rule: RuleConfig, made: Alert) -> Alert:
     """Render the rule's ``summary``/``description``; a failure keeps the default summary."""
     if rule.summary is None and rule.description is None:
         return made
@@ -201,8 +233,7 @@ def _templated(ctx: Context, rule: Any, made: Alert) -> Alert:
 
     variables = template_context(made, default_summary=made.summary)
     rendered: dict[str, str | None] = {"summary": made.summary, "description": None}
-    for key in rendered:
-        text = getattr(rule, key)
+    for key, text in (("summary", rule.summary), ("description", rule.description)):
         if text is None:
             continue
         try:

@@ -16,8 +16,6 @@ def _changes(
 ) -> Outcome:
     out = Outcome()
     for number, account, old, new in compared(ctx, rule, field):
-        if old == new:
-            continue
         if field == "restriction":
             reason = account.get("restriction_reason")
             summary = f"{number}: restriction changed from {show(old)} to {show(new)}"

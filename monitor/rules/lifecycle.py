@@ -20,10 +20,22 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, replace
 from datetime import datetime
-from typing import Any
+from typing import Generic, TypeVar
 
 from monitor.models import Account, ActiveAlert, JSONValue, Status
-from monitor.rules.base import AlertKey, Context, Outcome, alert, fingerprint, matches
+from monitor.rules.base import (
+    AlertKey,
+    ConditionRule,
+    Context,
+    Outcome,
+    alert,
+    fingerprint,
+    matches,
+    watched_field,
+)
+
+#: One condition rule type (each check takes its own).
+R = TypeVar("R", bound=ConditionRule)
 
 
 @dataclass(frozen=True, slots=True)
@@ -43,10 +55,10 @@ class Verdict:
     restart: bool = False
 
 
-Check = Callable[[Any, Context, str, Account], Verdict | None]
+Check = Callable[[R, Context, str, Account], Verdict | None]
 
 
-def run(rule: Any, ctx: Context, check: Check, *, extra: Iterable[str] = ()) -> Outcome:
+def run(rule: R, ctx: Context, check: Check[R], *, extra: Iterable[str] = ()) -> Outcome:
     """Evaluate a condition rule over the accounts that may have changed its outcome.
 
     Those are the changed accounts, ``extra`` ones (a window that moves with time), the ones
@@ -77,7 +89,7 @@ def run(rule: Any, ctx: Context, check: Check, *, extra: Iterable[str] = ()) -> 
     return out
 
 
-def _due(rule: Any, mine: dict[AlertKey, ActiveAlert], now: datetime) -> set[str]:
+def _due(rule: ConditionRule, mine: dict[AlertKey, ActiveAlert], now: datetime) -> set[str]:
     """Accounts whose pending wait is over, or whose firing alert is due to repeat."""
     due: set[str] = set()
     for (_, number), state in mine.items():
@@ -94,10 +106,10 @@ def _due(rule: Any, mine: dict[AlertKey, ActiveAlert], now: datetime) -> set[str
     return due
 
 
-class _Episodes:
+class _Episodes(Generic[R]):
     """One rule's episodes over one poll: the state machine of the module's doc."""
 
-    def __init__(self, rule: Any, ctx: Context) -> None:
+    def __init__(self, rule: R, ctx: Context) -> None:
         self.rule = rule
         self.ctx = ctx
         self.out = Outcome()
@@ -163,7 +175,7 @@ class _Episodes:
         if state.state != "firing":
             return
         before = ctx.previous.get(number) if ctx.previous is not None else None
-        field = getattr(rule, "field", None)
+        field = watched_field(rule)
         last = before.get(field) if before is not None and field is not None else None
         self.out.alerts.append(
             alert(
