@@ -1,28 +1,59 @@
 """One poll of one source as a pure step: what it saw -> the new state and every write. Pure.
 
-:func:`step` (added with the pure poll step) takes the source's state, the parse outcome or the
-fetch error, the rules, the mutes and ``now``; it returns the new state and one
+:func:`step` takes the source's :class:`PollState`, the parse outcome or the fetch error, the
+rules, the config (sinks and mutes) and ``now``; it returns the new state and one
 :class:`PollWrite` describing everything the poll writes: account upserts and deletes, alert
-state, history points, source health, and the notifications queued or held. The store writes a
-``PollWrite`` in one transaction (:meth:`monitor.store.Store.commit`); nothing here does I/O.
+state, history points, source health, and the notifications queued or held. The flow is
+parse (done by the caller) -> :func:`monitor.diff.diff` -> :func:`monitor.rules.evaluate` ->
+``source_down`` -> sinks and mutes. The store writes a ``PollWrite`` in one transaction
+(:meth:`monitor.store.Store.commit`); :class:`monitor.pipeline.SourcePipeline` does the I/O,
+the logging and the metrics around it. Nothing here does I/O or reads the clock.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
-from dataclasses import dataclass
-from datetime import datetime
+import hashlib
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field, replace
+from datetime import datetime, timedelta
 from typing import TypeAlias
 
-from monitor.models import Account, ActiveAlert, JSONValue, Notification
-from monitor.rules import AlertKey, SourceHealth
+from monitor.config import Config, DeltaRuleConfig, RuleConfig
+from monitor.diff import diff, same
+from monitor.errors import FetchError, SourceError
+from monitor.models import (
+    Account,
+    ActiveAlert,
+    Alert,
+    JSONValue,
+    Notification,
+    ParseResult,
+    Snapshot,
+    Status,
+)
+from monitor.mutes import muting
+from monitor.rules import AlertKey, SourceHealth, evaluate, evaluate_source, retired_alerts
+from monitor.rules.base import RuleProblem
 
-__all__ = ["Delivery", "HistoryPoint", "PollRecord", "PollWrite", "SourceState"]
+__all__ = [
+    "Delivery",
+    "HistoryPoint",
+    "PollRecord",
+    "PollState",
+    "PollWrite",
+    "SourceState",
+    "Step",
+    "notification_id",
+    "reconfigured",
+    "step",
+]
 
 #: One value of a field from the time it was seen: (account, field, observed_at, value).
 HistoryPoint: TypeAlias = tuple[str, str, datetime, JSONValue]
 #: (account number, field) -> the field's values over time, oldest first.
 HistoryMap: TypeAlias = dict[tuple[str, str], list[tuple[datetime, JSONValue]]]
+#: The same, as the step keeps it: never changed in place (a new poll makes new entries).
+History: TypeAlias = Mapping[tuple[str, str], tuple[tuple[datetime, JSONValue], ...]]
 
 
 @dataclass(frozen=True, slots=True)
@@ -86,3 +117,310 @@ class PollWrite:
     def held(self) -> tuple[Delivery, ...]:
         """The deliveries a mute window holds."""
         return tuple(d for d in self.deliveries if d.held_by is not None)
+
+
+@dataclass(frozen=True, slots=True)
+class PollState:
+    """What the step carries from one poll of a source to the next (the store has it too)."""
+
+    #: The last usable record of each account; ``None`` before the first successful poll.
+    accounts: Mapping[str, Account] | None = None
+    health: SourceHealth = field(default_factory=SourceHealth)
+    #: The rule alerts, pending and firing (``source_down`` is ``health.down``).
+    active: Mapping[AlertKey, ActiveAlert] = field(default_factory=dict)
+    #: The values over time of the fields windowed ``delta`` rules look at.
+    history: History = field(default_factory=dict)
+    #: Rules a reload removed (or turned into events) whose firing alerts still need their
+    #: resolved notification: sent at the next successful poll with the old rule's settings.
+    retired: Mapping[str, RuleConfig] = field(default_factory=dict)
+    #: Evaluate every account at the next successful poll (start-up, reload).
+    full: bool = True
+
+    @classmethod
+    def loaded(cls, stored: SourceState) -> PollState:
+        """The state at start-up, from what the store kept."""
+        history = {key: tuple(entries) for key, entries in (stored.history or {}).items()}
+        return cls(stored.accounts, stored.health, stored.active, history)
+
+    @property
+    def firing(self) -> list[ActiveAlert]:
+        """Every alert firing now, ``source_down`` included."""
+        down = [self.health.down] if self.health.down is not None else []
+        return [a for a in self.active.values() if a.state == "firing"] + down
+
+    @property
+    def pending(self) -> list[ActiveAlert]:
+        """The alerts waiting for their rule's ``for``."""
+        return [a for a in self.active.values() if a.state == "pending"]
+
+
+@dataclass(frozen=True, slots=True)
+class Step:
+    """What one poll did: the new state, the one value the store writes, and what to log."""
+
+    state: PollState
+    write: PollWrite
+    #: The alerts notified (queued or held), rule alerts and ``source_down`` alike.
+    alerts: int = 0
+    #: Account rows written or deleted.
+    changed: int = 0
+    #: Accounts whose record was unusable this poll (they keep their last good snapshot).
+    skipped: frozenset[str] = frozenset()
+    #: What the rules could not do (a template that failed): logged once per kind.
+    problems: tuple[RuleProblem, ...] = ()
+    #: The poll could not be used: why, and how long the source asked us to wait.
+    error: str | None = None
+    retry_after: float | None = None
+
+
+def notification_id(alert: Alert) -> str:
+    """Stable id of one notification: a replayed poll produces the same id, never a new one."""
+    text = f"{alert.fingerprint}\x1f{alert.status.value}\x1f{alert.observed_at.isoformat()}"
+    return hashlib.sha256(text.encode()).hexdigest()[:32]
+
+
+def step(
+    state: PollState,
+    seen: ParseResult | SourceError,
+    *,
+    source: str,
+    config: Config,
+    rules: Sequence[RuleConfig],
+    down_after: int,
+    now: datetime,
+) -> Step:
+    """One poll of ``source``: what it ``seen`` (the parsed body, or why there is none) turned
+    into the next state and everything to write."""
+    if isinstance(seen, SourceError):
+        return _failed(state, seen, source=source, config=config, down_after=down_after, now=now)
+    return _succeeded(
+        state, seen, source=source, config=config, rules=rules, down_after=down_after, now=now
+    )
+
+
+def reconfigured(
+    state: PollState, old: Sequence[RuleConfig], new: Sequence[RuleConfig]
+) -> tuple[PollState, list[str]]:
+    """The state after a reload swapped ``old`` rules for ``new`` ones; and the rules whose
+    alerts will end.
+
+    A rule that keeps its name and kind keeps its alerts: the new definition decides at the
+    next poll whether they still fire (and resolves them if not). The firing alerts of a removed
+    rule (or one that became an event rule) are resolved at the next successful poll, with the
+    old rule's severity, labels and sinks. A rule retired by an earlier reload and back now (as a
+    condition again, if it was one) keeps its alerts.
+    """
+    by_name = {r.name: r for r in new}
+    retired = dict(state.retired)
+    ending = []
+    for rule in old:
+        now = by_name.get(rule.name)
+        if now is None or rule.kind != now.kind:
+            ending.append(rule.name)
+            retired[rule.name] = rule
+    for name, rule in by_name.items():
+        before = retired.get(name)
+        if before is not None and before.kind == rule.kind:
+            del retired[name]
+    return replace(state, retired=retired, full=True), sorted(ending)
+
+
+def _failed(
+    state: PollState,
+    error: SourceError,
+    *,
+    source: str,
+    config: Config,
+    down_after: int,
+    now: datetime,
+) -> Step:
+    """A poll with nothing usable: it counts toward ``source_down``, nothing else changes."""
+    text = str(error)
+    health, alert = evaluate_source(
+        state.health, ok=False, error=text, down_after=down_after, source=source, now=now
+    )
+    alerts = [alert] if alert is not None else []
+    write = PollWrite(
+        source,
+        PollRecord(now, ok=False, error=text),
+        health,
+        deliveries=_deliveries(alerts, config, now),
+    )
+    return Step(
+        replace(state, health=health),
+        write,
+        alerts=len(alerts),
+        error=text,
+        retry_after=error.retry_after if isinstance(error, FetchError) else None,
+    )
+
+
+def _succeeded(
+    state: PollState,
+    result: ParseResult,
+    *,
+    source: str,
+    config: Config,
+    rules: Sequence[RuleConfig],
+    down_after: int,
+    now: datetime,
+) -> Step:
+    accounts = result.accounts
+    previous = state.accounts
+    # A duplicate of a usable record is skipped, not the account: the first record wins.
+    skip = frozenset(
+        p.account_number
+        for p in result.problems
+        if p.skipped and p.account_number is not None and p.account_number not in accounts
+    )
+    changes = diff(previous, accounts, only=result.changed)
+    touched = frozenset(c.account_number for c in changes if c.kind != "removed")
+    # Unchanged records cannot change a rule's outcome; after a reload every rule is new.
+    only = None if previous is None or state.full else touched
+    history, added, dropped = _record_history(rules, state.history, accounts, now, only)
+    ended, active = _retire(state, source, now)
+    evaluation = evaluate(
+        rules,
+        previous,
+        Snapshot(source, now, accounts),
+        active,
+        skip=skip,
+        only=only,
+        history=history,
+        changes=changes,
+    )
+    health, source_alert = evaluate_source(
+        state.health, ok=True, error=None, down_after=down_after, source=source, now=now
+    )
+    alerts = [*evaluation.alerts, *([source_alert] if source_alert is not None else [])]
+    if previous is None:
+        upserts = tuple(accounts.values())
+        deletes: tuple[str, ...] = ()
+    else:
+        upserts = tuple(accounts[n] for n in sorted(touched))
+        deletes = tuple(
+            c.account_number
+            for c in changes
+            if c.kind == "removed" and c.account_number not in skip
+        )
+    deliveries = _deliveries(alerts, config, now) + _deliveries(ended, config, now, state.retired)
+    write = PollWrite(
+        source,
+        PollRecord(now, ok=True, account_count=len(accounts)),
+        health,
+        upserts=upserts,
+        deletes=deletes,
+        active=evaluation.active if evaluation.active != state.active else None,
+        active_before=state.active,
+        history=tuple(added),
+        history_deletes=tuple(dropped),
+        deliveries=deliveries,
+    )
+    merged = dict(accounts)
+    for number in skip:  # an unusable record keeps its last good snapshot
+        if previous is not None and number in previous:
+            merged[number] = previous[number]
+    new = PollState(merged, health, evaluation.active, history, retired={}, full=False)
+    return Step(
+        new,
+        write,
+        alerts=len(alerts),
+        changed=len(upserts) + len(deletes),
+        skipped=skip,
+        problems=evaluation.problems,
+    )
+
+
+def _deliveries(
+    alerts: Iterable[Alert],
+    config: Config,
+    now: datetime,
+    definitions: Mapping[str, RuleConfig] | None = None,
+) -> tuple[Delivery, ...]:
+    """Each alert with its sinks: queued, or held when a mute window covers its rule.
+
+    ``definitions`` are the rules behind alerts that are no longer in the config (a reload
+    removed them): their sinks, ``min_severity`` filter and ``send_resolved`` still apply.
+    """
+    made = []
+    for a in alerts:
+        sinks = config.sinks_for(
+            a.rule,
+            a.severity,
+            resolved=a.status is Status.RESOLVED,
+            definition=(definitions or {}).get(a.rule),
+        )
+        mute = muting(config.mute, a.rule, now)
+        made.append(
+            Delivery(
+                Notification(notification_id(a), a),
+                sinks,
+                mute.name if mute is not None else None,
+            )
+        )
+    return tuple(made)
+
+
+def _retire(
+    state: PollState, source: str, now: datetime
+) -> tuple[list[Alert], Mapping[AlertKey, ActiveAlert]]:
+    """Resolved alerts for the firing alerts of rules a reload removed; the state without
+    them (pending ones are simply forgotten)."""
+    if not state.retired:
+        return [], state.active
+    ended: list[Alert] = []
+    kept: dict[AlertKey, ActiveAlert] = {}
+    for key, alert in state.active.items():
+        rule = state.retired.get(key[0])
+        if rule is None:
+            kept[key] = alert
+        elif alert.state == "firing":
+            ended += retired_alerts(rule, [alert], source=source, now=now)
+    return ended, kept
+
+
+def _record_history(
+    rules: Sequence[RuleConfig],
+    history: History,
+    accounts: Mapping[str, Account],
+    now: datetime,
+    only: frozenset[str] | None,
+) -> tuple[History, list[HistoryPoint], list[HistoryPoint]]:
+    """Note the new values of the fields windowed ``delta`` rules look at; forget those that
+    every window has left behind (the value at a window's start is kept). Returns the new
+    history (``history`` itself is left as it was), the points added and those dropped."""
+    windows: dict[str, timedelta] = {}
+    for rule in rules:
+        if isinstance(rule, DeltaRuleConfig) and rule.window is not None:
+            windows[rule.field] = max(windows.get(rule.field, rule.window), rule.window)
+    if not windows and not history:
+        return history, [], []
+    new = dict(history)
+    added: list[HistoryPoint] = []
+    dropped: list[HistoryPoint] = []
+    numbers = accounts.keys() if only is None else only
+    for name in windows:
+        for number in numbers:
+            account = accounts.get(number)
+            if account is None or name not in account.record:
+                continue
+            value = account.get(name)
+            entries = new.get((number, name), ())
+            if not entries or not same(entries[-1][1], value):
+                new[(number, name)] = (*entries, (now, value))
+                added.append((number, name, now, value))
+    for key, entries in list(new.items()):
+        window = windows.get(key[1])
+        if window is None or key[0] not in accounts:
+            dropped += [(key[0], key[1], at, v) for at, v in entries]
+            del new[key]
+            continue
+        start = now - window
+        # Keep the last value seen at or before the window's start, and everything after.
+        first = 0
+        while first + 1 < len(entries) and entries[first + 1][0] <= start:
+            first += 1
+        if first:
+            dropped += [(key[0], key[1], at, v) for at, v in entries[:first]]
+            new[key] = entries[first:]
+    return new, added, dropped

@@ -239,11 +239,11 @@ async def test_the_history_is_pruned_to_the_window_and_its_base(
     assert [s for _, s, _, _ in await d.outbox()] == ["firing", "resolved"]
 
     await d.restart()
-    assert d.pipeline._history == {  # what a restarted pipeline works from
-        ("A1", "cash"): [
+    assert d.pipeline.state.history == {  # what a restarted pipeline works from
+        ("A1", "cash"): (
             (EPOCH + timedelta(minutes=10), Decimal("4500.00")),
             (EPOCH + timedelta(minutes=20), Decimal("3900.00")),
-        ]
+        )
     }
 
 
