@@ -93,18 +93,26 @@ def same_raw(previous: Account, item: Mapping[str, Any]) -> bool:
     made from, by the same JSON equality as :func:`changed_fields`.
 
     Python's ``==`` (fast, in C) is JSON equality except that ``true == 1`` and ``false == 0``,
-    also inside containers; so the keys :func:`raw_checks` noted for ``previous`` (the only
-    places where that can matter) are compared again as data.
+    also inside containers; so the few keys :func:`raw_checks` noted for ``previous`` are
+    looked at again: a boolean or container as data, a 0 or 1 for a boolean in its place.
     """
     raw = previous.raw
     if raw is None or raw != item:
         return False
-    return all(_same(raw[key], item[key]) for key in previous.checks)
+    for key in previous.checks:
+        was = raw[key]
+        now = item[key]
+        if type(was) in _CONFUSABLE:
+            if not _same(was, now):
+                return False
+        elif now is True or now is False:
+            return False
+    return True
 
 
 def raw_checks(raw: Mapping[str, Any]) -> tuple[str, ...]:
-    """The keys of a decoded record where ``==`` may call different JSON equal: booleans,
-    numbers equal to 0 or 1, and containers (see :func:`same_raw`)."""
+    """The keys of a decoded record where ``==`` may call a different JSON value equal:
+    booleans, containers, and numbers equal to 0 or 1 (see :func:`same_raw`)."""
     keys = tuple(
         key
         for key, value in raw.items()
@@ -112,7 +120,7 @@ def raw_checks(raw: Mapping[str, Any]) -> tuple[str, ...]:
     )
     if not keys:
         return ()
-    # Most records share a few such tuples (``("daytrades_count",)``): keep one of each.
+    # Records of one source share a few such tuples (``("daytrades_count",)``): keep one each.
     shared = _SHARED.get(keys)
     if shared is None:
         if len(_SHARED) < _SHARED_MAX:

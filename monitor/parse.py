@@ -108,7 +108,10 @@ def _parse_decoded(items: list[Any], previous: Mapping[str, Account]) -> ParseRe
             number = item.get("account_number")
             if type(number) is str and number not in seen:
                 old = previous.get(number)
-                if old is not None and same_raw(old, item):
+                # same_raw, with its common case (no key to look at again) inline.
+                if old is not None and (
+                    same_raw(old, item) if old.checks else (old.raw is not None and old.raw == item)
+                ):
                     seen.add(number)
                     accounts[number] = old
                     continue

@@ -117,7 +117,7 @@ def evaluate(
         skip=skip,
         only=only,
         history=history if history is not None else {},
-        gone=frozenset(previous.keys() - current.accounts.keys()) if previous else frozenset(),
+        gone=frozenset(c.account_number for c in changes if c.kind == "removed"),
         changed=changed,
     )
     alerts = []
