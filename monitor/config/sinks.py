@@ -6,7 +6,7 @@ import re
 from collections.abc import Mapping
 from datetime import timedelta
 from pathlib import Path
-from typing import Annotated, ClassVar, Literal, Self, TypeAlias
+from typing import Annotated, Any, ClassVar, Literal, TypeAlias
 
 from pydantic import (
     AfterValidator,
@@ -19,45 +19,41 @@ from pydantic import (
     model_validator,
 )
 
-from monitor.config.secrets import SecretRef, check_secret_spellings, make_ref, required
-from monitor.config.types import Duration, FrozenModel, HttpUrlText, Name, check_url_secret
+from monitor.config.secrets import Secret, SecretRef, WithSecrets
+from monitor.config.types import (
+    Duration,
+    FrozenModel,
+    HttpUrlText,
+    Name,
+    check_url_secret,
+    config_path,
+)
 from monitor.models import Severity
 
 #: Severities from the least to the most severe.
 SEVERITY_RANK: Mapping[Severity, int] = {s: i for i, s in enumerate(Severity)}
 
 
-class _SinkBase(FrozenModel):
+class _SinkBase(WithSecrets):
     name: Name
     timeout: Duration = timedelta(seconds=10)
     #: Notifications of rules below this severity are not sent to this sink.
     min_severity: Severity = Severity.INFO
 
-    #: The sink's secrets (each spelled ``x``, ``x_env`` or ``x_file``) and whether required.
-    SECRETS: ClassVar[Mapping[str, bool]] = {}
     #: Whether the sink tracks alert state (Alertmanager, PagerDuty): it gets resolved
     #: notifications even from rules with ``send_resolved = false``.
     TRACKS_STATE: ClassVar[bool] = False
 
-    @model_validator(mode="after")
-    def _secret_spellings(self) -> Self:
-        for secret, is_required in self.SECRETS.items():
-            check_secret_spellings(self, secret, required=is_required)
-        return self
-
     def ref(self, index: int, secret: str) -> SecretRef | None:
         """Where ``sinks[index].<secret>`` comes from (``None`` when an optional one is unset)."""
-        value, env, file = (getattr(self, f"{secret}{s}") for s in ("", "_env", "_file"))
-        if value is None and env is None and file is None:
-            return None
-        return make_ref(f"sinks[{index}]", secret, value, env, file)
+        return self.secret_named(secret).ref(self, f"sinks[{index}]")
 
     def required_ref(self, index: int, secret: str) -> SecretRef:
         """:meth:`ref` of a secret the model validator makes present."""
-        return required(self.ref(index, secret))
+        return self.secret_named(secret).required_ref(self, f"sinks[{index}]")
 
     def secret_refs(self, index: int) -> list[SecretRef]:
-        return [r for name in self.SECRETS if (r := self.ref(index, name)) is not None]
+        return [r for s in self.SECRETS if (r := s.ref(self, f"sinks[{index}]")) is not None]
 
     def accepts(self, severity: Severity) -> bool:
         return SEVERITY_RANK[severity] >= SEVERITY_RANK[self.min_severity]
@@ -76,8 +72,12 @@ class _GroupingSink(_SinkBase):
         return value
 
 
+#: A sink's URL when it is a secret (a webhook's authorises whoever holds it to post).
+_URL = Secret("url")
+
+
 class _UrlSecret(FrozenModel):
-    """A webhook URL that is a secret (it authorises whoever holds it to post)."""
+    """A webhook URL that is a secret; a sink with it lists :data:`_URL` in its ``SECRETS``."""
 
     url: SecretStr | None = None
     url_env: str | None = None
@@ -87,7 +87,7 @@ class _UrlSecret(FrozenModel):
 
     def url_ref(self, index: int) -> SecretRef:
         """Where ``sinks[index].url`` comes from (its model makes it required)."""
-        return make_ref(f"sinks[{index}]", "url", self.url, self.url_env, self.url_file)
+        return _URL.required_ref(self, f"sinks[{index}]")
 
 
 _HEADER_NAME = re.compile(r"[!#$%&'*+.^_`|~0-9A-Za-z-]+")  # RFC 9110 token
@@ -113,7 +113,7 @@ class WebhookSinkConfig(_SinkBase, _UrlSecret):
     secret_file: Path | None = None
     headers: Headers = Field(default_factory=dict)
 
-    SECRETS: ClassVar[Mapping[str, bool]] = {"url": True, "secret": False}
+    SECRETS: ClassVar[tuple[Secret, ...]] = (_URL, Secret("secret", required=False))
 
     def secret_ref(self, index: int) -> SecretRef | None:
         return self.ref(index, "secret")
@@ -122,7 +122,7 @@ class WebhookSinkConfig(_SinkBase, _UrlSecret):
 class SlackSinkConfig(_GroupingSink, _UrlSecret):
     type: Literal["slack"]
 
-    SECRETS: ClassVar[Mapping[str, bool]] = {"url": True}
+    SECRETS: ClassVar[tuple[Secret, ...]] = (_URL,)
 
 
 class DiscordSinkConfig(_GroupingSink, _UrlSecret):
@@ -130,7 +130,7 @@ class DiscordSinkConfig(_GroupingSink, _UrlSecret):
 
     type: Literal["discord"]
 
-    SECRETS: ClassVar[Mapping[str, bool]] = {"url": True}
+    SECRETS: ClassVar[tuple[Secret, ...]] = (_URL,)
 
 
 class MsTeamsSinkConfig(_GroupingSink, _UrlSecret):
@@ -139,7 +139,7 @@ class MsTeamsSinkConfig(_GroupingSink, _UrlSecret):
 
     type: Literal["msteams"]
 
-    SECRETS: ClassVar[Mapping[str, bool]] = {"url": True}
+    SECRETS: ClassVar[tuple[Secret, ...]] = (_URL,)
 
 
 class TelegramSinkConfig(_GroupingSink):
@@ -154,7 +154,7 @@ class TelegramSinkConfig(_GroupingSink):
     #: The Bot API's address (a self-hosted Bot API server, or a test server).
     api_url: HttpUrlText = "https://api.telegram.org"
 
-    SECRETS: ClassVar[Mapping[str, bool]] = {"bot_token": True}
+    SECRETS: ClassVar[tuple[Secret, ...]] = (Secret("bot_token"),)
 
     @field_validator("chat_id")
     @classmethod
@@ -174,7 +174,7 @@ class PagerDutySinkConfig(_SinkBase):
     routing_key_file: Path | None = None
     url: HttpUrlText = "https://events.pagerduty.com/v2/enqueue"
 
-    SECRETS: ClassVar[Mapping[str, bool]] = {"routing_key": True}
+    SECRETS: ClassVar[tuple[Secret, ...]] = (Secret("routing_key"),)
 
 
 class AlertmanagerSinkConfig(_SinkBase):
@@ -221,7 +221,13 @@ class EmailSinkConfig(_GroupingSink):
     ca_file: Path | None = None
     subject_prefix: str = "[balance-monitor]"
 
-    SECRETS: ClassVar[Mapping[str, bool]] = {"username": False, "password": False}
+    SECRETS: ClassVar[tuple[Secret, ...]] = (
+        Secret("username", required=False),
+        Secret("password", required=False),
+    )
+
+    def _paths_under(self, base_dir: Path) -> dict[str, Any]:
+        return {**super()._paths_under(base_dir), "ca_file": config_path(self.ca_file, base_dir)}
 
     @model_validator(mode="after")
     def _auth(self) -> EmailSinkConfig:
@@ -247,7 +253,7 @@ class AppriseSinkConfig(_SinkBase):
     url_env: str | None = None
     url_file: Path | None = None
 
-    SECRETS: ClassVar[Mapping[str, bool]] = {"url": True}
+    SECRETS: ClassVar[tuple[Secret, ...]] = (_URL,)
 
 
 class LogSinkConfig(_SinkBase):

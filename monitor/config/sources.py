@@ -4,15 +4,16 @@ from __future__ import annotations
 
 from datetime import timedelta
 from pathlib import Path
+from typing import Any, ClassVar
 
-from pydantic import Field, SecretStr, field_validator, model_validator
+from pydantic import Field, SecretStr, field_validator
 
-from monitor.config.secrets import SecretRef, check_secret_spellings, make_ref
-from monitor.config.types import Duration, FrozenModel, HttpUrlText, Name, at_least_1s, public_url
+from monitor.config.secrets import Secret, SecretRef, WithSecrets
+from monitor.config.types import Duration, HttpUrlText, Name, at_least_1s, public_url
 from monitor.errors import ConfigError
 
 
-class OAuthConfig(FrozenModel):
+class OAuthConfig(WithSecrets):
     """``[api.oauth]``: the OAuth2 password grant that issues (and renews) access tokens."""
 
     token_url: HttpUrlText
@@ -32,29 +33,20 @@ class OAuthConfig(FrozenModel):
     renew_before: Duration = timedelta(minutes=5)
     timeout: Duration = timedelta(seconds=10)
 
-    @model_validator(mode="after")
-    def _secrets(self) -> OAuthConfig:
-        for name in OAUTH_SECRETS:
-            check_secret_spellings(self, name, required=True)
-        return self
+    SECRETS: ClassVar[tuple[Secret, ...]] = tuple(
+        Secret(name) for name in ("client_id", "client_secret", "username", "password")
+    )
 
     def refs(self, prefix: str) -> dict[str, SecretRef]:
-        return {
-            name: make_ref(
-                prefix,
-                name,
-                getattr(self, name),
-                getattr(self, f"{name}_env"),
-                getattr(self, f"{name}_file"),
-            )
-            for name in OAUTH_SECRETS
-        }
+        return {s.name: s.required_ref(self, prefix) for s in self.SECRETS}
 
 
-OAUTH_SECRETS = ("client_id", "client_secret", "username", "password")
+OAUTH_SECRETS = tuple(s.name for s in OAuthConfig.SECRETS)
+
+_TOKEN = Secret("token")
 
 
-class SourceBase(FrozenModel):
+class SourceBase(WithSecrets):
     """What every source has: where to fetch, how to authenticate, when it is down."""
 
     url: HttpUrlText
@@ -65,20 +57,28 @@ class SourceBase(FrozenModel):
     timeout: Duration = timedelta(seconds=10)
     down_after: int = Field(default=3, ge=1)
 
-    @model_validator(mode="after")
-    def _one_token(self) -> SourceBase:
+    #: The token, unless ``oauth`` issues them.
+    SECRETS: ClassVar[tuple[Secret, ...]] = (_TOKEN,)
+
+    def _check_secrets(self) -> None:
+        if self.oauth is None:
+            _TOKEN.check(self)
+            return
+        # An empty value counts as not given here (as it always has), unlike in Secret.check.
+        given = [key for key, got in zip(_TOKEN.keys, _TOKEN.read(self), strict=True) if got]
+        if given:
+            raise ValueError(f"give either oauth or {', '.join(given)}, not both")
+
+    def _paths_under(self, base_dir: Path) -> dict[str, Any]:
+        paths = super()._paths_under(base_dir)
         if self.oauth is not None:
-            given = [k for k in ("token", "token_env", "token_file") if getattr(self, k)]
-            if given:
-                raise ValueError(f"give either oauth or {', '.join(given)}, not both")
-        else:
-            check_secret_spellings(self, "token", required=True)
-        return self
+            paths["oauth"] = self.oauth.with_paths_under(base_dir)
+        return paths
 
     def token_ref_at(self, prefix: str) -> SecretRef | None:
         if self.oauth is not None:
             return None
-        return make_ref(prefix, "token", self.token, self.token_env, self.token_file)
+        return _TOKEN.required_ref(self, prefix)
 
     def secret_refs_at(self, prefix: str) -> list[SecretRef]:
         if self.oauth is not None:

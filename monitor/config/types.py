@@ -1,4 +1,4 @@
-"""The value types every section uses: the frozen model base, durations, names, URLs, numbers.
+"""What every section uses: the frozen model base, durations, names, paths, URLs, numbers.
 
 A type here is an ``Annotated`` alias whose validator raises ``ValueError`` with the message the
 user sees after the key (``schedule.interval: must be at least 1s``), never quoting the value.
@@ -10,6 +10,7 @@ import math
 import re
 from datetime import timedelta
 from decimal import Decimal
+from pathlib import Path
 from typing import Annotated, Any, TypeAlias
 from urllib.parse import urlsplit
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
@@ -93,6 +94,18 @@ def check_timezone(value: str) -> str:
     except (ZoneInfoNotFoundError, ValueError):
         raise ValueError(f"unknown time zone '{value}'") from None
     return value
+
+
+# --------------------------------------------------------------------------- paths
+
+
+def config_path(path: Path | None, base_dir: Path) -> Path | None:
+    """A path the file names: a relative one is relative to ``base_dir``, the file's folder; an
+    absolute one, or one that starts with a variable (``$CREDENTIALS_DIRECTORY/token``, expanded
+    when the file is read), is kept."""
+    if path is None or path.is_absolute() or str(path).startswith("$"):
+        return path
+    return base_dir / path
 
 
 # --------------------------------------------------------------------------- URLs
