@@ -11,7 +11,6 @@ from dataclasses import dataclass
 from datetime import timedelta
 
 from pydantic import Field, model_validator
-from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
 from monitor.config.mutes import MuteConfig
 from monitor.config.rules import SOURCE_DOWN_RULE, RuleConfig
@@ -20,14 +19,16 @@ from monitor.config.secrets import SecretRef
 from monitor.config.service import DeliveryConfig, HttpConfig, LogConfig, StateConfig
 from monitor.config.sinks import SinkConfig
 from monitor.config.sources import ApiConfig, SourceBase, SourceConfig
-from monitor.config.types import public_url
+from monitor.config.types import FrozenModel, public_url
 from monitor.models import DEFAULT_SOURCE, Severity
 
 
-class Config(BaseSettings):
-    """The whole configuration file. Built only by :func:`load_config` (or from a dict in tests)."""
+class Config(FrozenModel):
+    """The whole configuration file. Built only by :func:`load_config` (or from a dict in tests).
 
-    model_config = SettingsConfigDict(extra="forbid", frozen=True)
+    A plain model: the TOML file is its only source. An environment variable never changes a key
+    behind the operator's back (secrets name their own variables with ``*_env``).
+    """
 
     api: ApiConfig | None = None
     sources: tuple[SourceConfig, ...] = ()
@@ -39,19 +40,6 @@ class Config(BaseSettings):
     sinks: tuple[SinkConfig, ...] = Field(min_length=1)
     rules: tuple[RuleConfig, ...] = ()
     mute: tuple[MuteConfig, ...] = ()
-
-    @classmethod
-    def settings_customise_sources(
-        cls,
-        settings_cls: type[BaseSettings],
-        init_settings: PydanticBaseSettingsSource,
-        env_settings: PydanticBaseSettingsSource,
-        dotenv_settings: PydanticBaseSettingsSource,
-        file_secret_settings: PydanticBaseSettingsSource,
-    ) -> tuple[PydanticBaseSettingsSource, ...]:
-        # The TOML file is the only source: an environment variable never changes a key
-        # behind the operator's back (secrets name their own variables with *_env).
-        return (init_settings,)
 
     @model_validator(mode="after")
     def _references(self) -> Config:
