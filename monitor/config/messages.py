@@ -51,9 +51,9 @@ def _message(error: Mapping[str, Any]) -> str:
         options = re.findall(r"'([^']*)'", str(ctx.get("expected", "")))
         return f"must be one of {', '.join(options)}"
     if kind == "union_tag_invalid":
-        known = ", ".join(sorted(re.findall(r"'([^']*)'", str(ctx.get("expected_tags", "")))))
-        what = "rule" if "restriction_change" in known else "sink"
-        return f"unknown {what} type '{ctx.get('tag')}' (known: {known})"
+        tags = sorted(re.findall(r"'([^']*)'", str(ctx.get("expected_tags", ""))))
+        what = "rule" if set(tags) == set(RULE_CONFIG_TYPES) else "sink"
+        return f"unknown {what} type '{ctx.get('tag')}' (known: {', '.join(tags)})"
     if kind == "union_tag_not_found":
         return "required key 'type' missing"
     if kind in ("too_short", "string_too_short") and ctx.get("min_length") == 1:

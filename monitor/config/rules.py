@@ -19,7 +19,14 @@ from pydantic import (
     model_validator,
 )
 
-from monitor.config.types import Duration, FrozenModel, Name, Number, to_number
+from monitor.config.types import (
+    Duration,
+    FrozenModel,
+    Name,
+    Number,
+    models_by_type,
+    to_number,
+)
 from monitor.models import KNOWN_FIELDS, NUMERIC_FIELDS, AlertKind, Severity
 
 #: The built-in rule that fires when a source cannot be polled.
@@ -280,13 +287,5 @@ RuleConfig: TypeAlias = Annotated[
     Field(discriminator="type"),
 ]
 
-RULE_CONFIG_TYPES: dict[str, type[BaseModel]] = {
-    "restriction_change": RestrictionChangeRuleConfig,
-    "threshold": ThresholdRuleConfig,
-    "change": ChangeRuleConfig,
-    "expression": ExpressionRuleConfig,
-    "delta": DeltaRuleConfig,
-    "account_added": AccountAddedRuleConfig,
-    "account_removed": AccountRemovedRuleConfig,
-    "stale": StaleRuleConfig,
-}
+#: The rule models by their TOML ``type``; ``monitor.rules.EVALUATORS`` has the same keys.
+RULE_CONFIG_TYPES: dict[str, type[BaseModel]] = models_by_type(RuleConfig)

@@ -1,4 +1,9 @@
-"""``[[sinks]]``: where notifications go; one model per ``type``, a discriminated union of them."""
+"""``[[sinks]]``: where notifications go; one model per ``type``, a discriminated union of them.
+
+Adding a sink type: its model here (``type: Literal["<type>"]``, added to :data:`SinkConfig`),
+its module ``monitor/sinks/<type>.py`` with a ``create`` function (the registry finds it by the
+type's name), its tests, and its table in ``config.example.toml`` and the README.
+"""
 
 from __future__ import annotations
 
@@ -27,6 +32,7 @@ from monitor.config.types import (
     Name,
     check_url_secret,
     config_path,
+    models_by_type,
 )
 from monitor.models import Severity
 
@@ -275,15 +281,5 @@ SinkConfig: TypeAlias = Annotated[
     Field(discriminator="type"),
 ]
 
-SINK_CONFIG_TYPES: dict[str, type[BaseModel]] = {
-    "webhook": WebhookSinkConfig,
-    "slack": SlackSinkConfig,
-    "discord": DiscordSinkConfig,
-    "msteams": MsTeamsSinkConfig,
-    "telegram": TelegramSinkConfig,
-    "email": EmailSinkConfig,
-    "pagerduty": PagerDutySinkConfig,
-    "alertmanager": AlertmanagerSinkConfig,
-    "apprise": AppriseSinkConfig,
-    "log": LogSinkConfig,
-}
+#: The sink models by their TOML ``type``; the registry's factories have the same keys.
+SINK_CONFIG_TYPES: dict[str, type[BaseModel]] = models_by_type(SinkConfig)

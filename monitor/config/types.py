@@ -11,7 +11,7 @@ import re
 from datetime import timedelta
 from decimal import Decimal
 from pathlib import Path
-from typing import Annotated, Any, TypeAlias
+from typing import Annotated, Any, TypeAlias, get_args
 from urllib.parse import urlsplit
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
@@ -22,6 +22,16 @@ class FrozenModel(BaseModel):
     """Every config table: immutable once loaded, and a key it does not know is an error."""
 
     model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+def models_by_type(union: object) -> dict[str, type[BaseModel]]:
+    """The models of a union discriminated on ``type`` (``Annotated[A | B, Field(...)]``), by
+    their ``type`` literal, in the union's order: the union is the one list of them."""
+    models: dict[str, type[BaseModel]] = {}
+    for model in get_args(get_args(union)[0]):
+        [tag] = get_args(model.model_fields["type"].annotation)
+        models[tag] = model
+    return models
 
 
 # --------------------------------------------------------------------------- durations
