@@ -1,8 +1,9 @@
 """The sink types by their TOML ``type``, and building the configured sinks.
 
-``SINK_FACTORIES`` has the same keys as :data:`monitor.config.SINK_CONFIG_TYPES` (a test checks).
-Each sink's module is imported when a sink of its type is built, so a daemon pays (in start-up
-time and memory) only for the sinks it uses: the email sink's SMTP client, Apprise's plugins.
+``SINK_FACTORIES`` has the keys of :data:`monitor.config.SINK_CONFIG_TYPES`: the sink of type
+``x`` is built by ``monitor.sinks.x.create``. Each sink's module is imported when a sink of its
+type is built, so a daemon pays (in start-up time and memory) only for the sinks it uses: the
+email sink's SMTP client, Apprise's plugins.
 """
 
 from __future__ import annotations
@@ -13,7 +14,7 @@ from typing import Any, Protocol
 
 import aiohttp
 
-from monitor.config import SinkConfig
+from monitor.config import SINK_CONFIG_TYPES, SinkConfig
 from monitor.errors import ConfigError
 from monitor.sinks.base import Sink
 
@@ -34,21 +35,7 @@ def _factory(module: str) -> SinkFactory:
     return create
 
 
-SINK_FACTORIES: Mapping[str, SinkFactory] = {
-    name: _factory(name)
-    for name in (
-        "webhook",
-        "slack",
-        "discord",
-        "msteams",
-        "telegram",
-        "email",
-        "pagerduty",
-        "alertmanager",
-        "apprise",
-        "log",
-    )
-}
+SINK_FACTORIES: Mapping[str, SinkFactory] = {name: _factory(name) for name in SINK_CONFIG_TYPES}
 
 
 def build_sink(config: SinkConfig, *, index: int, session: aiohttp.ClientSession) -> Sink:

@@ -1,0 +1,158 @@
+"""The whole file: every section, and the checks that span sections (names that refer to others).
+
+Nothing else builds a :class:`Config` than :func:`monitor.config.load_config` (or, in tests,
+:func:`monitor.config.config_from_dict`), which also resolves relative paths.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass
+from datetime import timedelta
+
+from pydantic import Field, model_validator
+
+from monitor.config.mutes import MuteConfig
+from monitor.config.rules import SOURCE_DOWN_RULE, RuleConfig
+from monitor.config.schedule import ScheduleConfig, describe_schedule
+from monitor.config.secrets import SecretRef
+from monitor.config.service import DeliveryConfig, HttpConfig, LogConfig, StateConfig
+from monitor.config.sinks import SinkConfig
+from monitor.config.sources import ApiConfig, SourceBase, SourceConfig
+from monitor.config.types import FrozenModel, public_url
+from monitor.models import DEFAULT_SOURCE, Severity
+
+
+class Config(FrozenModel):
+    """The whole configuration file. Built only by :func:`load_config` (or from a dict in tests).
+
+    A plain model: the TOML file is its only source. An environment variable never changes a key
+    behind the operator's back (secrets name their own variables with ``*_env``).
+    """
+
+    api: ApiConfig | None = None
+    sources: tuple[SourceConfig, ...] = ()
+    schedule: ScheduleConfig = ScheduleConfig()
+    state: StateConfig = StateConfig()
+    delivery: DeliveryConfig = DeliveryConfig()
+    log: LogConfig = LogConfig()
+    http: HttpConfig = HttpConfig()
+    sinks: tuple[SinkConfig, ...] = Field(min_length=1)
+    rules: tuple[RuleConfig, ...] = ()
+    mute: tuple[MuteConfig, ...] = ()
+
+    @model_validator(mode="after")
+    def _references(self) -> Config:
+        problems: list[str] = []
+        if self.api is None and not self.sources:
+            problems.append("api: give [api] or at least one [[sources]]")
+        problems += _duplicates("sources", (s.name for s in self.sources), "source")
+        for i, source in enumerate(self.sources):
+            if self.api is not None and source.name == DEFAULT_SOURCE:
+                problems.append(f"sources[{i}].name: '{DEFAULT_SOURCE}' is the name of [api]")
+            if source.interval is not None and self.schedule.cron is not None:
+                problems.append(f"sources[{i}].interval: not used with [schedule] cron")
+        source_names = {s.name for s in self.all_sources()}
+        problems += _duplicates("sinks", (s.name for s in self.sinks), "sink")
+        problems += _duplicates("rules", (r.name for r in self.rules), "rule")
+        sink_names = {s.name for s in self.sinks}
+        for i, rule in enumerate(self.rules):
+            if rule.name == SOURCE_DOWN_RULE:
+                problems.append(f"rules[{i}].name: '{SOURCE_DOWN_RULE}' is the built-in rule")
+            for name in rule.sinks or ():
+                if name not in sink_names:
+                    problems.append(f"rules[{i}].sinks: unknown sink '{name}'")
+            for name in rule.sources or ():
+                if name not in source_names:
+                    problems.append(f"rules[{i}].sources: unknown source '{name}'")
+        problems += _duplicates("mute", (m.name for m in self.mute), "mute")
+        rule_names = {r.name for r in self.rules} | {SOURCE_DOWN_RULE}
+        for i, mute in enumerate(self.mute):
+            for name in mute.rules or ():
+                if name not in rule_names:
+                    problems.append(f"mute[{i}].rules: unknown rule '{name}'")
+        if problems:
+            raise ValueError("\n".join(problems))
+        return self
+
+    def rule(self, name: str) -> RuleConfig | None:
+        return next((r for r in self.rules if r.name == name), None)
+
+    def all_sources(self) -> list[SourceSpec]:
+        """Every source to poll: ``[api]`` as ``default``, then ``[[sources]]`` in file order."""
+        specs = []
+        if self.api is not None:
+            specs.append(SourceSpec(DEFAULT_SOURCE, self.api, "api", None))
+        specs += [
+            SourceSpec(s.name, s, f"sources[{i}]", s.interval) for i, s in enumerate(self.sources)
+        ]
+        return specs
+
+    def rules_for(self, source: str) -> tuple[RuleConfig, ...]:
+        return tuple(r for r in self.rules if r.applies_to(source))
+
+    def secret_refs(self) -> list[SecretRef]:
+        refs = [ref for spec in self.all_sources() for ref in spec.config.secret_refs_at(spec.key)]
+        for i, sink in enumerate(self.sinks):
+            refs += sink.secret_refs(i)
+        return refs
+
+    def sinks_for(
+        self,
+        rule: str,
+        severity: Severity | None = None,
+        *,
+        resolved: bool = False,
+        definition: RuleConfig | None = None,
+    ) -> tuple[str, ...]:
+        """The sink names a rule's notifications go to (``source_down``: every sink), less
+        those whose ``min_severity`` is above ``severity``, and, for a ``resolved`` one of a
+        rule with ``send_resolved = false``, less those that do not track alert state.
+        ``definition`` stands in for a rule no longer in the config (a reload removed it)."""
+        found = definition if definition is not None else self.rule(rule)
+        names = found.sinks if found is not None else None
+        quiet = resolved and found is not None and not found.notifies_resolved
+        return tuple(
+            s.name
+            for s in self.sinks
+            if (names is None or s.name in names)
+            and (severity is None or s.accepts(severity))
+            and (not quiet or s.TRACKS_STATE)
+        )
+
+    def summary(self) -> str:
+        specs = self.all_sources()
+        if len(specs) == 1:
+            s = specs[0]
+            where = f"source {public_url(s.config.url)} ({s.config.credentials()})"
+        else:
+            where = f"{len(specs)} sources ({', '.join(s.name for s in specs)})"
+        return (
+            f"{where}, {describe_schedule(self.schedule)}, "
+            f"{plural(len(self.rules), 'rule')}, {plural(len(self.sinks), 'sink')}"
+            + (f", {plural(len(self.mute), 'mute window')}" if self.mute else "")
+        )
+
+
+@dataclass(frozen=True)
+class SourceSpec:
+    """One source to poll, whichever table it came from."""
+
+    name: str
+    config: SourceBase
+    key: str  # "api" or "sources[2]": where its keys live, for messages
+    interval: timedelta | None  # its own interval, overriding [schedule]
+
+
+def plural(n: int, word: str) -> str:
+    return f"{n} {word}{'' if n == 1 else 's'}"
+
+
+def _duplicates(section: str, names: Iterable[str], what: str) -> list[str]:
+    seen: set[str] = set()
+    problems = []
+    for i, name in enumerate(names):
+        if name in seen:
+            problems.append(f"{section}[{i}].name: duplicate {what} name '{name}'")
+        seen.add(name)
+    return problems

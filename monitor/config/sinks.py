@@ -1,0 +1,285 @@
+"""``[[sinks]]``: where notifications go; one model per ``type``, a discriminated union of them.
+
+Adding a sink type: its model here (``type: Literal["<type>"]``, added to :data:`SinkConfig`),
+its module ``monitor/sinks/<type>.py`` with a ``create`` function (the registry finds it by the
+type's name), its tests, and its table in ``config.example.toml`` and the README.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping
+from datetime import timedelta
+from pathlib import Path
+from typing import Annotated, Any, ClassVar, Literal, TypeAlias
+
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    SecretStr,
+    field_validator,
+    model_validator,
+)
+
+from monitor.config.secrets import Secret, SecretRef, WithSecrets
+from monitor.config.types import (
+    Duration,
+    FrozenModel,
+    HttpUrlText,
+    Name,
+    check_url_secret,
+    config_path,
+    models_by_type,
+)
+from monitor.models import Severity
+
+#: Severities from the least to the most severe.
+SEVERITY_RANK: Mapping[Severity, int] = {s: i for i, s in enumerate(Severity)}
+
+
+class _SinkBase(WithSecrets):
+    name: Name
+    timeout: Duration = timedelta(seconds=10)
+    #: Notifications of rules below this severity are not sent to this sink.
+    min_severity: Severity = Severity.INFO
+
+    #: Whether the sink tracks alert state (Alertmanager, PagerDuty): it gets resolved
+    #: notifications even from rules with ``send_resolved = false``.
+    TRACKS_STATE: ClassVar[bool] = False
+
+    def ref(self, index: int, secret: str) -> SecretRef | None:
+        """Where ``sinks[index].<secret>`` comes from (``None`` when an optional one is unset)."""
+        return self.secret_named(secret).ref(self, f"sinks[{index}]")
+
+    def required_ref(self, index: int, secret: str) -> SecretRef:
+        """:meth:`ref` of a secret the model validator makes present."""
+        return self.secret_named(secret).required_ref(self, f"sinks[{index}]")
+
+    def secret_refs(self, index: int) -> list[SecretRef]:
+        return [r for s in self.SECRETS if (r := s.ref(self, f"sinks[{index}]")) is not None]
+
+    def accepts(self, severity: Severity) -> bool:
+        return SEVERITY_RANK[severity] >= SEVERITY_RANK[self.min_severity]
+
+
+class _GroupingSink(_SinkBase):
+    """A chat sink: notifications queued within ``group_window`` go out as one message."""
+
+    group_window: Duration = timedelta(0)
+
+    @field_validator("group_window")
+    @classmethod
+    def _window(cls, value: timedelta) -> timedelta:
+        if value > timedelta(minutes=10):
+            raise ValueError("must be at most 10m (notifications wait that long)")
+        return value
+
+
+#: A sink's URL when it is a secret (a webhook's authorises whoever holds it to post).
+_URL = Secret("url")
+
+
+class _UrlSecret(FrozenModel):
+    """A webhook URL that is a secret; a sink with it lists :data:`_URL` in its ``SECRETS``."""
+
+    url: SecretStr | None = None
+    url_env: str | None = None
+    url_file: Path | None = None
+
+    _url_check = field_validator("url")(classmethod(lambda cls, v: check_url_secret(v)))
+
+    def url_ref(self, index: int) -> SecretRef:
+        """Where ``sinks[index].url`` comes from (its model makes it required)."""
+        return _URL.required_ref(self, f"sinks[{index}]")
+
+
+_HEADER_NAME = re.compile(r"[!#$%&'*+.^_`|~0-9A-Za-z-]+")  # RFC 9110 token
+
+
+def _check_headers(value: dict[str, SecretStr]) -> dict[str, SecretStr]:
+    for name, header in value.items():
+        if not _HEADER_NAME.fullmatch(name):
+            raise ValueError(f"'{name}' is not a valid HTTP header name")
+        if any(c in header.get_secret_value() for c in "\r\n\0"):
+            raise ValueError(f"the value of header '{name}' contains a line break or NUL")
+    return value
+
+
+#: Header values are secrets too: an ``Authorization`` header must never be printed.
+Headers: TypeAlias = Annotated[dict[str, SecretStr], AfterValidator(_check_headers)]
+
+
+class WebhookSinkConfig(_SinkBase, _UrlSecret):
+    type: Literal["webhook"]
+    secret: SecretStr | None = None
+    secret_env: str | None = None
+    secret_file: Path | None = None
+    headers: Headers = Field(default_factory=dict)
+
+    SECRETS: ClassVar[tuple[Secret, ...]] = (_URL, Secret("secret", required=False))
+
+    def secret_ref(self, index: int) -> SecretRef | None:
+        return self.ref(index, "secret")
+
+
+class SlackSinkConfig(_GroupingSink, _UrlSecret):
+    type: Literal["slack"]
+
+    SECRETS: ClassVar[tuple[Secret, ...]] = (_URL,)
+
+
+class DiscordSinkConfig(_GroupingSink, _UrlSecret):
+    """A Discord channel webhook: one embed per notification, coloured by severity."""
+
+    type: Literal["discord"]
+
+    SECRETS: ClassVar[tuple[Secret, ...]] = (_URL,)
+
+
+class MsTeamsSinkConfig(_GroupingSink, _UrlSecret):
+    """A Microsoft Teams Workflows webhook ("Post to a channel when a webhook request is
+    received"): an Adaptive Card per message."""
+
+    type: Literal["msteams"]
+
+    SECRETS: ClassVar[tuple[Secret, ...]] = (_URL,)
+
+
+class TelegramSinkConfig(_GroupingSink):
+    """A Telegram bot posting to one chat (``sendMessage``)."""
+
+    type: Literal["telegram"]
+    bot_token: SecretStr | None = None
+    bot_token_env: str | None = None
+    bot_token_file: Path | None = None
+    #: A numeric chat id (``-1001234567890``) or a public ``@channelusername``.
+    chat_id: Annotated[str, BeforeValidator(lambda v: str(v) if isinstance(v, int) else v)]
+    #: The Bot API's address (a self-hosted Bot API server, or a test server).
+    api_url: HttpUrlText = "https://api.telegram.org"
+
+    SECRETS: ClassVar[tuple[Secret, ...]] = (Secret("bot_token"),)
+
+    @field_validator("chat_id")
+    @classmethod
+    def _chat(cls, value: str) -> str:
+        if not re.fullmatch(r"-?\d+|@[A-Za-z][A-Za-z0-9_]{3,}", value):
+            raise ValueError("must be a numeric chat id or an @channelusername")
+        return value
+
+
+class PagerDutySinkConfig(_SinkBase):
+    """PagerDuty Events API v2: trigger on firing, resolve on resolved, deduplicated."""
+
+    type: Literal["pagerduty"]
+    TRACKS_STATE: ClassVar[bool] = True
+    routing_key: SecretStr | None = None
+    routing_key_env: str | None = None
+    routing_key_file: Path | None = None
+    url: HttpUrlText = "https://events.pagerduty.com/v2/enqueue"
+
+    SECRETS: ClassVar[tuple[Secret, ...]] = (Secret("routing_key"),)
+
+
+class AlertmanagerSinkConfig(_SinkBase):
+    """A Prometheus Alertmanager (``POST /api/v2/alerts``)."""
+
+    type: Literal["alertmanager"]
+    TRACKS_STATE: ClassVar[bool] = True
+    #: The Alertmanager's base URL, e.g. ``http://127.0.0.1:9093``.
+    url: HttpUrlText
+    #: Firing alerts are sent again this often; Alertmanager resolves alerts it stops hearing
+    #: about (its ``resolve_timeout``, 5m by default), so keep this well below that.
+    resend_interval: Duration = timedelta(minutes=1)
+    #: The ``generatorURL`` of each alert (a link back to whatever shows this monitor).
+    generator_url: HttpUrlText | None = None
+    headers: Headers = Field(default_factory=dict)
+
+    @field_validator("resend_interval")
+    @classmethod
+    def _resend(cls, value: timedelta) -> timedelta:
+        if value < timedelta(seconds=1):
+            raise ValueError("must be at least 1s")
+        return value
+
+
+class EmailSinkConfig(_GroupingSink):
+    """SMTP with STARTTLS (or implicit TLS) and optional authentication."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
+
+    type: Literal["email"]
+    host: Annotated[str, Field(min_length=1)]
+    port: int = Field(default=587, ge=1, le=65535)
+    #: ``starttls`` (port 587), ``tls`` (implicit TLS, port 465), or ``none`` (a local relay).
+    security: Literal["starttls", "tls", "none"] = "starttls"
+    username: SecretStr | None = None
+    username_env: str | None = None
+    username_file: Path | None = None
+    password: SecretStr | None = None
+    password_env: str | None = None
+    password_file: Path | None = None
+    sender: str = Field(alias="from", min_length=3)
+    to: tuple[Annotated[str, Field(min_length=3)], ...] = Field(min_length=1)
+    #: A CA bundle to verify the server with, instead of the system's.
+    ca_file: Path | None = None
+    subject_prefix: str = "[balance-monitor]"
+
+    SECRETS: ClassVar[tuple[Secret, ...]] = (
+        Secret("username", required=False),
+        Secret("password", required=False),
+    )
+
+    def _paths_under(self, base_dir: Path) -> dict[str, Any]:
+        return {**super()._paths_under(base_dir), "ca_file": config_path(self.ca_file, base_dir)}
+
+    @model_validator(mode="after")
+    def _auth(self) -> EmailSinkConfig:
+        has_user = self.ref(0, "username") is not None
+        if has_user != (self.ref(0, "password") is not None):
+            raise ValueError("give both username and password, or neither")
+        return self
+
+    @field_validator("sender", "to")
+    @classmethod
+    def _addresses(cls, value: str | tuple[str, ...]) -> str | tuple[str, ...]:
+        for address in (value,) if isinstance(value, str) else value:
+            if "@" not in address or any(c in address for c in "\r\n"):
+                raise ValueError(f"'{address}' is not an email address")
+        return value
+
+
+class AppriseSinkConfig(_SinkBase):
+    """Any service Apprise knows (needs the ``apprise`` extra): ``url`` is an Apprise URL."""
+
+    type: Literal["apprise"]
+    url: SecretStr | None = None
+    url_env: str | None = None
+    url_file: Path | None = None
+
+    SECRETS: ClassVar[tuple[Secret, ...]] = (_URL,)
+
+
+class LogSinkConfig(_SinkBase):
+    type: Literal["log"]
+    level: Literal["info", "warning", "error"] = "warning"
+
+
+SinkConfig: TypeAlias = Annotated[
+    WebhookSinkConfig
+    | SlackSinkConfig
+    | DiscordSinkConfig
+    | MsTeamsSinkConfig
+    | TelegramSinkConfig
+    | EmailSinkConfig
+    | PagerDutySinkConfig
+    | AlertmanagerSinkConfig
+    | AppriseSinkConfig
+    | LogSinkConfig,
+    Field(discriminator="type"),
+]
+
+#: The sink models by their TOML ``type``; the registry's factories have the same keys.
+SINK_CONFIG_TYPES: dict[str, type[BaseModel]] = models_by_type(SinkConfig)

@@ -1,0 +1,425 @@
+"""Tests for monitor.config.messages: a bad config is one 'key.path: message' line per problem,
+never quoting a value (it may be a secret)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+from config_helpers import (
+    BASE_DIR,
+    CHANGEABLE,
+    DROP,
+    DURATION_HELP,
+    HOOK_URL,
+    NUMERIC,
+    OPS,
+    SECRETS,
+    api,
+    change,
+    config,
+    log_sink,
+    oauth,
+    problems,
+    restriction,
+    slack,
+    source,
+    threshold,
+    webhook,
+)
+from pydantic import ValidationError
+
+from monitor.config import (
+    RULE_CONFIG_TYPES,
+    SINK_CONFIG_TYPES,
+    Config,
+    config_from_dict,
+    format_validation_errors,
+)
+from monitor.errors import ConfigError
+
+BAD_CONFIGS = [
+    # unknown keys, at every nesting level
+    pytest.param(config(extra={}), ["extra: unknown key"], id="unknown-section"),
+    pytest.param(config(api=api(tokn="x")), ["api.tokn: unknown key"], id="unknown-api-key"),
+    pytest.param(
+        config(schedule={"intervall": "5m"}), ["schedule.intervall: unknown key"], id="schedule"
+    ),
+    pytest.param(config(state={"file": "x.db"}), ["state.file: unknown key"], id="state"),
+    pytest.param(config(delivery={"retries": 3}), ["delivery.retries: unknown key"], id="delivery"),
+    pytest.param(config(log={"lvl": "info"}), ["log.lvl: unknown key"], id="log"),
+    pytest.param(
+        config(sinks=[webhook(), slack(), log_sink(levle="info")]),
+        ["sinks[2].levle: unknown key"],
+        id="sink-key",
+    ),
+    pytest.param(
+        config(sinks=[webhook(headers={"X-A": "1"}, header={})]),
+        ["sinks[0].header: unknown key"],
+        id="webhook-key",
+    ),
+    pytest.param(
+        config(sinks=[log_sink(url=HOOK_URL)]),
+        ["sinks[0].url: unknown key"],
+        id="key-of-another-sink-type",
+    ),
+    pytest.param(
+        config(rules=[threshold(), restriction(fild="cash")]),
+        ["rules[1].fild: unknown key"],
+        id="rule-key",
+    ),
+    pytest.param(
+        config(rules=[restriction(op="<")]),
+        ["rules[0].op: unknown key"],
+        id="key-of-another-rule-type",
+    ),
+    # missing things
+    pytest.param(config(api=DROP), ["api: give [api] or at least one [[sources]]"], id="no-api"),
+    pytest.param(config(api=api(url=DROP)), ["api.url: required key missing"], id="no-api-url"),
+    pytest.param(config(sinks=DROP), ["sinks: required key missing"], id="no-sinks-key"),
+    pytest.param(config(sinks=[]), ["sinks: must not be empty"], id="empty-sinks"),
+    pytest.param(
+        config(api=api(token=DROP)),
+        ["api: one of token, token_env, token_file is required"],
+        id="no-token",
+    ),
+    pytest.param(
+        config(sinks=[webhook(url=DROP)]),
+        ["sinks[0]: one of url, url_env, url_file is required"],
+        id="no-webhook-url",
+    ),
+    pytest.param(
+        config(rules=[threshold(field=DROP)]),
+        ["rules[0].field: required key missing"],
+        id="no-threshold-field",
+    ),
+    pytest.param(
+        config(rules=[threshold(), restriction(type=DROP)]),
+        ["rules[1].type: required key 'type' missing"],
+        id="no-rule-type",
+    ),
+    # secrets given twice
+    pytest.param(
+        config(api=api(token_env="LIME_TOKEN")),
+        ["api: give only one of token, token_env, token_file (got token, token_env)"],
+        id="token-and-token-env",
+    ),
+    pytest.param(
+        config(api=api(token=DROP, token_env="LIME_TOKEN", token_file="token")),
+        ["api: give only one of token, token_env, token_file (got token_env, token_file)"],
+        id="token-env-and-file",
+    ),
+    pytest.param(
+        config(sinks=[webhook(secret_file="hmac")]),
+        ["sinks[0]: give only one of secret, secret_env, secret_file (got secret, secret_file)"],
+        id="hmac-twice",
+    ),
+    pytest.param(
+        config(sinks=[slack(url_env="SLACK_URL")]),
+        ["sinks[0]: give only one of url, url_env, url_file (got url, url_env)"],
+        id="slack-url-twice",
+    ),
+    # values
+    pytest.param(
+        config(rules=[threshold(), threshold(name="x", op="=<")]),
+        [f"rules[1].op: must be one of {OPS}"],
+        id="bad-op",
+    ),
+    pytest.param(
+        config(rules=[threshold(value="1000")]),
+        ["rules[0].value: must be a number"],
+        id="value-string",
+    ),
+    pytest.param(
+        config(rules=[threshold(value=True)]),
+        ["rules[0].value: must be a number"],
+        id="value-bool",
+    ),
+    pytest.param(
+        config(rules=[threshold(value=float("nan"))]),
+        ["rules[0].value: Input should be a finite number"],
+        id="value-nan",
+    ),
+    pytest.param(
+        config(rules=[threshold(field="margin_type")]),
+        [f"rules[0].field: 'margin_type' is not a numeric field; use one of {NUMERIC}"],
+        id="threshold-on-text-field",
+    ),
+    pytest.param(
+        config(rules=[change(field="balance")]),
+        [f"rules[0].field: unknown field 'balance'; use one of {CHANGEABLE}"],
+        id="change-unknown-field",
+    ),
+    pytest.param(
+        config(rules=[change(field="account_number")]),
+        [f"rules[0].field: unknown field 'account_number'; use one of {CHANGEABLE}"],
+        id="change-account-number",
+    ),
+    pytest.param(
+        config(rules=[threshold(severity="fatal")]),
+        ["rules[0].severity: must be one of info, warning, critical"],
+        id="severity",
+    ),
+    pytest.param(
+        config(log={"level": "verbose"}),
+        ["log.level: must be one of debug, info, warning, error"],
+        id="log-level",
+    ),
+    pytest.param(
+        config(rules=[threshold(name="low cash")]),
+        ["rules[0].name: may contain only letters, digits and _ . : -"],
+        id="name-pattern",
+    ),
+    pytest.param(
+        config(rules=[threshold(name="")]), ["rules[0].name: must not be empty"], id="name-empty"
+    ),
+    pytest.param(
+        config(rules=[threshold(accounts=[""])]),
+        ["rules[0].accounts[0]: must not be empty"],
+        id="empty-account-glob",
+    ),
+    pytest.param(
+        config(rules=[threshold(accounts=[])]),
+        ["rules[0].accounts: must not be empty"],
+        id="empty-accounts-list",
+    ),
+    pytest.param(
+        config(rules=[threshold(sinks=[])]),
+        ["rules[0].sinks: must not be empty"],
+        id="empty-sinks-list",
+    ),
+    pytest.param(
+        config(api=api(url="api.lime.co/accounts")),
+        ["api.url: must be an http:// or https:// URL"],
+        id="api-url",
+    ),
+    pytest.param(
+        config(sinks=[webhook(url="ftp://hooks.example.com/HOOKSECRET")]),
+        ["sinks[0].url: must be an http:// or https:// URL"],
+        id="webhook-url",
+    ),
+    pytest.param(
+        config(api=api(down_after=0)),
+        ["api.down_after: Input should be greater than or equal to 1"],
+        id="down-after",
+    ),
+    pytest.param(
+        config(sinks=["ops"]),
+        ["sinks[0]: Input should be a valid dictionary or object to extract fields from"],
+        id="sink-not-a-table-says-it-once",
+    ),
+    # durations
+    pytest.param(
+        config(schedule={"interval": "500ms"}),
+        ["schedule.interval: must be at least 1s"],
+        id="interval-below-1s",
+    ),
+    pytest.param(
+        config(schedule={"interval": 0}),
+        ["schedule.interval: must be at least 1s"],
+        id="interval-zero",
+    ),
+    pytest.param(
+        config(schedule={"interval": "5 minutes"}),
+        [f"schedule.interval: {DURATION_HELP}"],
+        id="interval-words",
+    ),
+    pytest.param(
+        config(delivery={"max_age": -1}),
+        ["delivery.max_age: must not be negative"],
+        id="negative-number",
+    ),
+    pytest.param(
+        config(api=api(timeout=True)), [f"api.timeout: {DURATION_HELP}"], id="timeout-bool"
+    ),
+    pytest.param(
+        config(schedule={"interval": float("inf")}),
+        [f"schedule.interval: {DURATION_HELP}"],
+        id="interval-inf",
+    ),
+    pytest.param(
+        config(schedule={"interval": 2**62}),
+        ["schedule.interval: is too long"],
+        id="interval-overflows-timedelta",
+    ),
+    # cross-references
+    pytest.param(
+        config(rules=[threshold(sinks=["ops", "x"])]),
+        ["rules[0].sinks: unknown sink 'x'"],
+        id="undefined-sink",
+    ),
+    pytest.param(
+        config(rules=[threshold(), restriction(), threshold()]),
+        ["rules[2].name: duplicate rule name 'low-cash'"],
+        id="duplicate-rule",
+    ),
+    pytest.param(
+        config(sinks=[webhook(), log_sink(name="ops")]),
+        ["sinks[1].name: duplicate sink name 'ops'"],
+        id="duplicate-sink",
+    ),
+    pytest.param(
+        config(rules=[restriction(name="source_down")]),
+        ["rules[0].name: 'source_down' is the built-in rule"],
+        id="reserved-rule-name",
+    ),
+    pytest.param(
+        config(
+            sinks=[webhook(), webhook()],
+            rules=[restriction(sinks=["nowhere"]), restriction(name="source_down")],
+        ),
+        [
+            "sinks[1].name: duplicate sink name 'ops'",
+            "rules[0].sinks: unknown sink 'nowhere'",
+            "rules[1].name: 'source_down' is the built-in rule",
+        ],
+        id="several-reference-problems",
+    ),
+    # OAuth2
+    pytest.param(
+        config(api=api(oauth=oauth())),
+        ["api: give either oauth or token, not both"],
+        id="oauth-and-token",
+    ),
+    pytest.param(
+        config(api=api(token=DROP, token_env="LIME_TOKEN", oauth=oauth())),
+        ["api: give either oauth or token_env, not both"],
+        id="oauth-and-token-env",
+    ),
+    pytest.param(
+        config(api=api(token=DROP, oauth=oauth(password=DROP))),
+        ["api.oauth: one of password, password_env, password_file is required"],
+        id="oauth-no-password",
+    ),
+    pytest.param(
+        config(api=api(token=DROP, oauth=oauth(password_env="LIME_PASSWORD"))),
+        [
+            "api.oauth: give only one of password, password_env, password_file (got password, "
+            "password_env)"
+        ],
+        id="oauth-two-passwords",
+    ),
+    pytest.param(
+        config(api=api(token=DROP, oauth=oauth(scope="openid"))),
+        ["api.oauth.scope: unknown key"],
+        id="oauth-unknown-key",
+    ),
+    pytest.param(
+        config(api=api(token=DROP, oauth=oauth(token_url="ftp://auth.lime.co/token"))),
+        ["api.oauth.token_url: must be an http:// or https:// URL"],
+        id="oauth-token-url",
+    ),
+    pytest.param(
+        config(api=api(token=DROP, oauth=oauth(renew_before="soon"))),
+        [f"api.oauth.renew_before: {DURATION_HELP}"],
+        id="oauth-renew-before",
+    ),
+    # several sources
+    pytest.param(
+        config(api=DROP, sources=[source(), source()]),
+        ["sources[1].name: duplicate source name 'family'"],
+        id="duplicate-source",
+    ),
+    pytest.param(
+        config(sources=[source(name="default")]),
+        ["sources[0].name: 'default' is the name of [api]"],
+        id="source-named-default",
+    ),
+    pytest.param(
+        config(api=DROP, sources=[source(token=DROP)]),
+        ["sources[0]: one of token, token_env, token_file is required"],
+        id="source-without-token",
+    ),
+    pytest.param(
+        config(api=DROP, sources=[source(token=DROP, oauth=oauth(client_id=DROP))]),
+        ["sources[0].oauth: one of client_id, client_id_env, client_id_file is required"],
+        id="source-oauth-no-client-id",
+    ),
+    pytest.param(
+        config(api=DROP, sources=[source(interval="0.5s")]),
+        ["sources[0].interval: must be at least 1s"],
+        id="source-interval",
+    ),
+    pytest.param(
+        config(api=DROP, sources=[source(name="the family")]),
+        ["sources[0].name: may contain only letters, digits and _ . : -"],
+        id="source-name",
+    ),
+    pytest.param(
+        config(api=DROP, sources=[source(nmae="fund")]),
+        ["sources[0].nmae: unknown key"],
+        id="source-key",
+    ),
+    pytest.param(
+        config(rules=[threshold(sources=["fund"])]),
+        ["rules[0].sources: unknown source 'fund'"],
+        id="rule-unknown-source",
+    ),
+    pytest.param(
+        config(rules=[threshold(sources=[])]),
+        ["rules[0].sources: must not be empty"],
+        id="rule-empty-sources",
+    ),
+    pytest.param(
+        config(api=DROP, sources=[]),
+        ["api: give [api] or at least one [[sources]]"],
+        id="no-api-no-sources",
+    ),
+    pytest.param(
+        config(api=api(url=DROP, bogus=1), rules=[threshold(op="=")]),
+        [
+            "api.url: required key missing",
+            "api.bogus: unknown key",
+            f"rules[0].op: must be one of {OPS}",
+        ],
+        id="several-problems-in-order",
+    ),
+]
+
+
+@pytest.mark.parametrize(("data", "expected"), BAD_CONFIGS)
+def test_bad_config_lists_each_problem_by_key(data: dict[str, Any], expected: list[str]) -> None:
+    """A bad config raises ConfigError with one 'key.path: message' line per problem."""
+    assert problems(data) == expected
+
+
+@pytest.mark.parametrize(("data", "expected"), BAD_CONFIGS)
+def test_no_problem_message_contains_a_secret(data: dict[str, Any], expected: list[str]) -> None:
+    """Neither the error's text nor its problem lines ever quote a token, URL or HMAC key."""
+    with pytest.raises(ConfigError) as info:
+        config_from_dict(data, base_dir=BASE_DIR)
+    text = "\n".join([str(info.value), repr(info.value), *info.value.problems])
+    assert not [secret for secret in SECRETS if secret in text]
+
+
+@pytest.mark.parametrize(
+    ("data", "expected"),
+    [
+        pytest.param(
+            config(rules=[restriction(type="restriction_chnage")]),
+            "rules[0].type: unknown rule type 'restriction_chnage' (known: ",
+            id="rule-type-typo",
+        ),
+        pytest.param(
+            config(sinks=[webhook(), slack(type="mail")]),
+            "sinks[1].type: unknown sink type 'mail' (known: ",
+            id="sink-type",
+        ),
+    ],
+)
+def test_unknown_type_names_the_known_ones(data: dict[str, Any], expected: str) -> None:
+    """An unknown rule or sink type names the typo and lists every known type."""
+    [line] = problems(data)
+    assert line.startswith(expected)
+    known = SINK_CONFIG_TYPES if "sink" in expected else RULE_CONFIG_TYPES
+    assert line.endswith(f"(known: {', '.join(sorted(known))})")
+
+
+def test_format_validation_errors_works_on_a_raw_validation_error() -> None:
+    """format_validation_errors turns pydantic's error into lines without the offending value."""
+    with pytest.raises(ValidationError) as info:
+        Config.model_validate(config(api=api(token=12345), rules=[threshold(op="~")]))
+    assert format_validation_errors(info.value) == [
+        "api.token: Input should be a valid string",
+        f"rules[0].op: must be one of {OPS}",
+    ]
