@@ -377,24 +377,6 @@ def test_slack_escapes_user_text() -> None:
     assert "*Current*\n&lt;restricted&gt;" in text.replace("\\n", "\n")
 
 
-@pytest.mark.parametrize(
-    ("value", "shown"),
-    [
-        (None, "—"),
-        (Decimal("512.250"), "512.250"),
-        (Decimal("1E-8"), "0.00000001"),
-        (Decimal("-3"), "-3"),
-        (7, "7"),
-        (True, "true"),
-        ("restricted", "restricted"),
-        ({"cash": Decimal("1.10")}, '{"cash":1.10}'),
-    ],
-)
-def test_slack_renders_values(value: Any, shown: str) -> None:
-    """Money keeps its exact digits, missing values are a dash, records are JSON."""
-    assert slack.render(value) == shown
-
-
 def test_slack_without_account_or_field() -> None:
     """A source-level alert names the source and shows dashes for account and field."""
     alert = make_notification(

@@ -32,6 +32,7 @@ from monitor.config import PagerDutySinkConfig, resolve_secret
 from monitor.errors import SinkError
 from monitor.models import Alert, JSONValue, Notification, Severity, Status, rfc3339
 from monitor.sinks import http
+from monitor.text import clip, value_text
 
 DEFAULT_URL = "https://events.pagerduty.com/v2/enqueue"
 CLIENT = "balance-monitor"
@@ -108,7 +109,7 @@ def event(notification: Notification, *, routing_key: str) -> dict[str, Any]:
             "dedup_key": alert.fingerprint,
         }
     payload: dict[str, Any] = {
-        "summary": _clip(alert.summary or alert.rule, SUMMARY_LIMIT),
+        "summary": clip(alert.summary or alert.rule, SUMMARY_LIMIT),
         "severity": SEVERITIES[alert.severity],
         "source": source(alert),
         "timestamp": rfc3339(alert.observed_at),
@@ -149,16 +150,12 @@ def source(alert: Alert) -> str:
 def exact(value: JSONValue) -> JSONValue:
     """Money as strings of its exact digits, at any depth (PagerDuty would read floats)."""
     if isinstance(value, Decimal):
-        return format(value, "f")
+        return value_text(value)
     if isinstance(value, Mapping):
         return {key: exact(item) for key, item in value.items()}
     if isinstance(value, list):
         return [exact(item) for item in value]
     return value
-
-
-def _clip(text: str, limit: int) -> str:
-    return text if len(text) <= limit else text[: limit - 1] + "…"
 
 
 def create(
