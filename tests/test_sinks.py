@@ -28,10 +28,10 @@ from monitor.config import (
     WebhookSinkConfig,
 )
 from monitor.errors import ConfigError, SinkError
+from monitor.http import parse_retry_after
 from monitor.models import Severity, Status
 from monitor.sinks import log, slack, webhook
 from monitor.sinks.base import Sink
-from monitor.sinks.http import parse_retry_after
 from monitor.sinks.registry import SINK_FACTORIES, build_sink, build_sinks
 
 SECRET_PATH = "/services/T0001/B0002/XyZpathSecret"

@@ -48,7 +48,7 @@ from monitor import encoding
 from monitor.config import AlertmanagerSinkConfig
 from monitor.errors import ConfigError, SinkError
 from monitor.models import Alert, Notification, Status, rfc3339
-from monitor.sinks import http
+from monitor.sinks.base import JSON_HEADERS, post
 from monitor.text import value_text
 
 API_PATH = "/api/v2/alerts"
@@ -201,9 +201,9 @@ class AlertmanagerSink:
 
     async def _post(self, documents: list[dict[str, Any]]) -> None:
         body = encoding.dumps(documents).encode()
-        headers = CIMultiDict(http.JSON_HEADERS)
+        headers = CIMultiDict(JSON_HEADERS)
         headers.update(self._headers)
-        await http.post(
+        await post(
             self._session,
             self._endpoint,
             body,

@@ -25,7 +25,7 @@ import aiohttp
 
 from monitor.config import DiscordSinkConfig
 from monitor.models import Alert, Severity, Status, rfc3339
-from monitor.sinks.http import ChatSink, create_url_sink, seconds_in_json
+from monitor.sinks.base import ChatSink, create_url_sink, seconds_in_json
 from monitor.sinks.text import (
     counts,
     facts,

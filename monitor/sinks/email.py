@@ -26,7 +26,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import errno
 import hashlib
 import html
 import re
@@ -43,17 +42,17 @@ import aiosmtplib
 import structlog
 from pydantic import SecretStr
 
+from monitor import http
 from monitor.config import EmailSinkConfig, resolve_secret
 from monitor.errors import ConfigError, SinkError
 from monitor.models import Alert, Notification
+from monitor.sinks.base import ID_HEADER
 from monitor.sinks.text import detail_rows, tally, title
-from monitor.sinks.webhook import ID_HEADER
 from monitor.text import clip, one_line
 
 Security = Literal["starttls", "tls", "none"]
 
 SUBJECT_LIMIT = 200
-EXCERPT_CHARS = 200
 #: How long a polite QUIT may take once the message is accepted (its failure changes nothing).
 QUIT_TIMEOUT = 5.0
 TEXT_SEPARATOR = "\n\n" + "-" * 40 + "\n\n"
@@ -218,12 +217,8 @@ class EmailSink:
 
     def _excerpt(self, text: str) -> str:
         """A server's reply on one line, clipped, with the credentials cut out."""
-        text = one_line(text)
-        for secret in self._credentials or ():
-            for value in {secret.get_secret_value(), one_line(secret.get_secret_value())}:
-                if value:
-                    text = text.replace(value, "***")
-        return text[:EXCERPT_CHARS]
+        secrets = [secret.get_secret_value() for secret in self._credentials or ()]
+        return http.excerpt(text, secrets=secrets, mask="***")
 
 
 # --------------------------------------------------------------------------- the message
@@ -336,13 +331,12 @@ def _find_tls_error(exc: BaseException) -> ssl.SSLError | None:
 
 
 def _describe(exc: BaseException) -> str:
-    """``ConnectionRefusedError (ECONNREFUSED)``: the class and errno of the root cause."""
+    """``ConnectionRefusedError (ECONNREFUSED)``: the class and errno of the root cause
+    (aiosmtplib wraps the socket's error in its own)."""
     current: BaseException = exc
     while current.__cause__ is not None:
         current = current.__cause__
-    code = getattr(current, "errno", None)
-    name = errno.errorcode.get(code) if isinstance(code, int) else None
-    return f"{type(current).__name__} ({name})" if name else type(current).__name__
+    return http.describe(current)
 
 
 def tls_context(ca_file: Path | None, *, key: str) -> ssl.SSLContext:

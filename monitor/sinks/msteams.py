@@ -20,7 +20,7 @@ import aiohttp
 from monitor import encoding
 from monitor.config import MsTeamsSinkConfig
 from monitor.models import Alert, Severity, rfc3339
-from monitor.sinks.http import ChatSink, create_url_sink
+from monitor.sinks.base import ChatSink, create_url_sink
 from monitor.sinks.text import (
     details,
     facts,

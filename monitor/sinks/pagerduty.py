@@ -31,7 +31,7 @@ from monitor import encoding
 from monitor.config import PagerDutySinkConfig, resolve_secret
 from monitor.errors import SinkError
 from monitor.models import Alert, JSONValue, Notification, Severity, Status, rfc3339
-from monitor.sinks import http
+from monitor.sinks.base import JSON_HEADERS, post
 from monitor.text import clip, value_text
 
 DEFAULT_URL = "https://events.pagerduty.com/v2/enqueue"
@@ -75,11 +75,11 @@ class PagerDutySink:
         key = self._routing_key.get_secret_value()
         body = encoding.dumps(event(notification, routing_key=key)).encode()
         try:
-            await http.post(
+            await post(
                 self._session,
                 self._url,
                 body,
-                headers=http.JSON_HEADERS,
+                headers=JSON_HEADERS,
                 timeout=self._timeout,
                 sink=self._name,
             )

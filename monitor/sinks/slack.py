@@ -24,7 +24,7 @@ import aiohttp
 
 from monitor.config import SlackSinkConfig
 from monitor.models import Alert, Severity, rfc3339
-from monitor.sinks.http import ChatSink, create_url_sink
+from monitor.sinks.base import ChatSink, create_url_sink
 from monitor.sinks.text import (
     SYMBOLS,
     details,

@@ -24,7 +24,7 @@ from pydantic import SecretStr
 
 from monitor.config import TelegramSinkConfig, resolve_secret
 from monitor.models import Alert, rfc3339
-from monitor.sinks.http import ChatSink, seconds_in_json
+from monitor.sinks.base import ChatSink, seconds_in_json
 from monitor.sinks.text import (
     escape,
     facts,
