@@ -28,7 +28,6 @@ from monitor.config import (
     WebhookSinkConfig,
 )
 from monitor.errors import ConfigError, SinkError
-from monitor.http import parse_retry_after
 from monitor.models import Severity, Status
 from monitor.sinks import log, slack, webhook
 from monitor.sinks.base import Sink
@@ -200,31 +199,6 @@ async def test_retry_after_http_date(receiver: Receiver, session: aiohttp.Client
 
     assert error.retry_after is not None
     assert 100 <= error.retry_after <= 121
-
-
-NOW = datetime(2015, 10, 21, 7, 0, 0, tzinfo=UTC)
-
-
-@pytest.mark.parametrize(
-    ("value", "expected"),
-    [
-        (None, None),
-        ("0", 0.0),
-        ("7", 7.0),
-        (" 30 ", 30.0),
-        ("Wed, 21 Oct 2015 07:28:00 GMT", 1680.0),
-        ("Wed, 21 Oct 2015 06:00:00 GMT", 0.0),
-        ("Wed, 21 Oct 2015 07:28:00 -0000", 1680.0),
-        ("-5", None),
-        ("1.5", None),
-        ("soon", None),
-        ("", None),
-        ("²", None),
-    ],
-)
-def test_parse_retry_after(value: str | None, expected: float | None) -> None:
-    """Delta-seconds or HTTP-date; a past date is 0, anything else is None."""
-    assert parse_retry_after(value, now=NOW) == expected
 
 
 async def test_client_error_body_excerpt(
