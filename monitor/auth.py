@@ -19,7 +19,7 @@ import aiohttp
 import structlog
 from pydantic import SecretStr
 
-from monitor import encoding
+from monitor import encoding, http
 from monitor.config import OAuthConfig, SecretRef, resolve_secret
 from monitor.errors import AuthError, ConfigError
 
@@ -31,7 +31,6 @@ DAILY_EXPIRY = time(3, 0)
 DEFAULT_LIFETIME = timedelta(hours=8)
 #: A longer ``expires_in`` changes nothing (the 03:00 expiry comes first) and is capped to this.
 MAX_LIFETIME = timedelta(days=2)
-EXCERPT_CHARS = 200
 
 
 class TokenProvider(Protocol):
@@ -132,22 +131,16 @@ class OAuthTokens:
         except ConfigError as exc:  # a secret's file or variable went away since startup
             raise AuthError(f"token request not sent: {exc}") from None
         form = {"grant_type": "password", **secrets}
-        timeout = aiohttp.ClientTimeout(total=self.config.timeout.total_seconds())
-        try:
+        limit = self.config.timeout.total_seconds()
+        with http.token_errors(timeout=limit):
             async with self.session.post(
                 self.config.token_url,
                 data=form,
                 headers={"Accept": "application/json"},
-                timeout=timeout,
+                timeout=aiohttp.ClientTimeout(total=limit),
             ) as response:
                 body = await response.read()
                 status = response.status
-        except TimeoutError:
-            raise AuthError(
-                f"token request timed out after {self.config.timeout.total_seconds():g}s"
-            ) from None
-        except (aiohttp.ClientError, OSError) as exc:
-            raise AuthError(f"token request failed: {type(exc).__name__}") from None
         if status != 200:
             raise AuthError(_refusal(status, body, list(secrets.values())), status=status)
         try:
@@ -191,9 +184,8 @@ def _refusal(status: int, body: bytes, secrets: list[str]) -> str:
         parts = [str(data[k]) for k in ("error", "error_description", "message") if data.get(k)]
         detail = ": ".join(parts)
     elif body:
-        detail = " ".join(body.decode("utf-8", errors="replace").split())
-    for secret in secrets:
-        if len(secret) > 2:
-            detail = detail.replace(secret, "<redacted>")
+        detail = body.decode("utf-8", errors="replace")
+    # A secret of one or two characters would garble the text where it is cut out.
+    detail = http.excerpt(detail, secrets=[s for s in secrets if len(s) > 2], mask="<redacted>")
     message = f"token request refused: HTTP {status}"
-    return f"{message} ({detail[:EXCERPT_CHARS]})" if detail else message
+    return f"{message} ({detail})" if detail else message

@@ -1,7 +1,8 @@
 """The whole exception hierarchy of balance-monitor.
 
 Third-party exceptions (aiohttp, pydantic, sqlite3, tomllib) are translated into these at the
-one boundary where they can occur, with ``raise ... from exc``::
+one boundary where they can occur, with ``raise ... from exc`` (aiohttp's in :mod:`monitor.http`,
+``from None``: their texts can hold a secret URL)::
 
     MonitorError
     ├── ConfigError        the configuration file or a secret it names cannot be used

@@ -1,28 +1,23 @@
-"""Fetching the balances: one GET with a bearer token, aiohttp errors translated to FetchError.
+"""Fetching the balances: one GET with a bearer token; failures are ``FetchError``.
 
 The token is sent in a header and never appears in a message; a failed request says what failed
 (status and the upstream's own ``{"code", "message"}``, a timeout, a refused connection).
+aiohttp's exceptions are translated by :func:`monitor.http.fetch_errors`.
 """
 
 from __future__ import annotations
-
-import errno
-import os
 
 import aiohttp
 import structlog
 from pydantic import SecretStr
 
-from monitor import __version__, encoding
+from monitor import encoding, http
 from monitor.auth import StaticToken, TokenProvider
 from monitor.config import SourceBase, public_url
 from monitor.errors import FetchError
-from monitor.sinks.http import parse_retry_after
 
 log = structlog.get_logger("monitor.source")
 
-#: The most of an error body we quote in a message.
-EXCERPT_CHARS = 200
 #: A balances response larger than this is refused (100,000 accounts are about 50 MiB).
 MAX_BODY_BYTES = 512 * 1024 * 1024
 
@@ -66,27 +61,20 @@ class BalancesSource:
         headers = {
             "Authorization": f"Bearer {token.get_secret_value()}",
             "Accept": "application/json",
-            "User-Agent": f"balance-monitor/{__version__}",
+            "User-Agent": http.USER_AGENT,
         }
-        try:
+        with http.fetch_errors(timeout=self.config.timeout.total_seconds()):
             async with self.session.get(
                 self.config.url, headers=headers, timeout=self._timeout
             ) as response:
                 body = await self._read(response)
                 status = response.status
                 retry_after = response.headers.get("Retry-After")
-        except TimeoutError:
-            seconds = self.config.timeout.total_seconds()
-            raise FetchError(f"timed out after {seconds:g}s") from None
-        except aiohttp.ClientConnectorError as exc:
-            raise FetchError(f"cannot connect to {exc.host}:{exc.port}: {_reason(exc)}") from None
-        except (aiohttp.ClientError, OSError) as exc:
-            raise FetchError(f"request failed: {_reason(exc)}") from None
         if not 200 <= status < 300:
             raise FetchError(
                 _status_message(status, body, secret=token.get_secret_value()),
                 status=status,
-                retry_after=parse_retry_after(retry_after),
+                retry_after=http.parse_retry_after(retry_after),
             )
         return body
 
@@ -105,20 +93,6 @@ class BalancesSource:
         return b"".join(chunks)
 
 
-def _reason(exc: BaseException) -> str:
-    os_error = getattr(exc, "os_error", None)
-    code = os_error.errno if isinstance(os_error, OSError) else None
-    if code is not None and code in errno.errorcode:
-        # asyncio's strerror is "Connect call failed (addr)" whatever the cause: say which.
-        return os.strerror(code)
-    if isinstance(os_error, OSError) and os_error.strerror:
-        return os_error.strerror
-    code = getattr(exc, "errno", None)
-    if isinstance(code, int) and code in errno.errorcode:
-        return errno.errorcode[code]
-    return type(exc).__name__
-
-
 def _status_message(status: int, body: bytes, *, secret: str = "") -> str:
     """``HTTP 401 (api_error: token incorrect or revoked)``: with upstream's error, if any.
 
@@ -135,11 +109,10 @@ def _status_message(status: int, body: bytes, *, secret: str = "") -> str:
         parts = [str(data[k]) for k in ("code", "message") if data.get(k)]
         detail = ": ".join(parts)
     elif body:
-        detail = " ".join(body.decode("utf-8", errors="replace").split())
-    if secret:
-        detail = detail.replace(secret, "<token>")
+        detail = body.decode("utf-8", errors="replace")
+    detail = http.excerpt(detail, secrets=[secret], mask="<token>")
     if detail:
-        message += f" ({detail[:EXCERPT_CHARS]})"
+        message += f" ({detail})"
     elif status == 401:
         message += " (token incorrect or revoked)"
     return message

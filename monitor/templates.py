@@ -71,12 +71,13 @@ from monitor.models import (
     MONEY_FIELDS,
     Alert,
 )
+from monitor.text import MISSING, clip
 
 #: A rendered message longer than this is clipped, its last character replaced by ``…``.
 MAX_LENGTH = 2000
 
 #: What ``None`` prints as, in ``{{ ... }}`` and in the number filters.
-NONE_TEXT = "—"
+NONE_TEXT = MISSING
 
 #: The names of the context that are not record fields; a record field never shadows them.
 CONTEXT_NAMES: frozenset[str] = frozenset(
@@ -140,7 +141,7 @@ class MessageTemplate:
             rendered = self._template.render(context)
         except _RENDER_ERRORS as exc:
             raise _translate(exc) from exc
-        return clip(rendered.strip())
+        return clip(rendered.strip(), MAX_LENGTH)
 
 
 def compile_template(
@@ -265,11 +266,6 @@ class _AnyLabels(dict[str, str]):
 
     def __missing__(self, key: str) -> str:
         return f"sample {key}"
-
-
-def clip(text: str, limit: int = MAX_LENGTH) -> str:
-    """``text`` if it fits in ``limit`` characters, else its start and ``…`` in ``limit``."""
-    return text if len(text) <= limit else text[: limit - 1] + "…"
 
 
 # -- filters --------------------------------------------------------------------------------------

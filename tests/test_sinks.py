@@ -31,7 +31,6 @@ from monitor.errors import ConfigError, SinkError
 from monitor.models import Severity, Status
 from monitor.sinks import log, slack, webhook
 from monitor.sinks.base import Sink
-from monitor.sinks.http import parse_retry_after
 from monitor.sinks.registry import SINK_FACTORIES, build_sink, build_sinks
 
 SECRET_PATH = "/services/T0001/B0002/XyZpathSecret"
@@ -202,31 +201,6 @@ async def test_retry_after_http_date(receiver: Receiver, session: aiohttp.Client
     assert 100 <= error.retry_after <= 121
 
 
-NOW = datetime(2015, 10, 21, 7, 0, 0, tzinfo=UTC)
-
-
-@pytest.mark.parametrize(
-    ("value", "expected"),
-    [
-        (None, None),
-        ("0", 0.0),
-        ("7", 7.0),
-        (" 30 ", 30.0),
-        ("Wed, 21 Oct 2015 07:28:00 GMT", 1680.0),
-        ("Wed, 21 Oct 2015 06:00:00 GMT", 0.0),
-        ("Wed, 21 Oct 2015 07:28:00 -0000", 1680.0),
-        ("-5", None),
-        ("1.5", None),
-        ("soon", None),
-        ("", None),
-        ("²", None),
-    ],
-)
-def test_parse_retry_after(value: str | None, expected: float | None) -> None:
-    """Delta-seconds or HTTP-date; a past date is 0, anything else is None."""
-    assert parse_retry_after(value, now=NOW) == expected
-
-
 async def test_client_error_body_excerpt(
     receiver: Receiver, session: aiohttp.ClientSession
 ) -> None:
@@ -375,24 +349,6 @@ def test_slack_escapes_user_text() -> None:
     assert "a&lt;b&gt;&amp;c" in document["text"]
     assert "&lt;!channel&gt; &amp; &lt;http://x|y&gt;" in document["text"]
     assert "*Current*\n&lt;restricted&gt;" in text.replace("\\n", "\n")
-
-
-@pytest.mark.parametrize(
-    ("value", "shown"),
-    [
-        (None, "—"),
-        (Decimal("512.250"), "512.250"),
-        (Decimal("1E-8"), "0.00000001"),
-        (Decimal("-3"), "-3"),
-        (7, "7"),
-        (True, "true"),
-        ("restricted", "restricted"),
-        ({"cash": Decimal("1.10")}, '{"cash":1.10}'),
-    ],
-)
-def test_slack_renders_values(value: Any, shown: str) -> None:
-    """Money keeps its exact digits, missing values are a dash, records are JSON."""
-    assert slack.render(value) == shown
 
 
 def test_slack_without_account_or_field() -> None:

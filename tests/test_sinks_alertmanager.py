@@ -192,9 +192,16 @@ def test_our_labels_win_over_the_rules(session: aiohttp.ClientSession) -> None:
     ("value", "expected"),
     [(None, ""), (True, "true"), (False, "false"), (3, "3"), ("closed", "closed"), ([1], "[1]")],
 )
-def test_annotation_text(value: Any, expected: str) -> None:
-    """Values as annotation text: JSON spellings, ``""`` for none (then left out)."""
-    assert alertmanager.text(value) == expected
+def test_annotation_text(session: aiohttp.ClientSession, value: Any, expected: str) -> None:
+    """Values as annotation text: JSON spellings; none is ``""`` and so left out."""
+    sink = make_sink("http://127.0.0.1:1", session)
+
+    annotations = sink.document(make_notification(previous=value, current=value).alert)[
+        "annotations"
+    ]
+
+    assert annotations.get("previous", "") == annotations.get("current", "") == expected
+    assert ("previous" in annotations) is bool(expected)
 
 
 @pytest.mark.parametrize(

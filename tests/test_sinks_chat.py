@@ -26,8 +26,7 @@ from monitor.config import (
 from monitor.errors import ConfigError, SinkError
 from monitor.models import Notification, Severity, Status
 from monitor.sinks import discord, msteams, slack, telegram
-from monitor.sinks.base import BatchSink
-from monitor.sinks.http import HttpSink
+from monitor.sinks.base import BatchSink, HttpSink
 from monitor.sinks.registry import build_sink
 
 SECRET_PATH = "/api/webhooks/1234/XyZpathSecretToken"

@@ -26,6 +26,7 @@ from monitor.config import EmailSinkConfig
 from monitor.errors import ConfigError, SinkError
 from monitor.models import Notification, Status
 from monitor.sinks import email as email_sink
+from monitor.sinks import text as sink_text
 from monitor.sinks.base import BatchSink
 from monitor.sinks.registry import build_sink
 
@@ -526,7 +527,7 @@ def test_details_without_account_or_values() -> None:
     """A source-level alert shows dashes; money keeps its digits."""
     alert = make_notification(account_number=None, field=None, previous=None, current=None).alert
 
-    rows = dict(email_sink.details(alert))
+    rows = dict(sink_text.detail_rows(alert))
 
     assert rows["Account"] == "—"
     assert rows["Change"] == "— → —"

@@ -6,7 +6,6 @@ import hashlib
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import datetime
-from decimal import Decimal
 from fnmatch import fnmatchcase
 from typing import TypeAlias
 
@@ -28,6 +27,7 @@ from monitor.models import (
     Snapshot,
     Status,
 )
+from monitor.text import value_text
 
 #: (rule name, account number or None for source-wide alerts)
 AlertKey: TypeAlias = tuple[str, str | None]
@@ -132,12 +132,9 @@ def matches(number: str, patterns: tuple[str, ...] | None) -> bool:
 
 
 def show(value: JSONValue) -> str:
-    """A value as a person reads it in a summary: money with its own digits, None as 'none'."""
-    if value is None:
-        return "none"
-    if isinstance(value, Decimal):
-        return str(value)
-    return str(value)
+    """A value in a summary: :func:`monitor.text.value_text` (money with its exact digits,
+    records as JSON), with ``none`` for no value."""
+    return value_text(value, none="none")
 
 
 def alert(

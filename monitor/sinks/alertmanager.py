@@ -47,9 +47,9 @@ from multidict import CIMultiDict
 from monitor import encoding
 from monitor.config import AlertmanagerSinkConfig
 from monitor.errors import ConfigError, SinkError
-from monitor.models import Alert, JSONValue, Notification, Status, rfc3339
-from monitor.sinks import http
-from monitor.sinks.text import render
+from monitor.models import Alert, Notification, Status, rfc3339
+from monitor.sinks.base import JSON_HEADERS, post
+from monitor.text import value_text
 
 API_PATH = "/api/v2/alerts"
 
@@ -150,8 +150,8 @@ class AlertmanagerSink:
             "summary": alert.summary,
             "description": alert.description or "",
             "field": alert.field or "",
-            "previous": text(alert.previous),
-            "current": text(alert.current),
+            "previous": value_text(alert.previous, none=""),
+            "current": value_text(alert.current, none=""),
         }
         document: dict[str, Any] = {
             "labels": {key: value for key, value in labels.items() if value},
@@ -201,9 +201,9 @@ class AlertmanagerSink:
 
     async def _post(self, documents: list[dict[str, Any]]) -> None:
         body = encoding.dumps(documents).encode()
-        headers = CIMultiDict(http.JSON_HEADERS)
+        headers = CIMultiDict(JSON_HEADERS)
         headers.update(self._headers)
-        await http.post(
+        await post(
             self._session,
             self._endpoint,
             body,
@@ -217,11 +217,6 @@ def endpoint(url: str) -> str:
     """``{url}/api/v2/alerts``, keeping a path prefix (``http://host/alertmanager/``)."""
     parts = urlsplit(url)
     return urlunsplit(parts._replace(path=parts.path.rstrip("/") + API_PATH))
-
-
-def text(value: JSONValue) -> str:
-    """A value as an annotation: exact money digits, JSON for records, ``""`` for none."""
-    return "" if value is None else render(value)
 
 
 def create(

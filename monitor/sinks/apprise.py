@@ -30,8 +30,7 @@ import aiohttp
 from monitor.config import AppriseSinkConfig, resolve_secret
 from monitor.errors import ConfigError, SinkError
 from monitor.models import Alert, Notification, Severity
-from monitor.sinks.email import details
-from monitor.sinks.text import pick, title
+from monitor.sinks.text import detail_rows, pick, title
 
 if TYPE_CHECKING:
     import apprise
@@ -105,7 +104,7 @@ class AppriseSink:
 
 def body(alert: Alert) -> str:
     """The summary, the description, then the details (money with its exact digits)."""
-    rows = [(key, value) for key, value in details(alert) if key not in ("Rule", "Severity")]
+    rows = [(key, value) for key, value in detail_rows(alert) if key not in ("Rule", "Severity")]
     width = max(len(key) for key, _ in rows) + 2
     parts = [alert.summary]
     if alert.description:

@@ -25,10 +25,8 @@ import aiohttp
 
 from monitor.config import DiscordSinkConfig
 from monitor.models import Alert, Severity, Status, rfc3339
-from monitor.sinks.http import ChatSink, create_url_sink, seconds_in_json
+from monitor.sinks.base import ChatSink, create_url_sink, seconds_in_json
 from monitor.sinks.text import (
-    MISSING,
-    clip,
     counts,
     facts,
     join_lines,
@@ -39,6 +37,7 @@ from monitor.sinks.text import (
     tally,
     title,
 )
+from monitor.text import MISSING, clip
 
 CONTENT_LIMIT = 2000
 TITLE_LIMIT = 256

@@ -26,7 +26,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import errno
 import hashlib
 import html
 import re
@@ -43,16 +42,17 @@ import aiosmtplib
 import structlog
 from pydantic import SecretStr
 
+from monitor import http
 from monitor.config import EmailSinkConfig, resolve_secret
 from monitor.errors import ConfigError, SinkError
-from monitor.models import Alert, Notification, rfc3339
-from monitor.sinks.text import MISSING, labels_text, render, tally, title
-from monitor.sinks.webhook import ID_HEADER
+from monitor.models import Alert, Notification
+from monitor.sinks.base import ID_HEADER
+from monitor.sinks.text import detail_rows, tally, title
+from monitor.text import clip, one_line
 
 Security = Literal["starttls", "tls", "none"]
 
 SUBJECT_LIMIT = 200
-EXCERPT_CHARS = 200
 #: How long a polite QUIT may take once the message is accepted (its failure changes nothing).
 QUIT_TIMEOUT = 5.0
 TEXT_SEPARATOR = "\n\n" + "-" * 40 + "\n\n"
@@ -217,12 +217,8 @@ class EmailSink:
 
     def _excerpt(self, text: str) -> str:
         """A server's reply on one line, clipped, with the credentials cut out."""
-        text = one_line(text)
-        for secret in self._credentials or ():
-            for value in {secret.get_secret_value(), one_line(secret.get_secret_value())}:
-                if value:
-                    text = text.replace(value, "***")
-        return text[:EXCERPT_CHARS]
+        secrets = [secret.get_secret_value() for secret in self._credentials or ()]
+        return http.excerpt(text, secrets=secrets, mask="***")
 
 
 # --------------------------------------------------------------------------- the message
@@ -267,29 +263,9 @@ def headline(alert: Alert) -> str:
     return one_line(f"{title(alert)}: {alert.summary}")
 
 
-def details(alert: Alert) -> list[tuple[str, str]]:
-    """The labelled lines of an alert, each value on one line; money with its exact digits."""
-    labels = labels_text(alert.labels)
-    started = rfc3339(alert.started_at) if alert.started_at is not None else MISSING
-    rows = [
-        ("Rule", alert.rule),
-        ("Severity", alert.severity.value),
-        ("Status", alert.status.value),
-        ("Source", alert.source),
-        ("Account", alert.account_number or MISSING),
-        ("Field", alert.field or MISSING),
-        ("Change", f"{render(alert.previous)} → {render(alert.current)}"),
-        ("Observed at", rfc3339(alert.observed_at)),
-        ("Started at", started),
-        ("Labels", labels or MISSING),
-        ("Fingerprint", alert.fingerprint),
-    ]
-    return [(key, one_line(value)) for key, value in rows]
-
-
 def text_block(alert: Alert) -> str:
     """The plain-text part for one alert: headline, details, then the description."""
-    rows = details(alert)
+    rows = detail_rows(alert)
     width = max(len(key) for key, _ in rows) + 2
     lines = [headline(alert), ""]
     lines += [f"{key + ':':<{width}}{value}" for key, value in rows]
@@ -305,7 +281,7 @@ def html_document(alerts: Sequence[Alert]) -> str:
         rows = "".join(
             f'<tr><th align="left" valign="top">{html.escape(key)}</th>'
             f"<td>{html.escape(value)}</td></tr>"
-            for key, value in details(alert)
+            for key, value in detail_rows(alert)
         )
         section = f"<p><strong>{html.escape(headline(alert))}</strong></p><table>{rows}</table>"
         if alert.description:
@@ -329,16 +305,6 @@ def message_id(ids: Sequence[str], sender: str) -> str:
 def envelope_address(address: str) -> str:
     """``alerts@example.com`` from ``Balance Monitor <alerts@example.com>`` (or as given)."""
     return parseaddr(address)[1] or address
-
-
-def one_line(text: str) -> str:
-    """Control characters and line breaks as single spaces: safe in a header."""
-    printable = "".join(c if c.isprintable() else " " for c in text)
-    return " ".join(printable.split())
-
-
-def clip(text: str, limit: int) -> str:
-    return text if len(text) <= limit else text[: limit - 1].rstrip() + "…"
 
 
 # --------------------------------------------------------------------------- helpers
@@ -365,13 +331,12 @@ def _find_tls_error(exc: BaseException) -> ssl.SSLError | None:
 
 
 def _describe(exc: BaseException) -> str:
-    """``ConnectionRefusedError (ECONNREFUSED)``: the class and errno of the root cause."""
+    """``ConnectionRefusedError (ECONNREFUSED)``: the class and errno of the root cause
+    (aiosmtplib wraps the socket's error in its own)."""
     current: BaseException = exc
     while current.__cause__ is not None:
         current = current.__cause__
-    code = getattr(current, "errno", None)
-    name = errno.errorcode.get(code) if isinstance(code, int) else None
-    return f"{type(current).__name__} ({name})" if name else type(current).__name__
+    return http.describe(current)
 
 
 def tls_context(ca_file: Path | None, *, key: str) -> ssl.SSLContext:

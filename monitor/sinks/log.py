@@ -9,9 +9,9 @@ from typing import Any, Literal
 import aiohttp
 import structlog
 
-from monitor import encoding
 from monitor.config import LogSinkConfig
 from monitor.models import JSONValue, Notification, Status, rfc3339
+from monitor.text import value_text
 
 EVENT = "notification"
 Level = Literal["info", "warning", "error"]
@@ -61,12 +61,9 @@ class LogSink:
 
 
 def _loggable(value: JSONValue) -> Any:
-    """Money as its exact digits (a string), records as JSON text; any renderer can print these."""
-    if isinstance(value, Decimal):
-        return format(value, "f")
-    if isinstance(value, Mapping | list):
-        return encoding.dumps(value)
-    return value
+    """Money as its exact digits (a string), records as JSON text; any renderer can print these.
+    Other values stay as they are (``None``, ``true``, ``3`` keep their JSON types)."""
+    return value_text(value) if isinstance(value, Decimal | Mapping | list) else value
 
 
 def create(config: LogSinkConfig, *, index: int, session: aiohttp.ClientSession) -> LogSink:

@@ -20,9 +20,8 @@ import aiohttp
 from monitor import encoding
 from monitor.config import MsTeamsSinkConfig
 from monitor.models import Alert, Severity, rfc3339
-from monitor.sinks.http import ChatSink, create_url_sink
+from monitor.sinks.base import ChatSink, create_url_sink
 from monitor.sinks.text import (
-    clip,
     details,
     facts,
     labels_text,
@@ -32,6 +31,7 @@ from monitor.sinks.text import (
     tally,
     title,
 )
+from monitor.text import clip
 
 CARD_CONTENT_TYPE = "application/vnd.microsoft.card.adaptive"
 CARD_SCHEMA = "http://adaptivecards.io/schemas/adaptive-card.json"

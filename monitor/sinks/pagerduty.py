@@ -31,7 +31,8 @@ from monitor import encoding
 from monitor.config import PagerDutySinkConfig, resolve_secret
 from monitor.errors import SinkError
 from monitor.models import Alert, JSONValue, Notification, Severity, Status, rfc3339
-from monitor.sinks import http
+from monitor.sinks.base import JSON_HEADERS, post
+from monitor.text import clip, value_text
 
 DEFAULT_URL = "https://events.pagerduty.com/v2/enqueue"
 CLIENT = "balance-monitor"
@@ -74,11 +75,11 @@ class PagerDutySink:
         key = self._routing_key.get_secret_value()
         body = encoding.dumps(event(notification, routing_key=key)).encode()
         try:
-            await http.post(
+            await post(
                 self._session,
                 self._url,
                 body,
-                headers=http.JSON_HEADERS,
+                headers=JSON_HEADERS,
                 timeout=self._timeout,
                 sink=self._name,
             )
@@ -108,7 +109,7 @@ def event(notification: Notification, *, routing_key: str) -> dict[str, Any]:
             "dedup_key": alert.fingerprint,
         }
     payload: dict[str, Any] = {
-        "summary": _clip(alert.summary or alert.rule, SUMMARY_LIMIT),
+        "summary": clip(alert.summary or alert.rule, SUMMARY_LIMIT),
         "severity": SEVERITIES[alert.severity],
         "source": source(alert),
         "timestamp": rfc3339(alert.observed_at),
@@ -149,16 +150,12 @@ def source(alert: Alert) -> str:
 def exact(value: JSONValue) -> JSONValue:
     """Money as strings of its exact digits, at any depth (PagerDuty would read floats)."""
     if isinstance(value, Decimal):
-        return format(value, "f")
+        return value_text(value)
     if isinstance(value, Mapping):
         return {key: exact(item) for key, item in value.items()}
     if isinstance(value, list):
         return [exact(item) for item in value]
     return value
-
-
-def _clip(text: str, limit: int) -> str:
-    return text if len(text) <= limit else text[: limit - 1] + "…"
 
 
 def create(

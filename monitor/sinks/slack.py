@@ -11,8 +11,8 @@ Several (``group_window``) are one message: a ``3 alerts: 2 firing, 1 resolved``
 section per notification, at most :data:`BATCH_SECTIONS` of them, then ``…and N more``.
 
 User text is escaped (``&``, ``<``, ``>``) as Slack requires; money keeps its exact digits. The
-plain-text helpers (:func:`~monitor.sinks.text.render`, :func:`~monitor.sinks.text.escape`, ...)
-live in :mod:`monitor.sinks.text`, shared with the other sinks.
+plain-text helpers (:func:`~monitor.sinks.text.escape`, :func:`~monitor.text.value_text`, ...)
+live in :mod:`monitor.sinks.text` and :mod:`monitor.text`, shared with the other sinks.
 """
 
 from __future__ import annotations
@@ -24,20 +24,18 @@ import aiohttp
 
 from monitor.config import SlackSinkConfig
 from monitor.models import Alert, Severity, rfc3339
-from monitor.sinks.http import ChatSink, create_url_sink
+from monitor.sinks.base import ChatSink, create_url_sink
 from monitor.sinks.text import (
-    MISSING,
     SYMBOLS,
-    clip,
     details,
     escape,
     labels_text,
     more,
     pick,
-    render,
     tally,
     title,
 )
+from monitor.text import MISSING, clip, value_text
 
 __all__ = [
     "BATCH_SECTIONS",
@@ -54,7 +52,6 @@ __all__ = [
     "create",
     "escape",  # from monitor.sinks.text, as before
     "message",
-    "render",  # from monitor.sinks.text, as before
 ]
 
 SECTION_LIMIT = 3000  # Block Kit text object limits
@@ -92,8 +89,8 @@ def message(alert: Alert) -> dict[str, Any]:
         "Severity": alert.severity.value,
         "Account": alert.account_number or MISSING,
         "Field": alert.field or MISSING,
-        "Previous": render(alert.previous),
-        "Current": render(alert.current),
+        "Previous": value_text(alert.previous),
+        "Current": value_text(alert.current),
     }
     if alert.labels:
         fields["Labels"] = labels_text(alert.labels)

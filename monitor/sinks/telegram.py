@@ -24,9 +24,8 @@ from pydantic import SecretStr
 
 from monitor.config import TelegramSinkConfig, resolve_secret
 from monitor.models import Alert, rfc3339
-from monitor.sinks.http import ChatSink, seconds_in_json
+from monitor.sinks.base import ChatSink, seconds_in_json
 from monitor.sinks.text import (
-    clip,
     escape,
     facts,
     join_lines,
@@ -36,6 +35,7 @@ from monitor.sinks.text import (
     tally,
     title,
 )
+from monitor.text import clip
 
 DEFAULT_API_URL = "https://api.telegram.org"
 TEXT_LIMIT = 4096

@@ -1,25 +1,24 @@
-"""Plain text about alerts for people, shared by the chat, email, Apprise and Alertmanager sinks.
+"""Plain text about alerts for people, shared by the chat, email and Apprise sinks.
 
 Nothing here knows a message format: :func:`title` (``[CRITICAL] FIRING low-cash``),
-:func:`details`, :func:`tally` (``3 alerts: 2 firing, 1 resolved``), :func:`more`, values with
-their exact digits (:func:`render`), Unicode emoji (:func:`symbol`), and text cut to a limit
-(:func:`clip`, :func:`join_lines`). :func:`escape` turns ``&``, ``<`` and ``>`` into entities, as
-both Slack and HTML (Telegram) want them; :func:`clip` never cuts inside such an entity.
+:func:`details`, :func:`detail_rows` (the labelled lines of the email and Apprise bodies),
+:func:`tally` (``3 alerts: 2 firing, 1 resolved``), :func:`more`, Unicode emoji (:func:`symbol`)
+and whole lines within a limit (:func:`join_lines`). :func:`escape` turns ``&``, ``<`` and ``>``
+into entities, as both Slack and HTML (Telegram) want them. Values as text and text cut to a
+limit come from :mod:`monitor.text` (:func:`~monitor.text.value_text`,
+:func:`~monitor.text.clip`, which never cuts inside such an entity), shared with the rules.
 """
 
 from __future__ import annotations
 
-import re
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from decimal import Decimal
 from typing import TypeVar
 
-from monitor import encoding
-from monitor.models import DEFAULT_SOURCE, Alert, JSONValue, Severity, Status
+from monitor.models import DEFAULT_SOURCE, Alert, Severity, Status, rfc3339
+from monitor.text import MISSING, clip, one_line, value_text
 
 T = TypeVar("T")
 
-MISSING = "—"
 #: Unicode emoji for the chat sinks that do not know Slack's ``:codes:``.
 SYMBOLS: Mapping[Severity, str] = {
     Severity.CRITICAL: "🚨",
@@ -27,7 +26,6 @@ SYMBOLS: Mapping[Severity, str] = {
     Severity.INFO: "\N{INFORMATION SOURCE}\N{VARIATION SELECTOR-16}",
 }
 RESOLVED_SYMBOL = "✅"
-_PARTIAL_ENTITY = re.compile(r"&[a-z]*$")
 
 
 def pick(alert: Alert, by_severity: Mapping[Severity, T], resolved: T) -> T:
@@ -38,19 +36,6 @@ def pick(alert: Alert, by_severity: Mapping[Severity, T], resolved: T) -> T:
 def escape(text: str) -> str:
     """Slack's control characters as entities: ``&`` ``<`` ``>`` (also right for HTML text)."""
     return text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
-
-
-def render(value: JSONValue) -> str:
-    """A field value for people: exact decimal digits, ``—`` for none, JSON for records."""
-    if value is None:
-        return MISSING
-    if isinstance(value, Decimal):
-        return format(value, "f")
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    if isinstance(value, Mapping | list):
-        return encoding.dumps(value)
-    return str(value)
 
 
 def title(alert: Alert) -> str:
@@ -71,7 +56,7 @@ def details(alert: Alert) -> str:
     """``account 12345678 · cash_to_withdraw: 1500.00 → 512.25 · team=risk``: plain text."""
     parts = [f"account {alert.account_number}"] if alert.account_number else []
     if alert.field:
-        parts.append(f"{alert.field}: {render(alert.previous)} → {render(alert.current)}")
+        parts.append(f"{alert.field}: {value_text(alert.previous)} → {value_text(alert.current)}")
     if alert.labels:
         parts.append(labels_text(alert.labels))
     return " · ".join(parts) or f"source {alert.source}"
@@ -83,10 +68,30 @@ def facts(alert: Alert) -> dict[str, str]:
     return {
         "Account": alert.account_number or MISSING,
         "Field": alert.field or MISSING,
-        "Previous": render(alert.previous),
-        "Current": render(alert.current),
+        "Previous": value_text(alert.previous),
+        "Current": value_text(alert.current),
         "Source": alert.source,
     }
+
+
+def detail_rows(alert: Alert) -> list[tuple[str, str]]:
+    """The labelled lines of an alert (email and Apprise bodies), each value on one line."""
+    labels = labels_text(alert.labels)
+    started = rfc3339(alert.started_at) if alert.started_at is not None else MISSING
+    rows = [
+        ("Rule", alert.rule),
+        ("Severity", alert.severity.value),
+        ("Status", alert.status.value),
+        ("Source", alert.source),
+        ("Account", alert.account_number or MISSING),
+        ("Field", alert.field or MISSING),
+        ("Change", f"{value_text(alert.previous)} → {value_text(alert.current)}"),
+        ("Observed at", rfc3339(alert.observed_at)),
+        ("Started at", started),
+        ("Labels", labels or MISSING),
+        ("Fingerprint", alert.fingerprint),
+    ]
+    return [(key, one_line(value)) for key, value in rows]
 
 
 def labels_text(labels: Mapping[str, str]) -> str:
@@ -110,13 +115,6 @@ def tally(alerts: Sequence[Alert]) -> str:
 def more(alerts: Sequence[Alert]) -> str:
     """``…and 4 more: 3 firing, 1 resolved``: the alerts a batch message leaves out."""
     return f"…and {len(alerts)} more: {counts(alerts)}"
-
-
-def clip(text: str, limit: int) -> str:
-    """At most ``limit`` characters, ending in ``…`` when cut, never inside an ``&…;`` entity."""
-    if len(text) <= limit:
-        return text
-    return _PARTIAL_ENTITY.sub("", text[: limit - 1]) + "…"
 
 
 def join_lines(lines: Sequence[str], limit: int, *, rest: Callable[[int], str]) -> str:

@@ -17,12 +17,9 @@ from pydantic import SecretStr
 from monitor import encoding
 from monitor.config import WebhookSinkConfig, resolve_secret
 from monitor.models import Notification
-from monitor.sinks import http
-from monitor.sinks.http import HttpSink
+from monitor.sinks.base import ID_HEADER, JSON_HEADERS, HttpSink
 
-USER_AGENT = http.USER_AGENT
 SIGNATURE_HEADER = "X-Balance-Monitor-Signature"
-ID_HEADER = "X-Balance-Monitor-Id"
 
 
 class WebhookSink(HttpSink):
@@ -44,7 +41,7 @@ class WebhookSink(HttpSink):
 
     async def send(self, notification: Notification) -> None:
         body = encoding.dumps(notification.payload()).encode()
-        headers = CIMultiDict(http.JSON_HEADERS)
+        headers = CIMultiDict(JSON_HEADERS)
         headers.update(self._headers)
         headers[ID_HEADER] = notification.id
         if self._secret is not None:

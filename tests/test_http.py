@@ -1,0 +1,480 @@
+"""monitor.http: aiohttp's (and the socket's) exceptions become ours, Retry-After, excerpts.
+
+The translation tables are checked twice: with failures that real requests meet against servers
+on 127.0.0.1 (refused, silent, cut off, TLS the client does not trust, ...), and with exceptions
+raised directly for the kinds a loopback server cannot provoke reliably.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import errno
+import socket
+import ssl
+from collections.abc import AsyncIterator, Callable
+from contextlib import AbstractContextManager
+from dataclasses import dataclass
+from datetime import UTC, datetime
+
+import aiohttp
+import pytest
+import trustme
+from aiohttp import web
+from aiohttp.client_reqrep import ConnectionKey
+from aiohttp.test_utils import TestServer
+from yarl import URL
+
+from monitor import __version__, http
+from monitor.errors import AuthError, FetchError, MonitorError, SinkError
+
+TIMEOUT = 0.3
+
+Family = Callable[[], AbstractContextManager[None]]
+FAMILIES: dict[str, Family] = {
+    "fetch": lambda: http.fetch_errors(timeout=TIMEOUT),
+    "token": lambda: http.token_errors(timeout=TIMEOUT),
+    "sink": lambda: http.sink_errors("ops", timeout=TIMEOUT),
+}
+
+# --------------------------------------------------------------------------- real failures
+
+
+@dataclass
+class Failures:
+    """Servers on 127.0.0.1 that fail a request in one way each, by URL."""
+
+    urls: dict[str, str]
+    released: asyncio.Event
+
+
+def _app(released: asyncio.Event) -> web.Application:
+    async def slow(request: web.Request) -> web.Response:
+        await released.wait()
+        return web.Response()
+
+    async def loop(request: web.Request) -> web.Response:
+        raise web.HTTPFound("/loop")
+
+    async def short(request: web.Request) -> web.StreamResponse:
+        """Promises 100 bytes, sends 3 and hangs up."""
+        response = web.StreamResponse(headers={"Content-Length": "100"})
+        await response.prepare(request)
+        await response.write(b"abc")
+        assert request.transport is not None
+        request.transport.close()
+        return response
+
+    async def ok(request: web.Request) -> web.Response:
+        return web.Response(text="ok")
+
+    app = web.Application()
+    for path, handler in (("/slow", slow), ("/loop", loop), ("/short", short), ("/ok", ok)):
+        app.router.add_route("*", path, handler)
+    return app
+
+
+def _closed_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+    return port
+
+
+@pytest.fixture
+async def failures() -> AsyncIterator[Failures]:
+    released = asyncio.Event()
+    plain = TestServer(_app(released), host="127.0.0.1")
+    await plain.start_server()
+    server_tls = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    trustme.CA().issue_cert("127.0.0.1").configure_cert(server_tls)  # a CA nobody trusts
+    tls = TestServer(_app(released), host="127.0.0.1")
+    await tls.start_server(ssl=server_tls)
+
+    async def hang_up(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await reader.read(10)
+        writer.close()
+
+    rude = await asyncio.start_server(hang_up, "127.0.0.1", 0)
+    rude_port = rude.sockets[0].getsockname()[1]
+    try:
+        yield Failures(
+            {
+                "refused": f"http://127.0.0.1:{_closed_port()}/",
+                "silent": str(plain.make_url("/slow")),
+                "hang-up": f"http://127.0.0.1:{rude_port}/",
+                "cut-short": str(plain.make_url("/short")),
+                "redirect-loop": str(plain.make_url("/loop")),
+                "untrusted-tls": f"https://127.0.0.1:{tls.port}/ok",
+                "tls-to-plain": f"https://127.0.0.1:{plain.port}/ok",
+                "invalid-url": "http://[::1/",
+                "not-http": "ftp://127.0.0.1/",
+            },
+            released,
+        )
+    finally:
+        released.set()
+        rude.close()
+        await rude.wait_closed()
+        await tls.close()
+        await plain.close()
+
+
+#: case -> family -> (our class, message ({port}: the URL's), retryable for SinkError).
+#: The TLS rows keep today's wording: ssl's error code 1 is read as errno 1 (EPERM, "Operation
+#: not permitted"), and a sink retries a certificate it does not trust; both are known and kept.
+REAL: dict[str, dict[str, tuple[type[MonitorError], str, bool | None]]] = {
+    "refused": {
+        "fetch": (FetchError, "cannot connect to 127.0.0.1:{port}: Connection refused", None),
+        "token": (AuthError, "token request failed: ClientConnectorError", None),
+        "sink": (
+            SinkError,
+            "connection failed sending to sink 'ops': ClientConnectorError (ECONNREFUSED)",
+            True,
+        ),
+    },
+    "silent": {
+        "fetch": (FetchError, "timed out after 0.3s", None),
+        "token": (AuthError, "token request timed out after 0.3s", None),
+        "sink": (SinkError, "timeout after 0.3s sending to sink 'ops'", True),
+    },
+    "hang-up": {
+        "fetch": (FetchError, "request failed: ServerDisconnectedError", None),
+        "token": (AuthError, "token request failed: ServerDisconnectedError", None),
+        "sink": (
+            SinkError,
+            "connection failed sending to sink 'ops': ServerDisconnectedError",
+            True,
+        ),
+    },
+    "cut-short": {
+        "fetch": (FetchError, "request failed: ClientPayloadError", None),
+        "token": (AuthError, "token request failed: ClientPayloadError", None),
+        "sink": (SinkError, "connection failed sending to sink 'ops': ClientPayloadError", True),
+    },
+    "redirect-loop": {
+        "fetch": (FetchError, "request failed: TooManyRedirects", None),
+        "token": (AuthError, "token request failed: TooManyRedirects", None),
+        "sink": (SinkError, "connection failed sending to sink 'ops': TooManyRedirects", True),
+    },
+    "untrusted-tls": {
+        "fetch": (FetchError, "cannot connect to 127.0.0.1:{port}: Operation not permitted", None),
+        "token": (AuthError, "token request failed: ClientConnectorCertificateError", None),
+        "sink": (
+            SinkError,
+            "connection failed sending to sink 'ops': ClientConnectorCertificateError (EPERM)",
+            True,
+        ),
+    },
+    "tls-to-plain": {
+        "fetch": (FetchError, "cannot connect to 127.0.0.1:{port}: Operation not permitted", None),
+        "token": (AuthError, "token request failed: ClientConnectorSSLError", None),
+        "sink": (
+            SinkError,
+            "connection failed sending to sink 'ops': ClientConnectorSSLError (EPERM)",
+            True,
+        ),
+    },
+    "invalid-url": {
+        "fetch": (FetchError, "request failed: InvalidUrlClientError", None),
+        "token": (AuthError, "token request failed: InvalidUrlClientError", None),
+        "sink": (SinkError, "invalid URL for sink 'ops'", False),
+    },
+    "not-http": {
+        "fetch": (FetchError, "request failed: NonHttpUrlClientError", None),
+        "token": (AuthError, "token request failed: NonHttpUrlClientError", None),
+        "sink": (
+            SinkError,
+            "connection failed sending to sink 'ops': NonHttpUrlClientError",
+            True,
+        ),
+    },
+}
+
+
+@pytest.mark.parametrize(
+    ("case", "family"), [(case, family) for case, rows in REAL.items() for family in rows]
+)
+async def test_real_failures_become_ours(failures: Failures, case: str, family: str) -> None:
+    """Each way a real request fails becomes the caller's error class, with the message (and
+    for a sink the retryable flag) of the table; never chained to aiohttp's exception, whose
+    text can hold the URL."""
+    kind, message, retryable = REAL[case][family]
+    url = failures.urls[case]
+    if "{port}" in message:
+        message = message.format(port=URL(url).port)
+
+    with pytest.raises(MonitorError) as caught, FAMILIES[family]():
+        async with (
+            aiohttp.ClientSession() as session,
+            session.get(
+                url, timeout=aiohttp.ClientTimeout(total=TIMEOUT), max_redirects=3
+            ) as response,
+        ):
+            await response.read()
+
+    error = caught.value
+    assert type(error) is kind
+    assert str(error) == message
+    assert error.__cause__ is None
+    assert error.__suppress_context__
+    if isinstance(error, SinkError):
+        assert (error.retryable, error.status) == (retryable, None)
+
+
+# --------------------------------------------------------------------------- raised directly
+
+
+def _connector_error(os_error: OSError) -> aiohttp.ClientConnectorError:
+    """What aiohttp raises when the connection to 127.0.0.1:8443 fails with ``os_error``."""
+    key = ConnectionKey("127.0.0.1", 8443, False, True, None, None, None)
+    return aiohttp.ClientConnectorError(key, os_error)
+
+
+#: exception -> family -> (our class, message, retryable for SinkError).
+DIRECT: list[tuple[str, BaseException, dict[str, tuple[type[MonitorError], str, bool | None]]]] = [
+    (
+        "aiohttp-timeout",
+        aiohttp.ServerTimeoutError("Timeout on reading data from socket"),
+        {
+            "fetch": (FetchError, "timed out after 0.3s", None),
+            "token": (AuthError, "token request timed out after 0.3s", None),
+            "sink": (SinkError, "timeout after 0.3s sending to sink 'ops'", True),
+        },
+    ),
+    (
+        "unreachable",
+        _connector_error(OSError(errno.EHOSTUNREACH, "Connect call failed")),
+        {
+            "fetch": (FetchError, "cannot connect to 127.0.0.1:8443: No route to host", None),
+            "token": (AuthError, "token request failed: ClientConnectorError", None),
+            "sink": (
+                SinkError,
+                "connection failed sending to sink 'ops': ClientConnectorError (EHOSTUNREACH)",
+                True,
+            ),
+        },
+    ),
+    (
+        "connector-without-errno",
+        _connector_error(OSError("Multiple exceptions")),
+        {
+            "fetch": (FetchError, "cannot connect to 127.0.0.1:8443: ClientConnectorError", None),
+            "token": (AuthError, "token request failed: ClientConnectorError", None),
+            "sink": (
+                SinkError,
+                "connection failed sending to sink 'ops': ClientConnectorError",
+                True,
+            ),
+        },
+    ),
+    (
+        "client-os-error",
+        aiohttp.ClientOSError(errno.ECONNRESET, "Connection reset by peer"),
+        {
+            "fetch": (FetchError, "request failed: ECONNRESET", None),
+            "token": (AuthError, "token request failed: ClientOSError", None),
+            "sink": (
+                SinkError,
+                "connection failed sending to sink 'ops': ClientOSError (ECONNRESET)",
+                True,
+            ),
+        },
+    ),
+    (
+        "socket-error",
+        ConnectionResetError(errno.ECONNRESET, "Connection reset by peer"),
+        {
+            "fetch": (FetchError, "request failed: ECONNRESET", None),
+            "token": (AuthError, "token request failed: ConnectionResetError", None),
+            "sink": (
+                SinkError,
+                "connection failed sending to sink 'ops': ConnectionResetError (ECONNRESET)",
+                True,
+            ),
+        },
+    ),
+    (
+        "ssl-error",
+        ssl.SSLError("record layer failure"),
+        {
+            "fetch": (FetchError, "request failed: SSLError", None),
+            "token": (AuthError, "token request failed: SSLError", None),
+            "sink": (SinkError, "connection failed sending to sink 'ops': SSLError", True),
+        },
+    ),
+    (
+        "invalid-url",
+        aiohttp.InvalidURL("http://[::1/"),
+        {
+            "fetch": (FetchError, "request failed: InvalidURL", None),
+            "token": (AuthError, "token request failed: InvalidURL", None),
+            "sink": (SinkError, "invalid URL for sink 'ops'", False),
+        },
+    ),
+]
+
+
+@pytest.mark.parametrize(
+    ("exc", "family", "expected"),
+    [
+        pytest.param(exc, family, expected, id=f"{name}-{family}")
+        for name, exc, rows in DIRECT
+        for family, expected in rows.items()
+    ],
+)
+def test_exceptions_become_ours(
+    exc: BaseException, family: str, expected: tuple[type[MonitorError], str, bool | None]
+) -> None:
+    """Exceptions raised in the block map to the most specific row of the caller's table."""
+    kind, message, retryable = expected
+
+    with pytest.raises(MonitorError) as caught, FAMILIES[family]():
+        raise exc
+
+    assert type(caught.value) is kind
+    assert str(caught.value) == message
+    assert caught.value.__cause__ is None
+    if isinstance(caught.value, SinkError):
+        assert caught.value.retryable is retryable
+
+
+@pytest.mark.parametrize("family", FAMILIES)
+@pytest.mark.parametrize(
+    "exc",
+    [
+        ValueError("not ours to translate"),
+        FetchError("response too large: over 10 bytes"),
+        SinkError("already ours", retryable=False),
+        asyncio.CancelledError(),
+    ],
+    ids=["value-error", "fetch-error", "sink-error", "cancelled"],
+)
+def test_other_exceptions_pass_through(family: str, exc: BaseException) -> None:
+    """What no row names (our own errors, cancellation, bugs) leaves the block unchanged."""
+    with pytest.raises(type(exc)) as caught, FAMILIES[family]():
+        raise exc
+
+    assert caught.value is exc
+
+
+def test_the_first_matching_row_wins() -> None:
+    """Rows are tried in order: a TimeoutError that is also a ClientError is a timeout."""
+    table = [
+        http.when(TimeoutError, then=lambda exc: SinkError("timeout", retryable=True)),
+        http.when(aiohttp.ClientError, then=lambda exc: SinkError("client", retryable=False)),
+    ]
+
+    with pytest.raises(SinkError, match=r"^timeout$"), http.map_exceptions(table):
+        raise aiohttp.ServerTimeoutError
+
+    with pytest.raises(SinkError, match=r"^client$"), http.map_exceptions(table):
+        raise aiohttp.ClientPayloadError
+
+
+# --------------------------------------------------------------------------- naming a failure
+
+
+@pytest.mark.parametrize(
+    ("exc", "name", "described"),
+    [
+        (
+            ConnectionRefusedError(errno.ECONNREFUSED, "x"),
+            "ECONNREFUSED",
+            "ConnectionRefusedError (ECONNREFUSED)",
+        ),
+        (OSError(errno.EHOSTUNREACH, "x"), "EHOSTUNREACH", "OSError (EHOSTUNREACH)"),
+        (OSError(99999, "x"), None, "OSError"),
+        (OSError("no errno"), None, "OSError"),
+        (aiohttp.ServerDisconnectedError(), None, "ServerDisconnectedError"),
+        (TimeoutError(), None, "TimeoutError"),
+    ],
+)
+def test_errno_name_and_describe(exc: BaseException, name: str | None, described: str) -> None:
+    """One errno table: the symbolic name when the errno is known, the class always."""
+    assert http.errno_name(exc) == name
+    assert http.describe(exc) == described
+
+
+@pytest.mark.parametrize(
+    ("exc", "reason"),
+    [
+        (
+            _connector_error(ConnectionRefusedError(errno.ECONNREFUSED, "Connect call failed")),
+            "Connection refused",
+        ),
+        (_connector_error(OSError(None, "Domain name not found")), "Domain name not found"),
+        (aiohttp.ClientOSError(errno.EPIPE, "x"), "EPIPE"),
+        (aiohttp.ServerDisconnectedError(), "ServerDisconnectedError"),
+    ],
+)
+def test_reason(exc: BaseException, reason: str) -> None:
+    """The socket error's strerror when aiohttp kept it, else the errno name, else the class."""
+    assert http.reason(exc) == reason
+
+
+# --------------------------------------------------------------------------- excerpts
+
+
+@pytest.mark.parametrize(
+    ("text", "secrets", "expected"),
+    [
+        ("  invalid_payload:\n  field\tmissing ", (), "invalid_payload: field missing"),
+        ("bell\x07here", (), "bell here"),
+        ("x" * 500, (), "x" * 200),
+        ("token s3cr3t refused", ("s3cr3t",), "token *** refused"),
+        ("pass: a b c", ("a\nb c",), "pass: ***"),  # a secret as it reads on one line
+        ("nothing to hide", ("",), "nothing to hide"),
+        ("k" * 150 + " " + "S" * 100, ("S" * 100,), "k" * 150 + " ***"),  # masked before the cut
+        ("S" * 300, ("S" * 300,), "***"),
+    ],
+)
+def test_excerpt(text: str, secrets: tuple[str, ...], expected: str) -> None:
+    """One line, the secrets masked, at most EXCERPT_CHARS characters."""
+    assert http.excerpt(text, secrets=secrets) == expected
+    assert len(http.excerpt(text, secrets=secrets)) <= http.EXCERPT_CHARS
+
+
+def test_excerpt_mask() -> None:
+    """Each caller picks the mask its messages use."""
+    assert http.excerpt("Bearer abc123", secrets=["abc123"], mask="<token>") == "Bearer <token>"
+
+
+# --------------------------------------------------------------------------- Retry-After
+
+
+NOW = datetime(2015, 10, 21, 7, 0, 0, tzinfo=UTC)
+
+
+@pytest.mark.parametrize(
+    ("value", "expected"),
+    [
+        (None, None),
+        ("0", 0.0),
+        ("7", 7.0),
+        (" 30 ", 30.0),
+        ("Wed, 21 Oct 2015 07:28:00 GMT", 1680.0),
+        ("Wed, 21 Oct 2015 06:00:00 GMT", 0.0),
+        ("Wed, 21 Oct 2015 07:28:00 -0000", 1680.0),
+        ("Wed, 21 Oct 2015 09:28:00 +0200", 1680.0),
+        ("21 Oct 2015 07:28:00", 1680.0),  # no zone: taken as UTC
+        ("-5", None),
+        ("1.5", None),
+        ("soon", None),
+        ("", None),
+        ("²", None),
+    ],
+)
+def test_parse_retry_after(value: str | None, expected: float | None) -> None:
+    """Delta-seconds or HTTP-date; a past date is 0, anything else is None."""
+    assert http.parse_retry_after(value, now=NOW) == expected
+
+
+def test_parse_retry_after_reads_the_clock_without_now() -> None:
+    """Without ``now``, a date is measured from the current time."""
+    waited = http.parse_retry_after("Wed, 21 Oct 2015 07:28:00 GMT")
+    assert waited == 0.0  # long past
+
+
+def test_user_agent() -> None:
+    """One User-Agent for every request balance-monitor makes over HTTP."""
+    assert f"balance-monitor/{__version__}" == http.USER_AGENT
