@@ -25,7 +25,7 @@ from e2e_helpers import (
 )
 
 from monitor.simulator import Simulator, start
-from monitor.store import Store
+from monitor.store import SqliteStore, Store
 
 
 def _token(request: pytest.FixtureRequest) -> str:
@@ -89,8 +89,8 @@ def make_config(tmp_path: Path, sim: SimControl, hook: Hook) -> MakeConfig:
 
 @pytest.fixture
 async def store(tmp_path: Path) -> AsyncIterator[Store]:
-    """A new state database in the test's folder, closed afterwards."""
-    opened = await Store.open(tmp_path / "state.db")
+    """A new SQLite state database in the test's folder, closed afterwards."""
+    opened = await SqliteStore.open(tmp_path / "state.db")
     try:
         yield opened
     finally:

@@ -1,13 +1,20 @@
-"""Writing a poll in store tests by keyword, as the pipeline's step would describe it."""
+"""Store test helpers: writing a poll by keyword as the pipeline's step would describe it,
+queueing a notification outside a poll, and a look at what SQLite stored for tests that need
+more than the Store reads back."""
 
 from __future__ import annotations
 
+import asyncio
+import sqlite3
 from collections.abc import Iterable, Mapping, Sequence
+from datetime import datetime
+from pathlib import Path
+from typing import Any
 
 from monitor.cycle import Delivery, HistoryPoint, PollRecord, PollWrite
 from monitor.models import Account, ActiveAlert, Notification
 from monitor.rules import AlertKey, SourceHealth
-from monitor.store import Store
+from monitor.store import SqliteStore, Store
 
 
 async def commit_poll(
@@ -42,3 +49,35 @@ async def commit_poll(
             deliveries=tuple(deliveries),
         )
     )
+
+
+async def queue_notification(
+    store: Store, source: str, notification: Notification, sinks: Iterable[str], at: datetime
+) -> None:
+    """Queue ``notification`` for ``sinks`` at ``at`` outside a poll, as a mute window's
+    release does (the outbox rows are the same as a poll's)."""
+    await store.release([(notification, sink, source) for sink in sinks], [], at.timestamp())
+
+
+# --------------------------------------------------------------------------- SQLite only
+
+
+async def sqlite_query(store: Store, sql: str, *args: Any) -> list[tuple[Any, ...]]:
+    """The rows of ``sql`` on the SQLite file of ``store``. Only for tests of something else
+    than the store that look at what it wrote; a store test asserts through the Store."""
+    assert isinstance(store, SqliteStore), f"{store!r}: not a SQLite store"
+    return await sqlite_rows(store.path, sql, *args)
+
+
+async def sqlite_rows(path: Path, sql: str, *args: Any) -> list[tuple[Any, ...]]:
+    """The rows of ``sql`` on the SQLite file at ``path``, read through a read-only connection
+    of its own (committed data only, whatever a store on the file is doing)."""
+
+    def read() -> list[tuple[Any, ...]]:
+        conn = sqlite3.connect(f"{path.resolve().as_uri()}?mode=ro", uri=True)
+        try:
+            return list(conn.execute(sql, args))
+        finally:
+            conn.close()
+
+    return await asyncio.to_thread(read)

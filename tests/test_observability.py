@@ -491,7 +491,7 @@ async def test_status_render_shows_every_section(store: Store) -> None:
     await populate(store)
     text = status.render(await status.collect(store, NOW))
     lines = text.splitlines()
-    assert lines[0] == f"state: {store.path}"
+    assert lines[0] == f"state: {store.location}"
     (row,) = [line for line in lines if line.startswith("default ")]
     assert "2024-05-01T11:59:30Z (30s ago)" in row
     assert "failed" in row

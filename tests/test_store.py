@@ -11,14 +11,14 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from store_helpers import commit_poll
+from store_helpers import commit_poll, queue_notification, sqlite_query
 
 from monitor.cycle import PollRecord
 from monitor.errors import StoreError
 from monitor.models import Account, ActiveAlert, Alert, Notification, Severity, Status
 from monitor.parse import parse_records
 from monitor.rules import SourceHealth
-from monitor.store import KEEP_FINISHED_SECONDS, SCHEMA_VERSION, Store
+from monitor.store import KEEP_FINISHED_SECONDS, SCHEMA_VERSION, SqliteStore, Store
 
 SOURCE = "default"
 T0 = datetime(2024, 5, 1, 12, 0, 0, tzinfo=UTC)
@@ -59,11 +59,11 @@ def ok(at: datetime = T0, count: int | None = None) -> PollRecord:
 
 
 async def enqueue(store: Store, nid: str, sinks: Sequence[str], at: datetime = T0) -> None:
-    await store.enqueue(SOURCE, notification(nid), sinks, at)
+    await queue_notification(store, SOURCE, notification(nid), sinks, at)
 
 
 async def states(store: Store) -> dict[tuple[str, str], str]:
-    rows = await store.query("SELECT id, sink, state FROM outbox")
+    rows = await sqlite_query(store, "SELECT id, sink, state FROM outbox")
     return {(nid, sink): state for nid, sink, state in rows}
 
 
@@ -74,7 +74,7 @@ def path(tmp_path: Path) -> Path:
 
 @pytest.fixture
 async def store(path: Path) -> AsyncIterator[Store]:
-    store = await Store.open(path)
+    store = await SqliteStore.open(path)
     try:
         yield store
     finally:
@@ -87,30 +87,33 @@ async def store(path: Path) -> AsyncIterator[Store]:
 async def test_open_creates_the_schema_in_wal_mode(store: Store) -> None:
     """Opening a new file creates every table, records the schema version and uses WAL."""
     tables = {
-        name for (name,) in await store.query("SELECT name FROM sqlite_master WHERE type='table'")
+        name
+        for (name,) in await sqlite_query(
+            store, "SELECT name FROM sqlite_master WHERE type='table'"
+        )
     }
     assert {"meta", "accounts", "sources", "alerts", "outbox"} <= tables
-    assert await store.query("PRAGMA journal_mode") == [("wal",)]
-    assert await store.query("SELECT value FROM meta WHERE key='schema_version'") == [
+    assert await sqlite_query(store, "PRAGMA journal_mode") == [("wal",)]
+    assert await sqlite_query(store, "SELECT value FROM meta WHERE key='schema_version'") == [
         (str(SCHEMA_VERSION),)
     ]
 
 
 async def test_open_creates_missing_folders(tmp_path: Path) -> None:
     """The database's folder is created when it does not exist yet."""
-    store = await Store.open(tmp_path / "a" / "b" / "state.db")
+    store = await SqliteStore.open(tmp_path / "a" / "b" / "state.db")
     await store.close()
     assert (tmp_path / "a" / "b" / "state.db").is_file()
 
 
 async def test_reopening_keeps_the_data(path: Path) -> None:
     """What one store committed, the next store on the same file reads back."""
-    store = await Store.open(path)
+    store = await SqliteStore.open(path)
     await commit_poll(
         store, SOURCE, poll=ok(), health=SourceHealth(), upserts=accounts(record("A"))
     )
     await store.close()
-    store = await Store.open(path)
+    store = await SqliteStore.open(path)
     try:
         state = await store.load_source(SOURCE)
     finally:
@@ -121,13 +124,13 @@ async def test_reopening_keeps_the_data(path: Path) -> None:
 
 async def test_a_newer_schema_version_is_refused(path: Path) -> None:
     """A database written by a newer release is not touched: StoreError says so."""
-    store = await Store.open(path)
+    store = await SqliteStore.open(path)
     await store.close()
     with sqlite3.connect(path) as conn:
         conn.execute("UPDATE meta SET value=? WHERE key='schema_version'", (SCHEMA_VERSION + 1,))
     conn.close()
     with pytest.raises(StoreError, match="newer balance-monitor"):
-        await Store.open(path)
+        await SqliteStore.open(path)
 
 
 @pytest.mark.parametrize(
@@ -148,12 +151,12 @@ async def test_an_unusable_path_is_a_store_error(tmp_path: Path, where: str, mes
         "not-sqlite": tmp_path / "file",
     }[where]
     with pytest.raises(StoreError, match=message):
-        await Store.open(path)
+        await SqliteStore.open(path)
 
 
 async def test_use_after_close_is_a_store_error(path: Path) -> None:
     """A closed store refuses every call with StoreError; closing twice is harmless."""
-    store = await Store.open(path)
+    store = await SqliteStore.open(path)
     await store.close()
     await store.close()
     with pytest.raises(StoreError, match="closed"):
@@ -162,10 +165,13 @@ async def test_use_after_close_is_a_store_error(path: Path) -> None:
         await store.pending()
 
 
-async def test_sqlite_errors_are_translated(store: Store) -> None:
+async def test_sqlite_errors_are_translated(store: Store, path: Path) -> None:
     """An error from sqlite3 reaches the caller as StoreError, chained to the original."""
+    with sqlite3.connect(path) as other:
+        other.execute("DROP TABLE held")
+    other.close()
     with pytest.raises(StoreError, match="no such table") as caught:
-        await store.query("SELECT * FROM nowhere")
+        await store.held()
     assert isinstance(caught.value.__cause__, sqlite3.Error)
 
 
@@ -212,8 +218,8 @@ async def test_a_failed_poll_does_not_mark_a_baseline(store: Store) -> None:
     state = await store.load_source(SOURCE)
     assert state.accounts is None
     assert state.health == health
-    assert await store.query(
-        "SELECT polls, last_result, last_error, last_success_at FROM sources"
+    assert await sqlite_query(
+        store, "SELECT polls, last_result, last_error, last_success_at FROM sources"
     ) == [(1, "failed", "HTTP 500", None)]
 
 
@@ -234,14 +240,14 @@ async def test_commit_poll_writes_only_the_given_upserts_and_deletes(store: Stor
         upserts=accounts(record("B", "55.50")),
         deletes=["C"],
     )
-    rows = await store.query(
-        "SELECT account_number, record, observed_at FROM accounts ORDER BY account_number"
+    rows = await sqlite_query(
+        store, "SELECT account_number, record, observed_at FROM accounts ORDER BY account_number"
     )
     assert rows == [
         ("A", '{"account_number":"A","cash":100.00}', T0.isoformat()),
         ("B", '{"account_number":"B","cash":55.50}', T1.isoformat()),
     ]
-    assert await store.query("SELECT polls, last_result FROM sources") == [(2, "ok")]
+    assert await sqlite_query(store, "SELECT polls, last_result FROM sources") == [(2, "ok")]
 
 
 async def test_sources_do_not_share_accounts(store: Store) -> None:
@@ -308,7 +314,7 @@ async def test_commit_poll_is_atomic(store: Store) -> None:
             outbox=[(notification("n0"), ["log"]), (unencodable, ["log"])],
         )
     for table in ("accounts", "sources", "alerts", "outbox"):
-        assert await store.query(f"SELECT count(*) FROM {table}") == [(0,)]  # noqa: S608
+        assert await sqlite_query(store, f"SELECT count(*) FROM {table}") == [(0,)]  # noqa: S608
     await commit_poll(
         store, SOURCE, poll=ok(), health=SourceHealth(), upserts=accounts(record("A"))
     )
@@ -393,9 +399,10 @@ async def test_mark_records_each_outcome(store: Store) -> None:
     assert second.id == "n2"
     await store.mark(second.seq, "expired", now=now + 5)
     assert await store.next_pending("log") is None
-    assert await store.query(
+    assert await sqlite_query(
+        store,
         "SELECT id, state, attempts, last_error, next_attempt_at, updated_at FROM outbox"
-        " ORDER BY seq"
+        " ORDER BY seq",
     ) == [
         ("n1", "failed", 2, "HTTP 400", now + 4, now + 4),
         ("n2", "expired", 0, None, T0.timestamp(), now + 5),
@@ -421,7 +428,7 @@ async def test_retry_now_makes_every_pending_row_due(store: Store) -> None:
     assert first is not None
     await store.mark(first.seq, "pending", now=now, next_attempt_at=now + 300)
     await store.retry_now(now)
-    assert await store.query("SELECT id, next_attempt_at FROM outbox ORDER BY seq") == [
+    assert await sqlite_query(store, "SELECT id, next_attempt_at FROM outbox ORDER BY seq") == [
         ("n1", now),
         ("n2", T0.timestamp()),
     ]

@@ -12,13 +12,13 @@ from pathlib import Path
 
 import pytest
 from sinks_helpers import make_notification
-from store_helpers import commit_poll
+from store_helpers import commit_poll, queue_notification, sqlite_query
 
 from monitor import status
 from monitor.cycle import PollRecord
 from monitor.models import ActiveAlert, Notification, Status
 from monitor.rules import AlertKey, SourceHealth
-from monitor.store import KEEP_FINISHED_SECONDS, SCHEMA_VERSION, Store
+from monitor.store import KEEP_FINISHED_SECONDS, SCHEMA_VERSION, SqliteStore, Store
 
 SOURCE = "default"
 T0 = datetime(2024, 5, 1, 12, 0, 0, tzinfo=UTC)
@@ -109,10 +109,10 @@ async def test_opening_a_schema_1_database_migrates_it(tmp_path: Path) -> None:
     """Store.open adds the alert columns and the new tables and records version 2; the old
     alert loads as firing, the account and the source's last success are kept."""
     path = schema_1(tmp_path / "state.db")
-    store = await Store.open(path)
+    store = await SqliteStore.open(path)
     try:
         state = await store.load_source(SOURCE)
-        tables = {r[0] for r in await store.query("SELECT name FROM sqlite_master")}
+        tables = {r[0] for r in await sqlite_query(store, "SELECT name FROM sqlite_master")}
     finally:
         await store.close()
 
@@ -134,10 +134,10 @@ async def test_opening_a_schema_1_database_migrates_it(tmp_path: Path) -> None:
 async def test_a_migrated_database_opens_again_unchanged(tmp_path: Path) -> None:
     """Migrating is done once: a second open finds version 2 and changes nothing."""
     path = schema_1(tmp_path / "state.db")
-    await (await Store.open(path)).close()
-    store = await Store.open(path)
+    await (await SqliteStore.open(path)).close()
+    store = await SqliteStore.open(path)
     try:
-        rows = await store.query("SELECT rule, state, notified_at FROM alerts")
+        rows = await sqlite_query(store, "SELECT rule, state, notified_at FROM alerts")
     finally:
         await store.close()
     assert rows == [("low-cash", "firing", None)]
@@ -148,7 +148,7 @@ async def test_status_reads_a_schema_1_database_without_changing_it(tmp_path: Pa
     """``status`` opens read-only: a schema-1 file is read as it is (its alert firing, no
     pending alerts, nothing held) and stays schema 1."""
     path = schema_1(tmp_path / "state.db")
-    store = await Store.open(path, readonly=True)
+    store = await SqliteStore.open(path, readonly=True)
     try:
         data = await status.collect(store, T0)
     finally:
@@ -175,7 +175,7 @@ async def test_pending_alerts_and_notified_at_round_trip(store: Store) -> None:
         store, SOURCE, poll=PollRecord(T0, ok=True), health=SourceHealth(), active=active
     )
     assert (await store.load_source(SOURCE)).active == active
-    assert sorted(await store.query("SELECT rule, state, notified_at FROM alerts")) == [
+    assert sorted(await sqlite_query(store, "SELECT rule, state, notified_at FROM alerts")) == [
         ("low-cash", "firing", (T0 + timedelta(hours=1)).isoformat()),
         ("slow", "pending", None),
     ]
@@ -267,7 +267,7 @@ async def test_release_queues_and_forgets_in_one_transaction(store: Store) -> No
     await store.release(released, [], later)
 
     assert await store.held() == []
-    assert await store.query("SELECT id, sink, state, created_at FROM outbox") == [
+    assert await sqlite_query(store, "SELECT id, sink, state, created_at FROM outbox") == [
         ("n1", "ops", "pending", later)
     ]
 
@@ -287,15 +287,15 @@ async def test_a_failed_release_changes_nothing(store: Store) -> None:
     with pytest.raises(ValueError, match="naive"):
         await store.release([(note("n1"), "ops", SOURCE), (bad, "ops", SOURCE)], [1], 0.0)
     assert [r.seq for r in await store.held()] == [r.seq for r in rows]
-    assert await store.query("SELECT count(*) FROM outbox") == [(0,)]
+    assert await sqlite_query(store, "SELECT count(*) FROM outbox") == [(0,)]
 
 
 # --------------------------------------------------------------------------- firing_deliveries
 
 
 async def deliver(store: Store, n: Notification, sink: str, state: str = "delivered") -> None:
-    await store.enqueue(SOURCE, n, [sink], T0)
-    [(seq,)] = await store.query("SELECT seq FROM outbox WHERE id=? AND sink=?", n.id, sink)
+    await queue_notification(store, SOURCE, n, [sink], T0)
+    [(seq,)] = await sqlite_query(store, "SELECT seq FROM outbox WHERE id=? AND sink=?", n.id, sink)
     if state != "pending":
         await store.mark(seq, state, now=T0.timestamp())
 
@@ -355,14 +355,14 @@ async def test_pruning_keeps_the_rows_of_alerts_still_firing(store: Store) -> No
     await deliver(store, note("failed", "fp-old2"), "am", state="failed")
     now = T0.timestamp() + KEEP_FINISHED_SECONDS + 60
     await store.expire(older_than=0.0, now=now)
-    assert await store.query("SELECT id FROM outbox ORDER BY seq") == [("still",)]
+    assert await sqlite_query(store, "SELECT id FROM outbox ORDER BY seq") == [("still",)]
     assert [n.id for n in await store.firing_deliveries("am")] == ["still"]
 
 
 async def test_pruning_leaves_rows_younger_than_seven_days(store: Store) -> None:
     await deliver(store, note("over", "fp-old"), "am")
     await store.expire(older_than=0.0, now=T0.timestamp() + KEEP_FINISHED_SECONDS - 60)
-    assert await store.query("SELECT id FROM outbox") == [("over",)]
+    assert await sqlite_query(store, "SELECT id FROM outbox") == [("over",)]
 
 
 # --------------------------------------------------------------------------- next_batch
@@ -371,8 +371,8 @@ async def test_pruning_leaves_rows_younger_than_seven_days(store: Store) -> None
 async def test_next_batch_takes_the_due_pending_rows_in_order_up_to_a_limit(store: Store) -> None:
     """Only pending rows of the sink that are due, oldest first, at most ``limit``."""
     for nid in ("n1", "n2", "n3", "n4", "n5"):
-        await store.enqueue(SOURCE, note(nid, fp=f"fp-{nid}"), ["chat", "other"], T0)
-    seqs = dict(await store.query("SELECT id, seq FROM outbox WHERE sink='chat'"))
+        await queue_notification(store, SOURCE, note(nid, fp=f"fp-{nid}"), ["chat", "other"], T0)
+    seqs = dict(await sqlite_query(store, "SELECT id, seq FROM outbox WHERE sink='chat'"))
     now = T0.timestamp()
     await store.mark(seqs["n2"], "delivered", now=now)
     await store.mark(seqs["n3"], "pending", now=now, next_attempt_at=now + 60)
