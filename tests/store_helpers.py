@@ -1,20 +1,21 @@
 """Store test helpers: writing a poll by keyword as the pipeline's step would describe it,
-queueing a notification outside a poll, and a look at what SQLite stored for tests that need
-more than the Store reads back."""
+queueing a notification outside a poll, the backends the Store suite runs on, and a look at
+what SQLite stored for tests that need more than the Store reads back."""
 
 from __future__ import annotations
 
 import asyncio
 import sqlite3
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 from monitor.cycle import Delivery, HistoryPoint, PollRecord, PollWrite
 from monitor.models import Account, ActiveAlert, Notification
 from monitor.rules import AlertKey, SourceHealth
-from monitor.store import SqliteStore, Store
+from monitor.store import SqliteStore, Store, open_store
 
 
 async def commit_poll(
@@ -57,6 +58,41 @@ async def queue_notification(
     """Queue ``notification`` for ``sinks`` at ``at`` outside a poll, as a mute window's
     release does (the outbox rows are the same as a poll's)."""
     await store.release([(notification, sink, source) for sink in sinks], [], at.timestamp())
+
+
+# --------------------------------------------------------------------------- backends
+
+
+class Backend(Protocol):
+    """One place to keep state: opens stores on it, and shows what it stored."""
+
+    async def open(self) -> Store:
+        """A store on this backend's database (the same database each time: reopening it
+        finds what an earlier store committed)."""
+        ...
+
+    async def rows(self, sql: str) -> list[tuple[Any, ...]]:
+        """The rows of a plain SQL query, for what the Store does not read back (the state of
+        delivered and failed outbox rows)."""
+        ...
+
+
+@dataclass(frozen=True, slots=True)
+class SqliteBackend:
+    path: Path
+
+    async def open(self) -> Store:
+        return await open_store(self.path)
+
+    async def rows(self, sql: str) -> list[tuple[Any, ...]]:
+        return await sqlite_rows(self.path, sql)
+
+
+#: The backends the Store suite runs on, by the name in the test id. A backend needs a
+#: :class:`Backend` that makes a new empty database for each test (in ``tmp_path`` or not).
+BACKENDS: dict[str, Callable[[Path], Backend]] = {
+    "sqlite": lambda tmp_path: SqliteBackend(tmp_path / "state.db"),
+}
 
 
 # --------------------------------------------------------------------------- SQLite only
