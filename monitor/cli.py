@@ -33,7 +33,7 @@ from monitor.logs import configure as configure_logging
 from monitor.models import DEFAULT_SOURCE, Alert, Notification, Severity, Status
 from monitor.simulator import DEMO_TOKEN, SCENARIOS, Simulator, serve_forever, start
 from monitor.sinks.registry import build_sink
-from monitor.store import Store
+from monitor.store import open_store
 
 DEMO_INTERVAL = "2s"
 
@@ -145,7 +145,7 @@ async def _status(config: Config, *, as_json: bool) -> int:
     path = config.state.path
     if not path.exists():
         raise MonitorError(f"no state database at {path} yet: the monitor has not run")
-    store = await Store.open(path, readonly=True)
+    store = await open_store(path, readonly=True)
     try:
         data = await status.collect(store, datetime.now(tz=UTC), config.mute)
     finally:

@@ -44,7 +44,7 @@ from monitor.sdnotify import Notifier
 from monitor.sinks.base import Sink
 from monitor.sinks.registry import build_sinks
 from monitor.source import BalancesSource
-from monitor.store import Store
+from monitor.store import Store, open_store
 
 log = structlog.get_logger("monitor.daemon")
 
@@ -127,7 +127,7 @@ async def open_runtime(config: Config, metrics: Metrics | None = None) -> AsyncI
         stack.push_async_callback(session.close)
         specs = config.all_sources()
         tokens = {s.name: token_provider(s, session) for s in specs}  # ConfigError early
-        store = await Store.open(config.state.path)
+        store = await open_store(config.state.path)
         stack.push_async_callback(store.close)
         sinks = build_sinks(config.sinks, session)
         delivery = Delivery(

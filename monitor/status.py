@@ -17,43 +17,32 @@ async def collect(store: Store, now: datetime, mutes: Sequence[MuteConfig] = ())
     it as is)."""
     sources = [
         {
-            "source": r[0],
-            "last_poll_at": r[1],
-            "last_result": r[2],
-            "last_error": r[3],
-            "last_success_at": r[4],
-            "consecutive_failures": r[5],
-            "accounts": r[6],
-            "polls": r[7],
+            "source": r.source,
+            "last_poll_at": _text(r.last_poll_at),
+            "last_result": r.last_result,
+            "last_error": r.last_error,
+            "last_success_at": _text(r.last_success_at),
+            "consecutive_failures": r.failures,
+            "accounts": r.account_count,
+            "polls": r.polls,
+            "accounts_known": r.accounts_known,
         }
-        for r in await store.query(
-            "SELECT source, last_poll_at, last_result, last_error, last_success_at, failures,"
-            " account_count, polls FROM sources ORDER BY source"
-        )
+        for r in await store.sources()
     ]
-    known = {
-        r[0]: r[1]
-        for r in await store.query("SELECT source, count(*) FROM accounts GROUP BY source")
-    }
-    for s in sources:
-        s["accounts_known"] = known.get(s["source"], 0)
-    version = int((await store.query("SELECT value FROM meta WHERE key='schema_version'"))[0][0])
-    state = "state" if version >= 2 else "'firing'"
     alerts: list[dict[str, Any]] = []
     pending: list[dict[str, Any]] = []
-    for r in await store.query(
-        f"SELECT source, rule, account_number, started_at, fingerprint, {state} FROM alerts"  # noqa: S608
-        " ORDER BY started_at, source, rule, account_number"
-    ):
-        row = {"source": r[0], "rule": r[1], "account_number": r[2] or None, "since": r[3]}
-        if r[5] == "pending":
+    for a in await store.alerts():
+        row = {
+            "source": a.source,
+            "rule": a.rule,
+            "account_number": a.account_number,
+            "since": a.started_at.isoformat(),
+        }
+        if a.state == "pending":
             pending.append(row)
         else:
-            alerts.append({**row, "fingerprint": r[4]})
-    held = (
-        await store.query("SELECT mute, count(*) FROM held GROUP BY mute") if version >= 2 else []
-    )
-    held_by = {r[0]: r[1] for r in held}
+            alerts.append({**row, "fingerprint": a.fingerprint})
+    held_by = await store.held_by_mute()
     mute_rows = []
     for mute in mutes:
         window = window_at(mute, now)
@@ -78,23 +67,24 @@ async def collect(store: Store, now: datetime, mutes: Sequence[MuteConfig] = ())
                 "held": count,
             }
         )
-    outbox_rows = await store.query(
-        "SELECT sink, count(*), min(created_at), max(attempts) FROM outbox"
-        " WHERE state='pending' GROUP BY sink ORDER BY sink"
-    )
+    summary = await store.outbox_summary()
+    queues = summary.queues
     outbox = {
-        "pending": sum(r[1] for r in outbox_rows),
-        "oldest_pending_at": _iso(min((r[2] for r in outbox_rows), default=None)),
+        "pending": sum(q.pending for q in queues),
+        "oldest_pending_at": _iso(min((q.oldest_created_at for q in queues), default=None)),
         "by_sink": [
-            {"sink": r[0], "pending": r[1], "oldest_pending_at": _iso(r[2]), "max_attempts": r[3]}
-            for r in outbox_rows
+            {
+                "sink": q.sink,
+                "pending": q.pending,
+                "oldest_pending_at": _iso(q.oldest_created_at),
+                "max_attempts": q.max_attempts,
+            }
+            for q in queues
         ],
-        "failed_last_7d": (
-            await store.query("SELECT count(*) FROM outbox WHERE state IN ('failed', 'expired')")
-        )[0][0],
+        "failed_last_7d": summary.failed_or_expired,
     }
     return {
-        "state": str(store.path),
+        "state": store.location,
         "now": now.isoformat(),
         "sources": sources,
         "alerts_firing": alerts,
@@ -102,6 +92,10 @@ async def collect(store: Store, now: datetime, mutes: Sequence[MuteConfig] = ())
         "mutes": mute_rows,
         "outbox": outbox,
     }
+
+
+def _text(moment: datetime | None) -> str | None:
+    return None if moment is None else moment.isoformat()
 
 
 def _iso(epoch: float | None) -> str | None:

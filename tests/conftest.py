@@ -23,9 +23,10 @@ from e2e_helpers import (
     config_toml,
     healthy,
 )
+from store_helpers import BACKENDS, Backend
 
 from monitor.simulator import Simulator, start
-from monitor.store import Store
+from monitor.store import SqliteStore, Store
 
 
 def _token(request: pytest.FixtureRequest) -> str:
@@ -87,10 +88,18 @@ def make_config(tmp_path: Path, sim: SimControl, hook: Hook) -> MakeConfig:
     return make
 
 
+@pytest.fixture(params=sorted(BACKENDS))
+def backend(request: pytest.FixtureRequest, tmp_path: Path) -> Backend:
+    """Each backend of the state store in turn, with a new database: the Store suite
+    (``test_store.py``, ``test_status.py``) runs on every one of them."""
+    return BACKENDS[request.param](tmp_path)
+
+
 @pytest.fixture
 async def store(tmp_path: Path) -> AsyncIterator[Store]:
-    """A new state database in the test's folder, closed afterwards."""
-    opened = await Store.open(tmp_path / "state.db")
+    """A new SQLite state database in the test's folder, closed afterwards (for tests of what
+    uses the store; the Store suite's own ``store`` runs on every ``backend``)."""
+    opened = await SqliteStore.open(tmp_path / "state.db")
     try:
         yield opened
     finally:

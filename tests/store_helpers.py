@@ -1,13 +1,21 @@
-"""Writing a poll in store tests by keyword, as the pipeline's step would describe it."""
+"""Store test helpers: writing a poll by keyword as the pipeline's step would describe it,
+queueing a notification outside a poll, the backends the Store suite runs on, and a look at
+what SQLite stored for tests that need more than the Store reads back."""
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping, Sequence
+import asyncio
+import sqlite3
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from pathlib import Path
+from typing import Any, Protocol
 
 from monitor.cycle import Delivery, HistoryPoint, PollRecord, PollWrite
 from monitor.models import Account, ActiveAlert, Notification
 from monitor.rules import AlertKey, SourceHealth
-from monitor.store import Store
+from monitor.store import SqliteStore, Store, open_store
 
 
 async def commit_poll(
@@ -42,3 +50,70 @@ async def commit_poll(
             deliveries=tuple(deliveries),
         )
     )
+
+
+async def queue_notification(
+    store: Store, source: str, notification: Notification, sinks: Iterable[str], at: datetime
+) -> None:
+    """Queue ``notification`` for ``sinks`` at ``at`` outside a poll, as a mute window's
+    release does (the outbox rows are the same as a poll's)."""
+    await store.release([(notification, sink, source) for sink in sinks], [], at.timestamp())
+
+
+# --------------------------------------------------------------------------- backends
+
+
+class Backend(Protocol):
+    """One place to keep state: opens stores on it, and shows what it stored."""
+
+    async def open(self) -> Store:
+        """A store on this backend's database (the same database each time: reopening it
+        finds what an earlier store committed)."""
+        ...
+
+    async def rows(self, sql: str) -> list[tuple[Any, ...]]:
+        """The rows of a plain SQL query, for what the Store does not read back (the state of
+        delivered and failed outbox rows)."""
+        ...
+
+
+@dataclass(frozen=True, slots=True)
+class SqliteBackend:
+    path: Path
+
+    async def open(self) -> Store:
+        return await open_store(self.path)
+
+    async def rows(self, sql: str) -> list[tuple[Any, ...]]:
+        return await sqlite_rows(self.path, sql)
+
+
+#: The backends the Store suite runs on, by the name in the test id. A backend needs a
+#: :class:`Backend` that makes a new empty database for each test (in ``tmp_path`` or not).
+BACKENDS: dict[str, Callable[[Path], Backend]] = {
+    "sqlite": lambda tmp_path: SqliteBackend(tmp_path / "state.db"),
+}
+
+
+# --------------------------------------------------------------------------- SQLite only
+
+
+async def sqlite_query(store: Store, sql: str, *args: Any) -> list[tuple[Any, ...]]:
+    """The rows of ``sql`` on the SQLite file of ``store``. Only for tests of something else
+    than the store that look at what it wrote; a store test asserts through the Store."""
+    assert isinstance(store, SqliteStore), f"{store!r}: not a SQLite store"
+    return await sqlite_rows(store.path, sql, *args)
+
+
+async def sqlite_rows(path: Path, sql: str, *args: Any) -> list[tuple[Any, ...]]:
+    """The rows of ``sql`` on the SQLite file at ``path``, read through a read-only connection
+    of its own (committed data only, whatever a store on the file is doing)."""
+
+    def read() -> list[tuple[Any, ...]]:
+        conn = sqlite3.connect(f"{path.resolve().as_uri()}?mode=ro", uri=True)
+        try:
+            return list(conn.execute(sql, args))
+        finally:
+            conn.close()
+
+    return await asyncio.to_thread(read)

@@ -11,6 +11,7 @@ from typing import Any
 import pytest
 from aiohttp import web
 from aiohttp.test_utils import TestServer
+from store_helpers import sqlite_query
 from structlog.testing import capture_logs
 
 from monitor import simulator
@@ -18,7 +19,7 @@ from monitor.config import Config, config_from_dict
 from monitor.daemon import STOP_GRACE, Exit, run_daemon, run_once
 from monitor.errors import ConfigError
 from monitor.simulator import DEMO_TOKEN, Reply, Simulator
-from monitor.store import Store
+from monitor.store import open_store
 
 #: Fires for both simulated accounts on the very first poll.
 DAYTRADES_RULE = {
@@ -96,9 +97,9 @@ def make_config(tmp_path: Path, url: str, **sections: Any) -> Config:
 
 
 async def outbox_states(config: Config) -> list[tuple[str, str]]:
-    store = await Store.open(config.state.path)
+    store = await open_store(config.state.path)
     try:
-        rows = await store.query("SELECT sink, state FROM outbox ORDER BY seq")
+        rows = await sqlite_query(store, "SELECT sink, state FROM outbox ORDER BY seq")
     finally:
         await store.close()
     return [(sink, state) for sink, state in rows]
@@ -127,7 +128,7 @@ async def test_the_daemon_polls_at_once_and_stops_on_the_event(tmp_path: Path, a
     assert await stop_after(task, stop, within=3) is Exit.OK
 
     assert api.sim.requests == 1
-    store = await Store.open(config.state.path)
+    store = await open_store(config.state.path)
     try:
         state = await store.load_source("default")
     finally:
@@ -162,9 +163,9 @@ async def test_the_daemon_does_not_wait_long_for_a_hanging_poll(tmp_path: Path, 
     assert [e["event"] for e in logs if e["log_level"] in ("warning", "error")] == [
         "poll_cancelled"
     ]
-    store = await Store.open(config.state.path)
+    store = await open_store(config.state.path)
     try:
-        assert await store.query("SELECT count(*) FROM sources") == [(0,)]
+        assert await sqlite_query(store, "SELECT count(*) FROM sources") == [(0,)]
     finally:
         await store.close()
 

@@ -15,13 +15,14 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from store_helpers import queue_notification, sqlite_query
 from structlog.testing import capture_logs
 
 from monitor.config import DeliveryConfig
 from monitor.delivery import Delivery, backoff
 from monitor.models import Alert, Notification, Severity, Status
 from monitor.sinks.base import Sink
-from monitor.store import Store
+from monitor.store import Store, open_store
 from monitor.testing import EPOCH, ManualTime, RecordingSink
 
 SOURCE = "default"
@@ -54,7 +55,7 @@ def notification(nid: str) -> Notification:
 
 @pytest.fixture
 async def store(tmp_path: Path) -> AsyncIterator[Store]:
-    store = await Store.open(tmp_path / "state.db")
+    store = await open_store(tmp_path / "state.db")
     try:
         yield store
     finally:
@@ -74,13 +75,14 @@ def make_delivery(
 
 async def enqueue(store: Store, clock: ManualTime, *ids: str, sinks: tuple[str, ...]) -> None:
     for nid in ids:
-        await store.enqueue(SOURCE, notification(nid), sinks, clock.as_datetime())
+        await queue_notification(store, SOURCE, notification(nid), sinks, clock.as_datetime())
 
 
 async def outbox(store: Store) -> list[tuple[Any, ...]]:
     """``(id, sink, state, attempts, next_attempt_at, last_error)`` of every row, oldest first."""
-    return await store.query(
-        "SELECT id, sink, state, attempts, next_attempt_at, last_error FROM outbox ORDER BY seq"
+    return await sqlite_query(
+        store,
+        "SELECT id, sink, state, attempts, next_attempt_at, last_error FROM outbox ORDER BY seq",
     )
 
 
@@ -310,7 +312,7 @@ async def test_drain_retries_until_the_deadline_then_returns(store: Store) -> No
     drain returns the pending count promptly."""
     sink = RecordingSink("a")
     sink.fail_next(-1)
-    await store.enqueue(SOURCE, notification("n1"), ["a"], datetime.now(tz=UTC))
+    await queue_notification(store, SOURCE, notification("n1"), ["a"], datetime.now(tz=UTC))
     config = delivery_config(initial_backoff="50ms", max_backoff="50ms")
     delivery = Delivery(store, {"a": sink}, config, rand=lambda: 1.0)
     started = time.monotonic()

@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from sinks_helpers import make_notification
-from store_helpers import commit_poll
+from store_helpers import commit_poll, queue_notification, sqlite_query
 
 from monitor.config import DeliveryConfig, config_from_dict
 from monitor.cycle import PollRecord
@@ -56,12 +56,12 @@ def make_delivery(
 
 async def enqueue(store: Store, *ids: str, sink: str = "chat", at: datetime | None = None) -> None:
     for nid in ids:
-        await store.enqueue(SOURCE, note(nid), [sink], at or datetime.now(tz=UTC))
+        await queue_notification(store, SOURCE, note(nid), [sink], at or datetime.now(tz=UTC))
 
 
 async def outbox(store: Store) -> list[tuple[str, str, int]]:
     """``(id, state, attempts)`` of every row, oldest first."""
-    return await store.query("SELECT id, state, attempts FROM outbox ORDER BY seq")
+    return await sqlite_query(store, "SELECT id, state, attempts FROM outbox ORDER BY seq")
 
 
 def test_the_recording_sinks_are_what_they_fake() -> None:
@@ -168,7 +168,9 @@ async def test_a_failed_batch_is_retried_as_a_whole(store: Store) -> None:
 
     assert await delivery.drain(clock() + 1) == 3
 
-    rows = await store.query("SELECT state, attempts, next_attempt_at, last_error FROM outbox")
+    rows = await sqlite_query(
+        store, "SELECT state, attempts, next_attempt_at, last_error FROM outbox"
+    )
     assert rows == [("pending", 1, clock() + 2.0, "sink 'chat' told to fail")] * 3
     assert sink.sent == []
 
@@ -227,8 +229,8 @@ async def test_start_restores_the_sinks_that_ask_with_what_still_fires(store: St
         active={("low-cash", "A1"): ActiveAlert("low-cash", "A1", "fp-1", EPOCH)},
     )
     for nid, sink in (("first", "am"), ("repeat", "am"), ("other", "plain")):
-        await store.enqueue(SOURCE, note(nid, "fp-1"), [sink], EPOCH)
-    for (seq,) in await store.query("SELECT seq FROM outbox"):
+        await queue_notification(store, SOURCE, note(nid, "fp-1"), [sink], EPOCH)
+    for (seq,) in await sqlite_query(store, "SELECT seq FROM outbox"):
         await store.mark(seq, "delivered", now=EPOCH.timestamp())
     am, plain = RestoringSink("am"), RecordingSink("plain")
     delivery = make_delivery(store, {"am": am, "plain": plain}, windows={})
@@ -242,7 +244,7 @@ async def test_start_restores_the_sinks_that_ask_with_what_still_fires(store: St
 
 async def test_start_restores_nothing_when_nothing_fires(store: Store) -> None:
     am = RestoringSink("am")
-    await store.enqueue(SOURCE, note("n1"), ["am"], EPOCH)
+    await queue_notification(store, SOURCE, note("n1"), ["am"], EPOCH)
     delivery = make_delivery(store, {"am": am}, windows={})
     await delivery.start()
     await delivery.stop(grace=1)

@@ -14,7 +14,7 @@ from zoneinfo import ZoneInfo
 
 import pytest
 from sinks_helpers import make_notification
-from store_helpers import commit_poll
+from store_helpers import commit_poll, sqlite_query
 
 from monitor.config import Config, MuteConfig, config_from_dict
 from monitor.cycle import PollRecord
@@ -343,12 +343,12 @@ async def hold(
 
 async def outbox(store: Store) -> list[tuple[str, str, str, str]]:
     """``(id, sink, status, summary)`` of every row, in order."""
-    rows = await store.query("SELECT id, sink, payload FROM outbox ORDER BY seq")
+    rows = await sqlite_query(store, "SELECT id, sink, payload FROM outbox ORDER BY seq")
     return [(i, s, json.loads(p)["status"], json.loads(p)["summary"]) for i, s, p in rows]
 
 
 async def held_rows(store: Store) -> list[tuple[str, str, str]]:
-    return await store.query("SELECT id, sink, mute FROM held ORDER BY seq")
+    return await sqlite_query(store, "SELECT id, sink, mute FROM held ORDER BY seq")
 
 
 async def test_held_rows_keep_their_mute_and_payload(store: Store) -> None:
@@ -464,7 +464,7 @@ class Muted:
         await self.pipeline.poll()
 
     async def alerts(self) -> list[tuple[str, str, str]]:
-        return await self.store.query("SELECT rule, account_number, state FROM alerts")
+        return await sqlite_query(self.store, "SELECT rule, account_number, state FROM alerts")
 
 
 async def test_a_muted_poll_holds_the_notification_then_releases_it(

@@ -11,13 +11,14 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from store_helpers import sqlite_query
 from structlog.testing import capture_logs
 
 from monitor.config import Config, config_from_dict
 from monitor.errors import FetchError, ParseError
 from monitor.models import Alert, Severity, Status
 from monitor.pipeline import SourcePipeline, notification_id
-from monitor.store import Store
+from monitor.store import Store, open_store
 from monitor.testing import FakeFetcher, ManualClock
 
 SOURCE = "default"
@@ -89,7 +90,7 @@ class Harness:
 
     async def outbox(self) -> list[tuple[str, str, str, str]]:
         """``(rule, status, sink, account)`` of every queued row, in order."""
-        rows = await self.store.query("SELECT sink, payload FROM outbox ORDER BY seq")
+        rows = await sqlite_query(self.store, "SELECT sink, payload FROM outbox ORDER BY seq")
         result = []
         for sink, payload in rows:
             doc = json.loads(payload)
@@ -108,7 +109,7 @@ def clock() -> ManualClock:
 
 @pytest.fixture
 async def store(tmp_path: Path) -> AsyncIterator[Store]:
-    store = await Store.open(tmp_path / "state.db")
+    store = await open_store(tmp_path / "state.db")
     try:
         yield store
     finally:
@@ -188,10 +189,10 @@ async def test_only_changed_account_rows_are_written(h: Harness, clock: ManualCl
     outcome = await h.poll([account("A"), account("B", "4000.00"), account("D")])
 
     assert outcome.changed == 3
-    assert await h.store.query(
-        "SELECT account_number, observed_at FROM accounts ORDER BY account_number"
+    assert await sqlite_query(
+        h.store, "SELECT account_number, observed_at FROM accounts ORDER BY account_number"
     ) == [("A", first), ("B", second), ("D", second)]
-    assert await h.store.query("SELECT polls, account_count FROM sources") == [(2, 3)]
+    assert await sqlite_query(h.store, "SELECT polls, account_count FROM sources") == [(2, 3)]
 
 
 # --------------------------------------------------------------------------- bad data
@@ -203,7 +204,7 @@ async def test_a_skipped_record_keeps_its_snapshot_and_alerts_and_is_warned_once
     """An unusable record leaves its account as it was (row, firing alert, no resolve) and is
     warned about once while the problem stays the same, again when it changes."""
     await h.poll([account("A", "500.00"), account("B")])
-    row_before = await h.store.query("SELECT * FROM accounts WHERE account_number='A'")
+    row_before = await sqlite_query(h.store, "SELECT * FROM accounts WHERE account_number='A'")
     bad = {**account("A"), "cash": "lots"}
     worse = {**account("A"), "cash": True}
 
@@ -219,7 +220,9 @@ async def test_a_skipped_record_keeps_its_snapshot_and_alerts_and_is_warned_once
     assert [(e["account"], e["field"]) for e in skipped] == [("A", "cash"), ("A", "cash")]
     assert "got string" in skipped[0]["problem"]
     assert "got boolean" in skipped[1]["problem"]
-    assert await h.store.query("SELECT * FROM accounts WHERE account_number='A'") == row_before
+    assert (
+        await sqlite_query(h.store, "SELECT * FROM accounts WHERE account_number='A'") == row_before
+    )
     assert await h.outbox() == [("low-cash", "firing", "ops", "A")]
     assert h.pipeline.firing == 1
 
@@ -234,7 +237,7 @@ async def test_a_skipped_record_is_not_deleted(h: Harness, clock: ManualClock) -
     clock.advance(30)
     outcome = await h.poll([{**account("A"), "daytrades_count": -1}, account("B")])
     assert outcome.changed == 0
-    assert await h.store.query("SELECT account_number FROM accounts ORDER BY 1") == [
+    assert await sqlite_query(h.store, "SELECT account_number FROM accounts ORDER BY 1") == [
         ("A",),
         ("B",),
     ]
@@ -278,9 +281,9 @@ async def test_an_unknown_enum_value_is_kept_and_warned_once(
         "margin_type: unknown value 'portfolio'",
     )
     assert [r[:3] for r in await h.outbox()] == [("margin", "firing", "audit")] * 2
-    assert await h.store.query("SELECT count(*) FROM accounts WHERE record LIKE '%portfolio%'") == [
-        (2,)
-    ]
+    assert await sqlite_query(
+        h.store, "SELECT count(*) FROM accounts WHERE record LIKE '%portfolio%'"
+    ) == [(2,)]
 
 
 # --------------------------------------------------------------------------- failures
@@ -294,7 +297,7 @@ async def test_a_failed_poll_never_raises_and_records_the_error(h: Harness) -> N
     assert not outcome.ok
     assert outcome.error is not None
     assert outcome.error.startswith("response is not JSON")
-    assert await h.store.query("SELECT failures, polls, last_result FROM sources") == [
+    assert await sqlite_query(h.store, "SELECT failures, polls, last_result FROM sources") == [
         (2, 2, "failed")
     ]
     assert (await h.store.load_source(SOURCE)).accounts is None
@@ -318,7 +321,9 @@ async def test_source_down_fires_after_down_after_failures_and_resolves_on_succe
         ("source_down", "resolved", "ops", ""),
         ("source_down", "resolved", "audit", ""),
     ]
-    rows = await h.store.query("SELECT DISTINCT json_extract(payload, '$.fingerprint') FROM outbox")
+    rows = await sqlite_query(
+        h.store, "SELECT DISTINCT json_extract(payload, '$.fingerprint') FROM outbox"
+    )
     assert len(rows) == 1
     assert h.pipeline.firing == 0
     assert (await h.store.load_source(SOURCE)).health.down is None
@@ -385,7 +390,9 @@ async def test_a_restarted_pipeline_does_not_refire_a_firing_alert(
         ("low-cash", "firing", "ops", "A"),
         ("low-cash", "resolved", "ops", "A"),
     ]
-    rows = await h.store.query("SELECT DISTINCT json_extract(payload, '$.fingerprint') FROM outbox")
+    rows = await sqlite_query(
+        h.store, "SELECT DISTINCT json_extract(payload, '$.fingerprint') FROM outbox"
+    )
     assert len(rows) == 1
 
 
@@ -398,7 +405,7 @@ async def test_replaying_a_poll_yields_the_same_notification_ids(
     crashed_path = tmp_path / "before-commit.db"
     change = [account("A", "500.00", margin_type="daytrader", restriction="restricted")]
 
-    store = await Store.open(config.state.path)
+    store = await open_store(config.state.path)
     await Harness(config, store, clock).poll([account("A")])
     await store.close()
     shutil.copyfile(config.state.path, crashed_path)  # the state as the crash left it
@@ -406,12 +413,12 @@ async def test_replaying_a_poll_yields_the_same_notification_ids(
 
     ids = []
     for path in (config.state.path, crashed_path):
-        store = await Store.open(path)
+        store = await open_store(path)
         try:
             harness = Harness(config, store, clock)
             await harness.pipeline.load()
             await harness.poll(change)
-            ids.append(await store.query("SELECT id, sink FROM outbox ORDER BY seq"))
+            ids.append(await sqlite_query(store, "SELECT id, sink FROM outbox ORDER BY seq"))
         finally:
             await store.close()
 

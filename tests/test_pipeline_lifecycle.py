@@ -15,6 +15,7 @@ from typing import Any
 
 import pytest
 import structlog.testing
+from store_helpers import sqlite_query
 
 from monitor.config import Config, config_from_dict
 from monitor.errors import FetchError
@@ -93,21 +94,23 @@ class Daemon:
 
     async def outbox(self) -> list[tuple[str, str, str, str]]:
         """``(rule, status, sink, summary)`` of every queued row, in order."""
-        rows = await self.store.query("SELECT sink, payload FROM outbox ORDER BY seq")
+        rows = await sqlite_query(self.store, "SELECT sink, payload FROM outbox ORDER BY seq")
         docs = [(sink, json.loads(payload)) for sink, payload in rows]
         return [(d["rule"], d["status"], sink, d["summary"]) for sink, d in docs]
 
     async def alerts(self) -> list[tuple[str, str, str, str | None]]:
         """``(rule, account, state, notified_at)`` of every rule alert."""
-        return await self.store.query(
+        return await sqlite_query(
+            self.store,
             "SELECT rule, account_number, state, notified_at FROM alerts"
-            " WHERE account_number != '' ORDER BY rule, account_number"
+            " WHERE account_number != '' ORDER BY rule, account_number",
         )
 
     async def history(self) -> list[tuple[str, str, str, str]]:
-        return await self.store.query(
+        return await sqlite_query(
+            self.store,
             "SELECT account_number, field, observed_at, value FROM history"
-            " ORDER BY account_number, field, observed_at"
+            " ORDER BY account_number, field, observed_at",
         )
 
 
@@ -361,14 +364,14 @@ async def test_a_changed_rule_keeps_its_alert_while_it_still_holds(
     d = Daemon(make_config(tmp_path, [LOW_CASH]), store)
     await d.start()
     await d.poll([account("A1", "500.00")])
-    before = await d.store.query("SELECT fingerprint FROM alerts")
+    before = await sqlite_query(d.store, "SELECT fingerprint FROM alerts")
 
     await d.reload(make_config(tmp_path, [{**LOW_CASH, "value": 800, "severity": "critical"}]))
     d.clock.advance(timedelta(minutes=1))
     await d.poll()
 
     assert len(await d.outbox()) == 2
-    assert await d.store.query("SELECT fingerprint FROM alerts") == before
+    assert await sqlite_query(d.store, "SELECT fingerprint FROM alerts") == before
 
 
 async def test_a_changed_rule_that_no_longer_holds_resolves_its_alert(

@@ -1,0 +1,136 @@
+"""The SQLite schema and its migrations, in one place.
+
+A new database gets :data:`SCHEMA` and records :data:`SCHEMA_VERSION`. An older one is brought
+up by the steps of :data:`MIGRATIONS` from its version on, each taking version ``N`` to
+``N + 1``; :func:`monitor.store.sqlite.upgrade` applies them all in one transaction. A database
+written by a newer release is refused and left as it is.
+
+To change the schema: change :data:`SCHEMA`, add the step that takes the previous version to
+the new one, and raise :data:`SCHEMA_VERSION` (a test checks that the steps reach it).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+SCHEMA_VERSION = 2
+
+_META = """
+CREATE TABLE IF NOT EXISTS meta (
+    key TEXT PRIMARY KEY,
+    value TEXT NOT NULL
+)"""
+_ACCOUNTS = """
+CREATE TABLE IF NOT EXISTS accounts (
+    source TEXT NOT NULL,
+    account_number TEXT NOT NULL,
+    record TEXT NOT NULL,
+    observed_at TEXT NOT NULL,
+    PRIMARY KEY (source, account_number)
+) WITHOUT ROWID"""
+_SOURCES = """
+CREATE TABLE IF NOT EXISTS sources (
+    source TEXT PRIMARY KEY,
+    failures INTEGER NOT NULL DEFAULT 0,
+    polls INTEGER NOT NULL DEFAULT 0,
+    last_poll_at TEXT,
+    last_result TEXT,
+    last_error TEXT,
+    last_success_at TEXT,
+    account_count INTEGER
+)"""
+_ALERTS = """
+CREATE TABLE IF NOT EXISTS alerts (
+    source TEXT NOT NULL,
+    rule TEXT NOT NULL,
+    account_number TEXT NOT NULL,
+    fingerprint TEXT NOT NULL,
+    started_at TEXT NOT NULL,
+    state TEXT NOT NULL DEFAULT 'firing',
+    notified_at TEXT,
+    PRIMARY KEY (source, rule, account_number)
+) WITHOUT ROWID"""
+_HISTORY = """
+CREATE TABLE IF NOT EXISTS history (
+    source TEXT NOT NULL,
+    account_number TEXT NOT NULL,
+    field TEXT NOT NULL,
+    observed_at TEXT NOT NULL,
+    value TEXT NOT NULL,
+    PRIMARY KEY (source, account_number, field, observed_at)
+) WITHOUT ROWID"""
+_HELD = """
+CREATE TABLE IF NOT EXISTS held (
+    seq INTEGER PRIMARY KEY AUTOINCREMENT,
+    id TEXT NOT NULL,
+    sink TEXT NOT NULL,
+    source TEXT NOT NULL,
+    payload TEXT NOT NULL,
+    mute TEXT NOT NULL,
+    created_at REAL NOT NULL,
+    UNIQUE (id, sink)
+)"""
+_OUTBOX = """
+CREATE TABLE IF NOT EXISTS outbox (
+    seq INTEGER PRIMARY KEY AUTOINCREMENT,
+    id TEXT NOT NULL,
+    sink TEXT NOT NULL,
+    source TEXT NOT NULL,
+    payload TEXT NOT NULL,
+    created_at REAL NOT NULL,
+    attempts INTEGER NOT NULL DEFAULT 0,
+    next_attempt_at REAL NOT NULL,
+    state TEXT NOT NULL DEFAULT 'pending'
+        CHECK (state IN ('pending', 'delivered', 'failed', 'expired')),
+    last_error TEXT,
+    updated_at REAL NOT NULL,
+    UNIQUE (id, sink)
+)"""
+_OUTBOX_PENDING = "CREATE INDEX IF NOT EXISTS outbox_pending ON outbox (sink, state, seq)"
+
+#: The whole schema at :data:`SCHEMA_VERSION`, one statement each, for a new database.
+SCHEMA: tuple[str, ...] = (
+    _META,
+    _ACCOUNTS,
+    _SOURCES,
+    _ALERTS,
+    _HISTORY,
+    _HELD,
+    _OUTBOX,
+    _OUTBOX_PENDING,
+)
+
+
+@dataclass(frozen=True, slots=True)
+class Migration:
+    """The statements that take a database from version ``to - 1`` to ``to``."""
+
+    to: int
+    why: str
+    statements: tuple[str, ...]
+
+
+#: Every step from version 1 on, in order; step ``i`` takes version ``i + 1`` to ``i + 2``.
+MIGRATIONS: tuple[Migration, ...] = (
+    Migration(
+        2,
+        "pending alerts and `repeat` (alert state, last notification), the history of windowed"
+        " fields, notifications held by mute windows",
+        (
+            "ALTER TABLE alerts ADD COLUMN state TEXT NOT NULL DEFAULT 'firing'",
+            "ALTER TABLE alerts ADD COLUMN notified_at TEXT",
+            _HISTORY,
+            _HELD,
+        ),
+    ),
+)
+
+#: Since this version ``alerts`` has ``state`` and ``notified_at``, and ``held`` exists (a
+#: read-only store may read an older database: ``status`` never migrates).
+ALERT_STATES_SINCE = 2
+HELD_SINCE = 2
+
+
+def steps_from(version: int) -> tuple[Migration, ...]:
+    """The migrations that bring a database at ``version`` to :data:`SCHEMA_VERSION`."""
+    return MIGRATIONS[version - 1 :]
