@@ -1,4 +1,4 @@
-"""Lifecycle: one exit stack owns the store, the HTTP session and the sinks; the scheduler polls.
+"""Lifecycle: the scheduler polls what :func:`monitor.runtime.open_runtime` opened.
 
 ``run`` polls at once and then every ``schedule.interval`` (APScheduler, started inside the
 running loop, ``max_instances=1`` and ``coalesce=True`` so a slow poll skips a tick instead of
@@ -18,33 +18,30 @@ import functools
 import signal
 import time
 from collections.abc import AsyncIterator
-from contextlib import AsyncExitStack
-from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, timedelta
 from enum import IntEnum
 from pathlib import Path
 from typing import Any
 
-import aiohttp
 import structlog
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
 
 from monitor import __version__
-from monitor.auth import OAuthTokens, StaticToken
-from monitor.config import Config, SourceSpec, describe_schedule, load_config, resolve_secret
+from monitor.config import Config, SourceSpec, describe_schedule, load_config
 from monitor.delivery import Delivery, group_windows, release_held
 from monitor.errors import ConfigError, MonitorError
 from monitor.health import HealthServer, Readiness
 from monitor.logs import configure as configure_logging
 from monitor.metrics import Metrics
 from monitor.mutes import window_at
+from monitor.observe import readiness, status_line
 from monitor.pipeline import PollOutcome, SourcePipeline
-from monitor.schedule import make_trigger, missed_polls
+from monitor.runtime import Runtime, make_pipeline, open_runtime, token_provider, utcnow
+from monitor.schedule import make_trigger
 from monitor.sdnotify import Notifier
 from monitor.sinks.base import Sink
 from monitor.sinks.registry import build_sinks
 from monitor.source import BalancesSource
-from monitor.store import Store, open_store
 
 log = structlog.get_logger("monitor.daemon")
 
@@ -54,8 +51,6 @@ STOP_GRACE = 4.0
 MUTE_CHECK = 15.0
 #: How long after a poll the alert gauges and the status line are brought up to date (seconds).
 SUMMARY_DELAY = 1.0
-#: /readyz fails when the last successful poll is older than this many intervals.
-READY_INTERVALS = 3
 
 
 class Exit(IntEnum):
@@ -63,96 +58,6 @@ class Exit(IntEnum):
     SOURCE_FAILED = 1
     CONFIG = 2
     UNDELIVERED = 3
-
-
-def utcnow() -> datetime:
-    return datetime.now(tz=UTC)
-
-
-@dataclass
-class Runtime:
-    config: Config
-    store: Store
-    session: aiohttp.ClientSession
-    sinks: dict[str, Sink]
-    delivery: Delivery
-    pipelines: dict[str, SourcePipeline]
-
-    @property
-    def pipeline(self) -> SourcePipeline:
-        """The first source's pipeline (the only one with a plain ``[api]`` config)."""
-        return next(iter(self.pipelines.values()))
-
-
-def token_provider(spec: SourceSpec, session: aiohttp.ClientSession) -> StaticToken | OAuthTokens:
-    """The source's token: static, or OAuth2 (its four secrets resolved now, to fail early)."""
-    oauth = spec.config.oauth
-    if oauth is None:
-        ref = spec.config.token_ref_at(spec.key)
-        if ref is None:  # pragma: no cover - the config guarantees a token without oauth
-            raise ConfigError(f"{spec.key}: no token")
-        return StaticToken(resolve_secret(ref))
-    refs = oauth.refs(f"{spec.key}.oauth")
-    for ref in refs.values():
-        resolve_secret(ref)
-    return OAuthTokens(oauth, refs, session, source=spec.name, clock=utcnow)
-
-
-def make_pipeline(
-    spec: SourceSpec,
-    config: Config,
-    *,
-    session: aiohttp.ClientSession,
-    store: Store,
-    delivery: Delivery,
-    tokens: StaticToken | OAuthTokens,
-) -> SourcePipeline:
-    return SourcePipeline(
-        source=spec.name,
-        config=config,
-        rules=config.rules_for(spec.name),
-        fetcher=BalancesSource(spec.name, spec.config, session, tokens),
-        store=store,
-        on_queued=delivery.wake,
-        clock=utcnow,
-        down_after=spec.config.down_after,
-    )
-
-
-@contextlib.asynccontextmanager
-async def open_runtime(config: Config, metrics: Metrics | None = None) -> AsyncIterator[Runtime]:
-    """Open everything a poll needs; close it all in reverse order, whatever happens."""
-    async with AsyncExitStack() as stack:
-        session = aiohttp.ClientSession()
-        stack.push_async_callback(session.close)
-        specs = config.all_sources()
-        tokens = {s.name: token_provider(s, session) for s in specs}  # ConfigError early
-        store = await open_store(config.state.path)
-        stack.push_async_callback(store.close)
-        sinks = build_sinks(config.sinks, session)
-        delivery = Delivery(
-            store,
-            sinks,
-            config.delivery,
-            on_result=metrics.notification if metrics is not None else None,
-            windows=group_windows(config),
-        )
-        pipelines = {
-            s.name: make_pipeline(
-                s, config, session=session, store=store, delivery=delivery, tokens=tokens[s.name]
-            )
-            for s in specs
-        }
-        runtime = Runtime(config, store, session, sinks, delivery, pipelines)
-        stack.push_async_callback(_close_sinks, runtime)  # those in force at exit (reloads)
-        for pipeline in pipelines.values():
-            await pipeline.load()
-        yield runtime
-
-
-async def _close_sinks(runtime: Runtime) -> None:
-    for sink in runtime.sinks.values():
-        await sink.aclose()
 
 
 def install_signal_handlers(stop: asyncio.Event, reload: asyncio.Event | None = None) -> None:
@@ -383,53 +288,13 @@ class Daemon:
 
     def status_line(self) -> str:
         """One short human line for ``systemctl status``."""
-        rt = self._rt
-        if rt is None:
-            return "starting"
-        polled = [p for p in rt.pipelines.values() if p.last is not None]
-        if not polled:
-            return "started, first poll pending"
-        firing = sum(p.firing for p in rt.pipelines.values())
-        failing = [p for p in polled if p.last is not None and not p.last.ok]
-        times = [p.last_poll_at for p in polled if p.last_poll_at is not None]
-        when = max(times).strftime("%H:%M:%SZ") if times else "?"
-        if len(rt.pipelines) == 1:
-            last = polled[0].last
-            head = (
-                f"last poll {when} ok, {last.accounts} accounts"
-                if last is not None and last.ok
-                else f"last poll {when} FAILED: {last.error if last else '?'}"
-            )
-        else:
-            head = f"{len(rt.pipelines)} sources at {when}: {len(polled) - len(failing)} ok"
-            if failing:
-                head += ", failing: " + ", ".join(p.source for p in failing)
-        return f"{head}; {firing} alerts firing"
+        return status_line(self._rt.pipelines if self._rt is not None else None)
 
     def readiness(self) -> Readiness:
         """Ready when every source polled successfully within its last three scheduled polls."""
-        rt = self._rt
-        if rt is None:
+        if self._rt is None:
             return Readiness(False, ["starting"])
-        now = utcnow()
-        reasons: list[str] = []
-        sources: dict[str, Any] = {}
-        for name, pipeline in rt.pipelines.items():
-            success = pipeline.last_success
-            sources[name] = {"last_success_at": success.isoformat() if success else None}
-            if success is None:
-                reasons.append(f"source {name}: no successful poll yet")
-                continue
-            trigger = self._triggers.get(name)
-            if trigger is not None and missed_polls(trigger, success, now, READY_INTERVALS) >= (
-                READY_INTERVALS
-            ):
-                why = f"source {name}: no successful poll in the last {READY_INTERVALS} polls"
-                last = pipeline.last
-                if last is not None and not last.ok:
-                    why += f" (last error: {last.error})"
-                reasons.append(why)
-        return Readiness(not reasons, reasons, {"sources": sources})
+        return readiness(self._rt.pipelines, self._triggers, utcnow())
 
     async def _refresh_metrics(self) -> None:
         if self._rt is not None:
