@@ -3,75 +3,19 @@ and accounts that leave the response or are skipped, for every rule type with a 
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field
-from datetime import datetime, timedelta
+from collections.abc import Callable
+from dataclasses import dataclass
 from decimal import Decimal
 from typing import Any
 
 import pytest
-from test_rules import (
-    GONE,
-    SOURCE,
-    T0,
-    A,
-    B,
-    F,
-    R,
-    Skipped,
-    account,
-    cash_poll,
-    statuses,
-    threshold,
-)
+from rules_helpers import GONE, A, B, F, R, Skipped, Timeline, account, m, statuses, threshold
 
-from monitor.config import (
-    DeltaRuleConfig,
-    ExpressionRuleConfig,
-    RuleConfig,
-    StaleRuleConfig,
-)
-from monitor.models import Account, ActiveAlert, Alert, Snapshot, Status
-from monitor.rules import AlertKey, History, evaluate
+from monitor.config import DeltaRuleConfig, ExpressionRuleConfig, RuleConfig, StaleRuleConfig
+from monitor.models import Account, ActiveAlert, Alert, Status
+from monitor.rules import AlertKey, History
 
 KEY: AlertKey = ("low-cash", A)
-
-
-def m(minutes: float) -> datetime:
-    """The moment ``minutes`` after T0."""
-    return T0 + timedelta(minutes=minutes)
-
-
-@dataclass
-class Timeline:
-    """Feeds polls through ``evaluate`` at given minutes after T0, with ``only`` and ``history``
-    as the pipeline passes them, keeping the previous accounts, the state and the problems."""
-
-    rules: Sequence[RuleConfig]
-    previous: Mapping[str, Account] | None = None
-    active: Mapping[AlertKey, ActiveAlert] = field(default_factory=dict)
-    problems: list[str] = field(default_factory=list)
-
-    def poll(
-        self,
-        minute: float,
-        *accounts: Account,
-        skip: frozenset[str] = frozenset(),
-        only: frozenset[str] | None = None,
-        history: History | None = None,
-    ) -> list[Alert]:
-        current = Snapshot(SOURCE, m(minute), {a.account_number: a for a in accounts})
-        result = evaluate(
-            self.rules, self.previous, current, self.active, skip=skip, only=only, history=history
-        )
-        self.previous, self.active = current.accounts, result.active
-        self.problems += [str(p) for p in result.problems]
-        return list(result.alerts)
-
-    def cash(self, minute: float, value: object) -> list[Alert]:
-        """A poll of account A's ``cash_to_withdraw`` (or a marker of test_rules.cash_poll)."""
-        p = cash_poll(value)
-        return self.poll(minute, *p.accounts, skip=p.skip)
 
 
 def low(value: int | str) -> Account:

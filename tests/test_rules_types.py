@@ -8,22 +8,28 @@ from decimal import Decimal
 from typing import Any
 
 import pytest
-from pydantic import TypeAdapter
-from test_rules import SOURCE, T0, A, B, C, F, R, account, statuses, threshold
-from test_rules_lifecycle import Timeline, m
+from rules_helpers import (
+    SOURCE,
+    T0,
+    A,
+    B,
+    C,
+    F,
+    R,
+    Timeline,
+    account,
+    cash,
+    hist,
+    m,
+    rule,
+    statuses,
+    threshold,
+)
 
 from monitor.config import RuleConfig
 from monitor.models import Account, Alert, Snapshot, Status
 from monitor.rules import History, evaluate
 from monitor.rules.base import Context
-
-RULE: TypeAdapter[RuleConfig] = TypeAdapter(RuleConfig)
-
-
-def rule(**fields: Any) -> RuleConfig:
-    """A rule as the TOML gives it (``for`` included), named ``r`` unless said otherwise."""
-    return RULE.validate_python({"name": "r", **fields})
-
 
 # --------------------------------------------------------------------------- expression
 
@@ -203,15 +209,6 @@ def test_delta_event_fires_once_per_move_and_never_resolves() -> None:
 
 def windowed(**fields: Any) -> RuleConfig:
     return delta(**{"by": 1000, "direction": "down", "window": "1h", **fields})
-
-
-def hist(*entries: tuple[float, int]) -> History:
-    """Account A's cash history: (minute, value) pairs, oldest first."""
-    return {(A, "cash"): [(m(t), Decimal(v)) for t, v in entries]}
-
-
-def cash(value: int, number: str = A) -> Account:
-    return account(number, cash=Decimal(value))
 
 
 @pytest.mark.parametrize(
