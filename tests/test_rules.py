@@ -27,8 +27,9 @@ from rules_helpers import (
 )
 
 from monitor.config import RuleConfig
-from monitor.models import ActiveAlert, Alert, Status
-from monitor.rules import AlertKey, evaluate
+from monitor.models import ActiveAlert, Alert, Change, Status
+from monitor.rules import EVALUATORS, AlertKey, evaluate, retired_alerts
+from monitor.rules.base import Context
 
 # --------------------------------------------------------------------------- state
 
@@ -147,3 +148,66 @@ def test_threshold_still_fires_on_the_first_poll_and_change_is_still_an_event() 
         ("r", Status.FIRING),
     ]
     assert list(run.active) == [("low-cash", A)]
+
+
+# --------------------------------------------------------------------------- changes
+
+
+def test_evaluate_takes_the_changes_it_is_given() -> None:
+    """``changes`` (the pipeline's diff of the two polls) is what event rules see: evaluate does
+    not work it out again when it is given."""
+    previous = {A: account(A, restriction="none"), B: account(B, restriction="none")}
+    current = snapshot(account(A, restriction="closed"), account(B, restriction="closed"), poll=1)
+    rules = [restriction()]
+    worked_out = evaluate(rules, previous, current, {})
+    assert [a.account_number for a in worked_out.alerts] == [B, A]
+    given = [Change("changed", A, "restriction", "none", "closed")]
+    result = evaluate(rules, previous, current, {}, changes=given)
+    assert [(a.account_number, a.previous, a.current) for a in result.alerts] == [
+        (A, "none", "closed")
+    ]
+    assert evaluate(rules, previous, current, {}, changes=[]).alerts == ()
+
+
+# --------------------------------------------------------------------------- retired rules
+
+
+def test_retired_alerts_resolve_the_episodes_of_a_removed_rule() -> None:
+    """A rule a reload removed ends its firing alerts: one resolved alert each, with the
+    episode's fingerprint and start, the rule's field and labels, and no values or record."""
+    states = [
+        ActiveAlert("low-cash", A, "a" * 24, at(0), "firing", at(0)),
+        ActiveAlert("low-cash", B, "b" * 24, at(1), "firing", at(3)),
+    ]
+    alerts = retired_alerts(threshold(labels={"team": "risk"}), states, source="lime", now=at(9))
+    assert [(a.status, a.account_number, a.fingerprint, a.started_at) for a in alerts] == [
+        (Status.RESOLVED, A, "a" * 24, at(0)),
+        (Status.RESOLVED, B, "b" * 24, at(1)),
+    ]
+    first = alerts[0]
+    assert first.summary == "12345678@vision: rule low-cash was removed from the configuration"
+    assert (first.rule, first.type, first.field, first.source, first.observed_at) == (
+        "low-cash",
+        "threshold",
+        "cash_to_withdraw",
+        "lime",
+        at(9),
+    )
+    assert (first.previous, first.current, first.snapshot) == (None, None, None)
+    assert first.labels == {"team": "risk"}
+    expression = rule(name="low-cash", type="expression", when="cash < 1.0")
+    [ended] = retired_alerts(expression, states[:1], source="lime", now=at(9))
+    assert (ended.type, ended.field) == ("expression", None)
+
+
+# --------------------------------------------------------------------------- evaluators
+
+
+def test_an_evaluator_refuses_a_rule_of_another_type() -> None:
+    """EVALUATORS is looked up by the rule's ``type``; an evaluator handed another type's rule
+    says so rather than misread it."""
+    ctx = Context(previous=None, current=snapshot(), active={})
+    with pytest.raises(
+        TypeError, match="the ThresholdRuleConfig evaluator got a restriction_change rule"
+    ):
+        EVALUATORS["threshold"](restriction(), ctx)
