@@ -1,81 +1,109 @@
-"""Tests for monitor.rules.lifecycle: ``for`` (pending), ``clear``, ``repeat``, ``send_resolved``,
-and accounts that leave the response or are skipped, for every rule type with a condition."""
+"""Tests for monitor.rules.lifecycle: episodes (one firing and one resolved alert, one
+fingerprint), ``for`` (pending), ``clear``, ``repeat``, ``send_resolved``, and accounts that
+leave the response or are skipped, for every rule type with a condition."""
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field
-from datetime import datetime, timedelta
+from collections.abc import Callable
+from dataclasses import dataclass
 from decimal import Decimal
 from typing import Any
 
 import pytest
-from test_rules import (
+from rules_helpers import (
     GONE,
-    SOURCE,
-    T0,
+    NO_FIELD,
     A,
     B,
     F,
     R,
+    Run,
     Skipped,
+    Timeline,
     account,
     cash_poll,
+    m,
     statuses,
     threshold,
 )
 
-from monitor.config import (
-    DeltaRuleConfig,
-    ExpressionRuleConfig,
-    RuleConfig,
-    StaleRuleConfig,
-)
-from monitor.models import Account, ActiveAlert, Alert, Snapshot, Status
-from monitor.rules import AlertKey, History, evaluate
+from monitor.config import DeltaRuleConfig, ExpressionRuleConfig, RuleConfig, StaleRuleConfig
+from monitor.models import Account, ActiveAlert, Alert, Status
+from monitor.rules import AlertKey, History
 
 KEY: AlertKey = ("low-cash", A)
 
 
-def m(minutes: float) -> datetime:
-    """The moment ``minutes`` after T0."""
-    return T0 + timedelta(minutes=minutes)
-
-
-@dataclass
-class Timeline:
-    """Feeds polls through ``evaluate`` at given minutes after T0, with ``only`` and ``history``
-    as the pipeline passes them, keeping the previous accounts, the state and the problems."""
-
-    rules: Sequence[RuleConfig]
-    previous: Mapping[str, Account] | None = None
-    active: Mapping[AlertKey, ActiveAlert] = field(default_factory=dict)
-    problems: list[str] = field(default_factory=list)
-
-    def poll(
-        self,
-        minute: float,
-        *accounts: Account,
-        skip: frozenset[str] = frozenset(),
-        only: frozenset[str] | None = None,
-        history: History | None = None,
-    ) -> list[Alert]:
-        current = Snapshot(SOURCE, m(minute), {a.account_number: a for a in accounts})
-        result = evaluate(
-            self.rules, self.previous, current, self.active, skip=skip, only=only, history=history
-        )
-        self.previous, self.active = current.accounts, result.active
-        self.problems += [str(p) for p in result.problems]
-        return list(result.alerts)
-
-    def cash(self, minute: float, value: object) -> list[Alert]:
-        """A poll of account A's ``cash_to_withdraw`` (or a marker of test_rules.cash_poll)."""
-        p = cash_poll(value)
-        return self.poll(minute, *p.accounts, skip=p.skip)
-
-
 def low(value: int | str) -> Account:
     return account(A, cash_to_withdraw=Decimal(value))
+
+
+# --------------------------------------------------------------------------- episodes
+
+
+@pytest.mark.parametrize(
+    ("values", "expected"),
+    [
+        pytest.param([Decimal("512.25")], [F], id="fires-on-first-poll"),
+        pytest.param([Decimal(1500)], [""], id="quiet-when-false"),
+        pytest.param([Decimal(1500), Decimal(999)], ["", F], id="fires-when-it-becomes-true"),
+        pytest.param([Decimal(500), Decimal(400), Decimal(300), Decimal(1)], [F, "", "", ""],
+                     id="one-per-episode"),
+        pytest.param([Decimal(500), Decimal(1500)], [F, R], id="resolves"),
+        pytest.param([Decimal(500), Decimal(1500), Decimal(1500)], [F, R, ""], id="resolves-once"),
+        pytest.param([Decimal(500), Decimal(1500), Decimal(500)], [F, R, F], id="new-episode"),
+        pytest.param([Decimal(500), NO_FIELD, Decimal(400), Decimal(1500)], [F, "", "", R],
+                     id="missing-field-keeps-state"),
+        pytest.param([Decimal(500), None, Decimal(1500)], [F, "", R], id="null-keeps-state"),
+        pytest.param([Decimal(500), "n/a", True, Decimal(1500)], [F, "", "", R],
+                     id="non-number-keeps-state"),
+        pytest.param([Decimal(500), GONE, GONE, Decimal(400), Decimal(1500)], [F, R, "", F, R],
+                     id="account-leaving-the-response-resolves"),
+        pytest.param([Decimal(500), Skipped(Decimal(1500)), Decimal(1500)], [F, "", R],
+                     id="skipped-account-keeps-state"),
+        pytest.param([Decimal(1500), Skipped(Decimal(1)), Decimal(1)], ["", "", F],
+                     id="skipped-account-does-not-fire"),
+        pytest.param([NO_FIELD, GONE, Decimal(999)], ["", "", F], id="fires-once-data-arrives"),
+        pytest.param([Decimal(1000), Decimal("999.99"), Decimal("1000.00")], ["", F, R],
+                     id="boundary"),
+    ],
+)  # fmt: skip
+def test_threshold_episodes(values: list[object], expected: list[str]) -> None:
+    """One alert when the condition becomes true, one when false; missing data changes nothing."""
+    assert statuses(Run([threshold()]).all([cash_poll(v) for v in values])) == expected
+
+
+def test_threshold_fingerprints_per_episode_and_account() -> None:
+    """Each episode of each account has its own fingerprint, shared by its firing and resolved."""
+    run = Run([threshold()])
+    low, high = Decimal(1), Decimal(5000)
+    polls = [
+        [account(A, cash_to_withdraw=low), account(B, cash_to_withdraw=low)],
+        [account(A, cash_to_withdraw=high), account(B, cash_to_withdraw=high)],
+        [account(A, cash_to_withdraw=low), account(B, cash_to_withdraw=high)],
+        [account(A, cash_to_withdraw=high), account(B, cash_to_withdraw=high)],
+    ]
+    alerts = [a for p in polls for a in run.poll(*p)]
+    episodes = {(a.account_number, a.fingerprint) for a in alerts}
+    assert [(a.account_number, a.status) for a in alerts] == [
+        (B, Status.FIRING),
+        (A, Status.FIRING),
+        (B, Status.RESOLVED),
+        (A, Status.RESOLVED),
+        (A, Status.FIRING),
+        (A, Status.RESOLVED),
+    ]
+    assert len(episodes) == 3
+    assert len({fp for _, fp in episodes}) == 3
+
+
+def test_threshold_drops_state_of_accounts_no_longer_selected() -> None:
+    """When a rule's globs stop selecting a firing account, its state goes (no resolve sent)."""
+    before = Run([threshold()])
+    before.poll(account(A, cash_to_withdraw=Decimal(1)))
+    after = Run([threshold(accounts=["*@cor"])], previous=before.previous, active=before.active)
+    assert after.poll(account(A, cash_to_withdraw=Decimal(1))) == []
+    assert after.active == {}
 
 
 # --------------------------------------------------------------------------- for
