@@ -1,5 +1,5 @@
 """Shared fixtures: for the end-to-end modules the simulator, a webhook receiver, the CLI and
-config files; for the others a state database and an HTTP session.
+config files; for the others a state database, an HTTP session and (sink tests) an HTTP receiver.
 
 An end-to-end module sets ``TOKEN``, the API token the simulator accepts and the CLI gets
 through ``TOKEN_ENV``; a module may define its own fixture of the same name instead.
@@ -23,6 +23,7 @@ from e2e_helpers import (
     config_toml,
     healthy,
 )
+from sinks_helpers import SECRET_PATH, SECRET_QUERY, Receiver, serving
 from store_helpers import BACKENDS, Backend
 
 from monitor.simulator import Simulator, start
@@ -104,3 +105,11 @@ async def store(tmp_path: Path) -> AsyncIterator[Store]:
         yield opened
     finally:
         await opened.close()
+
+
+@pytest.fixture
+async def receiver() -> AsyncIterator[Receiver]:
+    """For the sink tests: a recording HTTP receiver on 127.0.0.1 whose URL ends in the secret
+    ``SECRET_PATH?SECRET_QUERY`` of ``sinks_helpers`` (a module may define its own)."""
+    async with serving(f"{SECRET_PATH}?{SECRET_QUERY}") as served:
+        yield served

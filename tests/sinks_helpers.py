@@ -1,9 +1,14 @@
-"""Test helpers for the sinks: notifications to send and a real HTTP receiver on 127.0.0.1."""
+"""Test helpers for the sinks: notifications to send, a real HTTP receiver on 127.0.0.1, and the
+HTTP sinks of several test modules (webhook, Slack, Discord, Teams, Telegram) built for a URL.
+
+The ``receiver`` fixture (``conftest.py``) serves at :data:`SECRET_PATH` ``?`` :data:`SECRET_QUERY`,
+which error messages and reprs must never show."""
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import socket
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field, replace
@@ -11,13 +16,33 @@ from datetime import UTC, datetime
 from decimal import Decimal
 from typing import Any
 
+import aiohttp
+import pytest
 from aiohttp import web
 from aiohttp.test_utils import TestServer
 from multidict import CIMultiDictProxy
+from yarl import URL
 
+from monitor.config import (
+    DiscordSinkConfig,
+    MsTeamsSinkConfig,
+    SlackSinkConfig,
+    TelegramSinkConfig,
+    WebhookSinkConfig,
+)
+from monitor.errors import SinkError
 from monitor.models import Alert, Notification, Severity, Status
+from monitor.sinks import discord, msteams, slack, telegram, webhook
+from monitor.sinks.base import Sink
 
 OBSERVED_AT = datetime(2024, 5, 1, 12, 0, 0, tzinfo=UTC)
+SECRET_PATH = "/api/webhooks/1234/XyZpathSecretToken"
+SECRET_QUERY = "sig=qs-secret-signature"
+SIGNING_KEY = "hmac-signing-key"
+BOT_TOKEN = "123456789:AAE-botTokenSecret_xyz"
+CHAT_ID = "-1001234567890"
+LABELS = {"team": "risk", "desk": "ny"}
+DESCRIPTION = "Withdrawals may bounce; move cash before 16:00."
 
 
 def make_notification(**changes: Any) -> Notification:
@@ -37,6 +62,40 @@ def make_notification(**changes: Any) -> Notification:
         snapshot={"account_number": "12345678", "cash_to_withdraw": Decimal("512.25")},
     )
     return Notification(id="n-0001", alert=replace(alert, **changes))
+
+
+def notifications(count: int, **changes: Any) -> list[Notification]:
+    """Every third is resolved; severities cycle critical, warning, info."""
+    severities = (Severity.CRITICAL, Severity.WARNING, Severity.INFO)
+    return [
+        replace(
+            make_notification(
+                **{
+                    "status": Status.RESOLVED if i % 3 == 2 else Status.FIRING,
+                    "severity": severities[i % 3],
+                    "rule": f"rule-{i}",
+                    "account_number": f"{10_000_000 + i}",
+                    "summary": f"summary number {i}",
+                    **changes,
+                }
+            ),
+            id=f"n-{i:04d}",
+        )
+        for i in range(count)
+    ]
+
+
+def huge(**changes: Any) -> Notification:
+    """A notification with every text far beyond any service's limits."""
+    texts: dict[str, Any] = {
+        "rule": "r" * 300,
+        "summary": "s&<" * 3000,
+        "description": "d" * 9000,
+        "labels": {f"label{i}": "v" * 300 for i in range(40)},
+        "previous": {f"field{i}": Decimal("1234567.89") for i in range(200)},
+        "current": "c" * 5000,
+    }
+    return make_notification(**(texts | changes))
 
 
 @dataclass(frozen=True)
@@ -106,3 +165,61 @@ def unused_url(path: str) -> str:
         sock.bind(("127.0.0.1", 0))
         port = sock.getsockname()[1]
     return f"http://127.0.0.1:{port}{path}"
+
+
+# --------------------------------------------------------------------------- HTTP sinks
+
+
+def make_webhook(url: str, session: aiohttp.ClientSession, **settings: Any) -> webhook.WebhookSink:
+    config = WebhookSinkConfig.model_validate(
+        {"type": "webhook", "name": "ops", "url": url, **settings}
+    )
+    return webhook.create(config, index=0, session=session)
+
+
+def make_slack(url: str, session: aiohttp.ClientSession) -> slack.SlackSink:
+    config = SlackSinkConfig.model_validate({"type": "slack", "name": "chat", "url": url})
+    return slack.create(config, index=0, session=session)
+
+
+def make_discord(url: str, session: aiohttp.ClientSession) -> discord.DiscordSink:
+    config = DiscordSinkConfig.model_validate({"type": "discord", "name": "dc", "url": url})
+    return discord.create(config, index=0, session=session)
+
+
+def make_msteams(url: str, session: aiohttp.ClientSession) -> msteams.MsTeamsSink:
+    config = MsTeamsSinkConfig.model_validate({"type": "msteams", "name": "teams", "url": url})
+    return msteams.create(config, index=0, session=session)
+
+
+def make_telegram(
+    url: str, session: aiohttp.ClientSession, *, chat_id: str = CHAT_ID, timeout: float = 10.0
+) -> telegram.TelegramSink:
+    """A bot whose API server is the origin of ``url`` (the receiver)."""
+    config = TelegramSinkConfig.model_validate(
+        {
+            "type": "telegram",
+            "name": "tg",
+            "bot_token": BOT_TOKEN,
+            "chat_id": chat_id,
+            "api_url": str(URL(url).origin()),
+            "timeout": timeout,
+        }
+    )
+    return telegram.create(config, index=0, session=session)
+
+
+def posted(receiver: Receiver) -> dict[str, Any]:
+    """The JSON document of the receiver's one request, sent with our headers."""
+    [request] = receiver.requests
+    assert request.headers["Content-Type"] == "application/json"
+    assert request.headers["User-Agent"].startswith("balance-monitor/")
+    document: dict[str, Any] = json.loads(request.body)
+    return document
+
+
+async def send_failing(sink: Sink) -> SinkError:
+    """The ``SinkError`` that sending a notification raises."""
+    with pytest.raises(SinkError) as info:
+        await sink.send(make_notification())
+    return info.value

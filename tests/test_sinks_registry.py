@@ -1,0 +1,127 @@
+"""The registry: a factory for every sink type, ``build_sink`` and ``build_sinks``, and secrets
+resolved when a sink is built (an unset variable is a ConfigError naming the key)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import aiohttp
+import pytest
+from pydantic import SecretStr, TypeAdapter
+from sinks_helpers import BOT_TOKEN, Receiver, make_notification
+from yarl import URL
+
+from monitor.config import (
+    SINK_CONFIG_TYPES,
+    LogSinkConfig,
+    SinkConfig,
+    SlackSinkConfig,
+    WebhookSinkConfig,
+)
+from monitor.errors import ConfigError
+from monitor.sinks import log, slack, webhook
+from monitor.sinks.base import Sink
+from monitor.sinks.registry import SINK_FACTORIES, build_sink, build_sinks
+
+SINK_CONFIG: TypeAdapter[SinkConfig] = TypeAdapter(SinkConfig)
+
+
+def test_factories_match_config_types() -> None:
+    """Every TOML sink type has a factory, and every factory a config model."""
+    assert set(SINK_FACTORIES) == set(SINK_CONFIG_TYPES)
+
+
+SINK_CONFIGS: list[SinkConfig] = [
+    WebhookSinkConfig(type="webhook", name="ops", url=SecretStr("https://example.com/hook")),
+    SlackSinkConfig(type="slack", name="chat", url_env="TEST_SLACK_URL"),
+    LogSinkConfig(type="log", name="journal"),
+]
+
+
+async def test_build_sinks(session: aiohttp.ClientSession, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Each config becomes the sink of its type, keyed by name."""
+    monkeypatch.setenv("TEST_SLACK_URL", "https://hooks.slack.com/services/T/B/X")
+
+    sinks = build_sinks(SINK_CONFIGS, session)
+
+    assert {name: type(sink) for name, sink in sinks.items()} == {
+        "ops": webhook.WebhookSink,
+        "chat": slack.SlackSink,
+        "journal": log.LogSink,
+    }
+    assert all(isinstance(sink, Sink) and sink.name == name for name, sink in sinks.items())
+    for sink in sinks.values():
+        await sink.aclose()
+
+
+def test_build_sink_names_the_missing_secret(
+    session: aiohttp.ClientSession, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """An unset url_env is a ConfigError naming the key and the variable."""
+    monkeypatch.delenv("TEST_SLACK_URL", raising=False)
+
+    with pytest.raises(ConfigError, match=r"^sinks\[1\]\.url_env: .*TEST_SLACK_URL"):
+        build_sink(SINK_CONFIGS[1], index=1, session=session)
+
+
+def test_build_sinks_refuses_duplicate_names(session: aiohttp.ClientSession) -> None:
+    """Two sinks with one name are a ConfigError naming the second."""
+    configs: list[SinkConfig] = [
+        SINK_CONFIGS[2],
+        LogSinkConfig(type="log", name="journal", level="error"),
+    ]
+
+    with pytest.raises(ConfigError, match=r"^sinks\[1\]\.name: duplicate sink name 'journal'"):
+        build_sinks(configs, session)
+
+
+@pytest.mark.parametrize(
+    ("config", "key"),
+    [
+        ({"type": "discord", "name": "dc", "url_env": "TEST_CHAT_SECRET"}, "url_env"),
+        ({"type": "msteams", "name": "teams", "url_env": "TEST_CHAT_SECRET"}, "url_env"),
+        (
+            {
+                "type": "telegram",
+                "name": "tg",
+                "bot_token_env": "TEST_CHAT_SECRET",
+                "chat_id": -100123,
+            },
+            "bot_token_env",
+        ),
+    ],
+)
+def test_create_names_the_missing_secret(
+    session: aiohttp.ClientSession,
+    monkeypatch: pytest.MonkeyPatch,
+    config: dict[str, Any],
+    key: str,
+) -> None:
+    """An unset secret variable is a ConfigError naming the key and the variable."""
+    monkeypatch.delenv("TEST_CHAT_SECRET", raising=False)
+    model = SINK_CONFIG.validate_python(config)
+
+    with pytest.raises(ConfigError, match=rf"^sinks\[3\]\.{key}: .*TEST_CHAT_SECRET"):
+        build_sink(model, index=3, session=session)
+
+
+@pytest.mark.parametrize("kind", ["discord", "msteams", "telegram"])
+async def test_create_from_env(
+    receiver: Receiver, session: aiohttp.ClientSession, monkeypatch: pytest.MonkeyPatch, kind: str
+) -> None:
+    """With the secret in the environment the registry builds a sink that delivers."""
+    secret = BOT_TOKEN if kind == "telegram" else receiver.url
+    monkeypatch.setenv("TEST_CHAT_SECRET", secret)
+    settings: dict[str, Any] = {"type": kind, "name": kind}
+    if kind == "telegram":
+        origin = str(URL(receiver.url).origin())
+        settings |= {"bot_token_env": "TEST_CHAT_SECRET", "chat_id": 42, "api_url": origin}
+    else:
+        settings |= {"url_env": "TEST_CHAT_SECRET"}
+    model = SINK_CONFIG.validate_python(settings)
+
+    sink = build_sink(model, index=0, session=session)
+    await sink.send(make_notification())
+    await sink.aclose()
+
+    assert len(receiver.requests) == 1
