@@ -280,6 +280,29 @@ def test_history_leaves_the_window_but_keeps_its_starting_value() -> None:
     )
 
 
+def test_an_unusable_record_keeps_its_windowed_history() -> None:
+    """A record skipped for one poll is a gap in the data, not a new account: the values seen
+    before it stay, so a fall that began before the gap still fires, and a firing alert is not
+    resolved for want of its base."""
+    fall = {"type": "delta", "name": "fall", "field": "cash", "by": 1000, "window": "1h"}
+    cfg = config({**fall, "direction": "down", "sinks": ["ops"]})
+    state = baseline(record("A", "5000.00"), cfg=cfg)
+    before = run(state, body(record("A", "4500.00")), cfg, now=T0 + timedelta(minutes=10)).state
+
+    gap = run(before, body(record("A", "lots")), cfg, now=T0 + timedelta(minutes=20))
+    assert gap.skipped == frozenset({"A"})
+    assert gap.state.history == before.history
+    assert gap.write.history_deletes == ()
+
+    done = run(gap.state, body(record("A", "3900.00")), cfg, now=T0 + timedelta(minutes=30))
+    assert statuses(done.write) == [("fall", "firing", None, ("ops",))]
+
+    gap = run(done.state, body(record("A", "lots")), cfg, now=T0 + timedelta(minutes=40))
+    still = run(gap.state, body(record("A", "3800.00")), cfg, now=T0 + timedelta(minutes=50))
+    assert still.write.deliveries == ()
+    assert [a.state for a in still.state.active.values()] == ["firing"]
+
+
 def test_a_removed_rule_resolves_its_firing_alerts_with_its_old_sinks() -> None:
     state = baseline(record("A", "10.00"), record("B", "20.00"))
     assert set(state.active) == {("low-cash", "A"), ("low-cash", "B")}
