@@ -277,7 +277,7 @@ def _succeeded(
     touched = frozenset(c.account_number for c in changes if c.kind != "removed")
     # Unchanged records cannot change a rule's outcome; after a reload every rule is new.
     only = None if previous is None or state.full else touched
-    history, added, dropped = _record_history(rules, state.history, accounts, now, only)
+    history, added, dropped = _record_history(rules, state.history, accounts, now, only, skip=skip)
     ended, active = _retire(state, source, now)
     evaluation = evaluate(
         rules,
@@ -385,10 +385,14 @@ def _record_history(
     accounts: Mapping[str, Account],
     now: datetime,
     only: frozenset[str] | None,
+    *,
+    skip: frozenset[str] = frozenset(),
 ) -> tuple[History, list[HistoryPoint], list[HistoryPoint]]:
     """Note the new values of the fields windowed ``delta`` rules look at; forget those that
-    every window has left behind (the value at a window's start is kept). Returns the new
-    history (``history`` itself is left as it was), the points added and those dropped."""
+    every window has left behind (the value at a window's start is kept), and those of accounts
+    gone from the response (not of the ``skip`` ones: their record was unusable this poll, they
+    keep their history as they keep their snapshot). Returns the new history (``history``
+    itself is left as it was), the points added and those dropped."""
     windows: dict[str, timedelta] = {}
     for rule in rules:
         if isinstance(rule, DeltaRuleConfig) and rule.window is not None:
@@ -411,7 +415,7 @@ def _record_history(
                 added.append((number, name, now, value))
     for key, entries in list(new.items()):
         window = windows.get(key[1])
-        if window is None or key[0] not in accounts:
+        if window is None or (key[0] not in accounts and key[0] not in skip):
             dropped += [(key[0], key[1], at, v) for at, v in entries]
             del new[key]
             continue

@@ -1,11 +1,18 @@
-"""One poll cycle: FakeFetcher -> parse -> diff -> rules -> a real store's outbox."""
+"""What a source's pipeline does around the pure step: fetch and parse, commit what the step
+wrote to a real store (a restart continues from it), log, count, defer.
+
+The decisions (which alerts fire, wait, repeat or resolve, and to which sinks) are
+:func:`monitor.cycle.step`'s, tested on the value it returns in ``test_cycle.py`` and
+``test_cycle_lifecycle.py``. Here: a real store in tmp_path, a FakeFetcher and a ManualClock;
+a "restart" is a new :class:`SourcePipeline` on the same database, loaded with ``load()``.
+"""
 
 from __future__ import annotations
 
 import json
 import shutil
-from collections.abc import AsyncIterator, MutableMapping, Sequence
-from dataclasses import replace
+from collections.abc import MutableMapping, Sequence
+from datetime import timedelta
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
@@ -14,29 +21,47 @@ import pytest
 from store_helpers import sqlite_query
 from structlog.testing import capture_logs
 
+from monitor import pipeline as pipeline_module
 from monitor.config import Config, config_from_dict
-from monitor.errors import FetchError, ParseError
-from monitor.models import Alert, Severity, Status
-from monitor.pipeline import SourcePipeline, notification_id
+from monitor.errors import FetchError
+from monitor.pipeline import PollOutcome, SourcePipeline
 from monitor.store import Store, open_store
-from monitor.testing import FakeFetcher, ManualClock
+from monitor.testing import EPOCH, FakeFetcher, ManualClock
 
 SOURCE = "default"
+LOW_CASH: dict[str, Any] = {
+    "type": "threshold",
+    "name": "low-cash",
+    "field": "cash",
+    "op": "<",
+    "value": 1000,
+    "sinks": ["ops"],
+}
 RULES: list[dict[str, Any]] = [
-    {
-        "type": "threshold",
-        "name": "low-cash",
-        "field": "cash",
-        "op": "<",
-        "value": 1000,
-        "sinks": ["ops"],
-    },
+    LOW_CASH,
     {"type": "restriction_change", "name": "restricted"},
     {"type": "change", "name": "margin", "field": "margin_type", "sinks": ["audit"]},
 ]
+SINKS: list[dict[str, Any]] = [{"type": "log", "name": "ops"}, {"type": "log", "name": "audit"}]
+FALL: dict[str, Any] = {
+    "type": "delta",
+    "name": "cash-fall",
+    "field": "cash",
+    "by": 1000,
+    "direction": "down",
+    "window": "1h",
+    "sinks": ["ops"],
+}
 
 
-def make_config(tmp_path: Path, *, down_after: int = 2) -> Config:
+def make_config(
+    tmp_path: Path,
+    rules: Sequence[dict[str, Any]] = RULES,
+    sinks: Sequence[dict[str, Any]] = SINKS,
+    *,
+    down_after: int = 2,
+    **sections: Any,
+) -> Config:
     return config_from_dict(
         {
             "api": {
@@ -45,8 +70,9 @@ def make_config(tmp_path: Path, *, down_after: int = 2) -> Config:
                 "down_after": down_after,
             },
             "state": {"path": str(tmp_path / "state.db")},
-            "sinks": [{"type": "log", "name": "ops"}, {"type": "log", "name": "audit"}],
-            "rules": RULES,
+            "sinks": list(sinks),
+            "rules": list(rules),
+            **sections,
         },
         base_dir=tmp_path,
     )
@@ -63,14 +89,16 @@ def account(number: str, cash: str = "5000.00", **fields: Any) -> dict[str, Any]
 
 
 class Harness:
-    """A pipeline on a real store, with a fake fetcher and a manual clock."""
+    """A pipeline on a real store, with a fake fetcher and a manual clock; it can be restarted
+    (a new pipeline on the same store and clock) and reloaded."""
 
-    def __init__(self, config: Config, store: Store, clock: ManualClock) -> None:
+    def __init__(self, config: Config, store: Store, clock: ManualClock | None = None) -> None:
         self.config = config
         self.store = store
-        self.clock = clock
+        self.clock = clock if clock is not None else ManualClock()
         self.fetcher = FakeFetcher()
         self.queued = 0
+        self.outcomes: list[PollOutcome] = []
         self.pipeline = self.new_pipeline()
 
     def new_pipeline(self) -> SourcePipeline:
@@ -82,60 +110,85 @@ class Harness:
             store=self.store,
             on_queued=self._on_queued,
             clock=self.clock,
-            down_after=self.config.all_sources()[0].config.down_after,
+            on_poll=self.outcomes.append,
+            down_after=self.down_after,
         )
+
+    @property
+    def down_after(self) -> int:
+        return self.config.all_sources()[0].config.down_after
 
     def _on_queued(self) -> None:
         self.queued += 1
 
-    async def outbox(self) -> list[tuple[str, str, str, str]]:
-        """``(rule, status, sink, account)`` of every queued row, in order."""
-        rows = await sqlite_query(self.store, "SELECT sink, payload FROM outbox ORDER BY seq")
-        result = []
-        for sink, payload in rows:
-            doc = json.loads(payload)
-            result.append((doc["rule"], doc["status"], sink, doc["account_number"] or ""))
-        return result
+    async def restart(self) -> None:
+        self.pipeline = self.new_pipeline()
+        await self.pipeline.load()
 
-    async def poll(self, *answers: Any) -> Any:
+    async def reload(self, config: Config) -> list[str]:
+        self.config = config
+        return await self.pipeline.reconfigure(config, config.rules, self.fetcher, self.down_after)
+
+    async def poll(self, *answers: Any) -> PollOutcome:
+        """A poll of the next answer (the last one again when none is given)."""
         self.fetcher.push(*answers)
         return await self.pipeline.poll()
 
+    async def outbox(self) -> list[tuple[str, str, str, str]]:
+        """``(rule, status, sink, account)`` of every queued row, in order."""
+        return [(r, s, sink, doc["account_number"] or "") for r, s, sink, doc in await self._rows()]
 
-@pytest.fixture
-def clock() -> ManualClock:
-    return ManualClock()
+    async def summaries(self) -> list[tuple[str, str, str, str]]:
+        """``(rule, status, sink, summary)`` of every queued row, in order."""
+        return [(r, s, sink, doc["summary"]) for r, s, sink, doc in await self._rows()]
+
+    async def _rows(self) -> list[tuple[str, str, str, dict[str, Any]]]:
+        rows = await sqlite_query(self.store, "SELECT sink, payload FROM outbox ORDER BY seq")
+        docs = [(sink, json.loads(payload)) for sink, payload in rows]
+        return [(doc["rule"], doc["status"], sink, doc) for sink, doc in docs]
+
+    async def alerts(self) -> list[tuple[str, str, str, str | None]]:
+        """``(rule, account, state, notified_at)`` of every rule alert."""
+        return await sqlite_query(
+            self.store,
+            "SELECT rule, account_number, state, notified_at FROM alerts"
+            " WHERE account_number != '' ORDER BY rule, account_number",
+        )
+
+    async def history(self) -> list[tuple[str, str, str, str]]:
+        return await sqlite_query(
+            self.store,
+            "SELECT account_number, field, observed_at, value FROM history"
+            " ORDER BY account_number, field, observed_at",
+        )
 
 
-@pytest.fixture
-async def store(tmp_path: Path) -> AsyncIterator[Store]:
-    store = await open_store(tmp_path / "state.db")
-    try:
-        yield store
-    finally:
-        await store.close()
-
-
-@pytest.fixture
-async def h(tmp_path: Path, store: Store, clock: ManualClock) -> Harness:
-    harness = Harness(make_config(tmp_path), store, clock)
+async def started(config: Config, store: Store) -> Harness:
+    harness = Harness(config, store)
     await harness.pipeline.load()
     return harness
 
 
-def warnings(
-    logs: Sequence[MutableMapping[str, Any]], event: str
+@pytest.fixture
+async def h(tmp_path: Path, store: Store) -> Harness:
+    return await started(make_config(tmp_path), store)
+
+
+def events(
+    logs: Sequence[MutableMapping[str, Any]], event: str, level: str = "warning"
 ) -> list[MutableMapping[str, Any]]:
-    return [e for e in logs if e["event"] == event and e["log_level"] == "warning"]
+    return [e for e in logs if e["event"] == event and e["log_level"] == level]
 
 
-# --------------------------------------------------------------------------- baseline and changes
+# --------------------------------------------------------------------------- commit, count, log
 
 
-async def test_the_baseline_poll_fires_thresholds_but_no_changes(h: Harness) -> None:
-    """The first poll has nothing to compare with: no change alerts, but a threshold that
-    already holds fires at once."""
-    outcome = await h.poll([account("A", "500.00"), account("B", restriction="restricted")])
+async def test_the_baseline_poll_is_committed_counted_and_logged(h: Harness) -> None:
+    """The first poll's write reaches the store (every account row, the queued notification),
+    the outcome counts it (to ``on_poll`` too), ``baseline_recorded`` and ``alert_firing`` log
+    it, and ``on_queued`` is told once."""
+    with capture_logs() as logs:
+        outcome = await h.poll([account("A", "500.00"), account("B", restriction="restricted")])
 
     assert (outcome.ok, outcome.accounts, outcome.changed, outcome.notifications) == (
         True,
@@ -143,48 +196,74 @@ async def test_the_baseline_poll_fires_thresholds_but_no_changes(h: Harness) -> 
         2,
         1,
     )
+    assert h.outcomes == [outcome]
+    assert await sqlite_query(h.store, "SELECT account_number FROM accounts ORDER BY 1") == [
+        ("A",),
+        ("B",),
+    ]
     assert await h.outbox() == [("low-cash", "firing", "ops", "A")]
     assert h.queued == 1
     assert h.pipeline.firing == 1
 
-
-async def test_a_change_poll_routes_notifications_to_the_rules_sinks(
-    h: Harness, clock: ManualClock
-) -> None:
-    """Each notification goes to its rule's ``sinks``, or to every sink when it names none."""
-    await h.poll([account("A"), account("B")])
-    clock.advance(30)
-
-    outcome = await h.poll(
-        [account("A", margin_type="marginx2"), account("B", restriction="restricted")]
-    )
-
-    assert outcome.notifications == 2
-    assert await h.outbox() == [
-        ("restricted", "firing", "ops", "B"),
-        ("restricted", "firing", "audit", "B"),
-        ("margin", "firing", "audit", "A"),
-    ]
+    [baseline] = events(logs, "baseline_recorded", "info")
+    assert (baseline["accounts"], baseline["changed"], baseline["notifications"]) == (2, 2, 1)
+    [fired] = events(logs, "alert_firing", "info")
+    assert (fired["rule"], fired["account"], fired["sinks"]) == ("low-cash", "A", ["ops"])
+    assert "held_by" not in fired
 
 
-async def test_a_quiet_poll_queues_nothing(h: Harness, clock: ManualClock) -> None:
-    """Polling the same accounts again writes no account row and queues nothing."""
+async def test_a_quiet_poll_is_a_debug_line_and_calls_no_on_queued(h: Harness) -> None:
+    """A poll that changed nothing writes no account row and queues nothing: ``on_queued`` is
+    not called and ``poll_ok`` is logged at debug; a poll that changed something at info."""
     body = [account("A"), account("B")]
     await h.poll(body)
-    clock.advance(30)
-    outcome = await h.poll(body)
+    with capture_logs() as logs:
+        h.clock.advance(30)
+        outcome = await h.poll(body)
+        h.clock.advance(30)
+        await h.poll([account("A", "4000.00"), account("B")])
+
     assert (outcome.changed, outcome.notifications) == (0, 0)
     assert await h.outbox() == []
     assert h.queued == 0
+    assert [(e["log_level"], e["changed"]) for e in logs if e["event"] == "poll_ok"] == [
+        ("debug", 0),
+        ("info", 1),
+    ]
 
 
-async def test_only_changed_account_rows_are_written(h: Harness, clock: ManualClock) -> None:
+async def test_held_alerts_are_logged_with_their_mute_window(tmp_path: Path, store: Store) -> None:
+    """A notification a mute window holds goes to the ``held`` table, not the outbox; its
+    ``alert_*`` line names the window (after the queued ones), and ``on_queued`` is told only
+    when something was queued."""
+    mute = [{"name": "mornings", "start": "07:00", "end": "09:00", "rules": ["low-cash"]}]
+    h = await started(make_config(tmp_path, mute=mute), store)  # EPOCH is 08:00 in New York
+
+    with capture_logs() as logs:
+        outcome = await h.poll([account("A", "500.00")])
+    assert outcome.notifications == 1
+    assert h.queued == 0
+    assert await h.outbox() == []
+    assert await sqlite_query(store, "SELECT sink, mute FROM held") == [("ops", "mornings")]
+    [held] = events(logs, "alert_firing", "info")
+    assert (held["rule"], held["held_by"]) == ("low-cash", "mornings")
+
+    with capture_logs() as logs:
+        h.clock.advance(30)
+        await h.poll([account("A", "400.00", restriction="restricted")])
+    assert h.queued == 1
+    assert [(e["rule"], e.get("held_by")) for e in events(logs, "alert_firing", "info")] == [
+        ("restricted", None)
+    ]
+
+
+async def test_only_changed_account_rows_are_written(h: Harness) -> None:
     """A poll rewrites the rows of changed accounts, adds new ones and deletes removed ones;
     unchanged rows keep the time they were written."""
-    first = clock().isoformat()
+    first = h.clock().isoformat()
     await h.poll([account("A"), account("B"), account("C")])
-    clock.advance(30)
-    second = clock().isoformat()
+    h.clock.advance(30)
+    second = h.clock().isoformat()
 
     outcome = await h.poll([account("A"), account("B", "4000.00"), account("D")])
 
@@ -198,11 +277,9 @@ async def test_only_changed_account_rows_are_written(h: Harness, clock: ManualCl
 # --------------------------------------------------------------------------- bad data
 
 
-async def test_a_skipped_record_keeps_its_snapshot_and_alerts_and_is_warned_once(
-    h: Harness, clock: ManualClock, tmp_path: Path
-) -> None:
-    """An unusable record leaves its account as it was (row, firing alert, no resolve) and is
-    warned about once while the problem stays the same, again when it changes."""
+async def test_a_skipped_record_is_warned_once_and_its_row_kept(h: Harness) -> None:
+    """An unusable record leaves its account's row as it was and is warned about once while
+    the problem stays the same, again when it changes."""
     await h.poll([account("A", "500.00"), account("B")])
     row_before = await sqlite_query(h.store, "SELECT * FROM accounts WHERE account_number='A'")
     bad = {**account("A"), "cash": "lots"}
@@ -210,146 +287,147 @@ async def test_a_skipped_record_keeps_its_snapshot_and_alerts_and_is_warned_once
 
     with capture_logs() as logs:
         for body in ([bad, account("B")], [bad, account("B")], [bad, account("B")]):
-            clock.advance(30)
+            h.clock.advance(30)
             outcome = await h.poll(body)
             assert outcome.ok
-        clock.advance(30)
+        h.clock.advance(30)
         await h.poll([worse, account("B")])
 
-    skipped = warnings(logs, "record_skipped")
+    skipped = events(logs, "record_skipped")
     assert [(e["account"], e["field"]) for e in skipped] == [("A", "cash"), ("A", "cash")]
     assert "got string" in skipped[0]["problem"]
     assert "got boolean" in skipped[1]["problem"]
     assert (
         await sqlite_query(h.store, "SELECT * FROM accounts WHERE account_number='A'") == row_before
     )
-    assert await h.outbox() == [("low-cash", "firing", "ops", "A")]
     assert h.pipeline.firing == 1
 
-    clock.advance(30)
-    await h.poll([account("A", "1500.00"), account("B")])
-    assert (await h.outbox())[-1] == ("low-cash", "resolved", "ops", "A")
 
-
-async def test_a_skipped_record_is_not_deleted(h: Harness, clock: ManualClock) -> None:
-    """An account whose record is unusable is not taken for removed."""
-    await h.poll([account("A"), account("B")])
-    clock.advance(30)
-    outcome = await h.poll([{**account("A"), "daytrades_count": -1}, account("B")])
-    assert outcome.changed == 0
-    assert await sqlite_query(h.store, "SELECT account_number FROM accounts ORDER BY 1") == [
-        ("A",),
-        ("B",),
-    ]
-
-
-async def test_a_duplicate_record_does_not_hide_the_account(h: Harness, clock: ManualClock) -> None:
+async def test_a_duplicate_record_does_not_hide_the_account(h: Harness) -> None:
     """When an account number appears twice the first record wins, in memory and on disk
-    alike: rules see it, and a restarted pipeline finds the same snapshot."""
+    alike: the duplicate is warned about, and a restarted pipeline finds the same snapshot."""
     await h.poll([account("A", "500.00")])
-    clock.advance(30)
+    h.clock.advance(30)
     with capture_logs() as logs:
         await h.poll([account("A", "1500.00"), account("A", "100.00")])
-    assert [e["problem"] for e in warnings(logs, "record_skipped")] == [
+    assert [e["problem"] for e in events(logs, "record_skipped")] == [
         "record 1 (A): duplicate account_number; record skipped"
     ]
     assert (await h.outbox())[-1] == ("low-cash", "resolved", "ops", "A")
 
-    restarted = h.new_pipeline()
-    await restarted.load()
-    clock.advance(30)
-    h.fetcher.push([account("A", "1500.00")])
-    outcome = await restarted.poll()
+    await h.restart()
+    h.clock.advance(30)
+    outcome = await h.poll([account("A", "1500.00")])
     assert (outcome.changed, outcome.notifications) == (0, 0)
 
 
-async def test_an_unknown_enum_value_is_kept_and_warned_once(
-    h: Harness, clock: ManualClock
-) -> None:
-    """A margin_type we do not know is data, not an error: it is stored, alerted on as a
-    change, and warned about once however many accounts and polls carry it."""
+async def test_an_unknown_enum_value_is_stored_and_warned_once(h: Harness) -> None:
+    """A margin_type we do not know is data, not an error: it is stored, and warned about once
+    however many accounts and polls carry it."""
     await h.poll([account("A"), account("B")])
     with capture_logs() as logs:
         for _ in range(3):
-            clock.advance(30)
+            h.clock.advance(30)
             await h.poll(
                 [account("A", margin_type="portfolio"), account("B", margin_type="portfolio")]
             )
-    [warned] = warnings(logs, "unknown_value")
+    [warned] = events(logs, "unknown_value")
     assert (warned["field"], warned["problem"]) == (
         "margin_type",
         "margin_type: unknown value 'portfolio'",
     )
-    assert [r[:3] for r in await h.outbox()] == [("margin", "firing", "audit")] * 2
     assert await sqlite_query(
         h.store, "SELECT count(*) FROM accounts WHERE record LIKE '%portfolio%'"
     ) == [(2,)]
+
+
+async def test_an_expression_problem_is_logged_once_per_kind(tmp_path: Path, store: Store) -> None:
+    """An expression that cannot be evaluated on many accounts (``previous`` unguarded on the
+    first poll) is one ``rule_problem`` line naming how many accounts and one of them, not one
+    line per account, and not again at the next poll."""
+    rule = {"type": "expression", "name": "drop", "when": "previous.cash - cash > 1000.0"}
+    h = await started(make_config(tmp_path, [rule]), store)
+    accounts = [account(f"{n}@vision") for n in range(3)]
+    with capture_logs() as logs:
+        await h.poll(accounts)
+        h.clock.advance(30)
+        await h.poll([account(f"{n}@vision", "4000.00") for n in range(3)])
+    problems = [e for e in logs if e["event"] == "rule_problem"]
+    assert len(problems) == 1
+    assert problems[0]["rule"] == "drop"
+    assert problems[0]["accounts"] == 3
+    assert problems[0]["example"] == "0@vision"
+    assert "previous.cash" in problems[0]["problem"]
+
+
+async def test_rule_problems_past_the_remembered_are_suppressed_once(
+    tmp_path: Path, store: Store, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Each kind of rule problem is remembered to be logged once; past ``PROBLEMS_REMEMBERED``
+    kinds the others are not logged, and that is said once."""
+    monkeypatch.setattr(pipeline_module, "PROBLEMS_REMEMBERED", 1)
+    rules = [
+        {"type": "expression", "name": name, "when": "extra > 1", "fields": ["extra"]}
+        for name in ("one", "two", "three")
+    ]
+    h = await started(make_config(tmp_path, rules), store)
+    with capture_logs() as logs:
+        await h.poll([account("A")])
+        h.clock.advance(30)
+        await h.poll([account("A", "4000.00")])
+    assert [e["rule"] for e in events(logs, "rule_problem")] == ["one"]
+    assert len(events(logs, "rule_problems_suppressed")) == 1
 
 
 # --------------------------------------------------------------------------- failures
 
 
 async def test_a_failed_poll_never_raises_and_records_the_error(h: Harness) -> None:
-    """A FetchError or ParseError is an unsuccessful outcome, written to the store."""
-    outcome = await h.poll(FetchError("HTTP 500 (api_error: internal server error)", status=500))
-    assert (outcome.ok, outcome.error) == (False, "HTTP 500 (api_error: internal server error)")
-    outcome = await h.poll(b"<html>")
+    """A FetchError or ParseError is an unsuccessful outcome, written to the store and logged
+    as ``poll_failed`` with the failures so far; at ``down_after`` the store has the source
+    down."""
+    with capture_logs() as logs:
+        outcome = await h.poll(
+            FetchError("HTTP 500 (api_error: internal server error)", status=500)
+        )
+        assert (outcome.ok, outcome.error) == (False, "HTTP 500 (api_error: internal server error)")
+        outcome = await h.poll(b"<html>")
     assert not outcome.ok
     assert outcome.error is not None
     assert outcome.error.startswith("response is not JSON")
     assert await sqlite_query(h.store, "SELECT failures, polls, last_result FROM sources") == [
         (2, 2, "failed")
     ]
-    assert (await h.store.load_source(SOURCE)).accounts is None
+    stored = await h.store.load_source(SOURCE)
+    assert stored.accounts is None
+    assert stored.health.down is not None
 
-
-async def test_source_down_fires_after_down_after_failures_and_resolves_on_success(
-    h: Harness, clock: ManualClock
-) -> None:
-    """``down_after`` failed polls in a row fire source_down to every sink, once; the next
-    successful poll resolves it with the same fingerprint."""
-    await h.poll([account("A")])
-    for _ in range(4):
-        clock.advance(30)
-        await h.poll(ParseError("response is not a JSON array of accounts (got object)"))
-    clock.advance(30)
-    await h.poll([account("A")])
-
-    assert await h.outbox() == [
-        ("source_down", "firing", "ops", ""),
-        ("source_down", "firing", "audit", ""),
-        ("source_down", "resolved", "ops", ""),
-        ("source_down", "resolved", "audit", ""),
+    assert [(e["failures"], e["retry_after"]) for e in events(logs, "poll_failed")] == [
+        (1, None),
+        (2, None),
     ]
-    rows = await sqlite_query(
-        h.store, "SELECT DISTINCT json_extract(payload, '$.fingerprint') FROM outbox"
-    )
-    assert len(rows) == 1
-    assert h.pipeline.firing == 0
-    assert (await h.store.load_source(SOURCE)).health.down is None
+    assert [a.rule for a in h.pipeline.firing_alerts()] == ["source_down"]
+    assert outcome.notifications == 1
+    assert h.queued == 1
 
 
-async def test_a_failure_before_any_success_can_still_mark_the_source_down(
-    h: Harness, clock: ManualClock
-) -> None:
-    """source_down does not need a baseline: a source that never answered is down too."""
-    for _ in range(2):
-        await h.poll(FetchError("cannot connect to 127.0.0.1:9: Connection refused"))
-        clock.advance(30)
-    assert [r[:2] for r in await h.outbox()] == [("source_down", "firing")] * 2
-
-
-async def test_retry_after_defers_scheduled_polls(h: Harness, clock: ManualClock) -> None:
+async def test_retry_after_defers_scheduled_polls(h: Harness) -> None:
     """After a 429 with Retry-After, job() skips polls until that time has passed."""
     h.fetcher.push(FetchError("HTTP 429", status=429, retry_after=90), [account("A")])
-    await h.pipeline.job()
+    with capture_logs() as logs:
+        await h.pipeline.job()
+        assert h.fetcher.calls == 1
+        h.clock.advance(30)
+        await h.pipeline.job()
+        h.clock.advance(30)
+        await h.pipeline.job()
     assert h.fetcher.calls == 1
-    clock.advance(30)
-    await h.pipeline.job()
-    clock.advance(30)
-    await h.pipeline.job()
-    assert h.fetcher.calls == 1
-    clock.advance(30)
+    [failed] = events(logs, "poll_failed")
+    assert failed["retry_after"] == 90
+    until = (EPOCH + timedelta(seconds=90)).isoformat()
+    assert [e["until"] for e in events(logs, "poll_deferred", "info")] == [until, until]
+
+    h.clock.advance(30)
     await h.pipeline.job()
     assert h.fetcher.calls == 2
     assert h.pipeline.last is not None
@@ -368,23 +446,18 @@ async def test_job_logs_an_unexpected_error_and_returns(h: Harness) -> None:
 # --------------------------------------------------------------------------- restarts
 
 
-async def test_a_restarted_pipeline_does_not_refire_a_firing_alert(
-    h: Harness, clock: ManualClock
-) -> None:
+async def test_a_restarted_pipeline_does_not_refire_a_firing_alert(h: Harness) -> None:
     """A new pipeline on the same store picks up the baseline and the firing alerts: the same
     accounts queue nothing, and the alert resolves with its original fingerprint."""
     await h.poll([account("A", "500.00")])
-    restarted = h.new_pipeline()
-    await restarted.load()
-    assert restarted.firing == 1
+    await h.restart()
+    assert h.pipeline.firing == 1
 
-    clock.advance(30)
-    h.fetcher.push([account("A", "500.00")])
-    outcome = await restarted.poll()
+    h.clock.advance(30)
+    outcome = await h.poll([account("A", "500.00")])
     assert outcome.notifications == 0
-    clock.advance(30)
-    h.fetcher.push([account("A", "2000.00")])
-    await restarted.poll()
+    h.clock.advance(30)
+    await h.poll([account("A", "2000.00")])
 
     assert await h.outbox() == [
         ("low-cash", "firing", "ops", "A"),
@@ -396,12 +469,11 @@ async def test_a_restarted_pipeline_does_not_refire_a_firing_alert(
     assert len(rows) == 1
 
 
-async def test_replaying_a_poll_yields_the_same_notification_ids(
-    tmp_path: Path, clock: ManualClock
-) -> None:
+async def test_replaying_a_poll_yields_the_same_notification_ids(tmp_path: Path) -> None:
     """A poll replayed from the same state (a crash before its commit) at the same time queues
     notifications with the same ids, so receivers can deduplicate."""
     config = make_config(tmp_path)
+    clock = ManualClock()
     crashed_path = tmp_path / "before-commit.db"
     change = [account("A", "500.00", margin_type="daytrader", restriction="restricted")]
 
@@ -426,24 +498,128 @@ async def test_replaying_a_poll_yields_the_same_notification_ids(
     assert ids[0] == ids[1]
 
 
-def test_notification_ids_are_stable_and_distinct() -> None:
-    """The id depends on the alert's fingerprint, status and time, nothing else."""
-    alert = Alert(
-        status=Status.FIRING,
-        fingerprint="fp",
-        rule="r",
-        type="threshold",
-        severity=Severity.WARNING,
-        account_number="A",
-        field="cash",
-        previous=None,
-        current=Decimal(1),
-        summary="s",
-        observed_at=ManualClock()(),
-    )
-    same = notification_id(alert)
-    assert same == notification_id(alert)
-    assert len(same) == 32
-    assert notification_id(replace(alert, status=Status.RESOLVED)) != same
-    assert notification_id(replace(alert, fingerprint="other")) != same
-    assert notification_id(replace(alert, summary="different words")) == same
+async def test_a_pending_alert_survives_a_restart(tmp_path: Path, store: Store) -> None:
+    """``for = "2m"``: the first poll records a pending alert; after a restart and two more
+    minutes, a poll of the same (unchanged) record fires it exactly once."""
+    h = await started(make_config(tmp_path, [{**LOW_CASH, "for": "2m"}]), store)
+    await h.poll([account("A1", "500.00")])
+    assert await h.alerts() == [("low-cash", "A1", "pending", None)]
+    assert await h.outbox() == []
+
+    await h.restart()
+    assert [(a.rule, a.account_number) for a in h.pipeline.pending_alerts()] == [("low-cash", "A1")]
+    h.clock.advance(timedelta(minutes=1))
+    await h.poll()
+    assert await h.outbox() == []
+    h.clock.advance(timedelta(minutes=1))
+    await h.poll()
+    assert [(r, s, sink) for r, s, sink, _ in await h.outbox()] == [("low-cash", "firing", "ops")]
+    [(_, _, state, _)] = await h.alerts()
+    assert state == "firing"
+    assert h.pipeline.pending_alerts() == []
+
+    h.clock.advance(timedelta(minutes=1))
+    await h.poll()
+    assert len(await h.outbox()) == 1
+
+
+async def test_repeat_survives_a_restart(tmp_path: Path, store: Store) -> None:
+    """``repeat = "1h"``: the time of the last firing notification is stored, so a restart
+    half an hour after a repeat does not notify again before the next hour is up."""
+    h = await started(make_config(tmp_path, [{**LOW_CASH, "repeat": "1h"}]), store)
+    await h.poll([account("A1", "500.00")])
+    h.clock.advance(timedelta(hours=1))
+    await h.poll()
+    assert [s for _, s, _, _ in await h.outbox()] == ["firing", "firing"]
+    [(_, _, _, notified)] = await h.alerts()
+    assert notified == h.clock().isoformat()
+
+    await h.restart()
+    h.clock.advance(timedelta(minutes=30))
+    await h.poll()
+    assert len(await h.outbox()) == 2
+    h.clock.advance(timedelta(minutes=30))
+    await h.poll()
+    assert [s for _, s, _, _ in await h.outbox()] == ["firing"] * 3
+
+
+async def test_the_history_of_a_windowed_delta_survives_a_restart(
+    tmp_path: Path, store: Store
+) -> None:
+    """The values seen inside the window are stored: after a restart a fall that began before
+    it still counts."""
+    h = await started(make_config(tmp_path, [FALL]), store)
+    await h.poll([account("A1", "5000.00")])
+    h.clock.advance(timedelta(minutes=10))
+    await h.poll([account("A1", "4500.00")])
+    assert [(n, f, v) for n, f, _, v in await h.history()] == [
+        ("A1", "cash", "5000.00"),
+        ("A1", "cash", "4500.00"),
+    ]
+    assert await h.outbox() == []
+
+    await h.restart()
+    h.clock.advance(timedelta(minutes=10))
+    await h.poll([account("A1", "3900.00")])
+
+    [(rule, status, _, summary)] = await h.summaries()
+    assert (rule, status) == ("cash-fall", "firing")
+    assert "from 5000.00 to 3900.00" in summary
+
+
+async def test_the_pruned_history_is_what_a_restart_loads(tmp_path: Path, store: Store) -> None:
+    """The values the window left behind are deleted from the store, the base it is measured
+    from is kept, and that is what a restarted pipeline works from."""
+    h = await started(make_config(tmp_path, [FALL]), store)
+    await h.poll([account("A1", "5000.00")])
+    h.clock.advance(timedelta(minutes=10))
+    await h.poll([account("A1", "4500.00")])
+    h.clock.advance(timedelta(minutes=10))
+    await h.poll([account("A1", "3900.00")])
+    assert len(await h.history()) == 3
+
+    h.clock.advance(timedelta(minutes=50))  # the window starts at the 4500.00
+    await h.poll()
+
+    t10 = (EPOCH + timedelta(minutes=10)).isoformat()
+    t20 = (EPOCH + timedelta(minutes=20)).isoformat()
+    assert await h.history() == [("A1", "cash", t10, "4500.00"), ("A1", "cash", t20, "3900.00")]
+
+    await h.restart()
+    assert h.pipeline.state.history == {
+        ("A1", "cash"): (
+            (EPOCH + timedelta(minutes=10), Decimal("4500.00")),
+            (EPOCH + timedelta(minutes=20), Decimal("3900.00")),
+        )
+    }
+
+
+# --------------------------------------------------------------------------- reload
+
+
+async def test_a_reload_between_polls_ends_a_removed_rules_alerts_at_the_next_poll(
+    tmp_path: Path, store: Store
+) -> None:
+    """``reconfigure`` says which rules' alerts will end and writes nothing; the next poll
+    commits their resolved notifications (to the old rule's sinks that still exist) and
+    deletes their rows."""
+    h = await started(make_config(tmp_path, [{**LOW_CASH, "sinks": ["ops", "audit"]}]), store)
+    await h.poll([account("A1", "500.00")])
+    assert len(await h.outbox()) == 2
+
+    removed = await h.reload(make_config(tmp_path, [], sinks=[{"type": "log", "name": "ops"}]))
+    assert removed == ["low-cash"]
+    assert len(await h.outbox()) == 2  # nothing before the next poll
+    assert [(r, n, s) for r, n, s, _ in await h.alerts()] == [("low-cash", "A1", "firing")]
+    h.clock.advance(timedelta(minutes=1))
+    await h.poll()
+
+    assert (await h.summaries())[2:] == [
+        (
+            "low-cash",
+            "resolved",
+            "ops",
+            "A1: rule low-cash was removed from the configuration",
+        )
+    ]
+    assert await h.alerts() == []
