@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import importlib
 from collections.abc import Mapping, Sequence
-from typing import Any, Protocol
+from typing import Protocol
 
 import aiohttp
 
@@ -22,13 +22,15 @@ from monitor.sinks.base import Sink
 class SinkFactory(Protocol):
     """Builds a sink from its config model; may raise ``ConfigError`` (unresolvable secret)."""
 
-    def __call__(self, config: Any, *, index: int, session: aiohttp.ClientSession) -> Sink: ...
+    def __call__(
+        self, config: SinkConfig, *, index: int, session: aiohttp.ClientSession
+    ) -> Sink: ...
 
 
 def _factory(module: str) -> SinkFactory:
     """``monitor.sinks.<module>.create``, imported on first use."""
 
-    def create(config: Any, *, index: int, session: aiohttp.ClientSession) -> Sink:
+    def create(config: SinkConfig, *, index: int, session: aiohttp.ClientSession) -> Sink:
         made: SinkFactory = importlib.import_module(f"monitor.sinks.{module}").create
         return made(config, index=index, session=session)
 
