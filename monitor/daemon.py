@@ -18,7 +18,7 @@ import functools
 import signal
 import time
 from collections.abc import AsyncIterator
-from datetime import UTC, timedelta
+from datetime import UTC, datetime, timedelta
 from enum import IntEnum
 from pathlib import Path
 from typing import Any
@@ -34,7 +34,7 @@ from monitor.health import HealthServer, Readiness
 from monitor.logs import configure as configure_logging
 from monitor.metrics import Metrics
 from monitor.mutes import window_at
-from monitor.observe import readiness, status_line
+from monitor.observe import missed_by_source, readiness, status_line
 from monitor.pipeline import PollOutcome, SourcePipeline
 from monitor.runtime import Runtime, make_pipeline, open_runtime, token_provider, utcnow
 from monitor.schedule import make_trigger
@@ -92,6 +92,8 @@ class Daemon:
         self._rt: Runtime | None = None
         self._scheduler: AsyncIOScheduler | None = None
         self._triggers: dict[str, Any] = {}
+        #: When each source's poll job was added: missed polls count from there until a success.
+        self._scheduled_at: dict[str, datetime] = {}
         self._in_flight: set[asyncio.Task[None]] = set()
         self._stop = asyncio.Event()
         self._summary: asyncio.TimerHandle | None = None
@@ -150,6 +152,7 @@ class Daemon:
         if not first and self._scheduler.get_job(job_id) is not None:
             self._scheduler.reschedule_job(job_id, trigger=trigger)
             return
+        self._scheduled_at[spec.name] = utcnow()
         self._scheduler.add_job(
             self._poll_job,
             trigger,
@@ -306,6 +309,19 @@ class Daemon:
                 ((m.name, window_at(m, now) is not None) for m in self.config.mute),
                 held=await store.held_count(),
             )
+            self.metrics.set_schedule(
+                missed_by_source(self._rt.pipelines, self._triggers, self._scheduled_at, now),
+                self._next_polls(),
+            )
+
+    def _next_polls(self) -> dict[str, float]:
+        """Unix time of each source's next scheduled poll (none while the scheduler stops)."""
+        jobs = self._scheduler.get_jobs() if self._scheduler is not None else []
+        return {
+            job.id.removeprefix("poll:"): job.next_run_time.timestamp()
+            for job in jobs
+            if job.id.startswith("poll:") and job.next_run_time is not None
+        }
 
     async def _start_health(self, config: Config) -> None:
         address = config.http.address
@@ -385,6 +401,7 @@ class Daemon:
                 self._scheduler.remove_job(f"poll:{name}")
             del rt.pipelines[name]
             self._triggers.pop(name, None)
+            self._scheduled_at.pop(name, None)
         for name, spec in specs.items():
             pipeline = rt.pipelines.get(name)
             if pipeline is None:

@@ -23,6 +23,8 @@ from monitor import __version__
 
 CONTENT_TYPE = CONTENT_TYPE_LATEST
 NOTIFICATION_RESULTS = ("delivered", "retry", "failed", "expired")
+#: ``balance_monitor_missed_polls`` counts up to this many (a stall of days costs no more).
+MISSED_POLLS_LIMIT = 100
 
 
 class Metrics:
@@ -90,6 +92,19 @@ class Metrics:
             ["source"],
             registry=r,
         )
+        self.missed_polls = Gauge(
+            "balance_monitor_missed_polls",
+            "Scheduled polls of a source since its last successful poll (since it was first "
+            f"scheduled if none yet), counted up to {MISSED_POLLS_LIMIT}.",
+            ["source"],
+            registry=r,
+        )
+        self.next_poll = Gauge(
+            "balance_monitor_next_poll_timestamp_seconds",
+            "Unix time of the next scheduled poll of a source.",
+            ["source"],
+            registry=r,
+        )
         self.build = Info("balance_monitor_build", "Version of balance-monitor.", registry=r)
         self.build.info({"version": __version__})
         #: The label sets each labelled gauge has had, so that absent ones are set to 0.
@@ -140,5 +155,19 @@ class Metrics:
             for result in NOTIFICATION_RESULTS:
                 self.notifications.labels(sink=sink, result=result)
 
+    def set_schedule(self, missed: Mapping[str, int], next_polls: Mapping[str, float]) -> None:
+        """Each source's missed polls and next poll (Unix time); sources absent from a mapping
+        lose their series (removed by a reload, or not scheduled)."""
+        _replace(self.missed_polls, missed)
+        _replace(self.next_poll, next_polls)
+
     def render(self) -> bytes:
         return generate_latest(self.registry)
+
+
+def _replace(gauge: Gauge, values: Mapping[str, float]) -> None:
+    """Set a gauge labelled by source to exactly ``values`` (synchronous: no scrape sees it
+    half done)."""
+    gauge.clear()
+    for source, value in values.items():
+        gauge.labels(source=source).set(value)

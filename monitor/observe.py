@@ -1,4 +1,9 @@
-"""What the daemon tells the outside about its sources: systemd's status line and ``/readyz``."""
+"""What the daemon tells the outside about its sources: systemd's status line, ``/readyz``
+and the schedule gauges of ``/metrics`` (missed polls, next poll).
+
+Lateness is counted in scheduled polls, never in seconds: a source polled every 10 minutes off
+hours, or not at all during a cron line's quiet night, is not late for waiting.
+"""
 
 from __future__ import annotations
 
@@ -7,6 +12,7 @@ from datetime import datetime
 from typing import Any
 
 from monitor.health import Readiness
+from monitor.metrics import MISSED_POLLS_LIMIT
 from monitor.pipeline import SourcePipeline
 from monitor.schedule import missed_polls
 
@@ -62,3 +68,27 @@ def readiness(
                 why += f" (last error: {last.error})"
             reasons.append(why)
     return Readiness(not reasons, reasons, {"sources": sources})
+
+
+def missed_since_success(
+    trigger: Any, last_success: datetime | None, scheduled_at: datetime, now: datetime
+) -> int:
+    """``balance_monitor_missed_polls`` of one source: the polls ``trigger`` scheduled after its
+    last successful poll (after ``scheduled_at``, when it was first scheduled, if it never
+    succeeded), up to ``now``, counted up to :data:`MISSED_POLLS_LIMIT`."""
+    since = last_success if last_success is not None else scheduled_at
+    return missed_polls(trigger, since, now, MISSED_POLLS_LIMIT)
+
+
+def missed_by_source(
+    pipelines: Mapping[str, SourcePipeline],
+    triggers: Mapping[str, Any],
+    scheduled_at: Mapping[str, datetime],
+    now: datetime,
+) -> dict[str, int]:
+    """:func:`missed_since_success` of every scheduled source."""
+    return {
+        name: missed_since_success(trigger, pipeline.last_success, scheduled_at[name], now)
+        for name, pipeline in pipelines.items()
+        if (trigger := triggers.get(name)) is not None and name in scheduled_at
+    }
