@@ -109,6 +109,7 @@ class Daemon:
         async with open_runtime(self.config, self.metrics) as rt:
             self._rt = rt
             self.metrics.declare_sinks(rt.sinks)
+            self.metrics.declare_sources(rt.pipelines)
             self._update_firing(rt)  # the state on disk, before the first poll
             await self._start_health(self.config)  # before anything runs that must be stopped
             await rt.delivery.start()
@@ -427,6 +428,7 @@ class Daemon:
             if new.schedule != old.schedule or spec.interval != _interval_of(old, name):
                 self._schedule(spec, pipeline, first=False)
         self.metrics.declare_sinks(sinks)
+        self.metrics.declare_sources(rt.pipelines)
         self._update_firing(rt)
         await rt.delivery.start()
         if new.http != old.http:

@@ -79,7 +79,9 @@ class Delivery:
         self.store = store
         #: Seconds each grouping sink waits to collect notifications into one message.
         self.windows = {k: v for k, v in (windows or {}).items() if v > 0}
-        #: Told (sink, result) after each attempt: delivered, retry, failed or expired.
+        #: Told (sink, result) after each attempt at one notification (delivered, retry or
+        #: failed) and when one expires (expired): every notification ends in exactly one of
+        #: delivered, failed and expired (a grouped message is one attempt at each of its rows).
         self.on_result = on_result
         self.sinks = dict(sinks)
         self.config = config

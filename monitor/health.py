@@ -1,5 +1,9 @@
 """``[http] listen``: /metrics, /healthz and /readyz, served on the daemon's own event loop.
 
+``/metrics`` is prometheus-client's own aiohttp exposition: it answers the format the scraper's
+``Accept`` asks for (OpenMetrics, or the classic text format) and compresses when its
+``Accept-Encoding`` allows (Prometheus sends ``gzip``).
+
 ``/healthz`` answers 200 while the process and its loop are alive (a wedged loop cannot answer).
 ``/readyz`` answers 200 when every source's last successful poll is younger than three poll
 intervals, else 503 with a JSON body that says which source is stale and why.
@@ -12,9 +16,10 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from aiohttp import web
+from prometheus_client.aiohttp import make_aiohttp_handler
 
 from monitor import __version__, encoding
-from monitor.metrics import CONTENT_TYPE, Metrics
+from monitor.metrics import Metrics
 from monitor.serving import serve_app
 
 
@@ -39,6 +44,7 @@ class HealthServer:
         self.metrics = metrics
         self.readiness = readiness
         self.refresh = refresh  # brings gauges read from the store up to date before a scrape
+        self._expose = make_aiohttp_handler(metrics.registry)
         self._runner: web.AppRunner | None = None
         self.url: str | None = None
 
@@ -58,12 +64,10 @@ class HealthServer:
             await self._runner.cleanup()
             self._runner = None
 
-    async def _metrics(self, request: web.Request) -> web.Response:
+    async def _metrics(self, request: web.Request) -> web.StreamResponse:
         if self.refresh is not None:
             await self.refresh()
-        response = web.Response(body=self.metrics.render())
-        response.headers["Content-Type"] = CONTENT_TYPE
-        return response
+        return await self._expose(request)
 
     async def _healthz(self, request: web.Request) -> web.Response:
         return _json({"status": "ok", "version": __version__}, 200)

@@ -1,7 +1,12 @@
 """Prometheus metrics of the monitor itself, in a registry of its own (never the global one).
 
 Names follow the Prometheus conventions: ``balance_monitor_`` prefix, base units, ``_total``
-for counters, ``_seconds`` for durations and timestamps.
+for counters, ``_seconds`` for durations and timestamps. The registry also holds the client
+library's process collector (``process_*``: CPU, memory, file descriptors, start time).
+
+Delivery is counted twice over: ``notifications_total`` once per notification and sink, at its
+end (delivered, failed, expired), and ``notification_attempts_total`` once per attempt to send
+it (delivered, retry, failed).
 """
 
 from __future__ import annotations
@@ -15,14 +20,17 @@ from prometheus_client import (
     Gauge,
     Histogram,
     Info,
+    ProcessCollector,
     generate_latest,
 )
-from prometheus_client.exposition import CONTENT_TYPE_LATEST
 
 from monitor import __version__
 
-CONTENT_TYPE = CONTENT_TYPE_LATEST
-NOTIFICATION_RESULTS = ("delivered", "retry", "failed", "expired")
+#: How a notification ended at a sink: ``balance_monitor_notifications_total{result}``.
+NOTIFICATION_RESULTS = ("delivered", "failed", "expired")
+#: How one attempt to send it ended: ``balance_monitor_notification_attempts_total{result}``.
+ATTEMPT_RESULTS = ("delivered", "retry", "failed")
+POLL_RESULTS = ("ok", "failed")
 #: ``balance_monitor_missed_polls`` counts up to this many (a stall of days costs no more).
 MISSED_POLLS_LIMIT = 100
 
@@ -77,7 +85,13 @@ class Metrics:
         )
         self.notifications = Counter(
             "balance_monitor_notifications",
-            "Delivery attempts by sink and result (delivered, retry, failed, expired).",
+            "Notifications by sink and how they ended (delivered, failed, expired), each once.",
+            ["sink", "result"],
+            registry=r,
+        )
+        self.attempts = Counter(
+            "balance_monitor_notification_attempts",
+            "Attempts to send a notification, by sink and result (delivered, retry, failed).",
             ["sink", "result"],
             registry=r,
         )
@@ -105,6 +119,7 @@ class Metrics:
             ["source"],
             registry=r,
         )
+        ProcessCollector(registry=r)
         self.build = Info("balance_monitor_build", "Version of balance-monitor.", registry=r)
         self.build.info({"version": __version__})
         #: The label sets each labelled gauge has had, so that absent ones are set to 0.
@@ -147,13 +162,29 @@ class Metrics:
         seen |= set(counts)
 
     def notification(self, sink: str, result: str) -> None:
-        self.notifications.labels(sink=sink, result=result).inc()
+        """One delivery event of one notification: an attempt's result (delivered, retry,
+        failed) or its expiry. A delivered or failed attempt also ends the notification."""
+        if result not in ATTEMPT_RESULTS and result not in NOTIFICATION_RESULTS:
+            raise ValueError(f"unknown delivery result {result!r}")
+        if result in ATTEMPT_RESULTS:
+            self.attempts.labels(sink=sink, result=result).inc()
+        if result in NOTIFICATION_RESULTS:
+            self.notifications.labels(sink=sink, result=result).inc()
 
     def declare_sinks(self, sinks: Iterable[str]) -> None:
         """Create every (sink, result) series at 0 so rates work from the first scrape."""
         for sink in sinks:
             for result in NOTIFICATION_RESULTS:
                 self.notifications.labels(sink=sink, result=result)
+            for result in ATTEMPT_RESULTS:
+                self.attempts.labels(sink=sink, result=result)
+
+    def declare_sources(self, sources: Iterable[str]) -> None:
+        """Create every (source, result) poll series at 0: ``rate(...{result="failed"})`` is 0,
+        not absent, before the first failure."""
+        for source in sources:
+            for result in POLL_RESULTS:
+                self.polls.labels(source=source, result=result)
 
     def set_schedule(self, missed: Mapping[str, int], next_polls: Mapping[str, float]) -> None:
         """Each source's missed polls and next poll (Unix time); sources absent from a mapping
@@ -162,6 +193,7 @@ class Metrics:
         _replace(self.next_poll, next_polls)
 
     def render(self) -> bytes:
+        """The Prometheus text format (``/metrics`` negotiates; this is for tests and tools)."""
         return generate_latest(self.registry)
 
 

@@ -1,24 +1,35 @@
-"""The metrics' meaning: how many scheduled polls a source missed. The exposition over HTTP is
-in ``test_observability.py`` (in-process) and ``test_service.py`` (a real daemon).
+"""The metrics' meaning: what counts as a notification and what as an attempt, which series
+exist before anything happened, how many scheduled polls a source missed, and the process
+collector. The exposition over HTTP is in ``test_observability.py`` (in-process) and
+``test_service.py`` (a real daemon).
 
-The schedule uses the real triggers of ``monitor.schedule``.
+Delivery runs on a real SQLite store with a :class:`~monitor.testing.RecordingSink`; the
+schedule uses the real triggers of ``monitor.schedule``.
 """
 
 from __future__ import annotations
 
 from bisect import bisect_right
+from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
+from decimal import Decimal
+from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo
 
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from store_helpers import queue_notification
 
-from monitor.config import ScheduleConfig
-from monitor.metrics import MISSED_POLLS_LIMIT, Metrics
+from monitor.config import DeliveryConfig, ScheduleConfig
+from monitor.delivery import Delivery
+from monitor.metrics import ATTEMPT_RESULTS, MISSED_POLLS_LIMIT, NOTIFICATION_RESULTS, Metrics
+from monitor.models import Alert, Notification, Severity, Status
 from monitor.observe import missed_since_success
 from monitor.schedule import make_trigger
+from monitor.store import Store, open_store
+from monitor.testing import EPOCH, ManualTime, RecordingSink
 
 ET = ZoneInfo("America/New_York")
 
@@ -26,6 +37,157 @@ ET = ZoneInfo("America/New_York")
 def sample(metrics: Metrics, name: str, **labels: str) -> float | None:
     """The value of ``balance_monitor_<name>{labels}``, None if the series does not exist."""
     return metrics.registry.get_sample_value(f"balance_monitor_{name}", labels)
+
+
+# --------------------------------------------------------------------------- start-up series
+
+
+def test_declare_sources_creates_ok_and_failed_polls_at_zero() -> None:
+    """Every declared source has ``polls_total{result="failed"}`` (and ``ok``) at 0 before its
+    first poll, so ``rate(...{result="failed"}[5m])`` exists before the first failure."""
+    metrics = Metrics()
+    assert sample(metrics, "polls_total", source="fund", result="failed") is None
+    metrics.declare_sources(["default", "fund"])
+    for source in ("default", "fund"):
+        assert sample(metrics, "polls_total", source=source, result="failed") == 0
+        assert sample(metrics, "polls_total", source=source, result="ok") == 0
+
+
+def test_declare_sinks_creates_notification_and_attempt_series_at_zero() -> None:
+    """Each declared sink has every notification outcome and every attempt result at 0; a
+    notification has no ``retry`` outcome (a retry is an attempt, not an end)."""
+    metrics = Metrics()
+    metrics.declare_sinks(["hook"])
+    for result in NOTIFICATION_RESULTS:
+        assert sample(metrics, "notifications_total", sink="hook", result=result) == 0
+    for result in ATTEMPT_RESULTS:
+        assert sample(metrics, "notification_attempts_total", sink="hook", result=result) == 0
+    assert sample(metrics, "notifications_total", sink="hook", result="retry") is None
+    assert "retry" not in NOTIFICATION_RESULTS
+    assert "expired" not in ATTEMPT_RESULTS
+
+
+# --------------------------------------------------------------------------- notifications
+
+
+@pytest.mark.parametrize(
+    ("events", "notifications", "attempts"),
+    [
+        pytest.param(["delivered"], {"delivered": 1}, {"delivered": 1}, id="first-try"),
+        pytest.param(
+            ["retry", "retry", "delivered"],
+            {"delivered": 1},
+            {"retry": 2, "delivered": 1},
+            id="retried-then-delivered",
+        ),
+        pytest.param(["retry", "failed"], {"failed": 1}, {"retry": 1, "failed": 1}, id="4xx"),
+        pytest.param(["retry", "retry", "expired"], {"expired": 1}, {"retry": 2}, id="expired"),
+        pytest.param(["retry"], {}, {"retry": 1}, id="still-pending"),
+    ],
+)
+def test_a_notification_counts_once_at_its_outcome_and_each_attempt_apart(
+    events: list[str], notifications: dict[str, int], attempts: dict[str, int]
+) -> None:
+    """``notifications_total`` counts each notification once, at its end (delivered, failed,
+    expired); ``notification_attempts_total`` counts every attempt (delivered, retry, failed).
+    An expiry is no attempt; a retry is no end."""
+    metrics = Metrics()
+    metrics.declare_sinks(["hook"])
+    for event in events:
+        metrics.notification("hook", event)
+    for result in NOTIFICATION_RESULTS:
+        got = sample(metrics, "notifications_total", sink="hook", result=result)
+        assert got == notifications.get(result, 0), result
+    for result in ATTEMPT_RESULTS:
+        got = sample(metrics, "notification_attempts_total", sink="hook", result=result)
+        assert got == attempts.get(result, 0), result
+
+
+def test_an_unknown_result_is_refused() -> None:
+    """A result that is neither an attempt's nor an outcome is a programming error, not a
+    silently dropped count."""
+    with pytest.raises(ValueError, match="'lost'"):
+        Metrics().notification("hook", "lost")
+
+
+def notification(nid: str) -> Notification:
+    alert = Alert(
+        status=Status.FIRING,
+        fingerprint=f"fp-{nid}",
+        rule="low-cash",
+        type="threshold",
+        severity=Severity.WARNING,
+        account_number="A1",
+        field="cash",
+        previous=Decimal("1500.00"),
+        current=Decimal("512.25"),
+        summary="A1: cash fell to 512.25 (< 1000)",
+        observed_at=EPOCH,
+        snapshot=None,
+    )
+    return Notification(nid, alert)
+
+
+@pytest.fixture
+async def store(tmp_path: Path) -> AsyncIterator[Store]:
+    opened = await open_store(tmp_path / "state.db")
+    try:
+        yield opened
+    finally:
+        await opened.close()
+
+
+def delivery(store: Store, sink: RecordingSink, clock: ManualTime, metrics: Metrics) -> Delivery:
+    config = DeliveryConfig.model_validate(
+        {"max_age": "1h", "initial_backoff": "2s", "max_backoff": "5m"}
+    )
+    return Delivery(
+        store,
+        {sink.name: sink},
+        config,
+        clock=clock,
+        rand=lambda: 1.0,
+        on_result=metrics.notification,
+    )
+
+
+async def test_a_notification_retried_until_delivered_is_one_notification_and_three_attempts(
+    store: Store,
+) -> None:
+    """Two 503s and then a 2xx: one notification delivered, three attempts (two retried)."""
+    clock, metrics, sink = ManualTime(EPOCH), Metrics(), RecordingSink("hook")
+    metrics.declare_sinks([sink.name])
+    sink.fail_next(2, retryable=True, status=503)
+    await queue_notification(store, "default", notification("n1"), ["hook"], EPOCH)
+    worker = delivery(store, sink, clock, metrics)
+    for _ in range(3):
+        await worker.drain(clock() + 1)
+        clock.advance(60)
+
+    assert sink.ids == ["n1"]
+    assert len(sink.attempts) == 3
+    assert sample(metrics, "notifications_total", sink="hook", result="delivered") == 1
+    assert sample(metrics, "notification_attempts_total", sink="hook", result="retry") == 2
+    assert sample(metrics, "notification_attempts_total", sink="hook", result="delivered") == 1
+
+
+async def test_an_expired_notification_counts_as_one_notification_and_no_attempt(
+    store: Store,
+) -> None:
+    """A notification retried past ``max_age`` ends ``expired``: one notification, and only
+    the attempts that were made."""
+    clock, metrics, sink = ManualTime(EPOCH), Metrics(), RecordingSink("hook")
+    sink.fail_next(-1, retryable=True, status=503)
+    await queue_notification(store, "default", notification("n1"), ["hook"], EPOCH)
+    worker = delivery(store, sink, clock, metrics)
+    await worker.drain(clock() + 1)
+    clock.advance(timedelta(hours=2))
+    await worker.drain(clock() + 1)
+
+    assert len(sink.attempts) == 1
+    assert sample(metrics, "notifications_total", sink="hook", result="expired") == 1
+    assert sample(metrics, "notification_attempts_total", sink="hook", result="retry") == 1
+    assert sample(metrics, "notifications_total", sink="hook", result="delivered") is None
 
 
 # --------------------------------------------------------------------------- missed polls
@@ -127,3 +289,16 @@ def test_set_schedule_exports_missed_and_next_polls_and_drops_removed_sources() 
     assert sample(metrics, "next_poll_timestamp_seconds", source="default") == 1030.0
     assert sample(metrics, "missed_polls", source="fund") is None
     assert sample(metrics, "next_poll_timestamp_seconds", source="fund") is None
+
+
+# --------------------------------------------------------------------------- process
+
+
+def test_process_metrics_are_in_our_own_registry() -> None:
+    """The process collector (CPU, memory, file descriptors, start time) reports into the
+    monitor's registry, and two instances still never collide."""
+    first, second = Metrics(), Metrics()
+    for metrics in (first, second):
+        assert metrics.registry.get_sample_value("process_resident_memory_bytes", {})
+        assert metrics.registry.get_sample_value("process_start_time_seconds", {})
+        assert metrics.registry.get_sample_value("process_open_fds", {})

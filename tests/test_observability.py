@@ -8,6 +8,7 @@ is served on 127.0.0.1 and fetched with aiohttp.
 from __future__ import annotations
 
 import asyncio
+import gzip
 import itertools
 import os
 import shutil
@@ -19,6 +20,7 @@ from pathlib import Path
 
 import aiohttp
 import pytest
+from prometheus_client.exposition import CONTENT_TYPE_PLAIN_0_0_4
 from prometheus_client.parser import text_string_to_metric_families
 from structlog.testing import capture_logs
 
@@ -26,7 +28,7 @@ from monitor import __version__
 from monitor.config import parse_listen
 from monitor.encoding import loads
 from monitor.health import HealthServer, Readiness
-from monitor.metrics import CONTENT_TYPE, NOTIFICATION_RESULTS, Metrics
+from monitor.metrics import Metrics
 from monitor.sdnotify import Notifier
 
 # --------------------------------------------------------------------------- metrics
@@ -73,19 +75,6 @@ def test_set_mutes_exports_open_windows_and_held_notifications() -> None:
     metrics.set_mutes([("night", False)], held=0)
     assert sample(metrics, "mute_active", mute="weekend") == 0  # removed by a reload
     assert sample(metrics, "notifications_held") == 0
-
-
-def test_declare_sinks_creates_every_result_series_at_zero() -> None:
-    """Declared sinks export delivered/retry/failed/expired at 0 before any delivery."""
-    metrics = Metrics()
-    assert sample(metrics, "notifications_total", sink="hook", result="retry") is None
-    metrics.declare_sinks(["hook", "slack"])
-    for sink in ("hook", "slack"):
-        for result in NOTIFICATION_RESULTS:
-            value = sample(metrics, "notifications_total", sink=sink, result=result)
-            assert value == 0, (sink, result)
-    metrics.notification("hook", "delivered")
-    assert sample(metrics, "notifications_total", sink="hook", result="delivered") == 1
 
 
 def test_observe_poll_counts_by_result_and_times_every_poll() -> None:
@@ -356,13 +345,47 @@ async def test_readyz_follows_the_readiness_callback(
 async def test_metrics_endpoint_refreshes_then_renders(
     served: tuple[str, Probe, aiohttp.ClientSession],
 ) -> None:
-    """/metrics awaits the refresh callback before rendering, in the exposition content type."""
+    """/metrics awaits the refresh callback before rendering; without an Accept header it
+    answers the classic text format (version 0.0.4), uncompressed."""
     url, probe, session = served
-    async with session.get(url + "/metrics") as response:
+    headers = {"Accept-Encoding": "identity"}
+    async with session.get(url + "/metrics", headers=headers) as response:
         assert response.status == 200
-        assert response.headers["Content-Type"] == CONTENT_TYPE
+        assert response.headers["Content-Type"] == CONTENT_TYPE_PLAIN_0_0_4
+        assert "Content-Encoding" not in response.headers
         text = await response.text()
     assert probe.refreshed == 1
+    assert "balance_monitor_outbox_pending 7.0" in text.splitlines()
+
+
+async def test_metrics_endpoint_negotiates_openmetrics(
+    served: tuple[str, Probe, aiohttp.ClientSession],
+) -> None:
+    """``Accept: application/openmetrics-text`` (what Prometheus asks for first) gets the
+    OpenMetrics format, which ends in ``# EOF``."""
+    url, _, session = served
+    accept = "application/openmetrics-text;version=1.0.0,text/plain;version=0.0.4;q=0.5"
+    async with session.get(url + "/metrics", headers={"Accept": accept}) as response:
+        assert response.status == 200
+        assert response.headers["Content-Type"].startswith("application/openmetrics-text;")
+        text = await response.text()
+    assert text.endswith("# EOF\n")
+    samples = {s.name: s.value for f in text_string_to_metric_families(text) for s in f.samples}
+    assert samples["balance_monitor_outbox_pending"] == 7
+
+
+async def test_metrics_endpoint_compresses_when_asked(
+    served: tuple[str, Probe, aiohttp.ClientSession],
+) -> None:
+    """``Accept-Encoding: gzip`` gets a gzip body (Prometheus asks for it on every scrape)."""
+    url, _, session = served
+    async with session.get(
+        url + "/metrics", headers={"Accept-Encoding": "gzip"}, auto_decompress=False
+    ) as response:
+        assert response.status == 200
+        assert response.headers["Content-Encoding"] == "gzip"
+        body = await response.read()
+    text = gzip.decompress(body).decode()
     assert "balance_monitor_outbox_pending 7.0" in text.splitlines()
 
 

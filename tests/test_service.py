@@ -10,6 +10,7 @@ missing on a developer's machine, never under ``CI=true`` (``.ci/run`` installs 
 from __future__ import annotations
 
 import asyncio
+import gzip
 import itertools
 import json
 import os
@@ -30,6 +31,7 @@ from typing import Any, TypeVar
 
 import aiohttp
 import pytest
+from aiohttp import web
 from e2e_helpers import (
     LOW_CASH_RULE,
     VISION,
@@ -477,6 +479,19 @@ async def test_metrics_endpoint_passes_promtool_and_exports_every_metric(
     await stop(daemon)
 
 
+class FlakyHook(Hook):
+    """A :class:`Hook` that answers 503 to its first ``failures`` POSTs, then ``status``."""
+
+    def __init__(self, failures: int) -> None:
+        super().__init__()
+        self.failures = failures
+        self.ok_status = self.status
+
+    async def _handle(self, request: web.Request) -> web.Response:
+        self.status = 503 if len(self.posts) < self.failures else self.ok_status
+        return await super()._handle(request)
+
+
 def scraped(text: str) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
     """(name, sorted labels) -> value of every sample of an exposition."""
     return {
@@ -484,6 +499,61 @@ def scraped(text: str) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
         for family in text_string_to_metric_families(text)
         for s in family.samples
     }
+
+
+async def test_metrics_negotiate_openmetrics_and_gzip_and_count_notifications_not_attempts(
+    tmp_path: Path, sim: SimControl, cli: Cli, session: aiohttp.ClientSession
+) -> None:
+    """Scraped as Prometheus does (``Accept: application/openmetrics-text``, ``Accept-Encoding:
+    gzip``), the daemon answers gzip-compressed OpenMetrics with the process metrics; the
+    failed-poll series is there at 0 though no poll failed; and a notification answered 503
+    twice and then 200 counts one notification delivered and three attempts."""
+    hook = await FlakyHook(failures=2).start()
+    try:
+        service = Service(tmp_path, sim, hook, free_port(), tmp_path / "config.toml")
+        await sim.set_accounts(low_cash())
+        started = time.time()
+        daemon = await cli.start("run", "--config", service.write())
+        await daemon.wait_event("notification_delivered")
+        await sim.wait_requests(3)
+
+        headers = {
+            "Accept": "application/openmetrics-text;version=1.0.0,text/plain;version=0.0.4;q=0.5",
+            "Accept-Encoding": "gzip",
+        }
+        async with session.get(
+            service.url + "/metrics", headers=headers, auto_decompress=False
+        ) as response:
+            assert response.status == 200
+            assert response.headers["Content-Type"].startswith("application/openmetrics-text;")
+            assert response.headers["Content-Encoding"] == "gzip"
+            text = gzip.decompress(await response.read()).decode()
+        await stop(daemon)
+    finally:
+        await hook.aclose()
+
+    assert text.endswith("# EOF\n")
+    samples = scraped(text)
+
+    def value(name: str, **labels: str) -> float:
+        key = (name, tuple(sorted(labels.items())))
+        assert key in samples, f"no sample {name}{labels} in:\n{text}"
+        return samples[key]
+
+    assert value("balance_monitor_polls_total", source="default", result="ok") >= 2
+    assert value("balance_monitor_polls_total", source="default", result="failed") == 0
+    assert [p.answered for p in hook.posts] == [503, 503, 200]
+    assert value("balance_monitor_notifications_total", sink="hook", result="delivered") == 1
+    assert value("balance_monitor_notifications_total", sink="hook", result="failed") == 0
+    assert value("balance_monitor_notification_attempts_total", sink="hook", result="retry") == 2
+    attempts = "balance_monitor_notification_attempts_total"
+    assert value(attempts, sink="hook", result="delivered") == 1
+    assert value("process_resident_memory_bytes") > 0
+    assert value("process_open_fds") > 0
+    assert started - 5 < value("process_start_time_seconds") <= time.time()
+    assert value("balance_monitor_missed_polls", source="default") <= 1
+    next_poll = value("balance_monitor_next_poll_timestamp_seconds", source="default")
+    assert started < next_poll < time.time() + 5
 
 
 async def test_missed_polls_count_a_stall_and_reset_on_success(
