@@ -19,7 +19,7 @@ from typing import Any
 
 import aiohttp
 
-from monitor import __version__, status
+from monitor import __version__, example, status
 from monitor.config import (
     Config,
     check_secret,
@@ -64,6 +64,13 @@ def _parser() -> argparse.ArgumentParser:
     test_sink = with_config("test-sink", "Send a labelled test notification through one sink.")
     test_sink.add_argument("name", help="the sink's name in the config")
 
+    init = commands.add_parser(
+        "init", help="Write the commented example configuration to start from."
+    )
+    init.add_argument(
+        "path", nargs="?", default="config.toml", help="where (default config.toml; - prints it)"
+    )
+
     demo = commands.add_parser(
         "demo", help="Run against a built-in simulated API with bundled rules (no config needed)."
     )
@@ -96,6 +103,8 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 def _dispatch(args: argparse.Namespace) -> int:
     command: str = args.command
+    if command == "init":
+        return _init(args.path)
     if command == "demo":
         return _demo(args.interval, args.duration)
     if command == "fake-api":
@@ -212,6 +221,16 @@ async def _test_sink(config: Config, name: str) -> int:
             await sink.aclose()
     what = "a test notification" if len(sent) == 1 else "a test alert, firing then resolved,"
     _out(f"sent {what} through sink '{name}' ({sink_config.type})")
+    return Exit.OK
+
+
+def _init(path: str) -> int:
+    if path == "-":
+        sys.stdout.buffer.write(example.example_config())
+        sys.stdout.flush()
+        return Exit.OK
+    example.write_example(Path(path))
+    _out(example.next_steps(Path(path)))
     return Exit.OK
 
 
