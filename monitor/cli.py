@@ -15,7 +15,6 @@ from collections.abc import Sequence
 from dataclasses import replace
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
 
 import aiohttp
 
@@ -23,11 +22,13 @@ from monitor import __version__, example, status
 from monitor.config import (
     Config,
     check_secret,
-    config_from_dict,
     default_config_path,
     load_config,
 )
 from monitor.daemon import Daemon, Exit, install_signal_handlers, run_daemon, run_once
+from monitor.demo import banner as demo_banner
+from monitor.demo import configure_logging as demo_logging
+from monitor.demo import demo_config
 from monitor.errors import ConfigError, MonitorError, SinkError
 from monitor.logs import configure as configure_logging
 from monitor.models import DEFAULT_SOURCE, Alert, Notification, Severity, Status
@@ -237,45 +238,6 @@ def _init(path: str) -> int:
 # ---------------------------------------------------------------------- demo and simulator
 
 
-def demo_config(url: str, state_dir: Path, interval: str) -> Config:
-    """The bundled demo: the simulator, five rules and a console sink."""
-    data: dict[str, Any] = {
-        "api": {"url": url, "token": DEMO_TOKEN, "timeout": "5s", "down_after": 3},
-        "schedule": {"interval": interval},
-        "state": {"path": str(state_dir / "demo.db")},
-        "log": {"level": "info", "format": "console"},
-        "sinks": [{"name": "console", "type": "log", "level": "warning"}],
-        "rules": [
-            {"name": "restriction-changed", "type": "restriction_change", "severity": "critical"},
-            {
-                "name": "low-cash-to-withdraw",
-                "type": "threshold",
-                "field": "cash_to_withdraw",
-                "op": "<",
-                "value": 1000,
-                "labels": {"team": "risk"},
-                "summary": "{{ account_number }}: only {{ cash_to_withdraw | money }} to withdraw",
-            },
-            {
-                "name": "pdt-risk",
-                "type": "expression",
-                "when": "daytrades_count >= 3 && account_value_total < 25000.0"
-                " && margin_type != 'cash'",
-                "severity": "critical",
-            },
-            {
-                "name": "daytrades-high",
-                "type": "threshold",
-                "field": "daytrades_count",
-                "op": ">=",
-                "value": 3,
-            },
-            {"name": "margin-type-changed", "type": "change", "field": "margin_type"},
-        ],
-    }
-    return config_from_dict(data, base_dir=state_dir, origin="demo")
-
-
 def _demo(interval: str, duration: float | None) -> int:
     return asyncio.run(_demo_main(interval, duration))
 
@@ -288,13 +250,8 @@ async def _demo_main(interval: str, duration: float | None) -> int:
     try:
         with tempfile.TemporaryDirectory(prefix="balance-monitor-demo-") as tmp:
             config = demo_config(url, Path(tmp), interval)
-            configure_logging("info", "console")
-            _out(
-                f"balance-monitor demo: simulated API at {url}, polling every {interval}.\n"
-                "Rules: restriction-changed, low-cash-to-withdraw (< 1000), "
-                "daytrades-high (>= 3), margin-type-changed. Sink: console.\n"
-                "Alerts appear below within about 15 seconds. Press Ctrl-C to stop."
-            )
+            demo_logging(width=max(len(rule.name) for rule in config.rules))
+            _out(demo_banner(config, url))
             if duration is not None:
                 asyncio.get_running_loop().call_later(duration, stop.set)
             return await run_daemon(config, stop)
