@@ -140,8 +140,17 @@ class StoryRenderer:
         if self._colors:
             colour = _RESOLVED if status == "resolved" else _COLOURS.get((status, severity), "")
             word = f"{colour}{word}{_RESET}"
-        rule = f"{event.get('rule')!s:<{self._width}}"
-        return f"{event['timestamp']} {word} {severity:<8} {rule}  {event.get('summary')}"
+        rule = f"{_one_line(str(event.get('rule'))):<{self._width}}"
+        summary = _one_line(str(event.get("summary")))
+        return f"{event['timestamp']} {word} {_one_line(severity):<8} {rule}  {summary}"
+
+
+def _one_line(text: str) -> str:
+    """``text`` with what would break the line or the terminal (line breaks, control
+    characters) written as escapes: a summary with a newline stays one line."""
+    if text.isprintable():
+        return text
+    return "".join(ch if ch.isprintable() else repr(ch)[1:-1] for ch in text)
 
 
 def _time_of_day(stamp: object) -> object:

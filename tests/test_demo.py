@@ -198,6 +198,22 @@ async def test_each_notification_is_one_line(console: io.StringIO) -> None:
     ]
 
 
+def test_a_summary_with_a_line_break_stays_one_line() -> None:
+    """A line break or control character in a summary (a template's, or a value from the API)
+    is written as an escape: it neither starts a line nor reaches the terminal."""
+    line = demo.StoryRenderer(colors=False, width=4).notification(
+        {
+            "timestamp": "12:00:00",
+            "status": "firing",
+            "severity": "info",
+            "rule": "cash",
+            "summary": "low\nFIRING forged\x1b[2J",
+        }
+    )
+
+    assert line == "12:00:00 FIRING   info     cash  low\\nFIRING forged\\x1b[2J"
+
+
 def test_other_events_stay_console_lines(console: io.StringIO) -> None:
     """Everything else is structlog's console line, with the time of day only."""
     structlog.get_logger("monitor.pipeline").info("poll_ok", accounts=2, source="default")
