@@ -37,7 +37,6 @@ from monitor.config import (
 from monitor.config.root import plural
 from monitor.example import example_config
 from monitor.simulator import CYCLE, DEMO_TOKEN
-from monitor.sinks.log import EVENT
 
 #: The example's rules the demo runs, in the order the banner lists them.
 RULES: Final = (
@@ -121,6 +120,9 @@ class StoryRenderer:
     line; both with the local time of day instead of the full UTC timestamp."""
 
     def __init__(self, *, colors: bool, width: int = 0) -> None:
+        from monitor.sinks.log import EVENT  # a sink module loads when a sink is used (registry)
+
+        self._event = EVENT
         self._colors = colors
         self._width = width
         self._console = structlog.dev.ConsoleRenderer(
@@ -129,7 +131,7 @@ class StoryRenderer:
 
     def __call__(self, logger: WrappedLogger, name: str, event_dict: EventDict) -> str:
         event_dict["timestamp"] = _time_of_day(event_dict.get("timestamp"))
-        if event_dict.get("event") != EVENT:
+        if event_dict.get("event") != self._event:
             rendered: str = self._console(logger, name, event_dict)
             return rendered
         return self.notification(event_dict)
