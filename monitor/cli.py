@@ -15,19 +15,20 @@ from collections.abc import Sequence
 from dataclasses import replace
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
 
 import aiohttp
 
-from monitor import __version__, status
+from monitor import __version__, example, status
 from monitor.config import (
     Config,
     check_secret,
-    config_from_dict,
     default_config_path,
     load_config,
 )
 from monitor.daemon import Daemon, Exit, install_signal_handlers, run_daemon, run_once
+from monitor.demo import banner as demo_banner
+from monitor.demo import configure_logging as demo_logging
+from monitor.demo import demo_config
 from monitor.errors import ConfigError, MonitorError, SinkError
 from monitor.logs import configure as configure_logging
 from monitor.models import DEFAULT_SOURCE, Alert, Notification, Severity, Status
@@ -64,6 +65,13 @@ def _parser() -> argparse.ArgumentParser:
     test_sink = with_config("test-sink", "Send a labelled test notification through one sink.")
     test_sink.add_argument("name", help="the sink's name in the config")
 
+    init = commands.add_parser(
+        "init", help="Write the commented example configuration to start from."
+    )
+    init.add_argument(
+        "path", nargs="?", default="config.toml", help="where (default config.toml; - prints it)"
+    )
+
     demo = commands.add_parser(
         "demo", help="Run against a built-in simulated API with bundled rules (no config needed)."
     )
@@ -96,6 +104,8 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 def _dispatch(args: argparse.Namespace) -> int:
     command: str = args.command
+    if command == "init":
+        return _init(args.path)
     if command == "demo":
         return _demo(args.interval, args.duration)
     if command == "fake-api":
@@ -215,46 +225,17 @@ async def _test_sink(config: Config, name: str) -> int:
     return Exit.OK
 
 
+def _init(path: str) -> int:
+    if path == "-":
+        sys.stdout.buffer.write(example.example_config())
+        sys.stdout.flush()
+        return Exit.OK
+    example.write_example(Path(path))
+    _out(example.next_steps(Path(path)))
+    return Exit.OK
+
+
 # ---------------------------------------------------------------------- demo and simulator
-
-
-def demo_config(url: str, state_dir: Path, interval: str) -> Config:
-    """The bundled demo: the simulator, five rules and a console sink."""
-    data: dict[str, Any] = {
-        "api": {"url": url, "token": DEMO_TOKEN, "timeout": "5s", "down_after": 3},
-        "schedule": {"interval": interval},
-        "state": {"path": str(state_dir / "demo.db")},
-        "log": {"level": "info", "format": "console"},
-        "sinks": [{"name": "console", "type": "log", "level": "warning"}],
-        "rules": [
-            {"name": "restriction-changed", "type": "restriction_change", "severity": "critical"},
-            {
-                "name": "low-cash-to-withdraw",
-                "type": "threshold",
-                "field": "cash_to_withdraw",
-                "op": "<",
-                "value": 1000,
-                "labels": {"team": "risk"},
-                "summary": "{{ account_number }}: only {{ cash_to_withdraw | money }} to withdraw",
-            },
-            {
-                "name": "pdt-risk",
-                "type": "expression",
-                "when": "daytrades_count >= 3 && account_value_total < 25000.0"
-                " && margin_type != 'cash'",
-                "severity": "critical",
-            },
-            {
-                "name": "daytrades-high",
-                "type": "threshold",
-                "field": "daytrades_count",
-                "op": ">=",
-                "value": 3,
-            },
-            {"name": "margin-type-changed", "type": "change", "field": "margin_type"},
-        ],
-    }
-    return config_from_dict(data, base_dir=state_dir, origin="demo")
 
 
 def _demo(interval: str, duration: float | None) -> int:
@@ -269,13 +250,8 @@ async def _demo_main(interval: str, duration: float | None) -> int:
     try:
         with tempfile.TemporaryDirectory(prefix="balance-monitor-demo-") as tmp:
             config = demo_config(url, Path(tmp), interval)
-            configure_logging("info", "console")
-            _out(
-                f"balance-monitor demo: simulated API at {url}, polling every {interval}.\n"
-                "Rules: restriction-changed, low-cash-to-withdraw (< 1000), "
-                "daytrades-high (>= 3), margin-type-changed. Sink: console.\n"
-                "Alerts appear below within about 15 seconds. Press Ctrl-C to stop."
-            )
+            demo_logging(width=max(len(rule.name) for rule in config.rules))
+            _out(demo_banner(config, url))
             if duration is not None:
                 asyncio.get_running_loop().call_later(duration, stop.set)
             return await run_daemon(config, stop)

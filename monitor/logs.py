@@ -27,8 +27,15 @@ def _json(event: Any, **_: Any) -> str:
     return encoding.dumps(event, default=str)
 
 
-def configure(level: str = "info", fmt: str | None = None, stream: TextIO | None = None) -> None:
-    """Configure structlog and stdlib logging once per process (again on reload is fine)."""
+def configure(
+    level: str = "info",
+    fmt: str | None = None,
+    stream: TextIO | None = None,
+    *,
+    console: Processor | None = None,
+) -> None:
+    """Configure structlog and stdlib logging once per process (again on reload is fine).
+    ``console`` renders the console format instead of structlog's renderer (the demo's)."""
     out = stream if stream is not None else sys.stderr
     if fmt is None:
         fmt = "console" if out.isatty() else "json"
@@ -48,7 +55,7 @@ def configure(level: str = "info", fmt: str | None = None, stream: TextIO | None
             )
         )
     else:
-        renderer = structlog.dev.ConsoleRenderer(
+        renderer = console or structlog.dev.ConsoleRenderer(
             colors=out.isatty(), exception_formatter=structlog.dev.plain_traceback
         )
     structlog.configure(

@@ -731,15 +731,17 @@ def demo_run(
 
 
 def test_demo(demo_run: DemoRun | None) -> None:
-    """``demo --duration 25`` shows the low-cash and restriction alerts firing and an alert
-    resolving, then exits 0 by itself."""
+    """``demo --duration 25`` names its five rules, shows the low-cash and restriction alerts
+    firing and an alert resolving, one line each, then exits 0 by itself."""
     assert demo_run is not None
     code = demo_run.process.wait(timeout=DEMO_DURATION + 20)
     output = demo_run.out.read_text(encoding="utf-8")
     lines = output.splitlines()
 
     assert code == 0, output
-    assert any("alert_firing" in line and "rule=low-cash-to-withdraw" in line for line in lines)
-    assert any("alert_firing" in line and "rule=restriction-changed" in line for line in lines)
-    assert any("alert_resolved" in line for line in lines)
+    assert "5 rules of config.example.toml" in output
+    assert any(" FIRING " in line and " low-cash-to-withdraw " in line for line in lines)
+    assert any(" FIRING " in line and " restriction-changed " in line for line in lines)
+    assert any(" RESOLVED " in line for line in lines)
+    assert not any("alert_firing" in line or "notification_delivered" in line for line in lines)
     assert_clean(output)

@@ -4,7 +4,8 @@ holidays; the trigger each kind of schedule builds; missed polls; the schedule's
 from __future__ import annotations
 
 import itertools
-from datetime import UTC, date, datetime, timedelta
+from dataclasses import replace
+from datetime import UTC, date, datetime, time, timedelta
 from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo
@@ -12,17 +13,20 @@ from zoneinfo import ZoneInfo
 import pytest
 from apscheduler.triggers.cron import CronTrigger
 from apscheduler.triggers.interval import IntervalTrigger
+from structlog.testing import capture_logs
 
 from monitor.config import ScheduleConfig, config_from_dict
 from monitor.errors import ConfigError
 from monitor.schedule import (
     MARKETS,
+    Holidays,
     MarketHoursTrigger,
     in_session,
     make_trigger,
     missed_polls,
     next_open,
     next_poll,
+    trading_holidays,
 )
 
 ET = ZoneInfo("America/New_York")
@@ -252,7 +256,8 @@ def test_market_hours_is_a_market_trigger() -> None:
 
     assert isinstance(trigger, MarketHoursTrigger)
     assert (trigger.interval, trigger.off_interval) == (FAST, SLOW)
-    assert trigger.holidays == CHRISTMAS
+    assert trigger.holidays.listed == CHRISTMAS
+    assert trigger.holidays.exchange == "NYSE"
     assert trigger.market is US
     assert str(trigger) == "market_hours[us-equities]"
 
@@ -278,6 +283,107 @@ def test_market_trigger_jitter_stays_within_bounds() -> None:
     for _ in range(20):
         fire = trigger.get_next_fire_time(previous, previous)
         assert previous + FAST <= fire <= previous + FAST + timedelta(seconds=3)
+
+
+# --------------------------------------------------------------------------- holidays
+
+
+def us_equities(*listed: str) -> Holidays:
+    """The holidays of a us-equities schedule that lists these dates."""
+    trigger = make_trigger(schedule(market_hours="us-equities", holidays=list(listed)))
+    assert isinstance(trigger, MarketHoursTrigger)
+    return trigger.holidays
+
+
+@pytest.mark.parametrize(
+    ("day", "trading"),
+    [
+        pytest.param(date(2026, 11, 26), False, id="thanksgiving-2026"),
+        pytest.param(date(2027, 3, 26), False, id="good-friday-2027"),
+        pytest.param(date(2026, 7, 3), False, id="independence-day-observed-friday"),
+        pytest.param(date(2027, 12, 24), False, id="christmas-2027-observed-friday"),
+        pytest.param(date(2027, 1, 18), False, id="mlk-day-2027"),
+        pytest.param(date(2026, 11, 25), True, id="day-before-thanksgiving"),
+        pytest.param(date(2026, 11, 27), True, id="day-after-thanksgiving-half-day"),
+        pytest.param(date(2027, 3, 29), True, id="easter-monday-trades"),
+    ],
+)
+def test_us_equities_follows_the_nyse_calendar(day: date, trading: bool) -> None:
+    """Without any listed holiday, the preset closes on the NYSE's holidays (the holidays
+    package), observed days included, and trades on the days around them."""
+    noon = datetime.combine(day, time(12), tzinfo=ET)
+
+    assert in_session(noon, US, us_equities()) is trading
+
+
+def test_listed_holidays_add_to_the_calendar() -> None:
+    """A date in [schedule] holidays closes the market too; the calendar's days stay closed."""
+    holidays = us_equities("2026-11-27")
+
+    assert date(2026, 11, 27) in holidays
+    assert date(2026, 11, 26) in holidays
+    assert date(2026, 11, 25) not in holidays
+    assert not in_session(et(11, 27, 12), US, holidays)
+
+
+def test_thanksgiving_is_polled_slowly() -> None:
+    """After Wednesday's close the next fast poll is Friday's open, not Thursday's."""
+    trigger = make_trigger(
+        schedule(interval="15s", off_hours_interval="1d", market_hours="us-equities")
+    )
+    wednesday_close = et(11, 25, 20).astimezone(UTC)
+
+    fire = trigger.get_next_fire_time(wednesday_close, wednesday_close)
+
+    assert same_instant(fire, et(11, 26, 20))  # a day later, off-hours still
+    assert same_instant(trigger.get_next_fire_time(fire, fire), et(11, 27, 4))
+
+
+def test_the_calendar_says_which_years_it_knows() -> None:
+    """The installed package's NYSE calendar spans this year and the next ones."""
+    holidays = us_equities()
+
+    assert holidays.years is not None
+    first, last = holidays.years
+    assert first <= 2026
+    assert last >= 2030
+    assert holidays.knows(2026)
+    assert not holidays.knows(last + 1)
+    assert str(holidays).startswith(f"NYSE holidays {first}-{last} (holidays ")
+
+
+def test_a_market_without_an_exchange_has_only_listed_holidays() -> None:
+    """trading_holidays of a market with no exchange calendar is the listed dates alone."""
+    plain = trading_holidays(replace(US, exchange=None), [date(2026, 12, 25)])
+
+    assert plain.years is None
+    assert plain.knows(2101)
+    assert date(2026, 12, 25) in plain
+    assert date(2026, 11, 26) not in plain
+
+
+def test_a_year_beyond_the_calendar_is_logged_once() -> None:
+    """Polling in a year the installed calendar does not cover logs one warning (only weekends
+    and listed dates close the market then); a year it covers logs nothing."""
+    trigger = make_trigger(schedule(market_hours="us-equities", interval="15s"))
+    assert trigger.holidays.years is not None
+    beyond = trigger.holidays.years[1] + 1
+    now = datetime(beyond, 6, 15, 12, tzinfo=UTC)
+
+    with capture_logs() as events:
+        trigger.get_next_fire_time(None, utc(6, 15, 12))
+        trigger.get_next_fire_time(None, now)
+        trigger.get_next_fire_time(now, now)
+
+    assert events == [
+        {
+            "event": "market_holidays_unknown",
+            "log_level": "warning",
+            "market": "us-equities",
+            "year": beyond,
+            "calendar": str(trigger.holidays),
+        }
+    ]
 
 
 # --------------------------------------------------------------------------- missed polls

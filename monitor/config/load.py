@@ -12,9 +12,12 @@ from pydantic import ValidationError
 
 from monitor.config.messages import format_validation_errors
 from monitor.config.root import Config, plural
+from monitor.config.service import HttpConfig
 from monitor.errors import ConfigError
 
 ENV_CONFIG = "BALANCE_MONITOR_CONFIG"
+#: ``[http] listen`` when the file sets none (the container image sets it: its HEALTHCHECK).
+ENV_LISTEN = "BALANCE_MONITOR_LISTEN"
 DEFAULT_CONFIG = Path("config.toml")
 
 
@@ -48,7 +51,19 @@ def config_from_dict(data: Mapping[str, Any], *, base_dir: Path, origin: str = "
     except ValidationError as exc:
         problems = format_validation_errors(exc)
         raise ConfigError(f"{origin}: {plural(len(problems), 'problem')}", problems) from None
-    return _resolve_paths(config, base_dir)
+    return _listen_from_environment(_resolve_paths(config, base_dir))
+
+
+def _listen_from_environment(config: Config) -> Config:
+    """``$BALANCE_MONITOR_LISTEN`` stands in for an ``[http] listen`` the file does not set."""
+    listen = os.environ.get(ENV_LISTEN)
+    if not listen or config.http.listen is not None:
+        return config
+    try:
+        http = HttpConfig(listen=listen)
+    except ValidationError:
+        raise ConfigError(f"{ENV_LISTEN}: must be HOST:PORT, e.g. '0.0.0.0:9464'") from None
+    return config.model_copy(update={"http": http})
 
 
 def _resolve_paths(config: Config, base_dir: Path) -> Config:
