@@ -138,7 +138,7 @@ def test_load_config_problems_name_the_file(tmp_path: Path) -> None:
     with pytest.raises(ConfigError) as info:
         load_config(path)
     assert str(info.value) == f"{path}: 1 problem"
-    assert info.value.problems == ["stat: unknown key"]
+    assert info.value.problems == ["stat: unknown key (did you mean 'state'?)"]
 
 
 def test_toml_syntax_error_does_not_quote_the_secret(tmp_path: Path) -> None:

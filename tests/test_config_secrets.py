@@ -120,9 +120,9 @@ def test_secrets_stay_out_of_repr_and_str() -> None:
             config(),
             [
                 ("api.token", TOKEN, None, None),
-                ("sinks[0].url", HOOK_URL, None, None),
-                ("sinks[0].secret", HMAC, None, None),
-                ("sinks[1].url", SLACK_URL, None, None),
+                ("sinks[0] (ops).url", HOOK_URL, None, None),
+                ("sinks[0] (ops).secret", HMAC, None, None),
+                ("sinks[1] (chat).url", SLACK_URL, None, None),
             ],
             id="inline",
         ),
@@ -137,8 +137,8 @@ def test_secrets_stay_out_of_repr_and_str() -> None:
             ),
             [
                 ("api.token_env", None, "LIME_TOKEN", None),
-                ("sinks[1].url_file", None, None, BASE_DIR / "hook"),
-                ("sinks[2].url_env", None, "SLACK", None),
+                ("sinks[1] (ops).url_file", None, None, BASE_DIR / "hook"),
+                ("sinks[2] (chat).url_env", None, "SLACK", None),
             ],
             id="env-and-file",
         ),
@@ -170,10 +170,10 @@ def test_oauth_secret_refs_name_their_keys() -> None:
         ("api.oauth.client_secret", None, None),
         ("api.oauth.username", None, None),
         ("api.oauth.password_file", None, BASE_DIR / "secrets" / "pw"),
-        ("sources[0].oauth.client_id", None, None),
-        ("sources[0].oauth.client_secret_env", "CS", None),
-        ("sources[0].oauth.username", None, None),
-        ("sources[0].oauth.password", None, None),
+        ("sources[0] (family).oauth.client_id", None, None),
+        ("sources[0] (family).oauth.client_secret_env", "CS", None),
+        ("sources[0] (family).oauth.username", None, None),
+        ("sources[0] (family).oauth.password", None, None),
     ]
 
 

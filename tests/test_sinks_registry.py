@@ -60,7 +60,7 @@ def test_build_sink_names_the_missing_secret(
     """An unset url_env is a ConfigError naming the key and the variable."""
     monkeypatch.delenv("TEST_SLACK_URL", raising=False)
 
-    with pytest.raises(ConfigError, match=r"^sinks\[1\]\.url_env: .*TEST_SLACK_URL"):
+    with pytest.raises(ConfigError, match=r"^sinks\[1\] \(chat\)\.url_env: .*TEST_SLACK_URL"):
         build_sink(SINK_CONFIGS[1], index=1, session=session)
 
 
@@ -71,7 +71,9 @@ def test_build_sinks_refuses_duplicate_names(session: aiohttp.ClientSession) -> 
         LogSinkConfig(type="log", name="journal", level="error"),
     ]
 
-    with pytest.raises(ConfigError, match=r"^sinks\[1\]\.name: duplicate sink name 'journal'"):
+    with pytest.raises(
+        ConfigError, match=r"^sinks\[1\] \(journal\)\.name: duplicate sink name 'journal'"
+    ):
         build_sinks(configs, session)
 
 
@@ -101,7 +103,9 @@ def test_create_names_the_missing_secret(
     monkeypatch.delenv("TEST_CHAT_SECRET", raising=False)
     model = SINK_CONFIG.validate_python(config)
 
-    with pytest.raises(ConfigError, match=rf"^sinks\[3\]\.{key}: .*TEST_CHAT_SECRET"):
+    with pytest.raises(
+        ConfigError, match=rf"^sinks\[3\] \({model.name}\)\.{key}: .*TEST_CHAT_SECRET"
+    ):
         build_sink(model, index=3, session=session)
 
 

@@ -46,7 +46,7 @@ def config_from_dict(data: Mapping[str, Any], *, base_dir: Path, origin: str = "
     try:
         config = Config.model_validate(dict(data))
     except ValidationError as exc:
-        problems = format_validation_errors(exc)
+        problems = format_validation_errors(exc, data)
         raise ConfigError(f"{origin}: {plural(len(problems), 'problem')}", problems) from None
     return _resolve_paths(config, base_dir)
 

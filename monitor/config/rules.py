@@ -24,6 +24,7 @@ from monitor.config.types import (
     FrozenModel,
     Name,
     Number,
+    key_problem,
     models_by_type,
     to_number,
 )
@@ -108,7 +109,7 @@ class _RuleBase(FrozenModel):
                 try:
                     compile_template(text, labels=self.labels)
                 except TemplateError as exc:
-                    raise ValueError(f"{key}: bad template: {exc}") from None
+                    raise key_problem(key, f"bad template: {exc}") from None
         return self
 
     @field_validator("labels")
@@ -168,11 +169,11 @@ class ThresholdRuleConfig(_ConditionRule):
         if self.clear is None:
             return self
         if self.op in ("==", "!="):
-            raise ValueError(f"clear: not used with op '{self.op}'")
+            raise key_problem("clear", f"not used with op '{self.op}'")
         if self.op in ("<", "<=") and self.clear < self.value:
-            raise ValueError(f"clear: must be at least value ({self.value}) with op '{self.op}'")
+            raise key_problem("clear", f"must be at least value ({self.value}) with op '{self.op}'")
         if self.op in (">", ">=") and self.clear > self.value:
-            raise ValueError(f"clear: must be at most value ({self.value}) with op '{self.op}'")
+            raise key_problem("clear", f"must be at most value ({self.value}) with op '{self.op}'")
         return self
 
 
@@ -202,7 +203,7 @@ class ExpressionRuleConfig(_ConditionRule):
         try:
             compile_expression(self.when, extra_fields=self.fields)
         except ExpressionError as exc:
-            raise ValueError(f"when: {exc}") from None
+            raise key_problem("when", str(exc)) from None
         return self
 
 
@@ -229,16 +230,16 @@ class DeltaRuleConfig(_ConditionRule):
             raise ValueError("give exactly one of by, by_pct")
         amount = self.by if self.by is not None else self.by_pct
         if amount is not None and amount <= 0:
-            raise ValueError(f"{'by' if self.by is not None else 'by_pct'}: must be positive")
+            raise key_problem("by" if self.by is not None else "by_pct", "must be positive")
         if self.window is None:
             for key, value, default in (
                 ("for", self.for_, timedelta(0)),
                 ("repeat", self.repeat, None),
             ):
                 if value != default:
-                    raise ValueError(f"{key}: needs window (without it a delta is an event)")
+                    raise key_problem(key, "needs window (without it a delta is an event)")
         elif self.window < timedelta(minutes=1):
-            raise ValueError("window: must be at least 1m")
+            raise key_problem("window", "must be at least 1m")
         return self
 
 
@@ -271,7 +272,7 @@ class StaleRuleConfig(_ConditionRule):
     @model_validator(mode="after")
     def _for(self) -> StaleRuleConfig:
         if self.for_ <= timedelta(0):
-            raise ValueError("for: required for a stale rule (how long unchanged is stale)")
+            raise key_problem("for", "required for a stale rule (how long unchanged is stale)")
         return self
 
 

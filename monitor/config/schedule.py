@@ -8,7 +8,14 @@ from zoneinfo import ZoneInfo
 
 from pydantic import field_validator, model_validator
 
-from monitor.config.types import Duration, FrozenModel, at_least_1s, check_timezone, format_duration
+from monitor.config.types import (
+    Duration,
+    FrozenModel,
+    at_least_1s,
+    check_timezone,
+    format_duration,
+    key_problem,
+)
 
 MARKET_PRESETS = ("us-equities",)
 
@@ -57,7 +64,7 @@ def check_cron(expression: str, timezone: str) -> None:
     try:
         CronTrigger.from_crontab(expression, timezone=ZoneInfo(timezone))
     except ValueError as exc:
-        raise ValueError(f"schedule.cron: {exc}") from None
+        raise key_problem("cron", str(exc)) from None
 
 
 def describe_schedule(schedule: ScheduleConfig) -> str:

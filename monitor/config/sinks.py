@@ -27,11 +27,11 @@ from pydantic import (
 from monitor.config.secrets import Secret, SecretRef, WithSecrets
 from monitor.config.types import (
     Duration,
-    FrozenModel,
     HttpUrlText,
     Name,
     check_url_secret,
     config_path,
+    item_key,
     models_by_type,
 )
 from monitor.models import Severity
@@ -50,16 +50,20 @@ class _SinkBase(WithSecrets):
     #: notifications even from rules with ``send_resolved = false``.
     TRACKS_STATE: ClassVar[bool] = False
 
+    def key(self, index: int) -> str:
+        """How messages name this sink, ``sinks[index]`` of the file: ``sinks[1] (slack)``."""
+        return item_key("sinks", index, self.name)
+
     def ref(self, index: int, secret: str) -> SecretRef | None:
         """Where ``sinks[index].<secret>`` comes from (``None`` when an optional one is unset)."""
-        return self.secret_named(secret).ref(self, f"sinks[{index}]")
+        return self.secret_named(secret).ref(self, self.key(index))
 
     def required_ref(self, index: int, secret: str) -> SecretRef:
         """:meth:`ref` of a secret the model validator makes present."""
-        return self.secret_named(secret).required_ref(self, f"sinks[{index}]")
+        return self.secret_named(secret).required_ref(self, self.key(index))
 
     def secret_refs(self, index: int) -> list[SecretRef]:
-        return [r for s in self.SECRETS if (r := s.ref(self, f"sinks[{index}]")) is not None]
+        return [r for s in self.SECRETS if (r := s.ref(self, self.key(index))) is not None]
 
     def accepts(self, severity: Severity) -> bool:
         return SEVERITY_RANK[severity] >= SEVERITY_RANK[self.min_severity]
@@ -82,7 +86,7 @@ class _GroupingSink(_SinkBase):
 _URL = Secret("url")
 
 
-class _UrlSecret(FrozenModel):
+class _UrlSecret(_SinkBase):
     """A webhook URL that is a secret; a sink with it lists :data:`_URL` in its ``SECRETS``."""
 
     url: SecretStr | None = None
@@ -93,7 +97,7 @@ class _UrlSecret(FrozenModel):
 
     def url_ref(self, index: int) -> SecretRef:
         """Where ``sinks[index].url`` comes from (its model makes it required)."""
-        return _URL.required_ref(self, f"sinks[{index}]")
+        return _URL.required_ref(self, self.key(index))
 
 
 _HEADER_NAME = re.compile(r"[!#$%&'*+.^_`|~0-9A-Za-z-]+")  # RFC 9110 token
@@ -112,7 +116,7 @@ def _check_headers(value: dict[str, SecretStr]) -> dict[str, SecretStr]:
 Headers: TypeAlias = Annotated[dict[str, SecretStr], AfterValidator(_check_headers)]
 
 
-class WebhookSinkConfig(_SinkBase, _UrlSecret):
+class WebhookSinkConfig(_UrlSecret):
     type: Literal["webhook"]
     secret: SecretStr | None = None
     secret_env: str | None = None

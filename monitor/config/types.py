@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import math
 import re
+from collections.abc import Iterable
 from datetime import timedelta
 from decimal import Decimal
 from pathlib import Path
@@ -32,6 +33,38 @@ def models_by_type(union: object) -> dict[str, type[BaseModel]]:
         [tag] = get_args(model.model_fields["type"].annotation)
         models[tag] = model
     return models
+
+
+# --------------------------------------------------------------------------- problems
+
+
+class KeyProblemsError(ValueError):
+    """Problems a validator found at keys it names itself: ``(key, message)`` pairs.
+
+    A key is relative to the table being validated (``"clear"`` of a rule), or, ``absolute``,
+    the whole path from the file's root (``"rules[1] (x).sinks"``: the checks that span
+    sections). The problem lines take the keys from here; a message is never parsed for one.
+    """
+
+    def __init__(self, problems: Iterable[tuple[str, str]], *, absolute: bool = False) -> None:
+        self.problems = tuple(problems)
+        self.absolute = absolute
+        super().__init__("\n".join(f"{key}: {message}" for key, message in self.problems))
+
+
+def key_problem(key: str, message: str) -> KeyProblemsError:
+    """The one problem of key ``key`` of the table being validated."""
+    return KeyProblemsError([(key, message)])
+
+
+_NAME = re.compile(r"[A-Za-z0-9_.:-]{1,64}")  # what :data:`Name` accepts
+
+
+def item_key(section: str, index: int, name: object) -> str:
+    """``rules[3] (low-cash)``: a table of a list, by its index and, when it has one, its name."""
+    if isinstance(name, str) and _NAME.fullmatch(name):
+        return f"{section}[{index}] ({name})"
+    return f"{section}[{index}]"
 
 
 # --------------------------------------------------------------------------- durations

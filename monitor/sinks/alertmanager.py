@@ -231,7 +231,7 @@ def create(
         key.lower() == "authorization" for key in config.headers
     ):
         raise ConfigError(
-            f"sinks[{index}].headers: an Authorization header cannot be combined with "
+            f"{config.key(index)}.headers: an Authorization header cannot be combined with "
             "credentials in url"
         )
     return AlertmanagerSink(

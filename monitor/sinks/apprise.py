@@ -137,7 +137,7 @@ def create(config: AppriseSinkConfig, *, index: int, session: aiohttp.ClientSess
         import apprise
     except ImportError:
         raise ConfigError(
-            f"sinks[{index}].type: the apprise sink needs the 'apprise' extra: "
+            f"{config.key(index)}.type: the apprise sink needs the 'apprise' extra: "
             "pip install 'balance-monitor[apprise]'"
         ) from None
     quiet_apprise_logs()

@@ -357,7 +357,7 @@ def create(config: EmailSinkConfig, *, index: int, session: aiohttp.ClientSessio
     if username_ref is not None and password_ref is not None:
         credentials = (resolve_secret(username_ref), resolve_secret(password_ref))
     context = (
-        tls_context(config.ca_file, key=f"sinks[{index}].ca_file")
+        tls_context(config.ca_file, key=f"{config.key(index)}.ca_file")
         if config.security != "none"
         else None
     )

@@ -44,7 +44,7 @@ def build_sink(config: SinkConfig, *, index: int, session: aiohttp.ClientSession
     """The sink for ``sinks[index]``; ``ConfigError`` names the key when it cannot be built."""
     factory = SINK_FACTORIES.get(config.type)
     if factory is None:
-        raise ConfigError(f"sinks[{index}].type: unknown sink type '{config.type}'")
+        raise ConfigError(f"{config.key(index)}.type: unknown sink type '{config.type}'")
     return factory(config, index=index, session=session)
 
 
@@ -53,6 +53,6 @@ def build_sinks(configs: Sequence[SinkConfig], session: aiohttp.ClientSession) -
     sinks: dict[str, Sink] = {}
     for index, config in enumerate(configs):
         if config.name in sinks:
-            raise ConfigError(f"sinks[{index}].name: duplicate sink name '{config.name}'")
+            raise ConfigError(f"{config.key(index)}.name: duplicate sink name '{config.name}'")
         sinks[config.name] = build_sink(config, index=index, session=session)
     return sinks
