@@ -250,7 +250,7 @@ BAD_CONFIGS = [
     ),
     pytest.param(
         config(schedule={"interval": 2**62}),
-        ["schedule.interval: is too long"],
+        ["schedule.interval: must be at most 1d"],
         id="interval-overflows-timedelta",
     ),
     # cross-references

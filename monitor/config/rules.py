@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import re
 from datetime import timedelta
+from decimal import Decimal
 from typing import Annotated, Any, Literal, Self, TypeAlias
 
 from pydantic import (
@@ -20,13 +21,16 @@ from pydantic import (
 )
 
 from monitor.config.types import (
-    Duration,
+    MAX_AMOUNT,
     FrozenModel,
     Name,
     Number,
+    NumberRange,
+    RuleDuration,
     key_problem,
     models_by_type,
     to_number,
+    within,
 )
 from monitor.models import KNOWN_FIELDS, NUMERIC_FIELDS, AlertKind, Severity
 
@@ -129,9 +133,9 @@ class _ConditionRule(_RuleBase):
     model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
 
     #: The condition must hold this long (over consecutive polls) before the alert fires.
-    for_: Duration = Field(default=timedelta(0), alias="for")
+    for_: RuleDuration = Field(default=timedelta(0), alias="for")
     #: Notify again this often while the alert keeps firing (off when left out).
-    repeat: Duration | None = None
+    repeat: Annotated[timedelta, within("1m", "30d")] | None = None
     #: Whether the alert's end is notified.
     send_resolved: bool = True
 
@@ -142,13 +146,6 @@ class _ConditionRule(_RuleBase):
     @property
     def notifies_resolved(self) -> bool:
         return self.kind == "condition" and self.send_resolved
-
-    @field_validator("repeat")
-    @classmethod
-    def _repeat(cls, value: timedelta | None) -> timedelta | None:
-        if value is not None and value < timedelta(minutes=1):
-            raise ValueError("must be at least 1m")
-        return value
 
 
 class RestrictionChangeRuleConfig(_RuleBase):
@@ -215,9 +212,12 @@ class DeltaRuleConfig(_ConditionRule):
     type: Literal["delta"]
     field: NumericField
     by: Number | None = None
-    by_pct: Number | None = None
+    #: A percentage of the value at the start; at most a hundredfold move.
+    by_pct: Annotated[Number, AfterValidator(NumberRange(-MAX_AMOUNT, Decimal(10000)))] | None = (
+        None
+    )
     direction: Literal["down", "up", "any"] = "any"
-    window: Duration | None = None
+    window: Annotated[timedelta, within("1m", "30d")] | None = None
 
     @property
     def kind(self) -> AlertKind:
@@ -238,8 +238,6 @@ class DeltaRuleConfig(_ConditionRule):
             ):
                 if value != default:
                     raise key_problem(key, "needs window (without it a delta is an event)")
-        elif self.window < timedelta(minutes=1):
-            raise key_problem("window", "must be at least 1m")
         return self
 
 

@@ -26,13 +26,14 @@ from pydantic import (
 
 from monitor.config.secrets import Secret, SecretRef, WithSecrets
 from monitor.config.types import (
-    Duration,
     HttpUrlText,
     Name,
+    Timeout,
     check_url_secret,
     config_path,
     item_key,
     models_by_type,
+    within,
 )
 from monitor.models import Severity
 
@@ -42,7 +43,7 @@ SEVERITY_RANK: Mapping[Severity, int] = {s: i for i, s in enumerate(Severity)}
 
 class _SinkBase(WithSecrets):
     name: Name
-    timeout: Duration = timedelta(seconds=10)
+    timeout: Timeout = timedelta(seconds=10)
     #: Notifications of rules below this severity are not sent to this sink.
     min_severity: Severity = Severity.INFO
 
@@ -72,14 +73,9 @@ class _SinkBase(WithSecrets):
 class _GroupingSink(_SinkBase):
     """A chat sink: notifications queued within ``group_window`` go out as one message."""
 
-    group_window: Duration = timedelta(0)
-
-    @field_validator("group_window")
-    @classmethod
-    def _window(cls, value: timedelta) -> timedelta:
-        if value > timedelta(minutes=10):
-            raise ValueError("must be at most 10m (notifications wait that long)")
-        return value
+    group_window: Annotated[timedelta, within("0s", "10m", note="notifications wait that long")] = (
+        timedelta(0)
+    )
 
 
 #: A sink's URL when it is a secret (a webhook's authorises whoever holds it to post).
@@ -196,17 +192,10 @@ class AlertmanagerSinkConfig(_SinkBase):
     url: HttpUrlText
     #: Firing alerts are sent again this often; Alertmanager resolves alerts it stops hearing
     #: about (its ``resolve_timeout``, 5m by default), so keep this well below that.
-    resend_interval: Duration = timedelta(minutes=1)
+    resend_interval: Annotated[timedelta, within("1s", "1h")] = timedelta(minutes=1)
     #: The ``generatorURL`` of each alert (a link back to whatever shows this monitor).
     generator_url: HttpUrlText | None = None
     headers: Headers = Field(default_factory=dict)
-
-    @field_validator("resend_interval")
-    @classmethod
-    def _resend(cls, value: timedelta) -> timedelta:
-        if value < timedelta(seconds=1):
-            raise ValueError("must be at least 1s")
-        return value
 
 
 class EmailSinkConfig(_GroupingSink):

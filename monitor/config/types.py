@@ -9,6 +9,7 @@ from __future__ import annotations
 import math
 import re
 from collections.abc import Iterable
+from dataclasses import dataclass
 from datetime import timedelta
 from decimal import Decimal
 from pathlib import Path
@@ -16,7 +17,7 @@ from typing import Annotated, Any, TypeAlias, get_args
 from urllib.parse import urlsplit
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, SecretStr
+from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field, SecretStr
 
 
 class FrozenModel(BaseModel):
@@ -74,16 +75,26 @@ _UNIT_SECONDS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0}
 _DURATION_HELP = "must be a duration like '30s', '5m', '1h', '1h30m' or a number of seconds"
 
 
+class DurationTooLongError(ValueError):
+    """A duration beyond what ``timedelta`` holds (about 2.7 million years)."""
+
+
 def parse_duration(value: Any) -> timedelta:
     """``"30s"``, ``"5m"``, ``"1h30m"``, ``"250ms"`` or a number of seconds -> ``timedelta``."""
     if isinstance(value, timedelta):
         return value
     if isinstance(value, bool):
         raise ValueError(_DURATION_HELP)
+    spelled_infinite = False
     if isinstance(value, int | float | Decimal):
-        seconds = float(value)
+        spelled_infinite = not isinstance(value, int) and not math.isfinite(value)
+        try:
+            seconds = float(value)
+        except OverflowError:  # an integer beyond a float's range
+            raise DurationTooLongError("is too long") from None
     elif isinstance(value, str):
         text = value.strip().lower().replace(" ", "")
+        spelled_infinite = "inf" in text or "nan" in text
         try:
             seconds = float(text)
         except ValueError:
@@ -97,14 +108,14 @@ def parse_duration(value: Any) -> timedelta:
                 raise ValueError(_DURATION_HELP) from None
     else:
         raise ValueError(_DURATION_HELP)
-    if not math.isfinite(seconds):  # "inf", "nan", TOML inf/nan
+    if math.isnan(seconds) or (math.isinf(seconds) and spelled_infinite):  # "inf", TOML nan
         raise ValueError(_DURATION_HELP)
     if seconds < 0:
         raise ValueError("must not be negative")
     try:
         return timedelta(seconds=seconds)
-    except OverflowError:  # beyond timedelta's ~2.7 million years
-        raise ValueError("is too long") from None
+    except OverflowError:  # beyond timedelta's ~2.7 million years (or so many digits: inf)
+        raise DurationTooLongError("is too long") from None
 
 
 def format_duration(value: timedelta) -> str:
@@ -115,14 +126,48 @@ def format_duration(value: timedelta) -> str:
     return f"{seconds:g}s"
 
 
+#: A duration without bounds: for values that are not keys of the file (a key has a range:
+#: :func:`within`).
 Duration: TypeAlias = Annotated[timedelta, BeforeValidator(parse_duration)]
 
 
-def at_least_1s(value: timedelta | None) -> timedelta | None:
-    """For intervals: a poll more often than every second is a mistake."""
-    if value is not None and value < timedelta(seconds=1):
-        raise ValueError("must be at least 1s")
-    return value
+@dataclass(frozen=True)
+class DurationRange:
+    """The validator of a duration key: parses it and checks it lies in ``[low, high]``.
+
+    The bounds are written as in the file (``"1s"``, ``"1d"``) and quoted so in the message.
+    """
+
+    low: str
+    high: str
+    #: Why the bound is there, after the message: ``must be at most 10m (...)``.
+    note: str = ""
+
+    def __call__(self, value: Any) -> timedelta:
+        note = f" ({self.note})" if self.note else ""
+        try:
+            duration = parse_duration(value)
+        except DurationTooLongError:
+            raise ValueError(f"must be at most {self.high}{note}") from None
+        if duration > parse_duration(self.high):
+            raise ValueError(f"must be at most {self.high}{note}")
+        if duration < parse_duration(self.low):
+            raise ValueError(f"must be at least {self.low}")
+        return duration
+
+
+def within(low: str, high: str, note: str = "") -> BeforeValidator:
+    """The validator of a duration key from ``low`` to ``high``:
+    ``Annotated[timedelta, within("1s", "1d")]``."""
+    return BeforeValidator(DurationRange(low, high, note))
+
+
+#: How often something is polled (``[schedule] interval``, a source's ``interval``).
+Interval: TypeAlias = Annotated[timedelta, within("1s", "1d")]
+#: How long one request may take.
+Timeout: TypeAlias = Annotated[timedelta, within("100ms", "5m")]
+#: How long a condition must hold, or an alert be reminded of; the reach of a ``window``.
+RuleDuration: TypeAlias = Annotated[timedelta, within("0s", "30d")]
 
 
 # --------------------------------------------------------------------------- names
@@ -199,4 +244,26 @@ def to_number(value: Any) -> Any:
     return Decimal(str(value)) if isinstance(value, float) else value
 
 
-Number: TypeAlias = Annotated[Decimal, BeforeValidator(to_number)]
+@dataclass(frozen=True)
+class NumberRange:
+    """The validator of a number key: checks it lies in ``[low, high]``."""
+
+    low: Decimal
+    high: Decimal
+
+    def __call__(self, value: Decimal | int) -> Decimal | int:
+        if value > self.high:
+            raise ValueError(f"must be at most {self.high:,}")
+        if value < self.low:
+            raise ValueError(f"must be at least {self.low:,}")
+        return value
+
+
+#: The largest amount a rule compares with: a thousand trillion (far beyond any account).
+MAX_AMOUNT = Decimal(10**15)
+
+#: A rule's number (an amount, a count or a percentage), exact, at most :data:`MAX_AMOUNT`
+#: either way.
+Number: TypeAlias = Annotated[
+    Decimal, BeforeValidator(to_number), AfterValidator(NumberRange(-MAX_AMOUNT, MAX_AMOUNT))
+]
