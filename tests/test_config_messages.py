@@ -3,7 +3,7 @@ never quoting a value (it may be a secret)."""
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Annotated, Any
 
 import pytest
 from config_helpers import (
@@ -18,6 +18,7 @@ from config_helpers import (
     api,
     change,
     config,
+    expression,
     log_sink,
     oauth,
     problems,
@@ -27,7 +28,7 @@ from config_helpers import (
     threshold,
     webhook,
 )
-from pydantic import ValidationError
+from pydantic import AfterValidator, ValidationError, field_validator, model_validator
 
 from monitor.config import (
     RULE_CONFIG_TYPES,
@@ -36,6 +37,7 @@ from monitor.config import (
     config_from_dict,
     format_validation_errors,
 )
+from monitor.config.types import FrozenModel
 from monitor.errors import ConfigError
 
 BAD_CONFIGS = [
@@ -546,3 +548,87 @@ def test_problems_name_the_item_of_a_list(data: dict[str, Any], expected: list[s
 def test_unknown_key_suggests_the_nearest(data: dict[str, Any], expected: str) -> None:
     """A mistyped key names the key it is closest to, among those of its table."""
     assert expected in problems(data)
+
+
+# --------------------------------------------------------------------------- never a traceback
+
+
+def _raise_oserror(value: str) -> str:
+    raise OSError(f"cannot look {value} up")
+
+
+class _Inner(FrozenModel):
+    a: Annotated[str, AfterValidator(_raise_oserror)] = "a"
+    b: str = "b"
+
+    @field_validator("b")
+    @classmethod
+    def _b(cls, value: str) -> str:
+        raise TypeError(value)
+
+
+class _Outer(FrozenModel):
+    inner: _Inner = _Inner()
+    items: tuple[_Inner, ...] = ()
+    c: int = 0
+
+    @model_validator(mode="after")
+    def _c(self) -> _Outer:
+        if self.c:
+            raise RecursionError("maximum recursion depth exceeded")
+        return self
+
+
+@pytest.mark.parametrize(
+    ("data", "expected"),
+    [
+        pytest.param(
+            {"inner": {"a": "x"}},
+            ["inner.a: cannot be checked (OSError)"],
+            id="annotated-validator",
+        ),
+        pytest.param(
+            {"items": [{}, {"b": "y"}]},
+            ["items[1].b: cannot be checked (TypeError)"],
+            id="field-validator",
+        ),
+        pytest.param({"c": 1}, ["cannot be checked (RecursionError)"], id="model-validator"),
+    ],
+)
+def test_a_validator_that_raises_another_exception_is_a_problem_of_its_key(
+    data: dict[str, Any], expected: list[str]
+) -> None:
+    """Whatever a validator of a config table raises (a library's OSError, TypeError or
+    RecursionError) is a problem line for the key it was checking, never a traceback; the line
+    names the exception's class only (its text may quote a secret)."""
+    with pytest.raises(ValidationError) as info:
+        _Outer.model_validate(data)
+    assert format_validation_errors(info.value) == expected
+
+
+def test_a_pathological_template_is_a_problem_of_its_key() -> None:
+    """Thousands of nested parentheses in a summary are a bad template of that key."""
+    summary = "{{ " + "(" * 3000 + "1" + ")" * 3000 + " }}"
+    [line] = problems(config(rules=[restriction(summary=summary)]))
+    assert line.startswith("rules[0] (restriction).summary: bad template: ")
+
+
+@pytest.mark.parametrize(
+    ("data", "expected"),
+    [
+        pytest.param(
+            config(rules=[restriction(summary="x" * 10_001)]),
+            "rules[0] (restriction).summary: must be at most 10000 characters",
+            id="template",
+        ),
+        pytest.param(
+            config(rules=[expression(when="cash > 1.0" + " && cash > 1.0" * 200)]),
+            "rules[0] (pdt).when: must be at most 2000 characters",
+            id="expression",
+        ),
+    ],
+)
+def test_rule_texts_have_a_length_limit(data: dict[str, Any], expected: str) -> None:
+    """Templates and expressions are bounded: the CEL library's parser overflows the C stack
+    (a segfault) on an expression of some ten thousand terms."""
+    assert problems(data) == [expected]

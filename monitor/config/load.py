@@ -39,6 +39,8 @@ def load_config(path: Path) -> Config:
         data = tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError(f"{path}: TOML syntax error: {exc}") from exc
+    except RecursionError:  # the parser recurses once per level of nested arrays and tables
+        raise ConfigError(f"{path}: TOML syntax error: nested too deeply") from None
     return config_from_dict(data, base_dir=path.resolve().parent, origin=str(path))
 
 

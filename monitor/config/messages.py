@@ -114,6 +114,8 @@ def _message(error: Mapping[str, Any]) -> str:
         return "required key 'type' missing"
     if kind in ("too_short", "string_too_short") and ctx.get("min_length") == 1:
         return "must not be empty"
+    if kind == "string_too_long":
+        return f"must be at most {ctx.get('max_length')} characters"
     if kind == "string_pattern_mismatch":
         return "may contain only letters, digits and _ . : -"
     if kind in ("greater_than_equal", "less_than_equal"):

@@ -45,7 +45,7 @@ _LABEL_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 
 
 #: A Jinja2 message template (checked, with the rule's labels, by the rule's own validator).
-Template: TypeAlias = Annotated[str, Field(min_length=1)]
+Template: TypeAlias = Annotated[str, Field(min_length=1, max_length=10_000)]
 
 
 def _numeric_field(value: str) -> str:
@@ -188,7 +188,9 @@ class ExpressionRuleConfig(_ConditionRule):
     """A condition in the Common Expression Language over the account's fields."""
 
     type: Literal["expression"]
-    when: Annotated[str, Field(min_length=1)]
+    #: At most 2000 characters: the CEL library's parser overflows the stack (a crash, not an
+    #: exception) on an expression some ten times longer.
+    when: Annotated[str, Field(min_length=1, max_length=2000)]
     #: Record fields beyond the documented ones that ``when`` may name (ones the vendor added
     #: after this release); they are not type-checked in advance.
     fields: tuple[Annotated[str, Field(pattern=r"^[A-Za-z_][A-Za-z0-9_]*$")], ...] = ()

@@ -17,13 +17,44 @@ from typing import Annotated, Any, TypeAlias, get_args
 from urllib.parse import urlsplit
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field, SecretStr
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    GetCoreSchemaHandler,
+    SecretStr,
+)
+from pydantic_core import core_schema
 
 
-class FrozenModel(BaseModel):
-    """Every config table: immutable once loaded, and a key it does not know is an error."""
+def _model_fields(schema: core_schema.CoreSchema) -> dict[str, Any] | None:
+    """The fields of a model's schema, inside the validators that wrap it."""
+    current: Any = schema
+    while isinstance(current, dict):
+        if current.get("type") == "model-fields":
+            fields: dict[str, Any] = current["fields"]
+            return fields
+        current = current.get("schema")
+    return None
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
+
+def _guarded(schema: core_schema.CoreSchema) -> core_schema.CoreSchema:
+    return core_schema.no_info_wrap_validator_function(_guard, schema)
+
+
+def _guard(value: Any, handler: core_schema.ValidatorFunctionWrapHandler) -> Any:
+    """Run ``handler``; an exception that pydantic does not report becomes one it does.
+
+    Only the exception's class is told: its text may quote the value, and the value a secret.
+    """
+    try:
+        return handler(value)
+    except (ValueError, AssertionError):  # pydantic's own (ValidationError is a ValueError)
+        raise
+    except Exception as exc:
+        raise ValueError(f"cannot be checked ({type(exc).__name__})") from None
 
 
 def models_by_type(union: object) -> dict[str, type[BaseModel]]:
@@ -34,6 +65,34 @@ def models_by_type(union: object) -> dict[str, type[BaseModel]]:
         [tag] = get_args(model.model_fields["type"].annotation)
         models[tag] = model
     return models
+
+
+class FrozenModel(BaseModel):
+    """Every config table: immutable once loaded, and a key it does not know is an error.
+
+    Whatever a validator of the table raises is a validation error of the key it was checking
+    (of the table, for a check of the whole table), never an exception of another kind: a
+    library called to check a value (Jinja2, a time zone database, a cron parser) may raise
+    anything on a hostile value, and ``check-config`` must still name the key, not crash.
+    """
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    @classmethod
+    def __get_pydantic_core_schema__(
+        cls, source: type[BaseModel], handler: GetCoreSchemaHandler
+    ) -> core_schema.CoreSchema:
+        schema = handler(source)
+        fields = _model_fields(schema)
+        for field in fields.values() if fields is not None else ():
+            inner = field["schema"]
+            if inner["type"] == "literal":
+                continue  # nothing to guard, and a discriminator (``type``) must stay bare
+            if inner["type"] == "default":  # wrap inside, or the default is no longer applied
+                inner["schema"] = _guarded(inner["schema"])
+            else:
+                field["schema"] = _guarded(inner)
+        return _guarded(schema)
 
 
 # --------------------------------------------------------------------------- problems
