@@ -54,6 +54,12 @@ def assert_refused(result: Result, *lines: str) -> None:
             id="interval-beyond-its-range",
         ),
         pytest.param(
+            GOOD + '[[sinks]]\nname = "hook"\ntype = "webhook"\n'
+            'url = "http://127.0.0.1:99999/hook"\n',
+            "sinks[1] (hook).url: port must be a number from 1 to 65535",
+            id="url-with-an-invalid-port",
+        ),
+        pytest.param(
             GOOD
             + '[[rules]]\nname = "deep"\ntype = "restriction_change"\nsummary = "{{ '
             + "(" * 3000

@@ -23,6 +23,7 @@ from config_helpers import (
     oauth,
     problems,
     restriction,
+    set_key,
     slack,
     source,
     threshold,
@@ -632,3 +633,71 @@ def test_rule_texts_have_a_length_limit(data: dict[str, Any], expected: str) -> 
     """Templates and expressions are bounded: the CEL library's parser overflows the C stack
     (a segfault) on an expression of some ten thousand terms."""
     assert problems(data) == [expected]
+
+
+# --------------------------------------------------------------------------- URLs
+
+_PORT = "port must be a number from 1 to 65535"
+_URL_KEYS = [
+    ("api.url", "api.url", "/accounts"),
+    ("sources[0].url", "sources[0] (family).url", "/accounts"),
+    ("sources[0].oauth.token_url", "sources[0] (family).oauth.token_url", "/token"),
+    ("sinks[0].url", "sinks[0] (ops).url", "/hook/HOOKSECRET"),
+    ("sinks[1].url", "sinks[1] (chat).url", "/services/SLACKSECRET"),
+    ("sinks[2].url", "sinks[2] (am).url", ""),
+    ("sinks[2].generator_url", "sinks[2] (am).generator_url", "/status"),
+    ("sinks[3].api_url", "sinks[3] (tg).api_url", ""),
+    ("sinks[4].url", "sinks[4] (pd).url", "/v2/enqueue"),
+]
+_BAD_URLS = [
+    pytest.param("http://127.0.0.1:99999{path}", _PORT, id="port-too-big"),
+    pytest.param("http://127.0.0.1:0{path}", _PORT, id="port-zero"),
+    pytest.param("http://127.0.0.1:http{path}", _PORT, id="port-not-a-number"),
+    pytest.param("http://{path}", "must name a host", id="no-host"),
+    pytest.param("http://exa mple.com{path}", "must not contain spaces or control characters",
+                 id="space"),
+    pytest.param("http://example.com\n{path}", "must not contain spaces or control characters",
+                 id="newline"),
+    pytest.param("http://[::1{path}", "is not a valid URL", id="broken-ipv6"),
+    pytest.param("http://a..b{path}", "has an invalid host name", id="empty-label"),
+    pytest.param("http://" + "a" * 64 + ".com{path}", "has an invalid host name", id="long-label"),
+    pytest.param("ftp://example.com{path}", "must be an http:// or https:// URL", id="scheme"),
+]  # fmt: skip
+
+
+def _with_every_url() -> dict[str, Any]:
+    telegram = {"name": "tg", "type": "telegram", "bot_token": "b", "chat_id": 1}
+    pagerduty = {"name": "pd", "type": "pagerduty", "routing_key": "r"}
+    alertmanager = {"name": "am", "type": "alertmanager", "url": "http://127.0.0.1:9093"}
+    return config(
+        sources=[source(token=DROP, oauth=oauth())],
+        sinks=[webhook(), slack(), alertmanager, telegram, pagerduty],
+    )
+
+
+@pytest.mark.parametrize(("url", "message"), _BAD_URLS)
+@pytest.mark.parametrize(("path", "key", "tail"), _URL_KEYS)
+def test_every_url_is_checked_at_load(
+    path: str, key: str, tail: str, url: str, message: str
+) -> None:
+    """Every URL key (sources, token URL, sinks, secret or not) is checked when the file loads:
+    scheme, host, port range; ``http://127.0.0.1:99999/hook`` used to pass check-config and then
+    fail every delivery. The message never quotes the URL (a webhook's is a secret)."""
+    value = url.format(path=tail)
+    assert problems(set_key(_with_every_url(), path, value)) == [f"{key}: {message}"]
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        "http://127.0.0.1:8080/hook",
+        "https://[::1]:8443/x",
+        "https://bücher.example/x",
+        "http://alertmanager_1:9093",
+        "https://user:pw@host.example/p?q=1#f",
+    ],
+)
+def test_good_urls_pass(url: str) -> None:
+    """IP literals, international host names, Docker-style names and credentials are URLs."""
+    for path, _, _ in _URL_KEYS:
+        assert config_from_dict(set_key(_with_every_url(), path, url), base_dir=BASE_DIR)

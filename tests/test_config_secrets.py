@@ -256,3 +256,26 @@ def test_a_table_must_declare_the_three_spellings_of_its_secrets() -> None:
             pin: SecretStr | None = None
 
             SECRETS: ClassVar[tuple[Secret, ...]] = (Secret("pin"),)
+
+
+@pytest.mark.parametrize("spelling", ["url_env", "url_file"])
+def test_a_url_secret_read_from_elsewhere_is_checked_as_a_url(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, spelling: str
+) -> None:
+    """A webhook URL from a variable or a file is checked like an inline one when it is read,
+    so a bad port is a ConfigError naming the key and the variable, never the URL."""
+    bad = "http://127.0.0.1:99999/hook/HOOKSECRET"
+    monkeypatch.setenv("TEST_HOOK_URL", bad)
+    where = "TEST_HOOK_URL" if spelling == "url_env" else str(write(tmp_path / "hook", bad))
+    data = config(sinks=[webhook(url=DROP, **{spelling: where})])
+    loaded = config_from_dict(data, base_dir=BASE_DIR)
+    [ref] = [r for r in loaded.secret_refs() if r.key.endswith(spelling)]
+
+    with pytest.raises(ConfigError) as info:
+        resolve_secret(ref)
+
+    origin = "environment variable TEST_HOOK_URL" if spelling == "url_env" else f"file {where}"
+    assert str(info.value) == (
+        f"sinks[0] (ops).{spelling}: {origin}: port must be a number from 1 to 65535"
+    )
+    assert "HOOKSECRET" not in str(info.value)

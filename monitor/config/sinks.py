@@ -29,6 +29,7 @@ from monitor.config.types import (
     HttpUrlText,
     Name,
     Timeout,
+    check_http_url,
     check_url_secret,
     config_path,
     item_key,
@@ -79,7 +80,7 @@ class _GroupingSink(_SinkBase):
 
 
 #: A sink's URL when it is a secret (a webhook's authorises whoever holds it to post).
-_URL = Secret("url")
+_URL = Secret("url", check_value=check_http_url)
 
 
 class _UrlSecret(_SinkBase):
@@ -252,7 +253,8 @@ class AppriseSinkConfig(_SinkBase):
     url_env: str | None = None
     url_file: Path | None = None
 
-    SECRETS: ClassVar[tuple[Secret, ...]] = (_URL,)
+    #: An Apprise URL (``json://``, ``mailto://``, ...), not an HTTP one: Apprise checks it.
+    SECRETS: ClassVar[tuple[Secret, ...]] = (Secret("url"),)
 
 
 class LogSinkConfig(_SinkBase):

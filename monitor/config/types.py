@@ -6,6 +6,7 @@ user sees after the key (``schedule.interval: must be at least 1s``), never quot
 
 from __future__ import annotations
 
+import ipaddress
 import math
 import re
 from collections.abc import Iterable
@@ -258,26 +259,63 @@ def config_path(path: Path | None, base_dir: Path) -> Path | None:
 # --------------------------------------------------------------------------- URLs
 
 
-def _http_url(value: str) -> str:
-    parts = urlsplit(value)
-    if parts.scheme not in ("http", "https") or not parts.netloc:
+_SPACE_OR_CONTROL = re.compile(r"[\s\x00-\x1f\x7f]")
+_HOST_LABEL = re.compile(r"[A-Za-z0-9_-]{1,63}")
+
+
+def check_http_url(value: str) -> str:
+    """An ``http://`` or ``https://`` URL a request can be sent to: a host (a name, or an IP
+    address), a port from 1 to 65535 when one is given, no spaces or control characters.
+
+    The message never quotes the URL: a webhook's is a secret.
+    """
+    if _SPACE_OR_CONTROL.search(value):
+        raise ValueError("must not contain spaces or control characters")
+    try:
+        parts = urlsplit(value)
+        host = parts.hostname
+    except ValueError:  # "http://[::1/x"
+        raise ValueError("is not a valid URL") from None
+    if parts.scheme not in ("http", "https"):
         raise ValueError("must be an http:// or https:// URL")
+    if not host:
+        raise ValueError("must name a host")
+    try:
+        port = parts.port
+    except ValueError:  # out of range, or not a number
+        port = 0
+    if port == 0:
+        raise ValueError("port must be a number from 1 to 65535")
+    if not _valid_host(host):
+        raise ValueError("has an invalid host name")
     return value
+
+
+def _valid_host(host: str) -> bool:
+    """An IP address, or a name whose labels IDNA encodes to 1-63 letters, digits, - and _."""
+    try:
+        ipaddress.ip_address(host)
+    except ValueError:
+        pass
+    else:
+        return True
+    try:
+        encoded = host.rstrip(".").encode("idna").decode("ascii")
+    except UnicodeError:
+        return False
+    return len(encoded) <= 253 and all(_HOST_LABEL.fullmatch(p) for p in encoded.split("."))
 
 
 def check_url_secret(value: SecretStr | None) -> SecretStr | None:
     """A URL that is a secret (a webhook's): checked like any URL, never quoted."""
     if value is not None:
-        try:
-            _http_url(value.get_secret_value())
-        except ValueError:
-            raise ValueError("must be an http:// or https:// URL") from None
+        check_http_url(value.get_secret_value())
     return value
 
 
 #: An ``http://`` or ``https://`` URL kept as text (not a secret: balances and token endpoints).
 HttpUrlText: TypeAlias = Annotated[
-    str, BeforeValidator(lambda v: _http_url(v) if isinstance(v, str) else v)
+    str, BeforeValidator(lambda v: check_http_url(v) if isinstance(v, str) else v)
 ]
 
 
