@@ -91,3 +91,41 @@ async def test_toml_nested_too_deeply_is_exit_2(cli: Cli, tmp_path: Path) -> Non
     assert result.code == 2, result.output
     assert "Traceback" not in result.output
     assert "TOML syntax error: nested too deeply" in result.stderr
+
+
+async def test_check_config_notes_every_missing_secret_at_once(cli: Cli, tmp_path: Path) -> None:
+    """Every secret check-config cannot read is a note (exit 0: this machine may not hold
+    them), all of them in one run."""
+    text = GOOD.replace('token = "t"', 'token_env = "TEST_UNSET_TOKEN"') + (
+        '[[sinks]]\nname = "chat"\ntype = "slack"\nurl_env = "TEST_UNSET_SLACK"\n'
+    )
+    result = await check(cli, tmp_path, text)
+    assert result.code == 0, result.output
+    assert result.stderr.splitlines() == [
+        "note: api.token_env: environment variable TEST_UNSET_TOKEN is not set "
+        "(needed by run, once and test-sink)",
+        "note: sinks[1] (chat).url_env: environment variable TEST_UNSET_SLACK is not set "
+        "(needed by run, once and test-sink)",
+    ]
+
+
+async def test_check_config_finds_a_sink_whose_extra_is_not_installed(
+    cli: Cli, tmp_path: Path
+) -> None:
+    """An apprise sink without the apprise package is a problem naming the sink and the extra
+    to install (run would fail to start); the package is made unimportable for the CLI alone,
+    by a package of the same name first on its PYTHONPATH."""
+    shadow = tmp_path / "shadow" / "apprise"
+    shadow.mkdir(parents=True)
+    (shadow / "__init__.py").write_text('raise ImportError("no apprise here")\n', encoding="utf-8")
+    cli.env = {**cli.env, "PYTHONPATH": str(shadow.parent)}
+    text = GOOD + '[[sinks]]\nname = "push"\ntype = "apprise"\nurl = "json://localhost"\n'
+
+    result = await check(cli, tmp_path, text)
+
+    assert_refused(
+        result,
+        "sinks[1] (push).type: the apprise sink needs the 'apprise' extra: "
+        "pip install 'balance-monitor[apprise]'",
+    )
+    assert result.stdout == ""

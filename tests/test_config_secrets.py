@@ -279,3 +279,31 @@ def test_a_url_secret_read_from_elsewhere_is_checked_as_a_url(
         f"sinks[0] (ops).{spelling}: {origin}: port must be a number from 1 to 65535"
     )
     assert "HOOKSECRET" not in str(info.value)
+
+
+def test_missing_secrets_lists_every_one_at_once(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Config.missing_secrets() returns a problem line for every secret that cannot be read
+    here, in file order, so run, once and check-config report them all at once, not one per
+    attempt; a secret that can be read is not listed."""
+    for name in ("TEST_LIME_TOKEN", "TEST_SLACK_URL", "TEST_HMAC"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("TEST_HMAC", HMAC)
+    data = config(
+        api=api(token=DROP, token_env="TEST_LIME_TOKEN"),
+        sources=[source(token=DROP, oauth=oauth(password=DROP, password_file="absent"))],
+        sinks=[
+            webhook(secret=DROP, secret_env="TEST_HMAC"),
+            slack(url=DROP, url_env="TEST_SLACK_URL"),
+        ],
+    )
+    loaded = config_from_dict(data, base_dir=tmp_path)
+
+    assert loaded.missing_secrets() == [
+        "api.token_env: environment variable TEST_LIME_TOKEN is not set",
+        f"sources[0] (family).oauth.password_file: cannot read {tmp_path / 'absent'}: "
+        "No such file or directory",
+        "sinks[1] (chat).url_env: environment variable TEST_SLACK_URL is not set",
+    ]
+    assert config_from_dict(config(), base_dir=tmp_path).missing_secrets() == []

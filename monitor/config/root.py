@@ -15,7 +15,7 @@ from pydantic import Field, model_validator
 from monitor.config.mutes import MuteConfig
 from monitor.config.rules import SOURCE_DOWN_RULE, RuleConfig
 from monitor.config.schedule import ScheduleConfig, describe_schedule
-from monitor.config.secrets import SecretRef
+from monitor.config.secrets import SecretRef, check_secret
 from monitor.config.service import DeliveryConfig, HttpConfig, LogConfig, StateConfig
 from monitor.config.sinks import SinkConfig
 from monitor.config.sources import ApiConfig, SourceBase, SourceConfig
@@ -101,6 +101,12 @@ class Config(FrozenModel):
         for i, sink in enumerate(self.sinks):
             refs += sink.secret_refs(i)
         return refs
+
+    def missing_secrets(self) -> list[str]:
+        """A problem line for every secret that cannot be read here (an unset variable, a
+        missing file, a URL that is not one), in file order: all of them at once, for
+        ``check-config`` to note and for ``run`` and ``once`` to refuse to start with."""
+        return [note for ref in self.secret_refs() if (note := check_secret(ref)) is not None]
 
     def sinks_for(
         self,
