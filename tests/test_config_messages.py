@@ -701,3 +701,20 @@ def test_good_urls_pass(url: str) -> None:
     """IP literals, international host names, Docker-style names and credentials are URLs."""
     for path, _, _ in _URL_KEYS:
         assert config_from_dict(set_key(_with_every_url(), path, url), base_dir=BASE_DIR)
+
+
+@pytest.mark.parametrize(
+    ("data", "expected"),
+    [
+        pytest.param({**config(), "": []}, '"": unknown key', id="empty"),
+        pytest.param({**config(), "a b": 1}, '"a b": unknown key', id="space"),
+        pytest.param(
+            config(schedule={'x"\n': 1}), 'schedule."x\\"\\u000A": unknown key', id="escaped"
+        ),
+    ],
+)
+def test_a_key_that_needs_quotes_is_named_quoted(data: dict[str, Any], expected: str) -> None:
+    """A key TOML must quote is named as the file spells it, quoted, so that every problem line
+    starts with its key (the empty key used to give a line with none; found by the property
+    tests)."""
+    assert problems(data) == [expected]

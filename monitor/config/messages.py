@@ -42,8 +42,24 @@ def _location(loc: tuple[int | str, ...], data: Mapping[str, Any] | None) -> str
         if isinstance(part, int):
             out += f"[{part}]"
         else:
-            out += f".{part}" if out else str(part)
+            key = _toml_key(part)
+            out += f".{key}" if out else key
     return out
+
+
+_BARE_KEY = re.compile(r"[A-Za-z0-9_-]+")
+
+
+def _toml_key(key: str) -> str:
+    """A key as TOML spells it: bare, or quoted when it is empty or holds other characters
+    (``"a b"``, ``""``), so that a problem line always starts with a key."""
+    if _BARE_KEY.fullmatch(key):
+        return key
+    escaped = "".join(
+        f"\\u{ord(c):04X}" if ord(c) < 0x20 or ord(c) == 0x7F else "\\" + c if c in '"\\' else c
+        for c in key
+    )
+    return f'"{escaped}"'
 
 
 def _name_in(data: Mapping[str, Any] | None, section: str, index: int) -> object:
