@@ -2,6 +2,9 @@
 
 A type here is an ``Annotated`` alias whose validator raises ``ValueError`` with the message the
 user sees after the key (``schedule.interval: must be at least 1s``), never quoting the value.
+Every duration and number key has a range (:func:`within`, :class:`NumberRange`); a validator
+that knows which key a problem is about raises :class:`KeyProblemsError`; whatever else a
+validator raises becomes a problem of its key (:class:`FrozenModel`).
 """
 
 from __future__ import annotations
