@@ -21,10 +21,10 @@ import aiohttp
 from monitor import __version__, example, status
 from monitor.config import (
     Config,
-    check_secret,
     default_config_path,
     load_config,
 )
+from monitor.config.root import plural
 from monitor.daemon import Daemon, Exit, install_signal_handlers, run_daemon, run_once
 from monitor.demo import banner as demo_banner
 from monitor.demo import configure_logging as demo_logging
@@ -33,7 +33,7 @@ from monitor.errors import ConfigError, MonitorError, SinkError
 from monitor.logs import configure as configure_logging
 from monitor.models import DEFAULT_SOURCE, Alert, Notification, Severity, Status
 from monitor.simulator import DEMO_TOKEN, SCENARIOS, Simulator, serve_forever, start
-from monitor.sinks.registry import build_sink
+from monitor.sinks.registry import build_sink, check_sinks
 from monitor.store import open_store
 
 DEMO_INTERVAL = "2s"
@@ -138,10 +138,11 @@ def _err(text: str) -> None:
 
 
 def _check_config(path: Path, config: Config) -> int:
+    if problems := check_sinks(config.sinks):
+        raise ConfigError(f"{path}: {plural(len(problems), 'problem')}", problems)
     _out(f"OK {path}: {config.summary()}")
-    for ref in config.secret_refs():
-        if (note := check_secret(ref)) is not None:
-            _err(f"note: {note} (needed by run, once and test-sink)")
+    for note in config.missing_secrets():
+        _err(f"note: {note} (needed by run, once and test-sink)")
     return Exit.OK
 
 

@@ -100,19 +100,6 @@ CONTEXT_NAMES: frozenset[str] = frozenset(
 
 _TEMPLATE_FILENAME = "<template>"
 
-#: What a template may raise while it renders: Jinja's errors (undefined names, the sandbox)
-#: and what an expression or a filter raises on bad operands (``None - 1``, ``"x" | money``,
-#: a division by zero, a macro calling itself forever).
-_RENDER_ERRORS = (
-    jinja2.TemplateError,
-    ArithmeticError,
-    TypeError,
-    ValueError,
-    LookupError,
-    AttributeError,
-    RecursionError,
-)
-
 
 class TemplateError(ValueError):
     """A template that does not compile or render; the message is for a person.
@@ -139,7 +126,9 @@ class MessageTemplate:
         """
         try:
             rendered = self._template.render(context)
-        except _RENDER_ERRORS as exc:
+        except Exception as exc:
+            # (Jinja's errors, an operand a filter refuses, a division by zero, a macro calling
+            # itself forever, a filter's own assertion) is the template's error
             raise _translate(exc) from exc
         return clip(rendered.strip(), MAX_LENGTH)
 
@@ -166,6 +155,8 @@ def _compile(
         compiled = _ENVIRONMENT.from_string(text)
     except jinja2.TemplateSyntaxError as exc:
         raise TemplateError(exc.message or str(exc), lineno=exc.lineno) from exc
+    except RecursionError:  # Jinja's parser recurses once per level of nesting
+        raise TemplateError("nested too deeply") from None
     template = MessageTemplate(text, compiled)
     template.render(
         sample_context(labels=dict(labels) if labels is not None else None, account=account)

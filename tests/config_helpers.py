@@ -4,6 +4,7 @@ they hold (no problem message or repr may quote one)."""
 from __future__ import annotations
 
 import copy
+import re
 from pathlib import Path
 from typing import Any
 
@@ -117,3 +118,37 @@ def write(path: Path, text: str) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(text, encoding="utf-8")
     return path
+
+
+def alertmanager(**fields: Any) -> dict[str, Any]:
+    return _merge({"name": "am", "type": "alertmanager", "url": "http://127.0.0.1:9093"}, fields)
+
+
+def full_config() -> dict[str, Any]:
+    """A valid config with a table for every key that holds a duration or a number: a
+    market-hours schedule, ``[api]`` and a ``[[sources]]`` with OAuth2, a chat sink and an
+    Alertmanager, a windowed ``delta`` and a ``stale`` rule."""
+    return config(
+        schedule={"market_hours": "us-equities"},
+        sources=[source(token=DROP, oauth=oauth())],
+        sinks=[webhook(), slack(), alertmanager()],
+        rules=[threshold(), delta(window="1h"), stale()],
+    )
+
+
+_STEP = re.compile(r"([a-z_]+)(?:\[(\d+)\])?")
+
+
+def set_key(data: dict[str, Any], path: str, value: Any) -> dict[str, Any]:
+    """``data`` with the key at ``path`` (``"sources[0].oauth.timeout"``) set to ``value``."""
+    out = copy.deepcopy(data)
+    table: Any = out
+    *parents, last = path.split(".")
+    for step in parents:
+        match = _STEP.fullmatch(step)
+        assert match is not None, step
+        table = table.setdefault(match[1], {})
+        if match[2] is not None:
+            table = table[int(match[2])]
+    table[last] = value
+    return out

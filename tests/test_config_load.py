@@ -138,7 +138,7 @@ def test_load_config_problems_name_the_file(tmp_path: Path) -> None:
     with pytest.raises(ConfigError) as info:
         load_config(path)
     assert str(info.value) == f"{path}: 1 problem"
-    assert info.value.problems == ["stat: unknown key"]
+    assert info.value.problems == ["stat: unknown key (did you mean 'state'?)"]
 
 
 def test_toml_syntax_error_does_not_quote_the_secret(tmp_path: Path) -> None:
@@ -171,3 +171,18 @@ def test_email_ca_file_and_credentials_are_relative_to_the_config_folder() -> No
     sink = loaded.sinks[0]
     assert isinstance(sink, EmailSinkConfig)
     assert (sink.ca_file, sink.password_file) == (BASE_DIR / "ca.pem", BASE_DIR / "secrets/smtp")
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        pytest.param("x = " + "[" * 5000 + "]" * 5000 + "\n", id="arrays"),
+        pytest.param("x = " + "{a = " * 5000 + "1" + "}" * 5000 + "\n", id="inline-tables"),
+    ],
+)
+def test_toml_nested_too_deeply_is_a_config_error(tmp_path: Path, text: str) -> None:
+    """The standard TOML parser recurses once per level of nesting: thousands of levels were a
+    RecursionError traceback; now they are a ConfigError naming the file."""
+    path = write(tmp_path / "config.toml", text)
+    with pytest.raises(ConfigError, match=r"TOML syntax error: nested too deeply"):
+        load_config(path)

@@ -196,8 +196,8 @@ def test_all_sources_lists_api_as_default_then_sources_in_file_order() -> None:
 
     assert [(s.name, s.key, s.interval) for s in specs] == [
         ("default", "api", None),
-        ("family", "sources[0]", timedelta(seconds=5)),
-        ("fund", "sources[1]", None),
+        ("family", "sources[0] (family)", timedelta(seconds=5)),
+        ("fund", "sources[1] (fund)", None),
     ]
     assert specs[2].config.oauth is not None
 
@@ -232,4 +232,4 @@ def test_a_source_interval_is_refused_under_a_cron_schedule() -> None:
         ],
     )
 
-    assert problems(data) == ["sources[0].interval: not used with [schedule] cron"]
+    assert problems(data) == ["sources[0] (fund).interval: not used with [schedule] cron"]

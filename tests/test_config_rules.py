@@ -32,78 +32,84 @@ from monitor.rules import EVALUATORS
     ("rule", "expected"),
     [
         # clear (hysteresis)
-        (threshold(op="==", clear=5), ["rules[0].clear: not used with op '=='"]),
-        (threshold(op="!=", clear=5), ["rules[0].clear: not used with op '!='"]),
-        (threshold(clear=900), ["rules[0].clear: must be at least value (1000) with op '<'"]),
+        (threshold(op="==", clear=5), ["rules[0] (low-cash).clear: not used with op '=='"]),
+        (threshold(op="!=", clear=5), ["rules[0] (low-cash).clear: not used with op '!='"]),
+        (threshold(clear=900),
+         ["rules[0] (low-cash).clear: must be at least value (1000) with op '<'"]),
         (threshold(op="<=", clear=999),
-         ["rules[0].clear: must be at least value (1000) with op '<='"]),
+         ["rules[0] (low-cash).clear: must be at least value (1000) with op '<='"]),
         (threshold(op=">", clear=1100),
-         ["rules[0].clear: must be at most value (1000) with op '>'"]),
+         ["rules[0] (low-cash).clear: must be at most value (1000) with op '>'"]),
         (threshold(op=">=", clear=1001),
-         ["rules[0].clear: must be at most value (1000) with op '>='"]),
-        (threshold(clear="1200"), ["rules[0].clear: must be a number"]),
+         ["rules[0] (low-cash).clear: must be at most value (1000) with op '>='"]),
+        (threshold(clear="1200"), ["rules[0] (low-cash).clear: must be a number"]),
         # for, repeat, send_resolved
-        (threshold(repeat="30s"), ["rules[0].repeat: must be at least 1m"]),
-        (threshold(repeat="59s"), ["rules[0].repeat: must be at least 1m"]),
-        (threshold(**{"for": "soon"}), [f"rules[0].for: {DURATION_HELP}"]),
-        (threshold(**{"for": "-1m"}), [f"rules[0].for: {DURATION_HELP}"]),
+        (threshold(repeat="30s"), ["rules[0] (low-cash).repeat: must be at least 1m"]),
+        (threshold(repeat="59s"), ["rules[0] (low-cash).repeat: must be at least 1m"]),
+        (threshold(**{"for": "soon"}), [f"rules[0] (low-cash).for: {DURATION_HELP}"]),
+        (threshold(**{"for": "-1m"}), [f"rules[0] (low-cash).for: {DURATION_HELP}"]),
         (threshold(send_resolved="maybe"),
-         ["rules[0].send_resolved: Input should be a valid boolean, unable to interpret input"]),
-        (restriction(**{"for": "2m"}), ["rules[0].for: unknown key"]),
-        (restriction(repeat="1h"), ["rules[0].repeat: unknown key"]),
-        (change(clear=1), ["rules[0].clear: unknown key"]),
+         ["rules[0] (low-cash).send_resolved: Input should be a valid boolean, unable to interpret "
+          "input"]),
+        (restriction(**{"for": "2m"}), ["rules[0] (restriction).for: unknown key"]),
+        (restriction(repeat="1h"), ["rules[0] (restriction).repeat: unknown key"]),
+        (change(clear=1), ["rules[0] (platform).clear: unknown key"]),
         # labels
         (threshold(labels={"severity": "high"}),
-         ["rules[0].labels: 'severity' is set by balance-monitor itself"]),
+         ["rules[0] (low-cash).labels: 'severity' is set by balance-monitor itself"]),
         (threshold(labels={"alertname": "x"}),
-         ["rules[0].labels: 'alertname' is set by balance-monitor itself"]),
+         ["rules[0] (low-cash).labels: 'alertname' is set by balance-monitor itself"]),
         (restriction(labels={"source": "x"}),
-         ["rules[0].labels: 'source' is set by balance-monitor itself"]),
+         ["rules[0] (restriction).labels: 'source' is set by balance-monitor itself"]),
         (restriction(labels={"account_number": "x"}),
-         ["rules[0].labels: 'account_number' is set by balance-monitor itself"]),
+         ["rules[0] (restriction).labels: 'account_number' is set by balance-monitor itself"]),
         (threshold(labels={"team-x": "risk"}),
-         ["rules[0].labels: 'team-x' is not a label name (letters, digits and _)"]),
+         ["rules[0] (low-cash).labels: 'team-x' is not a label name (letters, digits and _)"]),
         (threshold(labels={"1team": "risk"}),
-         ["rules[0].labels: '1team' is not a label name (letters, digits and _)"]),
-        (threshold(labels={"team": ""}), ["rules[0].labels.team: must not be empty"]),
+         ["rules[0] (low-cash).labels: '1team' is not a label name (letters, digits and _)"]),
+        (threshold(labels={"team": ""}), ["rules[0] (low-cash).labels.team: must not be empty"]),
         # templates
         (threshold(summary="{{ cahs }}"),
-         ["rules[0].summary: bad template: line 1: 'cahs' is undefined"]),
+         ["rules[0] (low-cash).summary: bad template: line 1: 'cahs' is undefined"]),
         (threshold(description="{% if %}"),
-         ["rules[0].description: bad template: line 1: Expected an expression, got 'end of "
-          "statement block'"]),
+         ["rules[0] (low-cash).description: bad template: line 1: Expected an expression, got "
+          "'end of statement block'"]),
         (threshold(summary="{{ labels.teem }}", labels={"team": "risk"}),
-         ["rules[0].summary: bad template: line 1: 'dict object' has no attribute 'teem'"]),
+         ["rules[0] (low-cash).summary: bad template: line 1: 'dict object' has no attribute "
+          "'teem'"]),
         # expression
         (expression(when="cahs > 1.0"),
-         ["rules[0].when: expression 'cahs > 1.0' reads an unknown field 'cahs'; did you mean "
-          "'cash'?"]),
+         ["rules[0] (pdt).when: expression 'cahs > 1.0' reads an unknown field 'cahs'; did you "
+          "mean 'cash'?"]),
         (expression(when="has(previous.cahs)"),
-         ["rules[0].when: expression 'has(previous.cahs)' reads an unknown field "
+         ["rules[0] (pdt).when: expression 'has(previous.cahs)' reads an unknown field "
           "'previous.cahs'; did you mean 'cash'?"]),
-        (expression(when=""), ["rules[0].when: must not be empty"]),
-        (expression(when=DROP), ["rules[0].when: required key missing"]),
+        (expression(when=""), ["rules[0] (pdt).when: must not be empty"]),
+        (expression(when=DROP), ["rules[0] (pdt).when: required key missing"]),
         # delta
-        (delta(by=DROP), ["rules[0]: give exactly one of by, by_pct"]),
-        (delta(by_pct=10), ["rules[0]: give exactly one of by, by_pct"]),
-        (delta(by=0), ["rules[0].by: must be positive"]),
-        (delta(by=DROP, by_pct=-5), ["rules[0].by_pct: must be positive"]),
-        (delta(direction="sideways"), ["rules[0].direction: must be one of down, up, any"]),
-        (delta(**{"for": "2m"}), ["rules[0].for: needs window (without it a delta is an event)"]),
-        (delta(repeat="1h"), ["rules[0].repeat: needs window (without it a delta is an event)"]),
-        (delta(window="30s"), ["rules[0].window: must be at least 1m"]),
+        (delta(by=DROP), ["rules[0] (drop): give exactly one of by, by_pct"]),
+        (delta(by_pct=10), ["rules[0] (drop): give exactly one of by, by_pct"]),
+        (delta(by=0), ["rules[0] (drop).by: must be positive"]),
+        (delta(by=DROP, by_pct=-5), ["rules[0] (drop).by_pct: must be positive"]),
+        (delta(direction="sideways"), ["rules[0] (drop).direction: must be one of down, up, any"]),
+        (delta(**{"for": "2m"}),
+         ["rules[0] (drop).for: needs window (without it a delta is an event)"]),
+        (delta(repeat="1h"),
+         ["rules[0] (drop).repeat: needs window (without it a delta is an event)"]),
+        (delta(window="30s"), ["rules[0] (drop).window: must be at least 1m"]),
         (delta(field="margin_type"),
-         [f"rules[0].field: 'margin_type' is not a numeric field; use one of {NUMERIC}"]),
+         [f"rules[0] (drop).field: 'margin_type' is not a numeric field; use one of {NUMERIC}"]),
         # stale
         (stale(**{"for": DROP}),
-         ["rules[0].for: required for a stale rule (how long unchanged is stale)"]),
+         ["rules[0] (stuck).for: required for a stale rule (how long unchanged is stale)"]),
         (stale(field="unsettled"),
-         [f"rules[0].field: unknown field 'unsettled'; use one of {CHANGEABLE}"]),
-        (stale(repeat="10s"), ["rules[0].repeat: must be at least 1m"]),
+         [f"rules[0] (stuck).field: unknown field 'unsettled'; use one of {CHANGEABLE}"]),
+        (stale(repeat="10s"), ["rules[0] (stuck).repeat: must be at least 1m"]),
         # account_added / account_removed
-        ({"name": "new", "type": "account_added", "for": "1h"}, ["rules[0].for: unknown key"]),
+        ({"name": "new", "type": "account_added", "for": "1h"},
+         ["rules[0] (new).for: unknown key"]),
         ({"name": "gone", "type": "account_removed", "field": "cash"},
-         ["rules[0].field: unknown key"]),
+         ["rules[0] (gone).field: unknown key"]),
     ],
 )  # fmt: skip
 def test_bad_rule_lifecycle_and_type_keys(rule: dict[str, Any], expected: list[str]) -> None:
@@ -121,7 +127,7 @@ def test_expression_syntax_error_names_line_and_column(when: str, line: int, col
     [problem] = problems(config(rules=[expression(when=when)]))
     first, *rest = problem.splitlines()
     assert first.startswith(
-        f"rules[0].when: syntax error in expression at line {line}, column {column}: "
+        f"rules[0] (pdt).when: syntax error in expression at line {line}, column {column}: "
     )
     assert rest[-1].endswith("^")
 
@@ -137,7 +143,7 @@ def test_expression_syntax_error_names_line_and_column(when: str, line: int, col
 def test_expression_must_be_a_boolean_over_the_fields(when: str, message: str) -> None:
     """An expression that is not a boolean (or cannot be evaluated) over the fields is refused."""
     [problem] = problems(config(rules=[expression(when=when)]))
-    assert problem.startswith(f"rules[0].when: expression {when!r} cannot be evaluated: ")
+    assert problem.startswith(f"rules[0] (pdt).when: expression {when!r} cannot be evaluated: ")
     assert message in problem
 
 

@@ -120,9 +120,9 @@ def test_secrets_stay_out_of_repr_and_str() -> None:
             config(),
             [
                 ("api.token", TOKEN, None, None),
-                ("sinks[0].url", HOOK_URL, None, None),
-                ("sinks[0].secret", HMAC, None, None),
-                ("sinks[1].url", SLACK_URL, None, None),
+                ("sinks[0] (ops).url", HOOK_URL, None, None),
+                ("sinks[0] (ops).secret", HMAC, None, None),
+                ("sinks[1] (chat).url", SLACK_URL, None, None),
             ],
             id="inline",
         ),
@@ -137,8 +137,8 @@ def test_secrets_stay_out_of_repr_and_str() -> None:
             ),
             [
                 ("api.token_env", None, "LIME_TOKEN", None),
-                ("sinks[1].url_file", None, None, BASE_DIR / "hook"),
-                ("sinks[2].url_env", None, "SLACK", None),
+                ("sinks[1] (ops).url_file", None, None, BASE_DIR / "hook"),
+                ("sinks[2] (chat).url_env", None, "SLACK", None),
             ],
             id="env-and-file",
         ),
@@ -170,10 +170,10 @@ def test_oauth_secret_refs_name_their_keys() -> None:
         ("api.oauth.client_secret", None, None),
         ("api.oauth.username", None, None),
         ("api.oauth.password_file", None, BASE_DIR / "secrets" / "pw"),
-        ("sources[0].oauth.client_id", None, None),
-        ("sources[0].oauth.client_secret_env", "CS", None),
-        ("sources[0].oauth.username", None, None),
-        ("sources[0].oauth.password", None, None),
+        ("sources[0] (family).oauth.client_id", None, None),
+        ("sources[0] (family).oauth.client_secret_env", "CS", None),
+        ("sources[0] (family).oauth.username", None, None),
+        ("sources[0] (family).oauth.password", None, None),
     ]
 
 
@@ -256,3 +256,54 @@ def test_a_table_must_declare_the_three_spellings_of_its_secrets() -> None:
             pin: SecretStr | None = None
 
             SECRETS: ClassVar[tuple[Secret, ...]] = (Secret("pin"),)
+
+
+@pytest.mark.parametrize("spelling", ["url_env", "url_file"])
+def test_a_url_secret_read_from_elsewhere_is_checked_as_a_url(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, spelling: str
+) -> None:
+    """A webhook URL from a variable or a file is checked like an inline one when it is read,
+    so a bad port is a ConfigError naming the key and the variable, never the URL."""
+    bad = "http://127.0.0.1:99999/hook/HOOKSECRET"
+    monkeypatch.setenv("TEST_HOOK_URL", bad)
+    where = "TEST_HOOK_URL" if spelling == "url_env" else str(write(tmp_path / "hook", bad))
+    data = config(sinks=[webhook(url=DROP, **{spelling: where})])
+    loaded = config_from_dict(data, base_dir=BASE_DIR)
+    [ref] = [r for r in loaded.secret_refs() if r.key.endswith(spelling)]
+
+    with pytest.raises(ConfigError) as info:
+        resolve_secret(ref)
+
+    origin = "environment variable TEST_HOOK_URL" if spelling == "url_env" else f"file {where}"
+    assert str(info.value) == (
+        f"sinks[0] (ops).{spelling}: {origin}: port must be a number from 1 to 65535"
+    )
+    assert "HOOKSECRET" not in str(info.value)
+
+
+def test_missing_secrets_lists_every_one_at_once(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Config.missing_secrets() returns a problem line for every secret that cannot be read
+    here, in file order, so run, once and check-config report them all at once, not one per
+    attempt; a secret that can be read is not listed."""
+    for name in ("TEST_LIME_TOKEN", "TEST_SLACK_URL", "TEST_HMAC"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("TEST_HMAC", HMAC)
+    data = config(
+        api=api(token=DROP, token_env="TEST_LIME_TOKEN"),
+        sources=[source(token=DROP, oauth=oauth(password=DROP, password_file="absent"))],
+        sinks=[
+            webhook(secret=DROP, secret_env="TEST_HMAC"),
+            slack(url=DROP, url_env="TEST_SLACK_URL"),
+        ],
+    )
+    loaded = config_from_dict(data, base_dir=tmp_path)
+
+    assert loaded.missing_secrets() == [
+        "api.token_env: environment variable TEST_LIME_TOKEN is not set",
+        f"sources[0] (family).oauth.password_file: cannot read {tmp_path / 'absent'}: "
+        "No such file or directory",
+        "sinks[1] (chat).url_env: environment variable TEST_SLACK_URL is not set",
+    ]
+    assert config_from_dict(config(), base_dir=tmp_path).missing_secrets() == []

@@ -5,12 +5,14 @@ from __future__ import annotations
 import re
 from datetime import timedelta
 from decimal import Decimal
-from typing import Any
+from typing import Any, get_args
 
 import pytest
-from config_helpers import BASE_DIR, DURATION_HELP, config
+from config_helpers import BASE_DIR, DURATION_HELP, config, full_config, problems, set_key
+from pydantic import BaseModel
 
-from monitor.config import config_from_dict, parse_duration
+from monitor.config import Config, config_from_dict, parse_duration
+from monitor.config.types import DurationRange, NumberRange
 
 
 @pytest.mark.parametrize(
@@ -88,3 +90,135 @@ def test_duration_keys_accept_every_spelling(
     sections = {section: {**config().get(section, {}), key: value}}
     loaded = config_from_dict(config(**sections), base_dir=BASE_DIR)
     assert getattr(getattr(loaded, section), key) == expected
+
+
+# --------------------------------------------------------------------------- ranges
+
+#: Every key that holds a duration: its key path in :func:`full_config`, the key as problem
+#: lines name it, and the least and the greatest value it takes.
+DURATION_KEYS = [
+    ("schedule.interval", "schedule.interval", "1s", "1d"),
+    ("schedule.off_hours_interval", "schedule.off_hours_interval", "1s", "1d"),
+    ("schedule.jitter", "schedule.jitter", "0s", "1h"),
+    ("api.timeout", "api.timeout", "100ms", "5m"),
+    ("sources[0].interval", "sources[0] (family).interval", "1s", "1d"),
+    ("sources[0].timeout", "sources[0] (family).timeout", "100ms", "5m"),
+    ("sources[0].oauth.timeout", "sources[0] (family).oauth.timeout", "100ms", "5m"),
+    ("sources[0].oauth.renew_before", "sources[0] (family).oauth.renew_before", "0s", "1h"),
+    ("delivery.max_age", "delivery.max_age", "1m", "30d"),
+    ("delivery.initial_backoff", "delivery.initial_backoff", "10ms", "1h"),
+    ("delivery.max_backoff", "delivery.max_backoff", "10ms", "1d"),
+    ("delivery.once_deadline", "delivery.once_deadline", "0s", "10m"),
+    ("sinks[0].timeout", "sinks[0] (ops).timeout", "100ms", "5m"),
+    ("sinks[1].group_window", "sinks[1] (chat).group_window", "0s", "10m"),
+    ("sinks[2].resend_interval", "sinks[2] (am).resend_interval", "1s", "1h"),
+    ("rules[0].for", "rules[0] (low-cash).for", "0s", "30d"),
+    ("rules[0].repeat", "rules[0] (low-cash).repeat", "1m", "30d"),
+    ("rules[1].window", "rules[1] (drop).window", "1m", "30d"),
+]
+
+#: Every key that holds a number, its least and its greatest value, as above.
+NUMBER_KEYS = [
+    ("api.down_after", "api.down_after", 1, 1000),
+    ("sources[0].down_after", "sources[0] (family).down_after", 1, 1000),
+    ("rules[0].value", "rules[0] (low-cash).value", -(10**15), 10**15),
+    ("rules[1].by", "rules[1] (drop).by", Decimal("0.000001"), 10**15),
+]
+
+
+def _seconds(text: str) -> float:
+    return parse_duration(text).total_seconds()
+
+
+@pytest.mark.parametrize(("path", "key", "low", "high"), DURATION_KEYS)
+def test_duration_keys_take_their_range(path: str, key: str, low: str, high: str) -> None:
+    """Each duration key takes its least and its greatest value."""
+    for value in (low, high):
+        loaded = config_from_dict(set_key(full_config(), path, value), base_dir=BASE_DIR)
+        assert loaded is not None
+
+
+@pytest.mark.parametrize(("path", "key", "low", "high"), DURATION_KEYS)
+def test_duration_keys_refuse_what_is_out_of_range(
+    path: str, key: str, low: str, high: str
+) -> None:
+    """A duration beyond a key's range is one problem naming the key and the bound, at load
+    (``interval = "3000000d"`` used to pass and crash ``run`` with an OverflowError), and so is
+    one too long for Python's timedelta."""
+    for value in ("3000000d", 2**62, 10**400, "9" * 400 + "d", _seconds(high) + 0.001):
+        [line] = problems(set_key(full_config(), path, value))
+        assert line.startswith(f"{key}: must be at most {high}")
+    if _seconds(low) > 0:
+        below = _seconds(low) - 0.001
+        assert problems(set_key(full_config(), path, below)) == [f"{key}: must be at least {low}"]
+
+
+@pytest.mark.parametrize(("path", "key", "low", "high"), NUMBER_KEYS)
+def test_number_keys_take_their_range(path: str, key: str, low: Any, high: Any) -> None:
+    """Each number key takes its least and its greatest value, and refuses one beyond."""
+    for value in (low, high):
+        assert config_from_dict(set_key(full_config(), path, value), base_dir=BASE_DIR)
+    [above] = problems(set_key(full_config(), path, high + 1))
+    assert above.startswith(f"{key}: must be at most ")
+    [below] = problems(set_key(full_config(), path, low - 1))
+    assert below.startswith(f"{key}: must be ")
+
+
+def _fields(model: type[BaseModel], seen: set[type[BaseModel]]) -> list[tuple[str, str, Any]]:
+    """(model name, key, annotation) of every field of ``model`` and the models it holds."""
+    if model in seen:
+        return []
+    seen.add(model)
+    out = []
+    for name, info in model.model_fields.items():
+        out.append((model.__name__, info.alias or name, info))
+        for inner in _models(info.annotation):
+            out += _fields(inner, seen)
+    return out
+
+
+def _models(annotation: object) -> list[type[BaseModel]]:
+    if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+        return [annotation]
+    return [model for arg in get_args(annotation) for model in _models(arg)]
+
+
+def _holds(annotation: object, kind: type) -> bool:
+    return annotation is kind or any(_holds(arg, kind) for arg in get_args(annotation))
+
+
+def _ranged(info: Any) -> bool:
+    """Whether the field's type (or an ``Annotated`` inside it) carries a range."""
+    metadata = [*info.metadata]
+    stack = [info.annotation]
+    while stack:
+        annotation = stack.pop()
+        metadata += getattr(annotation, "__metadata__", ())
+        stack += get_args(annotation)
+    return any(
+        isinstance(getattr(m, "func", None), DurationRange | NumberRange)
+        or getattr(m, "le", None) is not None
+        for m in metadata
+    )
+
+
+ALL_FIELDS = _fields(Config, set())
+
+
+def test_the_range_tables_hold_every_duration_and_number_key() -> None:
+    """Every key of the configuration that holds a duration or a number has a range, and the
+    tables above test it: a new key cannot forget its bounds."""
+    durations = {key for _, key, info in ALL_FIELDS if _holds(info.annotation, timedelta)}
+    numbers = {
+        key
+        for _, key, info in ALL_FIELDS
+        if _holds(info.annotation, Decimal) or (_holds(info.annotation, int) and key != "ignore")
+    }
+    assert durations == {path.rsplit(".", 1)[-1] for path, *_ in DURATION_KEYS}
+    assert numbers - {"port"} == {"down_after", "value", "clear", "by", "by_pct"}
+    unranged = [
+        f"{model}.{key}"
+        for model, key, info in ALL_FIELDS
+        if key in durations | numbers and not _ranged(info)
+    ]
+    assert unranged == []

@@ -401,7 +401,7 @@ BAD_CONFIGS = [
     ),
     pytest.param(
         _edit(('type = "restriction_change"', 'type = "restriction_change"\nfeild = "cash"')),
-        "rules[0].feild: unknown key",
+        "rules[0] (restriction-changed).feild: unknown key",
         id="unknown-rule-key",
     ),
     pytest.param(
@@ -411,37 +411,37 @@ BAD_CONFIGS = [
     ),
     pytest.param(
         _edit(('type = "restriction_change"', 'type = "restriction_chnage"')),
-        "rules[0].type: unknown rule type 'restriction_chnage'",
+        "rules[0] (restriction-changed).type: unknown rule type 'restriction_chnage'",
         id="rule-type-typo",
     ),
     pytest.param(
         _edit(('op = "<"', 'op = "=<"')),
-        "rules[1].op: must be one of <, <=, >, >=, ==, !=",
+        "rules[1] (low-cash-to-withdraw).op: must be one of <, <=, >, >=, ==, !=",
         id="bad-op",
     ),
     pytest.param(
         _edit(('type = "restriction_change"', 'type = "restriction_change"\nsinks = ["pager"]')),
-        "rules[0].sinks: unknown sink 'pager'",
+        "rules[0] (restriction-changed).sinks: unknown sink 'pager'",
         id="undefined-sink",
     ),
     pytest.param(
         _edit(('name = "low-cash-to-withdraw"', 'name = "restriction-changed"')),
-        "rules[1].name: duplicate rule name 'restriction-changed'",
+        "rules[1] (restriction-changed).name: duplicate rule name 'restriction-changed'",
         id="duplicate-rule",
     ),
     pytest.param(
         GOOD + '\n[[sinks]]\nname = "hook"\ntype = "log"\n',
-        "sinks[1].name: duplicate sink name 'hook'",
+        "sinks[1] (hook).name: duplicate sink name 'hook'",
         id="duplicate-sink",
     ),
     pytest.param(
         _edit(('field = "cash_to_withdraw"', 'field = "margin_type"')),
-        "rules[1].field: 'margin_type' is not a numeric field",
+        "rules[1] (low-cash-to-withdraw).field: 'margin_type' is not a numeric field",
         id="threshold-on-text",
     ),
     pytest.param(
         _edit(('type = "webhook"', 'type = "webhook"\nheaders = { "X-Team" = "a\\nb" }')),
-        "sinks[0].headers",
+        "sinks[0] (hook).headers",
         id="header-with-newline",
     ),
     pytest.param(

@@ -172,7 +172,7 @@ async def test_mute_holds_then_releases_on_reload(
     [
         pytest.param(
             '[[rules]]\nname = "x"\ntype = "expression"\nwhen = "cash < "\n',
-            "rules[0].when: ",
+            "rules[0] (x).when: ",
             id="cel-syntax",
         ),
         pytest.param(
@@ -182,23 +182,23 @@ async def test_mute_holds_then_releases_on_reload(
         ),
         pytest.param(
             '[[rules]]\nname = "x"\ntype = "restriction_change"\nsummary = "{{ acount }}"\n',
-            "rules[0].summary: bad template: ",
+            "rules[0] (x).summary: bad template: ",
             id="template-unknown-name",
         ),
         pytest.param(
             '[[rules]]\nname = "x"\ntype = "threshold"\nfield = "cash"\nop = "=="\n'
             "value = 1\nclear = 2\n",
-            "rules[0].clear: not used with op '=='",
+            "rules[0] (x).clear: not used with op '=='",
             id="clear-with-equality",
         ),
         pytest.param(
             '[[mute]]\nname = "m"\nstart = "25:00"\n',
-            "mute[0].start: must be a time like",
+            "mute[0] (m).start: must be a time like",
             id="mute-bad-time",
         ),
         pytest.param(
             '[[mute]]\nname = "m"\nrules = ["nope"]\n',
-            "mute[0].rules: unknown rule 'nope'",
+            "mute[0] (m).rules: unknown rule 'nope'",
             id="mute-unknown-rule",
         ),
     ],

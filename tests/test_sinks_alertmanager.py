@@ -561,7 +561,7 @@ def test_url_credentials_and_an_authorization_header_conflict(
         }
     )
 
-    with pytest.raises(ConfigError, match=r"^sinks\[4\]\.headers: ") as info:
+    with pytest.raises(ConfigError, match=r"^sinks\[4\] \(am\)\.headers: ") as info:
         alertmanager.create(config, index=4, session=session)
 
     assert URL_SECRET not in str(info.value)

@@ -177,7 +177,7 @@ def test_missing_extra(monkeypatch: pytest.MonkeyPatch) -> None:
         make_sink("json://127.0.0.1:1/hook")
 
     assert str(info.value) == (
-        "sinks[0].type: the apprise sink needs the 'apprise' extra: "
+        "sinks[0] (push).type: the apprise sink needs the 'apprise' extra: "
         "pip install 'balance-monitor[apprise]'"
     )
 
@@ -189,7 +189,7 @@ def test_url_apprise_does_not_understand() -> None:
     with pytest.raises(ConfigError) as info:
         make_sink(url)
 
-    assert str(info.value).startswith("sinks[0].url: not a URL that Apprise understands")
+    assert str(info.value).startswith("sinks[0] (push).url: not a URL that Apprise understands")
     assert_no_url(str(info.value), url)
 
 
@@ -200,7 +200,7 @@ def test_url_from_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:
         {"type": "apprise", "name": "push", "url_env": "TEST_APPRISE_URL"}
     )
 
-    with pytest.raises(ConfigError, match=r"^sinks\[2\]\.url_env: .*TEST_APPRISE_URL"):
+    with pytest.raises(ConfigError, match=r"^sinks\[2\] \(push\)\.url_env: .*TEST_APPRISE_URL"):
         apprise_sink.create(config, index=2, session=None)  # type: ignore[arg-type]
 
 

@@ -585,7 +585,9 @@ def test_credentials_from_the_environment(ca_file: Path, monkeypatch: pytest.Mon
     """An unset password_env is a ConfigError naming the key, not the value."""
     monkeypatch.delenv("TEST_SMTP_PASSWORD", raising=False)
 
-    with pytest.raises(ConfigError, match=r"^sinks\[0\]\.password_env: .*TEST_SMTP_PASSWORD"):
+    with pytest.raises(
+        ConfigError, match=r"^sinks\[0\] \(mail\)\.password_env: .*TEST_SMTP_PASSWORD"
+    ):
         make_sink(25, username=USERNAME, password_env="TEST_SMTP_PASSWORD")
 
 
@@ -596,7 +598,7 @@ def test_unusable_ca_file(tmp_path: Path, content: str | None) -> None:
     if content is not None:
         path.write_text(content, encoding="utf-8")
 
-    with pytest.raises(ConfigError, match=r"^sinks\[0\]\.ca_file: cannot load "):
+    with pytest.raises(ConfigError, match=r"^sinks\[0\] \(mail\)\.ca_file: cannot load "):
         make_sink(25, ca_file=str(path))
 
 

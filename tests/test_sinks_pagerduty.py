@@ -257,7 +257,9 @@ def test_missing_routing_key_names_the_key(session: aiohttp.ClientSession) -> No
         {"type": "pagerduty", "name": "pd", "routing_key_env": "TEST_PD_UNSET_KEY"}
     )
 
-    with pytest.raises(ConfigError, match=r"^sinks\[2\]\.routing_key_env: .*TEST_PD_UNSET_KEY"):
+    with pytest.raises(
+        ConfigError, match=r"^sinks\[2\] \(pd\)\.routing_key_env: .*TEST_PD_UNSET_KEY"
+    ):
         pagerduty.create(config, index=2, session=session)
 
 

@@ -3,6 +3,7 @@ resolved when a sink is built (an unset variable is a ConfigError naming the key
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 import aiohttp
@@ -21,7 +22,7 @@ from monitor.config import (
 from monitor.errors import ConfigError
 from monitor.sinks import log, slack, webhook
 from monitor.sinks.base import Sink
-from monitor.sinks.registry import SINK_FACTORIES, build_sink, build_sinks
+from monitor.sinks.registry import SINK_FACTORIES, build_sink, build_sinks, check_sinks
 
 SINK_CONFIG: TypeAdapter[SinkConfig] = TypeAdapter(SinkConfig)
 
@@ -60,7 +61,7 @@ def test_build_sink_names_the_missing_secret(
     """An unset url_env is a ConfigError naming the key and the variable."""
     monkeypatch.delenv("TEST_SLACK_URL", raising=False)
 
-    with pytest.raises(ConfigError, match=r"^sinks\[1\]\.url_env: .*TEST_SLACK_URL"):
+    with pytest.raises(ConfigError, match=r"^sinks\[1\] \(chat\)\.url_env: .*TEST_SLACK_URL"):
         build_sink(SINK_CONFIGS[1], index=1, session=session)
 
 
@@ -71,7 +72,9 @@ def test_build_sinks_refuses_duplicate_names(session: aiohttp.ClientSession) -> 
         LogSinkConfig(type="log", name="journal", level="error"),
     ]
 
-    with pytest.raises(ConfigError, match=r"^sinks\[1\]\.name: duplicate sink name 'journal'"):
+    with pytest.raises(
+        ConfigError, match=r"^sinks\[1\] \(journal\)\.name: duplicate sink name 'journal'"
+    ):
         build_sinks(configs, session)
 
 
@@ -101,7 +104,9 @@ def test_create_names_the_missing_secret(
     monkeypatch.delenv("TEST_CHAT_SECRET", raising=False)
     model = SINK_CONFIG.validate_python(config)
 
-    with pytest.raises(ConfigError, match=rf"^sinks\[3\]\.{key}: .*TEST_CHAT_SECRET"):
+    with pytest.raises(
+        ConfigError, match=rf"^sinks\[3\] \({model.name}\)\.{key}: .*TEST_CHAT_SECRET"
+    ):
         build_sink(model, index=3, session=session)
 
 
@@ -125,3 +130,51 @@ async def test_create_from_env(
     await sink.aclose()
 
     assert len(receiver.requests) == 1
+
+
+# --------------------------------------------------------------------------- check-config
+
+EVERY_SINK: list[dict[str, Any]] = [
+    {"type": "webhook", "name": "a", "url_env": "TEST_UNSET_URL"},
+    {"type": "slack", "name": "b", "url_env": "TEST_UNSET_URL"},
+    {"type": "discord", "name": "c", "url_env": "TEST_UNSET_URL"},
+    {"type": "msteams", "name": "d", "url_env": "TEST_UNSET_URL"},
+    {"type": "telegram", "name": "e", "bot_token_env": "TEST_UNSET_URL", "chat_id": 1},
+    {"type": "email", "name": "f", "host": "h", "from": "a@b.c", "to": ["d@e.f"]},
+    {"type": "pagerduty", "name": "g", "routing_key_env": "TEST_UNSET_URL"},
+    {"type": "alertmanager", "name": "h", "url": "http://127.0.0.1:9093"},
+    {"type": "apprise", "name": "i", "url_env": "TEST_UNSET_URL"},
+    {"type": "log", "name": "j"},
+]
+
+
+def test_every_sink_type_is_in_the_check_table() -> None:
+    assert {s["type"] for s in EVERY_SINK} == set(SINK_CONFIG_TYPES)
+
+
+def test_check_sinks_passes_sinks_that_can_be_built(monkeypatch: pytest.MonkeyPatch) -> None:
+    """check_sinks finds nothing wrong with a sink of each type whose module and libraries
+    load; it reads no secret (they are unset here) and opens no connection."""
+    monkeypatch.delenv("TEST_UNSET_URL", raising=False)
+    configs = [SINK_CONFIG.validate_python(s) for s in EVERY_SINK]
+    assert check_sinks(configs) == []
+
+
+def test_check_sinks_names_what_would_stop_a_sink_from_being_built(tmp_path: Path) -> None:
+    """What build_sink would refuse without reading a secret (an unusable CA bundle, URL
+    credentials with an Authorization header) is a problem line of the sink's key."""
+    configs = [
+        SINK_CONFIG.validate_python({**EVERY_SINK[5], "ca_file": str(tmp_path / "absent.pem")}),
+        SINK_CONFIG.validate_python(
+            {
+                "type": "alertmanager",
+                "name": "am",
+                "url": "http://user:pw@127.0.0.1:9093",
+                "headers": {"Authorization": "Bearer x"},
+            }
+        ),
+    ]
+    assert check_sinks(configs) == [
+        f"sinks[0] (f).ca_file: cannot load {tmp_path / 'absent.pem'}: No such file or directory",
+        "sinks[1] (am).headers: an Authorization header cannot be combined with credentials in url",
+    ]

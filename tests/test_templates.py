@@ -385,3 +385,30 @@ def test_sample_context_fills_every_name() -> None:
     every = " ".join(f"{{{{ {name} }}}}" for name in sorted(context))
     compile_template(every)
     assert set(sample_context(account=False)) == CONTEXT_NAMES
+
+
+# -- templates that would break the checker ----------------------------------------------------
+
+
+def test_a_template_nested_too_deeply_is_a_template_error() -> None:
+    """Thousands of nested parentheses made Jinja's parser recurse out of the stack: a
+    RecursionError, and a traceback from check-config. It is a TemplateError like any other."""
+    text = "{{ " + "( " * 5000 + "1" + " )" * 5000 + " }}"
+    with pytest.raises(TemplateError, match="nested too deeply"):
+        compile_template(text)
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        pytest.param("{{ 'x' | truncate(-1) }}", "AssertionError", id="jinja-assertion"),
+        pytest.param(
+            "{% macro f() %}{{ f() }}{% endmacro %}{{ f() }}", "RecursionError", id="recursion"
+        ),
+    ],
+)
+def test_whatever_a_template_raises_is_a_template_error(text: str, message: str) -> None:
+    """A template is code the user wrote: any exception it raises while it renders (a filter's
+    assertion included) is its TemplateError, never another exception."""
+    with pytest.raises(TemplateError, match=message):
+        compile_template(text)

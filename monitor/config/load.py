@@ -42,6 +42,8 @@ def load_config(path: Path) -> Config:
         data = tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError(f"{path}: TOML syntax error: {exc}") from exc
+    except RecursionError:  # the parser recurses once per level of nested arrays and tables
+        raise ConfigError(f"{path}: TOML syntax error: nested too deeply") from None
     return config_from_dict(data, base_dir=path.resolve().parent, origin=str(path))
 
 
@@ -49,7 +51,7 @@ def config_from_dict(data: Mapping[str, Any], *, base_dir: Path, origin: str = "
     try:
         config = Config.model_validate(dict(data))
     except ValidationError as exc:
-        problems = format_validation_errors(exc)
+        problems = format_validation_errors(exc, data)
         raise ConfigError(f"{origin}: {plural(len(problems), 'problem')}", problems) from None
     return _listen_from_environment(_resolve_paths(config, base_dir))
 

@@ -15,11 +15,11 @@ from pydantic import Field, model_validator
 from monitor.config.mutes import MuteConfig
 from monitor.config.rules import SOURCE_DOWN_RULE, RuleConfig
 from monitor.config.schedule import ScheduleConfig, describe_schedule
-from monitor.config.secrets import SecretRef
+from monitor.config.secrets import SecretRef, check_secret
 from monitor.config.service import DeliveryConfig, HttpConfig, LogConfig, StateConfig
 from monitor.config.sinks import SinkConfig
 from monitor.config.sources import ApiConfig, SourceBase, SourceConfig
-from monitor.config.types import FrozenModel, public_url
+from monitor.config.types import FrozenModel, KeyProblemsError, item_key, public_url
 from monitor.models import DEFAULT_SOURCE, Severity
 
 
@@ -43,36 +43,40 @@ class Config(FrozenModel):
 
     @model_validator(mode="after")
     def _references(self) -> Config:
-        problems: list[str] = []
+        problems: list[tuple[str, str]] = []
         if self.api is None and not self.sources:
-            problems.append("api: give [api] or at least one [[sources]]")
-        problems += _duplicates("sources", (s.name for s in self.sources), "source")
+            problems.append(("api", "give [api] or at least one [[sources]]"))
+        problems += _duplicates("sources", [s.name for s in self.sources], "source")
         for i, source in enumerate(self.sources):
+            key = item_key("sources", i, source.name)
             if self.api is not None and source.name == DEFAULT_SOURCE:
-                problems.append(f"sources[{i}].name: '{DEFAULT_SOURCE}' is the name of [api]")
+                problems.append((f"{key}.name", f"'{DEFAULT_SOURCE}' is the name of [api]"))
             if source.interval is not None and self.schedule.cron is not None:
-                problems.append(f"sources[{i}].interval: not used with [schedule] cron")
+                problems.append((f"{key}.interval", "not used with [schedule] cron"))
         source_names = {s.name for s in self.all_sources()}
-        problems += _duplicates("sinks", (s.name for s in self.sinks), "sink")
-        problems += _duplicates("rules", (r.name for r in self.rules), "rule")
+        problems += _duplicates("sinks", [s.name for s in self.sinks], "sink")
+        problems += _duplicates("rules", [r.name for r in self.rules], "rule")
         sink_names = {s.name for s in self.sinks}
         for i, rule in enumerate(self.rules):
+            key = item_key("rules", i, rule.name)
             if rule.name == SOURCE_DOWN_RULE:
-                problems.append(f"rules[{i}].name: '{SOURCE_DOWN_RULE}' is the built-in rule")
+                problems.append((f"{key}.name", f"'{SOURCE_DOWN_RULE}' is the built-in rule"))
             for name in rule.sinks or ():
                 if name not in sink_names:
-                    problems.append(f"rules[{i}].sinks: unknown sink '{name}'")
+                    problems.append((f"{key}.sinks", f"unknown sink '{name}'"))
             for name in rule.sources or ():
                 if name not in source_names:
-                    problems.append(f"rules[{i}].sources: unknown source '{name}'")
-        problems += _duplicates("mute", (m.name for m in self.mute), "mute")
+                    problems.append((f"{key}.sources", f"unknown source '{name}'"))
+        problems += _duplicates("mute", [m.name for m in self.mute], "mute")
         rule_names = {r.name for r in self.rules} | {SOURCE_DOWN_RULE}
         for i, mute in enumerate(self.mute):
             for name in mute.rules or ():
                 if name not in rule_names:
-                    problems.append(f"mute[{i}].rules: unknown rule '{name}'")
+                    problems.append(
+                        (f"{item_key('mute', i, mute.name)}.rules", f"unknown rule '{name}'")
+                    )
         if problems:
-            raise ValueError("\n".join(problems))
+            raise KeyProblemsError(problems, absolute=True)
         return self
 
     def rule(self, name: str) -> RuleConfig | None:
@@ -84,7 +88,8 @@ class Config(FrozenModel):
         if self.api is not None:
             specs.append(SourceSpec(DEFAULT_SOURCE, self.api, "api", None))
         specs += [
-            SourceSpec(s.name, s, f"sources[{i}]", s.interval) for i, s in enumerate(self.sources)
+            SourceSpec(s.name, s, item_key("sources", i, s.name), s.interval)
+            for i, s in enumerate(self.sources)
         ]
         return specs
 
@@ -96,6 +101,12 @@ class Config(FrozenModel):
         for i, sink in enumerate(self.sinks):
             refs += sink.secret_refs(i)
         return refs
+
+    def missing_secrets(self) -> list[str]:
+        """A problem line for every secret that cannot be read here (an unset variable, a
+        missing file, a URL that is not one), in file order: all of them at once, for
+        ``check-config`` to note and for ``run`` and ``once`` to refuse to start with."""
+        return [note for ref in self.secret_refs() if (note := check_secret(ref)) is not None]
 
     def sinks_for(
         self,
@@ -140,7 +151,7 @@ class SourceSpec:
 
     name: str
     config: SourceBase
-    key: str  # "api" or "sources[2]": where its keys live, for messages
+    key: str  # "api" or "sources[2] (fund)": where its keys live, for messages
     interval: timedelta | None  # its own interval, overriding [schedule]
 
 
@@ -148,11 +159,13 @@ def plural(n: int, word: str) -> str:
     return f"{n} {word}{'' if n == 1 else 's'}"
 
 
-def _duplicates(section: str, names: Iterable[str], what: str) -> list[str]:
+def _duplicates(section: str, names: Iterable[str], what: str) -> list[tuple[str, str]]:
     seen: set[str] = set()
     problems = []
     for i, name in enumerate(names):
         if name in seen:
-            problems.append(f"{section}[{i}].name: duplicate {what} name '{name}'")
+            problems.append(
+                (f"{item_key(section, i, name)}.name", f"duplicate {what} name '{name}'")
+            )
         seen.add(name)
     return problems

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import re
 from datetime import timedelta
+from decimal import Decimal
 from typing import Annotated, Any, Literal, Self, TypeAlias
 
 from pydantic import (
@@ -20,12 +21,16 @@ from pydantic import (
 )
 
 from monitor.config.types import (
-    Duration,
+    MAX_AMOUNT,
     FrozenModel,
     Name,
     Number,
+    NumberRange,
+    RuleDuration,
+    key_problem,
     models_by_type,
     to_number,
+    within,
 )
 from monitor.models import KNOWN_FIELDS, NUMERIC_FIELDS, AlertKind, Severity
 
@@ -40,7 +45,7 @@ _LABEL_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 
 
 #: A Jinja2 message template (checked, with the rule's labels, by the rule's own validator).
-Template: TypeAlias = Annotated[str, Field(min_length=1)]
+Template: TypeAlias = Annotated[str, Field(min_length=1, max_length=10_000)]
 
 
 def _numeric_field(value: str) -> str:
@@ -108,7 +113,7 @@ class _RuleBase(FrozenModel):
                 try:
                     compile_template(text, labels=self.labels)
                 except TemplateError as exc:
-                    raise ValueError(f"{key}: bad template: {exc}") from None
+                    raise key_problem(key, f"bad template: {exc}") from None
         return self
 
     @field_validator("labels")
@@ -128,9 +133,9 @@ class _ConditionRule(_RuleBase):
     model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
 
     #: The condition must hold this long (over consecutive polls) before the alert fires.
-    for_: Duration = Field(default=timedelta(0), alias="for")
+    for_: RuleDuration = Field(default=timedelta(0), alias="for")
     #: Notify again this often while the alert keeps firing (off when left out).
-    repeat: Duration | None = None
+    repeat: Annotated[timedelta, within("1m", "30d")] | None = None
     #: Whether the alert's end is notified.
     send_resolved: bool = True
 
@@ -141,13 +146,6 @@ class _ConditionRule(_RuleBase):
     @property
     def notifies_resolved(self) -> bool:
         return self.kind == "condition" and self.send_resolved
-
-    @field_validator("repeat")
-    @classmethod
-    def _repeat(cls, value: timedelta | None) -> timedelta | None:
-        if value is not None and value < timedelta(minutes=1):
-            raise ValueError("must be at least 1m")
-        return value
 
 
 class RestrictionChangeRuleConfig(_RuleBase):
@@ -168,11 +166,11 @@ class ThresholdRuleConfig(_ConditionRule):
         if self.clear is None:
             return self
         if self.op in ("==", "!="):
-            raise ValueError(f"clear: not used with op '{self.op}'")
+            raise key_problem("clear", f"not used with op '{self.op}'")
         if self.op in ("<", "<=") and self.clear < self.value:
-            raise ValueError(f"clear: must be at least value ({self.value}) with op '{self.op}'")
+            raise key_problem("clear", f"must be at least value ({self.value}) with op '{self.op}'")
         if self.op in (">", ">=") and self.clear > self.value:
-            raise ValueError(f"clear: must be at most value ({self.value}) with op '{self.op}'")
+            raise key_problem("clear", f"must be at most value ({self.value}) with op '{self.op}'")
         return self
 
 
@@ -190,7 +188,9 @@ class ExpressionRuleConfig(_ConditionRule):
     """A condition in the Common Expression Language over the account's fields."""
 
     type: Literal["expression"]
-    when: Annotated[str, Field(min_length=1)]
+    #: At most 2000 characters: the CEL library's parser overflows the stack (a crash, not an
+    #: exception) on an expression some ten times longer.
+    when: Annotated[str, Field(min_length=1, max_length=2000)]
     #: Record fields beyond the documented ones that ``when`` may name (ones the vendor added
     #: after this release); they are not type-checked in advance.
     fields: tuple[Annotated[str, Field(pattern=r"^[A-Za-z_][A-Za-z0-9_]*$")], ...] = ()
@@ -202,7 +202,7 @@ class ExpressionRuleConfig(_ConditionRule):
         try:
             compile_expression(self.when, extra_fields=self.fields)
         except ExpressionError as exc:
-            raise ValueError(f"when: {exc}") from None
+            raise key_problem("when", str(exc)) from None
         return self
 
 
@@ -214,9 +214,12 @@ class DeltaRuleConfig(_ConditionRule):
     type: Literal["delta"]
     field: NumericField
     by: Number | None = None
-    by_pct: Number | None = None
+    #: A percentage of the value at the start; at most a hundredfold move.
+    by_pct: Annotated[Number, AfterValidator(NumberRange(-MAX_AMOUNT, Decimal(10000)))] | None = (
+        None
+    )
     direction: Literal["down", "up", "any"] = "any"
-    window: Duration | None = None
+    window: Annotated[timedelta, within("1m", "30d")] | None = None
 
     @property
     def kind(self) -> AlertKind:
@@ -229,16 +232,14 @@ class DeltaRuleConfig(_ConditionRule):
             raise ValueError("give exactly one of by, by_pct")
         amount = self.by if self.by is not None else self.by_pct
         if amount is not None and amount <= 0:
-            raise ValueError(f"{'by' if self.by is not None else 'by_pct'}: must be positive")
+            raise key_problem("by" if self.by is not None else "by_pct", "must be positive")
         if self.window is None:
             for key, value, default in (
                 ("for", self.for_, timedelta(0)),
                 ("repeat", self.repeat, None),
             ):
                 if value != default:
-                    raise ValueError(f"{key}: needs window (without it a delta is an event)")
-        elif self.window < timedelta(minutes=1):
-            raise ValueError("window: must be at least 1m")
+                    raise key_problem(key, "needs window (without it a delta is an event)")
         return self
 
 
@@ -271,7 +272,7 @@ class StaleRuleConfig(_ConditionRule):
     @model_validator(mode="after")
     def _for(self) -> StaleRuleConfig:
         if self.for_ <= timedelta(0):
-            raise ValueError("for: required for a stale rule (how long unchanged is stale)")
+            raise key_problem("for", "required for a stale rule (how long unchanged is stale)")
         return self
 
 

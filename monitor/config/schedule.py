@@ -3,12 +3,19 @@
 from __future__ import annotations
 
 from datetime import date, timedelta
-from typing import Literal
+from typing import Annotated, Literal
 from zoneinfo import ZoneInfo
 
 from pydantic import field_validator, model_validator
 
-from monitor.config.types import Duration, FrozenModel, at_least_1s, check_timezone, format_duration
+from monitor.config.types import (
+    FrozenModel,
+    Interval,
+    check_timezone,
+    format_duration,
+    key_problem,
+    within,
+)
 
 MARKET_PRESETS = ("us-equities",)
 
@@ -16,21 +23,16 @@ MARKET_PRESETS = ("us-equities",)
 class ScheduleConfig(FrozenModel):
     """``[schedule]``: a fixed interval, a market-hours preset, or a cron expression."""
 
-    interval: Duration = timedelta(seconds=30)
-    jitter: Duration = timedelta(0)
+    interval: Interval = timedelta(seconds=30)
+    jitter: Annotated[timedelta, within("0s", "1h")] = timedelta(0)
     #: With ``market_hours``: the interval outside the market's hours and on weekends/holidays.
-    off_hours_interval: Duration | None = None
+    off_hours_interval: Interval | None = None
     market_hours: Literal["us-equities"] | None = None
     #: Dates (``YYYY-MM-DD``, in the market's time zone) with no session.
     holidays: tuple[date, ...] = ()
     #: A crontab line (``"*/1 4-19 * * mon-fri"``), instead of ``interval``.
     cron: str | None = None
     timezone: str = "America/New_York"
-
-    @field_validator("interval", "off_hours_interval")
-    @classmethod
-    def _positive(cls, value: timedelta | None) -> timedelta | None:
-        return at_least_1s(value)
 
     @field_validator("timezone")
     @classmethod
@@ -57,7 +59,7 @@ def check_cron(expression: str, timezone: str) -> None:
     try:
         CronTrigger.from_crontab(expression, timezone=ZoneInfo(timezone))
     except ValueError as exc:
-        raise ValueError(f"schedule.cron: {exc}") from None
+        raise key_problem("cron", str(exc)) from None
 
 
 def describe_schedule(schedule: ScheduleConfig) -> str:

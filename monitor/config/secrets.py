@@ -9,7 +9,8 @@ config never reads one (``check-config`` works on a machine that does not hold t
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass
+from collections.abc import Callable
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, ClassVar, Self
 
@@ -27,6 +28,9 @@ class SecretRef:
     value: SecretStr | None
     env: str | None
     file: Path | None
+    #: Checks a value read from ``env`` or ``file`` (raises ``ValueError`` with a message that
+    #: does not quote it); an inline value was checked when the file was loaded.
+    check: Callable[[str], object] | None = field(default=None, repr=False, compare=False)
 
     def describe(self) -> str:
         if self.env is not None:
@@ -44,17 +48,28 @@ def resolve_secret(ref: SecretRef) -> SecretStr:
         text = os.environ.get(ref.env)
         if not text:
             raise ConfigError(f"{ref.key}: environment variable {ref.env} is not set")
-        return SecretStr(text)
+        return _checked(ref, text, f"environment variable {ref.env}")
     if ref.file is not None:
         try:
             text = _expand_credentials(ref.file).read_text(encoding="utf-8")
         except OSError as exc:
             raise ConfigError(f"{ref.key}: cannot read {ref.file}: {exc.strerror}") from exc
+        except UnicodeDecodeError:
+            raise ConfigError(f"{ref.key}: {ref.file} is not UTF-8 text") from None
         text = text.rstrip("\r\n")
         if not text:
             raise ConfigError(f"{ref.key}: {ref.file} is empty")
-        return SecretStr(text)
+        return _checked(ref, text, f"file {ref.file}")
     raise ConfigError(f"{ref.key}: no secret given")
+
+
+def _checked(ref: SecretRef, text: str, origin: str) -> SecretStr:
+    if ref.check is not None:
+        try:
+            ref.check(text)
+        except ValueError as exc:
+            raise ConfigError(f"{ref.key}: {origin}: {exc}") from None
+    return SecretStr(text)
 
 
 def _expand_credentials(path: Path) -> Path:
@@ -81,6 +96,8 @@ class Secret:
 
     name: str
     required: bool = True
+    #: Checks the secret's value where it is read (see :attr:`SecretRef.check`).
+    check_value: Callable[[str], object] | None = None
 
     @property
     def keys(self) -> tuple[str, str, str]:
@@ -121,7 +138,7 @@ class Secret:
         if value is None and env is None and file is None:
             return None
         suffix = "_env" if env is not None else "_file" if file is not None else ""
-        return SecretRef(f"{prefix}.{self.name}{suffix}", value, env, file)
+        return SecretRef(f"{prefix}.{self.name}{suffix}", value, env, file, self.check_value)
 
     def required_ref(self, table: BaseModel, prefix: str) -> SecretRef:
         """:meth:`ref` of a secret the table's validator makes present."""

@@ -4,11 +4,11 @@ from __future__ import annotations
 
 from datetime import timedelta
 from pathlib import Path
-from typing import Literal
+from typing import Annotated, Literal
 
 from pydantic import field_validator
 
-from monitor.config.types import Duration, FrozenModel
+from monitor.config.types import FrozenModel, within
 
 
 class StateConfig(FrozenModel):
@@ -16,10 +16,10 @@ class StateConfig(FrozenModel):
 
 
 class DeliveryConfig(FrozenModel):
-    max_age: Duration = timedelta(hours=24)
-    initial_backoff: Duration = timedelta(seconds=2)
-    max_backoff: Duration = timedelta(minutes=5)
-    once_deadline: Duration = timedelta(seconds=30)
+    max_age: Annotated[timedelta, within("1m", "30d")] = timedelta(hours=24)
+    initial_backoff: Annotated[timedelta, within("10ms", "1h")] = timedelta(seconds=2)
+    max_backoff: Annotated[timedelta, within("10ms", "1d")] = timedelta(minutes=5)
+    once_deadline: Annotated[timedelta, within("0s", "10m")] = timedelta(seconds=30)
 
 
 def parse_listen(value: str) -> tuple[str, int]:

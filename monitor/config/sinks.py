@@ -26,13 +26,15 @@ from pydantic import (
 
 from monitor.config.secrets import Secret, SecretRef, WithSecrets
 from monitor.config.types import (
-    Duration,
-    FrozenModel,
     HttpUrlText,
     Name,
+    Timeout,
+    check_http_url,
     check_url_secret,
     config_path,
+    item_key,
     models_by_type,
+    within,
 )
 from monitor.models import Severity
 
@@ -42,7 +44,7 @@ SEVERITY_RANK: Mapping[Severity, int] = {s: i for i, s in enumerate(Severity)}
 
 class _SinkBase(WithSecrets):
     name: Name
-    timeout: Duration = timedelta(seconds=10)
+    timeout: Timeout = timedelta(seconds=10)
     #: Notifications of rules below this severity are not sent to this sink.
     min_severity: Severity = Severity.INFO
 
@@ -50,16 +52,20 @@ class _SinkBase(WithSecrets):
     #: notifications even from rules with ``send_resolved = false``.
     TRACKS_STATE: ClassVar[bool] = False
 
+    def key(self, index: int) -> str:
+        """How messages name this sink, ``sinks[index]`` of the file: ``sinks[1] (slack)``."""
+        return item_key("sinks", index, self.name)
+
     def ref(self, index: int, secret: str) -> SecretRef | None:
         """Where ``sinks[index].<secret>`` comes from (``None`` when an optional one is unset)."""
-        return self.secret_named(secret).ref(self, f"sinks[{index}]")
+        return self.secret_named(secret).ref(self, self.key(index))
 
     def required_ref(self, index: int, secret: str) -> SecretRef:
         """:meth:`ref` of a secret the model validator makes present."""
-        return self.secret_named(secret).required_ref(self, f"sinks[{index}]")
+        return self.secret_named(secret).required_ref(self, self.key(index))
 
     def secret_refs(self, index: int) -> list[SecretRef]:
-        return [r for s in self.SECRETS if (r := s.ref(self, f"sinks[{index}]")) is not None]
+        return [r for s in self.SECRETS if (r := s.ref(self, self.key(index))) is not None]
 
     def accepts(self, severity: Severity) -> bool:
         return SEVERITY_RANK[severity] >= SEVERITY_RANK[self.min_severity]
@@ -68,21 +74,16 @@ class _SinkBase(WithSecrets):
 class _GroupingSink(_SinkBase):
     """A chat sink: notifications queued within ``group_window`` go out as one message."""
 
-    group_window: Duration = timedelta(0)
-
-    @field_validator("group_window")
-    @classmethod
-    def _window(cls, value: timedelta) -> timedelta:
-        if value > timedelta(minutes=10):
-            raise ValueError("must be at most 10m (notifications wait that long)")
-        return value
+    group_window: Annotated[timedelta, within("0s", "10m", note="notifications wait that long")] = (
+        timedelta(0)
+    )
 
 
 #: A sink's URL when it is a secret (a webhook's authorises whoever holds it to post).
-_URL = Secret("url")
+_URL = Secret("url", check_value=check_http_url)
 
 
-class _UrlSecret(FrozenModel):
+class _UrlSecret(_SinkBase):
     """A webhook URL that is a secret; a sink with it lists :data:`_URL` in its ``SECRETS``."""
 
     url: SecretStr | None = None
@@ -93,7 +94,7 @@ class _UrlSecret(FrozenModel):
 
     def url_ref(self, index: int) -> SecretRef:
         """Where ``sinks[index].url`` comes from (its model makes it required)."""
-        return _URL.required_ref(self, f"sinks[{index}]")
+        return _URL.required_ref(self, self.key(index))
 
 
 _HEADER_NAME = re.compile(r"[!#$%&'*+.^_`|~0-9A-Za-z-]+")  # RFC 9110 token
@@ -112,7 +113,7 @@ def _check_headers(value: dict[str, SecretStr]) -> dict[str, SecretStr]:
 Headers: TypeAlias = Annotated[dict[str, SecretStr], AfterValidator(_check_headers)]
 
 
-class WebhookSinkConfig(_SinkBase, _UrlSecret):
+class WebhookSinkConfig(_UrlSecret):
     type: Literal["webhook"]
     secret: SecretStr | None = None
     secret_env: str | None = None
@@ -192,17 +193,10 @@ class AlertmanagerSinkConfig(_SinkBase):
     url: HttpUrlText
     #: Firing alerts are sent again this often; Alertmanager resolves alerts it stops hearing
     #: about (its ``resolve_timeout``, 5m by default), so keep this well below that.
-    resend_interval: Duration = timedelta(minutes=1)
+    resend_interval: Annotated[timedelta, within("1s", "1h")] = timedelta(minutes=1)
     #: The ``generatorURL`` of each alert (a link back to whatever shows this monitor).
     generator_url: HttpUrlText | None = None
     headers: Headers = Field(default_factory=dict)
-
-    @field_validator("resend_interval")
-    @classmethod
-    def _resend(cls, value: timedelta) -> timedelta:
-        if value < timedelta(seconds=1):
-            raise ValueError("must be at least 1s")
-        return value
 
 
 class EmailSinkConfig(_GroupingSink):
@@ -259,7 +253,8 @@ class AppriseSinkConfig(_SinkBase):
     url_env: str | None = None
     url_file: Path | None = None
 
-    SECRETS: ClassVar[tuple[Secret, ...]] = (_URL,)
+    #: An Apprise URL (``json://``, ``mailto://``, ...), not an HTTP one: Apprise checks it.
+    SECRETS: ClassVar[tuple[Secret, ...]] = (Secret("url"),)
 
 
 class LogSinkConfig(_SinkBase):

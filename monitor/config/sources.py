@@ -4,12 +4,12 @@ from __future__ import annotations
 
 from datetime import timedelta
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import Annotated, Any, ClassVar
 
-from pydantic import Field, SecretStr, field_validator
+from pydantic import Field, SecretStr
 
 from monitor.config.secrets import Secret, SecretRef, WithSecrets
-from monitor.config.types import Duration, HttpUrlText, Name, at_least_1s, public_url
+from monitor.config.types import HttpUrlText, Interval, Name, Timeout, public_url, within
 from monitor.errors import ConfigError
 
 
@@ -30,8 +30,8 @@ class OAuthConfig(WithSecrets):
     password_env: str | None = None
     password_file: Path | None = None
     #: Renew this long before the token would expire (by ``expires_in`` or at 03:00 ET).
-    renew_before: Duration = timedelta(minutes=5)
-    timeout: Duration = timedelta(seconds=10)
+    renew_before: Annotated[timedelta, within("0s", "1h")] = timedelta(minutes=5)
+    timeout: Timeout = timedelta(seconds=10)
 
     SECRETS: ClassVar[tuple[Secret, ...]] = tuple(
         Secret(name) for name in ("client_id", "client_secret", "username", "password")
@@ -54,8 +54,8 @@ class SourceBase(WithSecrets):
     token_env: str | None = None
     token_file: Path | None = None
     oauth: OAuthConfig | None = None
-    timeout: Duration = timedelta(seconds=10)
-    down_after: int = Field(default=3, ge=1)
+    timeout: Timeout = timedelta(seconds=10)
+    down_after: int = Field(default=3, ge=1, le=1000)
 
     #: The token, unless ``oauth`` issues them.
     SECRETS: ClassVar[tuple[Secret, ...]] = (_TOKEN,)
@@ -111,9 +111,4 @@ class SourceConfig(SourceBase):
     name: Name
     #: Overrides ``[schedule] interval`` for this source (with ``market_hours``: the interval in
     #: session; ``off_hours_interval`` stays). Not allowed with ``[schedule] cron``.
-    interval: Duration | None = None
-
-    @field_validator("interval")
-    @classmethod
-    def _positive(cls, value: timedelta | None) -> timedelta | None:
-        return at_least_1s(value)
+    interval: Interval | None = None

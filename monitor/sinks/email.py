@@ -348,6 +348,21 @@ def tls_context(ca_file: Path | None, *, key: str) -> ssl.SSLContext:
         raise ConfigError(f"{key}: cannot load {ca_file}: {reason}") from None
 
 
+def check(config: EmailSinkConfig, *, index: int) -> list[str]:
+    """The CA bundle (``ca_file``) must load; the credentials are not read here."""
+    try:
+        _context(config, index)
+    except ConfigError as exc:
+        return [str(exc)]
+    return []
+
+
+def _context(config: EmailSinkConfig, index: int) -> ssl.SSLContext | None:
+    if config.security == "none":
+        return None
+    return tls_context(config.ca_file, key=f"{config.key(index)}.ca_file")
+
+
 def create(config: EmailSinkConfig, *, index: int, session: aiohttp.ClientSession) -> EmailSink:
     """Build the sink, resolving its credentials and loading ``ca_file`` now."""
     del session  # SMTP, not HTTP
@@ -356,11 +371,7 @@ def create(config: EmailSinkConfig, *, index: int, session: aiohttp.ClientSessio
     credentials = None
     if username_ref is not None and password_ref is not None:
         credentials = (resolve_secret(username_ref), resolve_secret(password_ref))
-    context = (
-        tls_context(config.ca_file, key=f"sinks[{index}].ca_file")
-        if config.security != "none"
-        else None
-    )
+    context = _context(config, index)
     return EmailSink(
         config.name,
         host=config.host,

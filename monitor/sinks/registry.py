@@ -40,11 +40,38 @@ def _factory(module: str) -> SinkFactory:
 SINK_FACTORIES: Mapping[str, SinkFactory] = {name: _factory(name) for name in SINK_CONFIG_TYPES}
 
 
+class SinkCheck(Protocol):
+    """A sink module's ``check``: what would stop ``create`` from building the sink, as
+    problem lines, found without network I/O and without reading the sink's secrets."""
+
+    def __call__(self, config: SinkConfig, *, index: int) -> list[str]: ...
+
+
+def check_sink(config: SinkConfig, *, index: int) -> list[str]:
+    """Whether ``sinks[index]`` can be built here: its module and the libraries it needs load
+    (an optional extra is installed), and its module's ``check``, when it has one, passes.
+
+    For ``check-config``: no connection is opened and no secret is read (those are reported
+    apart, by :meth:`monitor.config.Config.missing_secrets`).
+    """
+    try:
+        module = importlib.import_module(f"monitor.sinks.{config.type}")
+    except ImportError as exc:
+        return [f"{config.key(index)}.type: the {config.type} sink cannot be loaded: {exc}"]
+    check: SinkCheck | None = getattr(module, "check", None)
+    return check(config, index=index) if check is not None else []
+
+
+def check_sinks(configs: Sequence[SinkConfig]) -> list[str]:
+    """:func:`check_sink` of every configured sink, in order."""
+    return [problem for i, config in enumerate(configs) for problem in check_sink(config, index=i)]
+
+
 def build_sink(config: SinkConfig, *, index: int, session: aiohttp.ClientSession) -> Sink:
     """The sink for ``sinks[index]``; ``ConfigError`` names the key when it cannot be built."""
     factory = SINK_FACTORIES.get(config.type)
     if factory is None:
-        raise ConfigError(f"sinks[{index}].type: unknown sink type '{config.type}'")
+        raise ConfigError(f"{config.key(index)}.type: unknown sink type '{config.type}'")
     return factory(config, index=index, session=session)
 
 
@@ -53,6 +80,6 @@ def build_sinks(configs: Sequence[SinkConfig], session: aiohttp.ClientSession) -
     sinks: dict[str, Sink] = {}
     for index, config in enumerate(configs):
         if config.name in sinks:
-            raise ConfigError(f"sinks[{index}].name: duplicate sink name '{config.name}'")
+            raise ConfigError(f"{config.key(index)}.name: duplicate sink name '{config.name}'")
         sinks[config.name] = build_sink(config, index=index, session=session)
     return sinks
