@@ -1,42 +1,69 @@
 """The command line: parse arguments -> load config -> configure logging -> run.
 
-Exit codes: 0 success; 1 the source could not be fetched or parsed (or another runtime
-failure); 2 the configuration or the command line is wrong; 3 (``once``) a notification is
-still undelivered and stays queued. A user error is one clear message, never a traceback.
+Exit codes (:class:`~monitor.exitcodes.Exit`): 0 success; 1 the source could not be fetched or
+parsed (or another runtime failure); 2 the configuration or the command line is wrong, or the
+state database is another process's; 3 (``once``) a notification is still undelivered and stays
+queued. A user error is one clear message, never a traceback.
+
+Everything heavy (aiohttp, the scheduler, pydantic, the sinks, the simulator) is imported by the
+command that needs it, so ``--version``, ``--help`` and ``check-config`` answer at once.
 """
 
 from __future__ import annotations
 
 import argparse
-import asyncio
 import sys
-import tempfile
-from collections.abc import Sequence
-from dataclasses import replace
-from datetime import UTC, datetime
+from collections.abc import Iterator, Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-import aiohttp
+from monitor import __version__
+from monitor.errors import ConfigError, MonitorError, StateLockedError
+from monitor.exitcodes import Exit
 
-from monitor import __version__, example, status
-from monitor.config import (
-    Config,
-    default_config_path,
-    load_config,
-)
-from monitor.config.root import plural
-from monitor.daemon import Daemon, Exit, install_signal_handlers, run_daemon, run_once
-from monitor.demo import banner as demo_banner
-from monitor.demo import configure_logging as demo_logging
-from monitor.demo import demo_config
-from monitor.errors import ConfigError, MonitorError, SinkError
-from monitor.logs import configure as configure_logging
-from monitor.models import DEFAULT_SOURCE, Alert, Notification, Severity, Status
-from monitor.simulator import DEMO_TOKEN, SCENARIOS, Simulator, serve_forever, start
-from monitor.sinks.registry import build_sink, check_sinks
-from monitor.store import open_store
+if TYPE_CHECKING:
+    from datetime import datetime
+
+    from monitor.config import Config
+    from monitor.models import Notification
 
 DEMO_INTERVAL = "2s"
+#: The commands that read a configuration file (``--config``).
+WITH_CONFIG = ("run", "once", "check-config", "status", "test-sink")
+CONFIG_HELP = "TOML file (default: $BALANCE_MONITOR_CONFIG, else ./config.toml)"
+
+
+def _duration_text(text: str) -> str:
+    """A duration as ``[schedule] interval`` takes it (``"15s"``, ``"1h30m"``, ``"90"``)."""
+    from monitor.config import parse_duration  # pydantic: only for a command that needs it
+
+    try:
+        parse_duration(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(f"{exc} (got {text!r})") from None
+    return text
+
+
+def _seconds(text: str) -> float:
+    from monitor.config import parse_duration
+
+    return parse_duration(_duration_text(text)).total_seconds()
+
+
+class _Scenarios:
+    """The simulator's scenarios, read when ``fake-api`` parses or prints its help (the simulator
+    imports aiohttp: building the parser must not)."""
+
+    def _names(self) -> tuple[str, ...]:
+        from monitor.simulator import SCENARIOS
+
+        return tuple(SCENARIOS)
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._names())
+
+    def __contains__(self, name: object) -> bool:
+        return name in self._names()
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -45,16 +72,18 @@ def _parser() -> argparse.ArgumentParser:
         description="Watch brokerage account balances and alert on what changes.",
     )
     parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
+    parser.add_argument(
+        "--config",
+        dest="config_before",
+        type=Path,
+        default=None,
+        help=f"{CONFIG_HELP}; also accepted after the command",
+    )
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     def with_config(name: str, help_: str) -> argparse.ArgumentParser:
         sub = commands.add_parser(name, help=help_, description=help_)
-        sub.add_argument(
-            "--config",
-            type=Path,
-            default=None,
-            help="TOML file (default: $BALANCE_MONITOR_CONFIG, else ./config.toml)",
-        )
+        sub.add_argument("--config", type=Path, default=None, help=CONFIG_HELP)
         return sub
 
     with_config("run", "Run the daemon: poll on schedule, alert, deliver.")
@@ -75,18 +104,53 @@ def _parser() -> argparse.ArgumentParser:
     demo = commands.add_parser(
         "demo", help="Run against a built-in simulated API with bundled rules (no config needed)."
     )
-    demo.add_argument("--interval", default=DEMO_INTERVAL, help="poll interval (default 2s)")
-    demo.add_argument("--duration", type=float, default=None, help="stop after this many seconds")
+    demo.add_argument(
+        "--interval", type=_duration_text, default=DEMO_INTERVAL, help="poll interval (default 2s)"
+    )
+    demo.add_argument(
+        "--duration",
+        type=_seconds,
+        default=None,
+        help="stop after this long (e.g. 60, 90s, 5m; default: until Ctrl-C)",
+    )
     fake = commands.add_parser("fake-api", help="Serve the simulated balances API on its own.")
     fake.add_argument("--port", type=int, default=8080)
     fake.add_argument("--host", default="127.0.0.1")
-    fake.add_argument("--token", default=DEMO_TOKEN, help="bearer token it accepts")
-    fake.add_argument("--scenario", choices=SCENARIOS, default="demo")
+    fake.add_argument("--token", default=None, help="bearer token it accepts (default: the demo's)")
+    fake.add_argument(
+        "--scenario",
+        choices=_Scenarios(),
+        default="demo",
+        metavar="SCENARIO",  # argparse would list the choices now, importing the simulator
+        help="%(choices)s (default: %(default)s)",
+    )
     return parser
 
 
+def _config_path(parser: argparse.ArgumentParser, args: argparse.Namespace) -> Path | None:
+    """``--config`` from before or after the command (the same path if both)."""
+    before: Path | None = args.config_before
+    after: Path | None = getattr(args, "config", None)
+    if args.command not in WITH_CONFIG:
+        if before is not None:
+            parser.error(f"{args.command} reads no --config")
+        return None
+    if before is not None and after is not None and before != after:
+        parser.error(f"--config given twice ({before}, {after})")
+    return after if after is not None else before
+
+
+def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
+    """The command line as a namespace, ``config`` from either side of the command; a wrong
+    one exits 2 with argparse's message."""
+    parser = _parser()
+    args = parser.parse_args(argv)
+    args.config = _config_path(parser, args)
+    return args
+
+
 def main(argv: Sequence[str] | None = None) -> int:
-    args = _parser().parse_args(argv)
+    args = parse_args(argv)
     try:
         return int(_dispatch(args))
     except ConfigError as exc:
@@ -94,6 +158,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         if exc.problems != [str(exc)]:
             for problem in exc.problems:
                 _err("  " + problem.replace("\n", "\n    "))
+        return Exit.CONFIG
+    except StateLockedError as exc:  # a second writer would deliver every change twice
+        _err(f"error: {exc}")
         return Exit.CONFIG
     except MonitorError as exc:
         _err(f"error: {exc}")
@@ -110,12 +177,18 @@ def _dispatch(args: argparse.Namespace) -> int:
         return _demo(args.interval, args.duration)
     if command == "fake-api":
         return _fake_api(args.host, args.port, args.token, args.scenario)
+    from monitor.config import default_config_path, load_config
+
     path: Path = args.config if args.config is not None else default_config_path()
     config = load_config(path)
     if command == "check-config":
         return _check_config(path, config)
+    import asyncio
+
     if command == "status":
         return asyncio.run(_status(config, as_json=args.json))
+    from monitor.logs import configure as configure_logging
+
     configure_logging(config.log.level, config.log.format)
     if command == "run":
         return asyncio.run(_run(config, path))
@@ -138,6 +211,9 @@ def _err(text: str) -> None:
 
 
 def _check_config(path: Path, config: Config) -> int:
+    from monitor.config.root import plural
+    from monitor.config.sinks import check_sinks
+
     if problems := check_sinks(config.sinks):
         raise ConfigError(f"{path}: {plural(len(problems), 'problem')}", problems)
     _out(f"OK {path}: {config.summary()}")
@@ -147,12 +223,21 @@ def _check_config(path: Path, config: Config) -> int:
 
 
 async def _run(config: Config, path: Path) -> int:
+    import asyncio
+
+    from monitor.daemon import Daemon, install_signal_handlers
+
     stop, reload = asyncio.Event(), asyncio.Event()
     install_signal_handlers(stop, reload)
     return await Daemon(config, config_path=path).run(stop, reload)
 
 
 async def _status(config: Config, *, as_json: bool) -> int:
+    from datetime import UTC, datetime
+
+    from monitor import status
+    from monitor.store import open_store
+
     path = config.state.path
     if not path.exists():
         raise MonitorError(f"no state database at {path} yet: the monitor has not run")
@@ -166,6 +251,9 @@ async def _status(config: Config, *, as_json: bool) -> int:
 
 
 async def _once(config: Config) -> int:
+    from monitor.daemon import run_once
+    from monitor.models import DEFAULT_SOURCE
+
     code, outcome, pending = await run_once(config)
     if not outcome.ok:
         where = "" if outcome.source in ("", DEFAULT_SOURCE) else f" (source {outcome.source})"
@@ -174,16 +262,19 @@ async def _once(config: Config) -> int:
         _err(
             f"error: {pending} notification(s) still undelivered; they stay queued for the next run"
         )
-    if code == Exit.OK:
+    if outcome.ok:
+        undelivered = f", {pending} undelivered (queued for the next run)" if pending else ""
         _out(
             f"polled {outcome.accounts} accounts: {outcome.changed} changed, "
-            f"{outcome.notifications} notifications"
+            f"{outcome.notifications} notifications{undelivered}"
         )
     return code
 
 
 def test_notification(sink: str, now: datetime) -> Notification:
     """A notification that says plainly it is a test."""
+    from monitor.models import Alert, Notification, Severity, Status
+
     alert = Alert(
         status=Status.FIRING,
         fingerprint=f"test-{sink}-{int(now.timestamp())}",
@@ -201,11 +292,22 @@ def test_notification(sink: str, now: datetime) -> Notification:
 
 
 async def _test_sink(config: Config, name: str) -> int:
+    from dataclasses import replace
+    from datetime import UTC, datetime
+
+    import aiohttp
+
+    from monitor.errors import SinkError
+    from monitor.models import Notification, Status
+    from monitor.runtime import require_secrets
+    from monitor.sinks.registry import build_sink
+
     found = [(i, s) for i, s in enumerate(config.sinks) if s.name == name]
     if not found:
         known = ", ".join(s.name for s in config.sinks)
         raise ConfigError(f"no sink named '{name}' (configured: {known})")
     index, sink_config = found[0]
+    require_secrets(sink_config.secret_refs(index))
     firing = test_notification(name, datetime.now(tz=UTC))
     sent = [firing]
     if sink_config.TRACKS_STATE:  # close the test alert (incident) it opens at once
@@ -227,6 +329,8 @@ async def _test_sink(config: Config, name: str) -> int:
 
 
 def _init(path: str) -> int:
+    from monitor import example
+
     if path == "-":
         sys.stdout.buffer.write(example.example_config())
         sys.stdout.flush()
@@ -240,10 +344,21 @@ def _init(path: str) -> int:
 
 
 def _demo(interval: str, duration: float | None) -> int:
+    import asyncio
+
     return asyncio.run(_demo_main(interval, duration))
 
 
 async def _demo_main(interval: str, duration: float | None) -> int:
+    import asyncio
+    import tempfile
+
+    from monitor.daemon import install_signal_handlers, run_daemon
+    from monitor.demo import banner as demo_banner
+    from monitor.demo import configure_logging as demo_logging
+    from monitor.demo import demo_config
+    from monitor.simulator import Simulator, start
+
     stop = asyncio.Event()
     install_signal_handlers(stop)
     sim = Simulator()
@@ -260,7 +375,14 @@ async def _demo_main(interval: str, duration: float | None) -> int:
         await runner.cleanup()
 
 
-def _fake_api(host: str, port: int, token: str, scenario: str) -> int:
+def _fake_api(host: str, port: int, token: str | None, scenario: str) -> int:
+    import asyncio
+
+    from monitor.daemon import install_signal_handlers
+    from monitor.simulator import DEMO_TOKEN, Simulator, serve_forever
+
+    accepted = token if token is not None else DEMO_TOKEN
+
     async def serve() -> None:
         stop = asyncio.Event()
         install_signal_handlers(stop)
@@ -268,7 +390,7 @@ def _fake_api(host: str, port: int, token: str, scenario: str) -> int:
         def ready(url: str) -> None:
             _out(f"fake balances API on {url} (scenario {scenario}); Ctrl-C to stop")
 
-        await serve_forever(Simulator(token=token, scenario=scenario), host, port, stop, ready)
+        await serve_forever(Simulator(token=accepted, scenario=scenario), host, port, stop, ready)
 
     try:
         asyncio.run(serve())

@@ -19,7 +19,6 @@ import signal
 import time
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
-from enum import IntEnum
 from pathlib import Path
 from typing import Any
 
@@ -30,18 +29,37 @@ from monitor import __version__
 from monitor.config import Config, SourceSpec, describe_schedule, load_config
 from monitor.delivery import Delivery, group_windows, release_held
 from monitor.errors import ConfigError, MonitorError
+from monitor.exitcodes import Exit
 from monitor.health import HealthServer, Readiness
 from monitor.logs import configure as configure_logging
 from monitor.metrics import Metrics
 from monitor.mutes import window_at
 from monitor.observe import missed_by_source, readiness, status_line
 from monitor.pipeline import PollOutcome, SourcePipeline
-from monitor.runtime import Runtime, make_pipeline, open_runtime, token_provider, utcnow
+from monitor.runtime import (
+    Runtime,
+    make_pipeline,
+    open_runtime,
+    require_secrets,
+    token_provider,
+    utcnow,
+)
 from monitor.schedule import make_trigger
 from monitor.sdnotify import Notifier
 from monitor.sinks.base import Sink
 from monitor.sinks.registry import build_sinks
 from monitor.source import BalancesSource
+
+__all__ = [
+    "MUTE_CHECK",
+    "STOP_GRACE",
+    "SUMMARY_DELAY",
+    "Daemon",
+    "Exit",  # defined in monitor.exitcodes, importable from here as before
+    "install_signal_handlers",
+    "run_daemon",
+    "run_once",
+]
 
 log = structlog.get_logger("monitor.daemon")
 
@@ -51,13 +69,6 @@ STOP_GRACE = 4.0
 MUTE_CHECK = 15.0
 #: How long after a poll the alert gauges and the status line are brought up to date (seconds).
 SUMMARY_DELAY = 1.0
-
-
-class Exit(IntEnum):
-    OK = 0
-    SOURCE_FAILED = 1
-    CONFIG = 2
-    UNDELIVERED = 3
 
 
 def install_signal_handlers(stop: asyncio.Event, reload: asyncio.Event | None = None) -> None:
@@ -331,8 +342,8 @@ class Daemon:
         server = HealthServer(self.metrics, self.readiness, self._refresh_metrics)
         try:
             await server.start(*address)
-        except OSError as exc:
-            raise MonitorError(
+        except OSError as exc:  # in use, or not ours: a restart would meet it again (exit 2)
+            raise ConfigError(
                 f"http.listen: cannot listen on {config.http.listen}: {exc.strerror}"
             ) from exc
         self.health = server
@@ -351,7 +362,8 @@ class Daemon:
             if new.state.path != self.config.state.path:
                 raise ConfigError("state.path: changing the state database needs a restart")
             old_specs = {s.name: s for s in self.config.all_sources()}
-            tokens = {}
+            tokens: dict[str, Any] = {}
+            changed = []
             for spec in new.all_sources():
                 old = old_specs.get(spec.name)
                 pipeline = rt.pipelines.get(spec.name)
@@ -363,7 +375,13 @@ class Daemon:
                 ):
                     tokens[spec.name] = fetcher.tokens  # unchanged: keep the live token
                 else:
-                    tokens[spec.name] = token_provider(spec, rt.session)
+                    changed.append(spec)
+            require_secrets(  # every one that is missing, in one reload_rejected
+                [ref for spec in changed for ref in spec.config.secret_refs_at(spec.key)]
+                + [ref for i, sink in enumerate(new.sinks) for ref in sink.secret_refs(i)]
+            )
+            for spec in changed:
+                tokens[spec.name] = token_provider(spec, rt.session)
             sinks = build_sinks(new.sinks, rt.session)
         except MonitorError as exc:
             problems = exc.problems if isinstance(exc, ConfigError) else [str(exc)]

@@ -12,6 +12,7 @@ one boundary where they can occur, with ``raise ... from exc`` (aiohttp's in :mo
     │   └── ParseError     the body is not JSON, or not a JSON array
     ├── SinkError          a notification could not be delivered (carries retryable, retry_after)
     └── StoreError         the SQLite state database failed
+        └── StateLockedError  another process has the state database open for writing
 
 No message ever contains a secret: tokens, webhook URLs and HMAC keys stay out of ``str(exc)``.
 """
@@ -82,3 +83,8 @@ class SinkError(MonitorError):
 
 class StoreError(MonitorError):
     """The SQLite state database could not be read or written."""
+
+
+class StateLockedError(StoreError):
+    """Another balance-monitor (``run`` or ``once``) holds the state database's lock: a second
+    writer would deliver the same change twice under two ids. The CLI exits 2."""

@@ -1,5 +1,8 @@
 """structlog set-up: console lines on a terminal, JSON lines otherwise; secrets never logged.
 
+Console lines are coloured on a terminal unless ``NO_COLOR`` is set to anything but the empty
+string (https://no-color.org).
+
 Events are constant snake_case names with key-value context. Records from the standard library's
 ``logging`` (APScheduler, aiohttp) go through the same renderer.
 """
@@ -7,6 +10,7 @@ Events are constant snake_case names with key-value context. Records from the st
 from __future__ import annotations
 
 import logging
+import os
 import sys
 from typing import Any, TextIO
 
@@ -25,6 +29,11 @@ LEVELS = {
 
 def _json(event: Any, **_: Any) -> str:
     return encoding.dumps(event, default=str)
+
+
+def colours(stream: TextIO) -> bool:
+    """Whether to colour what goes to ``stream``: a terminal, and ``NO_COLOR`` unset or empty."""
+    return stream.isatty() and not os.environ.get("NO_COLOR")
 
 
 def configure(
@@ -56,7 +65,7 @@ def configure(
         )
     else:
         renderer = console or structlog.dev.ConsoleRenderer(
-            colors=out.isatty(), exception_formatter=structlog.dev.plain_traceback
+            colors=colours(out), exception_formatter=structlog.dev.plain_traceback
         )
     structlog.configure(
         processors=[*shared, structlog.stdlib.ProcessorFormatter.wrap_for_formatter],

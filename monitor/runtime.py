@@ -4,7 +4,7 @@ sinks, the delivery workers and one pipeline per source (:func:`open_runtime`)."
 from __future__ import annotations
 
 import contextlib
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterable
 from contextlib import AsyncExitStack
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -12,7 +12,7 @@ from datetime import UTC, datetime
 import aiohttp
 
 from monitor.auth import OAuthTokens, StaticToken
-from monitor.config import Config, SourceSpec, resolve_secret
+from monitor.config import Config, SecretRef, SourceSpec, check_secret, resolve_secret
 from monitor.delivery import Delivery, group_windows
 from monitor.errors import ConfigError
 from monitor.metrics import Metrics
@@ -40,6 +40,16 @@ class Runtime:
     def pipeline(self) -> SourcePipeline:
         """The first source's pipeline (the only one with a plain ``[api]`` config)."""
         return next(iter(self.pipelines.values()))
+
+
+def require_secrets(refs: Iterable[SecretRef]) -> None:
+    """Check that every secret ``refs`` name can be read; one ConfigError listing each that
+    cannot (as ``check-config`` notes them), so a start needs one round trip, not one per key."""
+    problems = [note for ref in refs if (note := check_secret(ref)) is not None]
+    if len(problems) == 1:
+        raise ConfigError(problems[0])
+    if problems:
+        raise ConfigError(f"{len(problems)} secrets cannot be read", problems)
 
 
 def token_provider(spec: SourceSpec, session: aiohttp.ClientSession) -> StaticToken | OAuthTokens:
@@ -79,7 +89,12 @@ def make_pipeline(
 
 @contextlib.asynccontextmanager
 async def open_runtime(config: Config, metrics: Metrics | None = None) -> AsyncIterator[Runtime]:
-    """Open everything a poll needs; close it all in reverse order, whatever happens."""
+    """Open everything a poll needs; close it all in reverse order, whatever happens.
+
+    Every secret is checked first, all at once, before anything is opened; the store's lock
+    (:class:`~monitor.errors.StateLockedError`) then keeps a second process off the database.
+    """
+    require_secrets(config.secret_refs())
     async with AsyncExitStack() as stack:
         session = aiohttp.ClientSession()
         stack.push_async_callback(session.close)

@@ -10,10 +10,12 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
+from structlog.testing import capture_logs
 
 from monitor import simulator
 from monitor.config import Config, config_from_dict
-from monitor.daemon import Daemon
+from monitor.daemon import Daemon, run_once
+from monitor.errors import StateLockedError
 from monitor.sdnotify import Notifier
 from monitor.simulator import DEMO_TOKEN, Simulator
 
@@ -77,3 +79,55 @@ async def test_a_crash_in_the_serve_loop_ends_run_and_stops_the_watchdog(
     finally:
         receiver.close()
         shutil.rmtree(folder)
+
+
+async def test_a_reload_names_every_missing_secret_and_keeps_the_old_config(
+    api_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A new file whose secrets are missing is refused in one ``reload_rejected`` listing each
+    of them (not the first only), and the old config stays in force."""
+    monkeypatch.delenv("BM_RELOAD_TOKEN", raising=False)
+    monkeypatch.delenv("BM_RELOAD_HOOK", raising=False)
+    path = tmp_path / "config.toml"
+    path.write_text(
+        f'[api]\nurl = "{api_url}"\ntoken_env = "BM_RELOAD_TOKEN"\n'
+        f'[state]\npath = "{tmp_path / "state.db"}"\n'
+        '[[sinks]]\nname = "hook"\ntype = "webhook"\nurl_env = "BM_RELOAD_HOOK"\n',
+        encoding="utf-8",
+    )
+    config = make_config(api_url, tmp_path)
+    daemon = Daemon(config, config_path=path)
+    stop = asyncio.Event()
+    run = asyncio.create_task(daemon.run(stop))
+    try:
+        await asyncio.sleep(0.5)
+        with capture_logs() as logs:
+            assert await daemon.reload() is False
+    finally:
+        stop.set()
+        await asyncio.wait_for(run, timeout=10)
+
+    (rejected,) = [e for e in logs if e["event"] == "reload_rejected"]
+    assert rejected["problems"] == [
+        "api.token_env: environment variable BM_RELOAD_TOKEN is not set",
+        "sinks[0] (hook).url_env: environment variable BM_RELOAD_HOOK is not set",
+    ]
+    assert daemon.config is config
+
+
+async def test_once_next_to_a_running_daemon_is_refused(api_url: str, tmp_path: Path) -> None:
+    """``once`` on the state database of a running daemon raises StateLockedError before it
+    polls: two writers would queue one change twice under two ids."""
+    config = make_config(api_url, tmp_path)
+    stop = asyncio.Event()
+    run = asyncio.create_task(Daemon(config).run(stop))
+    try:
+        await asyncio.sleep(0.5)
+        with pytest.raises(StateLockedError, match="is in use by another balance-monitor"):
+            await run_once(config)
+    finally:
+        stop.set()
+        await asyncio.wait_for(run, timeout=10)
+    code, outcome, _ = await run_once(config)  # and once the daemon has stopped, it runs
+    assert outcome.ok, outcome
+    assert code == 0

@@ -19,10 +19,11 @@ from monitor.config import (
     SlackSinkConfig,
     WebhookSinkConfig,
 )
+from monitor.config.sinks import check_sinks
 from monitor.errors import ConfigError
 from monitor.sinks import log, slack, webhook
 from monitor.sinks.base import Sink
-from monitor.sinks.registry import SINK_FACTORIES, build_sink, build_sinks, check_sinks
+from monitor.sinks.registry import SINK_FACTORIES, build_sink, build_sinks
 
 SINK_CONFIG: TypeAdapter[SinkConfig] = TypeAdapter(SinkConfig)
 

@@ -8,10 +8,12 @@ type's name), its tests, and its table in ``config.example.toml`` and the README
 from __future__ import annotations
 
 import re
-from collections.abc import Mapping
+import ssl
+from collections.abc import Mapping, Sequence
 from datetime import timedelta
 from pathlib import Path
 from typing import Annotated, Any, ClassVar, Literal, TypeAlias
+from urllib.parse import urlsplit
 
 from pydantic import (
     AfterValidator,
@@ -36,6 +38,7 @@ from monitor.config.types import (
     models_by_type,
     within,
 )
+from monitor.errors import ConfigError
 from monitor.models import Severity
 
 #: Severities from the least to the most severe.
@@ -55,6 +58,13 @@ class _SinkBase(WithSecrets):
     def key(self, index: int) -> str:
         """How messages name this sink, ``sinks[index]`` of the file: ``sinks[1] (slack)``."""
         return item_key("sinks", index, self.name)
+
+    def problems(self, index: int) -> list[str]:
+        """What would stop ``sinks[index]`` from being built here, found without a connection
+        and without reading a secret (those are :meth:`Config.missing_secrets`' job): for
+        ``check-config``, and checked again by the sink's ``create``. Nothing, by default."""
+        del index
+        return []
 
     def ref(self, index: int, secret: str) -> SecretRef | None:
         """Where ``sinks[index].<secret>`` comes from (``None`` when an optional one is unset)."""
@@ -198,6 +208,17 @@ class AlertmanagerSinkConfig(_SinkBase):
     generator_url: HttpUrlText | None = None
     headers: Headers = Field(default_factory=dict)
 
+    def problems(self, index: int) -> list[str]:
+        """``url`` with credentials and an ``Authorization`` header: aiohttp refuses both."""
+        if urlsplit(self.url).username is not None and any(
+            key.lower() == "authorization" for key in self.headers
+        ):
+            return [
+                f"{self.key(index)}.headers: an Authorization header cannot be combined with "
+                "credentials in url"
+            ]
+        return []
+
 
 class EmailSinkConfig(_GroupingSink):
     """SMTP with STARTTLS (or implicit TLS) and optional authentication."""
@@ -229,6 +250,29 @@ class EmailSinkConfig(_GroupingSink):
     def _paths_under(self, base_dir: Path) -> dict[str, Any]:
         return {**super()._paths_under(base_dir), "ca_file": config_path(self.ca_file, base_dir)}
 
+    def problems(self, index: int) -> list[str]:
+        """The CA bundle (``ca_file``) must load; the credentials are not read here."""
+        try:
+            self.tls_context(index)
+        except ConfigError as exc:
+            return [str(exc)]
+        return []
+
+    def tls_context(self, index: int) -> ssl.SSLContext | None:
+        """The client TLS context (``None`` with ``security = "none"``): the server is verified
+        against ``ca_file`` or the system's CAs; ``ConfigError`` when ``ca_file`` is unusable."""
+        if self.security == "none":
+            return None
+        try:
+            return ssl.create_default_context(
+                cafile=str(self.ca_file) if self.ca_file is not None else None
+            )
+        except (OSError, ssl.SSLError) as exc:
+            reason = getattr(exc, "strerror", None) or getattr(exc, "reason", None) or "unusable"
+            raise ConfigError(
+                f"{self.key(index)}.ca_file: cannot load {self.ca_file}: {reason}"
+            ) from None
+
     @model_validator(mode="after")
     def _auth(self) -> EmailSinkConfig:
         has_user = self.ref(0, "username") is not None
@@ -256,6 +300,18 @@ class AppriseSinkConfig(_SinkBase):
     #: An Apprise URL (``json://``, ``mailto://``, ...), not an HTTP one: Apprise checks it.
     SECRETS: ClassVar[tuple[Secret, ...]] = (Secret("url"),)
 
+    def problems(self, index: int) -> list[str]:
+        """The sink cannot be built without the ``apprise`` extra (imported to find out: only
+        a configuration with an apprise sink pays for it)."""
+        try:
+            import apprise  # noqa: F401
+        except ImportError:
+            return [
+                f"{self.key(index)}.type: the apprise sink needs the 'apprise' extra: "
+                "pip install 'balance-monitor[apprise]'"
+            ]
+        return []
+
 
 class LogSinkConfig(_SinkBase):
     type: Literal["log"]
@@ -278,3 +334,11 @@ SinkConfig: TypeAlias = Annotated[
 
 #: The sink models by their TOML ``type``; the registry's factories have the same keys.
 SINK_CONFIG_TYPES: dict[str, type[BaseModel]] = models_by_type(SinkConfig)
+
+
+def check_sinks(configs: Sequence[SinkConfig]) -> list[str]:
+    """What would stop any of ``configs`` (``sinks[0]``, ``sinks[1]``, ...) from being built
+    here: each one's :meth:`problems`, in order. For ``check-config``: no sink module is
+    imported, no connection opened, no secret read (those are
+    :meth:`monitor.config.Config.missing_secrets`' job)."""
+    return [problem for i, config in enumerate(configs) for problem in config.problems(i)]

@@ -219,26 +219,14 @@ def endpoint(url: str) -> str:
     return urlunsplit(parts._replace(path=parts.path.rstrip("/") + API_PATH))
 
 
-def check(config: AlertmanagerSinkConfig, *, index: int) -> list[str]:
-    """``url`` with credentials and an ``Authorization`` header: aiohttp refuses to send both."""
-    if urlsplit(config.url).username is not None and any(
-        key.lower() == "authorization" for key in config.headers
-    ):
-        return [
-            f"{config.key(index)}.headers: an Authorization header cannot be combined with "
-            "credentials in url"
-        ]
-    return []
-
-
 def create(
     config: AlertmanagerSinkConfig, *, index: int, session: aiohttp.ClientSession
 ) -> AlertmanagerSink:
     """Build the sink; nothing starts until the first ``send`` or ``restore``.
 
-    ``ConfigError`` when :func:`check` finds a problem.
+    ``ConfigError`` when its config has a problem (:meth:`AlertmanagerSinkConfig.problems`).
     """
-    if problems := check(config, index=index):
+    if problems := config.problems(index):
         raise ConfigError(problems[0])
     return AlertmanagerSink(
         config.name,

@@ -41,7 +41,6 @@ __all__ = [
     "RESOLVED_TYPE",
     "AppriseSink",
     "body",
-    "check",
     "create",
     "notify_type",
     "quiet_apprise_logs",
@@ -131,22 +130,10 @@ def quiet_apprise_logs() -> None:
             logger.addHandler(logging.NullHandler())
 
 
-def check(config: AppriseSinkConfig, *, index: int) -> list[str]:
-    """The sink cannot be built without the ``apprise`` extra (imported to find out)."""
-    try:
-        import apprise  # noqa: F401
-    except ImportError:
-        return [
-            f"{config.key(index)}.type: the apprise sink needs the 'apprise' extra: "
-            "pip install 'balance-monitor[apprise]'"
-        ]
-    return []
-
-
 def create(config: AppriseSinkConfig, *, index: int, session: aiohttp.ClientSession) -> AppriseSink:
     """Build the sink: import Apprise, resolve the URL and check that Apprise understands it."""
     del session  # Apprise brings its own HTTP client
-    if problems := check(config, index=index):
+    if problems := config.problems(index):
         raise ConfigError(problems[0])
     import apprise
 

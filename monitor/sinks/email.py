@@ -34,7 +34,6 @@ from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime
 from email.message import EmailMessage
 from email.utils import format_datetime, parseaddr
-from pathlib import Path
 from typing import Literal
 
 import aiohttp
@@ -44,7 +43,7 @@ from pydantic import SecretStr
 
 from monitor import http
 from monitor.config import EmailSinkConfig, resolve_secret
-from monitor.errors import ConfigError, SinkError
+from monitor.errors import SinkError
 from monitor.models import Alert, Notification
 from monitor.sinks.base import ID_HEADER
 from monitor.sinks.text import detail_rows, tally, title
@@ -339,30 +338,6 @@ def _describe(exc: BaseException) -> str:
     return http.describe(current)
 
 
-def tls_context(ca_file: Path | None, *, key: str) -> ssl.SSLContext:
-    """A client context that verifies the server against ``ca_file`` or the system's CAs."""
-    try:
-        return ssl.create_default_context(cafile=str(ca_file) if ca_file is not None else None)
-    except (OSError, ssl.SSLError) as exc:
-        reason = getattr(exc, "strerror", None) or getattr(exc, "reason", None) or "unusable"
-        raise ConfigError(f"{key}: cannot load {ca_file}: {reason}") from None
-
-
-def check(config: EmailSinkConfig, *, index: int) -> list[str]:
-    """The CA bundle (``ca_file``) must load; the credentials are not read here."""
-    try:
-        _context(config, index)
-    except ConfigError as exc:
-        return [str(exc)]
-    return []
-
-
-def _context(config: EmailSinkConfig, index: int) -> ssl.SSLContext | None:
-    if config.security == "none":
-        return None
-    return tls_context(config.ca_file, key=f"{config.key(index)}.ca_file")
-
-
 def create(config: EmailSinkConfig, *, index: int, session: aiohttp.ClientSession) -> EmailSink:
     """Build the sink, resolving its credentials and loading ``ca_file`` now."""
     del session  # SMTP, not HTTP
@@ -371,7 +346,7 @@ def create(config: EmailSinkConfig, *, index: int, session: aiohttp.ClientSessio
     credentials = None
     if username_ref is not None and password_ref is not None:
         credentials = (resolve_secret(username_ref), resolve_secret(password_ref))
-    context = _context(config, index)
+    context = config.tls_context(index)
     return EmailSink(
         config.name,
         host=config.host,

@@ -10,13 +10,15 @@ from __future__ import annotations
 
 import importlib
 from collections.abc import Mapping, Sequence
-from typing import Protocol
-
-import aiohttp
+from typing import TYPE_CHECKING, Protocol
 
 from monitor.config import SINK_CONFIG_TYPES, SinkConfig
 from monitor.errors import ConfigError
-from monitor.sinks.base import Sink
+
+if TYPE_CHECKING:  # only types: check-config uses this module without the HTTP client
+    import aiohttp
+
+    from monitor.sinks.base import Sink
 
 
 class SinkFactory(Protocol):
@@ -38,33 +40,6 @@ def _factory(module: str) -> SinkFactory:
 
 
 SINK_FACTORIES: Mapping[str, SinkFactory] = {name: _factory(name) for name in SINK_CONFIG_TYPES}
-
-
-class SinkCheck(Protocol):
-    """A sink module's ``check``: what would stop ``create`` from building the sink, as
-    problem lines, found without network I/O and without reading the sink's secrets."""
-
-    def __call__(self, config: SinkConfig, *, index: int) -> list[str]: ...
-
-
-def check_sink(config: SinkConfig, *, index: int) -> list[str]:
-    """Whether ``sinks[index]`` can be built here: its module and the libraries it needs load
-    (an optional extra is installed), and its module's ``check``, when it has one, passes.
-
-    For ``check-config``: no connection is opened and no secret is read (those are reported
-    apart, by :meth:`monitor.config.Config.missing_secrets`).
-    """
-    try:
-        module = importlib.import_module(f"monitor.sinks.{config.type}")
-    except ImportError as exc:
-        return [f"{config.key(index)}.type: the {config.type} sink cannot be loaded: {exc}"]
-    check: SinkCheck | None = getattr(module, "check", None)
-    return check(config, index=index) if check is not None else []
-
-
-def check_sinks(configs: Sequence[SinkConfig]) -> list[str]:
-    """:func:`check_sink` of every configured sink, in order."""
-    return [problem for i, config in enumerate(configs) for problem in check_sink(config, index=i)]
 
 
 def build_sink(config: SinkConfig, *, index: int, session: aiohttp.ClientSession) -> Sink:

@@ -6,7 +6,8 @@ each operation is in :mod:`monitor.store.sqlite_ops`. Every poll is one transact
 and the new outbox rows land together or not at all, so a crash at any moment either replays
 the poll on restart or finds its notifications queued. WAL mode with ``synchronous=NORMAL``
 survives a killed process; a power cut may lose the last transaction as a whole, which the
-next poll reproduces.
+next poll reproduces. The writer holds an exclusive lock on ``<database>.lock``
+(:mod:`monitor.store.lock`) from before it connects until it closes: one writer per database.
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ from monitor.errors import StoreError
 from monitor.models import Notification
 from monitor.store import sqlite_ops as ops
 from monitor.store.base import AlertRow, HeldRow, OutboxRow, OutboxSummary, SourceRow
+from monitor.store.lock import StateLock
 from monitor.store.schema import SCHEMA_VERSION
 
 T = TypeVar("T")
@@ -36,6 +38,7 @@ class SqliteStore:
         self.path = path
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="store")
         self._conn: sqlite3.Connection | None = None
+        self._lock: StateLock | None = None
         self._closed = False
         self._version = SCHEMA_VERSION  # what a read-only store found may be older
 
@@ -48,6 +51,9 @@ class SqliteStore:
     @classmethod
     async def open(cls, path: Path, *, readonly: bool = False) -> SqliteStore:
         """Open (and create or migrate, unless ``readonly``) the state database at ``path``.
+
+        A writer first takes the database's lock: :class:`~monitor.errors.StateLockedError` when
+        another process holds it.
 
         ``readonly`` is for ``status``: it never creates, migrates or changes file modes, so
         running it as another user leaves the daemon's files alone; it reads a database of an
@@ -86,6 +92,7 @@ class SqliteStore:
             self.path.parent.mkdir(parents=True, exist_ok=True)
         except OSError as exc:
             raise StoreError(f"{self.path}: cannot create its folder: {exc.strerror}") from exc
+        lock = StateLock.acquire(self.path)
         conn: sqlite3.Connection | None = None
         try:
             conn = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
@@ -96,10 +103,11 @@ class SqliteStore:
         except BaseException as exc:
             if conn is not None:  # never leak the connection of a database we refuse
                 conn.close()
+            lock.release()
             if isinstance(exc, sqlite3.Error):
                 raise StoreError(f"{self.path}: cannot open the state database: {exc}") from exc
             raise
-        self._conn = conn
+        self._conn, self._lock = conn, lock
 
     async def close(self) -> None:
         if self._conn is not None:
@@ -111,6 +119,9 @@ class SqliteStore:
         if self._conn is not None:
             self._conn.close()
             self._conn = None
+        if self._lock is not None:  # after the connection: the last write is on disk
+            self._lock.release()
+            self._lock = None
 
     async def _in_thread(self, fn: Callable[..., T], *args: Any) -> T:
         if self._closed:  # the executor is shut down: it would raise RuntimeError
