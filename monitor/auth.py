@@ -133,14 +133,25 @@ class OAuthTokens:
         form = {"grant_type": "password", **secrets}
         limit = self.config.timeout.total_seconds()
         with http.token_errors(timeout=limit):
+            # Never follow a redirect: a 307 or 308 would re-send the form, secrets and all,
+            # to wherever the Location points.
             async with self.session.post(
                 self.config.token_url,
                 data=form,
-                headers={"Accept": "application/json"},
+                headers={"Accept": "application/json", "User-Agent": http.USER_AGENT},
                 timeout=aiohttp.ClientTimeout(total=limit),
+                allow_redirects=False,
             ) as response:
                 body = await response.read()
                 status = response.status
+                location = response.headers.get("Location")
+        if 300 <= status < 400:
+            where = http.origin_of(location, base=self.config.token_url) or "an unnamed place"
+            raise AuthError(
+                f"token request redirected: HTTP {status} to {where}; "
+                "not followed (credentials are never re-sent)",
+                status=status,
+            )
         if status != 200:
             raise AuthError(_refusal(status, body, list(secrets.values())), status=status)
         try:

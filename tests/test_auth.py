@@ -19,6 +19,7 @@ from aiohttp.test_utils import BaseTestServer, TestServer
 from pydantic import SecretStr
 from structlog.testing import capture_logs
 
+from monitor import http
 from monitor.auth import OAuthTokens, StaticToken, next_daily_expiry, renew_at
 from monitor.config import ApiConfig, OAuthConfig
 from monitor.errors import AuthError, FetchError
@@ -240,6 +241,7 @@ async def test_the_password_grant_sends_the_four_secrets_form_encoded(servers: S
     [headers] = servers.endpoint.headers
     assert headers["Content-Type"] == "application/x-www-form-urlencoded"
     assert headers["Accept"] == "application/json"
+    assert headers["User-Agent"] == http.USER_AGENT
 
 
 async def test_a_token_is_cached_until_its_renew_time(servers: Servers) -> None:
@@ -404,14 +406,18 @@ async def test_a_silent_endpoint_times_out(servers: Servers) -> None:
 
 
 async def test_a_refused_connection_is_an_auth_error(servers: Servers) -> None:
-    """Nothing listening at token_url: AuthError names the failure, not a traceback."""
+    """Nothing listening at token_url: AuthError names the host, port and the socket's reason
+    (as a failed balances request does), not a traceback."""
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         port = sock.getsockname()[1]
 
     error = await auth_error(servers.tokens(servers.oauth(f"http://127.0.0.1:{port}/token")))
 
-    assert str(error) == "token request failed: ClientConnectorError"
+    assert (
+        str(error)
+        == f"token request failed: cannot connect to 127.0.0.1:{port}: Connection refused"
+    )
 
 
 async def test_a_secret_gone_since_startup_is_an_auth_error(
@@ -508,3 +514,123 @@ async def test_a_static_token_never_retries(servers: Servers) -> None:
 
     assert caught.value.status == 401
     assert servers.sim.requests == 1
+
+
+# --------------------------------------------------------------------------- redirects
+
+
+@dataclass
+class Origin:
+    """An HTTP server on its own port (its own origin) that records every request it gets and
+    answers each path as told: ``(status, headers, JSON body)``."""
+
+    answers: dict[str, tuple[int, dict[str, str], Any]] = field(default_factory=dict)
+    seen: list[str] = field(default_factory=list)  # method, path and query, headers and body
+    url: str = ""
+
+    async def handle(self, request: web.Request) -> web.Response:
+        body = (await request.read()).decode("utf-8", errors="replace")
+        self.seen.append(f"{request.method} {request.path_qs} {dict(request.headers)} {body}")
+        status, headers, document = self.answers.get(request.path, (404, {}, {}))
+        return web.json_response(document, status=status, headers=headers)
+
+
+@pytest.fixture
+async def origins() -> AsyncIterator[tuple[Origin, Origin]]:
+    """Two recording servers on two ports of 127.0.0.1: two origins."""
+    first, second = Origin(), Origin()
+    servers = []
+    for origin in (first, second):
+        app = web.Application()
+        app.router.add_route("*", "/{tail:.*}", origin.handle)
+        server = TestServer(app, host="127.0.0.1")
+        await server.start_server()
+        origin.url = str(server.make_url("")).rstrip("/")
+        servers.append(server)
+    try:
+        yield first, second
+    finally:
+        for server in servers:
+            await server.close()
+
+
+def assert_never_saw(origin: Origin, *secrets: str) -> None:
+    for secret in secrets:
+        assert not [request for request in origin.seen if secret in request]
+
+
+@pytest.mark.parametrize("status", [301, 302, 303, 307, 308])
+async def test_the_token_request_never_follows_a_redirect(
+    servers: Servers, origins: tuple[Origin, Origin], status: int
+) -> None:
+    """A redirect from the token endpoint to another origin is not followed, so the client
+    secret and password are never re-sent there: an AuthError names the status and the
+    Location's origin, never its path or query."""
+    endpoint, elsewhere = origins
+    endpoint.answers["/connect/token"] = (
+        status,
+        {"Location": f"{elsewhere.url}/steal?code=q-s3cret-code"},
+        {},
+    )
+    elsewhere.answers["/steal"] = (200, {}, {"access_token": "stolen", "expires_in": 60})
+
+    error = await auth_error(servers.tokens(servers.oauth(f"{endpoint.url}/connect/token")))
+
+    assert str(error) == (
+        f"token request redirected: HTTP {status} to {elsewhere.url}; "
+        "not followed (credentials are never re-sent)"
+    )
+    assert error.status == status
+    assert elsewhere.seen == []
+    assert len(endpoint.seen) == 1
+    assert_no_secret(error)
+
+
+@pytest.mark.parametrize(
+    ("location", "where"),
+    [
+        pytest.param("/elsewhere?code=q-s3cret-code", "{endpoint}", id="same-origin"),
+        pytest.param(None, "an unnamed place", id="no-location"),
+        pytest.param("http://[::1/broken", "an unnamed place", id="unparsable-location"),
+    ],
+)
+async def test_any_redirect_of_the_token_request_is_an_auth_error(
+    servers: Servers, origins: tuple[Origin, Origin], location: str | None, where: str
+) -> None:
+    """Even to the same origin, or without a usable Location, a redirect is not followed."""
+    endpoint, _ = origins
+    headers = {"Location": location} if location is not None else {}
+    endpoint.answers["/connect/token"] = (302, headers, {})
+    endpoint.answers["/elsewhere"] = (200, {}, {"access_token": "t", "expires_in": 60})
+
+    error = await auth_error(servers.tokens(servers.oauth(f"{endpoint.url}/connect/token")))
+
+    assert str(error) == (
+        f"token request redirected: HTTP 302 to {where.format(endpoint=endpoint.url)}; "
+        "not followed (credentials are never re-sent)"
+    )
+    assert len(endpoint.seen) == 1
+    assert "q-s3cret-code" not in str(error)
+
+
+async def test_a_redirected_balances_request_never_takes_the_token_to_another_origin(
+    servers: Servers, origins: tuple[Origin, Origin]
+) -> None:
+    """The token comes from the first origin, whose /accounts redirects to a second origin:
+    the second origin sees neither the credentials nor the bearer token."""
+    endpoint, elsewhere = origins
+    endpoint.answers["/connect/token"] = (
+        200,
+        {},
+        {"access_token": "b3arer-T0KEN", "expires_in": 60},
+    )
+    endpoint.answers["/accounts"] = (307, {"Location": f"{elsewhere.url}/accounts"}, {})
+    elsewhere.answers["/accounts"] = (200, {}, [])
+    tokens = servers.tokens(servers.oauth(f"{endpoint.url}/connect/token"))
+    config = ApiConfig.model_validate({"url": f"{endpoint.url}/accounts", "token": "unused"})
+    source = BalancesSource("lime", config, servers.session, tokens)
+
+    assert await source.fetch() == b"[]"
+
+    assert len(elsewhere.seen) == 1
+    assert_never_saw(elsewhere, "b3arer-T0KEN", CLIENT_SECRET, PASSWORD, "Authorization")
