@@ -32,7 +32,7 @@ from sinks_helpers import (
 )
 from yarl import URL
 
-from monitor.sinks.base import BatchSink, ChatSink
+from monitor.sinks.base import BatchSink, ChatSink, seconds_in_json
 from monitor.sinks.webhook import WebhookSink
 
 ChatSinkFactory = Callable[[str, aiohttp.ClientSession], ChatSink]
@@ -363,3 +363,25 @@ async def test_chat_sinks_fail_tls_at_once(
     assert not error.retryable
     assert str(error).endswith("TLS handshake failed: the server does not speak TLS (wrong port?)")
     assert_no_secrets(str(error), url)
+
+
+@pytest.mark.parametrize(
+    ("body", "expected"),
+    [
+        pytest.param('{"retry_after": 7}', 7.0, id="integer"),
+        pytest.param('{"retry_after": 1.5}', 1.5, id="fraction"),
+        pytest.param('{"retry_after": 0}', 0.0, id="zero"),
+        pytest.param('{"retry_after": -1}', None, id="negative"),
+        pytest.param('{"retry_after": true}', None, id="boolean"),
+        pytest.param('{"retry_after": "7"}', None, id="string"),
+        pytest.param('{"other": 7}', None, id="absent"),
+        pytest.param("[7]", None, id="not-an-object"),
+        pytest.param("rate limited", None, id="not-json"),
+        pytest.param('{"retry_after": 1' + "0" * 400 + "}", None, id="too-large-for-a-float"),
+        pytest.param("[" * 100_000, None, id="nested-too-deep"),
+    ],
+)
+def test_seconds_in_json(body: str, expected: float | None) -> None:
+    """A rate-limit answer's wait in its JSON body, or None for anything else a receiver may
+    send: never an exception."""
+    assert seconds_in_json(body, "retry_after") == expected

@@ -44,6 +44,7 @@ class Upstream:
         app.router.add_get("/echo", self.echo)
         app.router.add_get("/big", self.big)
         app.router.add_get("/big-stream", self.big_stream)
+        app.router.add_get("/deep", self.deep)
         return app
 
     def _seen(self, request: web.Request) -> None:
@@ -88,6 +89,10 @@ class Upstream:
         return web.json_response(
             {"code": "validation_error", "message": f"bad credentials: {given}"}, status=400
         )
+
+    async def deep(self, request: web.Request) -> web.Response:
+        """An error body nested deeper than Python's JSON decoder can follow."""
+        return web.Response(status=500, body=b"[" * 100_000, content_type="application/json")
 
     async def big(self, request: web.Request) -> web.Response:
         return web.Response(body=b"[" + b" " * 5000 + b"]")
@@ -192,6 +197,7 @@ async def test_where_is_the_url_without_credentials(session: aiohttp.ClientSessi
             "/busy", 429, "HTTP 429 (rate_limited: slow down)", 120.0, id="429-retry-after"
         ),
         pytest.param("/nowhere", 404, "HTTP 404 (404: Not Found)", None, id="404-plain-text"),
+        pytest.param("/deep", 500, f"HTTP 500 ({'[' * 200})", None, id="500-nested-too-deep"),
     ],
 )
 async def test_a_non_2xx_status_is_a_fetch_error(

@@ -225,12 +225,15 @@ def seconds_in_json(body: str, *path: str) -> float | None:
     seconds: a rate-limit answer's ``retry_after``. ``None`` when the body has none."""
     try:
         value: Any = json.loads(body)
-    except ValueError:
+    except (ValueError, RecursionError):  # not JSON, or nested deeper than the decoder goes
         return None
     for key in path:
         value = value.get(key) if isinstance(value, dict) else None
     if isinstance(value, int | float) and not isinstance(value, bool) and value >= 0:
-        return float(value)
+        try:
+            return float(value)
+        except OverflowError:  # an integer no float can hold is no usable wait
+            return None
     return None
 
 
