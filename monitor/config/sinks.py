@@ -179,8 +179,19 @@ class PagerDutySinkConfig(_SinkBase):
     routing_key_env: str | None = None
     routing_key_file: Path | None = None
     url: HttpUrlText = "https://events.pagerduty.com/v2/enqueue"
+    #: An event (``change``, ``restriction_change``, ...) never resolves by itself: its
+    #: incident is resolved this long after the trigger was delivered (``0s``: at once).
+    resolve_events_after: Duration = timedelta(hours=1)
 
     SECRETS: ClassVar[tuple[Secret, ...]] = (Secret("routing_key"),)
+
+    @field_validator("resolve_events_after")
+    @classmethod
+    def _resolve_after(cls, value: timedelta) -> timedelta:
+        # A delivered trigger is kept 7 days (the resolve is derived from it); a day is plenty.
+        if value > timedelta(hours=24):
+            raise ValueError("must be at most 24h")
+        return value
 
 
 class AlertmanagerSinkConfig(_SinkBase):

@@ -68,6 +68,21 @@ class BatchSink(Sink, Protocol):
         ...
 
 
+@runtime_checkable
+class EventResolvingSink(Sink, Protocol):
+    """A sink whose receiver keeps open what an event opened until it is told otherwise
+    (PagerDuty's incidents), though an event never has a resolved notification.
+
+    The delivery loop queues a resolved notification of each event this sink delivered,
+    ``resolve_events_after`` seconds after the trigger was delivered.
+    """
+
+    @property
+    def resolve_events_after(self) -> float:
+        """Seconds after an event's trigger was delivered when it is resolved (0: at once)."""
+        ...
+
+
 # --------------------------------------------------------------------------- HTTP sinks
 
 JSON_HEADERS: Mapping[str, str] = MappingProxyType(
