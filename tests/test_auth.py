@@ -614,6 +614,11 @@ async def test_the_token_request_never_follows_a_redirect(
     ("location", "where"),
     [
         pytest.param("/elsewhere?code=q-s3cret-code", "{endpoint}", id="same-origin"),
+        pytest.param(
+            "https://me:pw-s3cret@example.org:8443/x?code=q-s3cret-code",
+            "https://example.org:8443",
+            id="credentials-in-location",
+        ),
         pytest.param(None, "an unnamed place", id="no-location"),
         pytest.param("http://[::1/broken", "an unnamed place", id="unparsable-location"),
     ],
@@ -635,6 +640,7 @@ async def test_any_redirect_of_the_token_request_is_an_auth_error(
     )
     assert len(endpoint.seen) == 1
     assert "q-s3cret-code" not in str(error)
+    assert "s3cret" not in str(error)
 
 
 async def test_a_redirected_balances_request_never_takes_the_token_to_another_origin(
