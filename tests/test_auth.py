@@ -668,6 +668,12 @@ async def test_a_redirected_balances_request_never_takes_the_token_to_another_or
 
 # --------------------------------------------------------------------------- properties
 
+
+def containers(inner: st.SearchStrategy[Any]) -> st.SearchStrategy[Any]:
+    """JSON arrays and objects of ``inner`` values."""
+    return st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=8), inner)
+
+
 #: What a token endpoint may put in ``access_token`` and ``expires_in``: the usual, the odd and
 #: the hostile (control characters, the secrets echoed, numbers no float can hold).
 TOKENS = st.one_of(
@@ -695,7 +701,7 @@ SCALARS = st.one_of(
 )
 JSON_VALUES = st.recursive(
     SCALARS,
-    lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=8), inner),
+    containers,
     max_leaves=12,
 )
 ANSWERS = st.one_of(
@@ -814,7 +820,7 @@ DECODED = st.recursive(
         st.decimals(allow_nan=False, allow_infinity=False),
         st.text(max_size=20),
     ),
-    lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=8), inner),
+    containers,
     max_leaves=12,
 )
 
