@@ -9,6 +9,8 @@ The token lives in memory only; it is never logged, written to the state or put 
 from __future__ import annotations
 
 import asyncio
+import math
+import re
 from collections.abc import Callable
 from datetime import datetime, time, timedelta
 from decimal import Decimal
@@ -31,6 +33,8 @@ DAILY_EXPIRY = time(3, 0)
 DEFAULT_LIFETIME = timedelta(hours=8)
 #: A longer ``expires_in`` changes nothing (the 03:00 expiry comes first) and is capped to this.
 MAX_LIFETIME = timedelta(days=2)
+#: A shorter positive ``expires_in`` (a microsecond) counts as this, so renewal stays after now.
+MIN_LIFETIME = timedelta(seconds=1)
 
 
 class TokenProvider(Protocol):
@@ -79,7 +83,8 @@ def renew_at(issued_at: datetime, expires_in: float | None, margin: timedelta) -
     large margin cannot make the monitor ask for a token on every poll.
     """
     if expires_in and expires_in > 0:
-        lifetime = timedelta(seconds=min(expires_in, MAX_LIFETIME.total_seconds()))
+        seconds = min(expires_in, MAX_LIFETIME.total_seconds())
+        lifetime = max(timedelta(seconds=seconds), MIN_LIFETIME)
     else:
         lifetime = DEFAULT_LIFETIME
     expiry = min(issued_at + lifetime, next_daily_expiry(issued_at))
@@ -133,24 +138,31 @@ class OAuthTokens:
         form = {"grant_type": "password", **secrets}
         limit = self.config.timeout.total_seconds()
         with http.token_errors(timeout=limit):
+            # Never follow a redirect: a 307 or 308 would re-send the form, secrets and all,
+            # to wherever the Location points.
             async with self.session.post(
                 self.config.token_url,
                 data=form,
-                headers={"Accept": "application/json"},
+                headers={"Accept": "application/json", "User-Agent": http.USER_AGENT},
                 timeout=aiohttp.ClientTimeout(total=limit),
+                allow_redirects=False,
             ) as response:
                 body = await response.read()
                 status = response.status
+                location = response.headers.get("Location")
+        if 300 <= status < 400:
+            where = http.origin_of(location, base=self.config.token_url) or "an unnamed place"
+            raise AuthError(
+                f"token request redirected: HTTP {status} to {where}; "
+                "not followed (credentials are never re-sent)",
+                status=status,
+            )
         if status != 200:
             raise AuthError(_refusal(status, body, list(secrets.values())), status=status)
-        try:
-            data = encoding.loads(body)
-            token = data["access_token"]
-            if not isinstance(token, str) or not token:
-                raise TypeError("access_token")
-        except (ValueError, TypeError, KeyError):
-            raise AuthError("token endpoint answered without a usable access_token") from None
-        seconds = _seconds(data.get("expires_in"))
+        data = _decoded(body)
+        if data is None:
+            raise AuthError(f"{UNUSABLE}: the body is not JSON")
+        token, seconds = token_answer(data)
         renew = renew_at(now, seconds, self.config.renew_before)
         self.issued += 1
         log.info(
@@ -159,29 +171,76 @@ class OAuthTokens:
             expires_in=seconds,
             renew_at=renew.isoformat(),
         )
-        return SecretStr(token), renew
+        return token, renew
+
+
+def token_answer(data: object) -> tuple[SecretStr, float | None]:
+    """The access token and its ``expires_in`` (seconds; ``None`` when unknown) from a token
+    endpoint's decoded JSON answer. ``AuthError`` says what is wrong with an unusable one.
+
+    The token must be something an ``Authorization`` header can carry: visible ASCII, no
+    spaces or control characters (RFC 6750's token characters are a subset).
+    """
+    if not isinstance(data, dict):
+        raise AuthError(f"{UNUSABLE}: the answer is not a JSON object")
+    if "access_token" not in data:
+        raise AuthError(f"{UNUSABLE}: the answer has no access_token")
+    token = data["access_token"]
+    if not isinstance(token, str) or not token:
+        raise AuthError(f"{UNUSABLE}: access_token is not a non-empty string")
+    if not _TOKEN_CHARS.fullmatch(token):
+        raise AuthError(
+            f"{UNUSABLE}: access_token has spaces, control or non-ASCII characters, "
+            "which a header cannot carry"
+        )
+    return SecretStr(token), _seconds(data.get("expires_in"))
+
+
+UNUSABLE = "token endpoint answered without a usable access_token"
+_TOKEN_CHARS = re.compile(r"[!-~]+")
+#: Longer strings of digits are taken as "very long" without being read (Python refuses to
+#: read an int of over 4300 digits; any such lifetime is capped by MAX_LIFETIME anyway).
+_MAX_DIGITS = 18
 
 
 def _seconds(value: object) -> float | None:
-    """``expires_in`` as seconds: a JSON number or a numeric string; else unknown."""
+    """``expires_in`` as seconds: a JSON number or a string of ASCII digits; else unknown.
+    A number too large for a float is capped (a token lives at most :data:`MAX_LIFETIME`)."""
+    cap = MAX_LIFETIME.total_seconds()
     if isinstance(value, bool):
         return None
-    if isinstance(value, int | Decimal):
-        return float(value)
-    if isinstance(value, str) and value.strip().isdigit():
-        return float(value)
+    if isinstance(value, str):
+        text = value.strip()
+        if not (text.isascii() and text.isdigit()):
+            return None
+        return cap if len(text) > _MAX_DIGITS else min(float(int(text)), cap)
+    if isinstance(value, int):
+        return float(min(value, int(cap)))
+    if isinstance(value, Decimal | float):
+        return min(float(value), cap) if math.isfinite(value) else None
     return None
+
+
+def _decoded(body: bytes) -> object | None:
+    """The JSON value of ``body``; ``None`` if it is not JSON (or nests too deep to read)."""
+    try:
+        return encoding.loads(body) if body else None
+    except (ValueError, RecursionError):
+        return None
 
 
 def _refusal(status: int, body: bytes, secrets: list[str]) -> str:
     """``token request refused: HTTP 400 invalid_grant (...)``, with any echoed secret cut out."""
     detail = ""
-    try:
-        data = encoding.loads(body) if body else None
-    except ValueError:
-        data = None
+    data = _decoded(body)
     if isinstance(data, dict):
-        parts = [str(data[k]) for k in ("error", "error_description", "message") if data.get(k)]
+        # Text and numbers only: the repr of a list or object could hold a secret in an
+        # escaped form that the cut below would not find.
+        parts = [
+            str(value)
+            for key in ("error", "error_description", "message")
+            if isinstance(value := data.get(key), str | int | Decimal) and value != ""
+        ]
         detail = ": ".join(parts)
     elif body:
         detail = body.decode("utf-8", errors="replace")

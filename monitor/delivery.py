@@ -15,6 +15,16 @@ sends everything pending by then as one message (a market-wide drop is one messa
 A sink that must keep re-telling its receiver what fires (Alertmanager) is handed, at start-up,
 the last delivered firing notification of each alert still firing (``restore``).
 
+A sink whose receiver keeps what an event opened until told otherwise (PagerDuty, an
+:class:`~monitor.sinks.base.EventResolvingSink`) is owed a resolve of each event it delivered,
+``resolve_events_after`` seconds after the trigger was delivered. The resolve is not a timer
+that a restart would lose, nor an outbox row queued ahead of its time (it would hold back the
+sink's queue, which is kept in order, and a restart makes every pending row due at once): it is
+derived from the delivered trigger, which the store keeps for days. At start, at each ``once``
+drain and whenever the sink's worker is idle (at least every :data:`IDLE_RECHECK` seconds),
+:meth:`Delivery.resolve_events` queues a resolve for every such trigger that is due and has none
+yet; from there it is an ordinary notification, retried like any other.
+
 Notifications held by a ``[[mute]]`` window are settled by :func:`release_held` once the
 window no longer covers their rule.
 """
@@ -26,15 +36,18 @@ import contextlib
 import random
 import time
 from collections.abc import Awaitable, Callable, Mapping, Sequence
+from dataclasses import replace
 from datetime import datetime
 from typing import Any
 
 import structlog
 
 from monitor.config import Config, DeliveryConfig
+from monitor.cycle import notification_id
 from monitor.errors import SinkError, StoreError
+from monitor.models import Notification, Status
 from monitor.mutes import Held, muting, settle
-from monitor.sinks.base import BatchSink, Sink
+from monitor.sinks.base import BatchSink, EventResolvingSink, Sink
 from monitor.store import OutboxRow, Store
 
 log = structlog.get_logger("monitor.delivery")
@@ -98,6 +111,8 @@ class Delivery:
     # ------------------------------------------------------------------ daemon mode
 
     async def start(self) -> None:
+        for name in self.sinks:  # before expire() prunes old delivered rows
+            await self.resolve_events(name)
         await self.expire()
         await self.store.retry_now(self.clock())
         await self.restore()
@@ -129,6 +144,8 @@ class Delivery:
 
         Returns how many notifications are still pending for the configured sinks.
         """
+        for name in self.sinks:
+            await self.resolve_events(name)
         await self.expire()
         await self.store.retry_now(self.clock())
         await asyncio.gather(*(self._worker(name, until=deadline) for name in self.sinks))
@@ -156,6 +173,25 @@ class Delivery:
     def _report(self, sink: str, result: str) -> None:
         if self.on_result is not None:
             self.on_result(sink, result)
+
+    async def resolve_events(self, name: str) -> int:
+        """Queue the resolves that sink ``name`` is owed for the events it delivered (if it is
+        an :class:`EventResolvingSink`); return how many were queued."""
+        sink = self.sinks[name]
+        if not isinstance(sink, EventResolvingSink):
+            return 0
+        now = self.clock()
+        owed = await self.store.unresolved_events(
+            name, delivered_before=now - sink.resolve_events_after
+        )
+        if not owed:
+            return 0
+        # Queued like a mute window's release: one row per notification and sink, never twice.
+        await self.store.release(
+            [(event_resolution(n), name, n.alert.source) for n in owed], [], now
+        )
+        log.info("event_resolves_queued", sink=name, count=len(owed))
+        return len(owed)
 
     async def restore(self) -> None:
         """Hand each sink that asks for it the alerts it was told are firing."""
@@ -189,6 +225,8 @@ class Delivery:
             wake.clear()
             row = await self.store.next_pending(name)
             if row is None:
+                if await self.resolve_events(name):
+                    continue
                 if until is not None:
                     return
                 await _wait(wake, IDLE_RECHECK)
@@ -304,6 +342,14 @@ class Delivery:
                 next_attempt_at=now + delay if delay is not None else None,
             )
             self._report(sink.name, result)
+
+
+def event_resolution(trigger: Notification) -> Notification:
+    """The resolved notification that ends an event's ``trigger`` at a receiver that keeps it
+    open: the same alert (fingerprint, hence PagerDuty's dedup_key) resolved, with an id of its
+    own that is the same whenever it is made."""
+    alert = replace(trigger.alert, status=Status.RESOLVED)
+    return Notification(notification_id(alert), alert)
 
 
 async def _wait(event: asyncio.Event, seconds: float, *, interruptible: bool = True) -> None:

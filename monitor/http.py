@@ -8,24 +8,33 @@ or a ``TimeoutError``) into ours, in the model of httpx's ``map_exceptions``::
     ---------------------------  ---------------------------  --------------------------------
     TimeoutError (also aiohttp's timed out after 10s          token request timed out after 10s
       ServerTimeoutError)
-    ClientConnectorError (also   cannot connect to h:p:       token request failed: <class>
-      its DNS and TLS kinds)       <strerror>
-    other ClientError, OSError   request failed: <reason>     token request failed: <class>
+    ClientConnectorError (also   cannot connect to h:p:       token request failed: cannot
+      its DNS and TLS kinds)       <reason>                     connect to h:p: <reason>
+    other ClientError, OSError   request failed: <reason>     token request failed: <reason>
 
     raised in the block          sink_errors: SinkError
     ---------------------------  ----------------------------------------------------------------
     TimeoutError                 timeout after 10s sending to sink 'x'                   retryable
     InvalidURL                   invalid URL for sink 'x'                                permanent
+    NonHttpUrlClientError        invalid URL for sink 'x': not an http or https URL      permanent
+    ssl.SSLError, ClientSSLError connection failed sending to sink 'x': <TLS failure>    permanent
     other ClientError, OSError   connection failed sending to sink 'x': <class> (<errno>) retryable
+
+A TLS failure (:func:`tls_failure`) is a configuration problem that no retry fixes: a
+certificate that is not trusted, has expired or names another host, or an ``https://`` URL on a
+port that does not speak TLS. It is described by what TLS said (``TLS handshake failed:
+certificate verify failed: self-signed certificate``), never by an errno: ``ssl.SSLError``'s
+``errno`` is ssl's own error code (1 is not ``EPERM``).
 
 The translated error is raised ``from None``, unlike httpx's ``from exc``: aiohttp's texts can
 hold the URL, which is a secret for most sinks (and may carry credentials for a source), so the
 original exception must not travel on as the cause or context. Messages name the class and
-errno (:func:`describe`) or the socket's reason (:func:`reason`) instead.
+errno (:func:`describe`), the socket's reason (:func:`reason`) or the TLS failure instead.
 
 Beside the translation: the ``User-Agent`` we send, ``Retry-After`` parsing
-(:func:`parse_retry_after`), and the one-line excerpt of an error body or a server's reply
-(:func:`excerpt`), which the SMTP sink uses as well.
+(:func:`parse_retry_after`), the one-line excerpt of an error body or a server's reply
+(:func:`excerpt`) and the TLS failure's description (:func:`tls_detail`), which the SMTP sink
+uses as well, and the origin a redirect points to (:func:`origin_of`).
 """
 
 from __future__ import annotations
@@ -33,6 +42,8 @@ from __future__ import annotations
 import contextlib
 import errno
 import os
+import re
+import ssl
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import AbstractContextManager
 from dataclasses import dataclass
@@ -41,6 +52,7 @@ from email.utils import parsedate_to_datetime
 from typing import Any, TypeVar
 
 import aiohttp
+from yarl import URL
 
 from monitor import __version__
 from monitor.errors import AuthError, FetchError, MonitorError, SinkError
@@ -102,7 +114,8 @@ def fetch_errors(*, timeout: float) -> AbstractContextManager[None]:
 
 
 def token_errors(*, timeout: float) -> AbstractContextManager[None]:
-    """The OAuth2 token request's failures as ``AuthError``, naming only the class."""
+    """The OAuth2 token request's failures as ``AuthError``, naming the cause as
+    :func:`fetch_errors` does."""
     return map_exceptions(
         [
             when(
@@ -110,17 +123,24 @@ def token_errors(*, timeout: float) -> AbstractContextManager[None]:
                 then=lambda _: AuthError(f"token request timed out after {timeout:g}s"),
             ),
             when(
+                aiohttp.ClientConnectorError,
+                then=lambda exc: AuthError(
+                    f"token request failed: cannot connect to {exc.host}:{exc.port}: {reason(exc)}"
+                ),
+            ),
+            when(
                 aiohttp.ClientError,
                 OSError,
-                then=lambda exc: AuthError(f"token request failed: {type(exc).__name__}"),
+                then=lambda exc: AuthError(f"token request failed: {reason(exc)}"),
             ),
         ]
     )
 
 
 def sink_errors(sink: str, *, timeout: float) -> AbstractContextManager[None]:
-    """A sink's POST failures as ``SinkError``: timeouts and connection errors are retryable,
-    an invalid URL is not. The message names the sink, never the URL."""
+    """A sink's POST failures as ``SinkError``: timeouts and connection errors are retryable;
+    an invalid or non-HTTP URL and a TLS failure are not. The message names the sink, never the
+    URL."""
     return map_exceptions(
         [
             when(
@@ -132,6 +152,20 @@ def sink_errors(sink: str, *, timeout: float) -> AbstractContextManager[None]:
             when(
                 aiohttp.InvalidURL,
                 then=lambda _: SinkError(f"invalid URL for sink '{sink}'", retryable=False),
+            ),
+            when(
+                aiohttp.NonHttpUrlClientError,
+                then=lambda _: SinkError(
+                    f"invalid URL for sink '{sink}': not an http or https URL", retryable=False
+                ),
+            ),
+            when(
+                ssl.SSLError,
+                aiohttp.ClientSSLError,
+                then=lambda exc: SinkError(
+                    f"connection failed sending to sink '{sink}': {tls_failure(exc)}",
+                    retryable=False,
+                ),
             ),
             when(
                 aiohttp.ClientError,
@@ -149,7 +183,10 @@ def sink_errors(sink: str, *, timeout: float) -> AbstractContextManager[None]:
 
 
 def errno_name(exc: BaseException) -> str | None:
-    """``ECONNREFUSED``: the symbolic name of ``exc.errno``, if it has one we know."""
+    """``ECONNREFUSED``: the symbolic name of ``exc.errno``, if it has one we know. An
+    ``ssl.SSLError`` has none: its ``errno`` is ssl's error code (1 is not ``EPERM``)."""
+    if isinstance(exc, ssl.SSLError):
+        return None
     code = getattr(exc, "errno", None)
     return errno.errorcode.get(code) if isinstance(code, int) else None
 
@@ -168,6 +205,8 @@ def reason(exc: BaseException) -> str:
     call failed (addr)`` whatever the cause, so the errno's ``strerror`` says which. Without an
     errno, the socket error's ``strerror``, else ``exc``'s errno name, else its class.
     """
+    if tls_error(exc) is not None:
+        return tls_failure(exc)
     os_error = getattr(exc, "os_error", None)
     if isinstance(os_error, OSError):
         if os_error.errno is not None and errno_name(os_error) is not None:
@@ -175,6 +214,100 @@ def reason(exc: BaseException) -> str:
         if os_error.strerror:
             return os_error.strerror
     return errno_name(exc) or type(exc).__name__
+
+
+# --------------------------------------------------------------------------- TLS
+
+#: ssl's reasons (and their texts) when the peer answered the client's hello with something
+#: that is not TLS: plain HTTP or SMTP on the port (OpenSSL 3.2 and later say "record layer
+#: failure" where earlier ones said "wrong version number").
+NOT_TLS_REASONS = frozenset(
+    {
+        "WRONG_VERSION_NUMBER",
+        "RECORD_LAYER_FAILURE",
+        "PACKET_LENGTH_TOO_LONG",
+        "UNKNOWN_PROTOCOL",
+        "HTTP_REQUEST",
+        "HTTPS_PROXY_REQUEST",
+    }
+)
+_SSL_TEXT = re.compile(r"^\[(?:SSL|[A-Z0-9_]+): ([A-Z0-9_]+)\] (.*?)(?: \(_ssl\.c:\d+\))?$")
+_NOT_VALID_FOR = re.compile(r"certificate is not valid for '[^']*'\.?")
+
+
+def tls_error(exc: BaseException) -> ssl.SSLError | None:
+    """The ``ssl.SSLError`` that ``exc`` is or wraps (aiohttp keeps it as ``certificate_error``
+    or ``os_error``), if any."""
+    for candidate in (
+        getattr(exc, "certificate_error", None),
+        getattr(exc, "os_error", None),
+        exc,
+    ):
+        if isinstance(candidate, ssl.SSLError):
+            return candidate
+    return None
+
+
+def tls_failure(exc: BaseException) -> str:
+    """``TLS handshake failed: certificate verify failed: self-signed certificate``.
+
+    aiohttp raises its ``ClientSSLError`` kinds while connecting, that is in the handshake; a
+    bare ``ssl.SSLError`` is a ``TLS error``.
+    """
+    stage = "TLS handshake failed" if isinstance(exc, aiohttp.ClientSSLError) else "TLS error"
+    return f"{stage}: {tls_detail(tls_error(exc) or exc)}"
+
+
+def tls_detail(exc: BaseException) -> str:
+    """What TLS said, for people, without the host or an errno: ``certificate verify failed:
+    certificate has expired``, ``the server does not speak TLS (wrong port?)``, ``the server
+    closed the connection``, else ssl's own words (``tlsv1 alert protocol version``)."""
+    if isinstance(exc, ssl.SSLCertVerificationError):
+        message = getattr(exc, "verify_message", None) or "the certificate is not trusted"
+        # "Hostname mismatch, certificate is not valid for 'h'.": the host may be secret.
+        message = _NOT_VALID_FOR.sub("certificate is not valid for this host", message)
+        return f"certificate verify failed: {one_line(message)}"
+    if isinstance(exc, ssl.SSLEOFError | ssl.SSLZeroReturnError):
+        return "the server closed the connection"
+    reason, text = _ssl_words(exc)
+    if reason in NOT_TLS_REASONS:
+        return "the server does not speak TLS (wrong port?)"
+    return one_line(text) or reason.lower().replace("_", " ") or type(exc).__name__
+
+
+def not_tls(exc: BaseException) -> bool:
+    """Whether ``exc`` (an ``ssl.SSLError``) says the peer does not speak TLS at all."""
+    return _ssl_words(exc)[0] in NOT_TLS_REASONS
+
+
+def _ssl_words(exc: BaseException) -> tuple[str, str]:
+    """``("WRONG_VERSION_NUMBER", "wrong version number")`` from ``[SSL: WRONG_VERSION_NUMBER]
+    wrong version number (_ssl.c:1006)``; an error made without ssl's prefix gives its text as
+    the reason too (``"record layer failure"`` -> ``RECORD_LAYER_FAILURE``)."""
+    text = str(exc.args[-1]) if exc.args else ""
+    reason = getattr(exc, "reason", None)
+    if (match := _SSL_TEXT.match(text)) is not None:
+        reason, text = reason or match.group(1), match.group(2)
+    if not isinstance(reason, str):
+        reason = text.strip().upper().replace(" ", "_")
+    return reason, text
+
+
+# --------------------------------------------------------------------------- redirects
+
+
+def origin_of(location: str | None, *, base: str) -> str | None:
+    """``https://other.example:8443``: the origin a redirect's ``Location`` (relative to
+    ``base``) points to, without credentials, path or query; ``None`` if there is none."""
+    if not location:
+        return None
+    try:
+        target = URL(base).join(URL(location))
+        if not target.absolute or not target.host:
+            return None
+        return one_line(str(target.origin()))
+    except (ValueError, TypeError):
+        return None
 
 
 def excerpt(text: str, *, secrets: Iterable[str] = (), mask: str = "***") -> str:

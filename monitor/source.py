@@ -103,7 +103,7 @@ def _status_message(status: int, body: bytes, *, secret: str = "") -> str:
     detail = ""
     try:
         data = encoding.loads(body) if body else None
-    except ValueError:
+    except (ValueError, RecursionError):  # not JSON, or nested deeper than the decoder goes
         data = None
     if isinstance(data, dict) and ("code" in data or "message" in data):
         parts = [str(data[k]) for k in ("code", "message") if data.get(k)]

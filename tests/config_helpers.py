@@ -124,14 +124,18 @@ def alertmanager(**fields: Any) -> dict[str, Any]:
     return _merge({"name": "am", "type": "alertmanager", "url": "http://127.0.0.1:9093"}, fields)
 
 
+def pagerduty(**fields: Any) -> dict[str, Any]:
+    return _merge({"name": "pd", "type": "pagerduty", "routing_key": "R0UT1NGKEY"}, fields)
+
+
 def full_config() -> dict[str, Any]:
     """A valid config with a table for every key that holds a duration or a number: a
-    market-hours schedule, ``[api]`` and a ``[[sources]]`` with OAuth2, a chat sink and an
-    Alertmanager, a windowed ``delta`` and a ``stale`` rule."""
+    market-hours schedule, ``[api]`` and a ``[[sources]]`` with OAuth2, a chat sink, an
+    Alertmanager and PagerDuty, a windowed ``delta`` and a ``stale`` rule."""
     return config(
         schedule={"market_hours": "us-equities"},
         sources=[source(token=DROP, oauth=oauth())],
-        sinks=[webhook(), slack(), alertmanager()],
+        sinks=[webhook(), slack(), alertmanager(), pagerduty()],
         rules=[threshold(), delta(window="1h"), stale()],
     )
 

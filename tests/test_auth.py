@@ -16,10 +16,13 @@ import aiohttp
 import pytest
 from aiohttp import web
 from aiohttp.test_utils import BaseTestServer, TestServer
+from hypothesis import HealthCheck, example, given, settings
+from hypothesis import strategies as st
 from pydantic import SecretStr
 from structlog.testing import capture_logs
 
-from monitor.auth import OAuthTokens, StaticToken, next_daily_expiry, renew_at
+from monitor import encoding, http
+from monitor.auth import OAuthTokens, StaticToken, next_daily_expiry, renew_at, token_answer
 from monitor.config import ApiConfig, OAuthConfig
 from monitor.errors import AuthError, FetchError
 from monitor.simulator import Reply, Simulator, build_app
@@ -106,6 +109,7 @@ def test_next_daily_expiry(moment: datetime, expected: datetime) -> None:
         ),
         pytest.param(NOON, 3, timedelta(seconds=1), NOON + timedelta(seconds=2), id="3s-token"),
         pytest.param(NOON, 1, MARGIN, NOON + timedelta(seconds=0.1), id="tiny-floor"),
+        pytest.param(NOON, 1e-6, MARGIN, NOON + timedelta(seconds=0.1), id="microsecond"),
         pytest.param(NOON, 60, MARGIN, NOON + timedelta(seconds=6), id="margin-over-life"),
         pytest.param(NOON, 10**12, MARGIN, et(6, 16, 2, 55), id="huge-expires-in"),
         pytest.param(NOON, float("inf"), MARGIN, et(6, 16, 2, 55), id="infinite"),
@@ -240,6 +244,7 @@ async def test_the_password_grant_sends_the_four_secrets_form_encoded(servers: S
     [headers] = servers.endpoint.headers
     assert headers["Content-Type"] == "application/x-www-form-urlencoded"
     assert headers["Accept"] == "application/json"
+    assert headers["User-Agent"] == http.USER_AGENT
 
 
 async def test_a_token_is_cached_until_its_renew_time(servers: Servers) -> None:
@@ -336,26 +341,47 @@ async def test_an_endpoint_echoing_the_secrets_does_not_get_them_into_the_error(
         pytest.param(
             200,
             "<html>sign in</html>",
-            "token endpoint answered without a usable access_token",
+            "token endpoint answered without a usable access_token: the body is not JSON",
             id="not-json",
         ),
         pytest.param(
             200,
             {"token_type": "Bearer", "expires_in": 60},
-            "token endpoint answered without a usable access_token",
+            "token endpoint answered without a usable access_token: the answer has no access_token",
             id="no-access-token",
         ),
         pytest.param(
             200,
             {"access_token": "", "expires_in": 60},
-            "token endpoint answered without a usable access_token",
+            "token endpoint answered without a usable access_token: access_token is not a "
+            "non-empty string",
             id="empty-access-token",
         ),
         pytest.param(
             200,
+            {"access_token": "abc\r\nX-Injected: 1", "expires_in": 60},
+            "token endpoint answered without a usable access_token: access_token has spaces, "
+            "control or non-ASCII characters, which a header cannot carry",
+            id="header-injection",
+        ),
+        pytest.param(
+            200,
             [{"access_token": "x"}],
-            "token endpoint answered without a usable access_token",
+            "token endpoint answered without a usable access_token: the answer is not a JSON "
+            "object",
             id="not-an-object",
+        ),
+        pytest.param(
+            200,
+            "[" * 100_000,
+            "token endpoint answered without a usable access_token: the body is not JSON",
+            id="nested-too-deep",
+        ),
+        pytest.param(
+            400,
+            "{" * 100_000,
+            "token request refused: HTTP 400 (" + "{" * 200 + ")",
+            id="refusal-nested-too-deep",
         ),
         pytest.param(
             503,
@@ -404,14 +430,18 @@ async def test_a_silent_endpoint_times_out(servers: Servers) -> None:
 
 
 async def test_a_refused_connection_is_an_auth_error(servers: Servers) -> None:
-    """Nothing listening at token_url: AuthError names the failure, not a traceback."""
+    """Nothing listening at token_url: AuthError names the host, port and the socket's reason
+    (as a failed balances request does), not a traceback."""
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         port = sock.getsockname()[1]
 
     error = await auth_error(servers.tokens(servers.oauth(f"http://127.0.0.1:{port}/token")))
 
-    assert str(error) == "token request failed: ClientConnectorError"
+    assert (
+        str(error)
+        == f"token request failed: cannot connect to 127.0.0.1:{port}: Connection refused"
+    )
 
 
 async def test_a_secret_gone_since_startup_is_an_auth_error(
@@ -508,3 +538,311 @@ async def test_a_static_token_never_retries(servers: Servers) -> None:
 
     assert caught.value.status == 401
     assert servers.sim.requests == 1
+
+
+# --------------------------------------------------------------------------- redirects
+
+
+@dataclass
+class Origin:
+    """An HTTP server on its own port (its own origin) that records every request it gets and
+    answers each path as told: ``(status, headers, JSON body)``."""
+
+    answers: dict[str, tuple[int, dict[str, str], Any]] = field(default_factory=dict)
+    seen: list[str] = field(default_factory=list)  # method, path and query, headers and body
+    url: str = ""
+
+    async def handle(self, request: web.Request) -> web.Response:
+        body = (await request.read()).decode("utf-8", errors="replace")
+        self.seen.append(f"{request.method} {request.path_qs} {dict(request.headers)} {body}")
+        status, headers, document = self.answers.get(request.path, (404, {}, {}))
+        return web.json_response(document, status=status, headers=headers)
+
+
+@pytest.fixture
+async def origins() -> AsyncIterator[tuple[Origin, Origin]]:
+    """Two recording servers on two ports of 127.0.0.1: two origins."""
+    first, second = Origin(), Origin()
+    servers = []
+    for origin in (first, second):
+        app = web.Application()
+        app.router.add_route("*", "/{tail:.*}", origin.handle)
+        server = TestServer(app, host="127.0.0.1")
+        await server.start_server()
+        origin.url = str(server.make_url("")).rstrip("/")
+        servers.append(server)
+    try:
+        yield first, second
+    finally:
+        for server in servers:
+            await server.close()
+
+
+def assert_never_saw(origin: Origin, *secrets: str) -> None:
+    for secret in secrets:
+        assert not [request for request in origin.seen if secret in request]
+
+
+@pytest.mark.parametrize("status", [301, 302, 303, 307, 308])
+async def test_the_token_request_never_follows_a_redirect(
+    servers: Servers, origins: tuple[Origin, Origin], status: int
+) -> None:
+    """A redirect from the token endpoint to another origin is not followed, so the client
+    secret and password are never re-sent there: an AuthError names the status and the
+    Location's origin, never its path or query."""
+    endpoint, elsewhere = origins
+    endpoint.answers["/connect/token"] = (
+        status,
+        {"Location": f"{elsewhere.url}/steal?code=q-s3cret-code"},
+        {},
+    )
+    elsewhere.answers["/steal"] = (200, {}, {"access_token": "stolen", "expires_in": 60})
+
+    error = await auth_error(servers.tokens(servers.oauth(f"{endpoint.url}/connect/token")))
+
+    assert str(error) == (
+        f"token request redirected: HTTP {status} to {elsewhere.url}; "
+        "not followed (credentials are never re-sent)"
+    )
+    assert error.status == status
+    assert elsewhere.seen == []
+    assert len(endpoint.seen) == 1
+    assert_no_secret(error)
+
+
+@pytest.mark.parametrize(
+    ("location", "where"),
+    [
+        pytest.param("/elsewhere?code=q-s3cret-code", "{endpoint}", id="same-origin"),
+        pytest.param(
+            "https://me:pw-s3cret@example.org:8443/x?code=q-s3cret-code",
+            "https://example.org:8443",
+            id="credentials-in-location",
+        ),
+        pytest.param(None, "an unnamed place", id="no-location"),
+        pytest.param("http://[::1/broken", "an unnamed place", id="unparsable-location"),
+    ],
+)
+async def test_any_redirect_of_the_token_request_is_an_auth_error(
+    servers: Servers, origins: tuple[Origin, Origin], location: str | None, where: str
+) -> None:
+    """Even to the same origin, or without a usable Location, a redirect is not followed."""
+    endpoint, _ = origins
+    headers = {"Location": location} if location is not None else {}
+    endpoint.answers["/connect/token"] = (302, headers, {})
+    endpoint.answers["/elsewhere"] = (200, {}, {"access_token": "t", "expires_in": 60})
+
+    error = await auth_error(servers.tokens(servers.oauth(f"{endpoint.url}/connect/token")))
+
+    assert str(error) == (
+        f"token request redirected: HTTP 302 to {where.format(endpoint=endpoint.url)}; "
+        "not followed (credentials are never re-sent)"
+    )
+    assert len(endpoint.seen) == 1
+    assert "q-s3cret-code" not in str(error)
+    assert "s3cret" not in str(error)
+
+
+async def test_a_redirected_balances_request_never_takes_the_token_to_another_origin(
+    servers: Servers, origins: tuple[Origin, Origin]
+) -> None:
+    """The token comes from the first origin, whose /accounts redirects to a second origin:
+    the second origin sees neither the credentials nor the bearer token."""
+    endpoint, elsewhere = origins
+    endpoint.answers["/connect/token"] = (
+        200,
+        {},
+        {"access_token": "b3arer-T0KEN", "expires_in": 60},
+    )
+    endpoint.answers["/accounts"] = (307, {"Location": f"{elsewhere.url}/accounts"}, {})
+    elsewhere.answers["/accounts"] = (200, {}, [])
+    tokens = servers.tokens(servers.oauth(f"{endpoint.url}/connect/token"))
+    config = ApiConfig.model_validate({"url": f"{endpoint.url}/accounts", "token": "unused"})
+    source = BalancesSource("lime", config, servers.session, tokens)
+
+    assert await source.fetch() == b"[]"
+
+    assert len(elsewhere.seen) == 1
+    assert_never_saw(elsewhere, "b3arer-T0KEN", CLIENT_SECRET, PASSWORD, "Authorization")
+
+
+# --------------------------------------------------------------------------- properties
+
+
+def containers(inner: st.SearchStrategy[Any]) -> st.SearchStrategy[Any]:
+    """JSON arrays and objects of ``inner`` values."""
+    return st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=8), inner)
+
+
+#: What a token endpoint may put in ``access_token`` and ``expires_in``: the usual, the odd and
+#: the hostile (control characters, the secrets echoed, numbers no float can hold).
+TOKENS = st.one_of(
+    st.sampled_from(["eyJhbGciOi.J9.x-_~+/=", "", " ", "a b", "tok\r\nX-Evil: 1", "\x00", "é"]),
+    st.text(max_size=40),
+    st.integers(),
+    st.none(),
+    st.lists(st.text(max_size=5), max_size=2),
+)
+EXPIRES = st.one_of(
+    st.integers(min_value=-(10**6), max_value=10**6),
+    st.integers(min_value=10**300, max_value=10**320),
+    st.decimals(allow_nan=False, allow_infinity=False),
+    st.sampled_from(["60", " 60 ", "²", "٣", "1e3", "-5", "", "9" * 400, True, None, 1e-9]),
+    st.floats(allow_nan=False, allow_infinity=False),
+    st.text(max_size=8),
+)
+SCALARS = st.one_of(
+    st.none(),
+    st.booleans(),
+    st.integers(),
+    st.floats(allow_nan=False, allow_infinity=False),
+    st.text(max_size=20),
+    st.sampled_from([PASSWORD, CLIENT_SECRET, f"bad password {PASSWORD} for {CLIENT_SECRET}"]),
+)
+JSON_VALUES = st.recursive(
+    SCALARS,
+    containers,
+    max_leaves=12,
+)
+ANSWERS = st.one_of(
+    st.fixed_dictionaries(
+        {"access_token": TOKENS},
+        optional={"expires_in": EXPIRES, "token_type": SCALARS, "error": SCALARS},
+    ),
+    st.fixed_dictionaries(
+        {"error": SCALARS},
+        optional={"error_description": JSON_VALUES, "message": JSON_VALUES},
+    ),
+    JSON_VALUES,
+)
+BODIES = st.one_of(
+    ANSWERS.map(lambda value: encoding.dumps(value).encode()),
+    st.binary(max_size=64),
+    st.sampled_from([b"[" * 100_000, b"{" * 50_000, b"", b"\xff\xfe", PASSWORD.encode()]),
+)
+CONTENT_TYPES = st.sampled_from(
+    ["application/json", "application/json; charset=utf-8", "text/html", "text/plain", ""]
+)
+#: How each AuthError about an answer begins: the status, the redirect, the body.
+AUTH_ERRORS = (
+    "token request refused: HTTP ",
+    "token request redirected: HTTP ",
+    "token endpoint answered ",
+)
+
+
+@dataclass
+class Scripted:
+    """A token endpoint that answers whatever the current example says."""
+
+    status: int = 200
+    body: bytes = b""
+    content_type: str = "application/json"
+
+    async def handle(self, request: web.Request) -> web.Response:
+        await request.read()
+        headers = {"Content-Type": self.content_type} if self.content_type else {}
+        if self.status in {204, 304} or 100 <= self.status < 200:
+            return web.Response(status=self.status, headers=headers)
+        return web.Response(status=self.status, body=self.body, headers=headers)
+
+
+@pytest.fixture
+async def scripted(servers: Servers) -> AsyncIterator[tuple[Scripted, str]]:
+    endpoint = Scripted()
+    app = web.Application()
+    app.router.add_post("/token", endpoint.handle)
+    async with TestServer(app, host="127.0.0.1") as server:
+        yield endpoint, str(server.make_url("/token"))
+
+
+def assert_usable(token: SecretStr) -> None:
+    """A token that can be sent in an Authorization header: visible ASCII, no spaces."""
+    value = token.get_secret_value()
+    assert value
+    assert value.isascii()
+    assert value.isprintable()
+    assert " " not in value
+
+
+def assert_sane(tokens: OAuthTokens, token: SecretStr) -> None:
+    """A usable token, renewed after now and no later than 03:00 ET."""
+    assert_usable(token)
+    assert tokens.renew_time is not None
+    assert NOON < tokens.renew_time <= next_daily_expiry(NOON)
+
+
+def assert_precise(error: AuthError, *starts: str) -> None:
+    """One line that says which kind of failure it was, without the secrets."""
+    assert str(error).startswith(starts or AUTH_ERRORS)
+    assert "\n" not in str(error)
+    assert_no_secret(error)
+
+
+@settings(
+    max_examples=150,
+    deadline=None,
+    suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
+)
+@given(status=st.integers(min_value=200, max_value=599), body=BODIES, content_type=CONTENT_TYPES)
+@example(200, b'{"access_token": "t", "expires_in": "\\u00b2"}', "application/json")
+@example(200, b'{"access_token": "t", "expires_in": 1' + b"0" * 400 + b"}", "application/json")
+@example(200, b'{"access_token": "t", "expires_in": 0.000001}', "application/json")
+@example(200, b'{"access_token": "a\\nb", "expires_in": 60}', "application/json")
+@example(200, b"[" * 100_000, "application/json")
+@example(400, b"{" * 50_000, "application/json")
+@example(400, b'{"error": ["pa55-W0RD-value\'s"]}', "application/json")
+async def test_any_answer_of_a_token_endpoint_is_a_token_or_a_precise_auth_error(
+    servers: Servers, scripted: tuple[Scripted, str], status: int, body: bytes, content_type: str
+) -> None:
+    """Whatever status, body and content type a real token endpoint answers with, the result is
+    a usable token renewed at a sane time, or an AuthError that says what was wrong without a
+    secret in it; never another exception."""
+    endpoint, url = scripted
+    endpoint.status, endpoint.body, endpoint.content_type = status, body, content_type
+    tokens = servers.tokens(servers.oauth(url))
+
+    try:
+        token = await tokens.token()
+    except AuthError as error:
+        assert_precise(error)
+    else:
+        assert status == 200
+        assert_sane(tokens, token)
+
+
+#: Any JSON value as ``encoding.loads`` gives it: non-integers as ``Decimal``.
+DECODED = st.recursive(
+    st.one_of(
+        st.none(),
+        st.booleans(),
+        st.integers(),
+        st.decimals(allow_nan=False, allow_infinity=False),
+        st.text(max_size=20),
+    ),
+    containers,
+    max_leaves=12,
+)
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    data=st.one_of(
+        DECODED,
+        st.fixed_dictionaries({"access_token": TOKENS}, optional={"expires_in": EXPIRES}),
+    ),
+    margin=st.timedeltas(min_value=timedelta(0), max_value=timedelta(days=2)),
+)
+def test_any_decoded_answer_is_a_token_or_a_precise_auth_error(
+    data: Any, margin: timedelta
+) -> None:
+    """The parser of a token answer, given any JSON value, returns a token that can be sent in
+    a header and an expires_in that renew_at turns into a time after now and no later than
+    03:00 ET, whatever the margin; or it raises an AuthError saying what is missing."""
+    try:
+        token, expires_in = token_answer(data)
+    except AuthError as error:
+        assert_precise(error, "token endpoint answered without a usable access_token: ")
+        return
+    assert_usable(token)
+    assert NOON < renew_at(NOON, expires_in, margin) <= next_daily_expiry(NOON)

@@ -112,6 +112,7 @@ DURATION_KEYS = [
     ("sinks[0].timeout", "sinks[0] (ops).timeout", "100ms", "5m"),
     ("sinks[1].group_window", "sinks[1] (chat).group_window", "0s", "10m"),
     ("sinks[2].resend_interval", "sinks[2] (am).resend_interval", "1s", "1h"),
+    ("sinks[3].resolve_events_after", "sinks[3] (pd).resolve_events_after", "0s", "24h"),
     ("rules[0].for", "rules[0] (low-cash).for", "0s", "30d"),
     ("rules[0].repeat", "rules[0] (low-cash).repeat", "1m", "30d"),
     ("rules[1].window", "rules[1] (drop).window", "1m", "30d"),

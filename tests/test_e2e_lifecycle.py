@@ -233,3 +233,34 @@ url = "{hook.url}"
     assert [e["event_action"] for e in events] == ["trigger", "resolve"]
     assert events[0]["dedup_key"] == events[1]["dedup_key"]
     assert "R0123456789abcdef" not in result.output
+
+
+async def test_once_resolves_the_pagerduty_incident_of_an_event(
+    sim: SimControl, hook: Hook, cli: Cli, make_config: MakeConfig
+) -> None:
+    """A restriction change (an event) triggers a PagerDuty incident and, with
+    resolve_events_after = "0s", resolves it (same dedup_key) in the same `once` run."""
+    sink = f"""
+[[sinks]]
+name = "pd"
+type = "pagerduty"
+routing_key = "R0123456789abcdef0123456789abcdef"
+url = "{hook.url}"
+resolve_events_after = "0s"
+
+[[rules]]
+name = "restriction-changed"
+type = "restriction_change"
+severity = "critical"
+sinks = ["pd"]
+"""
+    config = make_config(rules=sink)
+    baseline = await cli.run("once", "--config", config)
+    await sim.set_accounts([account(VISION, restriction="restricted"), account(COR)])
+    changed = await cli.run("once", "--config", config)
+
+    assert (baseline.code, changed.code) == (0, 0), changed.output
+    events = [post.payload for post in hook.posts]
+    assert [e["event_action"] for e in events] == ["trigger", "resolve"]
+    assert events[0]["dedup_key"] == events[1]["dedup_key"]
+    assert "R0123456789abcdef" not in changed.output

@@ -41,10 +41,12 @@ FAMILIES: dict[str, Family] = {
 
 @dataclass
 class Failures:
-    """Servers on 127.0.0.1 that fail a request in one way each, by URL."""
+    """Servers on 127.0.0.1 that fail a request in one way each, by URL; ``trusted``: a client
+    TLS context that trusts the CA of the servers whose certificates are wrong otherwise."""
 
     urls: dict[str, str]
     released: asyncio.Event
+    trusted: ssl.SSLContext
 
 
 def _app(released: asyncio.Event) -> web.Application:
@@ -80,22 +82,64 @@ def _closed_port() -> int:
     return port
 
 
+def _server_tls(
+    *, cert: trustme.LeafCert | None = None, ca: trustme.CA | None = None
+) -> ssl.SSLContext:
+    """A server context with ``cert``, or with ``ca``'s own (self-signed) certificate."""
+    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    if cert is not None:
+        cert.configure_cert(context)
+    elif ca is not None:
+        with ca.cert_pem.tempfile() as cert_file, ca.private_key_pem.tempfile() as key_file:
+            context.load_cert_chain(cert_file, key_file)
+    return context
+
+
+#: A TLS alert record: close_notify, sent in answer to the client's hello.
+CLOSE_NOTIFY = b"\x15\x03\x03\x00\x02\x01\x00"
+
+
 @pytest.fixture
 async def failures() -> AsyncIterator[Failures]:
     released = asyncio.Event()
     plain = TestServer(_app(released), host="127.0.0.1")
     await plain.start_server()
-    server_tls = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
-    trustme.CA().issue_cert("127.0.0.1").configure_cert(server_tls)  # a CA nobody trusts
-    tls = TestServer(_app(released), host="127.0.0.1")
-    await tls.start_server(ssl=server_tls)
+    trusted_ca = trustme.CA()
+    trusted = ssl.create_default_context()
+    trusted_ca.configure_trust(trusted)
+    expired = trusted_ca.issue_cert(
+        "127.0.0.1",
+        not_before=datetime(2020, 1, 1, tzinfo=UTC),
+        not_after=datetime(2021, 1, 1, tzinfo=UTC),
+    )
+    tls_servers = {
+        "untrusted-tls": _server_tls(cert=trustme.CA().issue_cert("127.0.0.1")),
+        "self-signed-tls": _server_tls(ca=trustme.CA()),
+        "wrong-host-tls": _server_tls(cert=trusted_ca.issue_cert("example.org")),
+        "expired-tls": _server_tls(cert=expired),
+    }
+    started: list[TestServer] = []
+    urls: dict[str, str] = {}
+    for case, server_tls in tls_servers.items():
+        server = TestServer(_app(released), host="127.0.0.1")
+        await server.start_server(ssl=server_tls)
+        started.append(server)
+        urls[case] = f"https://127.0.0.1:{server.port}/ok"
 
     async def hang_up(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         await reader.read(10)
         writer.close()
 
+    async def close_notify(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await reader.read(65536)
+        writer.write(CLOSE_NOTIFY)
+        await writer.drain()
+        writer.close()
+
     rude = await asyncio.start_server(hang_up, "127.0.0.1", 0)
     rude_port = rude.sockets[0].getsockname()[1]
+    closing = await asyncio.start_server(close_notify, "127.0.0.1", 0)
+    closing_port = closing.sockets[0].getsockname()[1]
     try:
         yield Failures(
             {
@@ -104,28 +148,62 @@ async def failures() -> AsyncIterator[Failures]:
                 "hang-up": f"http://127.0.0.1:{rude_port}/",
                 "cut-short": str(plain.make_url("/short")),
                 "redirect-loop": str(plain.make_url("/loop")),
-                "untrusted-tls": f"https://127.0.0.1:{tls.port}/ok",
                 "tls-to-plain": f"https://127.0.0.1:{plain.port}/ok",
+                "tls-closed": f"https://127.0.0.1:{closing_port}/ok",
+                **urls,
                 "invalid-url": "http://[::1/",
                 "not-http": "ftp://127.0.0.1/",
             },
             released,
+            trusted,
         )
     finally:
         released.set()
-        rude.close()
-        await rude.wait_closed()
-        await tls.close()
+        for raw in (rude, closing):
+            raw.close()
+            await raw.wait_closed()
+        for tls_server in started:
+            await tls_server.close()
         await plain.close()
 
 
+#: What each TLS failure is, truthfully: never an errno (ssl's error code 1 is not EPERM).
+TLS_FAILURES = {
+    "untrusted-tls": "certificate verify failed: unable to get local issuer certificate",
+    "self-signed-tls": "certificate verify failed: self-signed certificate",
+    "wrong-host-tls": (
+        "certificate verify failed: IP address mismatch, certificate is not valid for this host"
+    ),
+    "expired-tls": "certificate verify failed: certificate has expired",
+    "tls-to-plain": "the server does not speak TLS (wrong port?)",
+    "tls-closed": "the server closed the connection",
+}
+
+
+def _tls_rows(detail: str) -> dict[str, tuple[type[MonitorError], str, bool | None]]:
+    """A TLS failure is a failed request naming it, and permanent for a sink (a retry cannot
+    fix a certificate or a port)."""
+    failure = f"cannot connect to 127.0.0.1:{{port}}: TLS handshake failed: {detail}"
+    return {
+        "fetch": (FetchError, failure, None),
+        "token": (AuthError, f"token request failed: {failure}", None),
+        "sink": (
+            SinkError,
+            f"connection failed sending to sink 'ops': TLS handshake failed: {detail}",
+            False,
+        ),
+    }
+
+
 #: case -> family -> (our class, message ({port}: the URL's), retryable for SinkError).
-#: The TLS rows keep today's wording: ssl's error code 1 is read as errno 1 (EPERM, "Operation
-#: not permitted"), and a sink retries a certificate it does not trust; both are known and kept.
 REAL: dict[str, dict[str, tuple[type[MonitorError], str, bool | None]]] = {
     "refused": {
         "fetch": (FetchError, "cannot connect to 127.0.0.1:{port}: Connection refused", None),
-        "token": (AuthError, "token request failed: ClientConnectorError", None),
+        "token": (
+            AuthError,
+            "token request failed: cannot connect to 127.0.0.1:{port}: Connection refused",
+            None,
+        ),
         "sink": (
             SinkError,
             "connection failed sending to sink 'ops': ClientConnectorError (ECONNREFUSED)",
@@ -156,24 +234,7 @@ REAL: dict[str, dict[str, tuple[type[MonitorError], str, bool | None]]] = {
         "token": (AuthError, "token request failed: TooManyRedirects", None),
         "sink": (SinkError, "connection failed sending to sink 'ops': TooManyRedirects", True),
     },
-    "untrusted-tls": {
-        "fetch": (FetchError, "cannot connect to 127.0.0.1:{port}: Operation not permitted", None),
-        "token": (AuthError, "token request failed: ClientConnectorCertificateError", None),
-        "sink": (
-            SinkError,
-            "connection failed sending to sink 'ops': ClientConnectorCertificateError (EPERM)",
-            True,
-        ),
-    },
-    "tls-to-plain": {
-        "fetch": (FetchError, "cannot connect to 127.0.0.1:{port}: Operation not permitted", None),
-        "token": (AuthError, "token request failed: ClientConnectorSSLError", None),
-        "sink": (
-            SinkError,
-            "connection failed sending to sink 'ops': ClientConnectorSSLError (EPERM)",
-            True,
-        ),
-    },
+    **{case: _tls_rows(detail) for case, detail in TLS_FAILURES.items()},
     "invalid-url": {
         "fetch": (FetchError, "request failed: InvalidUrlClientError", None),
         "token": (AuthError, "token request failed: InvalidUrlClientError", None),
@@ -182,11 +243,7 @@ REAL: dict[str, dict[str, tuple[type[MonitorError], str, bool | None]]] = {
     "not-http": {
         "fetch": (FetchError, "request failed: NonHttpUrlClientError", None),
         "token": (AuthError, "token request failed: NonHttpUrlClientError", None),
-        "sink": (
-            SinkError,
-            "connection failed sending to sink 'ops': NonHttpUrlClientError",
-            True,
-        ),
+        "sink": (SinkError, "invalid URL for sink 'ops': not an http or https URL", False),
     },
 }
 
@@ -207,7 +264,10 @@ async def test_real_failures_become_ours(failures: Failures, case: str, family: 
         async with (
             aiohttp.ClientSession() as session,
             session.get(
-                url, timeout=aiohttp.ClientTimeout(total=TIMEOUT), max_redirects=3
+                url,
+                timeout=aiohttp.ClientTimeout(total=TIMEOUT),
+                max_redirects=3,
+                ssl=failures.trusted,
             ) as response,
         ):
             await response.read()
@@ -230,6 +290,10 @@ def _connector_error(os_error: OSError) -> aiohttp.ClientConnectorError:
     return aiohttp.ClientConnectorError(key, os_error)
 
 
+NOT_TLS = "the server does not speak TLS (wrong port?)"
+PROTOCOL = "tlsv1 alert protocol version"
+CLOSED = "the server closed the connection"
+
 #: exception -> family -> (our class, message, retryable for SinkError).
 DIRECT: list[tuple[str, BaseException, dict[str, tuple[type[MonitorError], str, bool | None]]]] = [
     (
@@ -246,7 +310,11 @@ DIRECT: list[tuple[str, BaseException, dict[str, tuple[type[MonitorError], str, 
         _connector_error(OSError(errno.EHOSTUNREACH, "Connect call failed")),
         {
             "fetch": (FetchError, "cannot connect to 127.0.0.1:8443: No route to host", None),
-            "token": (AuthError, "token request failed: ClientConnectorError", None),
+            "token": (
+                AuthError,
+                "token request failed: cannot connect to 127.0.0.1:8443: No route to host",
+                None,
+            ),
             "sink": (
                 SinkError,
                 "connection failed sending to sink 'ops': ClientConnectorError (EHOSTUNREACH)",
@@ -259,7 +327,11 @@ DIRECT: list[tuple[str, BaseException, dict[str, tuple[type[MonitorError], str, 
         _connector_error(OSError("Multiple exceptions")),
         {
             "fetch": (FetchError, "cannot connect to 127.0.0.1:8443: ClientConnectorError", None),
-            "token": (AuthError, "token request failed: ClientConnectorError", None),
+            "token": (
+                AuthError,
+                "token request failed: cannot connect to 127.0.0.1:8443: ClientConnectorError",
+                None,
+            ),
             "sink": (
                 SinkError,
                 "connection failed sending to sink 'ops': ClientConnectorError",
@@ -272,7 +344,7 @@ DIRECT: list[tuple[str, BaseException, dict[str, tuple[type[MonitorError], str, 
         aiohttp.ClientOSError(errno.ECONNRESET, "Connection reset by peer"),
         {
             "fetch": (FetchError, "request failed: ECONNRESET", None),
-            "token": (AuthError, "token request failed: ClientOSError", None),
+            "token": (AuthError, "token request failed: ECONNRESET", None),
             "sink": (
                 SinkError,
                 "connection failed sending to sink 'ops': ClientOSError (ECONNRESET)",
@@ -285,7 +357,7 @@ DIRECT: list[tuple[str, BaseException, dict[str, tuple[type[MonitorError], str, 
         ConnectionResetError(errno.ECONNRESET, "Connection reset by peer"),
         {
             "fetch": (FetchError, "request failed: ECONNRESET", None),
-            "token": (AuthError, "token request failed: ConnectionResetError", None),
+            "token": (AuthError, "token request failed: ECONNRESET", None),
             "sink": (
                 SinkError,
                 "connection failed sending to sink 'ops': ConnectionResetError (ECONNRESET)",
@@ -297,9 +369,51 @@ DIRECT: list[tuple[str, BaseException, dict[str, tuple[type[MonitorError], str, 
         "ssl-error",
         ssl.SSLError("record layer failure"),
         {
-            "fetch": (FetchError, "request failed: SSLError", None),
-            "token": (AuthError, "token request failed: SSLError", None),
-            "sink": (SinkError, "connection failed sending to sink 'ops': SSLError", True),
+            "fetch": (FetchError, f"request failed: TLS error: {NOT_TLS}", None),
+            "token": (AuthError, f"token request failed: TLS error: {NOT_TLS}", None),
+            "sink": (
+                SinkError,
+                f"connection failed sending to sink 'ops': TLS error: {NOT_TLS}",
+                False,
+            ),
+        },
+    ),
+    (
+        "ssl-eof",
+        ssl.SSLEOFError(8, "EOF occurred in violation of protocol (_ssl.c:1006)"),
+        {
+            "fetch": (FetchError, f"request failed: TLS error: {CLOSED}", None),
+            "token": (AuthError, f"token request failed: TLS error: {CLOSED}", None),
+            "sink": (
+                SinkError,
+                f"connection failed sending to sink 'ops': TLS error: {CLOSED}",
+                False,
+            ),
+        },
+    ),
+    (
+        "tls-alert",
+        aiohttp.ClientConnectorSSLError(
+            ConnectionKey("127.0.0.1", 8443, True, True, None, None, None),
+            ssl.SSLError(1, f"[SSL: TLSV1_ALERT_PROTOCOL_VERSION] {PROTOCOL} (_ssl.c:1006)"),
+        ),
+        {
+            "fetch": (
+                FetchError,
+                f"cannot connect to 127.0.0.1:8443: TLS handshake failed: {PROTOCOL}",
+                None,
+            ),
+            "token": (
+                AuthError,
+                f"token request failed: cannot connect to 127.0.0.1:8443: "
+                f"TLS handshake failed: {PROTOCOL}",
+                None,
+            ),
+            "sink": (
+                SinkError,
+                f"connection failed sending to sink 'ops': TLS handshake failed: {PROTOCOL}",
+                False,
+            ),
         },
     ),
     (
@@ -309,6 +423,15 @@ DIRECT: list[tuple[str, BaseException, dict[str, tuple[type[MonitorError], str, 
             "fetch": (FetchError, "request failed: InvalidURL", None),
             "token": (AuthError, "token request failed: InvalidURL", None),
             "sink": (SinkError, "invalid URL for sink 'ops'", False),
+        },
+    ),
+    (
+        "not-http",
+        aiohttp.NonHttpUrlClientError("ftp://127.0.0.1/"),
+        {
+            "fetch": (FetchError, "request failed: NonHttpUrlClientError", None),
+            "token": (AuthError, "token request failed: NonHttpUrlClientError", None),
+            "sink": (SinkError, "invalid URL for sink 'ops': not an http or https URL", False),
         },
     ),
 ]
@@ -385,6 +508,7 @@ def test_the_first_matching_row_wins() -> None:
         (OSError(errno.EHOSTUNREACH, "x"), "EHOSTUNREACH", "OSError (EHOSTUNREACH)"),
         (OSError(99999, "x"), None, "OSError"),
         (OSError("no errno"), None, "OSError"),
+        (ssl.SSLError(1, "[SSL: X] x"), None, "SSLError"),  # ssl's error code is no errno
         (aiohttp.ServerDisconnectedError(), None, "ServerDisconnectedError"),
         (TimeoutError(), None, "TimeoutError"),
     ],

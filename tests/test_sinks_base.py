@@ -5,12 +5,16 @@ contract through each chat sink (Slack, Discord, Microsoft Teams, Telegram)."""
 
 from __future__ import annotations
 
+import ssl
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from email.utils import format_datetime
 
 import aiohttp
 import pytest
+import trustme
+from aiohttp.test_utils import TestServer
+from pydantic import SecretStr
 from sinks_helpers import (
     BOT_TOKEN,
     SECRET_PATH,
@@ -28,7 +32,8 @@ from sinks_helpers import (
 )
 from yarl import URL
 
-from monitor.sinks.base import BatchSink, ChatSink
+from monitor.sinks.base import BatchSink, ChatSink, seconds_in_json
+from monitor.sinks.webhook import WebhookSink
 
 ChatSinkFactory = Callable[[str, aiohttp.ClientSession], ChatSink]
 CHAT_SINKS: dict[str, ChatSinkFactory] = {
@@ -279,3 +284,104 @@ async def test_empty_batch_sends_nothing(
     await sink.send_batch([])
 
     assert receiver.requests == []
+
+
+# --------------------------------------------------------------------------- TLS, non-HTTP URLs
+
+
+@pytest.fixture(scope="module")
+def untrusted_tls() -> ssl.SSLContext:
+    """A server context with a certificate from a CA nobody trusts."""
+    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    trustme.CA().issue_cert("127.0.0.1").configure_cert(context)
+    return context
+
+
+@pytest.mark.parametrize(
+    ("server", "detail"),
+    [
+        pytest.param(
+            "plain-http",
+            "TLS handshake failed: the server does not speak TLS (wrong port?)",
+            id="https-to-a-plain-port",
+        ),
+        pytest.param(
+            "untrusted",
+            "TLS handshake failed: certificate verify failed: unable to get local issuer "
+            "certificate",
+            id="untrusted-certificate",
+        ),
+    ],
+)
+async def test_a_tls_failure_is_permanent_and_named_truthfully(
+    receiver: Receiver,
+    session: aiohttp.ClientSession,
+    untrusted_tls: ssl.SSLContext,
+    server: str,
+    detail: str,
+) -> None:
+    """An https:// sink URL that meets a plain-HTTP port or a certificate it cannot trust is a
+    configuration problem: failed at once (no retries), saying what TLS said, with no errno
+    (ssl's error code 1 is not EPERM) and not where."""
+    tls = TestServer(receiver.app(), host="127.0.0.1")
+    await tls.start_server(ssl=untrusted_tls)
+    port = URL(receiver.url).port if server == "plain-http" else tls.port
+    url = f"https://127.0.0.1:{port}{SECRET_PATH}?{SECRET_QUERY}"
+    try:
+        error = await send_failing(make_webhook(url, session, secret=SIGNING_KEY))
+    finally:
+        await tls.close()
+
+    assert not error.retryable
+    assert str(error) == f"connection failed sending to sink 'ops': {detail}"
+    assert "EPERM" not in str(error)
+    assert "not permitted" not in str(error)
+    assert_no_secrets(str(error), url)
+    assert receiver.requests == []
+
+
+async def test_a_non_http_url_is_permanent(session: aiohttp.ClientSession) -> None:
+    """A URL aiohttp cannot send to (``ftp://``) fails at once: no retry can fix it."""
+    sink = WebhookSink("ops", session=session, url=SecretStr(f"ftp://127.0.0.1{SECRET_PATH}"))
+
+    error = await send_failing(sink)
+
+    assert not error.retryable
+    assert str(error) == "invalid URL for sink 'ops': not an http or https URL"
+
+
+@pytest.mark.parametrize("kind", CHAT_SINKS)
+async def test_chat_sinks_fail_tls_at_once(
+    receiver: Receiver, session: aiohttp.ClientSession, kind: str
+) -> None:
+    """Every chat sink posts through the one translation table: https:// on a plain port is a
+    permanent TLS failure for each."""
+    url = f"https://127.0.0.1:{URL(receiver.url).port}{SECRET_PATH}?{SECRET_QUERY}"
+
+    error = await send_failing(CHAT_SINKS[kind](url, session))
+
+    assert not error.retryable
+    assert str(error).endswith("TLS handshake failed: the server does not speak TLS (wrong port?)")
+    assert_no_secrets(str(error), url)
+
+
+@pytest.mark.parametrize(
+    ("body", "expected"),
+    [
+        pytest.param('{"retry_after": 7}', 7.0, id="integer"),
+        pytest.param('{"retry_after": 1.5}', 1.5, id="fraction"),
+        pytest.param('{"retry_after": 0}', 0.0, id="zero"),
+        pytest.param('{"retry_after": -1}', None, id="negative"),
+        pytest.param('{"retry_after": true}', None, id="boolean"),
+        pytest.param('{"retry_after": "7"}', None, id="string"),
+        pytest.param('{"other": 7}', None, id="absent"),
+        pytest.param("[7]", None, id="not-an-object"),
+        pytest.param("rate limited", None, id="not-json"),
+        pytest.param('{"retry_after": 1' + "0" * 400 + "}", None, id="too-large-for-a-float"),
+        pytest.param("[" * 100_000, None, id="nested-too-deep"),
+    ],
+)
+def test_seconds_in_json(body: str, expected: float | None) -> None:
+    """A rate-limit answer's wait in its JSON body, or None for anything else a receiver may
+    send: never an exception."""
+    assert seconds_in_json(body, "retry_after") == expected

@@ -2,25 +2,31 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import socket
 from collections.abc import AsyncIterator
-from dataclasses import replace
+from dataclasses import dataclass, replace
+from datetime import timedelta
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
 import aiohttp
 import pytest
-from pydantic import SecretStr
+from pydantic import SecretStr, ValidationError
 from sinks_helpers import OBSERVED_AT, Receiver, Reply, make_notification, serving
+from store_helpers import queue_notification
 
 from monitor import __version__
-from monitor.config import PagerDutySinkConfig
+from monitor.config import DeliveryConfig, PagerDutySinkConfig
+from monitor.delivery import Delivery
 from monitor.errors import ConfigError, SinkError
 from monitor.models import Notification, Severity, Status
 from monitor.sinks import pagerduty
 from monitor.sinks.registry import build_sink
+from monitor.store import open_store
+from monitor.testing import ManualTime
 
 ROUTING_KEY = "R0UT1NGkeyPagerDuty0123456789abc"
 ACCEPTED = Reply(
@@ -293,3 +299,178 @@ def test_timestamp_is_observed_at() -> None:
     payload = pagerduty.event(replace(notification, alert=started), routing_key="k")["payload"]
 
     assert payload["timestamp"] == "2024-05-01T12:00:00Z"
+
+
+# --------------------------------------------------------------------------- events resolve
+
+
+def event_notification(nid: str = "n-event", fingerprint: str = "fp-event-1") -> Notification:
+    """A firing event (a restriction change): nothing will ever resolve it."""
+    return replace(
+        make_notification(
+            fingerprint=fingerprint,
+            rule="restricted",
+            type="restriction_change",
+            kind="event",
+            field="restriction",
+            previous="none",
+            current="restricted",
+            summary="12345678: restriction none -> restricted",
+        ),
+        id=nid,
+    )
+
+
+def documents(receiver: Receiver) -> list[tuple[str, str]]:
+    """``(event_action, dedup_key)`` of every event the fake Events API got, in order."""
+    sent = [json.loads(request.body) for request in receiver.requests]
+    return [(document["event_action"], document["dedup_key"]) for document in sent]
+
+
+@dataclass
+class Outbox:
+    """A real state database, the PagerDuty sink on the receiver, and a manual clock: a
+    Delivery on them can be started, stopped and made anew, as the daemon does."""
+
+    path: Path
+    receiver: Receiver
+    session: aiohttp.ClientSession
+    clock: ManualTime
+
+    async def drain(self, **settings: Any) -> None:
+        """Open the store and the sink as a (re)started daemon would, deliver what is due."""
+        store = await open_store(self.path)
+        try:
+            sink = make_sink(self.receiver.url, self.session, **settings)
+            delivery = Delivery(store, {"pd": sink}, DeliveryConfig(), clock=self.clock)
+            await delivery.drain(self.clock() + 1)  # the clock stands still: no waiting
+        finally:
+            await store.close()
+
+    async def queue(self, notification: Notification) -> None:
+        store = await open_store(self.path)
+        try:
+            await queue_notification(
+                store, "default", notification, ["pd"], self.clock.as_datetime()
+            )
+        finally:
+            await store.close()
+
+
+@pytest.fixture
+def outbox(tmp_path: Path, receiver: Receiver, session: aiohttp.ClientSession) -> Outbox:
+    return Outbox(tmp_path / "state.db", receiver, session, ManualTime(OBSERVED_AT))
+
+
+async def test_an_event_is_resolved_after_resolve_events_after_even_across_a_restart(
+    outbox: Outbox, receiver: Receiver
+) -> None:
+    """An event's incident is resolved (same dedup_key) once resolve_events_after has passed
+    since its trigger was delivered, by whichever process runs then: the delivered trigger in
+    the state database is what says a resolve is owed, so a restart cannot lose it."""
+    await outbox.queue(event_notification())
+    await outbox.drain(resolve_events_after="1h")
+    assert documents(receiver) == [("trigger", "fp-event-1")]
+
+    outbox.clock.advance(timedelta(minutes=59))
+    await outbox.drain(resolve_events_after="1h")  # a restarted daemon, too early
+    assert documents(receiver) == [("trigger", "fp-event-1")]
+
+    outbox.clock.advance(timedelta(minutes=1))
+    await outbox.drain(resolve_events_after="1h")  # restarted again, at the hour
+    assert documents(receiver) == [("trigger", "fp-event-1"), ("resolve", "fp-event-1")]
+
+    outbox.clock.advance(timedelta(hours=5))
+    await outbox.drain(resolve_events_after="1h")
+    assert len(receiver.requests) == 2  # resolved once
+
+
+async def test_the_default_resolves_events_after_an_hour(
+    outbox: Outbox, receiver: Receiver
+) -> None:
+    """Without resolve_events_after an event's incident is resolved an hour after its trigger;
+    a condition's incident waits for its own resolved notification."""
+    await outbox.queue(event_notification())
+    await outbox.queue(make_notification(fingerprint="fp-condition"))
+    await outbox.drain()
+
+    outbox.clock.advance(timedelta(hours=2))
+    await outbox.drain()
+
+    assert documents(receiver) == [
+        ("trigger", "fp-event-1"),
+        ("trigger", "fp-condition"),
+        ("resolve", "fp-event-1"),
+    ]
+
+
+async def test_an_event_whose_trigger_failed_is_not_resolved(
+    outbox: Outbox, receiver: Receiver
+) -> None:
+    """A trigger PagerDuty refused (400) opened no incident: nothing to resolve."""
+    receiver.reply = Reply(status=400, body='{"status":"invalid event"}')
+    await outbox.queue(event_notification())
+    await outbox.drain(resolve_events_after="0s")
+    receiver.reply = ACCEPTED
+
+    outbox.clock.advance(timedelta(hours=2))
+    await outbox.drain(resolve_events_after="0s")
+
+    assert documents(receiver) == [("trigger", "fp-event-1")]
+
+
+async def test_a_failed_resolve_is_retried_like_any_notification(
+    outbox: Outbox, receiver: Receiver
+) -> None:
+    """The resolve goes through the outbox: a 503 is retried after the backoff."""
+    await outbox.queue(event_notification())
+    await outbox.drain(resolve_events_after="0s")  # trigger and resolve at once
+    assert documents(receiver) == [("trigger", "fp-event-1"), ("resolve", "fp-event-1")]
+
+    receiver.reply = Reply(status=503, body="")
+    await outbox.queue(event_notification("n-event-2", "fp-event-2"))
+    await outbox.drain(resolve_events_after="0s")
+    receiver.reply = ACCEPTED
+    outbox.clock.advance(timedelta(minutes=10))
+    await outbox.drain(resolve_events_after="0s")
+
+    assert documents(receiver)[2:] == [
+        ("trigger", "fp-event-2"),
+        ("trigger", "fp-event-2"),
+        ("resolve", "fp-event-2"),
+    ]
+
+
+async def test_a_running_daemon_resolves_events_at_once_with_0s(
+    tmp_path: Path, receiver: Receiver, session: aiohttp.ClientSession
+) -> None:
+    """In daemon mode the worker queues the resolve as soon as it is due: with 0s, right after
+    the trigger is delivered."""
+    store = await open_store(tmp_path / "state.db")
+    clock = ManualTime(OBSERVED_AT)
+    sink = make_sink(receiver.url, session, resolve_events_after="0s")
+    delivery = Delivery(store, {"pd": sink}, DeliveryConfig(), clock=clock)
+    try:
+        await queue_notification(store, "default", event_notification(), ["pd"], OBSERVED_AT)
+        await delivery.start()
+        for _ in range(500):  # up to 5 s
+            if len(receiver.requests) >= 2:
+                break
+            await asyncio.sleep(0.01)
+    finally:
+        await delivery.stop(grace=1)
+        await store.close()
+
+    assert documents(receiver) == [("trigger", "fp-event-1"), ("resolve", "fp-event-1")]
+
+
+def test_resolve_events_after_is_a_duration_of_at_most_a_day() -> None:
+    """The default is 1h; 0s resolves at once; more than 24h is refused (a delivered trigger is
+    kept 7 days, and an event a day old is history)."""
+    base = {"type": "pagerduty", "name": "pd", "routing_key": ROUTING_KEY}
+
+    assert PagerDutySinkConfig.model_validate(base).resolve_events_after == timedelta(hours=1)
+    zero = PagerDutySinkConfig.model_validate(base | {"resolve_events_after": "0s"})
+    assert zero.resolve_events_after == timedelta(0)
+    with pytest.raises(ValidationError, match="at most 24h"):
+        PagerDutySinkConfig.model_validate(base | {"resolve_events_after": "25h"})

@@ -5,12 +5,14 @@ from __future__ import annotations
 import asyncio
 import json
 import socket
+import ssl
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from typing import Any
 
 import aiohttp
 import pytest
+import trustme
 from aiohttp import web
 from aiohttp.test_utils import TestServer
 from pydantic import SecretStr
@@ -42,6 +44,7 @@ class Upstream:
         app.router.add_get("/echo", self.echo)
         app.router.add_get("/big", self.big)
         app.router.add_get("/big-stream", self.big_stream)
+        app.router.add_get("/deep", self.deep)
         return app
 
     def _seen(self, request: web.Request) -> None:
@@ -86,6 +89,10 @@ class Upstream:
         return web.json_response(
             {"code": "validation_error", "message": f"bad credentials: {given}"}, status=400
         )
+
+    async def deep(self, request: web.Request) -> web.Response:
+        """An error body nested deeper than Python's JSON decoder can follow."""
+        return web.Response(status=500, body=b"[" * 100_000, content_type="application/json")
 
     async def big(self, request: web.Request) -> web.Response:
         return web.Response(body=b"[" + b" " * 5000 + b"]")
@@ -190,6 +197,7 @@ async def test_where_is_the_url_without_credentials(session: aiohttp.ClientSessi
             "/busy", 429, "HTTP 429 (rate_limited: slow down)", 120.0, id="429-retry-after"
         ),
         pytest.param("/nowhere", 404, "HTTP 404 (404: Not Found)", None, id="404-plain-text"),
+        pytest.param("/deep", 500, f"HTTP 500 ({'[' * 200})", None, id="500-nested-too-deep"),
     ],
 )
 async def test_a_non_2xx_status_is_a_fetch_error(
@@ -254,3 +262,66 @@ async def test_the_token_never_appears_in_a_fetch_error(api: Api, closed_port: i
     echo = await fetch_error(api.source("/echo"))
     assert str(echo) == "HTTP 400 (validation_error: bad credentials: Bearer <token>)"
     assert json.dumps(echo.args).count("<token>") == 1
+
+
+@pytest.mark.parametrize(
+    ("server", "detail"),
+    [
+        pytest.param(
+            "plain-http", "the server does not speak TLS (wrong port?)", id="https-to-plain"
+        ),
+        pytest.param(
+            "untrusted",
+            "certificate verify failed: unable to get local issuer certificate",
+            id="untrusted-certificate",
+        ),
+    ],
+)
+async def test_a_tls_failure_is_a_failed_poll_saying_what_tls_said(
+    api: Api, server: str, detail: str
+) -> None:
+    """An https:// URL on a plain-HTTP port, or a certificate nobody trusts, is a FetchError
+    (a failed poll, which counts toward source_down like any other) naming the TLS failure,
+    never an errno it is not (ssl's error code 1 read as EPERM)."""
+    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    trustme.CA().issue_cert("127.0.0.1").configure_cert(context)
+    tls = TestServer(api.upstream.app(), host="127.0.0.1")
+    await tls.start_server(ssl=context)
+    port = api.server.port if server == "plain-http" else tls.port
+    try:
+        error = await fetch_error(source(api.session, f"https://127.0.0.1:{port}/accounts"))
+    finally:
+        await tls.close()
+
+    assert str(error) == f"cannot connect to 127.0.0.1:{port}: TLS handshake failed: {detail}"
+    assert error.status is None
+    assert api.upstream.headers == []
+
+
+async def test_a_redirect_to_another_origin_does_not_take_the_token_along(
+    api: Api, session: aiohttp.ClientSession
+) -> None:
+    """A balances GET redirected to another origin (another port) is followed without the
+    Authorization header: the other origin never sees the token."""
+    other = Upstream()
+    other_server = TestServer(other.app(), host="127.0.0.1")
+    await other_server.start_server()
+    target = str(other_server.make_url("/accounts"))
+
+    async def moved(request: web.Request) -> web.Response:
+        raise web.HTTPTemporaryRedirect(target)
+
+    app = web.Application()
+    app.router.add_get("/accounts", moved)
+    first = TestServer(app, host="127.0.0.1")
+    await first.start_server()
+    try:
+        body = await source(session, str(first.make_url("/accounts"))).fetch()
+    finally:
+        await first.close()
+        await other_server.close()
+
+    assert body == BODY
+    [headers] = other.headers
+    assert "Authorization" not in headers
+    assert TOKEN not in repr(headers)

@@ -190,6 +190,10 @@ class PagerDutySinkConfig(_SinkBase):
     routing_key_env: str | None = None
     routing_key_file: Path | None = None
     url: HttpUrlText = "https://events.pagerduty.com/v2/enqueue"
+    #: An event (``change``, ``restriction_change``, ...) never resolves by itself: its
+    #: incident is resolved this long after the trigger was delivered (``0s``: at once). At
+    #: most a day: the resolve is derived from the delivered trigger, which is kept 7 days.
+    resolve_events_after: Annotated[timedelta, within("0s", "24h")] = timedelta(hours=1)
 
     SECRETS: ClassVar[tuple[Secret, ...]] = (Secret("routing_key"),)
 

@@ -68,6 +68,21 @@ class BatchSink(Sink, Protocol):
         ...
 
 
+@runtime_checkable
+class EventResolvingSink(Sink, Protocol):
+    """A sink whose receiver keeps open what an event opened until it is told otherwise
+    (PagerDuty's incidents), though an event never has a resolved notification.
+
+    The delivery loop queues a resolved notification of each event this sink delivered,
+    ``resolve_events_after`` seconds after the trigger was delivered.
+    """
+
+    @property
+    def resolve_events_after(self) -> float:
+        """Seconds after an event's trigger was delivered when it is resolved (0: at once)."""
+        ...
+
+
 # --------------------------------------------------------------------------- HTTP sinks
 
 JSON_HEADERS: Mapping[str, str] = MappingProxyType(
@@ -225,12 +240,15 @@ def seconds_in_json(body: str, *path: str) -> float | None:
     seconds: a rate-limit answer's ``retry_after``. ``None`` when the body has none."""
     try:
         value: Any = json.loads(body)
-    except ValueError:
+    except (ValueError, RecursionError):  # not JSON, or nested deeper than the decoder goes
         return None
     for key in path:
         value = value.get(key) if isinstance(value, dict) else None
     if isinstance(value, int | float) and not isinstance(value, bool) and value >= 0:
-        return float(value)
+        try:
+            return float(value)
+        except OverflowError:  # an integer no float can hold is no usable wait
+            return None
     return None
 
 

@@ -18,7 +18,10 @@ with one such block per notification. The body is text/plain with a text/html al
 ``security = "starttls"`` refuses a server that does not offer STARTTLS (it never falls back to
 clear text); ``tls`` is implicit TLS; ``none`` is for a relay on the same host. Certificates are
 verified against the system's CAs, or only ``ca_file``'s. Timeouts, connection errors and SMTP
-4xx replies are retryable; SMTP 5xx replies and TLS failures are not. No message contains the
+4xx replies are retryable; SMTP 5xx replies and TLS failures are not: a certificate that is not
+trusted, a port that does not speak TLS, a server that closes the connection in the handshake
+(``SSLEOFError``, ``SSLZeroReturnError``) all fail the same way again. A TLS failure is described
+by what TLS said (:func:`monitor.http.tls_detail`), never by an errno. No message contains the
 password: server replies are quoted with the credentials cut out.
 """
 
@@ -172,21 +175,15 @@ class EmailSink:
         """The ``SinkError`` for what aiosmtplib, ssl or the socket raised."""
         sink = self._name
         tls = _find_tls_error(exc)
-        if isinstance(tls, ssl.SSLCertVerificationError):
-            reason = tls.verify_message or tls.reason or "not trusted"
+        if tls is not None:  # a configuration problem: permanent, whatever TLS said
+            if isinstance(tls, ssl.SSLCertVerificationError):
+                hint = " (is ca_file the CA that issued it?)"
+            elif http.not_tls(tls):
+                hint = ""  # the description asks "wrong port?" already
+            else:
+                hint = " (do security and port match the server?)"
             return SinkError(
-                f"TLS certificate of the SMTP server of sink '{sink}' rejected: {reason} "
-                "(is ca_file the CA that issued it?)",
-                retryable=False,
-            )
-        if isinstance(tls, ssl.SSLEOFError | ssl.SSLZeroReturnError):
-            return SinkError(
-                f"connection closed during the TLS handshake of sink '{sink}'", retryable=True
-            )
-        if tls is not None:
-            return SinkError(
-                f"TLS with the SMTP server of sink '{sink}' failed: "
-                f"{tls.reason or type(tls).__name__} (do security and port match the server?)",
+                f"TLS with the SMTP server of sink '{sink}' failed: {http.tls_detail(tls)}{hint}",
                 retryable=False,
             )
         if isinstance(exc, TimeoutError):

@@ -16,6 +16,13 @@ incident and the resolve closes it::
 
 PagerDuty answers 202. 429 and 5xx are retryable, 400 (an invalid event) is not and its message
 carries PagerDuty's error text. The routing key is a secret: it never appears in an error or repr.
+
+An event (an alert of ``kind = "event"``: ``change``, ``restriction_change``, ``account_*``, a
+``delta`` without window) has no resolved notification of its own, so its incident would stay
+open (and escalate) for ever. The sink declares ``resolve_events_after`` (an
+:class:`~monitor.sinks.base.EventResolvingSink`): the delivery loop queues a resolve (same
+``dedup_key``) that long after each event's trigger was delivered, derived from the delivered
+trigger in the state database, so a restart cannot lose it (see :mod:`monitor.delivery`).
 """
 
 from __future__ import annotations
@@ -57,12 +64,15 @@ class PagerDutySink:
         routing_key: SecretStr,
         url: str = DEFAULT_URL,
         timeout: float = 10.0,
+        resolve_events_after: float = 3600.0,
     ) -> None:
         self._name = name
         self._session = session
         self._routing_key = routing_key
         self._url = url
         self._timeout = timeout
+        #: Seconds after an event's trigger was delivered when its incident is resolved.
+        self.resolve_events_after = resolve_events_after
 
     def __repr__(self) -> str:
         return f"PagerDutySink(name={self._name!r})"
@@ -168,4 +178,5 @@ def create(
         routing_key=resolve_secret(config.required_ref(index, "routing_key")),
         url=config.url,
         timeout=config.timeout.total_seconds(),
+        resolve_events_after=config.resolve_events_after.total_seconds(),
     )

@@ -192,6 +192,13 @@ class Store(Protocol):
         sink that must keep telling its receiver (Alertmanager) can go on after a restart."""
         ...
 
+    async def unresolved_events(self, sink: str, *, delivered_before: float) -> list[Notification]:
+        """The firing event notifications (``kind = "event"``) delivered to ``sink`` at or
+        before ``delivered_before`` whose fingerprint has no resolved notification queued for
+        ``sink`` (in any state), oldest first: the resolves an
+        :class:`~monitor.sinks.base.EventResolvingSink` is owed."""
+        ...
+
     # ---------------------------------------------------------------- status
 
     async def sources(self) -> list[SourceRow]:

@@ -203,6 +203,9 @@ class SqliteStore:
     async def firing_deliveries(self, sink: str) -> list[Notification]:
         return await self._run(ops.firing_deliveries, sink)
 
+    async def unresolved_events(self, sink: str, *, delivered_before: float) -> list[Notification]:
+        return await self._run(ops.unresolved_events, sink, delivered_before)
+
     # ------------------------------------------------------------------ status
 
     async def sources(self) -> list[SourceRow]:

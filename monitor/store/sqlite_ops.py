@@ -436,6 +436,33 @@ def firing_deliveries(db: sqlite3.Connection, sink: str) -> list[Notification]:
     return list(latest.values())
 
 
+def unresolved_events(
+    db: sqlite3.Connection, sink: str, delivered_before: float
+) -> list[Notification]:
+    resolved = {
+        fingerprint
+        for (fingerprint,) in db.execute(
+            "SELECT json_extract(payload, '$.fingerprint') FROM outbox"
+            " WHERE sink=? AND json_extract(payload, '$.status') = 'resolved'",
+            (sink,),
+        )
+    }
+    rows = db.execute(
+        "SELECT source, payload FROM outbox"
+        " WHERE sink=? AND state='delivered' AND updated_at <= ?"
+        " AND json_extract(payload, '$.kind') = 'event'"
+        " AND json_extract(payload, '$.status') = 'firing'"
+        " ORDER BY seq",
+        (sink, delivered_before),
+    )
+    owed: dict[str, Notification] = {}  # a trigger delivered twice is owed one resolve
+    for source, payload in rows:
+        notification = Notification.from_payload(encoding.loads(payload), source=source)
+        if notification.alert.fingerprint not in resolved:
+            owed.setdefault(notification.alert.fingerprint, notification)
+    return list(owed.values())
+
+
 # --------------------------------------------------------------------------- status
 
 
