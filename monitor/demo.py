@@ -175,6 +175,8 @@ def configure_logging(stream: TextIO | None = None, *, width: int = 0) -> None:
     """Info and above to ``stream`` (standard error) through :class:`StoryRenderer`, the rule
     column ``width`` characters wide; the events that repeat a notification left out."""
     out = stream if stream is not None else sys.stderr
-    logs.configure("info", "console", out, console=StoryRenderer(colors=out.isatty(), width=width))
+    logs.configure(
+        "info", "console", out, console=StoryRenderer(colors=logs.colours(out), width=width)
+    )
     processors = structlog.get_config()["processors"]
     structlog.configure(processors=[_drop_repeats, *processors])

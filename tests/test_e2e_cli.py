@@ -37,14 +37,14 @@ EXAMPLE = Path(__file__).resolve().parent.parent / "config.example.toml"
 #: The environment variables config.example.toml reads its secrets from, in file order.
 EXAMPLE_SECRETS = [
     ("api.token_env", "BALANCE_MONITOR_TOKEN"),
-    ("sinks[0].secret_env", "WEBHOOK_SECRET"),
-    ("sinks[1].url_env", "SLACK_WEBHOOK_URL"),
-    ("sinks[2].url_env", "DISCORD_WEBHOOK_URL"),
-    ("sinks[3].url_env", "TEAMS_WORKFLOW_URL"),
-    ("sinks[4].bot_token_env", "TELEGRAM_BOT_TOKEN"),
-    ("sinks[5].routing_key_env", "PAGERDUTY_ROUTING_KEY"),
-    ("sinks[7].password_env", "SMTP_PASSWORD"),
-    ("sinks[8].url_env", "APPRISE_URL"),
+    ("sinks[0] (ops).secret_env", "WEBHOOK_SECRET"),
+    ("sinks[1] (slack).url_env", "SLACK_WEBHOOK_URL"),
+    ("sinks[2] (discord).url_env", "DISCORD_WEBHOOK_URL"),
+    ("sinks[3] (teams).url_env", "TEAMS_WORKFLOW_URL"),
+    ("sinks[4] (telegram).bot_token_env", "TELEGRAM_BOT_TOKEN"),
+    ("sinks[5] (pagerduty).routing_key_env", "PAGERDUTY_ROUTING_KEY"),
+    ("sinks[7] (email).password_env", "SMTP_PASSWORD"),
+    ("sinks[8] (push).url_env", "APPRISE_URL"),
 ]
 ANSI = re.compile(r"\x1b\[[0-9;]*m")
 
@@ -229,8 +229,8 @@ async def test_test_sink_names_every_missing_secret_of_its_sink(
     assert result.code == 2, result.output
     assert lines(result.stderr) == [
         "error: 2 secrets cannot be read",
-        "  sinks[7].username_env: environment variable SMTP_USERNAME is not set",
-        "  sinks[7].password_env: environment variable SMTP_PASSWORD is not set",
+        "  sinks[7] (email).username_env: environment variable SMTP_USERNAME is not set",
+        "  sinks[7] (email).password_env: environment variable SMTP_PASSWORD is not set",
     ]
     assert_clean(result)
 
