@@ -14,7 +14,9 @@ Per record, in one pass over its keys:
 - Text fields are strings; an enumeration value we do not know is kept, with a warning
   (``skipped=False``), because the vendor adds values.
 - A known field that is ``null`` is treated as absent and left out of the record.
-- Unknown fields are kept as data, unchanged.
+- Unknown fields are kept as data, unchanged; one nested deeper than
+  :data:`monitor.encoding.MAX_DEPTH` (the record counting as one level) makes the record
+  unusable, however deep it goes, so what is accepted can always be stored and sent.
 """
 
 from __future__ import annotations
@@ -28,7 +30,7 @@ from typing import Any, Final
 import orjson
 
 from monitor.diff import raw_checks, same_raw
-from monitor.encoding import loads
+from monitor.encoding import MAX_DEPTH, cut_deeper_than, deeper_than, loads
 from monitor.errors import ParseError
 from monitor.models import (
     INTEGER_FIELDS,
@@ -144,18 +146,22 @@ def _exact_record(item: dict[str, Any]) -> dict[str, Any]:
     return {
         key: _from_float(value, money=_KIND.get(key) == _MONEY)
         if type(value) is float
-        else (_exact_value(value) if isinstance(value, list | dict) else value)
+        else (_exact_value(value, 2) if isinstance(value, list | dict) else value)
         for key, value in item.items()
     }
 
 
-def _exact_value(value: Any) -> Any:
+def _exact_value(value: Any, level: int) -> Any:
+    """``value`` (at nesting ``level``) with its floats as ``Decimal``; a container deeper than
+    :data:`MAX_DEPTH` is left as it is (its record is refused) and not recursed into."""
     if type(value) is float:
         return _from_float(value, money=False)
+    if level > MAX_DEPTH:
+        return value
     if isinstance(value, list):
-        return [_exact_value(v) for v in value]
+        return [_exact_value(v, level + 1) for v in value]
     if isinstance(value, dict):
-        return {k: _exact_value(v) for k, v in value.items()}
+        return {k: _exact_value(v, level + 1) for k, v in value.items()}
     return value
 
 
@@ -173,11 +179,21 @@ def parse_exact(body: bytes) -> ParseResult:
         ) from exc
     except ValueError as exc:  # NaN/Infinity, or an integer beyond Python's digit limit
         raise ParseError(f"response is not JSON: {exc}") from exc
-    except RecursionError as exc:
-        raise ParseError("response is not JSON: nested too deeply") from exc
+    except RecursionError:
+        items = _decode_deep(body)
     if not isinstance(items, list):
         raise ParseError(f"response is not a JSON array of accounts (got {_json_type(items)})")
     return parse_records(items)
+
+
+def _decode_deep(body: bytes) -> Any:
+    """A body nested too deeply for the decoder: each container past :data:`MAX_DEPTH` levels
+    of a record is cut down to ``[]`` (still too deep: that record is refused, the others are
+    read as they are)."""
+    try:
+        return loads(cut_deeper_than(body, MAX_DEPTH + 1))
+    except (ValueError, RecursionError):  # broken as well as deep: say what we know
+        raise ParseError("response is not JSON: nested too deeply") from None
 
 
 def parse_records(items: list[Any]) -> ParseResult:
@@ -250,6 +266,8 @@ def _check_record(item: dict[str, Any], warnings: list[tuple[str, str]]) -> dict
     for name, value in item.items():
         kind = _KIND.get(name)
         if kind is None:
+            if isinstance(value, list | dict) and deeper_than(value, MAX_DEPTH - 1):
+                raise _RecordError(name, f"{name}: nested deeper than {MAX_DEPTH} levels")
             record[name] = value
         elif value is None:
             continue  # a known field that is null counts as absent
