@@ -31,6 +31,7 @@ DAILY_EXPIRY = time(3, 0)
 DEFAULT_LIFETIME = timedelta(hours=8)
 #: A longer ``expires_in`` changes nothing (the 03:00 expiry comes first) and is capped to this.
 MAX_LIFETIME = timedelta(days=2)
+_MAX_SECONDS = int(MAX_LIFETIME.total_seconds())
 
 
 class TokenProvider(Protocol):
@@ -76,7 +77,9 @@ def renew_at(issued_at: datetime, expires_in: float | None, margin: timedelta) -
     """When to renew a token issued at ``issued_at``: before either expiry, less ``margin``.
 
     Never sooner than a tenth of the token's life after issue, so a tiny ``expires_in`` or a
-    large margin cannot make the monitor ask for a token on every poll.
+    large margin cannot make the monitor ask for a token on every poll. ``expires_in`` is
+    capped to :data:`MAX_LIFETIME`; ``None``, zero, a negative or a NaN mean
+    :data:`DEFAULT_LIFETIME`.
     """
     if expires_in and expires_in > 0:
         lifetime = timedelta(seconds=min(expires_in, MAX_LIFETIME.total_seconds()))
@@ -84,7 +87,7 @@ def renew_at(issued_at: datetime, expires_in: float | None, margin: timedelta) -
         lifetime = DEFAULT_LIFETIME
     expiry = min(issued_at + lifetime, next_daily_expiry(issued_at))
     floor = issued_at + min(lifetime, expiry - issued_at) / 10
-    return max(expiry - margin, floor)
+    return expiry - min(margin, expiry - floor)  # never expiry - margin: it may underflow
 
 
 class OAuthTokens:
@@ -143,14 +146,7 @@ class OAuthTokens:
                 status = response.status
         if status != 200:
             raise AuthError(_refusal(status, body, list(secrets.values())), status=status)
-        try:
-            data = encoding.loads(body)
-            token = data["access_token"]
-            if not isinstance(token, str) or not token:
-                raise TypeError("access_token")
-        except (ValueError, TypeError, KeyError):
-            raise AuthError("token endpoint answered without a usable access_token") from None
-        seconds = _seconds(data.get("expires_in"))
+        token, seconds = read_token_answer(body)
         renew = renew_at(now, seconds, self.config.renew_before)
         self.issued += 1
         log.info(
@@ -159,18 +155,36 @@ class OAuthTokens:
             expires_in=seconds,
             renew_at=renew.isoformat(),
         )
-        return SecretStr(token), renew
+        return token, renew
 
 
-def _seconds(value: object) -> float | None:
-    """``expires_in`` as seconds: a JSON number or a numeric string; else unknown."""
-    if isinstance(value, bool):
+def read_token_answer(body: bytes) -> tuple[SecretStr, float | None]:
+    """The access token and the ``expires_in`` seconds (:func:`expires_in_seconds`) of a token
+    endpoint's 200 answer; :class:`AuthError` when it has no usable access token."""
+    try:
+        data = encoding.loads(body)
+        token = data["access_token"]
+        if not isinstance(token, str) or not token:
+            raise TypeError("access_token")
+    except (ValueError, TypeError, KeyError, RecursionError):
+        raise AuthError("token endpoint answered without a usable access_token") from None
+    return SecretStr(token), expires_in_seconds(data.get("expires_in"))
+
+
+def expires_in_seconds(value: object) -> float | None:
+    """A token answer's ``expires_in`` (any JSON value) as seconds for :func:`renew_at`: a
+    number or a string of ASCII digits, cut to ``[0, MAX_LIFETIME]`` before it becomes a float
+    (``10**400`` is no float); anything else is unknown (``None``)."""
+    if isinstance(value, str):
+        text = value.strip()
+        if not (text.isascii() and text.isdigit()):  # "²".isdigit(), yet no number
+            return None
+        value = Decimal(text)
+    if isinstance(value, bool) or not isinstance(value, int | Decimal):
         return None
-    if isinstance(value, int | Decimal):
-        return float(value)
-    if isinstance(value, str) and value.strip().isdigit():
-        return float(value)
-    return None
+    if isinstance(value, Decimal) and value.is_nan():
+        return None
+    return float(min(max(value, 0), _MAX_SECONDS))
 
 
 def _refusal(status: int, body: bytes, secrets: list[str]) -> str:
