@@ -97,7 +97,9 @@ class SqliteStore:
             if conn is not None:  # never leak the connection of a database we refuse
                 conn.close()
             if isinstance(exc, sqlite3.Error):
-                raise StoreError(f"{self.path}: cannot open the state database: {exc}") from exc
+                raise StoreError(
+                    f"{self.path}: cannot open the state database: {_reason(exc)}"
+                ) from exc
             raise
         self._conn = conn
 
@@ -128,7 +130,7 @@ class SqliteStore:
         try:
             return fn(self._conn, *args)
         except sqlite3.Error as exc:
-            raise StoreError(f"{self.path}: {exc}") from exc
+            raise StoreError(f"{self.path}: {_reason(exc)}") from exc
 
     # ------------------------------------------------------------------ polls
 
@@ -205,3 +207,9 @@ class SqliteStore:
 
     async def outbox_summary(self) -> OutboxSummary:
         return await self._run(ops.outbox_summary)
+
+
+def _reason(exc: sqlite3.Error) -> str:
+    """SQLite's message and its error code: ``database or disk is full (SQLITE_FULL)``."""
+    name = getattr(exc, "sqlite_errorname", None)
+    return f"{exc} ({name})" if name else str(exc)

@@ -52,14 +52,19 @@ def transaction(db: sqlite3.Connection) -> Iterator[None]:
     """One write transaction: committed when the block ends, rolled back if it raises.
 
     ``BEGIN IMMEDIATE`` takes the write lock up front, so a transaction never fails half-way
-    for want of it (another writer makes it wait ``busy_timeout`` instead)."""
+    for want of it (another writer makes it wait ``busy_timeout`` instead). The error that
+    ended the transaction is the one raised: a ROLLBACK that fails as well (SQLite may have
+    rolled back by itself on a full disk or an I/O error) is only a note on it."""
     db.execute("BEGIN IMMEDIATE")
     try:
         yield
         db.execute("COMMIT")
-    except BaseException:
+    except BaseException as exc:
         if db.in_transaction:  # SQLite may have rolled back already (disk full, I/O error)
-            db.execute("ROLLBACK")
+            try:
+                db.execute("ROLLBACK")
+            except sqlite3.Error as failed:
+                exc.add_note(f"and the rollback failed: {failed}")
         raise
 
 
