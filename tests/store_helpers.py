@@ -32,6 +32,8 @@ async def commit_poll(
     history: Sequence[HistoryPoint] = (),
     history_deletes: Sequence[HistoryPoint] = (),
     held: Sequence[tuple[Notification, Sequence[str], str]] = (),
+    departed: Sequence[Account] = (),
+    forget: Sequence[str] = (),
 ) -> None:
     """``store.commit`` of a :class:`PollWrite` made of these parts."""
     deliveries = [Delivery(n, tuple(sinks)) for n, sinks in outbox]
@@ -48,6 +50,8 @@ async def commit_poll(
             history=tuple(history),
             history_deletes=tuple(history_deletes),
             deliveries=tuple(deliveries),
+            departed=tuple(departed),
+            forget=tuple(forget),
         )
     )
 

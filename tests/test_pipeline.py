@@ -775,6 +775,33 @@ async def test_the_pruned_history_is_what_a_restart_loads(tmp_path: Path, store:
     }
 
 
+async def test_accounts_that_left_are_compared_on_their_return_after_a_restart(
+    tmp_path: Path, store: Store
+) -> None:
+    """An empty response removes every account, but what was last known of each is kept on
+    disk: after a restart, an account back with another restriction fires
+    ``restriction_change`` (and ``account_added``), one back unchanged only ``account_added``."""
+    rules = [*RULES, {"type": "account_added", "name": "added", "sinks": ["audit"]}]
+    h = await started(make_config(tmp_path, rules), store)
+    await h.poll([account("A"), account("B")])
+    h.clock.advance(30)
+    outcome = await h.poll([])
+    assert (outcome.ok, outcome.accounts, outcome.changed) == (True, 0, 2)
+    assert await sqlite_query(h.store, "SELECT count(*) FROM accounts") == [(0,)]
+
+    await h.restart()
+    h.clock.advance(30)
+    await h.poll([account("A", restriction="restricted"), account("B")])
+
+    assert await h.outbox() == [
+        ("restricted", "firing", "ops", "A"),
+        ("restricted", "firing", "audit", "A"),
+        ("added", "firing", "audit", "A"),
+        ("added", "firing", "audit", "B"),
+    ]
+    assert await sqlite_query(h.store, "SELECT count(*) FROM departed") == [(0,)]
+
+
 # --------------------------------------------------------------------------- reload
 
 

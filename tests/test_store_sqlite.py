@@ -317,7 +317,7 @@ def test_the_migrations_reach_the_schema_version() -> None:
 
 
 async def test_opening_a_schema_1_database_migrates_it(tmp_path: Path) -> None:
-    """Opening adds the alert columns and the new tables and records version 2; the old
+    """Opening adds the alert columns and the new tables and records version 3; the old
     alert loads as firing, the account and the source's last success are kept."""
     path = schema_1(tmp_path / "state.db")
     store = await SqliteStore.open(path)
@@ -326,9 +326,9 @@ async def test_opening_a_schema_1_database_migrates_it(tmp_path: Path) -> None:
     finally:
         await store.close()
 
-    assert SCHEMA_VERSION == 2
-    assert version(path) == "2"
-    assert {"history", "held"} <= set(shape(path)["tables"])
+    assert SCHEMA_VERSION == 3
+    assert version(path) == "3"
+    assert {"history", "held", "departed"} <= set(shape(path)["tables"])
     assert columns(path, "alerts")[-2:] == ["state", "notified_at"]
     assert state.active == {
         ("low-cash", "A1"): ActiveAlert(
@@ -339,6 +339,7 @@ async def test_opening_a_schema_1_database_migrates_it(tmp_path: Path) -> None:
     assert state.accounts["A1"].get("cash") == Decimal("500.00")
     assert state.last_success_at == T0 - timedelta(minutes=1)
     assert state.history == {}
+    assert state.departed == {}
 
 
 async def test_a_migrated_database_has_the_schema_of_a_new_one(tmp_path: Path) -> None:
@@ -351,7 +352,7 @@ async def test_a_migrated_database_has_the_schema_of_a_new_one(tmp_path: Path) -
 
 
 async def test_a_migrated_database_opens_again_unchanged(tmp_path: Path) -> None:
-    """Migrating is done once: a second open finds version 2 and changes nothing."""
+    """Migrating is done once: a second open finds version 3 and changes nothing."""
     path = schema_1(tmp_path / "state.db")
     await (await SqliteStore.open(path)).close()
     store = await SqliteStore.open(path)
@@ -360,7 +361,7 @@ async def test_a_migrated_database_opens_again_unchanged(tmp_path: Path) -> None
     finally:
         await store.close()
     assert rows == [("low-cash", "firing", None)]
-    assert version(path) == "2"
+    assert version(path) == "3"
 
 
 async def test_a_failed_migration_changes_nothing(tmp_path: Path) -> None:

@@ -18,7 +18,7 @@ from typing import Any
 import orjson
 
 from monitor import encoding
-from monitor.cycle import PollWrite, SourceState
+from monitor.cycle import Departed, PollWrite, SourceState
 from monitor.errors import StoreError
 from monitor.models import Account, ActiveAlert, JSONValue, Notification
 from monitor.parse import parse_records
@@ -214,6 +214,7 @@ def load_source(db: sqlite3.Connection, source: str) -> SourceState:
             )
         ]
         accounts = dict(parse_records(records).accounts)
+    departed = _load_departed(db, source, accounts) if accounts is not None else None
     active: dict[AlertKey, ActiveAlert] = {}
     down: ActiveAlert | None = None
     for rule, number, fp, started, state, notified in db.execute(
@@ -241,8 +242,28 @@ def load_source(db: sqlite3.Connection, source: str) -> SourceState:
     ):
         history.setdefault((number, name), []).append((_from_iso(at), encoding.loads(value)))
     return SourceState(
-        accounts, SourceHealth(failures, down), active, _maybe_iso(last_success), history
+        accounts, SourceHealth(failures, down), active, _maybe_iso(last_success), history, departed
     )
+
+
+def _load_departed(
+    db: sqlite3.Connection, source: str, accounts: Mapping[str, Account]
+) -> dict[str, Departed]:
+    """The accounts that left the source's response, with their last record (none that is
+    back in ``accounts``)."""
+    left: dict[str, datetime] = {}
+    records = []
+    for number, text, at in db.execute(
+        "SELECT account_number, record, left_at FROM departed WHERE source=?"
+        " ORDER BY account_number",
+        (source,),
+    ):
+        if number not in accounts:
+            left[number] = _from_iso(at)
+            records.append(encoding.loads(text))
+    return {
+        n: Departed(a, left[n]) for n, a in parse_records(records).accounts.items() if n in left
+    }
 
 
 def commit(db: sqlite3.Connection, write: PollWrite) -> None:
@@ -261,6 +282,17 @@ def commit(db: sqlite3.Connection, write: PollWrite) -> None:
             db.executemany(
                 "DELETE FROM accounts WHERE source=? AND account_number=?",
                 [(source, n) for n in write.deletes],
+            )
+        if write.forget:
+            db.executemany(
+                "DELETE FROM departed WHERE source=? AND account_number=?",
+                [(source, n) for n in write.forget],
+            )
+        if write.departed:
+            db.executemany(
+                "INSERT OR REPLACE INTO departed (source, account_number, record, left_at)"
+                " VALUES (?, ?, ?, ?)",
+                [(source, a.account_number, _record_json(a), at) for a in write.departed],
             )
         if write.active is not None:
             _write_alerts(db, source, write.active, write.active_before)
