@@ -4,7 +4,7 @@ The standard encoder cannot write a ``Decimal`` as a JSON number, and turning mo
 would print float noise; :func:`dumps` writes the decimal's own digits instead.
 
 :data:`MAX_DEPTH` is how deeply the values we keep may nest: the parser refuses a record that
-nests deeper (:func:`deeper_than`), so whatever it accepts can be written, read back and sent.
+nests deeper, so whatever it accepts can be written, read back and sent.
 """
 
 from __future__ import annotations
@@ -19,7 +19,7 @@ from typing import Any, Final
 
 from monitor.models import rfc3339
 
-__all__ = ["MAX_DEPTH", "cut_deeper_than", "deeper_than", "dumps", "loads"]
+__all__ = ["MAX_DEPTH", "cut_deeper_than", "dumps", "loads"]
 
 #: The deepest nesting of arrays and objects in a record we keep, the record itself counting as
 #: one level. Far below what every writer and reader of it takes (orjson writes 254 levels; the
@@ -57,31 +57,13 @@ def loads(data: bytes | str) -> Any:
     )
 
 
-def deeper_than(value: Any, depth: int) -> bool:
-    """Whether arrays and objects nest more than ``depth`` levels in ``value`` (a container
-    is one level; a scalar none). Iterative: any depth is answered, without recursion."""
-    todo: list[tuple[Any, int]] = [(value, 1)]
-    while todo:
-        item, level = todo.pop()
-        if isinstance(item, dict):
-            children: Any = item.values()
-        elif isinstance(item, list):
-            children = item
-        else:
-            continue
-        if level > depth:
-            return True
-        todo.extend((child, level + 1) for child in children if isinstance(child, dict | list))
-    return False
-
-
 _TOKENS: Final = re.compile(rb'"(?:[^"\\]|\\.)*"|[\[\]{}]', re.DOTALL)
 
 
 def cut_deeper_than(data: bytes, depth: int) -> bytes:
     """JSON text with each array or object nested more than ``depth`` levels replaced by
     ``[]`` at level ``depth + 1``: what a decoder that gives up on deep nesting can read,
-    and still too deep for :func:`deeper_than` (``depth``) wherever it was cut.
+    and still deeper than ``depth`` wherever it was cut.
 
     Strings are skipped whole (brackets inside them are text). Text that is not JSON stays
     not JSON, though perhaps differently broken."""

@@ -14,15 +14,17 @@ Per record, in one pass over its keys:
 - Text fields are strings; an enumeration value we do not know is kept, with a warning
   (``skipped=False``), because the vendor adds values.
 - A known field that is ``null`` is treated as absent and left out of the record.
-- Unknown fields are kept as data, unchanged; one nested deeper than
-  :data:`monitor.encoding.MAX_DEPTH` (the record counting as one level) makes the record
-  unusable, however deep it goes, so what is accepted can always be stored and sent.
+- Unknown fields are kept as data, unchanged.
+- What cannot be stored and sent makes the record unusable: arrays and objects nested deeper
+  than :data:`monitor.encoding.MAX_DEPTH` (the record counting as one level), however deep, and
+  text that is no Unicode (a lone surrogate, which JSON's ``\\ud800`` escapes can write), in a
+  key or a value.
 """
 
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from decimal import Decimal
 from types import MappingProxyType
 from typing import Any, Final
@@ -30,7 +32,7 @@ from typing import Any, Final
 import orjson
 
 from monitor.diff import raw_checks, same_raw
-from monitor.encoding import MAX_DEPTH, cut_deeper_than, deeper_than, loads
+from monitor.encoding import MAX_DEPTH, cut_deeper_than, loads
 from monitor.errors import ParseError
 from monitor.models import (
     INTEGER_FIELDS,
@@ -220,7 +222,7 @@ def _check_one(
         problems.append(Problem(f"record is not an object (got {_json_type(item)})", index=index))
         return False
     number = item.get("account_number")
-    if not isinstance(number, str) or not number.strip():
+    if not isinstance(number, str) or not number.strip() or not _is_text(number):
         message = _account_number_problem(item)
         problems.append(Problem(message, field="account_number", index=index))
         return False
@@ -266,8 +268,16 @@ def _check_record(item: dict[str, Any], warnings: list[tuple[str, str]]) -> dict
     for name, value in item.items():
         kind = _KIND.get(name)
         if kind is None:
-            if isinstance(value, list | dict) and deeper_than(value, MAX_DEPTH - 1):
-                raise _RecordError(name, f"{name}: nested deeper than {MAX_DEPTH} levels")
+            if not _is_text(name):
+                shown = name.encode("utf-8", "backslashreplace").decode()
+                raise _RecordError(shown, f"{shown}: the field's name is {_NOT_TEXT}")
+            if isinstance(value, str):
+                if not _is_text(value):
+                    raise _RecordError(name, f"{name}: {_NOT_TEXT}")
+            elif isinstance(value, list | dict):
+                problem = _unstorable(value)
+                if problem is not None:
+                    raise _RecordError(name, f"{name}: {problem}")
             record[name] = value
         elif value is None:
             continue  # a known field that is null counts as absent
@@ -278,11 +288,53 @@ def _check_record(item: dict[str, Any], warnings: list[tuple[str, str]]) -> dict
         else:
             if not isinstance(value, str):
                 raise _RecordError(name, f"{name}: expected a string, got {_json_type(value)}")
+            if not _is_text(value):
+                raise _RecordError(name, f"{name}: {_NOT_TEXT}")
             allowed = KNOWN_ENUMS.get(name)
             if allowed is not None and value not in allowed:
                 warnings.append((name, f"{name}: unknown value {_quote(value)}"))
             record[name] = value
     return record
+
+
+_NOT_TEXT: Final = "not Unicode text (a lone surrogate)"
+
+
+def _is_text(text: str) -> bool:
+    """Whether ``text`` is Unicode text, which UTF-8 (SQLite, logs, sinks) can write: no lone
+    surrogate."""
+    if text.isascii():
+        return True
+    try:
+        text.encode()
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
+def _unstorable(value: JSONValue) -> str | None:
+    """Why an unknown field's value cannot be stored: nested deeper than :data:`MAX_DEPTH`
+    levels of its record, or text that is no Unicode; ``None`` when it can. Iterative: any
+    depth is answered, without recursion."""
+    todo: list[tuple[JSONValue, int]] = [(value, 2)]  # the record is level 1
+    while todo:
+        item, level = todo.pop()
+        if isinstance(item, str):
+            if not _is_text(item):
+                return _NOT_TEXT
+            continue
+        if isinstance(item, dict):
+            if not all(_is_text(key) for key in item):
+                return f"a key is {_NOT_TEXT}"
+            children: Iterable[JSONValue] = item.values()
+        elif isinstance(item, list):
+            children = item
+        else:
+            continue
+        if level > MAX_DEPTH:
+            return f"nested deeper than {MAX_DEPTH} levels"
+        todo.extend((child, level + 1) for child in children)
+    return None
 
 
 def _money(name: str, value: object) -> Decimal:
@@ -325,6 +377,8 @@ def _account_number_problem(item: dict[str, Any]) -> str:
     if "account_number" not in item or item["account_number"] is None:
         return "account_number: missing"
     value = item["account_number"]
+    if isinstance(value, str) and value.strip():
+        return f"account_number: {_NOT_TEXT}"
     got = "a blank string" if isinstance(value, str) else _json_type(value)
     return f"account_number: expected a non-empty string, got {got}"
 
