@@ -219,7 +219,9 @@ class SourcePipeline:
         self._bug = exc
         text = one_line(str(exc))[:_BUG_TEXT]
         name = type(exc).__name__
-        return SourceError(f"unexpected error: {name}: {text}" if text else f"unexpected {name}")
+        return SourceError(
+            f"unexpected error: {name}: {text}" if text else f"unexpected error: {name}"
+        )
 
     def _written(self, done: Step, now: datetime, started: float) -> PollOutcome:
         """The poll's write is committed: the state moves on to the step's."""
