@@ -332,7 +332,7 @@ def _succeeded(
             for c in changes
             if c.kind == "removed" and c.account_number not in skip
         )
-    departed, forget = _departures(state.departed, previous, deletes, returned, now)
+    departed, forget = _departures(state.departed, previous or {}, deletes, returned, now)
     deliveries = _deliveries(alerts, config, now) + _deliveries(ended, config, now, state.retired)
     write = PollWrite(
         source,
@@ -386,7 +386,7 @@ def _since_departure(
 
 def _departures(
     kept: Mapping[str, Departed],
-    previous: Mapping[str, Account] | None,
+    previous: Mapping[str, Account],
     deletes: Sequence[str],
     returned: Mapping[str, Departed],
     now: datetime,
@@ -404,8 +404,7 @@ def _departures(
         else:
             departed[number] = gone
     for number in deletes:
-        if previous is not None and number in previous:
-            departed[number] = Departed(previous[number], now)
+        departed[number] = Departed(previous[number], now)
     return departed, tuple(sorted(forget))
 
 

@@ -8,6 +8,7 @@ import socket
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
+from decimal import Decimal
 from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo
@@ -25,6 +26,7 @@ from monitor.auth import (
     MAX_LIFETIME,
     OAuthTokens,
     StaticToken,
+    expires_in_seconds,
     next_daily_expiry,
     read_token_answer,
     renew_at,
@@ -126,6 +128,29 @@ def test_renew_at(
     """Renew ``margin`` before the earlier of expires_in and 03:00 ET, but never sooner than a
     tenth of the token's life; an absent or absurd expires_in falls back to sane bounds."""
     assert renew_at(issued, expires_in, margin) == expected
+
+
+@pytest.mark.parametrize(
+    ("value", "seconds"),
+    [
+        pytest.param(60, 60.0, id="int"),
+        pytest.param(Decimal("60.5"), 60.5, id="decimal"),
+        pytest.param(" 60 ", 60.0, id="digit-string"),
+        pytest.param(10**400, 172800.0, id="past-a-float-cut"),
+        pytest.param(Decimal("1E+999999999"), 172800.0, id="huge-exponent-cut"),
+        pytest.param(-(10**400), 0.0, id="huge-negative-is-zero"),
+        pytest.param("9" * 5000, 172800.0, id="past-int-digits-cut"),
+        pytest.param("\u00b2", None, id="superscript-digit"),
+        pytest.param("-60", None, id="signed-string"),
+        pytest.param(True, None, id="boolean"),
+        pytest.param(Decimal("NaN"), None, id="nan"),
+        pytest.param(None, None, id="absent"),
+        pytest.param([60], None, id="array"),
+    ],
+)
+def test_expires_in_seconds(value: object, seconds: float | None) -> None:
+    """Any value as seconds within ``[0, MAX_LIFETIME]`` before it becomes a float, or None."""
+    assert expires_in_seconds(value) == seconds
 
 
 #: ``expires_in`` as a token endpoint may write it: any JSON value, numbers past a float's

@@ -165,15 +165,17 @@ def test_an_empty_response_keeps_what_was_last_known_of_each_account() -> None:
     assert gone.state.departed["A"].left_at == later(minutes=1)
 
     back = p.poll(
-        body(record("A", restriction="restricted"), record("B", "500.00")), at=later(minutes=2)
+        body(record("A", restriction="restricted"), record("B", "500.00"), record("C")),
+        at=later(minutes=2),
     )
     assert [(r, s, n) for r, s, sink, n in outbox(back.write) if sink == "ops"] == [
         ("low-cash", "firing", "B"),
         ("restricted", "firing", "A"),
         ("added", "firing", "A"),
         ("added", "firing", "B"),
+        ("added", "firing", "C"),
     ]
-    assert [a.account_number for a in back.write.upserts] == ["A", "B"]
+    assert [a.account_number for a in back.write.upserts] == ["A", "B", "C"]
     assert back.write.forget == ("A", "B")
     assert back.state.departed == {}
 

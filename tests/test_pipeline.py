@@ -23,9 +23,10 @@ from structlog.testing import capture_logs
 
 from monitor import pipeline as pipeline_module
 from monitor.config import Config, config_from_dict
+from monitor.cycle import PollWrite
 from monitor.errors import FetchError
 from monitor.pipeline import PollOutcome, SourcePipeline
-from monitor.store import Store, open_store
+from monitor.store import SqliteStore, Store, open_store
 from monitor.testing import EPOCH, FakeFetcher, ManualClock
 
 SOURCE = "default"
@@ -508,6 +509,50 @@ async def test_a_record_nested_too_deeply_is_skipped_and_the_others_watched(h: H
     assert stored.accounts is not None
     assert sorted(stored.accounts) == ["A", "B"]
     assert "extra" not in stored.accounts["A"].record
+
+
+class WriteBug(SqliteStore):
+    """A real store whose commit raises ``bug`` (not a StoreError: a bug in writing) for a
+    poll that writes accounts, or for every poll when ``always``."""
+
+    bug = ValueError("cannot encode the record")
+    always = False
+
+    async def commit(self, write: PollWrite) -> None:
+        if write.upserts or self.always:
+            raise self.bug
+        await super().commit(write)
+
+
+@pytest.mark.parametrize("always", [False, True], ids=["the-failed-poll-written", "nothing"])
+async def test_a_bug_in_writing_a_poll_makes_it_a_failed_poll(tmp_path: Path, always: bool) -> None:
+    """An exception out of the store's commit that is no StoreError (a bug) does not escape:
+    the poll is written again as a failed one, counted toward ``source_down`` with the bug as
+    its cause; when even that cannot be written it is counted in memory, and the state stays
+    what was committed."""
+    store = await WriteBug.open(tmp_path / "state.db")
+    assert isinstance(store, WriteBug)
+    store.always = always
+    try:
+        h = await started(make_config(tmp_path), store)
+        with capture_logs() as logs:
+            outcome = await h.poll([account("A")])
+        failures = await sqlite_query(store, "SELECT failures, last_error FROM sources")
+    finally:
+        await store.close()
+
+    assert not outcome.ok
+    assert h.pipeline.state.accounts is None
+    if always:
+        assert outcome.error == "state not written: cannot encode the record"
+        assert failures == []
+        [reported] = events(logs, "store_write_failed", "error")
+        assert reported["error"] == "cannot encode the record"
+    else:
+        assert outcome.error == "unexpected error: ValueError: cannot encode the record"
+        assert failures == [(1, outcome.error)]
+        [failed] = events(logs, "poll_failed", "error")
+        assert failed["exc_info"] is WriteBug.bug
 
 
 async def test_job_logs_what_escapes_a_poll_and_returns(h: Harness) -> None:

@@ -214,7 +214,7 @@ def load_source(db: sqlite3.Connection, source: str) -> SourceState:
             )
         ]
         accounts = dict(parse_records(records).accounts)
-    departed = _load_departed(db, source, accounts) if accounts is not None else None
+    departed = _load_departed(db, source) if accounts is not None else None
     active: dict[AlertKey, ActiveAlert] = {}
     down: ActiveAlert | None = None
     for rule, number, fp, started, state, notified in db.execute(
@@ -246,11 +246,8 @@ def load_source(db: sqlite3.Connection, source: str) -> SourceState:
     )
 
 
-def _load_departed(
-    db: sqlite3.Connection, source: str, accounts: Mapping[str, Account]
-) -> dict[str, Departed]:
-    """The accounts that left the source's response, with their last record (none that is
-    back in ``accounts``)."""
+def _load_departed(db: sqlite3.Connection, source: str) -> dict[str, Departed]:
+    """The accounts that left the source's response, with their last record."""
     left: dict[str, datetime] = {}
     records = []
     for number, text, at in db.execute(
@@ -258,12 +255,9 @@ def _load_departed(
         " ORDER BY account_number",
         (source,),
     ):
-        if number not in accounts:
-            left[number] = _from_iso(at)
-            records.append(encoding.loads(text))
-    return {
-        n: Departed(a, left[n]) for n, a in parse_records(records).accounts.items() if n in left
-    }
+        left[number] = _from_iso(at)
+        records.append(encoding.loads(text))
+    return {n: Departed(a, left[n]) for n, a in parse_records(records).accounts.items()}
 
 
 def commit(db: sqlite3.Connection, write: PollWrite) -> None:
