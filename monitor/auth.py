@@ -9,7 +9,6 @@ The token lives in memory only; it is never logged, written to the state or put 
 from __future__ import annotations
 
 import asyncio
-import math
 import re
 from collections.abc import Callable
 from datetime import datetime, time, timedelta
@@ -35,6 +34,7 @@ DEFAULT_LIFETIME = timedelta(hours=8)
 MAX_LIFETIME = timedelta(days=2)
 #: A shorter positive ``expires_in`` (a microsecond) counts as this, so renewal stays after now.
 MIN_LIFETIME = timedelta(seconds=1)
+_MAX_SECONDS = int(MAX_LIFETIME.total_seconds())
 
 
 class TokenProvider(Protocol):
@@ -80,7 +80,9 @@ def renew_at(issued_at: datetime, expires_in: float | None, margin: timedelta) -
     """When to renew a token issued at ``issued_at``: before either expiry, less ``margin``.
 
     Never sooner than a tenth of the token's life after issue, so a tiny ``expires_in`` or a
-    large margin cannot make the monitor ask for a token on every poll.
+    large margin cannot make the monitor ask for a token on every poll. ``expires_in`` is
+    capped to :data:`MAX_LIFETIME`; ``None``, zero, a negative or a NaN mean
+    :data:`DEFAULT_LIFETIME`.
     """
     if expires_in and expires_in > 0:
         seconds = min(expires_in, MAX_LIFETIME.total_seconds())
@@ -89,7 +91,7 @@ def renew_at(issued_at: datetime, expires_in: float | None, margin: timedelta) -
         lifetime = DEFAULT_LIFETIME
     expiry = min(issued_at + lifetime, next_daily_expiry(issued_at))
     floor = issued_at + min(lifetime, expiry - issued_at) / 10
-    return max(expiry - margin, floor)
+    return expiry - min(margin, expiry - floor)  # never expiry - margin: it may underflow
 
 
 class OAuthTokens:
@@ -159,10 +161,7 @@ class OAuthTokens:
             )
         if status != 200:
             raise AuthError(_refusal(status, body, list(secrets.values())), status=status)
-        data = _decoded(body)
-        if data is None:
-            raise AuthError(f"{UNUSABLE}: the body is not JSON")
-        token, seconds = token_answer(data)
+        token, seconds = read_token_answer(body)
         renew = renew_at(now, seconds, self.config.renew_before)
         self.issued += 1
         log.info(
@@ -193,32 +192,35 @@ def token_answer(data: object) -> tuple[SecretStr, float | None]:
             f"{UNUSABLE}: access_token has spaces, control or non-ASCII characters, "
             "which a header cannot carry"
         )
-    return SecretStr(token), _seconds(data.get("expires_in"))
+    return SecretStr(token), expires_in_seconds(data.get("expires_in"))
 
 
 UNUSABLE = "token endpoint answered without a usable access_token"
 _TOKEN_CHARS = re.compile(r"[!-~]+")
-#: Longer strings of digits are taken as "very long" without being read (Python refuses to
-#: read an int of over 4300 digits; any such lifetime is capped by MAX_LIFETIME anyway).
-_MAX_DIGITS = 18
 
 
-def _seconds(value: object) -> float | None:
-    """``expires_in`` as seconds: a JSON number or a string of ASCII digits; else unknown.
-    A number too large for a float is capped (a token lives at most :data:`MAX_LIFETIME`)."""
-    cap = MAX_LIFETIME.total_seconds()
-    if isinstance(value, bool):
-        return None
+def read_token_answer(body: bytes) -> tuple[SecretStr, float | None]:
+    """:func:`token_answer` of a token endpoint's 200 answer as it came (bytes)."""
+    data = _decoded(body)
+    if data is None:
+        raise AuthError(f"{UNUSABLE}: the body is not JSON")
+    return token_answer(data)
+
+
+def expires_in_seconds(value: object) -> float | None:
+    """A token answer's ``expires_in`` (any JSON value) as seconds for :func:`renew_at`: a
+    number or a string of ASCII digits, cut to ``[0, MAX_LIFETIME]`` before it becomes a float
+    (``10**400`` is no float); anything else is unknown (``None``)."""
     if isinstance(value, str):
         text = value.strip()
-        if not (text.isascii() and text.isdigit()):
+        if not (text.isascii() and text.isdigit()):  # "²".isdigit(), yet no number
             return None
-        return cap if len(text) > _MAX_DIGITS else min(float(int(text)), cap)
-    if isinstance(value, int):
-        return float(min(value, int(cap)))
-    if isinstance(value, Decimal | float):
-        return min(float(value), cap) if math.isfinite(value) else None
-    return None
+        value = Decimal(text)
+    if isinstance(value, bool) or not isinstance(value, int | Decimal):
+        return None
+    if isinstance(value, Decimal) and value.is_nan():
+        return None
+    return float(min(max(value, 0), _MAX_SECONDS))
 
 
 def _decoded(body: bytes) -> object | None:

@@ -3,7 +3,8 @@
 :func:`step` takes the source's :class:`PollState`, the parse outcome or the fetch error, the
 rules, the config (sinks and mutes) and ``now``; it returns the new state and one
 :class:`PollWrite` describing everything the poll writes: account upserts and deletes, alert
-state, history points, source health, and the notifications queued or held. The flow is
+state, history points, source health, accounts that left, and the notifications queued or held.
+The flow is
 parse (done by the caller) -> :func:`monitor.diff.diff` -> :func:`monitor.rules.evaluate` ->
 ``source_down`` -> sinks and mutes. The store writes a ``PollWrite`` in one transaction
 (:meth:`monitor.store.Store.commit`); :class:`monitor.pipeline.SourcePipeline` does the I/O,
@@ -19,12 +20,13 @@ from datetime import datetime, timedelta
 from typing import TypeAlias
 
 from monitor.config import Config, DeltaRuleConfig, RuleConfig
-from monitor.diff import diff, same
+from monitor.diff import changed_fields, diff, same
 from monitor.errors import FetchError, SourceError
 from monitor.models import (
     Account,
     ActiveAlert,
     Alert,
+    Change,
     JSONValue,
     Notification,
     ParseResult,
@@ -36,7 +38,9 @@ from monitor.rules import AlertKey, SourceHealth, evaluate, evaluate_source, ret
 from monitor.rules.base import RuleProblem
 
 __all__ = [
+    "DEPARTED_KEPT",
     "Delivery",
+    "Departed",
     "HistoryPoint",
     "PollRecord",
     "PollState",
@@ -54,6 +58,18 @@ HistoryPoint: TypeAlias = tuple[str, str, datetime, JSONValue]
 HistoryMap: TypeAlias = dict[tuple[str, str], list[tuple[datetime, JSONValue]]]
 #: The same, as the step keeps it: never changed in place (a new poll makes new entries).
 History: TypeAlias = Mapping[tuple[str, str], tuple[tuple[datetime, JSONValue], ...]]
+#: How long the last record of an account that left the response is kept, to compare it with
+#: when the account comes back (as long as finished outbox rows are): an account that returns
+#: within a week is compared with what was last known of it; later it is simply new.
+DEPARTED_KEPT = timedelta(days=7)
+
+
+@dataclass(frozen=True, slots=True)
+class Departed:
+    """An account that left the response: its last usable record, and when it left."""
+
+    account: Account
+    left_at: datetime
 
 
 @dataclass(frozen=True, slots=True)
@@ -65,6 +81,7 @@ class SourceState:
     active: dict[AlertKey, ActiveAlert]
     last_success_at: datetime | None = None
     history: HistoryMap | None = None
+    departed: dict[str, Departed] | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -94,7 +111,9 @@ class PollWrite:
     ``active`` (when not ``None``) replaces the source's rule alerts; only the rows that differ
     from ``active_before`` are written when that is given. ``health.down`` is the source's
     ``source_down`` alert. ``history`` adds values of windowed fields, ``history_deletes``
-    drops those that left every window.
+    drops those that left every window. ``departed`` are the last records of the accounts that
+    left the response at this poll (they are also in ``deletes``), kept as left at
+    ``poll.at``; ``forget`` are departed accounts no longer kept (back, or gone too long).
     """
 
     source: str
@@ -107,6 +126,8 @@ class PollWrite:
     history: tuple[HistoryPoint, ...] = ()
     history_deletes: tuple[HistoryPoint, ...] = ()
     deliveries: tuple[Delivery, ...] = ()
+    departed: tuple[Account, ...] = ()
+    forget: tuple[str, ...] = ()
 
     @property
     def queued(self) -> tuple[Delivery, ...]:
@@ -135,12 +156,17 @@ class PollState:
     retired: Mapping[str, RuleConfig] = field(default_factory=dict)
     #: Evaluate every account at the next successful poll (start-up, reload).
     full: bool = True
+    #: Accounts that left the response, kept :data:`DEPARTED_KEPT`: one that comes back is
+    #: compared with its last record (and is an ``account_added`` too: it was absent).
+    departed: Mapping[str, Departed] = field(default_factory=dict)
 
     @classmethod
     def loaded(cls, stored: SourceState) -> PollState:
         """The state at start-up, from what the store kept."""
         history = {key: tuple(entries) for key, entries in (stored.history or {}).items()}
-        return cls(stored.accounts, stored.health, stored.active, history)
+        return cls(
+            stored.accounts, stored.health, stored.active, history, departed=stored.departed or {}
+        )
 
     @property
     def firing(self) -> list[ActiveAlert]:
@@ -274,6 +300,9 @@ def _succeeded(
         if p.skipped and p.account_number is not None and p.account_number not in accounts
     )
     changes = diff(previous, accounts, only=result.changed)
+    returned = {n: d for n, d in state.departed.items() if n in accounts}
+    if returned:
+        changes = _since_departure(changes, returned, accounts)
     touched = frozenset(c.account_number for c in changes if c.kind != "removed")
     # Unchanged records cannot change a rule's outcome; after a reload every rule is new.
     only = None if previous is None or state.full else touched
@@ -303,6 +332,7 @@ def _succeeded(
             for c in changes
             if c.kind == "removed" and c.account_number not in skip
         )
+    departed, forget = _departures(state.departed, previous or {}, deletes, returned, now)
     deliveries = _deliveries(alerts, config, now) + _deliveries(ended, config, now, state.retired)
     write = PollWrite(
         source,
@@ -315,12 +345,16 @@ def _succeeded(
         history=tuple(added),
         history_deletes=tuple(dropped),
         deliveries=deliveries,
+        departed=tuple(departed[n].account for n in deletes if n in departed),
+        forget=forget,
     )
     merged = dict(accounts)
     for number in skip:  # an unusable record keeps its last good snapshot
         if previous is not None and number in previous:
             merged[number] = previous[number]
-    new = PollState(merged, health, evaluation.active, history, retired={}, full=False)
+    new = PollState(
+        merged, health, evaluation.active, history, retired={}, full=False, departed=departed
+    )
     return Step(
         new,
         write,
@@ -329,6 +363,49 @@ def _succeeded(
         skipped=skip,
         problems=evaluation.problems,
     )
+
+
+def _since_departure(
+    changes: list[Change], returned: Mapping[str, Departed], accounts: Mapping[str, Account]
+) -> list[Change]:
+    """``changes`` with, after the ``added`` of each account that came back, how its record
+    differs from the one it left with: what ``change`` and ``restriction_change`` see."""
+    merged: list[Change] = []
+    for change in changes:
+        merged.append(change)
+        gone = returned.get(change.account_number) if change.kind == "added" else None
+        if gone is None:
+            continue
+        number = change.account_number
+        for name, (old, new) in changed_fields(gone.account, accounts[number]).items():
+            merged.append(
+                Change(kind="changed", account_number=number, field=name, previous=old, current=new)
+            )
+    return merged
+
+
+def _departures(
+    kept: Mapping[str, Departed],
+    previous: Mapping[str, Account],
+    deletes: Sequence[str],
+    returned: Mapping[str, Departed],
+    now: datetime,
+) -> tuple[dict[str, Departed], tuple[str, ...]]:
+    """The departed accounts after this poll (those that left now added, those back or kept
+    :data:`DEPARTED_KEPT` dropped), and the ones dropped."""
+    if not kept and not deletes:
+        return {}, ()
+    oldest = now - DEPARTED_KEPT
+    departed: dict[str, Departed] = {}
+    forget = []
+    for number, gone in kept.items():
+        if number in returned or gone.left_at <= oldest:
+            forget.append(number)
+        else:
+            departed[number] = gone
+    for number in deletes:
+        departed[number] = Departed(previous[number], now)
+    return departed, tuple(sorted(forget))
 
 
 def _deliveries(

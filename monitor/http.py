@@ -325,21 +325,27 @@ def excerpt(text: str, *, secrets: Iterable[str] = (), mask: str = "***") -> str
 # --------------------------------------------------------------------------- Retry-After
 
 
+#: The longest wait :func:`parse_retry_after` returns: a longer one (up to a number too large for
+#: a ``timedelta`` or a float) is read as this. Callers cut it further to what they honour.
+RETRY_AFTER_MAX = 10 * 365 * 86400.0
+
+
 def parse_retry_after(value: str | None, *, now: datetime | None = None) -> float | None:
     """Seconds to wait from ``Retry-After`` (delta-seconds or HTTP-date); ``None`` if unusable.
 
-    A date in the past is ``0``; a date without a zone is taken as UTC.
+    A date in the past is ``0``; a date without a zone is taken as UTC. The wait is at most
+    :data:`RETRY_AFTER_MAX`, whatever the header asked.
     """
     if value is None:
         return None
     text = value.strip()
     if text.isascii() and text.isdigit():
-        return float(text)
+        return min(float(text), RETRY_AFTER_MAX)  # float() of a long digit string is inf
     try:
         moment = parsedate_to_datetime(text)
-    except (TypeError, ValueError, IndexError):
+    except (TypeError, ValueError, IndexError, OverflowError):
         return None
     if moment.tzinfo is None:
         moment = moment.replace(tzinfo=UTC)
     now = now if now is not None else datetime.now(tz=UTC)
-    return max(0.0, (moment - now).total_seconds())
+    return min(max(0.0, (moment - now).total_seconds()), RETRY_AFTER_MAX)

@@ -15,12 +15,16 @@ Per record, in one pass over its keys:
   (``skipped=False``), because the vendor adds values.
 - A known field that is ``null`` is treated as absent and left out of the record.
 - Unknown fields are kept as data, unchanged.
+- What cannot be stored and sent makes the record unusable: arrays and objects nested deeper
+  than :data:`monitor.encoding.MAX_DEPTH` (the record counting as one level), however deep, and
+  text that is no Unicode (a lone surrogate, which JSON's ``\\ud800`` escapes can write), in a
+  key or a value.
 """
 
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from decimal import Decimal
 from types import MappingProxyType
 from typing import Any, Final
@@ -28,7 +32,7 @@ from typing import Any, Final
 import orjson
 
 from monitor.diff import raw_checks, same_raw
-from monitor.encoding import loads
+from monitor.encoding import MAX_DEPTH, cut_deeper_than, loads
 from monitor.errors import ParseError
 from monitor.models import (
     INTEGER_FIELDS,
@@ -144,18 +148,22 @@ def _exact_record(item: dict[str, Any]) -> dict[str, Any]:
     return {
         key: _from_float(value, money=_KIND.get(key) == _MONEY)
         if type(value) is float
-        else (_exact_value(value) if isinstance(value, list | dict) else value)
+        else (_exact_value(value, 2) if isinstance(value, list | dict) else value)
         for key, value in item.items()
     }
 
 
-def _exact_value(value: Any) -> Any:
+def _exact_value(value: Any, level: int) -> Any:
+    """``value`` (at nesting ``level``) with its floats as ``Decimal``; a container deeper than
+    :data:`MAX_DEPTH` is left as it is (its record is refused) and not recursed into."""
     if type(value) is float:
         return _from_float(value, money=False)
+    if level > MAX_DEPTH:
+        return value
     if isinstance(value, list):
-        return [_exact_value(v) for v in value]
+        return [_exact_value(v, level + 1) for v in value]
     if isinstance(value, dict):
-        return {k: _exact_value(v) for k, v in value.items()}
+        return {k: _exact_value(v, level + 1) for k, v in value.items()}
     return value
 
 
@@ -173,11 +181,21 @@ def parse_exact(body: bytes) -> ParseResult:
         ) from exc
     except ValueError as exc:  # NaN/Infinity, or an integer beyond Python's digit limit
         raise ParseError(f"response is not JSON: {exc}") from exc
-    except RecursionError as exc:
-        raise ParseError("response is not JSON: nested too deeply") from exc
+    except RecursionError:
+        items = _decode_deep(body)
     if not isinstance(items, list):
         raise ParseError(f"response is not a JSON array of accounts (got {_json_type(items)})")
     return parse_records(items)
+
+
+def _decode_deep(body: bytes) -> Any:
+    """A body nested too deeply for the decoder: each container past :data:`MAX_DEPTH` levels
+    of a record is cut down to ``[]`` (still too deep: that record is refused, the others are
+    read as they are)."""
+    try:
+        return loads(cut_deeper_than(body, MAX_DEPTH + 1))
+    except (ValueError, RecursionError):  # broken as well as deep: say what we know
+        raise ParseError("response is not JSON: nested too deeply") from None
 
 
 def parse_records(items: list[Any]) -> ParseResult:
@@ -204,7 +222,7 @@ def _check_one(
         problems.append(Problem(f"record is not an object (got {_json_type(item)})", index=index))
         return False
     number = item.get("account_number")
-    if not isinstance(number, str) or not number.strip():
+    if not isinstance(number, str) or not number.strip() or not _is_text(number):
         message = _account_number_problem(item)
         problems.append(Problem(message, field="account_number", index=index))
         return False
@@ -250,6 +268,16 @@ def _check_record(item: dict[str, Any], warnings: list[tuple[str, str]]) -> dict
     for name, value in item.items():
         kind = _KIND.get(name)
         if kind is None:
+            if not _is_text(name):
+                shown = name.encode("utf-8", "backslashreplace").decode()
+                raise _RecordError(shown, f"{shown}: the field's name is {_NOT_TEXT}")
+            if isinstance(value, str):
+                if not _is_text(value):
+                    raise _RecordError(name, f"{name}: {_NOT_TEXT}")
+            elif isinstance(value, list | dict):
+                problem = _unstorable(value)
+                if problem is not None:
+                    raise _RecordError(name, f"{name}: {problem}")
             record[name] = value
         elif value is None:
             continue  # a known field that is null counts as absent
@@ -260,11 +288,53 @@ def _check_record(item: dict[str, Any], warnings: list[tuple[str, str]]) -> dict
         else:
             if not isinstance(value, str):
                 raise _RecordError(name, f"{name}: expected a string, got {_json_type(value)}")
+            if not _is_text(value):
+                raise _RecordError(name, f"{name}: {_NOT_TEXT}")
             allowed = KNOWN_ENUMS.get(name)
             if allowed is not None and value not in allowed:
                 warnings.append((name, f"{name}: unknown value {_quote(value)}"))
             record[name] = value
     return record
+
+
+_NOT_TEXT: Final = "not Unicode text (a lone surrogate)"
+
+
+def _is_text(text: str) -> bool:
+    """Whether ``text`` is Unicode text, which UTF-8 (SQLite, logs, sinks) can write: no lone
+    surrogate."""
+    if text.isascii():
+        return True
+    try:
+        text.encode()
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
+def _unstorable(value: JSONValue) -> str | None:
+    """Why an unknown field's value cannot be stored: nested deeper than :data:`MAX_DEPTH`
+    levels of its record, or text that is no Unicode; ``None`` when it can. Iterative: any
+    depth is answered, without recursion."""
+    todo: list[tuple[JSONValue, int]] = [(value, 2)]  # the record is level 1
+    while todo:
+        item, level = todo.pop()
+        if isinstance(item, str):
+            if not _is_text(item):
+                return _NOT_TEXT
+            continue
+        if isinstance(item, dict):
+            if not all(_is_text(key) for key in item):
+                return f"a key is {_NOT_TEXT}"
+            children: Iterable[JSONValue] = item.values()
+        elif isinstance(item, list):
+            children = item
+        else:
+            continue
+        if level > MAX_DEPTH:
+            return f"nested deeper than {MAX_DEPTH} levels"
+        todo.extend((child, level + 1) for child in children)
+    return None
 
 
 def _money(name: str, value: object) -> Decimal:
@@ -307,6 +377,8 @@ def _account_number_problem(item: dict[str, Any]) -> str:
     if "account_number" not in item or item["account_number"] is None:
         return "account_number: missing"
     value = item["account_number"]
+    if isinstance(value, str) and value.strip():
+        return f"account_number: {_NOT_TEXT}"
     got = "a blank string" if isinstance(value, str) else _json_type(value)
     return f"account_number: expected a non-empty string, got {got}"
 

@@ -2,9 +2,21 @@
 
 The decisions are :func:`monitor.cycle.step`'s (pure): this class does the I/O around it and
 keeps the step's state between polls. The state is written through to the store in one
-transaction per poll (only changed account rows are written). A failed poll (fetch or parse)
-counts toward ``source_down`` and never raises; a ``StoreError`` does (the scheduled job logs it
-and the next tick tries again from the state on disk).
+transaction per poll (only changed account rows are written).
+
+Every poll ends as a success or as a failed poll with its cause, never otherwise:
+
+- a fetch or parse error, and any unexpected exception out of fetch, parse or the step (a bug),
+  goes through the step as a failed poll: it counts toward ``source_down``, is the
+  ``PollOutcome``'s ``error`` (metrics, readiness) and is logged once (``poll_failed``; a bug
+  at error level, with its traceback when it is new);
+- a poll the store could not write (``StoreError``: disk full, I/O error) is a failed poll
+  counted in memory only: the state stays what was last committed, so the next poll that can
+  be written writes everything this one could not. The cause is logged once
+  (``store_write_failed``), the recovery too (``store_write_recovered``);
+- a poll whose write raised anything else (a bug) is written again as a failed poll.
+
+A ``Retry-After`` defers the next polls, for at most :func:`retry_after_bound`.
 """
 
 from __future__ import annotations
@@ -20,16 +32,21 @@ import structlog
 
 from monitor.config import Config, RuleConfig
 from monitor.cycle import Delivery, PollState, Step, notification_id, reconfigured, step
-from monitor.errors import SourceError
+from monitor.errors import SourceError, StoreError
 from monitor.models import ActiveAlert, ParseResult, Problem
 from monitor.parse import parse_body, problem_text
 from monitor.rules.base import RuleProblem
 from monitor.store import Store
+from monitor.text import one_line
 
-__all__ = ["Fetcher", "PollOutcome", "SourcePipeline", "notification_id"]
+__all__ = ["Fetcher", "PollOutcome", "SourcePipeline", "notification_id", "retry_after_bound"]
 
 #: At most this many different evaluation problems are remembered (each is logged once).
 PROBLEMS_REMEMBERED = 1000
+#: A ``Retry-After`` is honoured up to the source's poll interval, or this if that is shorter.
+RETRY_AFTER_FLOOR = timedelta(minutes=5)
+#: The most of an unexpected exception's text a poll's error quotes.
+_BUG_TEXT = 200
 
 log = structlog.get_logger("monitor.pipeline")
 
@@ -86,6 +103,13 @@ class SourcePipeline:
         self._lock = asyncio.Lock()  # a poll and a reconfiguration never interleave
         self._split_of: PollState | None = None
         self._split: tuple[list[ActiveAlert], list[ActiveAlert]] = ([], [])
+        #: The unexpected exception of this poll (a bug), and the text of the last one logged
+        #: with its traceback (a bug that goes on is not logged with it again).
+        self._bug: Exception | None = None
+        self._bug_logged: str | None = None
+        #: Why the store could not write the last polls, and how many it could not.
+        self._unwritten: str | None = None
+        self._unwritten_polls = 0
 
     async def load(self) -> None:
         stored = await self.store.load_source(self.source)
@@ -134,33 +158,102 @@ class SourcePipeline:
             self.log.error("poll_crashed", error=str(exc), exc_info=True)
 
     async def poll(self) -> PollOutcome:
+        """One poll; a failure of any kind is the outcome's ``error``, never an exception."""
         async with self._lock:
             started = time.monotonic()
             now = self.clock()
-            seen: ParseResult | SourceError
+            self._bug = None
+            done = self._step(await self._look(), now)
             try:
-                body = await self.fetcher.fetch()
-                seen = parse_body(body, self.state.accounts)
-            except SourceError as exc:
-                seen = exc
+                await self.store.commit(done.write)
+            except StoreError as exc:
+                outcome = self._not_written(str(exc), time.monotonic() - started)
+            except Exception as exc:  # a bug in writing this poll: write it as a failed one
+                done = self._step(self._unexpected(exc), now)
+                try:
+                    await self.store.commit(done.write)
+                except Exception as again:  # nothing can be written: counted in memory
+                    outcome = self._not_written(str(again), time.monotonic() - started)
+                else:
+                    outcome = self._written(done, now, started)
             else:
-                self._problems.records(seen.problems)
-            done = step(
-                self.state,
-                seen,
-                source=self.source,
-                config=self.config,
-                rules=self.rules,
-                down_after=self.down_after,
-                now=now,
-            )
-            await self.store.commit(done.write)
-            previous, self.state = self.state, done.state
-            outcome = self._logged(done, previous, now, time.monotonic() - started)
+                outcome = self._written(done, now, started)
             self.last, self.last_poll_at = outcome, now
         if self.on_poll is not None:
             self.on_poll(outcome)
         return outcome
+
+    async def _look(self) -> ParseResult | SourceError:
+        """What the poll saw: the parsed body, or why there is none (an unexpected exception
+        out of fetch or parse included)."""
+        try:
+            body = await self.fetcher.fetch()
+            seen = parse_body(body, self.state.accounts)
+        except SourceError as exc:
+            return exc
+        except Exception as exc:  # a bug: the poll fails with it as its cause
+            return self._unexpected(exc)
+        self._problems.records(seen.problems)
+        return seen
+
+    def _step(self, seen: ParseResult | SourceError, now: datetime) -> Step:
+        """The pure step on what the poll saw; an exception out of it fails the poll."""
+        try:
+            return self._run_step(seen, now)
+        except Exception as exc:  # a bug in the rules or the step
+            return self._run_step(self._unexpected(exc), now)
+
+    def _run_step(self, seen: ParseResult | SourceError, now: datetime) -> Step:
+        return step(
+            self.state,
+            seen,
+            source=self.source,
+            config=self.config,
+            rules=self.rules,
+            down_after=self.down_after,
+            now=now,
+        )
+
+    def _unexpected(self, exc: Exception) -> SourceError:
+        """The error of a poll an unexpected exception ended: its class and its text."""
+        self._bug = exc
+        text = one_line(str(exc))[:_BUG_TEXT]
+        name = type(exc).__name__
+        return SourceError(
+            f"unexpected error: {name}: {text}" if text else f"unexpected error: {name}"
+        )
+
+    def _written(self, done: Step, now: datetime, started: float) -> PollOutcome:
+        """The poll's write is committed: the state moves on to the step's."""
+        if self._unwritten is not None:
+            self.log.info("store_write_recovered", polls_not_written=self._unwritten_polls)
+            self._unwritten, self._unwritten_polls = None, 0
+        previous, self.state = self.state, done.state
+        return self._logged(done, previous, now, time.monotonic() - started)
+
+    def _not_written(self, error: str, duration: float) -> PollOutcome:
+        """The store could not write the poll: a failed poll, counted in memory only. The state
+        stays what was committed, so the next poll written rewrites all this one did not."""
+        self._unwritten_polls += 1
+        if error != self._unwritten:
+            self._unwritten = error
+            self.log.error("store_write_failed", error=error)
+        else:
+            self.log.debug("store_write_failed", error=error, polls=self._unwritten_polls)
+        return PollOutcome(
+            ok=False,
+            source=self.source,
+            error=f"state not written: {error}",
+            duration=duration,
+        )
+
+    def _retry_after(self, asked: float) -> float:
+        """The wait a ``Retry-After`` of ``asked`` seconds gets: at most the bound."""
+        bound = retry_after_bound(self.config, self.source).total_seconds()
+        if asked <= bound:
+            return asked
+        self.log.warning("retry_after_capped", asked=asked, used=bound)
+        return bound
 
     def _logged(
         self, done: Step, previous: PollState, now: datetime, duration: float
@@ -169,14 +262,22 @@ class SourcePipeline:
         ms = round(duration * 1000, 1)
         if done.error is not None:
             retry = done.retry_after
+            if retry:
+                retry = self._retry_after(retry)
             self._not_before = now + timedelta(seconds=retry) if retry else None
-            self.log.warning(
-                "poll_failed",
-                error=done.error,
-                failures=done.state.health.failures,
-                retry_after=retry,
-                duration_ms=ms,
-            )
+            failed = {
+                "error": done.error,
+                "failures": done.state.health.failures,
+                "retry_after": retry,
+                "duration_ms": ms,
+            }
+            if self._bug is None:
+                self.log.warning("poll_failed", **failed)
+            elif done.error != self._bug_logged:  # a new bug: with its traceback, once
+                self._bug_logged = done.error
+                self.log.error("poll_failed", **failed, exc_info=self._bug)
+            else:
+                self.log.error("poll_failed", **failed)
             self._announce(done.write.deliveries)
             return PollOutcome(
                 ok=False,
@@ -186,6 +287,7 @@ class SourcePipeline:
                 duration=duration,
             )
         self._not_before = None
+        self._bug_logged = None
         self.last_success = now
         self._problems.rules(done.problems)
         count = done.write.poll.account_count or 0
@@ -281,3 +383,16 @@ class _ProblemLog:
                 accounts=len(accounts),
                 example=next((a for a in accounts if a is not None), None),
             )
+
+
+def retry_after_bound(config: Config, source: str) -> timedelta:
+    """The longest ``Retry-After`` honoured for ``source``: its longest poll interval, or
+    :data:`RETRY_AFTER_FLOOR` when that is shorter. A longer wait is cut to this, so a source
+    that keeps asking for one is polled, and fails, and ``source_down`` counts it."""
+    schedule = config.schedule
+    interval = schedule.interval
+    for spec in config.all_sources():
+        if spec.name == source and spec.interval is not None:
+            interval = spec.interval
+    longest = max(interval, schedule.off_hours_interval or interval)
+    return max(longest, RETRY_AFTER_FLOOR)

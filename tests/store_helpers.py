@@ -32,6 +32,8 @@ async def commit_poll(
     history: Sequence[HistoryPoint] = (),
     history_deletes: Sequence[HistoryPoint] = (),
     held: Sequence[tuple[Notification, Sequence[str], str]] = (),
+    departed: Sequence[Account] = (),
+    forget: Sequence[str] = (),
 ) -> None:
     """``store.commit`` of a :class:`PollWrite` made of these parts."""
     deliveries = [Delivery(n, tuple(sinks)) for n, sinks in outbox]
@@ -48,6 +50,8 @@ async def commit_poll(
             history=tuple(history),
             history_deletes=tuple(history_deletes),
             deliveries=tuple(deliveries),
+            departed=tuple(departed),
+            forget=tuple(forget),
         )
     )
 
@@ -117,3 +121,17 @@ async def sqlite_rows(path: Path, sql: str, *args: Any) -> list[tuple[Any, ...]]
             conn.close()
 
     return await asyncio.to_thread(read)
+
+
+async def sqlite_limit_pages(store: Store, *, grow_by: int | None) -> None:
+    """Let the SQLite file of ``store`` grow by at most ``grow_by`` pages from its size now
+    (``None``: lift the limit): SQLite's ``max_page_count`` on the store's own connection, so
+    a write past it fails with a real SQLITE_FULL, as on a full disk."""
+    assert isinstance(store, SqliteStore), f"{store!r}: not a SQLite store"
+
+    def limit(db: sqlite3.Connection) -> None:
+        pages = int(db.execute("PRAGMA page_count").fetchone()[0])
+        most = pages + grow_by if grow_by is not None else 0xFFFFFFFE
+        db.execute(f"PRAGMA max_page_count={most}")
+
+    await store._run(limit)

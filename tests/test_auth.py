@@ -8,6 +8,7 @@ import socket
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
+from decimal import Decimal
 from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo
@@ -22,7 +23,16 @@ from pydantic import SecretStr
 from structlog.testing import capture_logs
 
 from monitor import encoding, http
-from monitor.auth import OAuthTokens, StaticToken, next_daily_expiry, renew_at, token_answer
+from monitor.auth import (
+    MAX_LIFETIME,
+    OAuthTokens,
+    StaticToken,
+    expires_in_seconds,
+    next_daily_expiry,
+    read_token_answer,
+    renew_at,
+    token_answer,
+)
 from monitor.config import ApiConfig, OAuthConfig
 from monitor.errors import AuthError, FetchError
 from monitor.simulator import Reply, Simulator, build_app
@@ -121,6 +131,86 @@ def test_renew_at(
     """Renew ``margin`` before the earlier of expires_in and 03:00 ET, but never sooner than a
     tenth of the token's life; an absent or absurd expires_in falls back to sane bounds."""
     assert renew_at(issued, expires_in, margin) == expected
+
+
+@pytest.mark.parametrize(
+    ("value", "seconds"),
+    [
+        pytest.param(60, 60.0, id="int"),
+        pytest.param(Decimal("60.5"), 60.5, id="decimal"),
+        pytest.param(" 60 ", 60.0, id="digit-string"),
+        pytest.param(10**400, 172800.0, id="past-a-float-cut"),
+        pytest.param(Decimal("1E+999999999"), 172800.0, id="huge-exponent-cut"),
+        pytest.param(-(10**400), 0.0, id="huge-negative-is-zero"),
+        pytest.param("9" * 5000, 172800.0, id="past-int-digits-cut"),
+        pytest.param("\u00b2", None, id="superscript-digit"),
+        pytest.param("-60", None, id="signed-string"),
+        pytest.param(True, None, id="boolean"),
+        pytest.param(Decimal("NaN"), None, id="nan"),
+        pytest.param(None, None, id="absent"),
+        pytest.param([60], None, id="array"),
+    ],
+)
+def test_expires_in_seconds(value: object, seconds: float | None) -> None:
+    """Any value as seconds within ``[0, MAX_LIFETIME]`` before it becomes a float, or None."""
+    assert expires_in_seconds(value) == seconds
+
+
+#: ``expires_in`` as a token endpoint may write it: any JSON value, numbers past a float's
+#: range or Decimal's, digit strings that are not ASCII, nesting past the decoder's limit.
+EXPIRES_IN = st.one_of(
+    st.sampled_from(
+        [
+            "1e400",
+            "-1e400",
+            "1E+999999999",
+            "1e99999999999999999999",
+            "1" + "0" * 400,
+            "-" + "9" * 5000,
+            "1e-400",
+            "0",
+            "-0",
+            "60.5",
+            '"60"',
+            '" 60 "',
+            '"\u00b2"',
+            '"\u0661\u0662"',
+            '"' + "9" * 400 + '"',
+            "true",
+            "null",
+            "[]",
+            "{}",
+            "[" * 3000 + "]" * 3000,
+        ]
+    ),
+    st.integers().map(str),
+    st.floats(allow_nan=False, allow_infinity=False).map(repr),
+    st.text(max_size=8).map(lambda t: '"' + t.replace("\\", "").replace('"', "") + '"'),
+)
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    expires_in=EXPIRES_IN,
+    issued=st.timedeltas(-timedelta(days=3650), timedelta(days=3650)).map(lambda d: NOON + d),
+    margin=st.timedeltas(min_value=timedelta(0)),
+)
+def test_any_token_answer_gives_a_renewal_time_or_a_precise_error(
+    expires_in: str, issued: datetime, margin: timedelta
+) -> None:
+    """Whatever ``expires_in`` holds (and whatever the margin), a 200 answer with a token is a
+    renewal time within the token's longest life, or an AuthError saying what was wrong; never
+    another exception."""
+    body = f'{{"access_token": "t0k3n", "expires_in": {expires_in}}}'.encode()
+    try:
+        token, seconds = read_token_answer(body)
+    except AuthError as exc:
+        refused = str(exc)
+    else:
+        assert token.get_secret_value() == "t0k3n"
+        assert issued <= renew_at(issued, seconds, margin) <= issued + MAX_LIFETIME
+        return
+    assert refused.startswith("token endpoint answered without a usable access_token: ")
 
 
 # --------------------------------------------------------------------------- servers
@@ -418,6 +508,27 @@ async def test_expires_in_as_a_string_or_missing(servers: Servers) -> None:
     tokens = servers.recorder(renew_before="10s")
     await tokens.token()
     assert tokens.renew_time == NOON + timedelta(hours=8, seconds=-10)
+
+
+@pytest.mark.parametrize(
+    ("expires_in", "renew"),
+    [
+        pytest.param("1" + "0" * 400, et(6, 16, 2, 59, 59), id="too-large-for-a-float"),
+        pytest.param("1e400", et(6, 16, 2, 59, 59), id="past-a-float-as-decimal"),
+        pytest.param("-1" + "0" * 400, NOON + timedelta(hours=8, seconds=-1), id="huge-negative"),
+        pytest.param('"\u00b2"', NOON + timedelta(hours=8, seconds=-1), id="superscript-digit"),
+        pytest.param('"' + "9" * 400 + '"', et(6, 16, 2, 59, 59), id="huge-digit-string"),
+    ],
+)
+async def test_a_hostile_expires_in_still_issues_a_token(
+    servers: Servers, expires_in: str, renew: datetime
+) -> None:
+    """An ``expires_in`` no float holds, or a string of digits ``float()`` refuses, is cut to
+    the longest life (the 03:00 expiry comes first) or taken as unknown (8 hours)."""
+    servers.endpoint.text = f'{{"access_token": "a", "expires_in": {expires_in}}}'
+    tokens = servers.recorder(renew_before="1s")
+    assert (await tokens.token()).get_secret_value() == "a"
+    assert tokens.renew_time == renew
 
 
 async def test_a_silent_endpoint_times_out(servers: Servers) -> None:

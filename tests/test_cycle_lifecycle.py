@@ -15,6 +15,7 @@ from typing import Any
 from cycle_helpers import (
     LOW_CASH,
     LOW_CASH_EVERY_SINK,
+    RESTRICTED,
     T0,
     Polls,
     alerts,
@@ -130,6 +131,69 @@ def test_a_firing_alert_resolves_when_its_account_leaves_the_response() -> None:
         ("low-cash", "resolved", "ops", "A1: account no longer in the response")
     ]
     assert done.write.active == {}
+
+
+# --------------------------------------------------------------------------- accounts that leave
+
+MEMBERSHIP: list[dict[str, Any]] = [
+    LOW_CASH,
+    RESTRICTED,
+    {"type": "account_added", "name": "added"},
+    {"type": "account_removed", "name": "removed"},
+]
+
+
+def test_an_empty_response_keeps_what_was_last_known_of_each_account() -> None:
+    """After ``[]`` every account is removed (``account_removed`` fires, a firing condition
+    alert resolves) but its last record is kept as departed; when the accounts come back, each
+    is compared with it: a restriction that changed meanwhile fires ``restriction_change``,
+    beside ``account_added`` (it was absent)."""
+    p = Polls(config(*MEMBERSHIP))
+    p.poll(body(record("A"), record("B", "500.00")), at=T0)
+
+    gone = p.poll(body(), at=later(minutes=1))
+    assert outbox(gone.write) == [
+        ("low-cash", "resolved", "ops", "B"),
+        ("removed", "firing", "ops", "A"),
+        ("removed", "firing", "audit", "A"),
+        ("removed", "firing", "ops", "B"),
+        ("removed", "firing", "audit", "B"),
+    ]
+    assert gone.write.deletes == ("A", "B")
+    assert [a.account_number for a in gone.write.departed] == ["A", "B"]
+    assert sorted(gone.state.departed) == ["A", "B"]
+    assert gone.state.departed["A"].left_at == later(minutes=1)
+
+    back = p.poll(
+        body(record("A", restriction="restricted"), record("B", "500.00"), record("C")),
+        at=later(minutes=2),
+    )
+    assert [(r, s, n) for r, s, sink, n in outbox(back.write) if sink == "ops"] == [
+        ("low-cash", "firing", "B"),
+        ("restricted", "firing", "A"),
+        ("added", "firing", "A"),
+        ("added", "firing", "B"),
+        ("added", "firing", "C"),
+    ]
+    assert [a.account_number for a in back.write.upserts] == ["A", "B", "C"]
+    assert back.write.forget == ("A", "B")
+    assert back.state.departed == {}
+
+
+def test_a_departed_account_is_forgotten_after_a_week() -> None:
+    """An account that never comes back is kept for ``DEPARTED_KEPT`` (a week), then
+    forgotten; coming back after that, it is a new account with nothing to compare with."""
+    p = Polls(config(*MEMBERSHIP))
+    p.poll(body(record("A"), record("B")), at=T0)
+    p.poll(body(record("B")), at=later(minutes=1))
+    kept = p.poll(body(record("B")), at=later(days=7))
+    assert (kept.write.forget, sorted(kept.state.departed)) == ((), ["A"])
+
+    done = p.poll(body(record("B")), at=later(days=7, minutes=1))
+    assert done.write.forget == ("A",)
+    assert done.state.departed == {}
+    back = p.poll(body(record("A", restriction="restricted"), record("B")), at=later(days=8))
+    assert [(r, n) for r, s, sink, n in outbox(back.write) if sink == "ops"] == [("added", "A")]
 
 
 # --------------------------------------------------------------------------- pending (`for`)

@@ -10,7 +10,7 @@ from typing import Any
 
 import pytest
 
-from monitor.encoding import dumps, loads
+from monitor.encoding import cut_deeper_than, dumps, loads
 from monitor.models import Severity
 
 PLUS_2 = timezone(timedelta(hours=2))
@@ -105,6 +105,36 @@ def test_loads(text: str, expected: Any) -> None:
 def test_loads_accepts_bytes() -> None:
     """Bytes (an HTTP body) are parsed like text."""
     assert loads(b'{"x": 0.3}') == {"x": Decimal("0.3")}
+
+
+def test_loads_keeps_an_integer_too_long_for_int_as_a_decimal() -> None:
+    """Python's ``int()`` refuses more than 4,300 digits: such an integer is a ``Decimal``."""
+    digits = "9" * 5000
+    assert loads(f"[{digits}, 12]") == [Decimal(digits), 12]
+
+
+def test_loads_refuses_a_number_no_decimal_holds() -> None:
+    """An exponent past what ``Decimal`` holds is a ``ValueError``, like any unreadable JSON."""
+    with pytest.raises(ValueError, match="number out of range: 1e99999999999999999999"):
+        loads("[1e99999999999999999999]")
+
+
+@pytest.mark.parametrize(
+    ("text", "depth", "cut"),
+    [
+        pytest.param(b"[[1],[[2]]]", 3, b"[[1],[[2]]]", id="shallow-enough-unchanged"),
+        pytest.param(b"[[1],[[2]]]", 2, b"[[1],[[]]]", id="one-level-cut"),
+        pytest.param(b'[{"a":{"b":[3]}},"[[[{"]', 2, b'[{"a":[]},"[[[{"]', id="strings-skipped"),
+        pytest.param(b'["\\"]", [[1]]]', 2, b'["\\"]", [[]]]', id="escaped-quote"),
+        pytest.param(b"[" * 3000 + b"]" * 3000, 3, b"[[[[]]]]", id="deep"),
+        pytest.param(b"[[[[", 1, b"[[]", id="never-closed-stays-broken"),
+        pytest.param(b"]][[1]]", 1, b"]][[1]]", id="stray-closers-stay-broken"),
+    ],
+)
+def test_cut_deeper_than(text: bytes, depth: int, cut: bytes) -> None:
+    """Each container past ``depth`` levels becomes ``[]`` one level deeper: readable by any
+    decoder, and still too deep where it was cut; text that is not JSON stays not JSON."""
+    assert cut_deeper_than(text, depth) == cut
 
 
 @pytest.mark.parametrize("text", ["NaN", "Infinity", "-Infinity", "[1, NaN]", '{"cash": Infinity}'])

@@ -14,7 +14,7 @@ import ssl
 from collections.abc import AsyncIterator, Callable
 from contextlib import AbstractContextManager
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
 import aiohttp
 import pytest
@@ -22,6 +22,8 @@ import trustme
 from aiohttp import web
 from aiohttp.client_reqrep import ConnectionKey
 from aiohttp.test_utils import TestServer
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from yarl import URL
 
 from monitor import __version__, http
@@ -602,3 +604,49 @@ def test_parse_retry_after_reads_the_clock_without_now() -> None:
 def test_user_agent() -> None:
     """One User-Agent for every request balance-monitor makes over HTTP."""
     assert f"balance-monitor/{__version__}" == http.USER_AGENT
+
+
+#: HTTP-dates with every field free: years and days past the calendar, zones, junk.
+HTTP_DATES = st.builds(
+    "{}, {} {} {} {}:{}:{} {}".format,
+    st.sampled_from(["Mon", "Wed", "Xyz", ""]),
+    st.integers(-5, 99),
+    st.sampled_from(["Jan", "Oct", "Dec", "Foo"]),
+    st.integers(-10, 10**6).map(str),
+    st.integers(0, 99),
+    st.integers(0, 99),
+    st.integers(0, 99),
+    st.sampled_from(["GMT", "-0000", "+0200", "+9999", "-2400", "EST", "", "UTC+99"]),
+)
+RETRY_AFTER_VALUES = st.one_of(
+    st.text(),
+    st.text(alphabet="0123456789", min_size=1, max_size=5000),
+    st.integers(min_value=0).map(str),
+    HTTP_DATES,
+)
+
+
+@settings(max_examples=300, deadline=None)
+@given(value=RETRY_AFTER_VALUES)
+def test_any_retry_after_is_a_usable_wait_or_none(value: str) -> None:
+    """Whatever the header says, parse_retry_after returns None or a finite wait of at most
+    ``RETRY_AFTER_MAX`` seconds that a ``timedelta`` and a date can hold."""
+    seconds = http.parse_retry_after(value, now=NOW)
+    if seconds is None:
+        return
+    assert 0.0 <= seconds <= http.RETRY_AFTER_MAX
+    assert NOW + timedelta(seconds=seconds) >= NOW
+
+
+@pytest.mark.parametrize(
+    ("value", "expected"),
+    [
+        pytest.param("9" * 20, http.RETRY_AFTER_MAX, id="past-timedelta"),
+        pytest.param("9" * 5000, http.RETRY_AFTER_MAX, id="past-a-float"),
+        pytest.param("Fri, 31 Dec 9999 23:59:59 GMT", http.RETRY_AFTER_MAX, id="year-9999"),
+    ],
+)
+def test_a_retry_after_past_the_maximum_is_read_as_the_maximum(value: str, expected: float) -> None:
+    """A wait longer than any caller honours is read as ``RETRY_AFTER_MAX`` (each caller cuts
+    it further), never as a number too large for a ``timedelta``."""
+    assert http.parse_retry_after(value, now=NOW) == expected

@@ -8,6 +8,7 @@ from typing import Any
 
 import pytest
 
+from monitor.encoding import MAX_DEPTH
 from monitor.errors import ParseError
 from monitor.models import Account, Problem
 from monitor.parse import parse_body, parse_records, problem_text
@@ -426,6 +427,133 @@ def test_bad_record_is_skipped_with_a_problem(item: Any, problem: Problem) -> No
     result = parse_records([item])
     assert dict(result.accounts) == {}
     assert result.problems == (problem,)
+
+
+def nested(levels: int, leaf: Any = 1) -> Any:
+    """``leaf`` inside ``levels`` arrays (built without recursion)."""
+    value = leaf
+    for _ in range(levels):
+        value = [value]
+    return value
+
+
+#: A record counts as one level: an unknown field may nest this many more.
+ROOM = MAX_DEPTH - 1
+
+
+@pytest.mark.parametrize(
+    ("item", "problem"),
+    [
+        pytest.param(
+            record(extra=nested(ROOM + 1)),
+            Problem("extra: nested deeper than 64 levels", NUMBER, "extra", 0),
+            id="one-level-too-deep",
+        ),
+        pytest.param(
+            record(extra={"a": [{"b": nested(ROOM)}]}),
+            Problem("extra: nested deeper than 64 levels", NUMBER, "extra", 0),
+            id="too-deep-inside-objects",
+        ),
+        pytest.param(
+            record(extra=nested(5000)),
+            Problem("extra: nested deeper than 64 levels", NUMBER, "extra", 0),
+            id="far-too-deep",
+        ),
+        pytest.param(
+            {"account_number": "\ud800"},
+            Problem(
+                "account_number: not Unicode text (a lone surrogate)",
+                field="account_number",
+                index=0,
+            ),
+            id="account-number-lone-surrogate",
+        ),
+        pytest.param(
+            record(trade_platform="x\udfff"),
+            Problem(
+                "trade_platform: not Unicode text (a lone surrogate)", NUMBER, "trade_platform", 0
+            ),
+            id="text-lone-surrogate",
+        ),
+        pytest.param(
+            record(extra="\ud800"),
+            Problem("extra: not Unicode text (a lone surrogate)", NUMBER, "extra", 0),
+            id="unknown-lone-surrogate",
+        ),
+        pytest.param(
+            record(extra=[{"ok": ["\udc00"]}]),
+            Problem("extra: not Unicode text (a lone surrogate)", NUMBER, "extra", 0),
+            id="nested-lone-surrogate",
+        ),
+        pytest.param(
+            record(extra={"\ud800": 1}),
+            Problem("extra: a key is not Unicode text (a lone surrogate)", NUMBER, "extra", 0),
+            id="nested-key-lone-surrogate",
+        ),
+        pytest.param(
+            {**record(), "\ud800x": 1},
+            Problem(
+                "\\ud800x: the field's name is not Unicode text (a lone surrogate)",
+                NUMBER,
+                "\\ud800x",
+                0,
+            ),
+            id="field-name-lone-surrogate",
+        ),
+    ],
+)
+def test_a_record_the_store_could_not_write_is_skipped(item: Any, problem: Problem) -> None:
+    """Nesting deeper than ``MAX_DEPTH`` levels (the record being one), however deep, and text
+    that is no Unicode (a lone surrogate, which JSON's escapes can write) cannot be stored or
+    sent: the record is skipped with a problem naming the field."""
+    result = parse_records([item])
+    assert dict(result.accounts) == {}
+    assert result.problems == (problem,)
+
+
+def test_a_record_as_deep_as_the_store_writes_is_kept() -> None:
+    """An unknown field may nest up to ``MAX_DEPTH`` levels with its record; a surrogate pair
+    is ordinary text."""
+    item = record(extra={"a": nested(ROOM - 1)}, emoji="\ud83d\ude00")
+    result = parse_body(json.dumps([item]).encode())
+    assert result.problems == ()
+    assert result.accounts[NUMBER].record["extra"] == {"a": nested(ROOM - 1)}
+    assert result.accounts[NUMBER].record["emoji"] == "\N{GRINNING FACE}"
+
+
+@pytest.mark.parametrize("depth", [300, 1000, 5000], ids=["past-orjson-writes", "past-json", "far"])
+def test_only_the_record_too_deep_for_the_decoders_is_skipped(depth: int) -> None:
+    """A record nested deeper than the JSON decoders read is skipped on its own: the others
+    are read as usual."""
+    deep = "[" * depth + "]" * depth
+    body = f'[{{"account_number":"A","extra":{deep}}},{{"account_number":"B","cash":1.5}}]'
+    result = parse_body(body.encode())
+    assert list(result.accounts) == ["B"]
+    assert result.accounts["B"].record["cash"] == Decimal("1.5")
+    assert [(p.account_number, p.field, p.message) for p in result.problems] == [
+        ("A", "extra", "extra: nested deeper than 64 levels")
+    ]
+
+
+@pytest.mark.parametrize(
+    ("number", "kept"),
+    [
+        pytest.param("1" * 5000, {"extra": Decimal("1" * 5000)}, id="int-past-int-digits"),
+        pytest.param("1e400", {"extra": Decimal("1E+400")}, id="past-a-float"),
+    ],
+)
+def test_numbers_past_a_float_or_an_int_are_kept_exactly(number: str, kept: dict[str, Any]) -> None:
+    """An unknown field's number that no float holds, or too long for ``int()``, is kept as
+    the decimal it says."""
+    result = parse_body(f'[{{"account_number":"A","extra":{number}}}]'.encode())
+    assert result.problems == ()
+    assert dict(result.accounts["A"].record) == {"account_number": "A", **kept}
+
+
+def test_a_number_no_decimal_holds_is_a_parse_error() -> None:
+    """An exponent past what ``Decimal`` holds is not JSON we can read: a ParseError."""
+    with pytest.raises(ParseError, match="number out of range: 1e99999999999999999999"):
+        parse_body(b'[{"account_number":"A","extra":1e99999999999999999999}]')
 
 
 @pytest.mark.parametrize(

@@ -18,14 +18,15 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from store_helpers import sqlite_query
+from store_helpers import sqlite_limit_pages, sqlite_query
 from structlog.testing import capture_logs
 
 from monitor import pipeline as pipeline_module
 from monitor.config import Config, config_from_dict
+from monitor.cycle import PollWrite
 from monitor.errors import FetchError
 from monitor.pipeline import PollOutcome, SourcePipeline
-from monitor.store import Store, open_store
+from monitor.store import SqliteStore, Store, open_store
 from monitor.testing import EPOCH, FakeFetcher, ManualClock
 
 SOURCE = "default"
@@ -434,13 +435,238 @@ async def test_retry_after_defers_scheduled_polls(h: Harness) -> None:
     assert h.pipeline.last.ok
 
 
-async def test_job_logs_an_unexpected_error_and_returns(h: Harness) -> None:
-    """job() is the scheduled job's one broad except: a bug is logged, never raised."""
+async def test_an_unexpected_error_is_a_failed_poll_counted_toward_source_down(
+    h: Harness,
+) -> None:
+    """An exception nobody expected out of a fetch (a bug) ends the poll as a failed one: it
+    is the outcome's error (for metrics and readiness), counts toward ``source_down`` like a
+    fetch error, and is one ``poll_failed`` line at error level per poll, with the traceback
+    only while it is new."""
     with capture_logs() as logs:
         await h.pipeline.job()  # the fake fetcher has nothing queued: LookupError
+        h.clock.advance(30)
+        await h.pipeline.job()
+    assert [(o.ok, o.error) for o in h.outcomes] == [
+        (False, "unexpected error: LookupError: FakeFetcher: no answer queued")
+    ] * 2
+    assert await sqlite_query(h.store, "SELECT failures, last_result, last_error FROM sources") == [
+        (2, "failed", "unexpected error: LookupError: FakeFetcher: no answer queued")
+    ]
+    assert await h.outbox() == [
+        ("source_down", "firing", "ops", ""),
+        ("source_down", "firing", "audit", ""),
+    ]
+    assert not [e for e in logs if e["event"] == "poll_crashed"]
+    failed = events(logs, "poll_failed", "error")
+    assert [e["failures"] for e in failed] == [1, 2]
+    assert [isinstance(e.get("exc_info"), LookupError) for e in failed] == [True, False]
+
+
+async def test_an_error_out_of_the_step_is_a_failed_poll(tmp_path: Path, store: Store) -> None:
+    """A rule the step cannot evaluate (a bug: here a threshold rule handed to the change
+    evaluator) fails the poll with that cause instead of escaping it; the state is kept."""
+    config = make_config(tmp_path, [LOW_CASH])
+    broken = config.rules[0].model_copy(update={"type": "change"})
+    h = Harness(config, store)
+    h.pipeline.rules = (broken,)
+    await h.pipeline.load()
+
+    outcome = await h.poll([account("A", "500.00")])
+
+    assert not outcome.ok
+    assert outcome.error == (
+        "unexpected error: TypeError: the ChangeRuleConfig evaluator got a change rule"
+    )
+    assert h.pipeline.state.accounts is None
+    assert await sqlite_query(h.store, "SELECT failures FROM sources") == [(1,)]
+
+
+async def test_a_record_nested_too_deeply_is_skipped_and_the_others_watched(h: Harness) -> None:
+    """One record carrying an unknown field nested hundreds of levels deep (more than the store
+    writes) is a skipped record of its own: every other account is watched and written, and
+    the deep one keeps its last snapshot."""
+    await h.poll([account("A"), account("B")])
+    deep = "[" * 300 + "1" + "]" * 300
+    body = (
+        f'[{{"account_number":"A","margin_type":"cash","restriction":"none","cash":5000.00,'
+        f'"extra":{deep}}},'
+        '{"account_number":"B","margin_type":"cash","restriction":"restricted","cash":500.00}]'
+    )
+    h.clock.advance(30)
+    with capture_logs() as logs:
+        outcome = await h.poll(body.encode())
+
+    assert outcome.ok
+    assert await h.outbox() == [
+        ("low-cash", "firing", "ops", "B"),
+        ("restricted", "firing", "ops", "B"),
+        ("restricted", "firing", "audit", "B"),
+    ]
+    [skipped] = events(logs, "record_skipped")
+    assert (skipped["account"], skipped["field"]) == ("A", "extra")
+    assert "nested deeper than 64 levels" in skipped["problem"]
+    stored = await h.store.load_source(SOURCE)
+    assert stored.accounts is not None
+    assert sorted(stored.accounts) == ["A", "B"]
+    assert "extra" not in stored.accounts["A"].record
+
+
+class WriteBug(SqliteStore):
+    """A real store whose commit raises ``bug`` (not a StoreError: a bug in writing) for a
+    poll that writes accounts, or for every poll when ``always``."""
+
+    bug = ValueError("cannot encode the record")
+    always = False
+
+    async def commit(self, write: PollWrite) -> None:
+        if write.upserts or self.always:
+            raise self.bug
+        await super().commit(write)
+
+
+@pytest.mark.parametrize("always", [False, True], ids=["the-failed-poll-written", "nothing"])
+async def test_a_bug_in_writing_a_poll_makes_it_a_failed_poll(tmp_path: Path, always: bool) -> None:
+    """An exception out of the store's commit that is no StoreError (a bug) does not escape:
+    the poll is written again as a failed one, counted toward ``source_down`` with the bug as
+    its cause; when even that cannot be written it is counted in memory, and the state stays
+    what was committed."""
+    store = await WriteBug.open(tmp_path / "state.db")
+    assert isinstance(store, WriteBug)
+    store.always = always
+    try:
+        h = await started(make_config(tmp_path), store)
+        with capture_logs() as logs:
+            outcome = await h.poll([account("A")])
+        failures = await sqlite_query(store, "SELECT failures, last_error FROM sources")
+    finally:
+        await store.close()
+
+    assert not outcome.ok
+    assert h.pipeline.state.accounts is None
+    if always:
+        assert outcome.error == "state not written: cannot encode the record"
+        assert failures == []
+        [reported] = events(logs, "store_write_failed", "error")
+        assert reported["error"] == "cannot encode the record"
+    else:
+        assert outcome.error == "unexpected error: ValueError: cannot encode the record"
+        assert failures == [(1, outcome.error)]
+        [failed] = events(logs, "poll_failed", "error")
+        assert failed["exc_info"] is WriteBug.bug
+
+
+async def test_job_logs_what_escapes_a_poll_and_returns(h: Harness) -> None:
+    """job() is the scheduled job's one broad except: what still escapes a poll (here the
+    ``on_poll`` callback's own error) is logged as ``poll_crashed``, never raised."""
+
+    def broken(outcome: PollOutcome) -> None:
+        raise RuntimeError("on_poll is broken")
+
+    h.pipeline.on_poll = broken
+    h.fetcher.push([account("A")])
+    with capture_logs() as logs:
+        await h.pipeline.job()
     [crashed] = [e for e in logs if e["event"] == "poll_crashed"]
     assert crashed["log_level"] == "error"
-    assert "no answer queued" in crashed["error"]
+    assert crashed["error"] == "on_poll is broken"
+
+
+# --------------------------------------------------------------------------- Retry-After
+
+
+@pytest.mark.parametrize(
+    ("interval", "asked", "used"),
+    [
+        pytest.param(None, 90.0, 90.0, id="short-honoured"),
+        pytest.param(None, 365 * 86400.0, 300.0, id="a-year-cut-to-5m"),
+        pytest.param(None, 1e300, 300.0, id="past-timedelta-cut-to-5m"),
+        pytest.param("10m", 3600.0, 600.0, id="cut-to-a-longer-interval"),
+    ],
+)
+async def test_a_long_retry_after_is_cut_to_the_bound(
+    tmp_path: Path, store: Store, interval: str | None, asked: float, used: float
+) -> None:
+    """A ``Retry-After`` is honoured up to the larger of the source's interval and 5 minutes;
+    a longer one is cut to that and logged as ``retry_after_capped`` (asked and used), so a
+    source that keeps asking is polled, fails, and reaches ``source_down``."""
+    api = {"interval": interval} if interval is not None else {}
+    config = make_config(tmp_path)
+    if interval is not None:
+        config = config_from_dict(
+            {
+                "sources": [
+                    {
+                        "name": SOURCE,
+                        "url": "http://127.0.0.1:9/accounts",
+                        "token": "t0ken",
+                        "down_after": 2,
+                        **api,
+                    }
+                ],
+                "state": {"path": str(tmp_path / "state.db")},
+                "sinks": SINKS,
+                "rules": RULES,
+            },
+            base_dir=tmp_path,
+        )
+    h = await started(config, store)
+    h.fetcher.push(FetchError("HTTP 429", status=429, retry_after=asked))
+    with capture_logs() as logs:
+        await h.pipeline.job()
+        h.clock.advance(used - 1)
+        await h.pipeline.job()
+        h.clock.advance(1)
+        await h.pipeline.job()
+
+    assert h.fetcher.calls == 2
+    assert [e["retry_after"] for e in events(logs, "poll_failed")] == [used, used]
+    capped = events(logs, "retry_after_capped")
+    assert [(e["asked"], e["used"]) for e in capped] == (
+        [] if asked == used else [(asked, used)] * 2
+    )
+    assert h.pipeline.firing_alerts()[0].rule == "source_down"
+
+
+# --------------------------------------------------------------------------- a full disk
+
+
+async def test_a_full_disk_is_a_failed_poll_reported_once_and_recovered_from(
+    h: Harness,
+) -> None:
+    """When SQLite cannot grow the database (a real SQLITE_FULL: ``max_page_count`` on the
+    store's connection), a poll fails with that cause: counted (its outcome, for metrics and
+    readiness), logged once as ``store_write_failed`` (no traceback), the state left as it was
+    committed. Once there is room, the next poll writes everything the failed ones did not:
+    the changed accounts and their notifications."""
+    await h.poll([account("A"), account("B")])
+    await sqlite_limit_pages(h.store, grow_by=0)
+    big = [account(n, "500.00", notes="x" * 2000) for n in "ABCDEFGH"]
+
+    with capture_logs() as logs:
+        for _ in range(3):
+            h.clock.advance(30)
+            outcome = await h.poll(big)
+            assert not outcome.ok
+    assert outcome.error is not None
+    assert "database or disk is full" in outcome.error
+    [reported] = events(logs, "store_write_failed", "error")
+    assert "database or disk is full" in reported["error"]
+    assert "exc_info" not in reported
+    assert not [e for e in logs if e["event"] in ("poll_crashed", "poll_failed")]
+    assert [o.ok for o in h.outcomes] == [True, False, False, False]
+    assert h.pipeline.last_success == EPOCH
+    assert h.pipeline.state.accounts is not None
+    assert sorted(h.pipeline.state.accounts) == ["A", "B"]
+    assert await h.outbox() == []
+
+    await sqlite_limit_pages(h.store, grow_by=None)
+    h.clock.advance(30)
+    with capture_logs() as logs:
+        outcome = await h.poll(big)
+    assert outcome.ok
+    assert [e["polls_not_written"] for e in events(logs, "store_write_recovered", "info")] == [3]
+    assert await sqlite_query(h.store, "SELECT count(*) FROM accounts") == [(8,)]
+    assert sorted(r for r, s, sink, n in await h.outbox() if sink == "ops") == ["low-cash"] * 8
 
 
 # --------------------------------------------------------------------------- restarts
@@ -592,6 +818,33 @@ async def test_the_pruned_history_is_what_a_restart_loads(tmp_path: Path, store:
             (EPOCH + timedelta(minutes=20), Decimal("3900.00")),
         )
     }
+
+
+async def test_accounts_that_left_are_compared_on_their_return_after_a_restart(
+    tmp_path: Path, store: Store
+) -> None:
+    """An empty response removes every account, but what was last known of each is kept on
+    disk: after a restart, an account back with another restriction fires
+    ``restriction_change`` (and ``account_added``), one back unchanged only ``account_added``."""
+    rules = [*RULES, {"type": "account_added", "name": "added", "sinks": ["audit"]}]
+    h = await started(make_config(tmp_path, rules), store)
+    await h.poll([account("A"), account("B")])
+    h.clock.advance(30)
+    outcome = await h.poll([])
+    assert (outcome.ok, outcome.accounts, outcome.changed) == (True, 0, 2)
+    assert await sqlite_query(h.store, "SELECT count(*) FROM accounts") == [(0,)]
+
+    await h.restart()
+    h.clock.advance(30)
+    await h.poll([account("A", restriction="restricted"), account("B")])
+
+    assert await h.outbox() == [
+        ("restricted", "firing", "ops", "A"),
+        ("restricted", "firing", "audit", "A"),
+        ("added", "firing", "audit", "A"),
+        ("added", "firing", "audit", "B"),
+    ]
+    assert await sqlite_query(h.store, "SELECT count(*) FROM departed") == [(0,)]
 
 
 # --------------------------------------------------------------------------- reload

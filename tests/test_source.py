@@ -17,7 +17,7 @@ from aiohttp import web
 from aiohttp.test_utils import TestServer
 from pydantic import SecretStr
 
-from monitor import __version__
+from monitor import __version__, http
 from monitor.config import ApiConfig
 from monitor.errors import FetchError
 from monitor.source import BalancesSource
@@ -40,6 +40,7 @@ class Upstream:
         app.router.add_get("/broken", self.broken)
         app.router.add_get("/html-error", self.html_error)
         app.router.add_get("/busy", self.busy)
+        app.router.add_get("/busy-forever", self.busy_forever)
         app.router.add_get("/slow", self.slow)
         app.router.add_get("/echo", self.echo)
         app.router.add_get("/big", self.big)
@@ -78,6 +79,10 @@ class Upstream:
             status=429,
             headers={"Retry-After": "120"},
         )
+
+    async def busy_forever(self, request: web.Request) -> web.Response:
+        """A Retry-After too large for a ``timedelta`` (or a float)."""
+        return web.Response(status=429, headers={"Retry-After": "9" * 400})
 
     async def slow(self, request: web.Request) -> web.Response:
         await self.released.wait()
@@ -195,6 +200,13 @@ async def test_where_is_the_url_without_credentials(session: aiohttp.ClientSessi
         ),
         pytest.param(
             "/busy", 429, "HTTP 429 (rate_limited: slow down)", 120.0, id="429-retry-after"
+        ),
+        pytest.param(
+            "/busy-forever",
+            429,
+            "HTTP 429",
+            http.RETRY_AFTER_MAX,
+            id="429-retry-after-past-any-float",
         ),
         pytest.param("/nowhere", 404, "HTTP 404 (404: Not Found)", None, id="404-plain-text"),
         pytest.param("/deep", 500, f"HTTP 500 ({'[' * 200})", None, id="500-nested-too-deep"),

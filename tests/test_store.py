@@ -18,7 +18,7 @@ import pytest
 from sinks_helpers import make_notification
 from store_helpers import Backend, commit_poll, queue_notification
 
-from monitor.cycle import PollRecord
+from monitor.cycle import Departed, PollRecord
 from monitor.errors import StoreError
 from monitor.models import Account, ActiveAlert, Alert, Notification, Severity, Status
 from monitor.parse import parse_records
@@ -219,6 +219,39 @@ async def test_sources_do_not_share_accounts(store: Store) -> None:
     assert two.accounts is not None
     assert list(two.accounts) == ["B"]
     assert [(r.source, r.accounts_known) for r in await store.sources()] == [("one", 1), ("two", 1)]
+
+
+async def test_departed_accounts_are_kept_per_source_until_forgotten(store: Store) -> None:
+    """An account that left is kept with its last record and when it left, for its source
+    only and not among its accounts; once forgotten (it came back) it is gone from them."""
+    first = accounts(record("A", vendor_field={"x": [1]}), record("B"))
+    await commit_poll(store, SOURCE, poll=ok(T0, 2), health=SourceHealth(), upserts=first)
+    await commit_poll(
+        store,
+        SOURCE,
+        poll=ok(T1, 1),
+        health=SourceHealth(),
+        deletes=["A"],
+        departed=[first[0]],
+    )
+    await commit_poll(store, "other", poll=ok(T1, 0), health=SourceHealth())
+
+    state = await store.load_source(SOURCE)
+    assert state.accounts == {"B": first[1]}
+    assert state.departed == {"A": Departed(first[0], T1)}
+    assert (await store.load_source("other")).departed == {}
+    assert [(r.source, r.accounts_known) for r in await store.sources()] == [
+        ("default", 1),
+        ("other", 0),
+    ]
+
+    later = T1 + timedelta(seconds=30)
+    await commit_poll(
+        store, SOURCE, poll=ok(later, 2), health=SourceHealth(), upserts=first[:1], forget=["A"]
+    )
+    state = await store.load_source(SOURCE)
+    assert state.departed == {}
+    assert state.accounts == {"A": first[0], "B": first[1]}
 
 
 async def test_alerts_round_trip(store: Store) -> None:

@@ -12,7 +12,7 @@ from typing import Any
 
 import pytest
 from sinks_helpers import make_notification
-from store_helpers import commit_poll, queue_notification, sqlite_rows
+from store_helpers import commit_poll, queue_notification, sqlite_limit_pages, sqlite_rows
 
 from monitor import status
 from monitor.cycle import PollRecord
@@ -21,6 +21,7 @@ from monitor.models import ActiveAlert
 from monitor.parse import parse_records
 from monitor.rules import SourceHealth
 from monitor.store import SCHEMA_VERSION, SqliteStore, Store
+from monitor.store import sqlite_ops as ops
 from monitor.store.schema import MIGRATIONS
 
 SOURCE = "default"
@@ -206,6 +207,53 @@ async def test_sqlite_errors_are_translated(path: Path) -> None:
     assert isinstance(caught.value.__cause__, sqlite3.Error)
 
 
+class RollbackFails(sqlite3.Connection):
+    """A connection whose ROLLBACK fails, as SQLite's does when it already rolled back by
+    itself (a full disk, an I/O error)."""
+
+    def execute(self, sql: str, *args: Any) -> sqlite3.Cursor:
+        if sql == "ROLLBACK":
+            raise sqlite3.OperationalError("cannot rollback - no transaction is active")
+        return super().execute(sql, *args)
+
+
+def test_a_failed_rollback_does_not_hide_why_the_transaction_failed(path: Path) -> None:
+    """The error that ended a transaction is the one raised, not the ROLLBACK's own error,
+    which is only a note on it."""
+    db = sqlite3.connect(path, isolation_level=None, factory=RollbackFails)
+    try:
+        ops.upgrade(db, path)
+        with pytest.raises(sqlite3.IntegrityError, match="UNIQUE") as caught, ops.transaction(db):
+            db.execute("INSERT INTO meta (key, value) VALUES ('schema_version', '0')")
+    finally:
+        db.close()
+    assert caught.value.__notes__ == [
+        "and the rollback failed: cannot rollback - no transaction is active"
+    ]
+
+
+async def test_a_full_disk_is_a_store_error_naming_sqlite_full(store: Store) -> None:
+    """A write SQLite cannot fit (``max_page_count`` reached: a real SQLITE_FULL) is a
+    StoreError that names the cause and SQLite's code, and the store works again once there
+    is room."""
+    await sqlite_limit_pages(store, grow_by=0)
+    big = parse_records([{"account_number": n, "notes": "x" * 4000} for n in "ABCDEF"])
+    poll = PollRecord(T0, ok=True, account_count=6)
+    with pytest.raises(StoreError, match=r"database or disk is full \(SQLITE_FULL\)$"):
+        await commit_poll(
+            store, SOURCE, poll=poll, health=SourceHealth(), upserts=[*big.accounts.values()]
+        )
+    assert (await store.load_source(SOURCE)).accounts is None
+
+    await sqlite_limit_pages(store, grow_by=None)
+    await commit_poll(
+        store, SOURCE, poll=poll, health=SourceHealth(), upserts=[*big.accounts.values()]
+    )
+    stored = (await store.load_source(SOURCE)).accounts
+    assert stored is not None
+    assert sorted(stored) == list("ABCDEF")
+
+
 # --------------------------------------------------------------------------- how values are stored
 
 
@@ -269,7 +317,7 @@ def test_the_migrations_reach_the_schema_version() -> None:
 
 
 async def test_opening_a_schema_1_database_migrates_it(tmp_path: Path) -> None:
-    """Opening adds the alert columns and the new tables and records version 2; the old
+    """Opening adds the alert columns and the new tables and records version 3; the old
     alert loads as firing, the account and the source's last success are kept."""
     path = schema_1(tmp_path / "state.db")
     store = await SqliteStore.open(path)
@@ -278,9 +326,9 @@ async def test_opening_a_schema_1_database_migrates_it(tmp_path: Path) -> None:
     finally:
         await store.close()
 
-    assert SCHEMA_VERSION == 2
-    assert version(path) == "2"
-    assert {"history", "held"} <= set(shape(path)["tables"])
+    assert SCHEMA_VERSION == 3
+    assert version(path) == "3"
+    assert {"history", "held", "departed"} <= set(shape(path)["tables"])
     assert columns(path, "alerts")[-2:] == ["state", "notified_at"]
     assert state.active == {
         ("low-cash", "A1"): ActiveAlert(
@@ -291,6 +339,7 @@ async def test_opening_a_schema_1_database_migrates_it(tmp_path: Path) -> None:
     assert state.accounts["A1"].get("cash") == Decimal("500.00")
     assert state.last_success_at == T0 - timedelta(minutes=1)
     assert state.history == {}
+    assert state.departed == {}
 
 
 async def test_a_migrated_database_has_the_schema_of_a_new_one(tmp_path: Path) -> None:
@@ -303,7 +352,7 @@ async def test_a_migrated_database_has_the_schema_of_a_new_one(tmp_path: Path) -
 
 
 async def test_a_migrated_database_opens_again_unchanged(tmp_path: Path) -> None:
-    """Migrating is done once: a second open finds version 2 and changes nothing."""
+    """Migrating is done once: a second open finds version 3 and changes nothing."""
     path = schema_1(tmp_path / "state.db")
     await (await SqliteStore.open(path)).close()
     store = await SqliteStore.open(path)
@@ -312,7 +361,7 @@ async def test_a_migrated_database_opens_again_unchanged(tmp_path: Path) -> None
     finally:
         await store.close()
     assert rows == [("low-cash", "firing", None)]
-    assert version(path) == "2"
+    assert version(path) == "3"
 
 
 async def test_a_failed_migration_changes_nothing(tmp_path: Path) -> None:

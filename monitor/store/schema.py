@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
 
 _META = """
 CREATE TABLE IF NOT EXISTS meta (
@@ -49,6 +49,14 @@ CREATE TABLE IF NOT EXISTS alerts (
     state TEXT NOT NULL DEFAULT 'firing',
     notified_at TEXT,
     PRIMARY KEY (source, rule, account_number)
+) WITHOUT ROWID"""
+_DEPARTED = """
+CREATE TABLE IF NOT EXISTS departed (
+    source TEXT NOT NULL,
+    account_number TEXT NOT NULL,
+    record TEXT NOT NULL,
+    left_at TEXT NOT NULL,
+    PRIMARY KEY (source, account_number)
 ) WITHOUT ROWID"""
 _HISTORY = """
 CREATE TABLE IF NOT EXISTS history (
@@ -98,6 +106,7 @@ SCHEMA: tuple[str, ...] = (
     _HELD,
     _OUTBOX,
     _OUTBOX_PENDING,
+    _DEPARTED,
 )
 
 
@@ -122,6 +131,11 @@ MIGRATIONS: tuple[Migration, ...] = (
             _HISTORY,
             _HELD,
         ),
+    ),
+    Migration(
+        3,
+        "the last record of accounts that left the response (compared with when they return)",
+        (_DEPARTED,),
     ),
 )
 

@@ -105,7 +105,9 @@ class SqliteStore:
                 conn.close()
             lock.release()
             if isinstance(exc, sqlite3.Error):
-                raise StoreError(f"{self.path}: cannot open the state database: {exc}") from exc
+                raise StoreError(
+                    f"{self.path}: cannot open the state database: {_reason(exc)}"
+                ) from exc
             raise
         self._conn, self._lock = conn, lock
 
@@ -139,7 +141,7 @@ class SqliteStore:
         try:
             return fn(self._conn, *args)
         except sqlite3.Error as exc:
-            raise StoreError(f"{self.path}: {exc}") from exc
+            raise StoreError(f"{self.path}: {_reason(exc)}") from exc
 
     # ------------------------------------------------------------------ polls
 
@@ -219,3 +221,9 @@ class SqliteStore:
 
     async def outbox_summary(self) -> OutboxSummary:
         return await self._run(ops.outbox_summary)
+
+
+def _reason(exc: sqlite3.Error) -> str:
+    """SQLite's message and its error code: ``database or disk is full (SQLITE_FULL)``."""
+    name = getattr(exc, "sqlite_errorname", None)
+    return f"{exc} ({name})" if name else str(exc)

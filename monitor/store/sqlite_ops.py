@@ -18,7 +18,7 @@ from typing import Any
 import orjson
 
 from monitor import encoding
-from monitor.cycle import PollWrite, SourceState
+from monitor.cycle import Departed, PollWrite, SourceState
 from monitor.errors import StoreError
 from monitor.models import Account, ActiveAlert, JSONValue, Notification
 from monitor.parse import parse_records
@@ -52,14 +52,19 @@ def transaction(db: sqlite3.Connection) -> Iterator[None]:
     """One write transaction: committed when the block ends, rolled back if it raises.
 
     ``BEGIN IMMEDIATE`` takes the write lock up front, so a transaction never fails half-way
-    for want of it (another writer makes it wait ``busy_timeout`` instead)."""
+    for want of it (another writer makes it wait ``busy_timeout`` instead). The error that
+    ended the transaction is the one raised: a ROLLBACK that fails as well (SQLite may have
+    rolled back by itself on a full disk or an I/O error) is only a note on it."""
     db.execute("BEGIN IMMEDIATE")
     try:
         yield
         db.execute("COMMIT")
-    except BaseException:
+    except BaseException as exc:
         if db.in_transaction:  # SQLite may have rolled back already (disk full, I/O error)
-            db.execute("ROLLBACK")
+            try:
+                db.execute("ROLLBACK")
+            except sqlite3.Error as failed:
+                exc.add_note(f"and the rollback failed: {failed}")
         raise
 
 
@@ -209,6 +214,7 @@ def load_source(db: sqlite3.Connection, source: str) -> SourceState:
             )
         ]
         accounts = dict(parse_records(records).accounts)
+    departed = _load_departed(db, source) if accounts is not None else None
     active: dict[AlertKey, ActiveAlert] = {}
     down: ActiveAlert | None = None
     for rule, number, fp, started, state, notified in db.execute(
@@ -236,8 +242,22 @@ def load_source(db: sqlite3.Connection, source: str) -> SourceState:
     ):
         history.setdefault((number, name), []).append((_from_iso(at), encoding.loads(value)))
     return SourceState(
-        accounts, SourceHealth(failures, down), active, _maybe_iso(last_success), history
+        accounts, SourceHealth(failures, down), active, _maybe_iso(last_success), history, departed
     )
+
+
+def _load_departed(db: sqlite3.Connection, source: str) -> dict[str, Departed]:
+    """The accounts that left the source's response, with their last record."""
+    left: dict[str, datetime] = {}
+    records = []
+    for number, text, at in db.execute(
+        "SELECT account_number, record, left_at FROM departed WHERE source=?"
+        " ORDER BY account_number",
+        (source,),
+    ):
+        left[number] = _from_iso(at)
+        records.append(encoding.loads(text))
+    return {n: Departed(a, left[n]) for n, a in parse_records(records).accounts.items()}
 
 
 def commit(db: sqlite3.Connection, write: PollWrite) -> None:
@@ -256,6 +276,17 @@ def commit(db: sqlite3.Connection, write: PollWrite) -> None:
             db.executemany(
                 "DELETE FROM accounts WHERE source=? AND account_number=?",
                 [(source, n) for n in write.deletes],
+            )
+        if write.forget:
+            db.executemany(
+                "DELETE FROM departed WHERE source=? AND account_number=?",
+                [(source, n) for n in write.forget],
+            )
+        if write.departed:
+            db.executemany(
+                "INSERT OR REPLACE INTO departed (source, account_number, record, left_at)"
+                " VALUES (?, ?, ?, ?)",
+                [(source, a.account_number, _record_json(a), at) for a in write.departed],
             )
         if write.active is not None:
             _write_alerts(db, source, write.active, write.active_before)
