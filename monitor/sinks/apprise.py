@@ -134,6 +134,7 @@ def quiet_apprise_logs() -> None:
 def create(config: AppriseSinkConfig, *, index: int, session: aiohttp.ClientSession) -> AppriseSink:
     """Build the sink: import Apprise, resolve the URL and check that Apprise understands it."""
     del session  # Apprise brings its own HTTP client
+    quiet_apprise_logs()  # before the import: importing Apprise already logs (its locale)
     try:
         import apprise
     except ImportError:
@@ -141,7 +142,6 @@ def create(config: AppriseSinkConfig, *, index: int, session: aiohttp.ClientSess
             f"sinks[{index}].type: the apprise sink needs the 'apprise' extra: "
             "pip install 'balance-monitor[apprise]'"
         ) from None
-    quiet_apprise_logs()
     ref = config.required_ref(index, "url")
     notifier = apprise.Apprise()
     if not notifier.add(resolve_secret(ref).get_secret_value()):
