@@ -30,6 +30,19 @@ from monitor.simulator import Simulator, start
 from monitor.store import SqliteStore, Store
 
 
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """On pytest-xdist workers, the end-to-end tests first.
+
+    They are few, and most of their time is spent waiting on real one-second polls; started
+    first and handed out one by one (``--maxschedchunk 1`` in the Makefile), they spread over
+    the workers and overlap with each other and with the fast tests, instead of one worker
+    ending the run alone with a block of them. Every worker sorts the same way (a stable sort on
+    the marker), as xdist requires; a run without xdist keeps pytest's order.
+    """
+    if hasattr(config, "workerinput"):
+        items.sort(key=lambda item: item.get_closest_marker("e2e") is None)
+
+
 def _token(request: pytest.FixtureRequest) -> str:
     token: str = request.module.TOKEN
     return token

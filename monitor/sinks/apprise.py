@@ -133,11 +133,11 @@ def quiet_apprise_logs() -> None:
 def create(config: AppriseSinkConfig, *, index: int, session: aiohttp.ClientSession) -> AppriseSink:
     """Build the sink: import Apprise, resolve the URL and check that Apprise understands it."""
     del session  # Apprise brings its own HTTP client
+    quiet_apprise_logs()  # before the import (problems imports it): it logs as it loads
     if problems := config.problems(index):
         raise ConfigError(problems[0])
     import apprise
 
-    quiet_apprise_logs()
     ref = config.required_ref(index, "url")
     notifier = apprise.Apprise()
     if not notifier.add(resolve_secret(ref).get_secret_value()):
