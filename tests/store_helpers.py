@@ -9,13 +9,15 @@ import sqlite3
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
+from decimal import Decimal
 from pathlib import Path
 from typing import Any, Protocol
 
 from monitor.cycle import Delivery, HistoryPoint, PollRecord, PollWrite
-from monitor.models import Account, ActiveAlert, Notification
+from monitor.models import Account, ActiveAlert, Alert, Notification, Severity, Status
 from monitor.rules import AlertKey, SourceHealth
 from monitor.store import SqliteStore, Store, open_store
+from monitor.testing import EPOCH
 
 
 async def commit_poll(
@@ -135,3 +137,22 @@ async def sqlite_limit_pages(store: Store, *, grow_by: int | None) -> None:
         db.execute(f"PRAGMA max_page_count={most}")
 
     await store._run(limit)
+
+
+def notification(nid: str) -> Notification:
+    """A firing low-cash notification with the id ``nid`` (its fingerprint ``fp-<nid>``)."""
+    alert = Alert(
+        status=Status.FIRING,
+        fingerprint=f"fp-{nid}",
+        rule="low-cash",
+        type="threshold",
+        severity=Severity.WARNING,
+        account_number="A1",
+        field="cash",
+        previous=Decimal("1500.00"),
+        current=Decimal("512.25"),
+        summary="A1: cash fell to 512.25 (< 1000)",
+        observed_at=EPOCH,
+        snapshot=None,
+    )
+    return Notification(nid, alert)

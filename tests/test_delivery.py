@@ -8,21 +8,18 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import AsyncIterator, Mapping, MutableMapping, Sequence
+from collections.abc import Mapping, MutableMapping, Sequence
 from datetime import UTC, datetime, timedelta
-from decimal import Decimal
-from pathlib import Path
 from typing import Any
 
 import pytest
-from store_helpers import queue_notification, sqlite_query
+from store_helpers import notification, queue_notification, sqlite_query
 from structlog.testing import capture_logs
 
 from monitor.config import DeliveryConfig
 from monitor.delivery import Delivery, backoff
-from monitor.models import Alert, Notification, Severity, Status
 from monitor.sinks.base import Sink
-from monitor.store import Store, open_store
+from monitor.store import Store
 from monitor.testing import EPOCH, ManualTime, RecordingSink
 
 SOURCE = "default"
@@ -33,33 +30,6 @@ def delivery_config(**changes: Any) -> DeliveryConfig:
     """2s initial backoff, 5 minutes cap, one hour max age, unless ``changes`` say otherwise."""
     values: dict[str, Any] = {"max_age": "1h", "initial_backoff": "2s", "max_backoff": "5m"}
     return DeliveryConfig.model_validate(values | changes)
-
-
-def notification(nid: str) -> Notification:
-    alert = Alert(
-        status=Status.FIRING,
-        fingerprint=f"fp-{nid}",
-        rule="low-cash",
-        type="threshold",
-        severity=Severity.WARNING,
-        account_number="A1",
-        field="cash",
-        previous=Decimal("1500.00"),
-        current=Decimal("512.25"),
-        summary="A1: cash fell to 512.25 (< 1000)",
-        observed_at=EPOCH,
-        snapshot=None,
-    )
-    return Notification(nid, alert)
-
-
-@pytest.fixture
-async def store(tmp_path: Path) -> AsyncIterator[Store]:
-    store = await open_store(tmp_path / "state.db")
-    try:
-        yield store
-    finally:
-        await store.close()
 
 
 @pytest.fixture

@@ -10,25 +10,21 @@ schedule uses the real triggers of ``monitor.schedule``.
 from __future__ import annotations
 
 from bisect import bisect_right
-from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
-from decimal import Decimal
-from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo
 
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from store_helpers import queue_notification
+from store_helpers import notification, queue_notification
 
 from monitor.config import DeliveryConfig, ScheduleConfig
 from monitor.delivery import Delivery
 from monitor.metrics import ATTEMPT_RESULTS, MISSED_POLLS_LIMIT, NOTIFICATION_RESULTS, Metrics
-from monitor.models import Alert, Notification, Severity, Status
 from monitor.observe import missed_since_success
 from monitor.schedule import make_trigger
-from monitor.store import Store, open_store
+from monitor.store import Store
 from monitor.testing import EPOCH, ManualTime, RecordingSink
 
 ET = ZoneInfo("America/New_York")
@@ -108,33 +104,6 @@ def test_an_unknown_result_is_refused() -> None:
     silently dropped count."""
     with pytest.raises(ValueError, match="'lost'"):
         Metrics().notification("hook", "lost")
-
-
-def notification(nid: str) -> Notification:
-    alert = Alert(
-        status=Status.FIRING,
-        fingerprint=f"fp-{nid}",
-        rule="low-cash",
-        type="threshold",
-        severity=Severity.WARNING,
-        account_number="A1",
-        field="cash",
-        previous=Decimal("1500.00"),
-        current=Decimal("512.25"),
-        summary="A1: cash fell to 512.25 (< 1000)",
-        observed_at=EPOCH,
-        snapshot=None,
-    )
-    return Notification(nid, alert)
-
-
-@pytest.fixture
-async def store(tmp_path: Path) -> AsyncIterator[Store]:
-    opened = await open_store(tmp_path / "state.db")
-    try:
-        yield opened
-    finally:
-        await opened.close()
 
 
 def delivery(store: Store, sink: RecordingSink, clock: ManualTime, metrics: Metrics) -> Delivery:
