@@ -37,6 +37,16 @@ LOW_CASH_EVERY_SINK: dict[str, Any] = {k: v for k, v in LOW_CASH.items() if k !=
 RESTRICTED: dict[str, Any] = {"type": "restriction_change", "name": "restricted"}
 _NUMBER = re.compile(r"-?[0-9]+(\.[0-9]+)?")
 SINKS: list[dict[str, Any]] = [{"type": "log", "name": "ops"}, {"type": "log", "name": "audit"}]
+#: A windowed delta rule: cash fell by 1000 or more within the last hour.
+FALL: dict[str, Any] = {
+    "type": "delta",
+    "name": "cash-fall",
+    "field": "cash",
+    "by": 1000,
+    "direction": "down",
+    "window": "1h",
+    "sinks": ["ops"],
+}
 
 
 def config(

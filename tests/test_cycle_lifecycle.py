@@ -13,6 +13,7 @@ from decimal import Decimal
 from typing import Any
 
 from cycle_helpers import (
+    FALL,
     LOW_CASH,
     LOW_CASH_EVERY_SINK,
     RESTRICTED,
@@ -28,16 +29,6 @@ from cycle_helpers import (
 )
 
 from monitor.errors import FetchError, ParseError
-
-FALL: dict[str, Any] = {
-    "type": "delta",
-    "name": "cash-fall",
-    "field": "cash",
-    "by": 1000,
-    "direction": "down",
-    "window": "1h",
-    "sinks": ["ops"],
-}
 
 
 def cash(value: str) -> bytes:

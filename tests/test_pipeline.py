@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from cycle_helpers import FALL, LOW_CASH, SINKS, SOURCE
 from store_helpers import sqlite_limit_pages, sqlite_query
 from structlog.testing import capture_logs
 
@@ -29,30 +30,11 @@ from monitor.pipeline import PollOutcome, SourcePipeline
 from monitor.store import SqliteStore, Store, open_store
 from monitor.testing import EPOCH, FakeFetcher, ManualClock
 
-SOURCE = "default"
-LOW_CASH: dict[str, Any] = {
-    "type": "threshold",
-    "name": "low-cash",
-    "field": "cash",
-    "op": "<",
-    "value": 1000,
-    "sinks": ["ops"],
-}
 RULES: list[dict[str, Any]] = [
     LOW_CASH,
     {"type": "restriction_change", "name": "restricted"},
     {"type": "change", "name": "margin", "field": "margin_type", "sinks": ["audit"]},
 ]
-SINKS: list[dict[str, Any]] = [{"type": "log", "name": "ops"}, {"type": "log", "name": "audit"}]
-FALL: dict[str, Any] = {
-    "type": "delta",
-    "name": "cash-fall",
-    "field": "cash",
-    "by": 1000,
-    "direction": "down",
-    "window": "1h",
-    "sinks": ["ops"],
-}
 
 
 def make_config(
