@@ -1,7 +1,7 @@
 """The metrics' meaning: what counts as a notification and what as an attempt, which series
 exist before anything happened, how many scheduled polls a source missed, and the process
 collector. The exposition over HTTP is in ``test_observability.py`` (in-process) and
-``test_service.py`` (a real daemon).
+``test_e2e_service.py`` (a real daemon).
 
 Delivery runs on a real SQLite store with a :class:`~monitor.testing.RecordingSink`; the
 schedule uses the real triggers of ``monitor.schedule``.

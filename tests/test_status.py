@@ -2,7 +2,7 @@
 
 The store is written through :meth:`Store.commit` as a poll would, on every ``backend``;
 ``status`` reads it only through the Store's own reads. Reading a schema-1 SQLite file
-read-only is in ``test_store_sqlite.py``; the command itself in ``test_service.py``.
+read-only is in ``test_store_sqlite.py``; the command itself in ``test_e2e_service.py``.
 """
 
 from __future__ import annotations
