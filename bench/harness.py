@@ -97,7 +97,7 @@ def daemon_config(
 ) -> str:
     """A config for ``balance-monitor run``: ``[api]``, or ``[[sources]]`` for a list of URLs."""
     if isinstance(url, str):
-        sources = f'[api]\nurl = "{url}"\ntoken = "{TOKEN}"\ntimeout = "600s"\n'
+        sources = f'[api]\nurl = "{url}"\ntoken = "{TOKEN}"\ntimeout = "5m"\n'
     else:
         sources = "".join(
             f'[[sources]]\nname = "s{i:04d}"\nurl = "{u}"\ntoken = "{TOKEN}"\n\n'
