@@ -26,7 +26,7 @@ import structlog
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
 
 from monitor import __version__
-from monitor.config import Config, SourceSpec, describe_schedule, load_config
+from monitor.config import Config, SourceSpec, describe_schedule, load_config, resolve_secret
 from monitor.delivery import Delivery, group_windows, release_held
 from monitor.errors import ConfigError, MonitorError
 from monitor.exitcodes import Exit
@@ -67,6 +67,9 @@ log = structlog.get_logger("monitor.daemon")
 STOP_GRACE = 4.0
 #: How often held notifications are checked against the mute windows (seconds).
 MUTE_CHECK = 15.0
+#: How often the daemon prunes what retention no longer covers (finished outbox rows after
+#: their week, ``[history] keep``) and expires notifications older than ``delivery.max_age``.
+MAINTENANCE_EVERY = 3600.0
 #: How long after a poll the alert gauges and the status line are brought up to date (seconds).
 SUMMARY_DELAY = 1.0
 
@@ -134,6 +137,14 @@ class Daemon:
                 seconds=MUTE_CHECK,
                 id="mutes",
                 next_run_time=utcnow(),
+                max_instances=1,
+                coalesce=True,
+            )
+            scheduler.add_job(
+                self._maintenance_job,
+                "interval",
+                seconds=MAINTENANCE_EVERY,
+                id="maintenance",
                 max_instances=1,
                 coalesce=True,
             )
@@ -247,6 +258,21 @@ class Daemon:
             except MonitorError as exc:
                 log.error("mute_release_failed", error=str(exc))
 
+    async def _maintenance_job(self) -> None:
+        """Keep the database bounded while the daemon runs for months; never raises."""
+        rt = self._rt
+        if rt is None:
+            return
+        async with self._job("maintenance_cancelled"):
+            try:
+                await rt.delivery.expire()
+                keep = self.config.history.keep.total_seconds()
+                pruned = await rt.store.prune_history(before=utcnow().timestamp() - keep)
+                if any(pruned.values()):
+                    log.info("history_pruned", **pruned)
+            except MonitorError as exc:
+                log.error("maintenance_failed", error=str(exc))
+
     async def _shutdown(self, rt: Runtime, scheduler: AsyncIOScheduler) -> None:
         scheduler.pause()
         if self._summary is not None:
@@ -339,7 +365,13 @@ class Daemon:
         address = config.http.address
         if address is None:
             return
-        server = HealthServer(self.metrics, self.readiness, self._refresh_metrics)
+        ref = config.http.auth_token_ref()
+        server = HealthServer(
+            self.metrics,
+            self.readiness,
+            self._refresh_metrics,
+            auth_token=resolve_secret(ref) if ref is not None else None,
+        )
         try:
             await server.start(*address)
         except OSError as exc:  # in use, or not ours: a restart would meet it again (exit 2)

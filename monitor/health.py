@@ -17,10 +17,12 @@ from typing import Any
 
 from aiohttp import web
 from prometheus_client.aiohttp import make_aiohttp_handler
+from pydantic import SecretStr
 
 from monitor import __version__, encoding
 from monitor.metrics import Metrics
 from monitor.serving import serve_app
+from monitor.webauth import auth_middleware
 
 
 @dataclass
@@ -40,8 +42,11 @@ class HealthServer:
         metrics: Metrics,
         readiness: Callable[[], Readiness],
         refresh: Callable[[], Awaitable[None]] | None = None,
+        *,
+        auth_token: SecretStr | None = None,
     ) -> None:
         self.metrics = metrics
+        self.auth_token = auth_token  # [http] auth_token: asked of every route but /healthz
         self.readiness = readiness
         self.refresh = refresh  # brings gauges read from the store up to date before a scrape
         self._expose = make_aiohttp_handler(metrics.registry)
@@ -49,7 +54,7 @@ class HealthServer:
         self.url: str | None = None
 
     def app(self) -> web.Application:
-        app = web.Application()
+        app = web.Application(middlewares=[auth_middleware(self.auth_token)])
         app.router.add_get("/metrics", self._metrics)
         app.router.add_get("/healthz", self._healthz)
         app.router.add_get("/readyz", self._readyz)

@@ -30,6 +30,7 @@ from monitor.store import (
     SinkQueue,
     SourceRow,
     Store,
+    schema,
 )
 
 SOURCE = "default"
@@ -562,6 +563,22 @@ async def test_expire_marks_old_pending_rows_and_prunes_old_finished_ones(
         ("fresh", "log"): "pending",
     }
     assert await store.expire(older_than=T0.timestamp(), now=T1.timestamp()) == []
+
+
+async def test_prune_history_deletes_the_rows_of_every_history_table_before_the_cutoff(
+    store: Store, backend: Backend, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Every table ``[history] keep`` bounds loses its rows older than the cutoff, in one
+    call; the count per table says what went. (The outbox stands in for a history table.)"""
+    assert await store.prune_history(before=T1.timestamp()) == {}  # no table: nothing to do
+    monkeypatch.setattr(schema, "HISTORY_TABLES", (("outbox", "created_at"),))
+    await enqueue(store, "old", ["log"], T0)
+    await enqueue(store, "new", ["log"], T1)
+
+    assert await store.prune_history(before=T1.timestamp()) == {"outbox": 1}
+
+    assert await states(backend) == {("new", "log"): "pending"}
+    assert await store.prune_history(before=T1.timestamp()) == {"outbox": 0}
 
 
 async def test_next_batch_takes_the_due_pending_rows_in_order_up_to_a_limit(store: Store) -> None:

@@ -48,6 +48,7 @@ from monitor.config.schedule import MARKET_PRESETS, ScheduleConfig, check_cron, 
 from monitor.config.secrets import SecretRef, check_secret, resolve_secret
 from monitor.config.service import (
     DeliveryConfig,
+    HistoryConfig,
     HttpConfig,
     LogConfig,
     StateConfig,
@@ -105,6 +106,7 @@ __all__ = [
     "EmailSinkConfig",
     "ExpressionRuleConfig",
     "Headers",
+    "HistoryConfig",
     "HttpConfig",
     "HttpUrlText",
     "LogConfig",

@@ -12,7 +12,7 @@ from pydantic import ValidationError
 
 from monitor.config.messages import format_validation_errors
 from monitor.config.root import Config, plural
-from monitor.config.service import HttpConfig
+from monitor.config.service import parse_listen
 from monitor.errors import ConfigError
 
 ENV_CONFIG = "BALANCE_MONITOR_CONFIG"
@@ -62,10 +62,10 @@ def _listen_from_environment(config: Config) -> Config:
     if not listen or config.http.listen is not None:
         return config
     try:
-        http = HttpConfig(listen=listen)
-    except ValidationError:
+        parse_listen(listen)
+    except ValueError:
         raise ConfigError(f"{ENV_LISTEN}: must be HOST:PORT, e.g. '0.0.0.0:9464'") from None
-    return config.model_copy(update={"http": http})
+    return config.model_copy(update={"http": config.http.model_copy(update={"listen": listen})})
 
 
 def _resolve_paths(config: Config, base_dir: Path) -> Config:
@@ -79,5 +79,6 @@ def _resolve_paths(config: Config, base_dir: Path) -> Config:
             "sources": tuple(s.with_paths_under(base_dir) for s in config.sources),
             "state": config.state.model_copy(update={"path": state_path}),
             "sinks": tuple(s.with_paths_under(base_dir) for s in config.sinks),
+            "http": config.http.with_paths_under(base_dir),
         }
     )

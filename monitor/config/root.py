@@ -16,7 +16,13 @@ from monitor.config.mutes import MuteConfig
 from monitor.config.rules import SOURCE_DOWN_RULE, RuleConfig
 from monitor.config.schedule import ScheduleConfig, describe_schedule
 from monitor.config.secrets import SecretRef, check_secret
-from monitor.config.service import DeliveryConfig, HttpConfig, LogConfig, StateConfig
+from monitor.config.service import (
+    DeliveryConfig,
+    HistoryConfig,
+    HttpConfig,
+    LogConfig,
+    StateConfig,
+)
 from monitor.config.sinks import SinkConfig
 from monitor.config.sources import ApiConfig, SourceBase, SourceConfig
 from monitor.config.types import FrozenModel, KeyProblemsError, item_key, public_url
@@ -37,6 +43,7 @@ class Config(FrozenModel):
     delivery: DeliveryConfig = DeliveryConfig()
     log: LogConfig = LogConfig()
     http: HttpConfig = HttpConfig()
+    history: HistoryConfig = HistoryConfig()
     sinks: tuple[SinkConfig, ...] = Field(min_length=1)
     rules: tuple[RuleConfig, ...] = ()
     mute: tuple[MuteConfig, ...] = ()
@@ -100,6 +107,8 @@ class Config(FrozenModel):
         refs = [ref for spec in self.all_sources() for ref in spec.config.secret_refs_at(spec.key)]
         for i, sink in enumerate(self.sinks):
             refs += sink.secret_refs(i)
+        if (token := self.http.auth_token_ref()) is not None:
+            refs.append(token)
         return refs
 
     def missing_secrets(self) -> list[str]:

@@ -4,10 +4,11 @@ from __future__ import annotations
 
 from datetime import timedelta
 from pathlib import Path
-from typing import Annotated, Literal
+from typing import Annotated, ClassVar, Literal
 
-from pydantic import field_validator
+from pydantic import SecretStr, field_validator
 
+from monitor.config.secrets import Secret, SecretRef, WithSecrets
 from monitor.config.types import FrozenModel, within
 
 
@@ -31,10 +32,26 @@ def parse_listen(value: str) -> tuple[str, int]:
     return host or "0.0.0.0", int(port_text)  # noqa: S104 - ":PORT" asks for every interface
 
 
-class HttpConfig(FrozenModel):
-    """``[http]``: the metrics and health endpoints; off unless ``listen`` is set."""
+_AUTH_TOKEN = Secret("auth_token", required=False)
+
+
+class HttpConfig(WithSecrets):
+    """``[http]``: the metrics and health endpoints (and the routes later sections add); off
+    unless ``listen`` is set.
+
+    ``auth_token`` (or ``auth_token_env`` / ``auth_token_file``), when given, is asked of every
+    route but ``/healthz``: as ``Authorization: Bearer <token>``, or as the password of HTTP basic
+    auth (any user name) so that a browser can prompt for it. Without it every route that changes
+    something answers 403. ``ui = false`` leaves the pages out and keeps the API.
+    """
+
+    SECRETS: ClassVar[tuple[Secret, ...]] = (_AUTH_TOKEN,)
 
     listen: str | None = None
+    ui: bool = True
+    auth_token: SecretStr | None = None
+    auth_token_env: str | None = None
+    auth_token_file: Path | None = None
 
     @field_validator("listen")
     @classmethod
@@ -46,6 +63,16 @@ class HttpConfig(FrozenModel):
     @property
     def address(self) -> tuple[str, int] | None:
         return parse_listen(self.listen) if self.listen is not None else None
+
+    def auth_token_ref(self) -> SecretRef | None:
+        """Where the token is, when one is configured."""
+        return _AUTH_TOKEN.ref(self, "http")
+
+
+class HistoryConfig(FrozenModel):
+    """``[history]``: how long account history and the record of notifications are kept."""
+
+    keep: Annotated[timedelta, within("1h", "3650d")] = timedelta(days=90)
 
 
 class LogConfig(FrozenModel):

@@ -187,6 +187,12 @@ class Store(Protocol):
         """Sinks that have pending notifications (some may no longer be configured)."""
         ...
 
+    async def prune_history(self, *, before: float) -> dict[str, int]:
+        """Delete what ``[history] keep`` no longer covers: the rows of every history table
+        (:data:`monitor.store.schema.HISTORY_TABLES`) older than ``before``, in one transaction;
+        how many rows went, by table. Runs on a timer, never in a poll's path."""
+        ...
+
     async def firing_deliveries(self, sink: str) -> list[Notification]:
         """The last delivered firing notification to ``sink`` of each alert still firing, so a
         sink that must keep telling its receiver (Alertmanager) can go on after a restart."""

@@ -141,6 +141,10 @@ MIGRATIONS: tuple[Migration, ...] = (
 
 #: Since this version ``alerts`` has ``state`` and ``notified_at``, and ``held`` exists (a
 #: read-only store may read an older database: ``status`` never migrates).
+#: The tables ``[history] keep`` bounds, each with its column of epoch seconds:
+#: :meth:`~monitor.store.Store.prune_history` deletes their rows older than the retention.
+HISTORY_TABLES: tuple[tuple[str, str], ...] = ()
+
 ALERT_STATES_SINCE = 2
 HELD_SINCE = 2
 

@@ -202,6 +202,9 @@ class SqliteStore:
     async def outbox_sinks(self) -> set[str]:
         return await self._run(ops.outbox_sinks)
 
+    async def prune_history(self, *, before: float) -> dict[str, int]:
+        return await self._run(ops.prune_history, before)
+
     async def firing_deliveries(self, sink: str) -> list[Notification]:
         return await self._run(ops.firing_deliveries, sink)
 

@@ -23,6 +23,7 @@ from monitor.errors import StoreError
 from monitor.models import Account, ActiveAlert, JSONValue, Notification
 from monitor.parse import parse_records
 from monitor.rules import AlertKey, SourceHealth
+from monitor.store import schema
 from monitor.store.base import (
     KEEP_FINISHED_SECONDS,
     AlertRow,
@@ -444,6 +445,16 @@ def expire(db: sqlite3.Connection, older_than: float, now: float) -> list[Outbox
             (now - KEEP_FINISHED_SECONDS,),
         )
     return rows
+
+
+def prune_history(db: sqlite3.Connection, before: float) -> dict[str, int]:
+    pruned: dict[str, int] = {}
+    with transaction(db):
+        for table, column in schema.HISTORY_TABLES:
+            # Names from the module's own table, never from input.
+            cursor = db.execute(f"DELETE FROM {table} WHERE {column} < ?", (before,))  # noqa: S608
+            pruned[table] = cursor.rowcount
+    return pruned
 
 
 def outbox_sinks(db: sqlite3.Connection) -> set[str]:
