@@ -23,7 +23,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Protocol
@@ -33,7 +33,7 @@ import structlog
 from monitor.config import Config, RuleConfig
 from monitor.cycle import Delivery, PollState, Step, notification_id, reconfigured, step
 from monitor.errors import SourceError, StoreError
-from monitor.models import ActiveAlert, ParseResult, Problem
+from monitor.models import Account, ActiveAlert, ParseResult, Problem
 from monitor.parse import parse_body, problem_text
 from monitor.rules.base import RuleProblem
 from monitor.store import Store
@@ -182,6 +182,52 @@ class SourcePipeline:
         if self.on_poll is not None:
             self.on_poll(outcome)
         return outcome
+
+    async def push(self, seen: ParseResult) -> int:
+        """A push of the account stream: the accounts it carries, read by the caller with the
+        current accounts as ``previous`` (:attr:`accounts`). Serialized with the polls; written
+        only when it changed something; returns how many alerts it notified. A failure is logged
+        (the next push or poll makes up for it), never raised."""
+        async with self._lock:
+            now = self.clock()
+            try:
+                done = step(
+                    self.state,
+                    seen,
+                    source=self.source,
+                    config=self.config,
+                    rules=self.rules,
+                    down_after=self.down_after,
+                    now=now,
+                    partial=True,
+                )
+            except Exception as exc:  # a bug in the rules or the step: the next poll retries
+                self.log.error("push_failed", error=str(exc), exc_info=True)
+                return 0
+            self._problems.records(seen.problems)
+            if done.write.writes_nothing:
+                self.state = done.state
+                return 0
+            try:
+                await self.store.commit(done.write)
+            except Exception as exc:  # not written: the state stays, the next poll writes it
+                self.log.error("push_not_written", error=str(exc))
+                return 0
+            self.state = done.state
+            self._problems.rules(done.problems)
+            self.log.info(
+                "push_applied",
+                changed=done.changed,
+                notifications=done.alerts,
+                accounts=len(seen.accounts),
+            )
+            self._announce(done.write.deliveries)
+            return done.alerts
+
+    @property
+    def accounts(self) -> Mapping[str, Account] | None:
+        """The last known record of each account (``None`` before the first successful poll)."""
+        return self.state.accounts
 
     async def _look(self) -> ParseResult | SourceError:
         """What the poll saw: the parsed body, or why there is none (an unexpected exception

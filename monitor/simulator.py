@@ -23,6 +23,11 @@ Control endpoints for tests live under ``/_sim/`` and need no token::
     POST   /_sim/step      {"step": n}
     POST   /_sim/revoke                        revoke every access token issued so far
 
+``GET /accounts`` with ``Upgrade: websocket`` is the account stream
+(:mod:`monitor.simulator_stream`, with its own control endpoints under ``/_sim/stream/``).
+With ``tick`` the scenario advances every ``tick`` seconds by itself instead of once per
+answer, and the stream pushes each step.
+
 Failures and raw answers queue up in the order they were posted; ``count: -1`` repeats until
 cleared. A failure with status 200 and no body answers normally, after its ``delay``.
 """
@@ -34,7 +39,7 @@ import http
 import secrets
 import time
 from collections import deque
-from collections.abc import Callable, Mapping
+from collections.abc import AsyncIterator, Callable, Mapping
 from dataclasses import dataclass
 from decimal import Decimal
 from typing import Any, Final
@@ -44,6 +49,7 @@ from aiohttp.typedefs import Handler
 
 from monitor.encoding import dumps, loads
 from monitor.serving import serve_app
+from monitor.simulator_stream import StreamHub, add_routes, handle
 
 __all__ = [
     "CYCLE",
@@ -194,6 +200,7 @@ class Simulator:
         *,
         oauth: OAuthClient | Mapping[str, Any] | None = None,
         clock: Callable[[], float] = time.monotonic,
+        tick: float | None = None,
     ) -> None:
         if scenario not in SCENARIOS:
             raise ValueError(f"unknown scenario {scenario!r}, expected one of {SCENARIOS}")
@@ -209,6 +216,17 @@ class Simulator:
         self._live: dict[str, float] = {}  # access token -> expiry by ``clock``
         self._override: str | None = None
         self._replies: deque[Reply] = deque()
+        #: With ``tick``, the scenario advances every ``tick`` seconds by itself (and a poll
+        #: no longer advances it): the account stream pushes each step as it happens.
+        self.tick = tick
+        self.stream = StreamHub(self.current_records)
+
+    def current_records(self) -> list[dict[str, Any]]:
+        """The records the stream pushes: the override's objects, or the scenario's step."""
+        if self._override is None:
+            return self.accounts()
+        value = loads(self._override)
+        return [r for r in value if isinstance(r, dict)] if isinstance(value, list) else []
 
     @property
     def tokens_issued(self) -> int:
@@ -251,20 +269,24 @@ class Simulator:
     def serve(self) -> str:
         """The JSON body for the current step (or the override), then advance one step."""
         body = self._override if self._override is not None else dumps(self.accounts())
-        self.set_step(self.step + 1)
+        if self.tick is None:
+            self.set_step(self.step + 1)
         return body
 
     def set_step(self, step: int) -> None:
         """Make the next answer serve ``step`` (taken modulo :data:`CYCLE`)."""
         self.step = step % CYCLE
+        self.stream.changed()
 
     def set_accounts(self, value: Any) -> None:
         """Serve exactly this JSON value from now on, whatever it holds."""
         self._override = dumps(value)
+        self.stream.changed()
 
     def clear_accounts(self) -> None:
         """Serve the scenario again."""
         self._override = None
+        self.stream.changed()
 
     def queue(self, reply: Reply) -> None:
         """Answer the next ``reply.remaining`` requests (or all, if -1) with ``reply``."""
@@ -316,8 +338,10 @@ def _authorized(request: web.Request, sim: Simulator) -> bool:
     return scheme.lower() == "bearer" and sim.authorizes(credentials)
 
 
-async def _get_accounts(request: web.Request) -> web.Response:
+async def _get_accounts(request: web.Request) -> web.StreamResponse:
     sim = request.app[SIMULATOR]
+    if request.headers.get("Upgrade", "").lower() == "websocket":  # the account stream
+        return await handle(request, sim.stream, _authorized(request, sim))
     sim.requests += 1
     if not _authorized(request, sim):
         sim.refused += 1
@@ -497,7 +521,25 @@ def build_app(sim: Simulator) -> web.Application:
     app.router.add_post("/_sim/step", _post_step)
     app.router.add_post("/_sim/revoke", _post_revoke)
     app.router.add_post("/connect/token", _post_token)
+    add_routes(app, sim.stream)
+    if sim.tick is not None:
+        app.cleanup_ctx.append(_ticking)
     return app
+
+
+async def _ticking(app: web.Application) -> AsyncIterator[None]:
+    """Advance the scenario one step every ``tick`` seconds while the app runs."""
+    sim = app[SIMULATOR]
+
+    async def tick(every: float) -> None:
+        while True:
+            await asyncio.sleep(every)
+            sim.set_step(sim.step + 1)
+
+    task = asyncio.create_task(tick(sim.tick or 1.0))
+    yield
+    task.cancel()
+    await asyncio.gather(task, return_exceptions=True)
 
 
 async def start(

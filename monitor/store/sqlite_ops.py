@@ -321,25 +321,32 @@ def commit(db: sqlite3.Connection, write: PollWrite) -> None:
                 " VALUES (?, ?, '', ?, ?)",
                 (source, d.rule, d.fingerprint, _iso(d.started_at)),
             )
-        db.execute(
-            "INSERT INTO sources (source, failures, polls, last_poll_at, last_result,"
-            " last_error, last_success_at, account_count) VALUES (?, ?, 1, ?, ?, ?, ?, ?)"
-            " ON CONFLICT (source) DO UPDATE SET failures=excluded.failures,"
-            " polls=polls+1, last_poll_at=excluded.last_poll_at,"
-            " last_result=excluded.last_result, last_error=excluded.last_error,"
-            " last_success_at=coalesce(excluded.last_success_at, last_success_at),"
-            " account_count=coalesce(excluded.account_count, account_count)",
-            (
-                source,
-                health.failures,
-                at,
-                "ok" if poll.ok else "failed",
-                poll.error,
-                at if poll.ok else None,
-                poll.account_count,
-            ),
-        )
+        if not write.push:  # a push of the stream is no poll: the poll record stays
+            _record_poll(db, write)
         _queue(db, [(d.notification, d.sinks, source) for d in write.queued], now)
+
+
+def _record_poll(db: sqlite3.Connection, write: PollWrite) -> None:
+    source, poll, health = write.source, write.poll, write.health
+    at = _iso(poll.at)
+    db.execute(
+        "INSERT INTO sources (source, failures, polls, last_poll_at, last_result,"
+        " last_error, last_success_at, account_count) VALUES (?, ?, 1, ?, ?, ?, ?, ?)"
+        " ON CONFLICT (source) DO UPDATE SET failures=excluded.failures,"
+        " polls=polls+1, last_poll_at=excluded.last_poll_at,"
+        " last_result=excluded.last_result, last_error=excluded.last_error,"
+        " last_success_at=coalesce(excluded.last_success_at, last_success_at),"
+        " account_count=coalesce(excluded.account_count, account_count)",
+        (
+            source,
+            health.failures,
+            at,
+            "ok" if poll.ok else "failed",
+            poll.error,
+            at if poll.ok else None,
+            poll.account_count,
+        ),
+    )
 
 
 # --------------------------------------------------------------------------- mute windows
