@@ -36,7 +36,7 @@ from monitor.encoding import dumps, loads
 __all__ = ["StreamHub", "add_routes", "handle"]
 
 
-@dataclass
+@dataclass(eq=False)
 class _Client:
     ws: web.WebSocketResponse
     accounts: set[str] = field(default_factory=set)
@@ -59,6 +59,10 @@ class StreamHub:
         self.subscribes = 0
         self.pings = 0
         self.messages = 0
+        #: Every text message the clients sent, as sent (tests read the subscriptions).
+        self.received: list[str] = []
+        #: Answer pings (off: the socket looks dead to a client that pings).
+        self.answer_pings = True
 
     def changed(self, *, force: bool = False) -> None:
         """The accounts may have changed: every client gets its balances if they did (or if
@@ -131,8 +135,10 @@ async def handle(request: web.Request, hub: StreamHub, authorized: bool) -> web.
         async for msg in ws:
             if msg.type is WSMsgType.PING:
                 hub.pings += 1
-                await ws.pong(msg.data)
+                if hub.answer_pings:
+                    await ws.pong(msg.data)
             elif msg.type is WSMsgType.TEXT:
+                hub.received.append(msg.data)
                 _action(hub, client, msg.data)
     finally:
         hub.clients.discard(client)
@@ -198,10 +204,8 @@ async def _error(request: web.Request) -> web.Response:
 async def _throttle(request: web.Request) -> web.Response:
     spec = await _object(request, {"seconds"})
     seconds = spec.get("seconds", 0)
-    if (
-        isinstance(seconds, bool)
-        or (not isinstance(seconds, int | float)
-        and not hasattr(seconds, "as_integer_ratio"))
+    if isinstance(seconds, bool) or (
+        not isinstance(seconds, int | float) and not hasattr(seconds, "as_integer_ratio")
     ):
         raise web.HTTPBadRequest(text="seconds must be a number")
     if float(seconds) < 0:
