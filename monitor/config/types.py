@@ -281,7 +281,8 @@ def check_http_url(value: str, schemes: tuple[str, ...] = ("http", "https")) -> 
     except ValueError:  # "http://[::1/x"
         raise ValueError("is not a valid URL") from None
     if parts.scheme not in schemes:
-        raise ValueError(f"must be an {' or '.join(f'{s}://' for s in schemes)} URL")
+        article = "an" if schemes[0].startswith("h") else "a"  # "an http://", "a ws://"
+        raise ValueError(f"must be {article} {' or '.join(f'{s}://' for s in schemes)} URL")
     if not host:
         raise ValueError("must name a host")
     try:

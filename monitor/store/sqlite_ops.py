@@ -552,3 +552,31 @@ def outbox_summary(db: sqlite3.Connection) -> OutboxSummary:
     )
     failed = db.execute("SELECT count(*) FROM outbox WHERE state IN ('failed', 'expired')")
     return OutboxSummary(queues, int(failed.fetchone()[0]))
+
+
+# --------------------------------------------------------------------------- account streams
+
+#: The ``meta`` key of a source's account stream state (no table of its own: one small row per
+#: source, written when the stream connects or ends).
+_STREAM_KEY = "stream:"
+
+
+def record_stream(db: sqlite3.Connection, source: str, state: Mapping[str, JSONValue]) -> None:
+    with transaction(db):
+        db.execute(
+            "INSERT OR REPLACE INTO meta (key, value) VALUES (?, ?)",
+            (_STREAM_KEY + source, encoding.dumps(dict(state))),
+        )
+
+
+def streams(db: sqlite3.Connection) -> dict[str, dict[str, JSONValue]]:
+    rows = db.execute(
+        "SELECT key, value FROM meta WHERE substr(key, 1, ?) = ? ORDER BY key",
+        (len(_STREAM_KEY), _STREAM_KEY),
+    )
+    found: dict[str, dict[str, JSONValue]] = {}
+    for key, value in rows:
+        state = encoding.loads(value)
+        if isinstance(state, dict):
+            found[key[len(_STREAM_KEY) :]] = state
+    return found
