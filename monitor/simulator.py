@@ -215,6 +215,7 @@ class Simulator:
         self.issued: list[str] = []
         self._live: dict[str, float] = {}  # access token -> expiry by ``clock``
         self._override: str | None = None
+        self._override_records: list[dict[str, Any]] | None = None
         self._replies: deque[Reply] = deque()
         #: With ``tick``, the scenario advances every ``tick`` seconds by itself (and a poll
         #: no longer advances it): the account stream pushes each step as it happens.
@@ -225,8 +226,11 @@ class Simulator:
         """The records the stream pushes: the override's objects, or the scenario's step."""
         if self._override is None:
             return self.accounts()
-        value = loads(self._override)
-        return [r for r in value if isinstance(r, dict)] if isinstance(value, list) else []
+        if self._override_records is None:  # decoded once per override, not once per push
+            value = loads(self._override)
+            records = value if isinstance(value, list) else []
+            self._override_records = [r for r in records if isinstance(r, dict)]
+        return self._override_records
 
     @property
     def tokens_issued(self) -> int:
@@ -281,6 +285,7 @@ class Simulator:
     def set_accounts(self, value: Any) -> None:
         """Serve exactly this JSON value from now on, whatever it holds."""
         self._override = dumps(value)
+        self._override_records = None
         self.stream.changed()
 
     def clear_accounts(self) -> None:
