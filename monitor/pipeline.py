@@ -33,6 +33,7 @@ import structlog
 from monitor.config import Config, RuleConfig
 from monitor.cycle import Delivery, PollState, Step, notification_id, reconfigured, step
 from monitor.errors import SourceError, StoreError
+from monitor.journal import JOURNAL_TIMEOUT, Explainer, JournalFetcher
 from monitor.models import Account, ActiveAlert, ParseResult, Problem
 from monitor.parse import parse_body, problem_text
 from monitor.rules.base import RuleProblem
@@ -83,7 +84,11 @@ class SourcePipeline:
         clock: Callable[[], datetime],
         on_poll: Callable[[PollOutcome], None] | None = None,
         down_after: int = 3,
+        journal_timeout: float = JOURNAL_TIMEOUT,
     ) -> None:
+        #: When the accounts were last seen (a successful poll, or a push): the journal
+        #: explains what happened since.
+        self._seen_at: datetime | None = None
         self.down_after = down_after
         self.source = source
         self.on_poll = on_poll
@@ -94,6 +99,7 @@ class SourcePipeline:
         self.on_queued = on_queued
         self.clock = clock
         self.log = log.bind(source=source)
+        self._explainer = Explainer(self.log, journal_timeout)
         self.state = PollState()
         self.last: PollOutcome | None = None
         self.last_success: datetime | None = None
@@ -114,7 +120,7 @@ class SourcePipeline:
     async def load(self) -> None:
         stored = await self.store.load_source(self.source)
         self.state = PollState.loaded(stored)
-        self.last_success = stored.last_success_at
+        self.last_success = self._seen_at = stored.last_success_at
 
     @property
     def firing(self) -> int:
@@ -163,7 +169,7 @@ class SourcePipeline:
             started = time.monotonic()
             now = self.clock()
             self._bug = None
-            done = self._step(await self._look(), now)
+            done = await self._explained(self._step(await self._look(), now), now)
             try:
                 await self.store.commit(done.write)
             except StoreError as exc:
@@ -208,12 +214,13 @@ class SourcePipeline:
             if done.write.writes_nothing:
                 self.state = done.state
                 return 0
+            done = await self._explained(done, now)
             try:
                 await self.store.commit(done.write)
             except Exception as exc:  # not written: the state stays, the next poll writes it
                 self.log.error("push_not_written", error=str(exc))
                 return 0
-            self.state = done.state
+            self.state, self._seen_at = done.state, now
             self._problems.rules(done.problems)
             self.log.info(
                 "push_applied",
@@ -228,6 +235,25 @@ class SourcePipeline:
     def accounts(self) -> Mapping[str, Account] | None:
         """The last known record of each account (``None`` before the first successful poll)."""
         return self.state.accounts
+
+    async def _explained(self, done: Step, now: datetime) -> Step:
+        """``done`` with the journal's entries on the notifications that ask for them
+        (:class:`monitor.journal.Explainer`)."""
+        fetcher = self.fetcher
+        if not done.write.deliveries or not isinstance(fetcher, JournalFetcher):
+            return done
+        return await self._explainer.explain(
+            done,
+            fetcher,
+            self.rules,
+            source_explains=self._explains(),
+            since=self._seen_at,
+            now=now,
+        )
+
+    def _explains(self) -> bool:
+        """Whether the source explains every rule's alerts (``[api] explain = true``)."""
+        return any(s.config.explain for s in self.config.all_sources() if s.name == self.source)
 
     async def _look(self) -> ParseResult | SourceError:
         """What the poll saw: the parsed body, or why there is none (an unexpected exception
@@ -334,7 +360,7 @@ class SourcePipeline:
             )
         self._not_before = None
         self._bug_logged = None
-        self.last_success = now
+        self.last_success = self._seen_at = now
         self._problems.rules(done.problems)
         count = done.write.poll.account_count or 0
         event = "baseline_recorded" if previous.accounts is None else "poll_ok"

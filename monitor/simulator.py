@@ -22,6 +22,8 @@ Control endpoints for tests live under ``/_sim/`` and need no token::
                             "tokens_issued": access tokens issued, "refused": 401s answered}
     POST   /_sim/step      {"step": n}
     POST   /_sim/revoke                        revoke every access token issued so far
+    PUT    /_sim/journal   {"account", "entries", "delay", "status"}   what
+                           GET /accounts/{account}/transactions answers (entries: a list)
 
 ``GET /accounts`` with ``Upgrade: websocket`` is the account stream
 (:mod:`monitor.simulator_stream`, with its own control endpoints under ``/_sim/stream/``).
@@ -221,6 +223,12 @@ class Simulator:
         #: no longer advances it): the account stream pushes each step as it happens.
         self.tick = tick
         self.stream = StreamHub(self.current_records)
+        #: The transactions journal: entries by account, how long an answer waits, its status,
+        #: and every request seen (account, query).
+        self.journal: dict[str, list[Any]] = {}
+        self.journal_delay = 0.0
+        self.journal_status = 200
+        self.journal_requests: list[tuple[str, dict[str, str]]] = []
 
     def current_records(self) -> list[dict[str, Any]]:
         """The records the stream pushes: the override's objects, or the scenario's step."""
@@ -512,6 +520,36 @@ async def _post_token(request: web.Request) -> web.Response:
     return web.Response(text=dumps(body), content_type=_JSON)
 
 
+async def _get_journal(request: web.Request) -> web.Response:
+    """``GET /accounts/{account}/transactions``: the entries ``PUT /_sim/journal`` set."""
+    sim = request.app[SIMULATOR]
+    account = request.match_info["account"]
+    sim.journal_requests.append((account, dict(request.query)))
+    if not _authorized(request, sim):
+        return _error(401, "api_error", "token incorrect or revoked")
+    if sim.journal_delay > 0:
+        await asyncio.sleep(sim.journal_delay)
+    if sim.journal_status != 200:
+        return _error(sim.journal_status, "api_error", "simulated failure")
+    return web.Response(text=dumps(sim.journal.get(account, [])), content_type=_JSON)
+
+
+async def _put_journal(request: web.Request) -> web.Response:
+    spec = await _read_object(request, {"account", "entries", "delay", "status"})
+    sim = request.app[SIMULATOR]
+    account, entries = spec.get("account"), spec.get("entries", [])
+    if account is not None:
+        if not isinstance(account, str) or not isinstance(entries, list):
+            raise _ControlError("account must be a string and entries a list")
+        sim.journal[account] = entries
+    delay = spec.get("delay", sim.journal_delay)
+    if isinstance(delay, bool) or not isinstance(delay, int | Decimal) or delay < 0:
+        raise _ControlError("delay must be a non-negative number of seconds")
+    sim.journal_delay = float(delay)
+    sim.journal_status = _int(spec, "status", sim.journal_status)
+    return web.Response(status=204)
+
+
 def build_app(sim: Simulator) -> web.Application:
     """The simulated API as an aiohttp application serving ``sim``."""
     app = web.Application(middlewares=[_bad_requests])
@@ -526,6 +564,8 @@ def build_app(sim: Simulator) -> web.Application:
     app.router.add_post("/_sim/step", _post_step)
     app.router.add_post("/_sim/revoke", _post_revoke)
     app.router.add_post("/connect/token", _post_token)
+    app.router.add_get("/accounts/{account}/transactions", _get_journal, allow_head=False)
+    app.router.add_put("/_sim/journal", _put_journal)
     add_routes(app, sim.stream)
     if sim.tick is not None:
         app.cleanup_ctx.append(_ticking)

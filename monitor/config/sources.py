@@ -69,6 +69,9 @@ class SourceBase(WithSecrets):
     stream: bool = False
     #: The stream's address; by default ``url`` with ``https`` -> ``wss`` (``http`` -> ``ws``).
     stream_url: WsUrlText | None = None
+    #: Explain every firing alert on a money field with the transactions journal's entries
+    #: (as ``explain = true`` on each rule).
+    explain: bool = False
 
     #: The token, unless ``oauth`` issues them.
     SECRETS: ClassVar[tuple[Secret, ...]] = (_TOKEN,)
