@@ -75,6 +75,8 @@ BACKOFF_BASE: Final = 1.0
 BACKOFF_CAP: Final = 60.0
 #: How long the WebSocket handshake may take.
 CONNECT_TIMEOUT: Final = 10.0
+#: How long closing the socket waits for the server's answer (a shutdown waits no longer).
+CLOSE_TIMEOUT: Final = 2.0
 
 
 def backoff(
@@ -111,10 +113,13 @@ class StreamState:
 class _EndedError(Exception):
     """One connection ended; ``refused``: it was refused (401/403, or closed at once)."""
 
-    def __init__(self, reason: str, *, refused: bool = False, lived: bool = False) -> None:
+    def __init__(
+        self, reason: str, *, refused: bool = False, lived: bool = False, renewal: bool = False
+    ) -> None:
         super().__init__(reason)
         self.refused = refused
         self.lived = lived
+        self.renewal = renewal  # closed by us for a renewed token: connect again at once
 
 
 class AccountStream:
@@ -187,16 +192,23 @@ class AccountStream:
         attempt = 0
         renewed = False
         while True:
+            renewal = False
             try:
                 await self._connection()
             except _EndedError as ended:
                 reason, refused, lived = str(ended), ended.refused, ended.lived
+                renewal = ended.renewal
             except MonitorError as exc:  # the token provider could not give a token
                 reason, refused, lived = str(exc), False, False
+            except Exception as exc:  # a bug: the one broad except of the stream, it goes on
+                self.log.error("stream_crashed", error=str(exc), exc_info=True)
+                reason, refused, lived = f"unexpected error: {type(exc).__name__}", False, False
             if lived:
                 attempt, renewed = 0, False
             self.state.reconnects += 1
             self._set(connected=False, error=reason)
+            if renewal:
+                continue
             if refused and self.tokens.renewable and not renewed:
                 renewed = True
                 self.log.info("stream_token_refused", error=reason, action="renewing once")
@@ -230,7 +242,7 @@ class AccountStream:
                     received = True
                     self.log.debug("stream_message_ignored", type="binary")
                 elif self._renewed:
-                    raise _EndedError("token renewed", lived=True)
+                    raise _EndedError("token renewed", lived=True, renewal=True)
                 else:  # CLOSE, CLOSING, CLOSED, ERROR: the socket is done
                     quick = time.monotonic() - opened < self.settle and not received
                     raise _EndedError(_close_reason(ws, msg), refused=quick, lived=not quick)
@@ -258,7 +270,10 @@ class AccountStream:
                     return
                 continue
             self._wake.clear()
-            await self._subscribe(ws)
+            try:
+                await self._subscribe(ws)
+            except (ConnectionError, aiohttp.ClientError):  # closing: the reading sees why
+                return
 
     async def _connect(self, token: SecretStr) -> aiohttp.ClientWebSocketResponse:
         headers = {
@@ -267,14 +282,15 @@ class AccountStream:
         }
         try:
             with http.stream_errors(timeout=CONNECT_TIMEOUT):
-                return await self.session.ws_connect(
-                    self.url,
-                    headers=headers,
-                    heartbeat=self.heartbeat,
-                    timeout=aiohttp.ClientWSTimeout(ws_close=CONNECT_TIMEOUT),
-                    autoping=True,
-                    max_msg_size=0,
-                )
+                async with asyncio.timeout(CONNECT_TIMEOUT):
+                    return await self.session.ws_connect(
+                        self.url,
+                        headers=headers,
+                        heartbeat=self.heartbeat,
+                        timeout=aiohttp.ClientWSTimeout(ws_close=CLOSE_TIMEOUT),
+                        autoping=True,
+                        max_msg_size=0,
+                    )
         except StreamError as exc:
             raise _EndedError(str(exc), refused=exc.status in (401, 403)) from None
 

@@ -223,16 +223,27 @@ async def test_a_renewed_token_means_a_new_connection_with_it(
     first, second = simulator.issue_token(), simulator.issue_token()
     runner, url = await start(simulator)
     tokens = Tokens(first, second)
+    waits: list[float] = []
+
+    async def sleep(seconds: float) -> None:
+        waits.append(seconds)
+        await asyncio.sleep(0)
+
     client = stream(
-        url.replace("http", "ws", 1), session, Target(simulator), tokens, token_check=0.05
-    )
+        url.replace("http", "ws", 1), session, Target(simulator), tokens, token_check=0.05,
+        sleep=sleep,
+    )  # fmt: skip
     try:
-        client.start()
-        await until(lambda: simulator.stream.connects == 1 and client.state.connected)
-        tokens.index = 1  # renewed elsewhere (a poll, or renew_at)
-        await until(lambda: simulator.stream.connects == 2 and client.state.connected)
+        with capture_logs() as logs:
+            client.start()
+            await until(lambda: simulator.stream.connects == 1 and client.state.connected)
+            tokens.index = 1  # renewed elsewhere (a poll, or renew_at)
+            await until(lambda: simulator.stream.connects == 2 and client.state.connected)
         assert len(simulator.stream.clients) == 1
         assert tokens.invalidated == 0
+        assert waits == []  # at once, no backoff
+        assert "stream_down" not in [e["event"] for e in logs]
+        assert "stream_token_renewed" in [e["event"] for e in logs]
     finally:
         await client.close()
         await runner.cleanup()
