@@ -210,7 +210,7 @@ class SourcePipeline:
             except Exception as exc:  # a bug in the rules or the step: the next poll retries
                 self.log.error("push_failed", error=str(exc), exc_info=True)
                 return 0
-            self._problems.records(seen.problems)
+            self._problems.records(seen.problems, partial=True)
             if done.write.writes_nothing:
                 self.state = done.state
                 return 0
@@ -413,8 +413,10 @@ class _ProblemLog:
         self._rules: set[tuple[str, str, str]] = set()
         self._rules_full = False
 
-    def records(self, problems: Sequence[Problem]) -> None:
-        seen: dict[str, str] = {}
+    def records(self, problems: Sequence[Problem], *, partial: bool = False) -> None:
+        """Log the bad records of a poll (``partial``: of a push, which says nothing of the
+        accounts it does not carry, so those stay as the last poll left them)."""
+        seen: dict[str, str] = dict(self._records) if partial else {}
         for problem in problems:
             number, field = problem.account_number, problem.field
             if not problem.skipped:
