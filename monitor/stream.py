@@ -191,6 +191,7 @@ class AccountStream:
         """Connect, read, and connect again, until cancelled."""
         attempt = 0
         renewed = False
+        last: str | None = None
         while True:
             renewal = False
             try:
@@ -216,7 +217,13 @@ class AccountStream:
                 continue
             wait = backoff(attempt, self._jitter(), base=self.backoff_base, cap=self.backoff_cap)
             attempt += 1
-            self.log.warning("stream_down", error=reason, retry_in=round(wait, 2))
+            # A warning when the stream goes down, or fails anew; the same failure again (an
+            # outage that lasts) is a debug line per attempt, not a warning a minute.
+            repeated = reason == last and not lived
+            last = reason
+            (self.log.debug if repeated else self.log.warning)(
+                "stream_down", error=reason, retry_in=round(wait, 2), attempts=attempt
+            )
             await self._sleep(wait)
 
     # ------------------------------------------------------------------ one connection

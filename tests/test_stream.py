@@ -171,7 +171,7 @@ async def test_a_token_refused_at_connect_is_renewed_once_then_backs_off(
     sim: tuple[Simulator, str], session: aiohttp.ClientSession
 ) -> None:
     """A 401 at the handshake renews the token and connects at once; refused again, it waits
-    (backoff) instead of renewing in a loop."""
+    (backoff) instead of renewing in a loop, with one warning for the same failure."""
     simulator, url = sim
     simulator.stream.refuse_count, simulator.stream.refuse_status = 3, 401
     tokens = Tokens(DEMO_TOKEN)
@@ -192,6 +192,8 @@ async def test_a_token_refused_at_connect_is_renewed_once_then_backs_off(
     assert len(waits) == 2  # the second and third refusal wait
     assert waits[1] > waits[0] * 1.3  # exponential
     assert [e["event"] for e in logs].count("stream_token_refused") == 1
+    # The same failure again is not a second warning (an outage is not a warning a minute).
+    assert [e["log_level"] for e in logs if e["event"] == "stream_down"] == ["warning", "debug"]
     assert all(DEMO_TOKEN not in str(e) for e in logs)
 
 
