@@ -149,6 +149,25 @@ async def test_accounts_that_appear_later_are_subscribed(
         await client.close()
 
 
+async def test_accounts_gone_from_the_polls_are_unsubscribed(
+    sim: tuple[Simulator, str], session: aiohttp.ClientSession
+) -> None:
+    simulator, url = sim
+    target = Target(simulator)
+    client = stream(url, session, target)
+    client.start()
+    try:
+        await until(lambda: simulator.stream.subscribes == 2)
+        assert target.state is not None
+        del target.state[COR]
+        client.wake()
+        unsubscribe = {"action": "unsubscribeBalance", "account": COR}
+        await until(lambda: any(json.loads(t) == unsubscribe for t in simulator.stream.received))
+        await until(lambda: client.state.subscribed == 1)
+    finally:
+        await client.close()
+
+
 async def test_a_dropped_connection_is_resumed_and_subscribed_again(
     sim: tuple[Simulator, str], session: aiohttp.ClientSession
 ) -> None:
