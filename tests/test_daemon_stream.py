@@ -15,7 +15,7 @@ import pytest
 from sinks_helpers import Receiver, serving
 
 from monitor import simulator
-from monitor.config import config_from_dict
+from monitor.config import config_from_dict, load_config
 from monitor.daemon import Daemon, Exit
 from monitor.metrics import Metrics
 from monitor.simulator import DEMO_TOKEN, Simulator
@@ -108,3 +108,39 @@ async def test_a_push_alerts_at_once_and_a_reconnect_loses_and_repeats_nothing(
         await store.close()
     assert streams["default"]["connected"] is False
     assert streams["default"]["reconnects"] == 3
+
+
+async def test_a_reload_that_turns_the_stream_off_stops_it_and_status_forgets_it(
+    tmp_path: Path, sim: tuple[Simulator, str]
+) -> None:
+    """The stream lives with its source: a reload without ``stream`` closes it, drops its
+    metrics and takes it out of ``status``; a reload with it again opens a new one."""
+    simulated, url = sim
+    path = tmp_path / "config.toml"
+
+    def write(stream: bool) -> None:
+        path.write_text(
+            f'[api]\nurl = "{url}"\ntoken = "{DEMO_TOKEN}"\nstream = {str(stream).lower()}\n'
+            f'[schedule]\ninterval = "1h"\n[state]\npath = "{tmp_path / "state.db"}"\n'
+            '[[sinks]]\ntype = "log"\nname = "log"\n',
+            "utf-8",
+        )
+
+    write(True)
+    metrics = Metrics()
+    stop, reload = asyncio.Event(), asyncio.Event()
+    daemon = Daemon(load_config(path), config_path=path, metrics=metrics)
+    task = asyncio.create_task(daemon.run(stop, reload))
+    hub = simulated.stream
+    try:
+        await until(lambda: hub.subscribes == 2)
+        write(False)
+        reload.set()
+        await until(lambda: not hub.clients)
+        assert "balance_monitor_stream_connected{" not in metrics.render().decode()
+        write(True)
+        reload.set()
+        await until(lambda: hub.connects == 2 and hub.subscribes == 4)
+    finally:
+        stop.set()
+        assert await asyncio.wait_for(task, 10) is Exit.OK

@@ -54,3 +54,8 @@ def test_an_unknown_type_is_just_its_type() -> None:
 def test_an_unusable_message_is_a_parse_error(text: str, error: str) -> None:
     with pytest.raises(ParseError, match=error):
         read_message(text)
+
+
+def test_an_error_message_without_code_or_description() -> None:
+    message = read_message('{"t":"e"}')
+    assert (message.code, message.description) == (None, None)

@@ -297,6 +297,30 @@ async def test_an_error_message_is_logged_with_its_code_and_the_stream_goes_on(
     assert simulator.stream.connects == 1
 
 
+async def test_an_unusable_or_binary_message_is_logged_and_the_stream_goes_on(
+    sim: tuple[Simulator, str], session: aiohttp.ClientSession
+) -> None:
+    simulator, url = sim
+    counted: list[str] = []
+    target = Target(simulator)
+    client = stream(url, session, target, on_message=counted.append)
+    with capture_logs() as logs:
+        client.start()
+        try:
+            await until(lambda: target.pushes != [])
+            for connected in list(simulator.stream.clients):
+                await connected.ws.send_str("not json")
+                await connected.ws.send_bytes(b"\x00")
+            await until(lambda: "invalid" in counted)
+            await until(lambda: any(e["event"] == "stream_message_ignored" for e in logs))
+            assert client.state.connected
+        finally:
+            await client.close()
+    unusable = [e for e in logs if e["event"] == "stream_message_unusable"]
+    assert unusable[0]["error"].startswith("stream message is not JSON")
+    assert simulator.stream.connects == 1
+
+
 async def test_pings_are_sent_and_a_dead_socket_is_reconnected(
     sim: tuple[Simulator, str], session: aiohttp.ClientSession
 ) -> None:
