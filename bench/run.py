@@ -34,6 +34,7 @@ from pathlib import Path
 from typing import Final
 
 import procstat
+import stream
 from fakeapi import Trip
 from harness import (
     IDLE_ACCOUNTS,
@@ -123,6 +124,13 @@ def main(argv: list[str] | None = None) -> int:
         "--polls", type=int, help=f"measured polls per run (default {DEFAULT_POLLS})"
     )
     parser.add_argument("--quick", action="store_true", help="sizes 1000,10000, fewer polls")
+    parser.add_argument(
+        "--stream",
+        choices=("also", "only", "no"),
+        default="also",
+        help="the account stream's latency and CPU per push (bench/stream.py): after the polls "
+        "(also, the default), alone (only), or not (no)",
+    )
     parser.add_argument("--output", type=Path, help="also write the Markdown report here")
     parser.add_argument("--json", type=Path, help="also write every measurement here, as JSON")
     parser.add_argument(
@@ -140,17 +148,21 @@ def main(argv: list[str] | None = None) -> int:
     if polls < 1 or any(n < 100 for n in sizes):
         parser.error("--polls must be at least 1 and every size at least 100")
     started = time.monotonic()
+    text = ""
     try:
         many_seconds = QUICK_MANY_SECONDS if args.quick else MANY_SECONDS
-        report = asyncio.run(bench(sizes, polls, many_seconds, args.profile))
+        if args.stream != "only":
+            report = asyncio.run(bench(sizes, polls, many_seconds, args.profile))
+            text = render(report)
+        if args.stream != "no":
+            text += "\n" + asyncio.run(stream.run(stream.CHANGES, stream.ACCOUNTS, stream.PUSHES))
     except BenchError as exc:
         print(f"bench: {exc}", file=sys.stderr)
         return 1
-    text = render(report)
     print(text, end="")
     if args.output is not None:
         args.output.write_text(text)
-    if args.json is not None:
+    if args.json is not None and args.stream != "only":
         args.json.write_text(json.dumps(report.as_dict(), indent=1) + "\n")
     log(f"done in {time.monotonic() - started:.0f}s")
     return 0

@@ -105,7 +105,15 @@ def _parser() -> argparse.ArgumentParser:
         "demo", help="Run against a built-in simulated API with bundled rules (no config needed)."
     )
     demo.add_argument(
-        "--interval", type=_duration_text, default=DEMO_INTERVAL, help="poll interval (default 2s)"
+        "--interval",
+        type=_duration_text,
+        default=DEMO_INTERVAL,
+        help="how often the simulated account changes (default 2s; with --poll: poll interval)",
+    )
+    demo.add_argument(
+        "--poll",
+        action="store_true",
+        help="poll every --interval instead of listening to the account stream",
     )
     demo.add_argument(
         "--duration",
@@ -123,6 +131,13 @@ def _parser() -> argparse.ArgumentParser:
         default="demo",
         metavar="SCENARIO",  # argparse would list the choices now, importing the simulator
         help="%(choices)s (default: %(default)s)",
+    )
+    fake.add_argument(
+        "--tick",
+        type=_seconds,
+        default=None,
+        help="advance the scenario every TICK by itself (its stream pushes each step) instead "
+        "of once per answer, e.g. 2s",
     )
     return parser
 
@@ -174,9 +189,9 @@ def _dispatch(args: argparse.Namespace) -> int:
     if command == "init":
         return _init(args.path)
     if command == "demo":
-        return _demo(args.interval, args.duration)
+        return _demo(args.interval, args.duration, stream=not args.poll)
     if command == "fake-api":
-        return _fake_api(args.host, args.port, args.token, args.scenario)
+        return _fake_api(args.host, args.port, args.token, args.scenario, args.tick)
     from monitor.config import default_config_path, load_config
 
     path: Path = args.config if args.config is not None else default_config_path()
@@ -343,13 +358,13 @@ def _init(path: str) -> int:
 # ---------------------------------------------------------------------- demo and simulator
 
 
-def _demo(interval: str, duration: float | None) -> int:
+def _demo(interval: str, duration: float | None, *, stream: bool = True) -> int:
     import asyncio
 
-    return asyncio.run(_demo_main(interval, duration))
+    return asyncio.run(_demo_main(interval, duration, stream=stream))
 
 
-async def _demo_main(interval: str, duration: float | None) -> int:
+async def _demo_main(interval: str, duration: float | None, *, stream: bool = True) -> int:
     import asyncio
     import tempfile
 
@@ -361,13 +376,17 @@ async def _demo_main(interval: str, duration: float | None) -> int:
 
     stop = asyncio.Event()
     install_signal_handlers(stop)
-    sim = Simulator()
+    from monitor.config import parse_duration
+
+    step = parse_duration(interval)
+    # Streaming, the account changes by itself every step and the stream pushes it at once.
+    sim = Simulator(tick=step.total_seconds() if stream else None)
     runner, url = await start(sim)
     try:
         with tempfile.TemporaryDirectory(prefix="balance-monitor-demo-") as tmp:
-            config = demo_config(url, Path(tmp), interval)
+            config = demo_config(url, Path(tmp), interval, stream=stream)
             demo_logging(width=max(len(rule.name) for rule in config.rules))
-            _out(demo_banner(config, url))
+            _out(demo_banner(config, url, step))
             if duration is not None:
                 asyncio.get_running_loop().call_later(duration, stop.set)
             return await run_daemon(config, stop)
@@ -375,7 +394,9 @@ async def _demo_main(interval: str, duration: float | None) -> int:
         await runner.cleanup()
 
 
-def _fake_api(host: str, port: int, token: str | None, scenario: str) -> int:
+def _fake_api(
+    host: str, port: int, token: str | None, scenario: str, tick: float | None = None
+) -> int:
     import asyncio
 
     from monitor.daemon import install_signal_handlers
@@ -390,7 +411,8 @@ def _fake_api(host: str, port: int, token: str | None, scenario: str) -> int:
         def ready(url: str) -> None:
             _out(f"fake balances API on {url} (scenario {scenario}); Ctrl-C to stop")
 
-        await serve_forever(Simulator(token=accepted, scenario=scenario), host, port, stop, ready)
+        sim = Simulator(token=accepted, scenario=scenario, tick=tick)
+        await serve_forever(sim, host, port, stop, ready)
 
     try:
         asyncio.run(serve())

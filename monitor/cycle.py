@@ -128,6 +128,23 @@ class PollWrite:
     deliveries: tuple[Delivery, ...] = ()
     departed: tuple[Account, ...] = ()
     forget: tuple[str, ...] = ()
+    #: A push of the account stream, not a poll: the source's poll record is left as it was.
+    push: bool = False
+
+    @property
+    def writes_nothing(self) -> bool:
+        """Whether committing this would change no row but the poll record (an unchanged push
+        is not written at all)."""
+        return not (
+            self.upserts
+            or self.deletes
+            or self.active is not None
+            or self.history
+            or self.history_deletes
+            or self.deliveries
+            or self.departed
+            or self.forget
+        )
 
     @property
     def queued(self) -> tuple[Delivery, ...]:
@@ -214,13 +231,30 @@ def step(
     rules: Sequence[RuleConfig],
     down_after: int,
     now: datetime,
+    partial: bool = False,
 ) -> Step:
     """One poll of ``source``: what it ``seen`` (the parsed body, or why there is none) turned
-    into the next state and everything to write."""
+    into the next state and everything to write.
+
+    ``partial``: ``seen`` is a push of the account stream, a fresh snapshot of the accounts it
+    carries only. The others keep their record (none is removed), the source's health and its
+    poll record are left as they are (only polls count toward ``source_down``), and a push
+    before the first successful poll (no baseline to compare with) changes nothing. Everything
+    else (diff, rules, lifecycle, mutes, notifications) is the same as for a poll.
+    """
     if isinstance(seen, SourceError):
         return _failed(state, seen, source=source, config=config, down_after=down_after, now=now)
+    if partial and state.accounts is None:
+        return Step(state, PollWrite(source, PollRecord(now, ok=True), state.health, push=True))
     return _succeeded(
-        state, seen, source=source, config=config, rules=rules, down_after=down_after, now=now
+        state,
+        seen,
+        source=source,
+        config=config,
+        rules=rules,
+        down_after=down_after,
+        now=now,
+        partial=partial,
     )
 
 
@@ -290,9 +324,12 @@ def _succeeded(
     rules: Sequence[RuleConfig],
     down_after: int,
     now: datetime,
+    partial: bool = False,
 ) -> Step:
     accounts = result.accounts
     previous = state.accounts
+    if partial and previous is not None:  # a push: the accounts it does not carry stay
+        accounts = {**previous, **accounts}
     # A duplicate of a usable record is skipped, not the account: the first record wins.
     skip = frozenset(
         p.account_number
@@ -318,9 +355,12 @@ def _succeeded(
         history=history,
         changes=changes,
     )
-    health, source_alert = evaluate_source(
-        state.health, ok=True, error=None, down_after=down_after, source=source, now=now
-    )
+    if partial:  # a push says nothing of whether polls work
+        health, source_alert = state.health, None
+    else:
+        health, source_alert = evaluate_source(
+            state.health, ok=True, error=None, down_after=down_after, source=source, now=now
+        )
     alerts = [*evaluation.alerts, *([source_alert] if source_alert is not None else [])]
     if previous is None:
         upserts = tuple(accounts.values())
@@ -347,6 +387,7 @@ def _succeeded(
         deliveries=deliveries,
         departed=tuple(departed[n].account for n in deletes if n in departed),
         forget=forget,
+        push=partial,
     )
     merged = dict(accounts)
     for number in skip:  # an unusable record keeps its last good snapshot

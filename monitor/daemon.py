@@ -49,6 +49,7 @@ from monitor.sdnotify import Notifier
 from monitor.sinks.base import Sink
 from monitor.sinks.registry import build_sinks
 from monitor.source import BalancesSource
+from monitor.streams import Streams
 
 __all__ = [
     "MUTE_CHECK",
@@ -114,6 +115,8 @@ class Daemon:
         #: Whether the state database may hold notifications of mute windows (only windows
         #: hold them, so without windows one look at start-up or after a reload is enough).
         self._maybe_held = True
+        #: The account streams, started and stopped with their source's poll job.
+        self._streams: Streams | None = None
 
     # ------------------------------------------------------------------ run
 
@@ -122,6 +125,7 @@ class Daemon:
         self._stop = stop
         async with open_runtime(self.config, self.metrics) as rt:
             self._rt = rt
+            self._streams = Streams(self.metrics, rt.session, rt.store)
             self.metrics.declare_sinks(rt.sinks)
             self.metrics.declare_sources(rt.pipelines)
             self._update_firing(rt)  # the state on disk, before the first poll
@@ -186,6 +190,15 @@ class Daemon:
             coalesce=True,
             misfire_grace_time=None,
         )
+        if self._streams is not None:  # the stream's life is its poll job's
+            self._streams.start(spec, pipeline)
+
+    async def _unschedule(self, name: str) -> None:
+        """Remove the source's poll job, and its stream with it."""
+        if self._scheduler is not None and self._scheduler.get_job(f"poll:{name}"):
+            self._scheduler.remove_job(f"poll:{name}")
+        if self._streams is not None:
+            await self._streams.stop(name)
 
     async def _serve(self, stop: asyncio.Event, reload: asyncio.Event | None) -> None:
         if reload is None:
@@ -275,6 +288,8 @@ class Daemon:
 
     async def _shutdown(self, rt: Runtime, scheduler: AsyncIOScheduler) -> None:
         scheduler.pause()
+        if self._streams is not None:
+            await self._streams.close(STOP_GRACE)
         if self._summary is not None:
             self._summary.cancel()
             self._summary = None
@@ -295,6 +310,8 @@ class Daemon:
         rt = self._rt
         if rt is None or source not in rt.pipelines:
             return
+        if self._streams is not None:
+            self._streams.polled(source)
         success = rt.pipelines[source].last_success
         self.metrics.observe_poll(
             source,
@@ -448,8 +465,7 @@ class Daemon:
         specs = {s.name: s for s in new.all_sources()}
         reset: dict[str, list[str]] = {}
         for name in [n for n in rt.pipelines if n not in specs]:
-            if self._scheduler is not None and self._scheduler.get_job(f"poll:{name}"):
-                self._scheduler.remove_job(f"poll:{name}")
+            await self._unschedule(name)
             del rt.pipelines[name]
             self._triggers.pop(name, None)
             self._scheduled_at.pop(name, None)
@@ -475,6 +491,9 @@ class Daemon:
             if dropped:
                 reset[name] = dropped
             pipeline.on_queued = rt.delivery.wake
+            if self._streams is not None and _source_of(old, name) != spec.config:
+                await self._streams.stop(name)  # a new URL, token or stream setting
+                self._streams.start(spec, pipeline)
             if new.schedule != old.schedule or spec.interval != _interval_of(old, name):
                 self._schedule(spec, pipeline, first=False)
         self.metrics.declare_sinks(sinks)
@@ -497,6 +516,13 @@ class Daemon:
             schedule=describe_schedule(new.schedule),
             rules_reset=reset,
         )
+
+
+def _source_of(config: Config, source: str) -> object:
+    for spec in config.all_sources():
+        if spec.name == source:
+            return spec.config
+    return None
 
 
 def _interval_of(config: Config, source: str) -> timedelta | None:

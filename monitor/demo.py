@@ -16,7 +16,7 @@ from __future__ import annotations
 import sys
 import tomllib
 from collections.abc import Mapping
-from datetime import datetime
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any, Final, TextIO
 
@@ -67,11 +67,21 @@ def demo_rules() -> list[dict[str, Any]]:
     return [{k: v for k, v in rules[name].items() if k not in HIDDEN} for name in RULES]
 
 
-def demo_config(url: str, state_dir: Path, interval: str) -> Config:
-    """The simulator at ``url``, the example's rules, a console sink, state in ``state_dir``."""
+#: With the stream, the demo polls this often, to reconcile (the pushes tell the story).
+STREAM_POLLS: Final = "1m"
+
+
+def demo_config(url: str, state_dir: Path, interval: str, *, stream: bool = False) -> Config:
+    """The simulator at ``url``, the example's rules, a console sink, state in ``state_dir``.
+
+    ``stream``: the account stream is on and the simulator's account changes every
+    ``interval`` by itself; polls come every :data:`STREAM_POLLS` only, to reconcile."""
+    api: dict[str, Any] = {"url": url, "token": DEMO_TOKEN, "timeout": "5s", "down_after": 3}
+    if stream:
+        api["stream"] = True
     data: dict[str, Any] = {
-        "api": {"url": url, "token": DEMO_TOKEN, "timeout": "5s", "down_after": 3},
-        "schedule": {"interval": interval},
+        "api": api,
+        "schedule": {"interval": STREAM_POLLS if stream else interval},
         "state": {"path": str(state_dir / "demo.db")},
         "log": {"level": "info", "format": "console"},
         "sinks": [{"name": "console", "type": "log", "level": "warning"}],
@@ -80,21 +90,29 @@ def demo_config(url: str, state_dir: Path, interval: str) -> Config:
     return config_from_dict(data, base_dir=state_dir, origin="demo")
 
 
-def banner(config: Config, url: str) -> str:
-    """What the demo runs: the API, the schedule and each rule of ``config``."""
-    every = config.schedule.interval
+def banner(config: Config, url: str, step: timedelta | None = None) -> str:
+    """What the demo runs: the API, the schedule and each rule of ``config``; ``step`` is how
+    often the simulated account changes when it streams (else once per poll)."""
+    polled = config.schedule.interval
+    every = step if step is not None else polled
     width = max((len(rule.name) for rule in config.rules), default=0)
     sinks = ", ".join(sink.name for sink in config.sinks)
+    if config.all_sources()[0].config.stream:
+        how = (
+            f"streaming: the account changes every {format_duration(every)} and each change "
+            f"is pushed and seen at once (polled every {format_duration(polled)} to reconcile)."
+        )
+    else:
+        how = f"polled every {format_duration(polled)}."
     return "\n".join(
         [
-            f"balance-monitor demo: a simulated balances API at {url}, "
-            f"polled every {format_duration(every)}.",
+            f"balance-monitor demo: a simulated balances API at {url}, {how}",
             f"{plural(len(config.rules), 'rule')} of config.example.toml, notifying {sinks}:",
             *(
                 f"  {rule.name:<{width}}  {rule.severity.value:<8}  {_condition(rule)}"
                 for rule in config.rules
             ),
-            f"Account 12345678@vision trips them in a story of {CYCLE} polls "
+            f"Account 12345678@vision trips them in a story of {CYCLE} steps "
             f"({format_duration(CYCLE * every)}), then starts again; the README tells it.",
             "One line per notification below. Press Ctrl-C to stop.",
         ]

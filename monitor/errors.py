@@ -8,6 +8,7 @@ one boundary where they can occur, with ``raise ... from exc`` (aiohttp's in :mo
     ├── ConfigError        the configuration file or a secret it names cannot be used
     ├── SourceError        the balances endpoint could not give us a snapshot
     │   ├── FetchError     connection error, timeout, non-2xx status (carries status, retry_after)
+    │   │   └── StreamError  the account stream (WebSocket) could not connect or was refused
     │   ├── AuthError      the token endpoint refused to issue an access token
     │   └── ParseError     the body is not JSON, or not a JSON array
     ├── SinkError          a notification could not be delivered (carries retryable, retry_after)
@@ -45,6 +46,10 @@ class FetchError(SourceError):
         super().__init__(message)
         self.status = status
         self.retry_after = retry_after
+
+
+class StreamError(FetchError):
+    """The account stream's WebSocket could not be opened (``status``: the handshake's answer)."""
 
 
 class AuthError(SourceError):

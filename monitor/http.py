@@ -55,7 +55,7 @@ import aiohttp
 from yarl import URL
 
 from monitor import __version__
-from monitor.errors import AuthError, FetchError, MonitorError, SinkError
+from monitor.errors import AuthError, FetchError, MonitorError, SinkError, StreamError
 from monitor.text import one_line
 
 USER_AGENT = f"balance-monitor/{__version__}"
@@ -108,6 +108,34 @@ def fetch_errors(*, timeout: float) -> AbstractContextManager[None]:
                 aiohttp.ClientError,
                 OSError,
                 then=lambda exc: FetchError(f"request failed: {reason(exc)}"),
+            ),
+        ]
+    )
+
+
+def stream_errors(*, timeout: float) -> AbstractContextManager[None]:
+    """The account stream's WebSocket handshake failures as ``StreamError``: a refused
+    upgrade carries its status (401: the token), others name the cause as :func:`fetch_errors`
+    does."""
+    return map_exceptions(
+        [
+            when(
+                aiohttp.WSServerHandshakeError,
+                then=lambda exc: StreamError(
+                    f"stream handshake refused: HTTP {exc.status}", status=exc.status
+                ),
+            ),
+            when(TimeoutError, then=lambda _: StreamError(f"timed out after {timeout:g}s")),
+            when(
+                aiohttp.ClientConnectorError,
+                then=lambda exc: StreamError(
+                    f"cannot connect to {exc.host}:{exc.port}: {reason(exc)}"
+                ),
+            ),
+            when(
+                aiohttp.ClientError,
+                OSError,
+                then=lambda exc: StreamError(f"stream failed: {reason(exc)}"),
             ),
         ]
     )

@@ -11,6 +11,7 @@ it (delivered, retry, failed).
 
 from __future__ import annotations
 
+import contextlib
 from collections import Counter as Tally
 from collections.abc import Iterable, Mapping
 
@@ -31,6 +32,10 @@ NOTIFICATION_RESULTS = ("delivered", "failed", "expired")
 #: How one attempt to send it ended: ``balance_monitor_notification_attempts_total{result}``.
 ATTEMPT_RESULTS = ("delivered", "retry", "failed")
 POLL_RESULTS = ("ok", "failed")
+#: The ``type`` label of ``balance_monitor_stream_messages_total``: Lime's message types
+#: (balances, error, positions, orders, trades); any other counts as ``other``, a message that
+#: is not JSON with a type as ``invalid`` (a label's values must stay few).
+STREAM_TYPES = ("b", "e", "p", "o", "t", "other", "invalid")
 #: ``balance_monitor_missed_polls`` counts up to this many (a stall of days costs no more).
 MISSED_POLLS_LIMIT = 100
 
@@ -119,6 +124,26 @@ class Metrics:
             ["source"],
             registry=r,
         )
+        self.stream_connected = Gauge(
+            "balance_monitor_stream_connected",
+            "1 while a source's account stream (WebSocket) is connected, else 0.",
+            ["source"],
+            registry=r,
+        )
+        self.stream_messages = Counter(
+            "balance_monitor_stream_messages",
+            "Messages received on a source's account stream, by type (b balances, e error, "
+            "p, o, t, other, invalid).",
+            ["source", "type"],
+            registry=r,
+        )
+        self.stream_reconnects = Counter(
+            "balance_monitor_stream_reconnects",
+            "Times a source's account stream ended or could not connect (each is followed by a "
+            "new connection).",
+            ["source"],
+            registry=r,
+        )
         ProcessCollector(registry=r)
         self.build = Info("balance_monitor_build", "Version of balance-monitor.", registry=r)
         self.build.info({"version": __version__})
@@ -185,6 +210,33 @@ class Metrics:
         for source in sources:
             for result in POLL_RESULTS:
                 self.polls.labels(source=source, result=result)
+
+    def stream_message(self, source: str, kind: str) -> None:
+        """Count one message of ``source``'s account stream (an unknown type as ``other``)."""
+        label = kind if kind in STREAM_TYPES else "other"
+        self.stream_messages.labels(source=source, type=label).inc()
+
+    def declare_stream(self, source: str) -> None:
+        """Create the stream series of ``source`` at 0 (disconnected, nothing received)."""
+        self.stream_connected.labels(source=source).set(0)
+        self.stream_reconnects.labels(source=source)
+        for kind in STREAM_TYPES:
+            self.stream_messages.labels(source=source, type=kind)
+
+    def set_stream(self, source: str, *, connected: bool, ended: int = 0) -> None:
+        """The stream's connection now, and how many connections ended since the last call."""
+        self.stream_connected.labels(source=source).set(int(connected))
+        if ended > 0:
+            self.stream_reconnects.labels(source=source).inc(ended)
+
+    def forget_stream(self, source: str) -> None:
+        """``source`` streams no more (a reload turned it off or removed it)."""
+        for metric in (self.stream_connected, self.stream_reconnects):
+            with contextlib.suppress(KeyError):
+                metric.remove(source)
+        for kind in STREAM_TYPES:
+            with contextlib.suppress(KeyError):
+                self.stream_messages.remove(source, kind)
 
     def set_schedule(self, missed: Mapping[str, int], next_polls: Mapping[str, float]) -> None:
         """Each source's missed polls and next poll (Unix time); sources absent from a mapping

@@ -177,6 +177,38 @@ class Alert:
     started_at: datetime | None = None
     #: Whether a resolved notification will end this alert (from the rule's config).
     kind: AlertKind = "condition"
+    #: Why the money moved: the journal entries since the previous snapshot (rules with
+    #: ``explain = true``); ``None`` when not asked for or not available.
+    explanation: tuple[JournalEntry, ...] | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class JournalEntry:
+    """One entry of the account's transactions journal that explains why money moved: its
+    typed ``type`` (``MONEY:OUT:CHRG``), ``description``, net ``amount`` and ``date``."""
+
+    type: str
+    description: str | None
+    amount: Decimal | None
+    date: str | None
+
+    def payload(self) -> dict[str, JSONValue]:
+        return {
+            "type": self.type,
+            "description": self.description,
+            "amount": self.amount,
+            "date": self.date,
+        }
+
+    @classmethod
+    def from_payload(cls, data: Mapping[str, Any]) -> JournalEntry:
+        amount = data.get("amount")
+        return cls(
+            type=str(data.get("type", "")),
+            description=data.get("description"),
+            amount=Decimal(str(amount)) if isinstance(amount, int | Decimal | str) else None,
+            date=data.get("date"),
+        )
 
 
 @dataclass(frozen=True, slots=True)
@@ -189,7 +221,7 @@ class Notification:
     def payload(self) -> dict[str, JSONValue]:
         """The notification's JSON document: exactly the documented fields, in order."""
         a = self.alert
-        return {
+        document: dict[str, JSONValue] = {
             "id": self.id,
             "fingerprint": a.fingerprint,
             "status": a.status.value,
@@ -209,6 +241,9 @@ class Notification:
             "started_at": rfc3339(a.started_at) if a.started_at is not None else None,
             "snapshot": dict(a.snapshot) if a.snapshot is not None else None,
         }
+        if a.explanation is not None:  # only with explain = true, and a journal that answered
+            document["explanation"] = [e.payload() for e in a.explanation]
+        return document
 
     @classmethod
     def from_payload(
@@ -236,8 +271,15 @@ class Notification:
             labels=dict(labels) if isinstance(labels, Mapping) else {},
             started_at=datetime.fromisoformat(started) if started else None,
             kind="event" if payload.get("kind") == "event" else "condition",
+            explanation=_explanation(payload.get("explanation")),
         )
         return cls(id=payload["id"], alert=alert)
+
+
+def _explanation(value: object) -> tuple[JournalEntry, ...] | None:
+    if not isinstance(value, list):
+        return None
+    return tuple(JournalEntry.from_payload(e) for e in value if isinstance(e, Mapping))
 
 
 def rfc3339(moment: datetime) -> str:

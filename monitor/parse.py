@@ -45,7 +45,14 @@ from monitor.models import (
     Problem,
 )
 
-__all__ = ["parse_body", "parse_exact", "parse_records", "problem_text"]
+__all__ = [
+    "InexactError",
+    "parse_body",
+    "parse_exact",
+    "parse_items",
+    "parse_records",
+    "problem_text",
+]
 
 _MONEY: Final = 1
 _INTEGER: Final = 2
@@ -97,8 +104,15 @@ def parse_body(body: bytes, previous: Mapping[str, Account] | None = None) -> Pa
         raise ParseError(f"response is not a JSON array of accounts (got {_json_type(items)})")
     try:
         return _parse_decoded(items, previous or {})
-    except _InexactError:
+    except InexactError:
         return parse_exact(body)
+
+
+def parse_items(items: list[Any], previous: Mapping[str, Account] | None = None) -> ParseResult:
+    """The records of a list orjson decoded (a stream push's ``data``), as :func:`parse_body`'s
+    fast path reads them. Raises :class:`InexactError` when a number needs the exact path
+    (decode the text with :func:`monitor.encoding.loads`, then :func:`parse_records`)."""
+    return _parse_decoded(items, previous or {})
 
 
 def _parse_decoded(items: list[Any], previous: Mapping[str, Account]) -> ParseResult:
@@ -127,7 +141,7 @@ def _parse_decoded(items: list[Any], previous: Mapping[str, Account]) -> ParseRe
     return ParseResult(accounts=accounts, problems=tuple(problems), changed=frozenset(changed))
 
 
-class _InexactError(Exception):
+class InexactError(Exception):
     """Internal: a number has more digits than a binary float keeps; use the exact path."""
 
 
@@ -136,7 +150,7 @@ def _from_float(value: float, *, money: bool) -> Decimal:
     if len(text) > _FLOAT_DIGITS and sum(c.isdigit() for c in text.partition("e")[0]) > (
         _FLOAT_DIGITS
     ):
-        raise _InexactError
+        raise InexactError
     number = Decimal(text)
     if money and "e" not in text and len(text) - text.find(".") < 3:
         return number.quantize(_CENTS)  # 2524.5 was sent as 2524.50: money shows cents

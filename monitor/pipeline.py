@@ -23,7 +23,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Protocol
@@ -33,7 +33,8 @@ import structlog
 from monitor.config import Config, RuleConfig
 from monitor.cycle import Delivery, PollState, Step, notification_id, reconfigured, step
 from monitor.errors import SourceError, StoreError
-from monitor.models import ActiveAlert, ParseResult, Problem
+from monitor.journal import JOURNAL_TIMEOUT, Explainer, JournalFetcher
+from monitor.models import Account, ActiveAlert, ParseResult, Problem
 from monitor.parse import parse_body, problem_text
 from monitor.rules.base import RuleProblem
 from monitor.store import Store
@@ -83,7 +84,11 @@ class SourcePipeline:
         clock: Callable[[], datetime],
         on_poll: Callable[[PollOutcome], None] | None = None,
         down_after: int = 3,
+        journal_timeout: float = JOURNAL_TIMEOUT,
     ) -> None:
+        #: When the accounts were last seen (a successful poll, or a push): the journal
+        #: explains what happened since.
+        self._seen_at: datetime | None = None
         self.down_after = down_after
         self.source = source
         self.on_poll = on_poll
@@ -94,6 +99,7 @@ class SourcePipeline:
         self.on_queued = on_queued
         self.clock = clock
         self.log = log.bind(source=source)
+        self._explainer = Explainer(self.log, journal_timeout)
         self.state = PollState()
         self.last: PollOutcome | None = None
         self.last_success: datetime | None = None
@@ -114,7 +120,7 @@ class SourcePipeline:
     async def load(self) -> None:
         stored = await self.store.load_source(self.source)
         self.state = PollState.loaded(stored)
-        self.last_success = stored.last_success_at
+        self.last_success = self._seen_at = stored.last_success_at
 
     @property
     def firing(self) -> int:
@@ -163,7 +169,7 @@ class SourcePipeline:
             started = time.monotonic()
             now = self.clock()
             self._bug = None
-            done = self._step(await self._look(), now)
+            done = await self._explained(self._step(await self._look(), now), now)
             try:
                 await self.store.commit(done.write)
             except StoreError as exc:
@@ -182,6 +188,72 @@ class SourcePipeline:
         if self.on_poll is not None:
             self.on_poll(outcome)
         return outcome
+
+    async def push(self, seen: ParseResult) -> int:
+        """A push of the account stream: the accounts it carries, read by the caller with the
+        current accounts as ``previous`` (:attr:`accounts`). Serialized with the polls; written
+        only when it changed something; returns how many alerts it notified. A failure is logged
+        (the next push or poll makes up for it), never raised."""
+        async with self._lock:
+            now = self.clock()
+            try:
+                done = step(
+                    self.state,
+                    seen,
+                    source=self.source,
+                    config=self.config,
+                    rules=self.rules,
+                    down_after=self.down_after,
+                    now=now,
+                    partial=True,
+                )
+            except Exception as exc:  # a bug in the rules or the step: the next poll retries
+                self.log.error("push_failed", error=str(exc), exc_info=True)
+                return 0
+            self._problems.records(seen.problems, partial=True)
+            if done.write.writes_nothing:
+                self.state = done.state
+                return 0
+            done = await self._explained(done, now)
+            try:
+                await self.store.commit(done.write)
+            except Exception as exc:  # not written: the state stays, the next poll writes it
+                self.log.error("push_not_written", error=str(exc))
+                return 0
+            self.state, self._seen_at = done.state, now
+            self._problems.rules(done.problems)
+            self.log.info(
+                "push_applied",
+                changed=done.changed,
+                notifications=done.alerts,
+                accounts=len(seen.accounts),
+            )
+            self._announce(done.write.deliveries)
+            return done.alerts
+
+    @property
+    def accounts(self) -> Mapping[str, Account] | None:
+        """The last known record of each account (``None`` before the first successful poll)."""
+        return self.state.accounts
+
+    async def _explained(self, done: Step, now: datetime) -> Step:
+        """``done`` with the journal's entries on the notifications that ask for them
+        (:class:`monitor.journal.Explainer`)."""
+        fetcher = self.fetcher
+        if not done.write.deliveries or not isinstance(fetcher, JournalFetcher):
+            return done
+        return await self._explainer.explain(
+            done,
+            fetcher,
+            self.rules,
+            source_explains=self._explains(),
+            since=self._seen_at,
+            now=now,
+        )
+
+    def _explains(self) -> bool:
+        """Whether the source explains every rule's alerts (``[api] explain = true``)."""
+        return any(s.config.explain for s in self.config.all_sources() if s.name == self.source)
 
     async def _look(self) -> ParseResult | SourceError:
         """What the poll saw: the parsed body, or why there is none (an unexpected exception
@@ -288,7 +360,7 @@ class SourcePipeline:
             )
         self._not_before = None
         self._bug_logged = None
-        self.last_success = now
+        self.last_success = self._seen_at = now
         self._problems.rules(done.problems)
         count = done.write.poll.account_count or 0
         event = "baseline_recorded" if previous.accounts is None else "poll_ok"
@@ -341,8 +413,10 @@ class _ProblemLog:
         self._rules: set[tuple[str, str, str]] = set()
         self._rules_full = False
 
-    def records(self, problems: Sequence[Problem]) -> None:
-        seen: dict[str, str] = {}
+    def records(self, problems: Sequence[Problem], *, partial: bool = False) -> None:
+        """Log the bad records of a poll (``partial``: of a push, which says nothing of the
+        accounts it does not carry, so those stay as the last poll left them)."""
+        seen: dict[str, str] = dict(self._records) if partial else {}
         for problem in problems:
             number, field = problem.account_number, problem.field
             if not problem.skipped:

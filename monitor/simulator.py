@@ -22,6 +22,13 @@ Control endpoints for tests live under ``/_sim/`` and need no token::
                             "tokens_issued": access tokens issued, "refused": 401s answered}
     POST   /_sim/step      {"step": n}
     POST   /_sim/revoke                        revoke every access token issued so far
+    PUT    /_sim/journal   {"account", "entries", "delay", "status"}   what
+                           GET /accounts/{account}/transactions answers (entries: a list)
+
+``GET /accounts`` with ``Upgrade: websocket`` is the account stream
+(:mod:`monitor.simulator_stream`, with its own control endpoints under ``/_sim/stream/``).
+With ``tick`` the scenario advances every ``tick`` seconds by itself instead of once per
+answer, and the stream pushes each step.
 
 Failures and raw answers queue up in the order they were posted; ``count: -1`` repeats until
 cleared. A failure with status 200 and no body answers normally, after its ``delay``.
@@ -34,7 +41,7 @@ import http
 import secrets
 import time
 from collections import deque
-from collections.abc import Callable, Mapping
+from collections.abc import AsyncIterator, Callable, Mapping
 from dataclasses import dataclass
 from decimal import Decimal
 from typing import Any, Final
@@ -44,6 +51,7 @@ from aiohttp.typedefs import Handler
 
 from monitor.encoding import dumps, loads
 from monitor.serving import serve_app
+from monitor.simulator_stream import StreamHub, add_routes, handle
 
 __all__ = [
     "CYCLE",
@@ -194,6 +202,7 @@ class Simulator:
         *,
         oauth: OAuthClient | Mapping[str, Any] | None = None,
         clock: Callable[[], float] = time.monotonic,
+        tick: float | None = None,
     ) -> None:
         if scenario not in SCENARIOS:
             raise ValueError(f"unknown scenario {scenario!r}, expected one of {SCENARIOS}")
@@ -208,7 +217,28 @@ class Simulator:
         self.issued: list[str] = []
         self._live: dict[str, float] = {}  # access token -> expiry by ``clock``
         self._override: str | None = None
+        self._override_records: list[dict[str, Any]] | None = None
         self._replies: deque[Reply] = deque()
+        #: With ``tick``, the scenario advances every ``tick`` seconds by itself (and a poll
+        #: no longer advances it): the account stream pushes each step as it happens.
+        self.tick = tick
+        self.stream = StreamHub(self.current_records)
+        #: The transactions journal: entries by account, how long an answer waits, its status,
+        #: and every request seen (account, query).
+        self.journal: dict[str, list[Any]] = {}
+        self.journal_delay = 0.0
+        self.journal_status = 200
+        self.journal_requests: list[tuple[str, dict[str, str]]] = []
+
+    def current_records(self) -> list[dict[str, Any]]:
+        """The records the stream pushes: the override's objects, or the scenario's step."""
+        if self._override is None:
+            return self.accounts()
+        if self._override_records is None:  # decoded once per override, not once per push
+            value = loads(self._override)
+            records = value if isinstance(value, list) else []
+            self._override_records = [r for r in records if isinstance(r, dict)]
+        return self._override_records
 
     @property
     def tokens_issued(self) -> int:
@@ -251,20 +281,25 @@ class Simulator:
     def serve(self) -> str:
         """The JSON body for the current step (or the override), then advance one step."""
         body = self._override if self._override is not None else dumps(self.accounts())
-        self.set_step(self.step + 1)
+        if self.tick is None:
+            self.set_step(self.step + 1)
         return body
 
     def set_step(self, step: int) -> None:
         """Make the next answer serve ``step`` (taken modulo :data:`CYCLE`)."""
         self.step = step % CYCLE
+        self.stream.changed()
 
     def set_accounts(self, value: Any) -> None:
         """Serve exactly this JSON value from now on, whatever it holds."""
         self._override = dumps(value)
+        self._override_records = None
+        self.stream.changed()
 
     def clear_accounts(self) -> None:
         """Serve the scenario again."""
         self._override = None
+        self.stream.changed()
 
     def queue(self, reply: Reply) -> None:
         """Answer the next ``reply.remaining`` requests (or all, if -1) with ``reply``."""
@@ -316,8 +351,10 @@ def _authorized(request: web.Request, sim: Simulator) -> bool:
     return scheme.lower() == "bearer" and sim.authorizes(credentials)
 
 
-async def _get_accounts(request: web.Request) -> web.Response:
+async def _get_accounts(request: web.Request) -> web.StreamResponse:
     sim = request.app[SIMULATOR]
+    if request.headers.get("Upgrade", "").lower() == "websocket":  # the account stream
+        return await handle(request, sim.stream, _authorized(request, sim))
     sim.requests += 1
     if not _authorized(request, sim):
         sim.refused += 1
@@ -483,6 +520,36 @@ async def _post_token(request: web.Request) -> web.Response:
     return web.Response(text=dumps(body), content_type=_JSON)
 
 
+async def _get_journal(request: web.Request) -> web.Response:
+    """``GET /accounts/{account}/transactions``: the entries ``PUT /_sim/journal`` set."""
+    sim = request.app[SIMULATOR]
+    account = request.match_info["account"]
+    sim.journal_requests.append((account, dict(request.query)))
+    if not _authorized(request, sim):
+        return _error(401, "api_error", "token incorrect or revoked")
+    if sim.journal_delay > 0:
+        await asyncio.sleep(sim.journal_delay)
+    if sim.journal_status != 200:
+        return _error(sim.journal_status, "api_error", "simulated failure")
+    return web.Response(text=dumps(sim.journal.get(account, [])), content_type=_JSON)
+
+
+async def _put_journal(request: web.Request) -> web.Response:
+    spec = await _read_object(request, {"account", "entries", "delay", "status"})
+    sim = request.app[SIMULATOR]
+    account, entries = spec.get("account"), spec.get("entries", [])
+    if account is not None:
+        if not isinstance(account, str) or not isinstance(entries, list):
+            raise _ControlError("account must be a string and entries a list")
+        sim.journal[account] = entries
+    delay = spec.get("delay", sim.journal_delay)
+    if isinstance(delay, bool) or not isinstance(delay, int | Decimal) or delay < 0:
+        raise _ControlError("delay must be a non-negative number of seconds")
+    sim.journal_delay = float(delay)
+    sim.journal_status = _int(spec, "status", sim.journal_status)
+    return web.Response(status=204)
+
+
 def build_app(sim: Simulator) -> web.Application:
     """The simulated API as an aiohttp application serving ``sim``."""
     app = web.Application(middlewares=[_bad_requests])
@@ -497,7 +564,27 @@ def build_app(sim: Simulator) -> web.Application:
     app.router.add_post("/_sim/step", _post_step)
     app.router.add_post("/_sim/revoke", _post_revoke)
     app.router.add_post("/connect/token", _post_token)
+    app.router.add_get("/accounts/{account}/transactions", _get_journal, allow_head=False)
+    app.router.add_put("/_sim/journal", _put_journal)
+    add_routes(app, sim.stream)
+    if sim.tick is not None:
+        app.cleanup_ctx.append(_ticking)
     return app
+
+
+async def _ticking(app: web.Application) -> AsyncIterator[None]:
+    """Advance the scenario one step every ``tick`` seconds while the app runs."""
+    sim = app[SIMULATOR]
+
+    async def tick(every: float) -> None:
+        while True:
+            await asyncio.sleep(every)
+            sim.set_step(sim.step + 1)
+
+    task = asyncio.create_task(tick(sim.tick or 1.0))
+    yield
+    task.cancel()
+    await asyncio.gather(task, return_exceptions=True)
 
 
 async def start(

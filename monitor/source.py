@@ -7,6 +7,9 @@ aiohttp's exceptions are translated by :func:`monitor.http.fetch_errors`.
 
 from __future__ import annotations
 
+from datetime import date
+from urllib.parse import quote
+
 import aiohttp
 import structlog
 from pydantic import SecretStr
@@ -56,6 +59,33 @@ class BalancesSource:
         log.info("token_refused", source=self.name, action="renewing once")
         self.tokens.invalidate()
         return await self._get(await self.tokens.token())
+
+    async def journal(self, account: str, *, start: date, end: date, limit: int) -> bytes:
+        """The account's transactions journal, ``GET <url>/{account}/transactions`` with
+        ``start_date``, ``end_date``, ``limit`` and ``skip=0``: the body of a 2xx answer, else
+        ``FetchError`` (no token renewal here: a poll does that)."""
+        token = await self.tokens.token()
+        url = f"{self.config.url.rstrip('/')}/{quote(account, safe='')}/transactions"
+        params = {
+            "start_date": start.isoformat(),
+            "end_date": end.isoformat(),
+            "limit": str(limit),
+            "skip": "0",
+        }
+        headers = {
+            "Authorization": f"Bearer {token.get_secret_value()}",
+            "Accept": "application/json",
+            "User-Agent": http.USER_AGENT,
+        }
+        with http.fetch_errors(timeout=self.config.timeout.total_seconds()):
+            async with self.session.get(
+                url, params=params, headers=headers, timeout=self._timeout
+            ) as response:
+                body = await self._read(response)
+                status = response.status
+        if not 200 <= status < 300:
+            raise FetchError(_status_message(status, body, secret=token.get_secret_value()))
+        return body
 
     async def _get(self, token: SecretStr) -> bytes:
         headers = {

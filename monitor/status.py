@@ -67,6 +67,11 @@ async def collect(store: Store, now: datetime, mutes: Sequence[MuteConfig] = ())
                 "held": count,
             }
         )
+    streams = [
+        {"source": name, **state}
+        for name, state in (await store.streams()).items()
+        if state.get("enabled", True)
+    ]
     summary = await store.outbox_summary()
     queues = summary.queues
     outbox = {
@@ -87,6 +92,7 @@ async def collect(store: Store, now: datetime, mutes: Sequence[MuteConfig] = ())
         "state": store.location,
         "now": now.isoformat(),
         "sources": sources,
+        "streams": streams,
         "alerts_firing": alerts,
         "alerts_pending": pending,
         "mutes": mute_rows,
@@ -141,6 +147,19 @@ def render(status: dict[str, Any]) -> str:
         )
     else:
         lines.append("no poll recorded yet")
+    if status.get("streams"):
+        lines.append("")
+        rows = [
+            [
+                s["source"],
+                "connected" if s.get("connected") else "DOWN",
+                _ago(s.get("since"), now),
+                str(s.get("reconnects", 0)),
+                s.get("last_error") or "",
+            ]
+            for s in status["streams"]
+        ]
+        lines += _table(["STREAM", "STATE", "SINCE", "RECONNECTS", "ERROR"], rows)
     lines.append("")
     alerts = status["alerts_firing"]
     if alerts:

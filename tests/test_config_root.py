@@ -35,6 +35,12 @@ from monitor.models import Severity
             id="default",
         ),
         pytest.param(
+            config(api=api(stream=True)),
+            "source https://api.lime.co/accounts (token from inline, streaming from "
+            "wss://api.lime.co/accounts), every 30s, 3 rules, 3 sinks",
+            id="streaming",
+        ),
+        pytest.param(
             config(
                 api=api(
                     url="https://user:pw@api.lime.co:8443/accounts?k=v", token=DROP, token_env="T"

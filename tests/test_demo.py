@@ -236,3 +236,15 @@ async def test_run_keeps_the_json_contract() -> None:
     assert event["event"] == "notification"
     assert event["summary"] == "cash_to_withdraw fell to 512.25 (< 1000)"
     assert {"id", "fingerprint", "status", "rule", "severity", "account_number"} <= set(event)
+
+
+def test_the_streaming_demo_says_it_streams_and_polls_to_reconcile(tmp_path: Path) -> None:
+    """``make demo`` streams: the account changes every --interval, pushed and seen at once;
+    polls only reconcile."""
+    config = demo.demo_config(URL, tmp_path, "2s", stream=True)
+    assert config.all_sources()[0].config.stream
+    assert config.schedule.interval == timedelta(minutes=1)
+    text = demo.banner(config, URL, timedelta(seconds=2))
+    assert "streaming: the account changes every 2s" in text
+    assert "polled every 1m to reconcile" in text
+    assert "24s" in text

@@ -229,3 +229,34 @@ async def test_status_without_mutes_has_no_mute_block(store: Store) -> None:
     assert data["alerts_pending"] == []
     assert "MUTE" not in status.render(data)
     assert "mutes active" not in status.render(data)
+
+
+async def test_the_stream_state_of_each_source_is_shown(store: Store) -> None:
+    """What the daemon recorded of each account stream: connected or DOWN, since when, how
+    many reconnects, the last error; a stream turned off is not shown; a new record replaces
+    the last one."""
+    await store.record_stream(
+        "default",
+        {"enabled": True, "connected": True, "since": NOW.isoformat(), "reconnects": 0},
+    )
+    await store.record_stream(
+        "default",
+        {
+            "enabled": True,
+            "connected": False,
+            "since": (NOW - timedelta(minutes=2)).isoformat(),
+            "reconnects": 3,
+            "last_error": "stream handshake refused: HTTP 503",
+        },
+    )
+    await store.record_stream("old", {"enabled": False, "connected": False, "reconnects": 1})
+    data = await status.collect(store, NOW)
+    text = status.render(data)
+
+    assert [(s["source"], s["connected"], s["reconnects"]) for s in data["streams"]] == [
+        ("default", False, 3)
+    ]
+    line = next(line for line in text.splitlines() if line.startswith("default") and "DOWN" in line)
+    assert "(2m ago)" in line, line
+    assert "stream handshake refused: HTTP 503" in line
+    assert "old" not in [s["source"] for s in data["streams"]]

@@ -144,7 +144,10 @@ class Config(FrozenModel):
         specs = self.all_sources()
         if len(specs) == 1:
             s = specs[0]
-            where = f"source {public_url(s.config.url)} ({s.config.credentials()})"
+            stream = (
+                f", streaming from {public_url(s.config.stream_address)}" if s.config.stream else ""
+            )
+            where = f"source {public_url(s.config.url)} ({s.config.credentials()}{stream})"
         else:
             where = f"{len(specs)} sources ({', '.join(s.name for s in specs)})"
         return (

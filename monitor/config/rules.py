@@ -86,6 +86,10 @@ class _RuleBase(FrozenModel):
     #: Notifications held by a ``[[mute]]`` that fired and resolved inside the window:
     #: ``summary`` sends one resolved notification saying so, ``drop`` sends nothing.
     mute_resolved: Literal["summary", "drop"] = "summary"
+    #: Attach the transactions journal's entries since the previous snapshot to this rule's
+    #: firing notifications on a money field (``explanation``); ``[api] explain`` turns it on
+    #: for every rule of the source.
+    explain: bool = False
 
     def applies_to(self, source: str) -> bool:
         return self.sources is None or source in self.sources

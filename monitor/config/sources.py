@@ -9,7 +9,15 @@ from typing import Annotated, Any, ClassVar
 from pydantic import Field, SecretStr
 
 from monitor.config.secrets import Secret, SecretRef, WithSecrets
-from monitor.config.types import HttpUrlText, Interval, Name, Timeout, public_url, within
+from monitor.config.types import (
+    HttpUrlText,
+    Interval,
+    Name,
+    Timeout,
+    WsUrlText,
+    public_url,
+    within,
+)
 from monitor.errors import ConfigError
 
 
@@ -56,6 +64,14 @@ class SourceBase(WithSecrets):
     oauth: OAuthConfig | None = None
     timeout: Timeout = timedelta(seconds=10)
     down_after: int = Field(default=3, ge=1, le=1000)
+    #: Also listen to the account stream (WebSocket) and treat each push as a fresh snapshot of
+    #: the accounts it carries; polling goes on as reconciliation.
+    stream: bool = False
+    #: The stream's address; by default ``url`` with ``https`` -> ``wss`` (``http`` -> ``ws``).
+    stream_url: WsUrlText | None = None
+    #: Explain every firing alert on a money field with the transactions journal's entries
+    #: (as ``explain = true`` on each rule).
+    explain: bool = False
 
     #: The token, unless ``oauth`` issues them.
     SECRETS: ClassVar[tuple[Secret, ...]] = (_TOKEN,)
@@ -85,6 +101,14 @@ class SourceBase(WithSecrets):
             return list(self.oauth.refs(f"{prefix}.oauth").values())
         ref = self.token_ref_at(prefix)
         return [ref] if ref is not None else []
+
+    @property
+    def stream_address(self) -> str:
+        """Where the account stream is: ``stream_url``, or ``url`` as a WebSocket URL."""
+        if self.stream_url is not None:
+            return self.stream_url
+        scheme, rest = self.url.split(":", 1)
+        return ("wss" if scheme.lower() == "https" else "ws") + ":" + rest
 
     def credentials(self) -> str:
         """Where the token comes from, for summaries (never the token)."""

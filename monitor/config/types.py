@@ -266,9 +266,10 @@ _SPACE_OR_CONTROL = re.compile(r"[\s\x00-\x1f\x7f]")
 _HOST_LABEL = re.compile(r"[A-Za-z0-9_-]{1,63}")
 
 
-def check_http_url(value: str) -> str:
+def check_http_url(value: str, schemes: tuple[str, ...] = ("http", "https")) -> str:
     """An ``http://`` or ``https://`` URL a request can be sent to: a host (a name, or an IP
     address), a port from 1 to 65535 when one is given, no spaces or control characters.
+    ``schemes`` are the schemes allowed (``ws``/``wss`` for a WebSocket's).
 
     The message never quotes the URL: a webhook's is a secret.
     """
@@ -279,8 +280,9 @@ def check_http_url(value: str) -> str:
         host = parts.hostname
     except ValueError:  # "http://[::1/x"
         raise ValueError("is not a valid URL") from None
-    if parts.scheme not in ("http", "https"):
-        raise ValueError("must be an http:// or https:// URL")
+    if parts.scheme not in schemes:
+        article = "an" if schemes[0].startswith("h") else "a"  # "an http://", "a ws://"
+        raise ValueError(f"must be {article} {' or '.join(f'{s}://' for s in schemes)} URL")
     if not host:
         raise ValueError("must name a host")
     try:
@@ -319,6 +321,13 @@ def check_url_secret(value: SecretStr | None) -> SecretStr | None:
 #: An ``http://`` or ``https://`` URL kept as text (not a secret: balances and token endpoints).
 HttpUrlText: TypeAlias = Annotated[
     str, BeforeValidator(lambda v: check_http_url(v) if isinstance(v, str) else v)
+]
+
+
+#: A ``ws://`` or ``wss://`` URL kept as text (the account stream's).
+WsUrlText: TypeAlias = Annotated[
+    str,
+    BeforeValidator(lambda v: check_http_url(v, ("ws", "wss")) if isinstance(v, str) else v),
 ]
 
 

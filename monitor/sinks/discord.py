@@ -28,6 +28,7 @@ from monitor.models import Alert, Severity, Status, rfc3339
 from monitor.sinks.base import ChatSink, create_url_sink, seconds_in_json
 from monitor.sinks.text import (
     counts,
+    explanation_lines,
     facts,
     join_lines,
     labels_text,
@@ -100,6 +101,8 @@ def embed(alert: Alert, budget: int = TOTAL_LIMIT) -> dict[str, Any]:
     heading = clip(f"{symbol(alert)} {title(alert)}", TITLE_LIMIT)
     footer = clip(f"fingerprint {alert.fingerprint}", FOOTER_LIMIT)
     text = f"{alert.summary}\n\n{alert.description}" if alert.description else alert.summary
+    if why := explanation_lines(alert):
+        text += "\n\n" + "\n".join(why)
     document: dict[str, Any] = {
         "title": heading,
         "color": _color(alert),

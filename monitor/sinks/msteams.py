@@ -23,6 +23,7 @@ from monitor.models import Alert, Severity, rfc3339
 from monitor.sinks.base import ChatSink, create_url_sink
 from monitor.sinks.text import (
     details,
+    explanation_lines,
     facts,
     labels_text,
     more,
@@ -107,6 +108,8 @@ def _single(alert: Alert) -> list[dict[str, Any]]:
     body = [_headline(alert, size="medium"), _text(clip(alert.summary, TEXT_LIMIT))]
     if alert.description:
         body.append(_text(clip(alert.description, TEXT_LIMIT), is_subtle=True))
+    if why := explanation_lines(alert):
+        body.append(_text(clip("\n\n".join(why), TEXT_LIMIT)))
     body.append(
         {
             "type": "FactSet",
@@ -123,6 +126,8 @@ def _container(alert: Alert) -> dict[str, Any]:
     if alert.description:
         description = clip(alert.description, BATCH_TEXT_LIMIT)
         items.append(_text(description, is_subtle=True, spacing="none"))
+    if why := explanation_lines(alert):
+        items.append(_text(clip("\n\n".join(why), BATCH_TEXT_LIMIT), spacing="none"))
     items.append(_text(clip(details(alert), BATCH_TEXT_LIMIT), is_subtle=True, spacing="none"))
     return {"type": "Container", "separator": True, "items": items}
 

@@ -29,6 +29,7 @@ from monitor.sinks.text import (
     SYMBOLS,
     details,
     escape,
+    explanation_lines,
     labels_text,
     more,
     pick,
@@ -97,6 +98,8 @@ def message(alert: Alert) -> dict[str, Any]:
     blocks = [_section(headline)]
     if alert.description:
         blocks.append(_section(clip(escape(alert.description), SECTION_LIMIT)))
+    if why := explanation_lines(alert):
+        blocks.append(_section(clip(escape("\n".join(why)), SECTION_LIMIT)))
     context = f"observed {rfc3339(alert.observed_at)} · fingerprint `{escape(alert.fingerprint)}`"
     return {
         "text": headline,
@@ -136,6 +139,7 @@ def _batch_entry(alert: Alert) -> str:
     lines = [_headline(alert)]
     if alert.description:
         lines.append(clip(escape(alert.description), BATCH_SECTION_LIMIT // 2))
+    lines.extend(escape(line) for line in explanation_lines(alert))
     lines.append(escape(details(alert)))
     return "\n".join(lines)
 

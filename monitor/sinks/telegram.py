@@ -27,6 +27,7 @@ from monitor.models import Alert, rfc3339
 from monitor.sinks.base import ChatSink, seconds_in_json
 from monitor.sinks.text import (
     escape,
+    explanation_lines,
     facts,
     join_lines,
     labels_text,
@@ -109,6 +110,7 @@ def _single(alert: Alert) -> list[str]:
     ]
     if alert.description:
         lines.append(f"<i>{_html(alert.description, DESCRIPTION_LIMIT)}</i>")
+    lines.extend(_html(line, VALUE_LIMIT) for line in explanation_lines(alert))
     rows = facts(alert)
     if alert.labels:
         rows["Labels"] = labels_text(alert.labels)

@@ -91,7 +91,30 @@ def detail_rows(alert: Alert) -> list[tuple[str, str]]:
         ("Labels", labels or MISSING),
         ("Fingerprint", alert.fingerprint),
     ]
+    if alert.explanation:
+        rows.insert(7, ("Why", "; ".join(explanation_lines(alert))))
     return [(key, one_line(value)) for key, value in rows]
+
+
+#: The sign of an amount out, in explanations (U+2212, the typographic minus).
+MINUS = "\u2212"
+
+
+def explanation_lines(alert: Alert) -> list[str]:
+    """Why the money moved, one line per journal entry (``explain = true``):
+    ``cash \u22122,000.00: withdrawal (MONEY:OUT)`` (a minus sign, U+2212, before an amount
+    out, a plus before one in); none without an explanation."""
+    if not alert.explanation:
+        return []
+    lines = []
+    for entry in alert.explanation:
+        amount = ""
+        if entry.amount is not None:
+            sign = MINUS if entry.amount < 0 else "+"
+            amount = f" {sign}{abs(entry.amount):,}"
+        what = entry.description or entry.type
+        lines.append(one_line(f"{alert.field or 'amount'}{amount}: {what} ({entry.type})"))
+    return lines
 
 
 def labels_text(labels: Mapping[str, str]) -> str:

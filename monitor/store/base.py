@@ -8,13 +8,13 @@ the rows; nothing outside it sees SQL.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Protocol
 
 from monitor.cycle import PollWrite, SourceState
-from monitor.models import AlertState, Notification
+from monitor.models import AlertState, JSONValue, Notification
 
 #: Delivered, failed and expired rows are kept this long for ``status``, then pruned (the last
 #: delivered firing notification of an alert still firing is kept: sinks restore from it).
@@ -221,4 +221,15 @@ class Store(Protocol):
 
     async def outbox_summary(self) -> OutboxSummary:
         """The pending queue of each sink, by sink name, and the failed or expired count."""
+        ...
+
+    # ---------------------------------------------------------------- account streams
+
+    async def record_stream(self, source: str, state: Mapping[str, JSONValue]) -> None:
+        """Keep the account stream's state of ``source`` (connected, since, reconnects, last
+        error) for ``status``; written when it changes, never per message."""
+        ...
+
+    async def streams(self) -> dict[str, dict[str, JSONValue]]:
+        """The last state recorded of each source's account stream, by source."""
         ...

@@ -14,14 +14,14 @@ from __future__ import annotations
 
 import asyncio
 import sqlite3
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any, TypeVar
 
 from monitor.cycle import PollWrite, SourceState
 from monitor.errors import StoreError
-from monitor.models import Notification
+from monitor.models import JSONValue, Notification
 from monitor.store import sqlite_ops as ops
 from monitor.store.base import AlertRow, HeldRow, OutboxRow, OutboxSummary, SourceRow
 from monitor.store.lock import StateLock
@@ -224,6 +224,14 @@ class SqliteStore:
 
     async def outbox_summary(self) -> OutboxSummary:
         return await self._run(ops.outbox_summary)
+
+    # ------------------------------------------------------------------ account streams
+
+    async def record_stream(self, source: str, state: Mapping[str, JSONValue]) -> None:
+        await self._run(ops.record_stream, source, state)
+
+    async def streams(self) -> dict[str, dict[str, JSONValue]]:
+        return await self._run(ops.streams)
 
 
 def _reason(exc: sqlite3.Error) -> str:

@@ -322,25 +322,32 @@ def commit(db: sqlite3.Connection, write: PollWrite) -> None:
                 " VALUES (?, ?, '', ?, ?)",
                 (source, d.rule, d.fingerprint, _iso(d.started_at)),
             )
-        db.execute(
-            "INSERT INTO sources (source, failures, polls, last_poll_at, last_result,"
-            " last_error, last_success_at, account_count) VALUES (?, ?, 1, ?, ?, ?, ?, ?)"
-            " ON CONFLICT (source) DO UPDATE SET failures=excluded.failures,"
-            " polls=polls+1, last_poll_at=excluded.last_poll_at,"
-            " last_result=excluded.last_result, last_error=excluded.last_error,"
-            " last_success_at=coalesce(excluded.last_success_at, last_success_at),"
-            " account_count=coalesce(excluded.account_count, account_count)",
-            (
-                source,
-                health.failures,
-                at,
-                "ok" if poll.ok else "failed",
-                poll.error,
-                at if poll.ok else None,
-                poll.account_count,
-            ),
-        )
+        if not write.push:  # a push of the stream is no poll: the poll record stays
+            _record_poll(db, write)
         _queue(db, [(d.notification, d.sinks, source) for d in write.queued], now)
+
+
+def _record_poll(db: sqlite3.Connection, write: PollWrite) -> None:
+    source, poll, health = write.source, write.poll, write.health
+    at = _iso(poll.at)
+    db.execute(
+        "INSERT INTO sources (source, failures, polls, last_poll_at, last_result,"
+        " last_error, last_success_at, account_count) VALUES (?, ?, 1, ?, ?, ?, ?, ?)"
+        " ON CONFLICT (source) DO UPDATE SET failures=excluded.failures,"
+        " polls=polls+1, last_poll_at=excluded.last_poll_at,"
+        " last_result=excluded.last_result, last_error=excluded.last_error,"
+        " last_success_at=coalesce(excluded.last_success_at, last_success_at),"
+        " account_count=coalesce(excluded.account_count, account_count)",
+        (
+            source,
+            health.failures,
+            at,
+            "ok" if poll.ok else "failed",
+            poll.error,
+            at if poll.ok else None,
+            poll.account_count,
+        ),
+    )
 
 
 # --------------------------------------------------------------------------- mute windows
@@ -556,3 +563,31 @@ def outbox_summary(db: sqlite3.Connection) -> OutboxSummary:
     )
     failed = db.execute("SELECT count(*) FROM outbox WHERE state IN ('failed', 'expired')")
     return OutboxSummary(queues, int(failed.fetchone()[0]))
+
+
+# --------------------------------------------------------------------------- account streams
+
+#: The ``meta`` key of a source's account stream state (no table of its own: one small row per
+#: source, written when the stream connects or ends).
+_STREAM_KEY = "stream:"
+
+
+def record_stream(db: sqlite3.Connection, source: str, state: Mapping[str, JSONValue]) -> None:
+    with transaction(db):
+        db.execute(
+            "INSERT OR REPLACE INTO meta (key, value) VALUES (?, ?)",
+            (_STREAM_KEY + source, encoding.dumps(dict(state))),
+        )
+
+
+def streams(db: sqlite3.Connection) -> dict[str, dict[str, JSONValue]]:
+    rows = db.execute(
+        "SELECT key, value FROM meta WHERE substr(key, 1, ?) = ? ORDER BY key",
+        (len(_STREAM_KEY), _STREAM_KEY),
+    )
+    found: dict[str, dict[str, JSONValue]] = {}
+    for key, value in rows:
+        state = encoding.loads(value)
+        if isinstance(state, dict):
+            found[key[len(_STREAM_KEY) :]] = state
+    return found
