@@ -82,6 +82,7 @@ async def test_a_second_run_on_the_same_state_database_is_refused_with_exit_2(
     await sim.set_accounts(low_cash())
     await first.wait_event("notification_delivered")
     polls = await sim.requests()
+    began = time.monotonic()
 
     second = await cli.run("run", "--config", config)
     once = await cli.run("once", "--config", config)
@@ -99,7 +100,8 @@ async def test_a_second_run_on_the_same_state_database_is_refused_with_exit_2(
     assert status.code == 0, status.output
     assert first.running
     assert len(hook.delivered()) == 1  # nobody delivered the same change again
-    assert await sim.requests() - polls <= 3  # the first one's polls only (1 s interval)
+    # The first one's polls only: one a second (interval 1 s), however slow the machine is.
+    assert await sim.requests() - polls <= int(time.monotonic() - began) + 2
 
     assert await stopped(first) == 0
     third = await cli.start("run", "--config", config)
