@@ -27,6 +27,7 @@ from apscheduler.schedulers.asyncio import AsyncIOScheduler
 
 from monitor import __version__
 from monitor.config import Config, SourceSpec, describe_schedule, load_config, resolve_secret
+from monitor.control import CONTROL_CHECK
 from monitor.delivery import Delivery, group_windows, release_held
 from monitor.errors import ConfigError, MonitorError
 from monitor.exitcodes import Exit
@@ -141,6 +142,14 @@ class Daemon:
                 coalesce=True,
             )
             scheduler.add_job(
+                self._control_job,
+                "interval",
+                seconds=CONTROL_CHECK,
+                id="control",
+                max_instances=1,
+                coalesce=True,
+            )
+            scheduler.add_job(
                 self._maintenance_job,
                 "interval",
                 seconds=MAINTENANCE_EVERY,
@@ -248,15 +257,30 @@ class Daemon:
     async def _release_job(self) -> None:
         """Settle what mute windows held once they no longer cover the rule; never raises."""
         rt = self._rt
-        if rt is None or not (self.config.mute or self._maybe_held):
+        if rt is None or not (self.config.mute or self._maybe_held or rt.control.state.silences):
             return  # no window, and nothing held since the last look: nothing to settle
         async with self._job("mute_release_cancelled"):
             try:
-                if await release_held(rt.store, self.config, utcnow()):
+                if await release_held(rt.store, self.config, utcnow(), rt.control.state):
                     rt.delivery.wake()
                 self._maybe_held = await rt.store.held_count() > 0
             except MonitorError as exc:
                 log.error("mute_release_failed", error=str(exc))
+
+    async def _control_job(self) -> None:
+        """Pick up silences and acks written by the CLI or the API (and silences that began
+        or ended): settle what is held at once, and wake delivery for what an ack queued."""
+        rt = self._rt
+        if rt is None:
+            return
+        async with self._job("control_cancelled"):
+            try:
+                if await rt.control.refresh(rt.store, utcnow()):
+                    self._maybe_held = True
+                    rt.delivery.wake()
+                    await self._release_job()
+            except MonitorError as exc:
+                log.error("control_refresh_failed", error=str(exc))
 
     async def _maintenance_job(self) -> None:
         """Keep the database bounded while the daemon runs for months; never raises."""
@@ -463,6 +487,7 @@ class Daemon:
                     store=rt.store,
                     delivery=rt.delivery,
                     tokens=tokens[name],
+                    control=rt.control,
                 )
                 await pipeline.load()
                 rt.pipelines[name] = pipeline
@@ -524,7 +549,7 @@ async def run_once(config: Config) -> tuple[Exit, PollOutcome, int]:
     """
     async with open_runtime(config) as rt:
         outcomes = await asyncio.gather(*(p.poll() for p in rt.pipelines.values()))
-        await release_held(rt.store, config, utcnow())
+        await release_held(rt.store, config, utcnow(), rt.control.state)
         deadline = time.time() + config.delivery.once_deadline.total_seconds()
         pending = await rt.delivery.drain(deadline)
     failed = [o for o in outcomes if not o.ok]

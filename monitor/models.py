@@ -150,6 +150,8 @@ class ActiveAlert:
     started_at: datetime
     state: AlertState = "firing"
     notified_at: datetime | None = None
+    #: How many steps of the rule's ``escalate`` were sent for this episode.
+    escalated: int = 0
 
 
 @dataclass(frozen=True, slots=True)
@@ -177,6 +179,9 @@ class Alert:
     started_at: datetime | None = None
     #: Whether a resolved notification will end this alert (from the rule's config).
     kind: AlertKind = "condition"
+    #: Who acknowledged the episode, and when (``balance-monitor ack``): only then in payloads.
+    acknowledged_by: str | None = None
+    acknowledged_at: datetime | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -208,6 +213,14 @@ class Notification:
             "observed_at": rfc3339(a.observed_at),
             "started_at": rfc3339(a.started_at) if a.started_at is not None else None,
             "snapshot": dict(a.snapshot) if a.snapshot is not None else None,
+            **(
+                {
+                    "acknowledged_by": a.acknowledged_by,
+                    "acknowledged_at": rfc3339(a.acknowledged_at),
+                }
+                if a.acknowledged_at is not None
+                else {}
+            ),
         }
 
     @classmethod
@@ -218,6 +231,7 @@ class Notification:
         snapshot = payload.get("snapshot")
         started = payload.get("started_at")
         labels = payload.get("labels")
+        acked = payload.get("acknowledged_at")
         alert = Alert(
             status=Status(payload["status"]),
             fingerprint=payload["fingerprint"],
@@ -236,6 +250,8 @@ class Notification:
             labels=dict(labels) if isinstance(labels, Mapping) else {},
             started_at=datetime.fromisoformat(started) if started else None,
             kind="event" if payload.get("kind") == "event" else "condition",
+            acknowledged_by=payload.get("acknowledged_by") if acked else None,
+            acknowledged_at=datetime.fromisoformat(acked) if acked else None,
         )
         return cls(id=payload["id"], alert=alert)
 

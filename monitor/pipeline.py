@@ -36,6 +36,7 @@ from monitor.errors import SourceError, StoreError
 from monitor.models import ActiveAlert, ParseResult, Problem
 from monitor.parse import parse_body, problem_text
 from monitor.rules.base import RuleProblem
+from monitor.silences import EMPTY, ControlState
 from monitor.store import Store
 from monitor.text import one_line
 
@@ -83,8 +84,11 @@ class SourcePipeline:
         clock: Callable[[], datetime],
         on_poll: Callable[[PollOutcome], None] | None = None,
         down_after: int = 3,
+        control: Callable[[], ControlState] | None = None,
     ) -> None:
         self.down_after = down_after
+        #: The silences and acknowledged episodes in force (the daemon's ControlBook).
+        self.control = control if control is not None else (lambda: EMPTY)
         self.source = source
         self.on_poll = on_poll
         self.config = config
@@ -212,6 +216,7 @@ class SourcePipeline:
             rules=self.rules,
             down_after=self.down_after,
             now=now,
+            control=self.control(),
         )
 
     def _unexpected(self, exc: Exception) -> SourceError:

@@ -1,0 +1,97 @@
+"""Escalation: an alert that keeps firing unacknowledged goes to more sinks, step by step. Pure.
+
+A condition rule's ``escalate = [{ after = "15m", sinks = [...] }, ...]`` sends the alert to
+each step's sinks once, when it has fired for ``after`` without being acknowledged. The steps
+sent are counted on the alert's state (``ActiveAlert.escalated``), which the store keeps: a
+restart neither starts the clock over (it runs from ``started_at``) nor sends a step twice. An
+acknowledged episode escalates no further; a new episode starts from the first step.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, replace
+from datetime import datetime
+
+from monitor.config import RuleConfig
+from monitor.models import Account, ActiveAlert, Alert, Snapshot, Status
+from monitor.rules import AlertKey
+from monitor.rules.base import Context, alert, watched_field
+from monitor.silences import Ack
+
+__all__ = ["Escalation", "escalate"]
+
+
+@dataclass(frozen=True, slots=True)
+class Escalation:
+    """One alert to send to more sinks now, with the id its notification gets."""
+
+    id: str
+    alert: Alert
+    sinks: tuple[str, ...]
+
+
+def escalate(
+    rules: Sequence[RuleConfig],
+    active: Mapping[AlertKey, ActiveAlert],
+    accounts: Mapping[str, Account],
+    acks: Mapping[str, Ack],
+    *,
+    source: str,
+    now: datetime,
+) -> tuple[list[Escalation], dict[AlertKey, ActiveAlert]]:
+    """The escalations due at ``now``, and ``active`` with their steps counted."""
+    by_name = {r.name: r for r in rules if getattr(r, "escalate", ())}
+    if not by_name:
+        return [], dict(active)
+    ctx = Context(previous=None, current=Snapshot(source, now, accounts), active={})
+    out: list[Escalation] = []
+    state = dict(active)
+    for key, current in active.items():
+        rule = by_name.get(current.rule)
+        if rule is None or current.state != "firing" or current.fingerprint in acks:
+            continue
+        steps = rule.escalate  # type: ignore[union-attr]  # only condition rules have steps
+        due = [
+            i
+            for i in range(current.escalated, len(steps))
+            if now - current.started_at >= steps[i].after
+        ]
+        if not due:
+            continue
+        number = current.account_number
+        account = accounts.get(number) if number is not None else None
+        field = watched_field(rule)
+        waited = now - current.started_at
+        made = alert(
+            ctx,
+            status=Status.FIRING,
+            fingerprint=current.fingerprint,
+            rule=rule,
+            account=account,
+            number=number,
+            field=field,
+            previous=None,
+            current=account.get(field) if account is not None and field is not None else None,
+            summary=f"{number}: {rule.name} firing for {_minutes(waited)} unacknowledged"
+            " (escalated)",
+            started_at=current.started_at,
+        )
+        sinks: list[str] = []
+        for i in due:
+            sinks += [s for s in steps[i].sinks if s not in sinks]
+        text = f"{current.fingerprint}\x1fescalate\x1f{due[-1]}"
+        ident = hashlib.sha256(text.encode()).hexdigest()[:32]
+        out.append(Escalation(ident, made, tuple(sinks)))
+        state[key] = replace(current, escalated=due[-1] + 1)
+    return out, state
+
+
+def _minutes(elapsed: object) -> str:
+    seconds = int(getattr(elapsed, "total_seconds", lambda: 0)())
+    if seconds < 120:
+        return f"{seconds}s"
+    if seconds < 7200:
+        return f"{seconds // 60}m"
+    return f"{seconds // 3600}h{seconds % 3600 // 60:02d}m"
