@@ -26,12 +26,14 @@ import structlog
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
 
 from monitor import __version__
+from monitor.api_actions import ActionsApi
 from monitor.config import Config, SourceSpec, describe_schedule, load_config, resolve_secret
 from monitor.control import CONTROL_CHECK
 from monitor.delivery import Delivery, group_windows, release_held
 from monitor.errors import ConfigError, MonitorError
 from monitor.exitcodes import Exit
 from monitor.health import HealthServer, Readiness
+from monitor.heartbeat import Heartbeat, unhealthy
 from monitor.logs import configure as configure_logging
 from monitor.metrics import Metrics
 from monitor.mutes import window_at
@@ -115,6 +117,9 @@ class Daemon:
         #: Whether the state database may hold notifications of mute windows (only windows
         #: hold them, so without windows one look at start-up or after a reload is enough).
         self._maybe_held = True
+        self._heartbeat: Heartbeat | None = None
+        #: Why the last beat was skipped (logged when the reason changes).
+        self._heartbeat_skipped: str | None = None
 
     # ------------------------------------------------------------------ run
 
@@ -141,6 +146,7 @@ class Daemon:
                 max_instances=1,
                 coalesce=True,
             )
+            self._start_heartbeat(rt, scheduler)
             scheduler.add_job(
                 self._control_job,
                 "interval",
@@ -276,11 +282,70 @@ class Daemon:
         async with self._job("control_cancelled"):
             try:
                 if await rt.control.refresh(rt.store, utcnow()):
+                    state = rt.control.state
+                    log.info(
+                        "control_refreshed",
+                        silences_active=len(state.active_silences(utcnow().timestamp())),
+                        acks=len(state.acks),
+                    )
                     self._maybe_held = True
                     rt.delivery.wake()
                     await self._release_job()
             except MonitorError as exc:
                 log.error("control_refresh_failed", error=str(exc))
+
+    def _start_heartbeat(self, rt: Runtime, scheduler: AsyncIOScheduler) -> None:
+        """Add (or re-time, or remove) the heartbeat job of ``[heartbeat]``."""
+        config = self.config.heartbeat
+        if scheduler.get_job("heartbeat") is not None:
+            scheduler.remove_job("heartbeat")
+        self._heartbeat = None
+        if config is None:
+            return
+        self._heartbeat = Heartbeat(config, resolve_secret(config.url_ref()), rt.session)
+        scheduler.add_job(
+            self._heartbeat_job,
+            "interval",
+            seconds=config.every.total_seconds(),
+            id="heartbeat",
+            max_instances=1,
+            coalesce=True,
+        )
+
+    async def _heartbeat_job(self) -> None:
+        """Ping ``[heartbeat] url`` if every source's last poll succeeded and the outbox is not
+        stuck; a failure is logged and the next beat tries again. Never raises."""
+        rt, beat = self._rt, self._heartbeat
+        if rt is None or beat is None:
+            return
+        async with self._job("heartbeat_cancelled"):
+            try:
+                summary = await rt.store.outbox_summary()
+                oldest = min((q.oldest_created_at for q in summary.queues), default=None)
+                why = unhealthy(
+                    ((n, p.last.ok if p.last else None) for n, p in rt.pipelines.items()),
+                    oldest,
+                    time.time(),
+                )
+                if why is not None:
+                    self.metrics.heartbeats.labels("skipped").inc()
+                    if why != self._heartbeat_skipped:
+                        log.warning("heartbeat_skipped", reason=why)
+                    self._heartbeat_skipped = why
+                    return
+                self._heartbeat_skipped = None
+                await beat.ping()
+            except MonitorError as exc:
+                self.metrics.heartbeats.labels("failed").inc()
+                log.warning("heartbeat_failed", error=str(exc))
+            else:
+                self.metrics.heartbeats.labels("ok").inc()
+                log.debug("heartbeat_sent")
+
+    def _control_changed(self) -> None:
+        """A silence or an ack was written through the API: pick it up now."""
+        if self._scheduler is not None and self._scheduler.get_job("control") is not None:
+            self._scheduler.modify_job("control", next_run_time=utcnow())
 
     async def _maintenance_job(self) -> None:
         """Keep the database bounded while the daemon runs for months; never raises."""
@@ -371,6 +436,9 @@ class Daemon:
                 ((m.name, window_at(m, now) is not None) for m in self.config.mute),
                 held=await store.held_count(),
             )
+            self.metrics.silences_active.set(
+                len(self._rt.control.state.active_silences(now.timestamp()))
+            )
             self.metrics.set_schedule(
                 missed_by_source(self._rt.pipelines, self._triggers, self._scheduled_at, now),
                 self._next_polls(),
@@ -390,11 +458,17 @@ class Daemon:
         if address is None:
             return
         ref = config.http.auth_token_ref()
+        actions = ActionsApi(
+            store=lambda: self._rt.store if self._rt is not None else None,
+            config=lambda: self.config,
+            changed=self._control_changed,
+        )
         server = HealthServer(
             self.metrics,
             self.readiness,
             self._refresh_metrics,
             auth_token=resolve_secret(ref) if ref is not None else None,
+            routes=[actions.add_routes],
         )
         try:
             await server.start(*address)
@@ -435,6 +509,7 @@ class Daemon:
             require_secrets(  # every one that is missing, in one reload_rejected
                 [ref for spec in changed for ref in spec.config.secret_refs_at(spec.key)]
                 + [ref for i, sink in enumerate(new.sinks) for ref in sink.secret_refs(i)]
+                + ([new.heartbeat.url_ref()] if new.heartbeat is not None else [])
             )
             for spec in changed:
                 tokens[spec.name] = token_provider(spec, rt.session)
@@ -506,6 +581,8 @@ class Daemon:
         self.metrics.declare_sources(rt.pipelines)
         self._update_firing(rt)
         await rt.delivery.start()
+        if self._scheduler is not None and new.heartbeat != old.heartbeat:
+            self._start_heartbeat(rt, self._scheduler)
         if new.http != old.http:
             if self.health is not None:
                 await self.health.close()

@@ -80,6 +80,7 @@ class AlertRow:
     fingerprint: str
     started_at: datetime
     state: AlertState
+    escalated: int = 0  # steps of the rule's `escalate` sent for this episode
 
 
 @dataclass(frozen=True, slots=True)

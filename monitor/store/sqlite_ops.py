@@ -34,6 +34,7 @@ from monitor.store.base import (
     SourceRow,
 )
 from monitor.store.schema import (
+    ACTIONS_SINCE,
     ALERT_STATES_SINCE,
     HELD_SINCE,
     SCHEMA,
@@ -596,9 +597,10 @@ def sources(db: sqlite3.Connection) -> list[SourceRow]:
 def alerts(db: sqlite3.Connection, version: int) -> list[AlertRow]:
     # A database older than alert states (read by a read-only store) has firing alerts only.
     state = "state" if version >= ALERT_STATES_SINCE else "'firing'"
+    escalated = "escalated" if version >= ACTIONS_SINCE else "0"
     rows = db.execute(
-        f"SELECT source, rule, account_number, fingerprint, started_at, {state}"  # noqa: S608
-        " FROM alerts ORDER BY started_at, source, rule, account_number"
+        f"SELECT source, rule, account_number, fingerprint, started_at, {state},"  # noqa: S608
+        f" {escalated} FROM alerts ORDER BY started_at, source, rule, account_number"
     )
     return [
         AlertRow(
@@ -608,6 +610,7 @@ def alerts(db: sqlite3.Connection, version: int) -> list[AlertRow]:
             r[3],
             _from_iso(r[4]),
             "pending" if r[5] == "pending" else "firing",
+            int(r[6] or 0),
         )
         for r in rows
     ]
