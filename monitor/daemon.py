@@ -33,7 +33,7 @@ from monitor.delivery import Delivery, group_windows, release_held
 from monitor.errors import ConfigError, MonitorError
 from monitor.exitcodes import Exit
 from monitor.health import HealthServer, Readiness
-from monitor.heartbeat import Heartbeat, unhealthy
+from monitor.heartbeat import Heartbeat
 from monitor.logs import configure as configure_logging
 from monitor.metrics import Metrics
 from monitor.mutes import window_at
@@ -118,8 +118,6 @@ class Daemon:
         #: hold them, so without windows one look at start-up or after a reload is enough).
         self._maybe_held = True
         self._heartbeat: Heartbeat | None = None
-        #: Why the last beat was skipped (logged when the reason changes).
-        self._heartbeat_skipped: str | None = None
 
     # ------------------------------------------------------------------ run
 
@@ -302,7 +300,12 @@ class Daemon:
         self._heartbeat = None
         if config is None:
             return
-        self._heartbeat = Heartbeat(config, resolve_secret(config.url_ref()), rt.session)
+        self._heartbeat = Heartbeat(
+            config,
+            resolve_secret(config.url_ref()),
+            rt.session,
+            on_result=lambda result: self.metrics.heartbeats.labels(result).inc(),
+        )
         scheduler.add_job(
             self._heartbeat_job,
             "interval",
@@ -313,34 +316,12 @@ class Daemon:
         )
 
     async def _heartbeat_job(self) -> None:
-        """Ping ``[heartbeat] url`` if every source's last poll succeeded and the outbox is not
-        stuck; a failure is logged and the next beat tries again. Never raises."""
+        """One beat of ``[heartbeat]`` (:meth:`Heartbeat.beat`); never raises."""
         rt, beat = self._rt, self._heartbeat
         if rt is None or beat is None:
             return
         async with self._job("heartbeat_cancelled"):
-            try:
-                summary = await rt.store.outbox_summary()
-                oldest = min((q.oldest_created_at for q in summary.queues), default=None)
-                why = unhealthy(
-                    ((n, p.last.ok if p.last else None) for n, p in rt.pipelines.items()),
-                    oldest,
-                    time.time(),
-                )
-                if why is not None:
-                    self.metrics.heartbeats.labels("skipped").inc()
-                    if why != self._heartbeat_skipped:
-                        log.warning("heartbeat_skipped", reason=why)
-                    self._heartbeat_skipped = why
-                    return
-                self._heartbeat_skipped = None
-                await beat.ping()
-            except MonitorError as exc:
-                self.metrics.heartbeats.labels("failed").inc()
-                log.warning("heartbeat_failed", error=str(exc))
-            else:
-                self.metrics.heartbeats.labels("ok").inc()
-                log.debug("heartbeat_sent")
+            await beat.beat(rt.pipelines, rt.store)
 
     def _control_changed(self) -> None:
         """A silence or an ack was written through the API: pick it up now."""
