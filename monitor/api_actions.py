@@ -24,11 +24,18 @@ from typing import Any
 from aiohttp import web
 
 from monitor import encoding
-from monitor.cli_actions import STATUSES, record_json, select_notifications, silence_json
 from monitor.config import Config, parse_duration
-from monitor.control import SilenceRequest, acknowledge, add_silence, expire_silence
+from monitor.control import (
+    SilenceRequest,
+    acknowledge,
+    add_silence,
+    expire_silence,
+    record_json,
+    select_notifications,
+    silence_json,
+)
 from monitor.errors import ControlError, StoreError
-from monitor.models import rfc3339
+from monitor.models import DELIVERY_STATES, rfc3339
 from monitor.silences import parse_until
 from monitor.store import Store
 
@@ -143,8 +150,8 @@ class ActionsApi:
     async def _notifications(self, request: web.Request) -> web.Response:
         query = request.query
         status = query.get("status")
-        if status is not None and status not in STATUSES:
-            return _error(f"status: one of {', '.join(STATUSES)}", 400)
+        if status is not None and status not in DELIVERY_STATES:
+            return _error(f"status: one of {', '.join(DELIVERY_STATES)}", 400)
         try:
             since = parse_duration(query.get("since", "24h"))
         except ValueError as exc:

@@ -12,30 +12,19 @@ import argparse
 import getpass
 from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
-from fnmatch import fnmatchcase
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from monitor import encoding
 from monitor.errors import ControlError, MonitorError
-from monitor.models import rfc3339
+from monitor.models import DELIVERY_STATES
 from monitor.silences import Silence, parse_until
 
 if TYPE_CHECKING:  # pydantic, aiohttp and the store load only for a command that runs
     from monitor.config import Config
     from monitor.store import NotificationRecord, Store
 
-__all__ = [
-    "STATUSES",
-    "add_arguments",
-    "run_ack",
-    "run_notifications",
-    "run_silence",
-    "silence_json",
-]
-
-#: ``notifications --status``: the states of a notification for one sink.
-STATUSES = ("delivered", "pending", "failed", "expired")
+__all__ = ["add_arguments", "run_ack", "run_notifications", "run_silence"]
 
 
 def _duration(text: str) -> timedelta:
@@ -118,30 +107,11 @@ def add_arguments(
     notifications.add_argument("--rule")
     notifications.add_argument("--account", help="an account number or glob")
     notifications.add_argument("--sink")
-    notifications.add_argument("--status", choices=STATUSES)
+    notifications.add_argument("--status", choices=DELIVERY_STATES)
     notifications.add_argument("--json", action="store_true", help="machine-readable output")
 
 
 # --------------------------------------------------------------------------- silences
-
-
-def silence_json(s: Silence, now: float) -> dict[str, Any]:
-    """A silence as ``silence list --json`` and the HTTP API show it."""
-    return {
-        "id": s.id,
-        **s.matchers(),
-        "starts_at": _time(s.starts_at),
-        "ends_at": _time(s.ends_at),
-        "active": s.active(now),
-        "expired_at": _time(s.expired_at) if s.expired_at is not None else None,
-        "comment": s.comment,
-        "author": s.author,
-        "created_at": _time(s.created_at),
-    }
-
-
-def _time(epoch: float) -> str:
-    return rfc3339(datetime.fromtimestamp(epoch, tz=UTC))
 
 
 def _local(epoch: float) -> str:
@@ -201,6 +171,8 @@ async def run_silence(config: Config, args: argparse.Namespace, out: Any) -> int
 
 
 def _print_silences(silences: Sequence[Silence], now: float, *, as_json: bool, out: Any) -> None:
+    from monitor.control import silence_json
+
     if as_json:
         out(encoding.dumps([silence_json(s, now) for s in silences]))
         return
@@ -262,47 +234,9 @@ async def run_ack(config: Config, args: argparse.Namespace, out: Any) -> int:
 # --------------------------------------------------------------------------- the record
 
 
-def record_json(r: NotificationRecord) -> dict[str, Any]:
-    """One notification for one sink, as ``notifications --json`` and the API show it."""
-    return {
-        "id": r.id,
-        "sink": r.sink,
-        "source": r.source,
-        "fingerprint": r.fingerprint,
-        "rule": r.rule,
-        "account_number": r.account_number,
-        "status": r.status,
-        "summary": r.summary,
-        "created_at": _time(r.created_at),
-        "state": r.state,
-        "last_error": r.last_error,
-        "updated_at": _time(r.updated_at),
-        "attempts": [
-            {"at": _time(a.at), "outcome": a.outcome, "error": a.error} for a in r.attempts
-        ],
-    }
-
-
-async def select_notifications(
-    store: Store,
-    *,
-    since: float,
-    rule: str | None,
-    account: str | None,
-    sink: str | None,
-    status: str | None,
-) -> list[NotificationRecord]:
-    records = await store.notifications(since=since, rule=rule, sink=sink, state=status)
-    if account is not None:
-        records = [
-            r
-            for r in records
-            if r.account_number is not None and fnmatchcase(r.account_number, account)
-        ]
-    return records
-
-
 async def run_notifications(config: Config, args: argparse.Namespace, out: Any) -> int:
+    from monitor.control import record_json, select_notifications
+
     since = (datetime.now(tz=UTC) - args.since).timestamp()
     store = await _reader(config)
     records: list[NotificationRecord] = []

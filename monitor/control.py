@@ -15,13 +15,15 @@ from __future__ import annotations
 import hashlib
 from collections.abc import Mapping
 from dataclasses import dataclass, replace
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
+from fnmatch import fnmatchcase
+from typing import Any
 
 from monitor.config import Config
 from monitor.errors import ControlError
-from monitor.models import Notification
+from monitor.models import Notification, rfc3339
 from monitor.silences import EMPTY, Ack, ControlState, Silence, new_silence_id
-from monitor.store import AlertRef, Store
+from monitor.store import AlertRef, NotificationRecord, Store
 
 __all__ = [
     "CONTROL_CHECK",
@@ -30,6 +32,9 @@ __all__ = [
     "acknowledge",
     "add_silence",
     "expire_silence",
+    "record_json",
+    "select_notifications",
+    "silence_json",
 ]
 
 #: How often the daemon looks for silences and acks written elsewhere (seconds).
@@ -187,3 +192,65 @@ class ControlBook:
             kept = tuple(s for s in self.state.silences if s.until > moment)
             self.state = replace(self.state, silences=kept)
         return changed
+
+
+# --------------------------------------------------------------------------- as JSON
+
+
+def silence_json(s: Silence, now: float) -> dict[str, Any]:
+    """A silence as ``silence list --json`` and the HTTP API show it."""
+    return {
+        "id": s.id,
+        **s.matchers(),
+        "starts_at": _time(s.starts_at),
+        "ends_at": _time(s.ends_at),
+        "active": s.active(now),
+        "expired_at": _time(s.expired_at) if s.expired_at is not None else None,
+        "comment": s.comment,
+        "author": s.author,
+        "created_at": _time(s.created_at),
+    }
+
+
+def _time(epoch: float) -> str:
+    return rfc3339(datetime.fromtimestamp(epoch, tz=UTC))
+
+
+def record_json(r: NotificationRecord) -> dict[str, Any]:
+    """One notification for one sink, as ``notifications --json`` and the API show it."""
+    return {
+        "id": r.id,
+        "sink": r.sink,
+        "source": r.source,
+        "fingerprint": r.fingerprint,
+        "rule": r.rule,
+        "account_number": r.account_number,
+        "status": r.status,
+        "summary": r.summary,
+        "created_at": _time(r.created_at),
+        "state": r.state,
+        "last_error": r.last_error,
+        "updated_at": _time(r.updated_at),
+        "attempts": [
+            {"at": _time(a.at), "outcome": a.outcome, "error": a.error} for a in r.attempts
+        ],
+    }
+
+
+async def select_notifications(
+    store: Store,
+    *,
+    since: float,
+    rule: str | None,
+    account: str | None,
+    sink: str | None,
+    status: str | None,
+) -> list[NotificationRecord]:
+    records = await store.notifications(since=since, rule=rule, sink=sink, state=status)
+    if account is not None:
+        records = [
+            r
+            for r in records
+            if r.account_number is not None and fnmatchcase(r.account_number, account)
+        ]
+    return records

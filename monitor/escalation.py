@@ -12,9 +12,9 @@ from __future__ import annotations
 import hashlib
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, replace
-from datetime import datetime
+from datetime import datetime, timedelta
 
-from monitor.config import RuleConfig
+from monitor.config import EscalationStep, RuleConfig
 from monitor.models import Account, ActiveAlert, Alert, Snapshot, Status
 from monitor.rules import AlertKey
 from monitor.rules.base import Context, alert, watched_field
@@ -42,17 +42,19 @@ def escalate(
     now: datetime,
 ) -> tuple[list[Escalation], dict[AlertKey, ActiveAlert]]:
     """The escalations due at ``now``, and ``active`` with their steps counted."""
-    by_name = {r.name: r for r in rules if getattr(r, "escalate", ())}
+    by_name: dict[str, tuple[RuleConfig, tuple[EscalationStep, ...]]] = {
+        r.name: (r, steps) for r in rules if (steps := getattr(r, "escalate", ()))
+    }
     if not by_name:
         return [], dict(active)
     ctx = Context(previous=None, current=Snapshot(source, now, accounts), active={})
     out: list[Escalation] = []
     state = dict(active)
     for key, current in active.items():
-        rule = by_name.get(current.rule)
-        if rule is None or current.state != "firing" or current.fingerprint in acks:
+        found = by_name.get(current.rule)
+        if found is None or current.state != "firing" or current.fingerprint in acks:
             continue
-        steps = rule.escalate  # type: ignore[union-attr]  # only condition rules have steps
+        rule, steps = found
         due = [
             i
             for i in range(current.escalated, len(steps))
@@ -88,8 +90,8 @@ def escalate(
     return out, state
 
 
-def _minutes(elapsed: object) -> str:
-    seconds = int(getattr(elapsed, "total_seconds", lambda: 0)())
+def _minutes(elapsed: timedelta) -> str:
+    seconds = int(elapsed.total_seconds())
     if seconds < 120:
         return f"{seconds}s"
     if seconds < 7200:

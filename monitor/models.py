@@ -49,6 +49,9 @@ KNOWN_ENUMS: Mapping[str, frozenset[str]] = {
 }
 
 DEFAULT_SOURCE = "default"
+#: The states of a notification for one sink in the outbox and the notification record
+#: (``notifications --status``, ``GET /api/v1/notifications?status=``).
+DELIVERY_STATES: tuple[str, ...] = ("delivered", "pending", "failed", "expired")
 
 
 class Severity(enum.StrEnum):
