@@ -167,3 +167,18 @@ async def test_a_control_open_writes_next_to_a_running_writer(tmp_path: Path) ->
     alone = await open_store(tmp_path / "other.db", control=True)
     await alone.close()
     assert (tmp_path / "other.db").exists()
+
+
+async def test_a_control_open_of_a_current_database_never_blocks_a_starting_daemon(
+    tmp_path: Path,
+) -> None:
+    """While ``silence`` or ``ack`` has a database at this schema open, a daemon can still
+    start (take the writer's lock): the control open takes no lock on it."""
+    path = tmp_path / "state.db"
+    await (await open_store(path)).close()  # a database the daemon made
+    cli = await open_store(path, control=True)
+    try:
+        daemon = await open_store(path)
+        await daemon.close()
+    finally:
+        await cli.close()

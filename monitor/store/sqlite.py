@@ -132,11 +132,22 @@ class SqliteStore:
         self._conn, self._lock = conn, lock
 
     def _open_control(self) -> None:
+        # A database at this schema is written without the lock, daemon or not: taking it,
+        # even for a moment, could make a daemon starting then refuse to start (exit 2, which
+        # systemd does not restart). Only a new or older database is opened as a writer would
+        # (created or migrated under the lock).
+        if self.path.exists() and self._connect_control(check=False):
+            return
         try:
             self._open()
             return
         except StateLockedError:
-            pass  # a daemon runs: write next to it
+            pass  # a daemon runs (an older one, or it is migrating): write next to it
+        self._connect_control(check=True)
+
+    def _connect_control(self, *, check: bool) -> bool:
+        """Connect without the lock to a database at :data:`SCHEMA_VERSION`; whether it is at
+        that version (``check``: a StoreError when it is not)."""
         conn: sqlite3.Connection | None = None
         try:
             conn = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
@@ -148,13 +159,16 @@ class SqliteStore:
             raise StoreError(
                 f"{self.path}: cannot open the state database: {_reason(exc)}"
             ) from exc
-        if version != SCHEMA_VERSION:
-            conn.close()
+        if version == SCHEMA_VERSION:
+            self._conn = conn
+            return True
+        conn.close()
+        if check:
             raise StoreError(
                 f"{self.path}: the running balance-monitor uses schema {version}, this one"
                 f" {SCHEMA_VERSION}: restart the daemon with this release first"
             )
-        self._conn = conn
+        return False
 
     async def close(self) -> None:
         if self._conn is not None:
