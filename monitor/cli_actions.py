@@ -3,7 +3,7 @@
 They work with the daemon running or stopped: the store is opened with ``control=True`` (next
 to a running daemon it writes only silences and acks, in short transactions; the daemon picks
 them up within a couple of seconds) or read-only (``silence list``, ``notifications``).
-What they print is also what ``--json`` gives, as one JSON document.
+With ``--json`` the lists are one JSON document (the shapes the HTTP API answers with).
 """
 
 from __future__ import annotations

@@ -182,7 +182,7 @@ field = "cash_to_withdraw"
 op = "<"
 value = 1000
 sinks = ["hook", "pd"]
-escalate = [{ after = "5s", sinks = ["pager"] }]
+escalate = [{ after = "8s", sinks = ["pager"] }]
 """
 
 
@@ -203,7 +203,7 @@ async def test_escalation_reaches_the_next_sink_unless_acknowledged(
         acked = await cli.run("ack", "--rule", RULE, "--account", VISION, "--config", config)
         assert acked.code == 0, acked.output
 
-        await eventually(lambda: pager.delivered() or None, what="the escalation", timeout=20)
+        await eventually(lambda: pager.delivered() or None, what="the escalation", timeout=25)
         actions = [(p.payload["event_action"], p.payload["dedup_key"]) for p in pd.posts]
         vision = hook.matching(account_number=VISION)[0]["fingerprint"]
         assert ("acknowledge", vision) in actions
