@@ -94,14 +94,15 @@ async def test_a_silence_added_while_running_holds_and_its_expiry_releases(
     assert await daemon.wait() == 0
 
 
-async def test_a_silence_survives_a_restart_and_works_with_the_daemon_stopped(
+async def test_a_silence_made_with_the_daemon_stopped_holds_and_ends_by_itself(
     sim: SimControl, hook: Hook, cli: Cli, make_config: MakeConfig
 ) -> None:
     """Added while nothing runs (the command creates the state database), a silence holds
-    ``source_down`` in the next run."""
+    ``source_down`` in the next run, and when its time is up the alert, still firing, is
+    notified without anyone doing anything."""
     config = make_config(rules=LOW_CASH_RULE, api="down_after = 1")
     added = await cli.run(
-        "silence", "add", "--rule", "source_down", "--for", "1h", "--config", config
+        "silence", "add", "--rule", "source_down", "--for", "10s", "--config", config
     )
     assert added.code == 0, added.output
     await sim.fail(status=503, count=1000)
@@ -109,6 +110,11 @@ async def test_a_silence_survives_a_restart_and_works_with_the_daemon_stopped(
     firing = await daemon.wait_event("alert_firing", rule="source_down")
     assert firing["held_by"] == f"silence:{added.stdout.strip()}"
     assert hook.delivered() == []
+    await eventually(
+        lambda: hook.matching(rule="source_down", status="firing"), what="the release", timeout=20
+    )
+    released = await daemon.wait_event("mute_released")
+    assert released["queued"] == 1
 
 
 def _shift_back(state: Path, hours: float) -> None:
