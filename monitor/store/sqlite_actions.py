@@ -87,13 +87,14 @@ def add_silence(db: sqlite3.Connection, silence: Silence) -> None:
 
 def expire_silence(db: sqlite3.Connection, ident: str, now: float) -> Silence | None:
     with transaction(db):
-        db.execute(
+        cursor = db.execute(
             "UPDATE silences SET expired_at=?, ends_at=? WHERE id=? AND ends_at > ?"
             " AND expired_at IS NULL",
             (now, now, ident, now),
         )
+        if cursor.rowcount:
+            _bump(db)
         row = db.execute(_SILENCE + " WHERE id=?", (ident,)).fetchone()
-        _bump(db)
     return None if row is None else _silence(row)
 
 
