@@ -269,4 +269,7 @@ async def run_notifications(config: Config, args: argparse.Namespace, out: Any) 
         for a in r.attempts:
             error = f": {a.error}" if a.error else ""
             out(f"    attempt {_local(a.at)} {a.outcome}{error}")
+        if r.ack is not None:
+            why = f": {r.ack.comment}" if r.ack.comment else ""
+            out(f"    acknowledged by {r.ack.author or 'unknown'} at {_local(r.ack.at)}{why}")
     return 0

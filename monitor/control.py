@@ -234,6 +234,9 @@ def record_json(r: NotificationRecord) -> dict[str, Any]:
         "attempts": [
             {"at": _time(a.at), "outcome": a.outcome, "error": a.error} for a in r.attempts
         ],
+        "acknowledged_by": (r.ack.author or "unknown") if r.ack is not None else None,
+        "acknowledged_at": _time(r.ack.at) if r.ack is not None else None,
+        "ack_comment": r.ack.comment if r.ack is not None else None,
     }
 
 

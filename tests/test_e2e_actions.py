@@ -167,6 +167,9 @@ async def test_an_ack_stops_reminders_and_is_carried_by_the_resolution(
     assert ended[VISION]["acknowledged_at"].endswith("Z")
     assert "acknowledged_by" not in ended[COR]
     assert len(hook.matching(rule=RULE, account_number=VISION)) == 2  # fired, resolved
+    record = await cli.run("notifications", "--account", VISION, "--config", config)
+    assert "acknowledged by ops-bob" in record.stdout
+    assert ": on it" in record.stdout
 
 
 ESCALATING = """

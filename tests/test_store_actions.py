@@ -67,6 +67,7 @@ async def test_an_ack_is_kept_once_and_queues_what_it_is_given(store: Store) -> 
     assert await store.acks() == [ack]
     records = await store.notifications(since=0)
     assert [(r.id, r.sink) for r in records] == [("n1-ack", "pd"), ("n1", "chat"), ("n1", "pd")]
+    assert {r.ack for r in records} == {ack}  # every notification of the episode says so
 
 
 async def test_an_alert_is_found_by_notification_id_fingerprint_or_rule_and_account(

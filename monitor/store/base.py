@@ -145,6 +145,8 @@ class NotificationRecord:
     last_error: str | None
     updated_at: float
     attempts: tuple[AttemptRow, ...] = ()
+    #: The acknowledgement of the alert's episode, if it was acknowledged.
+    ack: Ack | None = None
 
 
 class Store(Protocol):

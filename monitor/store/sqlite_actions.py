@@ -227,6 +227,11 @@ def notifications(
         sql,
         [*args, limit],
     ).fetchall()
+    acked: dict[str, Ack] = {}
+    for fingerprint in {r[3] for r in rows}:
+        found = db.execute(_ACK + " WHERE fingerprint=?", (fingerprint,)).fetchone()
+        if found is not None:
+            acked[fingerprint] = Ack(*found)
     out = []
     for r in rows:
         attempts = tuple(
@@ -239,20 +244,10 @@ def notifications(
         )
         out.append(
             NotificationRecord(
-                r[0],
-                r[1],
-                r[2],
-                r[3],
-                r[4],
-                r[5],
-                r[6],
-                r[7],
-                r[8],
-                r[9],
-                r[10],
-                r[11],
-                r[12],
-                attempts,
+                *(r[0], r[1], r[2], r[3], r[4], r[5], r[6], r[7], r[8], r[9], r[10], r[11]),
+                updated_at=r[12],
+                attempts=attempts,
+                ack=acked.get(r[3]),
             )
         )
     return out
