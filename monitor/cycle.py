@@ -358,14 +358,16 @@ def _succeeded(
     deliveries = _deliveries(alerts, config, now, control) + _deliveries(
         ended, config, now, control, state.retired
     )
-    escalations, escalated = escalate(
-        rules, evaluation.active, accounts, control.acks, source=source, now=now
-    )
-    if escalations:
-        evaluation = replace(evaluation, active=escalated)
+    escalated = escalate(rules, evaluation.active, accounts, control.acks, source=source, now=now)
+    if escalated.due:
+        evaluation = replace(
+            evaluation,
+            active=escalated.active,
+            problems=evaluation.problems + escalated.problems,
+        )
         deliveries += tuple(
             _held(Delivery(Notification(e.id, e.alert), e.sinks), config, now, control)
-            for e in escalations
+            for e in escalated.due
         )
     write = PollWrite(
         source,

@@ -17,10 +17,10 @@ from datetime import datetime, timedelta
 from monitor.config import EscalationStep, RuleConfig
 from monitor.models import Account, ActiveAlert, Alert, Snapshot, Status
 from monitor.rules import AlertKey
-from monitor.rules.base import Context, alert, watched_field
+from monitor.rules.base import Context, RuleProblem, alert, watched_field
 from monitor.silences import Ack
 
-__all__ = ["Escalation", "escalate"]
+__all__ = ["Escalated", "Escalation", "escalate"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -32,6 +32,16 @@ class Escalation:
     sinks: tuple[str, ...]
 
 
+@dataclass(frozen=True, slots=True)
+class Escalated:
+    """What :func:`escalate` found: the escalations due, the alert states with their steps
+    counted, and what the rules' templates could not render (logged like the rules')."""
+
+    due: list[Escalation]
+    active: dict[AlertKey, ActiveAlert]
+    problems: tuple[RuleProblem, ...] = ()
+
+
 def escalate(
     rules: Sequence[RuleConfig],
     active: Mapping[AlertKey, ActiveAlert],
@@ -40,13 +50,13 @@ def escalate(
     *,
     source: str,
     now: datetime,
-) -> tuple[list[Escalation], dict[AlertKey, ActiveAlert]]:
+) -> Escalated:
     """The escalations due at ``now``, and ``active`` with their steps counted."""
     by_name: dict[str, tuple[RuleConfig, tuple[EscalationStep, ...]]] = {
         r.name: (r, steps) for r in rules if (steps := getattr(r, "escalate", ()))
     }
     if not by_name:
-        return [], dict(active)
+        return Escalated([], dict(active))
     ctx = Context(previous=None, current=Snapshot(source, now, accounts), active={})
     out: list[Escalation] = []
     state = dict(active)
@@ -87,7 +97,7 @@ def escalate(
         ident = hashlib.sha256(text.encode()).hexdigest()[:32]
         out.append(Escalation(ident, made, tuple(sinks)))
         state[key] = replace(current, escalated=due[-1] + 1)
-    return out, state
+    return Escalated(out, state, tuple(ctx.problems))
 
 
 def _minutes(elapsed: timedelta) -> str:

@@ -190,3 +190,15 @@ def test_a_silenced_escalation_is_held_like_the_alert() -> None:
     p.control = ControlState((silence(later(hours=1), rule="low-cash"),))
     last = p.poll(at=later(minutes=20))
     assert [(d.sinks, d.held_by) for d in last.write.deliveries] == [(("pager",), "silence:s1")]
+
+
+def test_an_escalation_whose_template_fails_keeps_its_default_summary_and_says_so() -> None:
+    """``previous`` is None in an escalation: a template needing it fails, the escalation goes
+    out with the default summary, and the step reports the problem (the pipeline logs it)."""
+    rule = {**ESCALATING, "summary": "{{ account_number }} down {{ (previous - current)|money }}"}
+    p = Polls(config(rule, sinks=SINKS))
+    p.poll(body(record("A1", "500.00")), at=T0)
+    done = p.poll(at=later(minutes=15))
+    [d] = done.write.deliveries
+    assert d.notification.alert.summary == "A1: low-cash firing for 15m unacknowledged (escalated)"
+    assert [str(x).split(":")[0] for x in done.problems] == ["rule 'low-cash'"]
