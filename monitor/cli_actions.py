@@ -15,13 +15,12 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from monitor import encoding
 from monitor.errors import ControlError, MonitorError
 from monitor.models import DELIVERY_STATES
-from monitor.silences import Silence, parse_until
 
 if TYPE_CHECKING:  # pydantic, aiohttp and the store load only for a command that runs
     from monitor.config import Config
+    from monitor.silences import Silence
     from monitor.store import NotificationRecord, Store
 
 __all__ = ["add_arguments", "run_ack", "run_notifications", "run_silence"]
@@ -127,6 +126,7 @@ def _matchers_text(s: Silence) -> str:
 async def run_silence(config: Config, args: argparse.Namespace, out: Any) -> int:
     """``silence add|list|expire``."""
     from monitor.control import SilenceRequest, add_silence, expire_silence
+    from monitor.silences import parse_until
     from monitor.store import open_store
 
     now = datetime.now(tz=UTC)
@@ -171,6 +171,7 @@ async def run_silence(config: Config, args: argparse.Namespace, out: Any) -> int
 
 
 def _print_silences(silences: Sequence[Silence], now: float, *, as_json: bool, out: Any) -> None:
+    from monitor import encoding
     from monitor.control import silence_json
 
     if as_json:
@@ -235,6 +236,7 @@ async def run_ack(config: Config, args: argparse.Namespace, out: Any) -> int:
 
 
 async def run_notifications(config: Config, args: argparse.Namespace, out: Any) -> int:
+    from monitor import encoding
     from monitor.control import record_json, select_notifications
 
     since = (datetime.now(tz=UTC) - args.since).timestamp()
