@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from monitor import __version__
-from monitor.errors import ConfigError, MonitorError, StateLockedError
+from monitor.errors import ConfigError, ControlError, MonitorError, StateLockedError
 from monitor.exitcodes import Exit
 
 if TYPE_CHECKING:
@@ -29,7 +29,16 @@ if TYPE_CHECKING:
 
 DEMO_INTERVAL = "2s"
 #: The commands that read a configuration file (``--config``).
-WITH_CONFIG = ("run", "once", "check-config", "status", "test-sink")
+WITH_CONFIG = (
+    "run",
+    "once",
+    "check-config",
+    "status",
+    "test-sink",
+    "silence",
+    "ack",
+    "notifications",
+)
 CONFIG_HELP = "TOML file (default: $BALANCE_MONITOR_CONFIG, else ./config.toml)"
 
 
@@ -93,6 +102,9 @@ def _parser() -> argparse.ArgumentParser:
     status.add_argument("--json", action="store_true", help="machine-readable output")
     test_sink = with_config("test-sink", "Send a labelled test notification through one sink.")
     test_sink.add_argument("name", help="the sink's name in the config")
+    from monitor.cli_actions import add_arguments as add_action_commands
+
+    add_action_commands(commands, CONFIG_HELP)
 
     init = commands.add_parser(
         "init", help="Write the commented example configuration to start from."
@@ -177,6 +189,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     except StateLockedError as exc:  # a second writer would deliver every change twice
         _err(f"error: {exc}")
         return Exit.CONFIG
+    except ControlError as exc:  # a silence or an ack asked for that cannot be made
+        _err(f"error: {exc}")
+        return Exit.CONFIG
     except MonitorError as exc:
         _err(f"error: {exc}")
         return Exit.SOURCE_FAILED
@@ -202,6 +217,15 @@ def _dispatch(args: argparse.Namespace) -> int:
 
     if command == "status":
         return asyncio.run(_status(config, as_json=args.json))
+    if command in ("silence", "ack", "notifications"):
+        from monitor import cli_actions
+
+        run = {
+            "silence": cli_actions.run_silence,
+            "ack": cli_actions.run_ack,
+            "notifications": cli_actions.run_notifications,
+        }[command]
+        return asyncio.run(run(config, args, _out))
     from monitor.logs import configure as configure_logging
 
     configure_logging(config.log.level, config.log.format)
@@ -258,7 +282,7 @@ async def _status(config: Config, *, as_json: bool) -> int:
         raise MonitorError(f"no state database at {path} yet: the monitor has not run")
     store = await open_store(path, readonly=True)
     try:
-        data = await status.collect(store, datetime.now(tz=UTC), config.mute)
+        data = await status.collect(store, datetime.now(tz=UTC), config.mute, config.rules)
     finally:
         await store.close()
     _out(status.to_json(data) if as_json else status.render(data))

@@ -22,6 +22,7 @@ from typing import TypeAlias
 from monitor.config import Config, DeltaRuleConfig, RuleConfig
 from monitor.diff import changed_fields, diff, same
 from monitor.errors import FetchError, SourceError
+from monitor.escalation import escalate
 from monitor.models import (
     Account,
     ActiveAlert,
@@ -36,6 +37,7 @@ from monitor.models import (
 from monitor.mutes import muting
 from monitor.rules import AlertKey, SourceHealth, evaluate, evaluate_source, retired_alerts
 from monitor.rules.base import RuleProblem
+from monitor.silences import EMPTY, ControlState
 
 __all__ = [
     "DEPARTED_KEPT",
@@ -232,6 +234,7 @@ def step(
     down_after: int,
     now: datetime,
     partial: bool = False,
+    control: ControlState = EMPTY,
 ) -> Step:
     """One poll of ``source``: what it ``seen`` (the parsed body, or why there is none) turned
     into the next state and everything to write.
@@ -241,9 +244,21 @@ def step(
     poll record are left as they are (only polls count toward ``source_down``), and a push
     before the first successful poll (no baseline to compare with) changes nothing. Everything
     else (diff, rules, lifecycle, mutes, notifications) is the same as for a poll.
+
+    ``control`` holds the silences (they hold notifications as mute windows do) and the
+    acknowledged episodes (no reminders, no escalation; their resolution says who acknowledged
+    them).
     """
     if isinstance(seen, SourceError):
-        return _failed(state, seen, source=source, config=config, down_after=down_after, now=now)
+        return _failed(
+            state,
+            seen,
+            source=source,
+            config=config,
+            down_after=down_after,
+            now=now,
+            control=control,
+        )
     if partial and state.accounts is None:
         return Step(state, PollWrite(source, PollRecord(now, ok=True), state.health, push=True))
     return _succeeded(
@@ -255,6 +270,7 @@ def step(
         down_after=down_after,
         now=now,
         partial=partial,
+        control=control,
     )
 
 
@@ -293,6 +309,7 @@ def _failed(
     config: Config,
     down_after: int,
     now: datetime,
+    control: ControlState,
 ) -> Step:
     """A poll with nothing usable: it counts toward ``source_down``, nothing else changes."""
     text = str(error)
@@ -304,7 +321,7 @@ def _failed(
         source,
         PollRecord(now, ok=False, error=text),
         health,
-        deliveries=_deliveries(alerts, config, now),
+        deliveries=_deliveries(alerts, config, now, control),
     )
     return Step(
         replace(state, health=health),
@@ -325,6 +342,7 @@ def _succeeded(
     down_after: int,
     now: datetime,
     partial: bool = False,
+    control: ControlState,
 ) -> Step:
     accounts = result.accounts
     previous = state.accounts
@@ -373,7 +391,20 @@ def _succeeded(
             if c.kind == "removed" and c.account_number not in skip
         )
     departed, forget = _departures(state.departed, previous or {}, deletes, returned, now)
-    deliveries = _deliveries(alerts, config, now) + _deliveries(ended, config, now, state.retired)
+    deliveries = _deliveries(alerts, config, now, control) + _deliveries(
+        ended, config, now, control, state.retired
+    )
+    escalated = escalate(rules, evaluation.active, accounts, control.acks, source=source, now=now)
+    if escalated.due:
+        evaluation = replace(
+            evaluation,
+            active=escalated.active,
+            problems=evaluation.problems + escalated.problems,
+        )
+        deliveries += tuple(
+            _held(Delivery(Notification(e.id, e.alert), e.sinks), config, now, control)
+            for e in escalated.due
+        )
     write = PollWrite(
         source,
         PollRecord(now, ok=True, account_count=len(accounts)),
@@ -453,30 +484,49 @@ def _deliveries(
     alerts: Iterable[Alert],
     config: Config,
     now: datetime,
+    control: ControlState,
     definitions: Mapping[str, RuleConfig] | None = None,
 ) -> tuple[Delivery, ...]:
-    """Each alert with its sinks: queued, or held when a mute window covers its rule.
+    """Each alert with its sinks: queued, or held when a mute window covers its rule or a
+    silence matches it. A reminder (``repeat``) of an acknowledged episode is not sent; its
+    resolution is, saying who acknowledged it.
 
     ``definitions`` are the rules behind alerts that are no longer in the config (a reload
     removed them): their sinks, ``min_severity`` filter and ``send_resolved`` still apply.
     """
     made = []
     for a in alerts:
+        ack = control.acks.get(a.fingerprint)
+        if ack is not None:
+            if a.status is Status.FIRING:
+                continue
+            a = replace(  # noqa: PLW2901 - the same alert, said to be acknowledged
+                a,
+                acknowledged_by=ack.author or "unknown",
+                acknowledged_at=datetime.fromtimestamp(ack.at, tz=now.tzinfo),
+            )
         sinks = config.sinks_for(
             a.rule,
             a.severity,
             resolved=a.status is Status.RESOLVED,
             definition=(definitions or {}).get(a.rule),
         )
-        mute = muting(config.mute, a.rule, now)
         made.append(
-            Delivery(
-                Notification(notification_id(a), a),
-                sinks,
-                mute.name if mute is not None else None,
-            )
+            _held(Delivery(Notification(notification_id(a), a), sinks), config, now, control)
         )
     return tuple(made)
+
+
+def _held(delivery: Delivery, config: Config, now: datetime, control: ControlState) -> Delivery:
+    """``delivery`` held by the mute window covering its rule, or the silence matching it."""
+    alert = delivery.notification.alert
+    mute = muting(config.mute, alert.rule, now)
+    if mute is not None:
+        return replace(delivery, held_by=mute.name)
+    silence = control.silencing(alert, now)
+    if silence is not None:
+        return replace(delivery, held_by=silence.holder)
+    return delivery
 
 
 def _retire(

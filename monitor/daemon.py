@@ -26,11 +26,14 @@ import structlog
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
 
 from monitor import __version__
+from monitor.api_actions import ActionsApi
 from monitor.config import Config, SourceSpec, describe_schedule, load_config, resolve_secret
+from monitor.control import CONTROL_CHECK
 from monitor.delivery import Delivery, group_windows, release_held
 from monitor.errors import ConfigError, MonitorError
 from monitor.exitcodes import Exit
 from monitor.health import HealthServer, Readiness
+from monitor.heartbeat import Heartbeat
 from monitor.logs import configure as configure_logging
 from monitor.metrics import Metrics
 from monitor.mutes import window_at
@@ -117,6 +120,7 @@ class Daemon:
         self._maybe_held = True
         #: The account streams, started and stopped with their source's poll job.
         self._streams: Streams | None = None
+        self._heartbeat: Heartbeat | None = None
 
     # ------------------------------------------------------------------ run
 
@@ -141,6 +145,15 @@ class Daemon:
                 seconds=MUTE_CHECK,
                 id="mutes",
                 next_run_time=utcnow(),
+                max_instances=1,
+                coalesce=True,
+            )
+            self._start_heartbeat(rt, scheduler)
+            scheduler.add_job(
+                self._control_job,
+                "interval",
+                seconds=CONTROL_CHECK,
+                id="control",
                 max_instances=1,
                 coalesce=True,
             )
@@ -261,15 +274,72 @@ class Daemon:
     async def _release_job(self) -> None:
         """Settle what mute windows held once they no longer cover the rule; never raises."""
         rt = self._rt
-        if rt is None or not (self.config.mute or self._maybe_held):
+        if rt is None or not (self.config.mute or self._maybe_held or rt.control.state.silences):
             return  # no window, and nothing held since the last look: nothing to settle
         async with self._job("mute_release_cancelled"):
             try:
-                if await release_held(rt.store, self.config, utcnow()):
+                if await release_held(rt.store, self.config, utcnow(), rt.control.state):
                     rt.delivery.wake()
                 self._maybe_held = await rt.store.held_count() > 0
             except MonitorError as exc:
                 log.error("mute_release_failed", error=str(exc))
+
+    async def _control_job(self) -> None:
+        """Pick up silences and acks written by the CLI or the API (and silences that began
+        or ended): settle what is held at once, and wake delivery for what an ack queued."""
+        rt = self._rt
+        if rt is None:
+            return
+        async with self._job("control_cancelled"):
+            try:
+                if await rt.control.refresh(rt.store, utcnow()):
+                    state = rt.control.state
+                    log.info(
+                        "control_refreshed",
+                        silences_active=len(state.active_silences(utcnow().timestamp())),
+                        acks=len(state.acks),
+                    )
+                    self._maybe_held = True
+                    rt.delivery.wake()
+                    await self._release_job()
+            except MonitorError as exc:
+                log.error("control_refresh_failed", error=str(exc))
+
+    def _start_heartbeat(self, rt: Runtime, scheduler: AsyncIOScheduler) -> None:
+        """Add (or re-time, or remove) the heartbeat job of ``[heartbeat]``."""
+        config = self.config.heartbeat
+        if scheduler.get_job("heartbeat") is not None:
+            scheduler.remove_job("heartbeat")
+        self._heartbeat = None
+        if config is None:
+            return
+        self._heartbeat = Heartbeat(
+            config,
+            resolve_secret(config.url_ref()),
+            rt.session,
+            on_result=lambda result: self.metrics.heartbeats.labels(result).inc(),
+        )
+        scheduler.add_job(
+            self._heartbeat_job,
+            "interval",
+            seconds=config.every.total_seconds(),
+            id="heartbeat",
+            max_instances=1,
+            coalesce=True,
+        )
+
+    async def _heartbeat_job(self) -> None:
+        """One beat of ``[heartbeat]`` (:meth:`Heartbeat.beat`); never raises."""
+        rt, beat = self._rt, self._heartbeat
+        if rt is None or beat is None:
+            return
+        async with self._job("heartbeat_cancelled"):
+            await beat.beat(rt.pipelines, rt.store)
+
+    def _control_changed(self) -> None:
+        """A silence or an ack was written through the API: pick it up now."""
+        if self._scheduler is not None and self._scheduler.get_job("control") is not None:
+            self._scheduler.modify_job("control", next_run_time=utcnow())
 
     async def _maintenance_job(self) -> None:
         """Keep the database bounded while the daemon runs for months; never raises."""
@@ -364,6 +434,9 @@ class Daemon:
                 ((m.name, window_at(m, now) is not None) for m in self.config.mute),
                 held=await store.held_count(),
             )
+            self.metrics.silences_active.set(
+                len(self._rt.control.state.active_silences(now.timestamp()))
+            )
             self.metrics.set_schedule(
                 missed_by_source(self._rt.pipelines, self._triggers, self._scheduled_at, now),
                 self._next_polls(),
@@ -383,11 +456,17 @@ class Daemon:
         if address is None:
             return
         ref = config.http.auth_token_ref()
+        actions = ActionsApi(
+            store=lambda: self._rt.store if self._rt is not None else None,
+            config=lambda: self.config,
+            changed=self._control_changed,
+        )
         server = HealthServer(
             self.metrics,
             self.readiness,
             self._refresh_metrics,
             auth_token=resolve_secret(ref) if ref is not None else None,
+            routes=[actions.add_routes],
         )
         try:
             await server.start(*address)
@@ -428,6 +507,7 @@ class Daemon:
             require_secrets(  # every one that is missing, in one reload_rejected
                 [ref for spec in changed for ref in spec.config.secret_refs_at(spec.key)]
                 + [ref for i, sink in enumerate(new.sinks) for ref in sink.secret_refs(i)]
+                + ([new.heartbeat.url_ref()] if new.heartbeat is not None else [])
             )
             for spec in changed:
                 tokens[spec.name] = token_provider(spec, rt.session)
@@ -479,6 +559,7 @@ class Daemon:
                     store=rt.store,
                     delivery=rt.delivery,
                     tokens=tokens[name],
+                    control=rt.control,
                 )
                 await pipeline.load()
                 rt.pipelines[name] = pipeline
@@ -500,6 +581,8 @@ class Daemon:
         self.metrics.declare_sources(rt.pipelines)
         self._update_firing(rt)
         await rt.delivery.start()
+        if self._scheduler is not None and new.heartbeat != old.heartbeat:
+            self._start_heartbeat(rt, self._scheduler)
         if new.http != old.http:
             if self.health is not None:
                 await self.health.close()
@@ -550,7 +633,7 @@ async def run_once(config: Config) -> tuple[Exit, PollOutcome, int]:
     """
     async with open_runtime(config) as rt:
         outcomes = await asyncio.gather(*(p.poll() for p in rt.pipelines.values()))
-        await release_held(rt.store, config, utcnow())
+        await release_held(rt.store, config, utcnow(), rt.control.state)
         deadline = time.time() + config.delivery.once_deadline.total_seconds()
         pending = await rt.delivery.drain(deadline)
     failed = [o for o in outcomes if not o.ok]

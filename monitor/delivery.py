@@ -47,6 +47,7 @@ from monitor.cycle import notification_id
 from monitor.errors import SinkError, StoreError
 from monitor.models import Notification, Status
 from monitor.mutes import Held, muting, settle
+from monitor.silences import EMPTY, ControlState
 from monitor.sinks.base import BatchSink, EventResolvingSink, Sink
 from monitor.store import OutboxRow, Store
 
@@ -362,9 +363,11 @@ async def _wait(event: asyncio.Event, seconds: float, *, interruptible: bool = T
             await event.wait()
 
 
-async def release_held(store: Store, config: Config, now: datetime) -> int:
-    """Queue (or summarise, or drop) what mute windows held for rules no longer muted; return
-    how many notifications were queued."""
+async def release_held(
+    store: Store, config: Config, now: datetime, control: ControlState = EMPTY
+) -> int:
+    """Queue (or summarise, or drop) what mute windows and silences held for alerts no longer
+    muted nor silenced; return how many notifications were queued."""
     rows = await store.held()
     if not rows:
         return 0
@@ -376,7 +379,10 @@ async def release_held(store: Store, config: Config, now: datetime) -> int:
 
     outcome = settle(
         held,
-        still_muted=lambda rule: muting(config.mute, rule, now) is not None,
+        still_muted=lambda row: (
+            muting(config.mute, row.notification.alert.rule, now) is not None
+            or control.silencing(row.notification.alert, now) is not None
+        ),
         drop_resolved=drop_resolved,
     )
     if not outcome.settled:

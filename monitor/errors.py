@@ -12,8 +12,9 @@ one boundary where they can occur, with ``raise ... from exc`` (aiohttp's in :mo
     │   ├── AuthError      the token endpoint refused to issue an access token
     │   └── ParseError     the body is not JSON, or not a JSON array
     ├── SinkError          a notification could not be delivered (carries retryable, retry_after)
-    └── StoreError         the SQLite state database failed
-        └── StateLockedError  another process has the state database open for writing
+    ├── StoreError         the SQLite state database failed
+    │   └── StateLockedError  another process has the state database open for writing
+    └── ControlError       a silence or an acknowledgement asked for cannot be made
 
 No message ever contains a secret: tokens, webhook URLs and HMAC keys stay out of ``str(exc)``.
 """
@@ -93,3 +94,12 @@ class StoreError(MonitorError):
 class StateLockedError(StoreError):
     """Another balance-monitor (``run`` or ``once``) holds the state database's lock: a second
     writer would deliver the same change twice under two ids. The CLI exits 2."""
+
+
+class ControlError(MonitorError):
+    """A silence or an acknowledgement cannot be made as asked (no matcher, an unknown id, an
+    alert that is not firing): the CLI exits 2, the HTTP API answers 400 or 404."""
+
+    def __init__(self, message: str, *, not_found: bool = False) -> None:
+        super().__init__(message)
+        self.not_found = not_found

@@ -11,7 +11,7 @@ intervals, else 503 with a JSON body that says which source is stale and why.
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -44,8 +44,10 @@ class HealthServer:
         refresh: Callable[[], Awaitable[None]] | None = None,
         *,
         auth_token: SecretStr | None = None,
+        routes: Sequence[Callable[[web.Application], None]] = (),
     ) -> None:
         self.metrics = metrics
+        self.routes = tuple(routes)  # more routes (the /api/v1 ones), each adds its own
         self.auth_token = auth_token  # [http] auth_token: asked of every route but /healthz
         self.readiness = readiness
         self.refresh = refresh  # brings gauges read from the store up to date before a scrape
@@ -58,6 +60,8 @@ class HealthServer:
         app.router.add_get("/metrics", self._metrics)
         app.router.add_get("/healthz", self._healthz)
         app.router.add_get("/readyz", self._readyz)
+        for add in self.routes:
+            add(app)
         return app
 
     async def start(self, host: str, port: int) -> str:

@@ -79,7 +79,18 @@ class Metrics:
         )
         self.notifications_held = Gauge(
             "balance_monitor_notifications_held",
-            "Notifications held by [[mute]] windows, sent or settled when the windows end.",
+            "Notifications held by [[mute]] windows and silences, sent or settled when they end.",
+            registry=r,
+        )
+        self.silences_active = Gauge(
+            "balance_monitor_silences_active",
+            "Silences in force now (balance-monitor silence add, POST /api/v1/silences).",
+            registry=r,
+        )
+        self.heartbeats = Counter(
+            "balance_monitor_heartbeats_total",
+            "Heartbeat pings by result: ok, failed, or skipped (the monitor was not healthy).",
+            ["result"],
             registry=r,
         )
         self.mute_active = Gauge(

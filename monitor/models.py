@@ -49,6 +49,9 @@ KNOWN_ENUMS: Mapping[str, frozenset[str]] = {
 }
 
 DEFAULT_SOURCE = "default"
+#: The states of a notification for one sink in the outbox and the notification record
+#: (``notifications --status``, ``GET /api/v1/notifications?status=``).
+DELIVERY_STATES: tuple[str, ...] = ("delivered", "pending", "failed", "expired")
 
 
 class Severity(enum.StrEnum):
@@ -150,6 +153,8 @@ class ActiveAlert:
     started_at: datetime
     state: AlertState = "firing"
     notified_at: datetime | None = None
+    #: How many steps of the rule's ``escalate`` were sent for this episode.
+    escalated: int = 0
 
 
 @dataclass(frozen=True, slots=True)
@@ -180,6 +185,9 @@ class Alert:
     #: Why the money moved: the journal entries since the previous snapshot (rules with
     #: ``explain = true``); ``None`` when not asked for or not available.
     explanation: tuple[JournalEntry, ...] | None = None
+    #: Who acknowledged the episode, and when (``balance-monitor ack``): only then in payloads.
+    acknowledged_by: str | None = None
+    acknowledged_at: datetime | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -240,6 +248,14 @@ class Notification:
             "observed_at": rfc3339(a.observed_at),
             "started_at": rfc3339(a.started_at) if a.started_at is not None else None,
             "snapshot": dict(a.snapshot) if a.snapshot is not None else None,
+            **(
+                {
+                    "acknowledged_by": a.acknowledged_by,
+                    "acknowledged_at": rfc3339(a.acknowledged_at),
+                }
+                if a.acknowledged_at is not None
+                else {}
+            ),
         }
         if a.explanation is not None:  # only with explain = true, and a journal that answered
             document["explanation"] = [e.payload() for e in a.explanation]
@@ -253,6 +269,7 @@ class Notification:
         snapshot = payload.get("snapshot")
         started = payload.get("started_at")
         labels = payload.get("labels")
+        acked = payload.get("acknowledged_at")
         alert = Alert(
             status=Status(payload["status"]),
             fingerprint=payload["fingerprint"],
@@ -272,6 +289,8 @@ class Notification:
             started_at=datetime.fromisoformat(started) if started else None,
             kind="event" if payload.get("kind") == "event" else "condition",
             explanation=_explanation(payload.get("explanation")),
+            acknowledged_by=payload.get("acknowledged_by") if acked else None,
+            acknowledged_at=datetime.fromisoformat(acked) if acked else None,
         )
         return cls(id=payload["id"], alert=alert)
 

@@ -82,13 +82,14 @@ class Settlement:
 def settle(
     held: Sequence[Held],
     *,
-    still_muted: Callable[[str], bool],
+    still_muted: Callable[[Held], bool],
     drop_resolved: Callable[[str], bool],
 ) -> Settlement:
-    """What the held notifications of rules no longer muted become (see the module's doc)."""
+    """What the held notifications no longer muted (by a window or a silence) become (see
+    the module's doc)."""
     groups: dict[tuple[str, str], list[Held]] = {}
     for row in held:
-        if not still_muted(row.notification.alert.rule):
+        if not still_muted(row):
             key = (row.sink, row.notification.alert.fingerprint)
             groups.setdefault(key, []).append(row)
     out = Settlement([], [])

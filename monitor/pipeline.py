@@ -37,6 +37,7 @@ from monitor.journal import JOURNAL_TIMEOUT, Explainer, JournalFetcher
 from monitor.models import Account, ActiveAlert, ParseResult, Problem
 from monitor.parse import parse_body, problem_text
 from monitor.rules.base import RuleProblem
+from monitor.silences import EMPTY, ControlState
 from monitor.store import Store
 from monitor.text import one_line
 
@@ -85,11 +86,14 @@ class SourcePipeline:
         on_poll: Callable[[PollOutcome], None] | None = None,
         down_after: int = 3,
         journal_timeout: float = JOURNAL_TIMEOUT,
+        control: Callable[[], ControlState] | None = None,
     ) -> None:
         #: When the accounts were last seen (a successful poll, or a push): the journal
         #: explains what happened since.
         self._seen_at: datetime | None = None
         self.down_after = down_after
+        #: The silences and acknowledged episodes in force (the daemon's ControlBook).
+        self.control = control if control is not None else (lambda: EMPTY)
         self.source = source
         self.on_poll = on_poll
         self.config = config
@@ -206,6 +210,7 @@ class SourcePipeline:
                     down_after=self.down_after,
                     now=now,
                     partial=True,
+                    control=self.control(),
                 )
             except Exception as exc:  # a bug in the rules or the step: the next poll retries
                 self.log.error("push_failed", error=str(exc), exc_info=True)
@@ -284,6 +289,7 @@ class SourcePipeline:
             rules=self.rules,
             down_after=self.down_after,
             now=now,
+            control=self.control(),
         )
 
     def _unexpected(self, exc: Exception) -> SourceError:

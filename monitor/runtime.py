@@ -6,13 +6,14 @@ from __future__ import annotations
 import contextlib
 from collections.abc import AsyncIterator, Iterable
 from contextlib import AsyncExitStack
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
 import aiohttp
 
 from monitor.auth import OAuthTokens, StaticToken
 from monitor.config import Config, SecretRef, SourceSpec, check_secret, resolve_secret
+from monitor.control import ControlBook
 from monitor.delivery import Delivery, group_windows
 from monitor.errors import ConfigError
 from monitor.metrics import Metrics
@@ -35,6 +36,8 @@ class Runtime:
     sinks: dict[str, Sink]
     delivery: Delivery
     pipelines: dict[str, SourcePipeline]
+    #: The silences and acknowledgements in force (read from the store, kept up to date).
+    control: ControlBook = field(default_factory=ControlBook)
 
     @property
     def pipeline(self) -> SourcePipeline:
@@ -74,6 +77,7 @@ def make_pipeline(
     store: Store,
     delivery: Delivery,
     tokens: StaticToken | OAuthTokens,
+    control: ControlBook | None = None,
 ) -> SourcePipeline:
     return SourcePipeline(
         source=spec.name,
@@ -84,6 +88,7 @@ def make_pipeline(
         on_queued=delivery.wake,
         clock=utcnow,
         down_after=spec.config.down_after,
+        control=control.get if control is not None else None,
     )
 
 
@@ -110,13 +115,21 @@ async def open_runtime(config: Config, metrics: Metrics | None = None) -> AsyncI
             on_result=metrics.notification if metrics is not None else None,
             windows=group_windows(config),
         )
+        control = ControlBook()
+        await control.refresh(store, utcnow())
         pipelines = {
             s.name: make_pipeline(
-                s, config, session=session, store=store, delivery=delivery, tokens=tokens[s.name]
+                s,
+                config,
+                session=session,
+                store=store,
+                delivery=delivery,
+                tokens=tokens[s.name],
+                control=control,
             )
             for s in specs
         }
-        runtime = Runtime(config, store, session, sinks, delivery, pipelines)
+        runtime = Runtime(config, store, session, sinks, delivery, pipelines, control)
         stack.push_async_callback(_close_sinks, runtime)  # those in force at exit (reloads)
         for pipeline in pipelines.values():
             await pipeline.load()

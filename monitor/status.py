@@ -7,14 +7,20 @@ from datetime import UTC, datetime
 from typing import Any
 
 from monitor import encoding
-from monitor.config import MuteConfig
+from monitor.config import MuteConfig, RuleConfig
 from monitor.mutes import window_at
+from monitor.silences import HOLDER_PREFIX
 from monitor.store import Store
 
 
-async def collect(store: Store, now: datetime, mutes: Sequence[MuteConfig] = ()) -> dict[str, Any]:
-    """Sources, firing alerts, mute windows and outbox depth as plain data (``--json`` prints
-    it as is)."""
+async def collect(
+    store: Store,
+    now: datetime,
+    mutes: Sequence[MuteConfig] = (),
+    rules: Sequence[RuleConfig] = (),
+) -> dict[str, Any]:
+    """Sources, firing alerts (with their acknowledgement and escalation), mute windows,
+    silences and outbox depth as plain data (``--json`` prints it as is)."""
     sources = [
         {
             "source": r.source,
@@ -31,6 +37,8 @@ async def collect(store: Store, now: datetime, mutes: Sequence[MuteConfig] = ())
     ]
     alerts: list[dict[str, Any]] = []
     pending: list[dict[str, Any]] = []
+    acks = {a.fingerprint: a for a in await store.acks()}
+    steps = {r.name: getattr(r, "escalate", ()) for r in rules}
     for a in await store.alerts():
         row = {
             "source": a.source,
@@ -40,9 +48,46 @@ async def collect(store: Store, now: datetime, mutes: Sequence[MuteConfig] = ())
         }
         if a.state == "pending":
             pending.append(row)
-        else:
-            alerts.append({**row, "fingerprint": a.fingerprint})
+            continue
+        ack = acks.get(a.fingerprint)
+        escalate = steps.get(a.rule, ())
+        following = escalate[a.escalated] if a.escalated < len(escalate) and ack is None else None
+        alerts.append(
+            {
+                **row,
+                "fingerprint": a.fingerprint,
+                "acknowledged_by": (ack.author or "unknown") if ack is not None else None,
+                "acknowledged_at": _iso(ack.at) if ack is not None else None,
+                "ack_comment": ack.comment if ack is not None else None,
+                "escalation": {
+                    "steps": len(escalate),
+                    "sent": a.escalated,
+                    "next_at": (a.started_at + following.after).isoformat()
+                    if following is not None
+                    else None,
+                    "next_sinks": list(following.sinks) if following is not None else None,
+                }
+                if escalate or a.escalated
+                else None,
+            }
+        )
     held_by = await store.held_by_mute()
+    silences = []
+    for s in await store.silences(now=now.timestamp()):
+        silences.append(
+            {
+                "id": s.id,
+                **s.matchers(),
+                "active": s.active(now.timestamp()),
+                "starts_at": _iso(s.starts_at),
+                "ends_at": _iso(s.until),
+                "author": s.author,
+                "comment": s.comment,
+                "held": held_by.pop(s.holder, 0),
+            }
+        )
+    for name in [n for n in held_by if n.startswith(HOLDER_PREFIX)]:
+        held_by.pop(name)  # a silence that ended: what it held is settled within a second
     mute_rows = []
     for mute in mutes:
         window = window_at(mute, now)
@@ -96,6 +141,7 @@ async def collect(store: Store, now: datetime, mutes: Sequence[MuteConfig] = ())
         "alerts_firing": alerts,
         "alerts_pending": pending,
         "mutes": mute_rows,
+        "silences": silences,
         "outbox": outbox,
     }
 
@@ -165,10 +211,17 @@ def render(status: dict[str, Any]) -> str:
     if alerts:
         lines.append(f"alerts firing: {len(alerts)}")
         rows = [
-            [a["rule"], a["account_number"] or "-", a["source"], _ago(a["since"], now)]
+            [
+                a["rule"],
+                a["account_number"] or "-",
+                a["source"],
+                _ago(a["since"], now),
+                f"by {a['acknowledged_by']}" if a.get("acknowledged_by") else "-",
+                _escalation(a.get("escalation")),
+            ]
             for a in alerts
         ]
-        lines += _table(["RULE", "ACCOUNT", "SOURCE", "SINCE"], rows)
+        lines += _table(["RULE", "ACCOUNT", "SOURCE", "SINCE", "ACKED", "ESCALATION"], rows)
     else:
         lines.append("alerts firing: none")
     if status["alerts_pending"]:
@@ -198,6 +251,25 @@ def render(status: dict[str, Any]) -> str:
         ]
         lines += _table(["MUTE", "NOW", "RULES", "HELD"], rows)
         lines.append("")
+    silences = status.get("silences", [])
+    if silences:
+        held_silenced = sum(s["held"] for s in silences)
+        lines.append(f"silences: {len(silences)}; {held_silenced} notifications held")
+        rows = [
+            [
+                s["id"],
+                "active" if s["active"] else "pending",
+                f"until {s['ends_at'][:16].replace('T', ' ')} UTC",
+                ", ".join(f"{k}={s[k]}" for k in ("rule", "account", "source") if k in s)
+                + "".join(f" {k}={v}" for k, v in s.get("labels", {}).items()),
+                s["author"] or "-",
+                str(s["held"]),
+                s["comment"],
+            ]
+            for s in silences
+        ]
+        lines += _table(["SILENCE", "NOW", "ENDS", "MATCHES", "BY", "HELD", "COMMENT"], rows)
+        lines.append("")
     outbox = status["outbox"]
     oldest = outbox["oldest_pending_at"]
     lines.append(
@@ -217,6 +289,15 @@ def render(status: dict[str, Any]) -> str:
         ]
         lines += _table(["SINK", "PENDING", "OLDEST", "ATTEMPTS"], rows)
     return "\n".join(lines)
+
+
+def _escalation(state: dict[str, Any] | None) -> str:
+    if not state:
+        return "-"
+    text = f"{state['sent']}/{state['steps']} sent"
+    if state["next_at"]:
+        text += f", next {state['next_at'][11:19]}Z to {', '.join(state['next_sinks'])}"
+    return text
 
 
 def to_json(status: dict[str, Any]) -> str:

@@ -136,7 +136,12 @@ def full_config() -> dict[str, Any]:
         schedule={"market_hours": "us-equities"},
         sources=[source(token=DROP, oauth=oauth())],
         sinks=[webhook(), slack(), alertmanager(), pagerduty()],
-        rules=[threshold(), delta(window="1h"), stale()],
+        rules=[
+            threshold(escalate=[{"after": "15m", "sinks": ["pd"]}]),
+            delta(window="1h"),
+            stale(),
+        ],
+        heartbeat={"url": "https://hc.example/ping/key", "every": "1m"},
     )
 
 

@@ -21,6 +21,7 @@ from monitor.cycle import PollState, PollWrite, Step, reconfigured, step
 from monitor.errors import SourceError
 from monitor.models import ParseResult
 from monitor.parse import parse_body
+from monitor.silences import EMPTY, ControlState
 
 SOURCE = "default"
 T0 = datetime(2024, 5, 1, 12, 0, tzinfo=UTC)  # a Wednesday, 08:00 in New York
@@ -93,13 +94,21 @@ def run(
     *,
     now: datetime = T0,
     down_after: int = 3,
+    control: ControlState = EMPTY,
 ) -> Step:
     """One step of ``state``: ``seen`` a body (parsed here), a parse result or an error."""
     cfg = cfg if cfg is not None else config()
     if isinstance(seen, bytes):
         seen = parse_body(seen, state.accounts)
     return step(
-        state, seen, source=SOURCE, config=cfg, rules=cfg.rules, down_after=down_after, now=now
+        state,
+        seen,
+        source=SOURCE,
+        config=cfg,
+        rules=cfg.rules,
+        down_after=down_after,
+        now=now,
+        control=control,
     )
 
 
@@ -160,6 +169,8 @@ class Polls:
         self.state = PollState()
         self.writes: list[PollWrite] = []
         self._last: bytes | None = None
+        #: The silences and acks in force (set it between polls).
+        self.control: ControlState = EMPTY
 
     def poll(self, seen: bytes | SourceError | None = None, *, at: datetime) -> Step:
         """A poll at ``at`` that saw ``seen`` (a body, or why there is none); the last body
@@ -170,7 +181,9 @@ class Polls:
             seen = self._last
         elif isinstance(seen, bytes):
             self._last = seen
-        done = run(self.state, seen, self.config, now=at, down_after=self.down_after)
+        done = run(
+            self.state, seen, self.config, now=at, down_after=self.down_after, control=self.control
+        )
         self.state = done.state
         self.writes.append(done.write)
         return done

@@ -117,6 +117,9 @@ DURATION_KEYS = [
     ("rules[0].for", "rules[0] (low-cash).for", "0s", "30d"),
     ("rules[0].repeat", "rules[0] (low-cash).repeat", "1m", "30d"),
     ("rules[1].window", "rules[1] (drop).window", "1m", "30d"),
+    ("rules[0].escalate[0].after", "rules[0] (low-cash).escalate[0].after", "1s", "30d"),
+    ("heartbeat.every", "heartbeat.every", "1s", "1d"),
+    ("heartbeat.timeout", "heartbeat.timeout", "100ms", "1m"),
 ]
 
 #: Every key that holds a number, its least and its greatest value, as above.

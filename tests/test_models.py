@@ -112,6 +112,19 @@ def test_payload_has_exactly_the_documented_keys_in_order() -> None:
     }
 
 
+def test_an_acknowledged_episode_s_payload_says_who_and_when_and_reads_back() -> None:
+    """``acknowledged_by`` and ``acknowledged_at`` follow the documented keys, only when the
+    episode was acknowledged; ``from_payload`` reads them back."""
+    acked = replace(THRESHOLD, acknowledged_by="alice", acknowledged_at=AT)
+    payload = Notification("n-1", acked).payload()
+    assert list(payload) == [*PAYLOAD_FIELDS, "acknowledged_by", "acknowledged_at"]
+    assert (payload["acknowledged_by"], payload["acknowledged_at"]) == (
+        "alice",
+        "2024-05-01T13:30:00.250000Z",
+    )
+    assert Notification.from_payload(payload) == Notification("n-1", acked)
+
+
 @pytest.mark.parametrize("alert", ALERTS)
 def test_payload_values_are_plain_json(alert: Alert) -> None:
     """Enums become their strings and the snapshot a plain dict, so any JSON encoder copes."""

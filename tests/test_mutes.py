@@ -210,7 +210,11 @@ def held(*items: tuple[Notification, str], mute: str = "night") -> list[Held]:
 def settled(
     rows: Sequence[Held], *, muted: frozenset[str] = frozenset(), drop: frozenset[str] = frozenset()
 ) -> tuple[list[tuple[Notification, str, str]], list[int]]:
-    out = settle(rows, still_muted=lambda r: r in muted, drop_resolved=lambda r: r in drop)
+    out = settle(
+        rows,
+        still_muted=lambda r: r.notification.alert.rule in muted,
+        drop_resolved=lambda r: r in drop,
+    )
     return out.release, sorted(out.settled)
 
 

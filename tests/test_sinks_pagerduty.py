@@ -109,6 +109,30 @@ async def test_resolve_event(receiver: Receiver, session: aiohttp.ClientSession)
     }
 
 
+async def test_acknowledge_event(receiver: Receiver, session: aiohttp.ClientSession) -> None:
+    """A firing notification said to be acknowledged (what ``balance-monitor ack`` queues) is
+    a bare acknowledge event with the alert's dedup key."""
+    from dataclasses import replace
+    from datetime import UTC, datetime
+
+    fired = make_notification()
+    acked = replace(
+        fired,
+        alert=replace(
+            fired.alert,
+            acknowledged_by="alice",
+            acknowledged_at=datetime(2024, 5, 1, 12, 5, tzinfo=UTC),
+        ),
+    )
+    document = await post(receiver, session, acked)
+
+    assert document == {
+        "routing_key": ROUTING_KEY,
+        "event_action": "acknowledge",
+        "dedup_key": "fp-0123456789abcdef",
+    }
+
+
 async def test_request_headers(receiver: Receiver, session: aiohttp.ClientSession) -> None:
     """JSON with our User-Agent, POSTed to the configured URL."""
     await make_sink(receiver.url, session).send(make_notification())

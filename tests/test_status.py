@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 
 import pytest
 from e2e_helpers import COR, VISION, account
@@ -85,6 +86,10 @@ async def test_status_collect_reads_sources_alerts_and_outbox(store: Store) -> N
             "account_number": VISION,
             "since": (NOW - timedelta(minutes=5)).isoformat(),
             "fingerprint": "fp-1",
+            "acknowledged_by": None,
+            "acknowledged_at": None,
+            "ack_comment": None,
+            "escalation": None,
         }
     ]
     outbox = data["outbox"]
@@ -260,3 +265,68 @@ async def test_the_stream_state_of_each_source_is_shown(store: Store) -> None:
     assert "(2m ago)" in line, line
     assert "stream handshake refused: HTTP 503" in line
     assert "old" not in [s["source"] for s in data["streams"]]
+
+
+async def test_status_shows_silences_acks_and_escalation(store: Store) -> None:
+    """An active silence with what it holds, an acknowledged alert (who, when) and the
+    escalation state of an alert (steps sent, the next one) show in both forms."""
+    from monitor.config import config_from_dict
+    from monitor.silences import Ack, Silence
+
+    cfg = config_from_dict(
+        {
+            "api": {"url": "http://127.0.0.1:9/accounts", "token": "t"},
+            "sinks": [{"type": "log", "name": "ops"}, {"type": "log", "name": "pager"}],
+            "rules": [
+                {
+                    "type": "threshold",
+                    "name": "low-cash",
+                    "field": "cash",
+                    "op": "<",
+                    "value": 1000,
+                    "escalate": [{"after": "15m", "sinks": ["pager"]}],
+                },
+                {"type": "threshold", "name": "other", "field": "cash", "op": "<", "value": 5},
+            ],
+        },
+        base_dir=Path(),
+    )
+    started = NOW - timedelta(minutes=5)
+    await commit_poll(
+        store,
+        "default",
+        poll=PollRecord(started, ok=True, account_count=2),
+        health=SourceHealth(),
+        active={
+            ("low-cash", VISION): ActiveAlert("low-cash", VISION, "fp-1", started),
+            ("other", COR): ActiveAlert("other", COR, "fp-2", started),
+        },
+        held=[(make_notification(fingerprint="fp-3"), ["ops"], "silence:s1")],
+    )
+    await store.add_silence(
+        Silence("s1", NOW.timestamp() - 60, NOW.timestamp() + 3600, rule="other", author="al")
+    )
+    await store.add_ack(Ack("fp-2", "other", COR, "default", NOW.timestamp(), "bob", "on it"), [])
+
+    data = await status.collect(store, NOW, (), cfg.rules)
+
+    firing = {a["rule"]: a for a in data["alerts_firing"]}
+    assert firing["low-cash"]["escalation"] == {
+        "steps": 1,
+        "sent": 0,
+        "next_at": (started + timedelta(minutes=15)).isoformat(),
+        "next_sinks": ["pager"],
+    }
+    assert firing["other"]["acknowledged_by"] == "bob"
+    assert firing["other"]["ack_comment"] == "on it"
+    [silence] = data["silences"]
+    assert (silence["id"], silence["rule"], silence["active"], silence["held"]) == (
+        "s1",
+        "other",
+        True,
+        1,
+    )
+    text = status.render(data)
+    assert "silences: 1; 1 notifications held" in text
+    assert "by bob" in text
+    assert "0/1 sent, next 12:10:00Z to pager" in text

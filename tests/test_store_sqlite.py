@@ -317,8 +317,8 @@ def test_the_migrations_reach_the_schema_version() -> None:
 
 
 async def test_opening_a_schema_1_database_migrates_it(tmp_path: Path) -> None:
-    """Opening adds the alert columns and the new tables and records version 3; the old
-    alert loads as firing, the account and the source's last success are kept."""
+    """Opening adds the alert columns and the new tables and records the current version;
+    the old alert loads as firing, the account and the source's last success are kept."""
     path = schema_1(tmp_path / "state.db")
     store = await SqliteStore.open(path)
     try:
@@ -326,10 +326,11 @@ async def test_opening_a_schema_1_database_migrates_it(tmp_path: Path) -> None:
     finally:
         await store.close()
 
-    assert SCHEMA_VERSION == 3
-    assert version(path) == "3"
-    assert {"history", "held", "departed"} <= set(shape(path)["tables"])
-    assert columns(path, "alerts")[-2:] == ["state", "notified_at"]
+    assert SCHEMA_VERSION == 4
+    assert version(path) == "4"
+    tables = {"history", "held", "departed", "silences", "acks", "notification_log"}
+    assert tables | {"delivery_attempts"} <= set(shape(path)["tables"])
+    assert columns(path, "alerts")[-3:] == ["state", "notified_at", "escalated"]
     assert state.active == {
         ("low-cash", "A1"): ActiveAlert(
             "low-cash", "A1", "fp-1", T0 - timedelta(minutes=2), "firing", None
@@ -352,7 +353,8 @@ async def test_a_migrated_database_has_the_schema_of_a_new_one(tmp_path: Path) -
 
 
 async def test_a_migrated_database_opens_again_unchanged(tmp_path: Path) -> None:
-    """Migrating is done once: a second open finds version 3 and changes nothing."""
+    """Migrating is done once: a second open finds the current version and changes
+    nothing."""
     path = schema_1(tmp_path / "state.db")
     await (await SqliteStore.open(path)).close()
     store = await SqliteStore.open(path)
@@ -361,7 +363,7 @@ async def test_a_migrated_database_opens_again_unchanged(tmp_path: Path) -> None
     finally:
         await store.close()
     assert rows == [("low-cash", "firing", None)]
-    assert version(path) == "3"
+    assert version(path) == str(SCHEMA_VERSION)
 
 
 async def test_a_failed_migration_changes_nothing(tmp_path: Path) -> None:

@@ -80,5 +80,10 @@ def _resolve_paths(config: Config, base_dir: Path) -> Config:
             "state": config.state.model_copy(update={"path": state_path}),
             "sinks": tuple(s.with_paths_under(base_dir) for s in config.sinks),
             "http": config.http.with_paths_under(base_dir),
+            "heartbeat": (
+                config.heartbeat.with_paths_under(base_dir)
+                if config.heartbeat is not None
+                else None
+            ),
         }
     )

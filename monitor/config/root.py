@@ -18,6 +18,7 @@ from monitor.config.schedule import ScheduleConfig, describe_schedule
 from monitor.config.secrets import SecretRef, check_secret
 from monitor.config.service import (
     DeliveryConfig,
+    HeartbeatConfig,
     HistoryConfig,
     HttpConfig,
     LogConfig,
@@ -44,6 +45,7 @@ class Config(FrozenModel):
     log: LogConfig = LogConfig()
     http: HttpConfig = HttpConfig()
     history: HistoryConfig = HistoryConfig()
+    heartbeat: HeartbeatConfig | None = None
     sinks: tuple[SinkConfig, ...] = Field(min_length=1)
     rules: tuple[RuleConfig, ...] = ()
     mute: tuple[MuteConfig, ...] = ()
@@ -71,6 +73,10 @@ class Config(FrozenModel):
             for name in rule.sinks or ():
                 if name not in sink_names:
                     problems.append((f"{key}.sinks", f"unknown sink '{name}'"))
+            for n, escalation in enumerate(getattr(rule, "escalate", ())):
+                for name in escalation.sinks:
+                    if name not in sink_names:
+                        problems.append((f"{key}.escalate[{n}].sinks", f"unknown sink '{name}'"))
             for name in rule.sources or ():
                 if name not in source_names:
                     problems.append((f"{key}.sources", f"unknown source '{name}'"))
@@ -109,6 +115,8 @@ class Config(FrozenModel):
             refs += sink.secret_refs(i)
         if (token := self.http.auth_token_ref()) is not None:
             refs.append(token)
+        if self.heartbeat is not None:
+            refs.append(self.heartbeat.url_ref())
         return refs
 
     def missing_secrets(self) -> list[str]:

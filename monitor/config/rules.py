@@ -6,6 +6,7 @@ lasts and resolves) and whether it :attr:`~_RuleBase.notifies_resolved`.
 
 from __future__ import annotations
 
+import itertools
 import re
 from datetime import timedelta
 from decimal import Decimal
@@ -131,6 +132,14 @@ class _RuleBase(FrozenModel):
         return value
 
 
+class EscalationStep(FrozenModel):
+    """One step of a rule's ``escalate``: after the alert has fired this long unacknowledged,
+    it is also sent to ``sinks`` (once)."""
+
+    after: Annotated[timedelta, within("1s", "30d")]
+    sinks: tuple[Name, ...] = Field(min_length=1)
+
+
 class _ConditionRule(_RuleBase):
     """A rule whose condition holds for a while: it fires, may repeat, and resolves."""
 
@@ -142,6 +151,16 @@ class _ConditionRule(_RuleBase):
     repeat: Annotated[timedelta, within("1m", "30d")] | None = None
     #: Whether the alert's end is notified.
     send_resolved: bool = True
+    #: Also send the alert to more sinks while it keeps firing unacknowledged.
+    escalate: tuple[EscalationStep, ...] = ()
+
+    @field_validator("escalate")
+    @classmethod
+    def _increasing(cls, steps: tuple[EscalationStep, ...]) -> tuple[EscalationStep, ...]:
+        for before, step in itertools.pairwise(steps):
+            if step.after <= before.after:
+                raise ValueError("each step's `after` must be longer than the one before")
+        return steps
 
     @property
     def kind(self) -> AlertKind:

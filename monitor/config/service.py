@@ -9,7 +9,7 @@ from typing import Annotated, ClassVar, Literal
 from pydantic import SecretStr, field_validator
 
 from monitor.config.secrets import Secret, SecretRef, WithSecrets
-from monitor.config.types import FrozenModel, within
+from monitor.config.types import FrozenModel, check_http_url, check_url_secret, within
 
 
 class StateConfig(FrozenModel):
@@ -73,6 +73,32 @@ class HistoryConfig(FrozenModel):
     """``[history]``: how long account history and the record of notifications are kept."""
 
     keep: Annotated[timedelta, within("1h", "3650d")] = timedelta(days=90)
+
+
+_HEARTBEAT_URL = Secret("url", check_value=check_http_url)
+
+
+class HeartbeatConfig(WithSecrets):
+    """``[heartbeat]``: a URL pinged every ``every`` while the monitor does its job (every
+    source polled successfully at its last poll, the outbox not stuck), so that something
+    outside this machine notices when it dies or wedges. The URL is a secret (it holds the
+    check's key): ``url``, ``url_env`` or ``url_file``."""
+
+    SECRETS: ClassVar[tuple[Secret, ...]] = (_HEARTBEAT_URL,)
+
+    url: SecretStr | None = None
+    url_env: str | None = None
+    url_file: Path | None = None
+
+    _url_check = field_validator("url")(classmethod(lambda cls, v: check_url_secret(v)))
+
+    every: Annotated[timedelta, within("1s", "1d")] = timedelta(minutes=1)
+    method: Literal["GET", "POST"] = "GET"
+    timeout: Annotated[timedelta, within("100ms", "1m")] = timedelta(seconds=10)
+
+    def url_ref(self) -> SecretRef:
+        """Where the URL is (one of ``url``, ``url_env``, ``url_file`` is required)."""
+        return _HEARTBEAT_URL.required_ref(self, "heartbeat")
 
 
 class LogConfig(FrozenModel):

@@ -1,6 +1,7 @@
 """``type = "pagerduty"``: PagerDuty Events API v2, one event per notification.
 
-A firing notification is a ``trigger`` event and a resolved one a ``resolve`` event; both carry
+A firing notification is a ``trigger`` event and a resolved one a ``resolve`` event (an
+acknowledged firing one, queued by ``balance-monitor ack``, an ``acknowledge`` event); both carry
 the alert's fingerprint as ``dedup_key``, so a retried or repeated trigger updates the same
 incident and the resolve closes it::
 
@@ -116,6 +117,12 @@ def event(notification: Notification, *, routing_key: str) -> dict[str, Any]:
         return {
             "routing_key": routing_key,
             "event_action": "resolve",
+            "dedup_key": alert.fingerprint,
+        }
+    if alert.acknowledged_at is not None:  # a firing one said acknowledged: `balance-monitor ack`
+        return {
+            "routing_key": routing_key,
+            "event_action": "acknowledge",
             "dedup_key": alert.fingerprint,
         }
     payload: dict[str, Any] = {

@@ -11,8 +11,11 @@ from pathlib import Path
 
 from monitor.store.base import (
     KEEP_FINISHED_SECONDS,
+    AlertRef,
     AlertRow,
+    AttemptRow,
     HeldRow,
+    NotificationRecord,
     OutboxRow,
     OutboxSummary,
     SinkQueue,
@@ -25,8 +28,11 @@ from monitor.store.sqlite import SqliteStore
 __all__ = [
     "KEEP_FINISHED_SECONDS",
     "SCHEMA_VERSION",
+    "AlertRef",
     "AlertRow",
+    "AttemptRow",
     "HeldRow",
+    "NotificationRecord",
     "OutboxRow",
     "OutboxSummary",
     "SinkQueue",
@@ -37,7 +43,8 @@ __all__ = [
 ]
 
 
-async def open_store(path: Path, *, readonly: bool = False) -> Store:
+async def open_store(path: Path, *, readonly: bool = False, control: bool = False) -> Store:
     """Open the state database at ``path`` (SQLite), creating or migrating it unless
-    ``readonly`` (``status``: creates no file, changes nothing, reads an older schema as is)."""
-    return await SqliteStore.open(path, readonly=readonly)
+    ``readonly`` (``status``: creates no file, changes nothing, reads an older schema as is).
+    ``control``: for writing silences and acknowledgements next to a running daemon."""
+    return await SqliteStore.open(path, readonly=readonly, control=control)

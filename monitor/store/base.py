@@ -15,6 +15,7 @@ from typing import Any, Protocol
 
 from monitor.cycle import PollWrite, SourceState
 from monitor.models import AlertState, JSONValue, Notification
+from monitor.silences import Ack, Silence
 
 #: Delivered, failed and expired rows are kept this long for ``status``, then pruned (the last
 #: delivered firing notification of an alert still firing is kept: sinks restore from it).
@@ -79,6 +80,7 @@ class AlertRow:
     fingerprint: str
     started_at: datetime
     state: AlertState
+    escalated: int = 0  # steps of the rule's `escalate` sent for this episode
 
 
 @dataclass(frozen=True, slots=True)
@@ -98,6 +100,53 @@ class OutboxSummary:
 
     queues: tuple[SinkQueue, ...]
     failed_or_expired: int
+
+
+@dataclass(frozen=True, slots=True)
+class AlertRef:
+    """An alert episode found by a notification id, a fingerprint or its rule and account."""
+
+    fingerprint: str
+    rule: str
+    account_number: str | None
+    source: str
+    firing: bool  # still firing now
+    notification_id: str | None = None  # when it was found by a notification's id
+
+
+@dataclass(frozen=True, slots=True)
+class AttemptRow:
+    """One delivery attempt: when (epoch seconds), how it went (``delivered``, ``retry``,
+    ``failed``), and the error."""
+
+    at: float
+    outcome: str
+    error: str | None
+
+
+@dataclass(frozen=True, slots=True)
+class NotificationRecord:
+    """One notification for one sink as the notification log keeps it (``[history] keep``).
+
+    ``state`` is ``pending``, ``delivered``, ``failed`` or ``expired``; ``held`` while a mute
+    window or a silence holds it, ``settled`` when what it held was summarised or dropped."""
+
+    id: str
+    sink: str
+    source: str
+    fingerprint: str
+    rule: str
+    account_number: str | None
+    status: str
+    summary: str
+    created_at: float
+    state: str
+    attempt_count: int
+    last_error: str | None
+    updated_at: float
+    attempts: tuple[AttemptRow, ...] = ()
+    #: The acknowledgement of the alert's episode, if it was acknowledged.
+    ack: Ack | None = None
 
 
 class Store(Protocol):
@@ -203,6 +252,60 @@ class Store(Protocol):
         before ``delivered_before`` whose fingerprint has no resolved notification queued for
         ``sink`` (in any state), oldest first: the resolves an
         :class:`~monitor.sinks.base.EventResolvingSink` is owed."""
+        ...
+
+    # ---------------------------------------------------------------- silences and acks
+
+    async def control_version(self) -> int:
+        """A number every write of a silence or an acknowledgement changes (cheap to read)."""
+        ...
+
+    async def add_silence(self, silence: Silence) -> None:
+        """Keep a new silence."""
+        ...
+
+    async def expire_silence(self, ident: str, *, now: float) -> Silence | None:
+        """End silence ``ident`` now (if it has not ended); it as it is now, ``None`` if no
+        silence has that id."""
+        ...
+
+    async def silences(self, *, include_ended: bool = False, now: float) -> list[Silence]:
+        """The silences not ended at ``now`` (every one kept, with ``include_ended``), oldest
+        start first."""
+        ...
+
+    async def add_ack(self, ack: Ack, queued: Sequence[tuple[Notification, str, str]]) -> bool:
+        """Keep ``ack`` and queue ``queued`` (notification, sink, source) in one transaction;
+        ``False`` (and nothing done) when the episode was acknowledged already."""
+        ...
+
+    async def acks(self) -> list[Ack]:
+        """Every acknowledgement kept, oldest first."""
+        ...
+
+    async def find_alert(self, ident: str) -> AlertRef | None:
+        """The alert episode of notification id or fingerprint ``ident``."""
+        ...
+
+    async def find_firing(self, rule: str, account: str) -> list[AlertRef]:
+        """The firing alerts of ``rule`` on ``account``, one per source."""
+        ...
+
+    async def last_firing(self, fingerprint: str) -> list[tuple[Notification, str, str]]:
+        """The last firing notification of an episode queued for each sink: (it, sink,
+        source)."""
+        ...
+
+    async def notifications(
+        self,
+        *,
+        since: float,
+        rule: str | None = None,
+        sink: str | None = None,
+        state: str | None = None,
+        limit: int = 1000,
+    ) -> list[NotificationRecord]:
+        """The notification log from ``since`` on, newest first, each with its attempts."""
         ...
 
     # ---------------------------------------------------------------- status

@@ -20,12 +20,22 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 from monitor.cycle import PollWrite, SourceState
-from monitor.errors import StoreError
+from monitor.errors import StateLockedError, StoreError
 from monitor.models import JSONValue, Notification
+from monitor.silences import Ack, Silence
+from monitor.store import sqlite_actions as actions
 from monitor.store import sqlite_ops as ops
-from monitor.store.base import AlertRow, HeldRow, OutboxRow, OutboxSummary, SourceRow
+from monitor.store.base import (
+    AlertRef,
+    AlertRow,
+    HeldRow,
+    NotificationRecord,
+    OutboxRow,
+    OutboxSummary,
+    SourceRow,
+)
 from monitor.store.lock import StateLock
-from monitor.store.schema import SCHEMA_VERSION
+from monitor.store.schema import ACTIONS_SINCE, SCHEMA_VERSION
 
 T = TypeVar("T")
 
@@ -49,7 +59,9 @@ class SqliteStore:
     # ------------------------------------------------------------------ lifecycle
 
     @classmethod
-    async def open(cls, path: Path, *, readonly: bool = False) -> SqliteStore:
+    async def open(
+        cls, path: Path, *, readonly: bool = False, control: bool = False
+    ) -> SqliteStore:
         """Open (and create or migrate, unless ``readonly``) the state database at ``path``.
 
         A writer first takes the database's lock: :class:`~monitor.errors.StateLockedError` when
@@ -58,10 +70,18 @@ class SqliteStore:
         ``readonly`` is for ``status``: it never creates, migrates or changes file modes, so
         running it as another user leaves the daemon's files alone; it reads a database of an
         older schema as it is.
+
+        ``control`` is for the commands that write silences and acknowledgements: when no
+        daemon holds the lock it is an ordinary open (created or migrated); when one does, it
+        connects without the lock, creates and migrates nothing, and must only write those in
+        short transactions (WAL and the busy timeout let them wait for the daemon's).
         """
         store = cls(path)
+        opener = store._open_readonly if readonly else store._open
+        if control:
+            opener = store._open_control
         try:
-            await store._in_thread(store._open_readonly if readonly else store._open)
+            await store._in_thread(opener)
         except BaseException:
             store._executor.shutdown(wait=False)
             raise
@@ -110,6 +130,45 @@ class SqliteStore:
                 ) from exc
             raise
         self._conn, self._lock = conn, lock
+
+    def _open_control(self) -> None:
+        # A database at this schema is written without the lock, daemon or not: taking it,
+        # even for a moment, could make a daemon starting then refuse to start (exit 2, which
+        # systemd does not restart). Only a new or older database is opened as a writer would
+        # (created or migrated under the lock).
+        if self.path.exists() and self._connect_control(check=False):
+            return
+        try:
+            self._open()
+            return
+        except StateLockedError:
+            pass  # a daemon runs (an older one, or it is migrating): write next to it
+        self._connect_control(check=True)
+
+    def _connect_control(self, *, check: bool) -> bool:
+        """Connect without the lock to a database at :data:`SCHEMA_VERSION`; whether it is at
+        that version (``check``: a StoreError when it is not)."""
+        conn: sqlite3.Connection | None = None
+        try:
+            conn = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
+            conn.execute("PRAGMA busy_timeout=10000")
+            version = ops.stored_version(conn)
+        except sqlite3.Error as exc:
+            if conn is not None:
+                conn.close()
+            raise StoreError(
+                f"{self.path}: cannot open the state database: {_reason(exc)}"
+            ) from exc
+        if version == SCHEMA_VERSION:
+            self._conn = conn
+            return True
+        conn.close()
+        if check:
+            raise StoreError(
+                f"{self.path}: the running balance-monitor uses schema {version}, this one"
+                f" {SCHEMA_VERSION}: restart the daemon with this release first"
+            )
+        return False
 
     async def close(self) -> None:
         if self._conn is not None:
@@ -210,6 +269,60 @@ class SqliteStore:
 
     async def unresolved_events(self, sink: str, *, delivered_before: float) -> list[Notification]:
         return await self._run(ops.unresolved_events, sink, delivered_before)
+
+    # ------------------------------------------------------------------ silences and acks
+
+    async def control_version(self) -> int:
+        if self._version < ACTIONS_SINCE:
+            return 0
+        return await self._run(actions.control_version)
+
+    async def add_silence(self, silence: Silence) -> None:
+        await self._run(actions.add_silence, silence)
+
+    async def expire_silence(self, ident: str, *, now: float) -> Silence | None:
+        return await self._run(actions.expire_silence, ident, now)
+
+    async def silences(self, *, include_ended: bool = False, now: float) -> list[Silence]:
+        if self._version < ACTIONS_SINCE:
+            return []
+        return await self._run(actions.silences, include_ended, now)
+
+    async def add_ack(self, ack: Ack, queued: Sequence[tuple[Notification, str, str]]) -> bool:
+        return await self._run(actions.add_ack, ack, queued)
+
+    async def acks(self) -> list[Ack]:
+        if self._version < ACTIONS_SINCE:
+            return []
+        return await self._run(actions.acks)
+
+    async def find_alert(self, ident: str) -> AlertRef | None:
+        return await self._run(actions.find_alert, ident)
+
+    async def find_firing(self, rule: str, account: str) -> list[AlertRef]:
+        return await self._run(actions.find_firing, rule, account)
+
+    async def last_firing(self, fingerprint: str) -> list[tuple[Notification, str, str]]:
+        return await self._run(actions.last_firing, fingerprint)
+
+    async def notifications(
+        self,
+        *,
+        since: float,
+        rule: str | None = None,
+        sink: str | None = None,
+        state: str | None = None,
+        limit: int = 1000,
+    ) -> list[NotificationRecord]:
+        if self._version < ACTIONS_SINCE:
+            return []
+
+        def run(db: sqlite3.Connection) -> list[NotificationRecord]:
+            return actions.notifications(
+                db, since=since, rule=rule, sink=sink, state=state, limit=limit
+            )
+
+        return await self._run(run)
 
     # ------------------------------------------------------------------ status
 

@@ -34,6 +34,7 @@ from monitor.store.base import (
     SourceRow,
 )
 from monitor.store.schema import (
+    ACTIONS_SINCE,
     ALERT_STATES_SINCE,
     HELD_SINCE,
     SCHEMA,
@@ -149,18 +150,54 @@ def _queue(db: sqlite3.Connection, queued: Iterable[Queued], now: float) -> None
     """Queue each notification for each of its sinks, due at once; a notification already
     queued for a sink (same id) is left as it is."""
     rows: list[tuple[str, str, str, str, float, float, float]] = []
+    logged: list[tuple[Any, ...]] = []
     for notification, sinks, source in queued:
         payload = encoding.dumps(notification.payload())
         rows.extend((notification.id, sink, source, payload, now, now, now) for sink in sinks)
+        logged.extend(_log_row(notification, sink, source, "pending", now) for sink in sinks)
     if rows:
         db.executemany(
             "INSERT OR IGNORE INTO outbox (id, sink, source, payload, created_at,"
             " next_attempt_at, updated_at) VALUES (?, ?, ?, ?, ?, ?, ?)",
             rows,
         )
+        _log(db, logged)
 
 
-def _alert_row(source: str, a: ActiveAlert) -> tuple[str, str, str, str, str, str, str | None]:
+def _log_row(
+    notification: Notification, sink: str, source: str, state: str, now: float
+) -> tuple[Any, ...]:
+    """A row of the notification log (its columns, in :func:`_log`'s order)."""
+    a = notification.alert
+    return (
+        notification.id,
+        sink,
+        source,
+        a.fingerprint,
+        a.rule,
+        a.account_number,
+        a.status.value,
+        a.summary,
+        now,
+        state,
+        now,
+    )
+
+
+def _log(db: sqlite3.Connection, rows: Sequence[tuple[Any, ...]]) -> None:
+    """Record notifications in the log, kept ``[history] keep``: a new one as it is, one held
+    until now becomes ``pending`` when it is queued; anything else is left as it is."""
+    db.executemany(
+        "INSERT INTO notification_log (id, sink, source, fingerprint, rule, account_number,"
+        " status, summary, created_at, state, updated_at)"
+        " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (id, sink) DO UPDATE"
+        " SET state=excluded.state, updated_at=excluded.updated_at"
+        " WHERE notification_log.state = 'held' AND excluded.state = 'pending'",
+        rows,
+    )
+
+
+def _alert_row(source: str, a: ActiveAlert) -> tuple[str, str, str, str, str, str, str | None, int]:
     notified = _iso(a.notified_at) if a.notified_at is not None else None
     return (
         source,
@@ -170,6 +207,7 @@ def _alert_row(source: str, a: ActiveAlert) -> tuple[str, str, str, str, str, st
         _iso(a.started_at),
         a.state,
         notified,
+        a.escalated,
     )
 
 
@@ -192,7 +230,7 @@ def _write_alerts(
         changed = [a for k, a in active.items() if before.get(k) != a]
     db.executemany(
         "INSERT OR REPLACE INTO alerts (source, rule, account_number, fingerprint, started_at,"
-        " state, notified_at) VALUES (?, ?, ?, ?, ?, ?, ?)",
+        " state, notified_at, escalated) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
         [_alert_row(source, a) for a in changed],
     )
 
@@ -218,8 +256,8 @@ def load_source(db: sqlite3.Connection, source: str) -> SourceState:
     departed = _load_departed(db, source) if accounts is not None else None
     active: dict[AlertKey, ActiveAlert] = {}
     down: ActiveAlert | None = None
-    for rule, number, fp, started, state, notified in db.execute(
-        "SELECT rule, account_number, fingerprint, started_at, state, notified_at"
+    for rule, number, fp, started, state, notified, escalated in db.execute(
+        "SELECT rule, account_number, fingerprint, started_at, state, notified_at, escalated"
         " FROM alerts WHERE source=?",
         (source,),
     ):
@@ -230,6 +268,7 @@ def load_source(db: sqlite3.Connection, source: str) -> SourceState:
             _from_iso(started),
             "pending" if state == "pending" else "firing",
             _maybe_iso(notified),
+            int(escalated or 0),
         )
         if alert.account_number is None:
             down = alert
@@ -314,6 +353,14 @@ def commit(db: sqlite3.Connection, write: PollWrite) -> None:
                     for sink in d.sinks
                 ],
             )
+            _log(
+                db,
+                [
+                    _log_row(d.notification, sink, source, "held", now)
+                    for d in held
+                    for sink in d.sinks
+                ],
+            )
         db.execute("DELETE FROM alerts WHERE source=? AND account_number=''", (source,))
         if health.down is not None:
             d = health.down
@@ -374,6 +421,12 @@ def release(
 ) -> None:
     with transaction(db):
         _queue(db, [(n, (sink,), source) for n, sink, source in released], now)
+        # What a window or a silence held and did not release (summarised, or dropped).
+        db.executemany(
+            "UPDATE notification_log SET state='settled', updated_at=? WHERE state='held'"
+            " AND (id, sink) IN (SELECT id, sink FROM held WHERE seq=?)",
+            [(now, seq) for seq in settled],
+        )
         db.executemany("DELETE FROM held WHERE seq=?", [(seq,) for seq in settled])
 
 
@@ -406,11 +459,28 @@ def mark(
     error: str | None,
     next_attempt_at: float | None,
 ) -> None:
-    db.execute(
-        "UPDATE outbox SET state=?, attempts=attempts+?, last_error=?,"
-        " next_attempt_at=coalesce(?, next_attempt_at), updated_at=? WHERE seq=?",
-        (state, 0 if state == "expired" else 1, error, next_attempt_at, now, seq),
-    )
+    attempt = 0 if state == "expired" else 1
+    with transaction(db):
+        db.execute(
+            "UPDATE outbox SET state=?, attempts=attempts+?, last_error=?,"
+            " next_attempt_at=coalesce(?, next_attempt_at), updated_at=? WHERE seq=?",
+            (state, attempt, error, next_attempt_at, now, seq),
+        )
+        row = db.execute("SELECT id, sink FROM outbox WHERE seq=?", (seq,)).fetchone()
+        if row is None:
+            return
+        db.execute(
+            "UPDATE notification_log SET state=?, attempts=attempts+?, last_error=?,"
+            " updated_at=? WHERE id=? AND sink=?",
+            (state, attempt, error, now, row[0], row[1]),
+        )
+        if attempt:
+            outcome = "retry" if state == "pending" else state
+            db.execute(
+                "INSERT INTO delivery_attempts (id, sink, at, outcome, error)"
+                " VALUES (?, ?, ?, ?, ?)",
+                (row[0], row[1], now, outcome, error),
+            )
 
 
 def retry_now(db: sqlite3.Connection, now: float) -> None:
@@ -444,6 +514,10 @@ def expire(db: sqlite3.Connection, older_than: float, now: float) -> list[Outbox
         db.executemany(
             "UPDATE outbox SET state='expired', updated_at=? WHERE seq=?",
             [(now, r.seq) for r in rows],
+        )
+        db.executemany(
+            "UPDATE notification_log SET state='expired', updated_at=? WHERE id=? AND sink=?",
+            [(now, r.id, r.sink) for r in rows],
         )
         db.execute(
             "DELETE FROM outbox WHERE state != 'pending' AND updated_at < ?"
@@ -530,9 +604,10 @@ def sources(db: sqlite3.Connection) -> list[SourceRow]:
 def alerts(db: sqlite3.Connection, version: int) -> list[AlertRow]:
     # A database older than alert states (read by a read-only store) has firing alerts only.
     state = "state" if version >= ALERT_STATES_SINCE else "'firing'"
+    escalated = "escalated" if version >= ACTIONS_SINCE else "0"
     rows = db.execute(
-        f"SELECT source, rule, account_number, fingerprint, started_at, {state}"  # noqa: S608
-        " FROM alerts ORDER BY started_at, source, rule, account_number"
+        f"SELECT source, rule, account_number, fingerprint, started_at, {state},"  # noqa: S608
+        f" {escalated} FROM alerts ORDER BY started_at, source, rule, account_number"
     )
     return [
         AlertRow(
@@ -542,6 +617,7 @@ def alerts(db: sqlite3.Connection, version: int) -> list[AlertRow]:
             r[3],
             _from_iso(r[4]),
             "pending" if r[5] == "pending" else "firing",
+            int(r[6] or 0),
         )
         for r in rows
     ]
