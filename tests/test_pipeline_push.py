@@ -16,6 +16,7 @@ from monitor import encoding
 from monitor.cycle import PollWrite
 from monitor.models import ParseResult
 from monitor.parse import parse_body
+from monitor.silences import ControlState, Silence
 from monitor.store import SqliteStore
 
 
@@ -121,3 +122,23 @@ async def test_a_push_waits_for_the_poll_in_flight(tmp_path: Path) -> None:
         assert h.pipeline.accounts["A"].get("cash") == Decimal("500.00")
     finally:
         await store.close()
+
+
+async def test_a_silence_holds_a_pushed_alert_as_it_holds_a_polled_one(tmp_path: Path) -> None:
+    """Pushes see the silences in force: an alert a push fires under a silence is held for the
+    silence, not queued."""
+    store = await open_counting(tmp_path)
+    try:
+        h = await started(make_config(tmp_path), store)
+        now = h.clock().timestamp()
+        silence = Silence("s1", now - 60, now + 3600, rule="low-cash")
+        h.pipeline.control = lambda: ControlState(silences=(silence,))
+        await h.poll([account("A"), account("B")])
+        h.clock.advance(5)
+        await h.pipeline.push(pushed(h, account("A", cash="500.00")))
+        outbox = await h.outbox()
+        held = await store.held()
+    finally:
+        await store.close()
+    assert outbox == []
+    assert [(row.mute, row.sink) for row in held] == [("silence:s1", "ops")]
