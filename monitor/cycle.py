@@ -23,6 +23,7 @@ from monitor.config import Config, DeltaRuleConfig, RuleConfig
 from monitor.diff import changed_fields, diff, same
 from monitor.errors import FetchError, SourceError
 from monitor.models import (
+    SERIES_FIELDS,
     Account,
     ActiveAlert,
     Alert,
@@ -45,6 +46,7 @@ __all__ = [
     "PollRecord",
     "PollState",
     "PollWrite",
+    "SeriesPoint",
     "SourceState",
     "Step",
     "notification_id",
@@ -54,6 +56,9 @@ __all__ = [
 
 #: One value of a field from the time it was seen: (account, field, observed_at, value).
 HistoryPoint: TypeAlias = tuple[str, str, datetime, JSONValue]
+#: A tracked field's new value at the poll (:data:`~monitor.models.SERIES_FIELDS`):
+#: (account, field, value); the dashboard's history.
+SeriesPoint: TypeAlias = tuple[str, str, JSONValue]
 #: (account number, field) -> the field's values over time, oldest first.
 HistoryMap: TypeAlias = dict[tuple[str, str], list[tuple[datetime, JSONValue]]]
 #: The same, as the step keeps it: never changed in place (a new poll makes new entries).
@@ -114,6 +119,8 @@ class PollWrite:
     drops those that left every window. ``departed`` are the last records of the accounts that
     left the response at this poll (they are also in ``deletes``), kept as left at
     ``poll.at``; ``forget`` are departed accounts no longer kept (back, or gone too long).
+    ``series`` are the tracked fields that changed at this poll (every one of an account seen
+    for the first time), the dashboard's history at ``poll.at``.
     """
 
     source: str
@@ -128,6 +135,7 @@ class PollWrite:
     deliveries: tuple[Delivery, ...] = ()
     departed: tuple[Account, ...] = ()
     forget: tuple[str, ...] = ()
+    series: tuple[SeriesPoint, ...] = ()
 
     @property
     def queued(self) -> tuple[Delivery, ...]:
@@ -347,6 +355,7 @@ def _succeeded(
         deliveries=deliveries,
         departed=tuple(departed[n].account for n in deletes if n in departed),
         forget=forget,
+        series=_series(changes, accounts, first=previous is None),
     )
     merged = dict(accounts)
     for number in skip:  # an unusable record keeps its last good snapshot
@@ -363,6 +372,30 @@ def _succeeded(
         skipped=skip,
         problems=evaluation.problems,
     )
+
+
+_TRACKED = frozenset(SERIES_FIELDS)
+
+
+def _series(
+    changes: Iterable[Change], accounts: Mapping[str, Account], *, first: bool
+) -> tuple[SeriesPoint, ...]:
+    """The tracked fields this poll changed, from the diff: every tracked field of an account
+    that is new (or of every account at the first poll), the changed ones of the others."""
+    if first:
+        return tuple(
+            (n, f, a.record[f]) for n, a in accounts.items() for f in SERIES_FIELDS if f in a.record
+        )
+    points: dict[tuple[str, str], JSONValue] = {}
+    for c in changes:
+        if c.kind == "changed" and c.field in _TRACKED:
+            points.setdefault((c.account_number, c.field), c.current)
+        elif c.kind == "added":
+            record = accounts[c.account_number].record
+            for f in SERIES_FIELDS:
+                if f in record:
+                    points[(c.account_number, f)] = record[f]
+    return tuple((n, f, v) for (n, f), v in points.items())
 
 
 def _since_departure(

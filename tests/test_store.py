@@ -570,6 +570,7 @@ async def test_prune_history_deletes_the_rows_of_every_history_table_before_the_
 ) -> None:
     """Every table ``[history] keep`` bounds loses its rows older than the cutoff, in one
     call; the count per table says what went. (The outbox stands in for a history table.)"""
+    monkeypatch.setattr(schema, "HISTORY_TABLES", ())
     assert await store.prune_history(before=T1.timestamp()) == {}  # no table: nothing to do
     monkeypatch.setattr(schema, "HISTORY_TABLES", (("outbox", "created_at"),))
     await enqueue(store, "old", ["log"], T0)

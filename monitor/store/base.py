@@ -100,6 +100,54 @@ class OutboxSummary:
     failed_or_expired: int
 
 
+@dataclass(frozen=True, slots=True)
+class SeriesRow:
+    """A tracked field's value from ``at`` (epoch seconds) on: the number or string as text,
+    ``None`` for null (``account_history``)."""
+
+    source: str
+    account_number: str
+    field: str
+    at: float
+    value: str | None
+
+
+@dataclass(frozen=True, slots=True)
+class PollRow:
+    """One poll's outcome (``at`` in epoch seconds), for the dashboard's uptime bar."""
+
+    source: str
+    at: float
+    ok: bool
+    error: str | None
+
+
+@dataclass(frozen=True, slots=True)
+class AccountRow:
+    """An account's last stored record, as the API sent it (unknown fields included)."""
+
+    source: str
+    account_number: str
+    record: dict[str, Any]
+    observed_at: datetime
+
+
+@dataclass(frozen=True, slots=True)
+class DeliveryRow:
+    """A notification queued for one sink and where its delivery stands (epoch seconds)."""
+
+    seq: int
+    id: str
+    sink: str
+    source: str
+    payload: dict[str, Any]
+    created_at: float
+    attempts: int
+    state: str  # pending (retrying once attempts > 0), delivered, failed, expired
+    last_error: str | None
+    updated_at: float
+
+
 class Store(Protocol):
     """The state store: one per daemon, opened by :func:`monitor.store.open_store`.
 
@@ -221,4 +269,32 @@ class Store(Protocol):
 
     async def outbox_summary(self) -> OutboxSummary:
         """The pending queue of each sink, by sink name, and the failed or expired count."""
+        ...
+
+    # ---------------------------------------------------------------- dashboard (read-only)
+
+    async def accounts(self) -> list[AccountRow]:
+        """Every account's last stored record, by source then account number."""
+        ...
+
+    async def series(
+        self,
+        source: str,
+        accounts: Sequence[str] | None,
+        fields: Sequence[str],
+        *,
+        since: float,
+        until: float,
+    ) -> list[SeriesRow]:
+        """The values of ``fields`` of ``accounts`` (all of the source's when ``None``) set
+        between ``since`` and ``until`` (inclusive), and for each series the value in force
+        at ``since`` (its last row before it), ordered by account, field and time."""
+        ...
+
+    async def recent_polls(self, source: str, *, limit: int) -> list[PollRow]:
+        """The source's last ``limit`` polls, oldest first."""
+        ...
+
+    async def deliveries(self, *, limit: int) -> list[DeliveryRow]:
+        """The last ``limit`` notifications queued (one row per sink), newest first."""
         ...

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-SCHEMA_VERSION = 3
+SCHEMA_VERSION = 4
 
 _META = """
 CREATE TABLE IF NOT EXISTS meta (
@@ -95,6 +95,26 @@ CREATE TABLE IF NOT EXISTS outbox (
     UNIQUE (id, sink)
 )"""
 _OUTBOX_PENDING = "CREATE INDEX IF NOT EXISTS outbox_pending ON outbox (sink, state, seq)"
+# The dashboard's series: a tracked field's value from the poll at ``at`` on (epoch seconds),
+# written only when it changes; ``value`` is the text of the number or the string, NULL for null.
+_ACCOUNT_HISTORY = """
+CREATE TABLE IF NOT EXISTS account_history (
+    source TEXT NOT NULL,
+    account_number TEXT NOT NULL,
+    field TEXT NOT NULL,
+    at REAL NOT NULL,
+    value TEXT,
+    PRIMARY KEY (source, account_number, field, at)
+) WITHOUT ROWID"""
+# Every poll's outcome (the dashboard's uptime bar), epoch seconds.
+_POLLS = """
+CREATE TABLE IF NOT EXISTS polls (
+    source TEXT NOT NULL,
+    at REAL NOT NULL,
+    ok INTEGER NOT NULL,
+    error TEXT,
+    PRIMARY KEY (source, at)
+) WITHOUT ROWID"""
 
 #: The whole schema at :data:`SCHEMA_VERSION`, one statement each, for a new database.
 SCHEMA: tuple[str, ...] = (
@@ -107,6 +127,8 @@ SCHEMA: tuple[str, ...] = (
     _OUTBOX,
     _OUTBOX_PENDING,
     _DEPARTED,
+    _ACCOUNT_HISTORY,
+    _POLLS,
 )
 
 
@@ -137,16 +159,24 @@ MIGRATIONS: tuple[Migration, ...] = (
         "the last record of accounts that left the response (compared with when they return)",
         (_DEPARTED,),
     ),
+    Migration(
+        4,
+        "the dashboard's history: each account's tracked fields when they change, each poll's"
+        " outcome",
+        (_ACCOUNT_HISTORY, _POLLS),
+    ),
 )
 
 #: Since this version ``alerts`` has ``state`` and ``notified_at``, and ``held`` exists (a
 #: read-only store may read an older database: ``status`` never migrates).
 #: The tables ``[history] keep`` bounds, each with its column of epoch seconds:
 #: :meth:`~monitor.store.Store.prune_history` deletes their rows older than the retention.
-HISTORY_TABLES: tuple[tuple[str, str], ...] = ()
+HISTORY_TABLES: tuple[tuple[str, str], ...] = (("account_history", "at"), ("polls", "at"))
 
 ALERT_STATES_SINCE = 2
 HELD_SINCE = 2
+#: Since this version ``account_history`` and ``polls`` exist.
+ACCOUNT_HISTORY_SINCE = 4
 
 
 def steps_from(version: int) -> tuple[Migration, ...]:

@@ -23,7 +23,17 @@ from monitor.cycle import PollWrite, SourceState
 from monitor.errors import StoreError
 from monitor.models import Notification
 from monitor.store import sqlite_ops as ops
-from monitor.store.base import AlertRow, HeldRow, OutboxRow, OutboxSummary, SourceRow
+from monitor.store.base import (
+    AccountRow,
+    AlertRow,
+    DeliveryRow,
+    HeldRow,
+    OutboxRow,
+    OutboxSummary,
+    PollRow,
+    SeriesRow,
+    SourceRow,
+)
 from monitor.store.lock import StateLock
 from monitor.store.schema import SCHEMA_VERSION
 
@@ -224,6 +234,31 @@ class SqliteStore:
 
     async def outbox_summary(self) -> OutboxSummary:
         return await self._run(ops.outbox_summary)
+
+    # ------------------------------------------------------------------ dashboard
+
+    async def accounts(self) -> list[AccountRow]:
+        return await self._run(ops.accounts)
+
+    async def series(
+        self,
+        source: str,
+        accounts: Sequence[str] | None,
+        fields: Sequence[str],
+        *,
+        since: float,
+        until: float,
+    ) -> list[SeriesRow]:
+        numbers = None if accounts is None else list(accounts)
+        return await self._run(
+            ops.series, self._version, (source, numbers, list(fields)), (since, until)
+        )
+
+    async def recent_polls(self, source: str, *, limit: int) -> list[PollRow]:
+        return await self._run(ops.recent_polls, self._version, source, limit)
+
+    async def deliveries(self, *, limit: int) -> list[DeliveryRow]:
+        return await self._run(ops.deliveries, limit)
 
 
 def _reason(exc: sqlite3.Error) -> str:

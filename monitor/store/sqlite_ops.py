@@ -12,6 +12,7 @@ import sqlite3
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from datetime import UTC, datetime
+from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
@@ -26,14 +27,19 @@ from monitor.rules import AlertKey, SourceHealth
 from monitor.store import schema
 from monitor.store.base import (
     KEEP_FINISHED_SECONDS,
+    AccountRow,
     AlertRow,
+    DeliveryRow,
     HeldRow,
     OutboxRow,
     OutboxSummary,
+    PollRow,
+    SeriesRow,
     SinkQueue,
     SourceRow,
 )
 from monitor.store.schema import (
+    ACCOUNT_HISTORY_SINCE,
     ALERT_STATES_SINCE,
     HELD_SINCE,
     SCHEMA,
@@ -340,7 +346,31 @@ def commit(db: sqlite3.Connection, write: PollWrite) -> None:
                 poll.account_count,
             ),
         )
+        if write.series:
+            db.executemany(
+                "INSERT INTO account_history (source, account_number, field, at, value)"
+                " VALUES (?, ?, ?, ?, ?) ON CONFLICT (source, account_number, field, at)"
+                " DO UPDATE SET value=excluded.value",
+                [(source, n, f, now, series_text(v)) for n, f, v in write.series],
+            )
+        db.execute(
+            "INSERT INTO polls (source, at, ok, error) VALUES (?, ?, ?, ?)"
+            " ON CONFLICT (source, at) DO UPDATE SET ok=excluded.ok, error=excluded.error",
+            (source, now, 1 if poll.ok else 0, poll.error),
+        )
         _queue(db, [(d.notification, d.sinks, source) for d in write.queued], now)
+
+
+def series_text(value: JSONValue) -> str | None:
+    """A tracked field's value as ``account_history`` keeps it: numbers and strings as their
+    text (``Decimal`` exactly), null as NULL, anything else as JSON."""
+    if value is None:
+        return None
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, str | int | Decimal):
+        return str(value)
+    return encoding.dumps(value)
 
 
 # --------------------------------------------------------------------------- mute windows
@@ -556,3 +586,73 @@ def outbox_summary(db: sqlite3.Connection) -> OutboxSummary:
     )
     failed = db.execute("SELECT count(*) FROM outbox WHERE state IN ('failed', 'expired')")
     return OutboxSummary(queues, int(failed.fetchone()[0]))
+
+
+# --------------------------------------------------------------------------- dashboard
+
+
+def accounts(db: sqlite3.Connection) -> list[AccountRow]:
+    return [
+        AccountRow(source, number, encoding.loads(record), _from_iso(at))
+        for source, number, record, at in db.execute(
+            "SELECT source, account_number, record, observed_at FROM accounts"
+            " ORDER BY source, account_number"
+        )
+    ]
+
+
+_SERIES = "SELECT source, account_number, field, at, value FROM account_history"
+
+
+def series(
+    db: sqlite3.Connection,
+    version: int,
+    which: tuple[str, Sequence[str] | None, Sequence[str]],
+    span: tuple[float, float],
+) -> list[SeriesRow]:
+    """``which`` is (source, accounts or None for all, fields); ``span`` (since, until)."""
+    source, numbers, fields = which
+    since, until = span
+    if version < ACCOUNT_HISTORY_SINCE or not fields:
+        return []
+    field_marks = ",".join("?" * len(fields))
+    where = f"source=? AND field IN ({field_marks})"
+    args: list[Any] = [source, *fields]
+    if numbers is not None:
+        if not numbers:
+            return []
+        where += f" AND account_number IN ({','.join('?' * len(numbers))})"
+        args += numbers
+    # The rows in the range, and the row in force at its start (the last one before it).
+    # Names and marks only from this function; values are bound.
+    query = (
+        f"{_SERIES} h WHERE {where} AND at >= ? AND at <= ?"  # noqa: S608
+        f" UNION ALL {_SERIES} h WHERE {where} AND at = (SELECT max(at) FROM account_history p"
+        " WHERE p.source = h.source AND p.account_number = h.account_number"
+        " AND p.field = h.field AND p.at < ?)"
+        " ORDER BY account_number, field, at"
+    )
+    rows = db.execute(query, [*args, since, until, *args, since])
+    return [SeriesRow(*r) for r in rows]
+
+
+def recent_polls(db: sqlite3.Connection, version: int, source: str, limit: int) -> list[PollRow]:
+    if version < ACCOUNT_HISTORY_SINCE:
+        return []
+    rows = db.execute(
+        "SELECT source, at, ok, error FROM polls WHERE source=? ORDER BY at DESC LIMIT ?",
+        (source, limit),
+    ).fetchall()
+    return [PollRow(r[0], r[1], bool(r[2]), r[3]) for r in reversed(rows)]
+
+
+def deliveries(db: sqlite3.Connection, limit: int) -> list[DeliveryRow]:
+    rows = db.execute(
+        "SELECT seq, id, sink, source, payload, created_at, attempts, state, last_error,"
+        " updated_at FROM outbox ORDER BY seq DESC LIMIT ?",
+        (limit,),
+    )
+    return [
+        DeliveryRow(r[0], r[1], r[2], r[3], encoding.loads(r[4]), r[5], r[6], r[7], r[8], r[9])
+        for r in rows
+    ]
