@@ -365,7 +365,7 @@ async def _demo_main(interval: str, duration: float | None) -> int:
     runner, url = await start(sim)
     try:
         with tempfile.TemporaryDirectory(prefix="balance-monitor-demo-") as tmp:
-            config = demo_config(url, Path(tmp), interval)
+            config = demo_config(url, Path(tmp), interval, listen=f"127.0.0.1:{_free_port()}")
             demo_logging(width=max(len(rule.name) for rule in config.rules))
             _out(demo_banner(config, url))
             if duration is not None:
@@ -373,6 +373,15 @@ async def _demo_main(interval: str, duration: float | None) -> int:
             return await run_daemon(config, stop)
     finally:
         await runner.cleanup()
+
+
+def _free_port() -> int:
+    """A port on 127.0.0.1 nobody listens on now (for the demo's dashboard)."""
+    import socket
+
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
 
 
 def _fake_api(host: str, port: int, token: str | None, scenario: str) -> int:

@@ -49,6 +49,7 @@ from monitor.sdnotify import Notifier
 from monitor.sinks.base import Sink
 from monitor.sinks.registry import build_sinks
 from monitor.source import BalancesSource
+from monitor.web import WebContext
 
 __all__ = [
     "MUTE_CHECK",
@@ -361,6 +362,12 @@ class Daemon:
             if job.id.startswith("poll:") and job.next_run_time is not None
         }
 
+    def _web_context(self) -> WebContext | None:
+        """What the dashboard reads: the store, the config in force, the next polls."""
+        if self._rt is None:
+            return None
+        return WebContext(self._rt.store, lambda: self.config, self._next_polls, utcnow)
+
     async def _start_health(self, config: Config) -> None:
         address = config.http.address
         if address is None:
@@ -371,6 +378,8 @@ class Daemon:
             self.readiness,
             self._refresh_metrics,
             auth_token=resolve_secret(ref) if ref is not None else None,
+            dashboard=self._web_context(),
+            ui=config.http.ui,
         )
         try:
             await server.start(*address)

@@ -67,8 +67,9 @@ def demo_rules() -> list[dict[str, Any]]:
     return [{k: v for k, v in rules[name].items() if k not in HIDDEN} for name in RULES]
 
 
-def demo_config(url: str, state_dir: Path, interval: str) -> Config:
-    """The simulator at ``url``, the example's rules, a console sink, state in ``state_dir``."""
+def demo_config(url: str, state_dir: Path, interval: str, listen: str | None = None) -> Config:
+    """The simulator at ``url``, the example's rules, a console sink, state in ``state_dir``;
+    the dashboard on ``listen`` (``127.0.0.1:port``) when given."""
     data: dict[str, Any] = {
         "api": {"url": url, "token": DEMO_TOKEN, "timeout": "5s", "down_after": 3},
         "schedule": {"interval": interval},
@@ -77,6 +78,8 @@ def demo_config(url: str, state_dir: Path, interval: str) -> Config:
         "sinks": [{"name": "console", "type": "log", "level": "warning"}],
         "rules": demo_rules(),
     }
+    if listen is not None:
+        data["http"] = {"listen": listen}
     return config_from_dict(data, base_dir=state_dir, origin="demo")
 
 
@@ -96,6 +99,11 @@ def banner(config: Config, url: str) -> str:
             ),
             f"Account 12345678@vision trips them in a story of {CYCLE} polls "
             f"({format_duration(CYCLE * every)}), then starts again; the README tells it.",
+            *(
+                [f"Dashboard: http://{config.http.listen}/"]
+                if config.http.listen is not None
+                else []
+            ),
             "One line per notification below. Press Ctrl-C to stop.",
         ]
     )
