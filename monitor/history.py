@@ -11,19 +11,24 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from decimal import Decimal, InvalidOperation
+from typing import Any
 
 from monitor.downsample import MAX_POINTS, Number, downsample
 from monitor.models import INTEGER_FIELDS, MONEY_FIELDS, SERIES_FIELDS
-from monitor.store.base import SeriesRow, Store
+from monitor.store.base import AccountRow, SeriesRow, Store
 
 __all__ = [
     "RANGES",
     "Series",
     "SeriesValue",
+    "UnknownAccountError",
     "account_history",
     "build_series",
+    "export",
+    "find_account",
+    "history_json",
     "parse_moment",
     "series_value",
 ]
@@ -140,6 +145,44 @@ async def account_history(
     )
 
 
+class UnknownAccountError(LookupError):
+    """No such account in the store (or not in the source asked for)."""
+
+
+async def find_account(store: Store, number: str, source: str | None = None) -> AccountRow:
+    """The stored account ``number`` (of ``source``, else of the first source that has it)."""
+    rows = await store.accounts()
+    for row in rows:
+        if row.account_number == number and source in (None, row.source):
+            return row
+    where = f" in source {source!r}" if source is not None else ""
+    raise UnknownAccountError(f"no account {number!r}{where}")
+
+
+def series_json(series: Series) -> dict[str, Any]:
+    """One series as the API and ``history --format json`` give it."""
+    return {
+        "field": series.field,
+        "money": series.money,
+        "numeric": series.numeric,
+        "total": series.total,
+        "points": [[t, v] for t, v in series.points],
+    }
+
+
+def history_json(
+    account: AccountRow, since: float, until: float, series: Sequence[Series]
+) -> dict[str, Any]:
+    """The answer of ``/api/v1/accounts/{number}/history`` (and ``history --format json``)."""
+    return {
+        "source": account.source,
+        "account_number": account.account_number,
+        "since": since,
+        "until": until,
+        "series": [series_json(s) for s in series],
+    }
+
+
 def parse_moment(text: str, now: datetime) -> datetime:
     """``--since``/``--until`` and the API's ``since``/``until``: a duration before ``now``
     (``7d``, ``90m``, ``1h30m``), or an ISO 8601 time (UTC when it names no zone)."""
@@ -156,3 +199,44 @@ def parse_moment(text: str, now: datetime) -> datetime:
             f"{text!r} is neither a duration (7d, 12h, 90m) nor an ISO 8601 time"
         ) from None
     return moment if moment.tzinfo is not None else moment.replace(tzinfo=now.tzinfo)
+
+
+def export(
+    account: AccountRow, since: float, until: float, series: Sequence[Series], fmt: str
+) -> str:
+    """``history --format``: ``json`` (the API's answer), ``csv`` or ``table`` (one row per
+    point: UTC time, field, value; the point carried to ``until`` is left out)."""
+    if fmt == "json":
+        from monitor import encoding
+
+        return encoding.dumps(history_json(account, since, until, series))
+    rows = [
+        (_utc(t), s.field, "" if v is None else str(v))
+        for s in series
+        for i, (t, v) in enumerate(s.points)
+        if not (i == len(s.points) - 1 and i > 0 and t == until)
+    ]
+    rows.sort()
+    if fmt == "csv":
+        import csv
+        import io
+
+        out = io.StringIO()
+        writer = csv.writer(out, lineterminator="\n")
+        writer.writerow(["time", "field", "value"])
+        writer.writerows(rows)
+        return out.getvalue().rstrip("\n")
+    header = ("time (UTC)", "field", "value")
+    widths = [max(len(r[i]) for r in [header, *rows]) for i in range(3)]
+    lines = [
+        f"{account.account_number} ({account.source}), {_utc(since)} to {_utc(until)}",
+        "  ".join(h.ljust(w) for h, w in zip(header, widths, strict=True)).rstrip(),
+    ]
+    lines += ["  ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)).rstrip() for r in rows]
+    if not rows:
+        lines.append("(no values in this range)")
+    return "\n".join(lines)
+
+
+def _utc(at: float) -> str:
+    return datetime.fromtimestamp(at, tz=UTC).strftime("%Y-%m-%dT%H:%M:%SZ")

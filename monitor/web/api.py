@@ -20,7 +20,7 @@ from aiohttp import web
 
 from monitor import encoding
 from monitor.downsample import MAX_POINTS
-from monitor.history import parse_moment
+from monitor.history import history_json, parse_moment
 from monitor.models import SERIES_FIELDS
 from monitor.web import data
 from monitor.web.context import WebContext
@@ -120,15 +120,7 @@ def add_routes(app: web.Application, ctx: WebContext) -> None:
         except data.UnknownAccountError as exc:
             return _error(404, str(exc))
         series = await data.history(ctx, row, fields, since=since, until=until, limit=points)
-        return _json(
-            {
-                "source": row.source,
-                "account_number": row.account_number,
-                "since": since,
-                "until": until,
-                "series": [data.series_json(s) for s in series],
-            }
-        )
+        return _json(history_json(row, since, until, series))
 
     async def alerts(request: web.Request) -> web.Response:
         return _json(await data.alerts_page(ctx))

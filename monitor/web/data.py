@@ -15,7 +15,15 @@ from typing import Any
 from zoneinfo import ZoneInfo
 
 from monitor.config import WEEKDAYS, MuteConfig
-from monitor.history import RANGES, Series, account_history, build_series, series_value
+from monitor.history import (
+    RANGES,
+    Series,
+    UnknownAccountError,
+    account_history,
+    build_series,
+    series_value,
+)
+from monitor.history import find_account as history_lookup
 from monitor.models import SERIES_FIELDS
 from monitor.mutes import window_at
 from monitor.store.base import AccountRow, AlertRow, DeliveryRow
@@ -38,9 +46,7 @@ DELIVERIES_SEEN = 2000
 NOTIFICATIONS_SHOWN = 50
 DAY = 86400.0
 
-
-class UnknownAccountError(LookupError):
-    """No such account (or source) in the store."""
+__all__ = ["UnknownAccountError", "account_page", "accounts", "alerts_page", "overview"]
 
 
 def _number(value: Any) -> Decimal | None:
@@ -198,12 +204,7 @@ async def accounts(ctx: WebContext) -> list[dict[str, Any]]:
 
 
 async def find_account(ctx: WebContext, number: str, source: str | None) -> AccountRow:
-    """The stored account ``number`` (of ``source``, else of the first source that has it)."""
-    for row in await ctx.store.accounts():
-        if row.account_number == number and source in (None, row.source):
-            return row
-    where = f" in source {source!r}" if source is not None else ""
-    raise UnknownAccountError(f"no account {number!r}{where}")
+    return await history_lookup(ctx.store, number, source)
 
 
 async def history(
@@ -224,16 +225,6 @@ async def history(
         until=until,
         limit=limit,
     )
-
-
-def series_json(series: Series) -> dict[str, Any]:
-    return {
-        "field": series.field,
-        "money": series.money,
-        "numeric": series.numeric,
-        "total": series.total,
-        "points": [[t, v] for t, v in series.points],
-    }
 
 
 async def account_page(ctx: WebContext, account: AccountRow, range_name: str) -> dict[str, Any]:
