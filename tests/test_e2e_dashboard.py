@@ -17,12 +17,16 @@ from __future__ import annotations
 import os
 import socket
 from pathlib import Path
+from typing import TYPE_CHECKING
 from urllib.parse import urlsplit
 
 import pytest
 from e2e_helpers import COR, RESTRICTION_RULE, VISION, Cli, MakeConfig, SimControl, account
 
 from monitor.encoding import loads
+
+if TYPE_CHECKING:
+    from playwright.async_api import Page
 
 pytestmark = pytest.mark.e2e
 
@@ -79,10 +83,10 @@ async def test_the_dashboard_in_a_browser(
         else:
             await route.continue_()
 
-    async def shoot(page: object, name: str) -> None:
+    async def shoot(page: Page, name: str) -> None:
         for folder in shots:
             folder.mkdir(parents=True, exist_ok=True)
-            await page.screenshot(path=str(folder / f"dashboard-{name}.png"), full_page=True)  # type: ignore[attr-defined]
+            await page.screenshot(path=str(folder / f"dashboard-{name}.png"), full_page=True)
 
     async with async_playwright() as pw:
         browser = await pw.chromium.launch(

@@ -12,7 +12,7 @@ import pytest
 from sinks_helpers import make_notification
 from store_helpers import Backend, commit_poll, queue_notification
 
-from monitor.cycle import PollRecord
+from monitor.cycle import PollRecord, SeriesPoint
 from monitor.history import account_history, parse_moment
 from monitor.models import Account, JSONValue
 from monitor.rules import SourceHealth
@@ -36,7 +36,7 @@ async def store(backend: Backend) -> AsyncIterator[Store]:
 async def poll(
     store: Store,
     minutes: float,
-    *points: tuple[str, str, object],
+    *points: SeriesPoint,
     ok: bool = True,
     source: str = SOURCE,
 ) -> None:
@@ -46,7 +46,7 @@ async def poll(
         source,
         poll=PollRecord(at, ok=ok, error=None if ok else "HTTP 503"),
         health=SourceHealth(),
-        series=[(n, f, v) for n, f, v in points],  # type: ignore[misc]
+        series=list(points),
     )
 
 

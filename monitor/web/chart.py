@@ -101,7 +101,7 @@ def step_chart(
     )
 
 
-def _ticks(since: float, until: float, count: int = 5) -> tuple[tuple[float, float], ...]:
+def _ticks(since: float, until: float, count: int = 4) -> tuple[tuple[float, float], ...]:
     step = (until - since) / count
     return tuple((_x(since + i * step, since, until), since + i * step) for i in range(count + 1))
 

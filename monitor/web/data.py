@@ -227,6 +227,21 @@ async def history(
     )
 
 
+async def fitting_range(ctx: WebContext, account: AccountRow) -> str:
+    """The account page's default range: the shortest that holds the account's whole history
+    (at least 1h; 90d at most)."""
+    now = ctx.now().timestamp()
+    longest = max(RANGES.values()).total_seconds()
+    rows = await ctx.store.series(
+        account.source, [account.account_number], ["restriction"], since=now - longest, until=now
+    )
+    first = min((r.at for r in rows), default=now)
+    for name, span in RANGES.items():
+        if now - span.total_seconds() <= first:
+            return name
+    return list(RANGES)[-1]
+
+
 async def account_page(ctx: WebContext, account: AccountRow, range_name: str) -> dict[str, Any]:
     """One account: its record, its series over the range, restriction changes, alert
     episodes and notifications."""

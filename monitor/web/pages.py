@@ -157,14 +157,14 @@ def add_routes(app: web.Application, ctx: WebContext) -> None:
     async def account(request: web.Request) -> web.Response:
         number = request.match_info["number"]
         source = request.query.get("source")
-        range_name = request.query.get("range", "1d")
-        if range_name not in RANGES:
+        range_name = request.query.get("range", "")
+        if range_name and range_name not in RANGES:
             return render("error.html", 400, page="", message=f"unknown range {range_name!r}")
         try:
             row = await data.find_account(ctx, number, source)
         except data.UnknownAccountError as exc:
             return render("error.html", 404, page="", message=str(exc))
-        view = await data.account_page(ctx, row, range_name)
+        view = await data.account_page(ctx, row, range_name or await data.fitting_range(ctx, row))
         return render("account.html", page="account", view=view, charts=_charts(view))
 
     async def alerts(request: web.Request) -> web.Response:

@@ -8,9 +8,8 @@
     year: "numeric", month: "2-digit", day: "2-digit",
     hour: "2-digit", minute: "2-digit", second: "2-digit"
   });
-  var short = new Intl.DateTimeFormat(undefined, {
-    month: "2-digit", day: "2-digit", hour: "2-digit", minute: "2-digit"
-  });
+  var clock = new Intl.DateTimeFormat(undefined, { hour: "2-digit", minute: "2-digit" });
+  var day = new Intl.DateTimeFormat(undefined, { month: "short", day: "numeric" });
   function localize(root) {
     root.querySelectorAll("time[datetime]").forEach(function (el) {
       var d = new Date(el.getAttribute("datetime"));
@@ -18,7 +17,8 @@
     });
     root.querySelectorAll("tspan[data-t]").forEach(function (el) {
       var d = new Date(parseFloat(el.getAttribute("data-t")) * 1000);
-      if (!isNaN(d)) { el.textContent = short.format(d); }
+      var span = parseFloat(el.getAttribute("data-span"));
+      if (!isNaN(d)) { el.textContent = (span > 86400 ? day : clock).format(d); }
     });
   }
   var seen = null;
