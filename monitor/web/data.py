@@ -227,26 +227,37 @@ async def history(
     )
 
 
-async def fitting_range(ctx: WebContext, account: AccountRow) -> str:
-    """The account page's default range: the shortest that holds the account's whole history
-    (at least 1h; 90d at most)."""
+async def first_seen(ctx: WebContext, account: AccountRow) -> float | None:
+    """When the account's history begins (within the longest range): its first row."""
     now = ctx.now().timestamp()
     longest = max(RANGES.values()).total_seconds()
     rows = await ctx.store.series(
         account.source, [account.account_number], ["restriction"], since=now - longest, until=now
     )
-    first = min((r.at for r in rows), default=now)
+    return min((r.at for r in rows), default=None)
+
+
+def fitting_range(first: float | None, now: float) -> str:
+    """The account page's default range: the shortest that holds the account's whole history
+    (at least 1h; 90d at most)."""
     for name, span in RANGES.items():
-        if now - span.total_seconds() <= first:
+        if first is not None and now - span.total_seconds() <= first:
             return name
     return list(RANGES)[-1]
 
 
-async def account_page(ctx: WebContext, account: AccountRow, range_name: str) -> dict[str, Any]:
-    """One account: its record, its series over the range, restriction changes, alert
+async def account_page(
+    ctx: WebContext, account: AccountRow, range_name: str | None
+) -> dict[str, Any]:
+    """One account: its record, its series over the range (by default the shortest that
+    holds its history; never from before its history begins), restriction changes, alert
     episodes and notifications."""
     now = ctx.now().timestamp()
+    first = await first_seen(ctx, account)
+    range_name = range_name or fitting_range(first, now)
     since = now - RANGES[range_name].total_seconds()
+    if first is not None and since < first < now:
+        since = first - min(60.0, (now - first) * 0.05)  # the chart begins with the history
     fields = [f for f in SERIES_FIELDS if f not in ("restriction", "restriction_reason")]
     series = await history(ctx, account, fields, since=since, until=now, limit=1000)
     restriction, reason = await history(

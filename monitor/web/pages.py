@@ -164,7 +164,7 @@ def add_routes(app: web.Application, ctx: WebContext) -> None:
             row = await data.find_account(ctx, number, source)
         except data.UnknownAccountError as exc:
             return render("error.html", 404, page="", message=str(exc))
-        view = await data.account_page(ctx, row, range_name or await data.fitting_range(ctx, row))
+        view = await data.account_page(ctx, row, range_name or None)
         return render("account.html", page="account", view=view, charts=_charts(view))
 
     async def alerts(request: web.Request) -> web.Response:

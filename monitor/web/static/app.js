@@ -9,6 +9,9 @@
     hour: "2-digit", minute: "2-digit", second: "2-digit"
   });
   var clock = new Intl.DateTimeFormat(undefined, { hour: "2-digit", minute: "2-digit" });
+  var precise = new Intl.DateTimeFormat(undefined, {
+    hour: "2-digit", minute: "2-digit", second: "2-digit"
+  });
   var day = new Intl.DateTimeFormat(undefined, { month: "short", day: "numeric" });
   function localize(root) {
     root.querySelectorAll("time[datetime]").forEach(function (el) {
@@ -18,7 +21,8 @@
     root.querySelectorAll("tspan[data-t]").forEach(function (el) {
       var d = new Date(parseFloat(el.getAttribute("data-t")) * 1000);
       var span = parseFloat(el.getAttribute("data-span"));
-      if (!isNaN(d)) { el.textContent = (span > 86400 ? day : clock).format(d); }
+      var f = span > 86400 ? day : span > 3600 ? clock : precise;
+      if (!isNaN(d)) { el.textContent = f.format(d); }
     });
   }
   var seen = null;
