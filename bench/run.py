@@ -17,7 +17,8 @@ counters (:mod:`procstat`) as each request arrives, so the cost of the measured 
 difference between the arrivals of the first and of the one after the last: the polls, the
 deliveries and the idle time between them, nothing of the start-up or the baseline. Then come
 an idle daemon (2 accounts, nothing changes) and, when the config has ``[[sources]]``, 1,000
-sources of 2 accounts at a 10 s interval. A Markdown report goes to stdout; progress to stderr.
+sources of 2 accounts at a 10 s interval; last, the dashboard's overview at 1,000 accounts
+(:mod:`dashboard`). A Markdown report goes to stdout; progress to stderr.
 """
 
 from __future__ import annotations
@@ -147,6 +148,13 @@ def main(argv: list[str] | None = None) -> int:
         print(f"bench: {exc}", file=sys.stderr)
         return 1
     text = render(report)
+    try:
+        import dashboard  # the tree measured may be older than the dashboard
+    except ImportError as exc:
+        log(f"the dashboard: not in this version ({exc})")
+    else:
+        log("the dashboard's overview at 1,000 accounts")
+        text += "\n" + dashboard.render(asyncio.run(dashboard.measure(1_000)))
     print(text, end="")
     if args.output is not None:
         args.output.write_text(text)

@@ -180,6 +180,8 @@ def _overview_account(account: AccountRow, rows: Sequence[Any], now: float) -> d
         "values": values,
         "change_24h": change,
         "sparkline": [[t, v] for t, v in spark.points],
+        # The sparkline spans the day, or less when the history is younger.
+        "sparkline_since": spark.points[0][0] if spark.points else now - DAY,
     }
 
 

@@ -141,8 +141,11 @@ def environment() -> jinja2.Environment:
 
 
 def render(name: str, status: int = 200, **context: Any) -> web.Response:
+    """A page, compressed when the browser accepts it (an overview of many accounts is large)."""
     html = environment().get_template(name).render(**context)
-    return web.Response(text=html, status=status, content_type="text/html", charset="utf-8")
+    response = web.Response(text=html, status=status, content_type="text/html", charset="utf-8")
+    response.enable_compression()
+    return response
 
 
 async def _security_headers(request: web.Request, response: web.StreamResponse) -> None:
