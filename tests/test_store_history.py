@@ -70,6 +70,14 @@ async def test_series_are_the_points_of_the_range_and_the_value_in_force_at_its_
         SeriesRow(SOURCE, "A1", "cash", t0 + 30 * 60, None),
         SeriesRow(SOURCE, "A1", "restriction", t0 + 10 * 60, "none"),
     ]
+    await commit_poll(
+        store,
+        SOURCE,
+        poll=PollRecord(T0 + timedelta(hours=1), ok=True),
+        health=SourceHealth(),
+        upserts=[Account("A1", {"account_number": "A1"}), Account("A2", {"account_number": "A2"})],
+    )
+    # None: every account the source has now.
     every = await store.series(SOURCE, None, ["cash"], since=t0, until=t0 + 5 * 60)
     assert [(r.account_number, r.value) for r in every] == [("A1", "1000.00"), ("A2", "5")]
     assert await store.series(SOURCE, [], ["cash"], since=t0, until=t0 + 60) == []

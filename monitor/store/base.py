@@ -286,7 +286,7 @@ class Store(Protocol):
         since: float,
         until: float,
     ) -> list[SeriesRow]:
-        """The values of ``fields`` of ``accounts`` (all of the source's when ``None``) set
+        """The values of ``fields`` of ``accounts`` (the source's stored accounts when ``None``) set
         between ``since`` and ``until`` (inclusive), and for each series the value in force
         at ``since`` (its last row before it), ordered by account, field and time."""
         ...

@@ -602,6 +602,8 @@ def accounts(db: sqlite3.Connection) -> list[AccountRow]:
 
 
 _SERIES = "SELECT source, account_number, field, at, value FROM account_history"
+#: Accounts per query of :func:`series` (SQLite binds at most 32,766 values).
+_SERIES_CHUNK = 500
 
 
 def series(
@@ -610,30 +612,45 @@ def series(
     which: tuple[str, Sequence[str] | None, Sequence[str]],
     span: tuple[float, float],
 ) -> list[SeriesRow]:
-    """``which`` is (source, accounts or None for all, fields); ``span`` (since, until)."""
+    """``which`` is (source, accounts or None for all, fields); ``span`` (since, until).
+
+    Every lookup is a seek on the primary key (source, account, field, at): the rows of the
+    range, then per series the last row before it, so the cost follows the accounts and the
+    rows asked for, never the size of the history."""
     source, numbers, fields = which
     since, until = span
     if version < ACCOUNT_HISTORY_SINCE or not fields:
         return []
+    if numbers is None:
+        numbers = [
+            n
+            for (n,) in db.execute(
+                "SELECT account_number FROM accounts WHERE source=? ORDER BY account_number",
+                (source,),
+            )
+        ]
     field_marks = ",".join("?" * len(fields))
-    where = f"source=? AND field IN ({field_marks})"
-    args: list[Any] = [source, *fields]
-    if numbers is not None:
-        if not numbers:
-            return []
-        where += f" AND account_number IN ({','.join('?' * len(numbers))})"
-        args += numbers
-    # The rows in the range, and the row in force at its start (the last one before it).
-    # Names and marks only from this function; values are bound.
-    query = (
-        f"{_SERIES} h WHERE {where} AND at >= ? AND at <= ?"  # noqa: S608
-        f" UNION ALL {_SERIES} h WHERE {where} AND at = (SELECT max(at) FROM account_history p"
-        " WHERE p.source = h.source AND p.account_number = h.account_number"
-        " AND p.field = h.field AND p.at < ?)"
-        " ORDER BY account_number, field, at"
-    )
-    rows = db.execute(query, [*args, since, until, *args, since])
-    return [SeriesRow(*r) for r in rows]
+    rows: list[SeriesRow] = []
+    for start in range(0, len(numbers), _SERIES_CHUNK):
+        chunk = list(numbers[start : start + _SERIES_CHUNK])
+        marks = ",".join("?" * len(chunk))
+        # Only marks are formatted in; every value is bound.
+        query = (
+            f"{_SERIES} WHERE source=? AND account_number IN ({marks})"
+            f" AND field IN ({field_marks}) AND at >= ? AND at <= ?"
+        )
+        rows += [SeriesRow(*r) for r in db.execute(query, [source, *chunk, *fields, since, until])]
+    for number in numbers:
+        for name in fields:
+            row = db.execute(
+                f"{_SERIES} WHERE source=? AND account_number=? AND field=? AND at < ?"
+                " ORDER BY at DESC LIMIT 1",
+                (source, number, name, since),
+            ).fetchone()
+            if row is not None:
+                rows.append(SeriesRow(*row))
+    rows.sort(key=lambda r: (r.account_number, r.field, r.at))
+    return rows
 
 
 def recent_polls(db: sqlite3.Connection, version: int, source: str, limit: int) -> list[PollRow]:
