@@ -47,6 +47,8 @@ async def test_every_vendor_string_is_escaped_and_no_secret_is_rendered(tmp_path
         for secret in SECRETS:
             assert secret not in body
     assert "&lt;script&gt;alert(&#34;x&#34;)&lt;/script&gt;" in bodies[2]
+    assert "<th>&lt;i&gt;new_field&lt;/i&gt;</th><td>&lt;u&gt;vendor&lt;/u&gt;</td>" in bodies[2]
+    assert "<u>" not in bodies[2]
     assert EVIL in loads(bodies[5])["accounts"][0]["record"]["restriction_reason"]
 
 

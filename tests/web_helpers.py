@@ -70,7 +70,13 @@ async def fill(store: Store) -> None:
         (NOW - timedelta(hours=2), record("A-1", "5100.00"), True),
         (
             NOW - timedelta(hours=1),
-            record("A-1", "5100.00", restriction="restricted", restriction_reason=EVIL),
+            record(
+                "A-1",
+                "5100.00",
+                restriction="restricted",
+                restriction_reason=EVIL,
+                **{"<i>new_field</i>": "<u>vendor</u>"},
+            ),
             True,
         ),
         (NOW - timedelta(minutes=2), None, False),

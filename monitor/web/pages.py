@@ -116,6 +116,11 @@ def until(at: float | None, now: float) -> str:
     )
 
 
+def _urlpart(text: str) -> str:
+    """A path segment or query value: every reserved character escaped (``/`` too)."""
+    return quote(str(text), safe="")
+
+
 @functools.cache
 def environment() -> jinja2.Environment:
     env = jinja2.Environment(
@@ -126,7 +131,7 @@ def environment() -> jinja2.Environment:
         lstrip_blocks=True,
     )
     env.filters.update(
-        money=money, signed_money=signed_money, time=time_tag, utc=utc_text, urlpart=quote
+        money=money, signed_money=signed_money, time=time_tag, utc=utc_text, urlpart=_urlpart
     )
     env.globals.update(
         age=age,
