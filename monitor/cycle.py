@@ -56,9 +56,10 @@ __all__ = [
 
 #: One value of a field from the time it was seen: (account, field, observed_at, value).
 HistoryPoint: TypeAlias = tuple[str, str, datetime, JSONValue]
-#: A tracked field's new value at the poll (:data:`~monitor.models.SERIES_FIELDS`):
-#: (account, field, value); the dashboard's history.
-SeriesPoint: TypeAlias = tuple[str, str, JSONValue]
+#: A tracked field that changed at the poll (:data:`~monitor.models.SERIES_FIELDS`):
+#: (account, field, previous value, new value); the dashboard's history. ``previous`` is
+#: ``None`` for an account seen for the first time.
+SeriesPoint: TypeAlias = tuple[str, str, JSONValue, JSONValue]
 #: (account number, field) -> the field's values over time, oldest first.
 HistoryMap: TypeAlias = dict[tuple[str, str], list[tuple[datetime, JSONValue]]]
 #: The same, as the step keeps it: never changed in place (a new poll makes new entries).
@@ -119,8 +120,9 @@ class PollWrite:
     drops those that left every window. ``departed`` are the last records of the accounts that
     left the response at this poll (they are also in ``deletes``), kept as left at
     ``poll.at``; ``forget`` are departed accounts no longer kept (back, or gone too long).
-    ``series`` are the tracked fields that changed at this poll (every one of an account seen
-    for the first time), the dashboard's history at ``poll.at``.
+    ``series`` are the tracked fields that changed at this poll (every one of an account new
+    since the last poll; nothing at the first poll: the stored records are the starting
+    values), the dashboard's history at ``poll.at``.
     """
 
     source: str
@@ -355,7 +357,7 @@ def _succeeded(
         deliveries=deliveries,
         departed=tuple(departed[n].account for n in deletes if n in departed),
         forget=forget,
-        series=_series(changes, accounts, first=previous is None),
+        series=_series(changes, accounts),
     )
     merged = dict(accounts)
     for number in skip:  # an unusable record keeps its last good snapshot
@@ -377,25 +379,21 @@ def _succeeded(
 _TRACKED = frozenset(SERIES_FIELDS)
 
 
-def _series(
-    changes: Iterable[Change], accounts: Mapping[str, Account], *, first: bool
-) -> tuple[SeriesPoint, ...]:
-    """The tracked fields this poll changed, from the diff: every tracked field of an account
-    that is new (or of every account at the first poll), the changed ones of the others."""
-    if first:
-        return tuple(
-            (n, f, a.record[f]) for n, a in accounts.items() for f in SERIES_FIELDS if f in a.record
-        )
-    points: dict[tuple[str, str], JSONValue] = {}
+def _series(changes: Iterable[Change], accounts: Mapping[str, Account]) -> tuple[SeriesPoint, ...]:
+    """The tracked fields this poll changed, from the diff (with the value before): the
+    changed ones, and every tracked field of an account that is new (no value before)."""
+    points: dict[tuple[str, str], SeriesPoint] = {}
     for c in changes:
         if c.kind == "changed" and c.field in _TRACKED:
-            points.setdefault((c.account_number, c.field), c.current)
+            points.setdefault(
+                (c.account_number, c.field), (c.account_number, c.field, c.previous, c.current)
+            )
         elif c.kind == "added":
             record = accounts[c.account_number].record
             for f in SERIES_FIELDS:
                 if f in record:
-                    points[(c.account_number, f)] = record[f]
-    return tuple((n, f, v) for (n, f), v in points.items())
+                    points[(c.account_number, f)] = (c.account_number, f, None, record[f])
+    return tuple(points.values())
 
 
 def _since_departure(

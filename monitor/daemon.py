@@ -268,6 +268,7 @@ class Daemon:
             try:
                 await rt.delivery.expire()
                 keep = self.config.history.keep.total_seconds()
+                await rt.store.compact_history(before=utcnow().timestamp())
                 pruned = await rt.store.prune_history(before=utcnow().timestamp() - keep)
                 if any(pruned.values()):
                     log.info("history_pruned", **pruned)

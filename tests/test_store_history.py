@@ -50,48 +50,74 @@ async def poll(
     )
 
 
-async def test_series_are_the_points_of_the_range_and_the_value_in_force_at_its_start(
-    store: Store,
-) -> None:
-    """A range gets its own points and, per series, the last value before it; other
-    accounts, fields and sources stay out; values come back as written (exact text)."""
-    await poll(store, 0, ("A1", "cash", Decimal("1000.00")), ("A2", "cash", Decimal("5")))
-    await poll(store, 10, ("A1", "cash", Decimal("900.50")), ("A1", "restriction", "none"))
-    await poll(store, 20, ("A1", "cash", Decimal("800")), ("A1", "daytrades_count", 2))
-    await poll(store, 30, ("A1", "cash", None))
-    await poll(store, 20, ("A1", "cash", Decimal("1")), source="other")
-
-    rows = await store.series(
-        SOURCE, ["A1"], ["cash", "restriction"], since=t0 + 15 * 60, until=t0 + 40 * 60
-    )
-    assert rows == [
-        SeriesRow(SOURCE, "A1", "cash", t0 + 10 * 60, "900.50"),
-        SeriesRow(SOURCE, "A1", "cash", t0 + 20 * 60, "800"),
-        SeriesRow(SOURCE, "A1", "cash", t0 + 30 * 60, None),
-        SeriesRow(SOURCE, "A1", "restriction", t0 + 10 * 60, "none"),
-    ]
+async def accounts_now(store: Store, *records: dict[str, JSONValue], source: str = SOURCE) -> None:
+    """The stored records (what a series holds after its last change)."""
     await commit_poll(
         store,
-        SOURCE,
-        poll=PollRecord(T0 + timedelta(hours=1), ok=True),
+        source,
+        poll=PollRecord(T0 - timedelta(hours=1), ok=True),
         health=SourceHealth(),
-        upserts=[Account("A1", {"account_number": "A1"}), Account("A2", {"account_number": "A2"})],
+        upserts=[Account(str(r["account_number"]), r) for r in records],
     )
-    # None: every account the source has now.
+
+
+@pytest.mark.parametrize("compacted", [False, True])
+async def test_series_are_the_points_of_the_range_and_the_value_in_force_at_its_start(
+    store: Store, compacted: bool
+) -> None:
+    """A range gets its own points and, per series, the value in force at its start (the
+    value before its first change since; the stored record when it has not changed since);
+    other accounts, fields and sources stay out; values come back as written. Alike before
+    and after the journal is compacted."""
+    await accounts_now(
+        store,
+        {"account_number": "A1", "cash": None, "restriction": "none", "daytrades_count": 2},
+        {"account_number": "A2", "cash": Decimal("5")},
+    )
+    await poll(store, 10, ("A1", "cash", Decimal("1000.00"), Decimal("900.50")))
+    await poll(store, 20, ("A1", "cash", Decimal("900.50"), Decimal("800")))
+    await poll(store, 30, ("A1", "cash", Decimal("800"), None))
+    await poll(store, 20, ("A1", "cash", Decimal("0"), Decimal("1")), source="other")
+    if compacted:
+        assert await store.compact_history(before=t0 + 25 * 60) == 3
+    rows = await store.series(
+        SOURCE, ["A1"], ["cash", "restriction"], since=t0 + 15 * 60, until=t0 + 25 * 60
+    )
+    assert rows == [
+        SeriesRow(SOURCE, "A1", "cash", t0 + 15 * 60, "900.50"),  # in force: before the 800
+        SeriesRow(SOURCE, "A1", "cash", t0 + 20 * 60, "800"),
+        SeriesRow(SOURCE, "A1", "restriction", t0 + 15 * 60, "none"),  # never changed
+    ]
     every = await store.series(SOURCE, None, ["cash"], since=t0, until=t0 + 5 * 60)
     assert [(r.account_number, r.value) for r in every] == [("A1", "1000.00"), ("A2", "5")]
     assert await store.series(SOURCE, [], ["cash"], since=t0, until=t0 + 60) == []
+    at_change = await store.series(SOURCE, ["A1"], ["cash"], since=t0 + 600, until=t0 + 600)
+    assert at_change == [SeriesRow(SOURCE, "A1", "cash", t0 + 600, "900.50")]
 
 
-async def test_history_is_pruned_by_keep_and_the_value_before_goes_too(store: Store) -> None:
-    """``prune_history`` removes account history and poll outcomes older than the cutoff."""
-    await poll(store, 0, ("A1", "cash", Decimal("1")))
-    await poll(store, 60, ("A1", "cash", Decimal("2")))
+async def test_compacting_moves_the_journal_once(store: Store, backend: Backend) -> None:
+    """Rows before the cutoff move to the table read by account; compacting again moves
+    nothing and loses nothing."""
+    await poll(store, 0, ("A1", "cash", None, Decimal("1")))
+    await poll(store, 60, ("A1", "cash", Decimal("1"), Decimal("2")))
+    assert await store.compact_history(before=t0 + 30 * 60) == 1
+    assert await store.compact_history(before=t0 + 30 * 60) == 0
+    assert await backend.rows("SELECT count(*) FROM history_journal") == [(1,)]
+    assert await backend.rows("SELECT count(*) FROM account_history") == [(1,)]
+
+
+async def test_history_is_pruned_by_keep(store: Store) -> None:
+    """``prune_history`` removes account history (both tables) and poll outcomes older than
+    the cutoff; the value in force then is still known from the next row's ``previous``."""
+    await accounts_now(store, {"account_number": "A1", "cash": Decimal("3")})
+    await poll(store, 0, ("A1", "cash", Decimal("0"), Decimal("1")))
+    await poll(store, 10, ("A1", "cash", Decimal("1"), Decimal("1.5")))
+    await store.compact_history(before=t0 + 5 * 60)
+    await poll(store, 60, ("A1", "cash", Decimal("1.5"), Decimal("2")))
     pruned = await store.prune_history(before=t0 + 30 * 60)
-    assert pruned["account_history"] == 1
-    assert pruned["polls"] == 1
+    assert pruned == {"history_journal": 1, "account_history": 1, "polls": 3}
     rows = await store.series(SOURCE, ["A1"], ["cash"], since=t0, until=t0 + 7200)
-    assert [r.value for r in rows] == ["2"]
+    assert [r.value for r in rows] == ["1.5", "2"]
     assert [p.at for p in await store.recent_polls(SOURCE, limit=10)] == [t0 + 3600]
 
 
@@ -145,8 +171,11 @@ async def test_accounts_are_the_stored_records(store: Store) -> None:
 async def test_account_history_clamps_carries_and_types_the_values(store: Store) -> None:
     """The query of the page, the API and ``history``: the value in force moves to the
     range's start, the last one is carried to its end, money is Decimal, counts int."""
-    await poll(store, 0, ("A1", "cash", Decimal("1000.00")), ("A1", "daytrades_count", 1))
-    await poll(store, 30, ("A1", "cash", Decimal("12.34")))
+    await accounts_now(
+        store, {"account_number": "A1", "cash": Decimal("12.34"), "daytrades_count": 1}
+    )
+    await poll(store, 0, ("A1", "cash", None, Decimal("1000.00")), ("A1", "daytrades_count", 0, 1))
+    await poll(store, 30, ("A1", "cash", Decimal("1000.00"), Decimal("12.34")))
     series = await account_history(
         store,
         source=SOURCE,
@@ -171,8 +200,10 @@ async def test_a_dip_survives_the_query_s_downsampling(store: Store) -> None:
     """2,000 points of one series come back as at most 1,000, the dip among them."""
     values = [Decimal("5000.00")] * 2000
     values[1234] = Decimal("1.00")
+    before = None
     for i, v in enumerate(values):
-        await poll(store, i, ("A1", "cash", v + (i % 2)))
+        await poll(store, i, ("A1", "cash", before, v + (i % 2)))
+        before = v + (i % 2)
     [cash] = await account_history(
         store, source=SOURCE, account_number="A1", fields=["cash"], since=t0, until=t0 + 2000 * 60
     )

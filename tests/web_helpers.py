@@ -19,7 +19,7 @@ from sinks_helpers import make_notification
 from store_helpers import commit_poll
 
 from monitor.config import Config, config_from_dict
-from monitor.cycle import PollRecord
+from monitor.cycle import PollRecord, SeriesPoint
 from monitor.health import HealthServer, Readiness
 from monitor.metrics import Metrics
 from monitor.models import ActiveAlert, Status
@@ -87,8 +87,8 @@ async def fill(store: Store) -> None:
         upserts = [parse_records([rec]).accounts["A-1"]] if rec is not None else []
         if i == 0:
             upserts.append(b2)
-        series = []
-        if rec is not None:
+        series: list[SeriesPoint] = []
+        if rec is not None and i > 0:  # the baseline writes no history: its records are it
             fields = (
                 "cash",
                 "cash_to_withdraw",
@@ -98,14 +98,11 @@ async def fill(store: Store) -> None:
                 "restriction_reason",
                 "daytrades_count",
             )
-            series = [("A-1", f, rec.get(f)) for f in fields if rec.get(f) != before.get(f)]
+            series = [
+                ("A-1", f, before.get(f), rec.get(f)) for f in fields if rec.get(f) != before.get(f)
+            ]
+        if rec is not None:
             before = rec
-            if i == 0:
-                series += [
-                    ("B-2", f, v)
-                    for f, v in b2.record.items()
-                    if f != "account_number" and f not in ("margin_type",)
-                ]
         await commit_poll(
             store,
             SOURCE,

@@ -241,6 +241,13 @@ class Store(Protocol):
         how many rows went, by table. Runs on a timer, never in a poll's path."""
         ...
 
+    async def compact_history(self, *, before: float) -> int:
+        """Move the account history polls wrote before ``before`` from the append-only journal
+        (cheap to write at every poll) to the table the charts read by account, in one
+        transaction; how many rows moved. Runs on a timer, never in a poll's path; reads see
+        both tables, so it only makes them faster."""
+        ...
+
     async def firing_deliveries(self, sink: str) -> list[Notification]:
         """The last delivered firing notification to ``sink`` of each alert still firing, so a
         sink that must keep telling its receiver (Alertmanager) can go on after a restart."""
@@ -286,9 +293,10 @@ class Store(Protocol):
         since: float,
         until: float,
     ) -> list[SeriesRow]:
-        """The values of ``fields`` of ``accounts`` (the source's stored accounts when ``None``) set
-        between ``since`` and ``until`` (inclusive), and for each series the value in force
-        at ``since`` (its last row before it), ordered by account, field and time."""
+        """The values of ``fields`` of ``accounts`` (the source's stored accounts when ``None``)
+        set between ``since`` and ``until`` (inclusive), and for each series the value in force
+        at ``since`` as a row at ``since`` (unless a row is there), ordered by account, field
+        and time."""
         ...
 
     async def recent_polls(self, source: str, *, limit: int) -> list[PollRow]:

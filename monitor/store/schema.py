@@ -95,8 +95,22 @@ CREATE TABLE IF NOT EXISTS outbox (
     UNIQUE (id, sink)
 )"""
 _OUTBOX_PENDING = "CREATE INDEX IF NOT EXISTS outbox_pending ON outbox (sink, state, seq)"
-# The dashboard's series: a tracked field's value from the poll at ``at`` on (epoch seconds),
-# written only when it changes; ``value`` is the text of the number or the string, NULL for null.
+# The dashboard's series. A poll appends the tracked fields that changed to history_journal,
+# keyed by time so the rows of a poll land together at the end of the table (a few pages per
+# poll, however many accounts the book has); the hourly maintenance moves them into
+# account_history, keyed by account for the charts' reads. Each row holds the value from ``at``
+# on (epoch seconds) and the one before it (``previous``; NULL for an account seen for the
+# first time), as text: the number's digits or the string, NULL for null.
+_HISTORY_JOURNAL = """
+CREATE TABLE IF NOT EXISTS history_journal (
+    source TEXT NOT NULL,
+    at REAL NOT NULL,
+    account_number TEXT NOT NULL,
+    field TEXT NOT NULL,
+    value TEXT,
+    previous TEXT,
+    PRIMARY KEY (source, at, account_number, field)
+) WITHOUT ROWID"""
 _ACCOUNT_HISTORY = """
 CREATE TABLE IF NOT EXISTS account_history (
     source TEXT NOT NULL,
@@ -104,6 +118,7 @@ CREATE TABLE IF NOT EXISTS account_history (
     field TEXT NOT NULL,
     at REAL NOT NULL,
     value TEXT,
+    previous TEXT,
     PRIMARY KEY (source, account_number, field, at)
 ) WITHOUT ROWID"""
 # Every poll's outcome (the dashboard's uptime bar), epoch seconds.
@@ -127,6 +142,7 @@ SCHEMA: tuple[str, ...] = (
     _OUTBOX,
     _OUTBOX_PENDING,
     _DEPARTED,
+    _HISTORY_JOURNAL,
     _ACCOUNT_HISTORY,
     _POLLS,
 )
@@ -163,7 +179,7 @@ MIGRATIONS: tuple[Migration, ...] = (
         4,
         "the dashboard's history: each account's tracked fields when they change, each poll's"
         " outcome",
-        (_ACCOUNT_HISTORY, _POLLS),
+        (_HISTORY_JOURNAL, _ACCOUNT_HISTORY, _POLLS),
     ),
 )
 
@@ -171,11 +187,15 @@ MIGRATIONS: tuple[Migration, ...] = (
 #: read-only store may read an older database: ``status`` never migrates).
 #: The tables ``[history] keep`` bounds, each with its column of epoch seconds:
 #: :meth:`~monitor.store.Store.prune_history` deletes their rows older than the retention.
-HISTORY_TABLES: tuple[tuple[str, str], ...] = (("account_history", "at"), ("polls", "at"))
+HISTORY_TABLES: tuple[tuple[str, str], ...] = (
+    ("history_journal", "at"),
+    ("account_history", "at"),
+    ("polls", "at"),
+)
 
 ALERT_STATES_SINCE = 2
 HELD_SINCE = 2
-#: Since this version ``account_history`` and ``polls`` exist.
+#: Since this version ``history_journal``, ``account_history`` and ``polls`` exist.
 ACCOUNT_HISTORY_SINCE = 4
 
 

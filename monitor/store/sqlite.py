@@ -215,6 +215,9 @@ class SqliteStore:
     async def prune_history(self, *, before: float) -> dict[str, int]:
         return await self._run(ops.prune_history, before)
 
+    async def compact_history(self, *, before: float) -> int:
+        return await self._run(ops.compact_history, before)
+
     async def firing_deliveries(self, sink: str) -> list[Notification]:
         return await self._run(ops.firing_deliveries, sink)
 

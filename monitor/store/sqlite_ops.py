@@ -348,10 +348,13 @@ def commit(db: sqlite3.Connection, write: PollWrite) -> None:
         )
         if write.series:
             db.executemany(
-                "INSERT INTO account_history (source, account_number, field, at, value)"
-                " VALUES (?, ?, ?, ?, ?) ON CONFLICT (source, account_number, field, at)"
-                " DO UPDATE SET value=excluded.value",
-                [(source, n, f, now, series_text(v)) for n, f, v in write.series],
+                "INSERT INTO history_journal (source, at, account_number, field, value,"
+                " previous) VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT (source, at, account_number,"
+                " field) DO UPDATE SET value=excluded.value, previous=excluded.previous",
+                [
+                    (source, now, n, f, series_text(v), series_text(p))
+                    for n, f, p, v in write.series
+                ],
             )
         db.execute(
             "INSERT INTO polls (source, at, ok, error) VALUES (?, ?, ?, ?)"
@@ -601,7 +604,7 @@ def accounts(db: sqlite3.Connection) -> list[AccountRow]:
     ]
 
 
-_SERIES = "SELECT source, account_number, field, at, value FROM account_history"
+_COLUMNS = "source, account_number, field, at, value, previous"
 #: Accounts per query of :func:`series` (SQLite binds at most 32,766 values).
 _SERIES_CHUNK = 500
 
@@ -612,45 +615,78 @@ def series(
     which: tuple[str, Sequence[str] | None, Sequence[str]],
     span: tuple[float, float],
 ) -> list[SeriesRow]:
-    """``which`` is (source, accounts or None for all, fields); ``span`` (since, until).
+    """``which`` is (source, accounts or None for the stored ones, fields); ``span`` (since,
+    until).
 
-    Every lookup is a seek on the primary key (source, account, field, at): the rows of the
-    range, then per series the last row before it, so the cost follows the accounts and the
-    rows asked for, never the size of the history."""
+    The rows of the range come from both history tables (the journal's recent rows and the
+    compacted ones, a seek per account); the value in force at ``since`` is the ``previous``
+    of a series' first row from ``since`` on, or, for a series with no row since, the
+    account's stored record: no lookup depends on the length of the history."""
     source, numbers, fields = which
     since, until = span
     if version < ACCOUNT_HISTORY_SINCE or not fields:
         return []
-    if numbers is None:
-        numbers = [
-            n
-            for (n,) in db.execute(
-                "SELECT account_number FROM accounts WHERE source=? ORDER BY account_number",
-                (source,),
-            )
-        ]
+    records = {
+        n: encoding.loads(r)
+        for n, r in db.execute(
+            "SELECT account_number, record FROM accounts WHERE source=?", (source,)
+        )
+        if numbers is None or n in numbers
+    }
+    wanted = sorted(records) if numbers is None else list(numbers)
+    names = set(fields)
     field_marks = ",".join("?" * len(fields))
-    rows: list[SeriesRow] = []
-    for start in range(0, len(numbers), _SERIES_CHUNK):
-        chunk = list(numbers[start : start + _SERIES_CHUNK])
+    found: list[tuple[Any, ...]] = []
+    for start in range(0, len(wanted), _SERIES_CHUNK):
+        chunk = wanted[start : start + _SERIES_CHUNK]
         marks = ",".join("?" * len(chunk))
         # Only marks are formatted in; every value is bound.
-        query = (
-            f"{_SERIES} WHERE source=? AND account_number IN ({marks})"
-            f" AND field IN ({field_marks}) AND at >= ? AND at <= ?"
+        found += db.execute(
+            f"SELECT {_COLUMNS} FROM account_history WHERE source=?"  # noqa: S608
+            f" AND account_number IN ({marks}) AND field IN ({field_marks}) AND at >= ?",
+            [source, *chunk, *fields, since],
+        ).fetchall()
+    accounts = set(wanted)
+    found += [
+        r
+        for r in db.execute(
+            f"SELECT {_COLUMNS} FROM history_journal WHERE source=? AND at >= ?",  # noqa: S608
+            (source, since),
         )
-        rows += [SeriesRow(*r) for r in db.execute(query, [source, *chunk, *fields, since, until])]
-    for number in numbers:
+        if r[1] in accounts and r[2] in names
+    ]
+    found.sort(key=lambda r: (r[1], r[2], r[3]))
+    first: dict[tuple[str, str], tuple[Any, ...]] = {}
+    rows: list[SeriesRow] = []
+    for r in found:
+        first.setdefault((r[1], r[2]), r)
+        if r[3] <= until:
+            rows.append(SeriesRow(r[0], r[1], r[2], r[3], r[4]))
+    for number in wanted:
         for name in fields:
-            row = db.execute(
-                f"{_SERIES} WHERE source=? AND account_number=? AND field=? AND at < ?"
-                " ORDER BY at DESC LIMIT 1",
-                (source, number, name, since),
-            ).fetchone()
-            if row is not None:
-                rows.append(SeriesRow(*row))
+            after = first.get((number, name))
+            if after is not None and after[3] <= since:
+                continue  # the series' first row is at since: it says what holds then
+            if after is not None:
+                value = after[5]  # the value before the series' first change since
+            elif name in records.get(number, {}):
+                value = series_text(records[number][name])  # unchanged since
+            else:
+                continue
+            rows.append(SeriesRow(source, number, name, since, value))
     rows.sort(key=lambda r: (r.account_number, r.field, r.at))
     return rows
+
+
+def compact_history(db: sqlite3.Connection, before: float) -> int:
+    with transaction(db):
+        db.execute(
+            f"INSERT INTO account_history ({_COLUMNS}) SELECT {_COLUMNS} FROM history_journal"  # noqa: S608
+            " WHERE at < ? ON CONFLICT (source, account_number, field, at)"
+            " DO UPDATE SET value=excluded.value, previous=excluded.previous",
+            (before,),
+        )
+        return db.execute("DELETE FROM history_journal WHERE at < ?", (before,)).rowcount
 
 
 def recent_polls(db: sqlite3.Connection, version: int, source: str, limit: int) -> list[PollRow]:

@@ -230,20 +230,23 @@ async def history(
 
 
 async def first_seen(ctx: WebContext, account: AccountRow) -> float | None:
-    """When the account's history begins (within the longest range): its first row."""
+    """When the account's history begins (within the longest range): its first change, or
+    ``None`` when it has not changed since it was first polled."""
     now = ctx.now().timestamp()
-    longest = max(RANGES.values()).total_seconds()
+    start = now - max(RANGES.values()).total_seconds()
     rows = await ctx.store.series(
-        account.source, [account.account_number], ["restriction"], since=now - longest, until=now
+        account.source, [account.account_number], SERIES_FIELDS, since=start, until=now
     )
-    return min((r.at for r in rows), default=None)
+    return min((r.at for r in rows if r.at > start), default=None)
 
 
 def fitting_range(first: float | None, now: float) -> str:
     """The account page's default range: the shortest that holds the account's whole history
-    (at least 1h; 90d at most)."""
+    (at least 1h; 90d at most; 1d for an account that never changed)."""
+    if first is None:
+        return "1d"
     for name, span in RANGES.items():
-        if first is not None and now - span.total_seconds() <= first:
+        if now - span.total_seconds() <= first:
             return name
     return list(RANGES)[-1]
 
