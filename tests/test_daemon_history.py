@@ -4,8 +4,8 @@ maintenance job (not a poll) compacts it into the table the charts read by accou
 from __future__ import annotations
 
 import asyncio
-from decimal import Decimal
 from collections.abc import AsyncIterator
+from decimal import Decimal
 from pathlib import Path
 
 import aiohttp
