@@ -3,7 +3,8 @@ how much its first load transfers, beside a reference measured in the same run.
 
 A SQLite state database gets 1,000 accounts and a day of history (a poll every 30 minutes, 1%
 of the accounts changing at each; the last hour left in the journal), then the daemon's own
-HTTP server (``HealthServer`` with the dashboard) serves it on 127.0.0.1. Measured, as the median of ``REPEAT`` runs each:
+HTTP server (``HealthServer`` with the dashboard) serves it on 127.0.0.1. Measured, as the
+median of ``REPEAT`` runs each:
 
 * the overview rendered in the process (the store's reads and the template), and ``GET /`` over
   loopback (what a browser waits for);
