@@ -14,14 +14,27 @@ unless ``BALANCE_MONITOR_REQUIRE_BROWSER`` is set (as in CI), where it fails.
 
 from __future__ import annotations
 
+import asyncio
 import os
+import re
 import socket
+import time
 from pathlib import Path
 from typing import TYPE_CHECKING
-from urllib.parse import urlsplit
+from urllib.parse import quote, urlsplit
 
+import aiohttp
 import pytest
-from e2e_helpers import COR, RESTRICTION_RULE, VISION, Cli, MakeConfig, SimControl, account
+from e2e_helpers import (
+    COR,
+    RESTRICTION_RULE,
+    VISION,
+    Cli,
+    MakeConfig,
+    SimControl,
+    account,
+    eventually,
+)
 
 from monitor.encoding import loads
 
@@ -160,3 +173,50 @@ async def test_the_dashboard_in_a_browser(
     series = {s["field"]: s for s in loads(exported.stdout)["series"]}
     assert [p[1] for p in series["restriction"]["points"]][:2] == ["none", "restricted"]
     assert daemon.running
+
+
+async def test_the_demo_serves_the_dashboard_with_its_story(cli: Cli) -> None:
+    """``demo`` prints the dashboard's 127.0.0.1 address; within its story the account's
+    history shows the cash dip and the restricted period, and the alerts answer lists the
+    notifications firing and resolved."""
+    demo = await cli.start("demo", "--interval", "1s", "--duration", "25")
+
+    def address() -> str | None:
+        match = re.search(r"Dashboard: (http://127\.0\.0\.1:\d+)/", demo.stdout)
+        return match.group(1) if match else None
+
+    url = await eventually(address, what="the dashboard's address")
+    account = f"{url}/api/v1/accounts/{quote(VISION, safe='')}"
+    story: dict[str, object] = {}
+    async with aiohttp.ClientSession() as session:
+
+        async def told() -> bool:
+            try:
+                async with session.get(f"{account}/history?since=5m") as response:
+                    history = loads(await response.read())
+                async with session.get(f"{url}/api/v1/alerts") as response:
+                    alerts = loads(await response.read())
+            except aiohttp.ClientConnectionError:
+                return False  # the banner comes before the server listens
+            series = {s["field"]: s for s in history.get("series", [])}
+            if not series:
+                return False  # no baseline yet
+            cash = [str(p[1]) for p in series["cash"]["points"]]
+            restriction = [p[1] for p in series["restriction"]["points"]]
+            statuses = {n["status"] for n in alerts["notifications"]}
+            story.update(cash=cash, restriction=restriction, statuses=statuses)
+            return (
+                "512.25" in cash
+                and "restricted" in restriction
+                and restriction[-1] == "none"
+                and statuses == {"firing", "resolved"}
+            )
+
+        started = time.monotonic()
+        while not await told():
+            assert time.monotonic() - started < 20, story
+            await asyncio.sleep(0.5)
+        async with session.get(f"{url}/accounts/{quote(VISION, safe='')}") as response:
+            page = await response.text()
+    assert 'class="band restricted"' in page
+    await demo.close()
