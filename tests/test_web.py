@@ -164,3 +164,14 @@ def test_money_is_formatted_as_money() -> None:
     assert money(-5) == "\u2212$5.00"
     assert signed_money(12) == "+$12.00"
     assert signed_money(0) == "$0.00"
+
+
+@pytest.mark.parametrize(
+    "path",
+    ["/api/v1/accounts/NOPE", "/api/v1/accounts/NOPE/history", "/api/v1/accounts/A-1?source=x"],
+)
+async def test_the_api_answers_404_for_an_unknown_account(tmp_path: Path, path: str) -> None:
+    async with serving_dashboard(tmp_path) as web:
+        status, body, _ = await web.get(path)
+    assert status == 404
+    assert "no account" in loads(body)["error"]
