@@ -17,7 +17,8 @@ counters (:mod:`procstat`) as each request arrives, so the cost of the measured 
 difference between the arrivals of the first and of the one after the last: the polls, the
 deliveries and the idle time between them, nothing of the start-up or the baseline. Then come
 an idle daemon (2 accounts, nothing changes) and, when the config has ``[[sources]]``, 1,000
-sources of 2 accounts at a 10 s interval. A Markdown report goes to stdout; progress to stderr.
+sources of 2 accounts at a 10 s interval; last, the dashboard's overview at 1,000 accounts
+(:mod:`dashboard`). A Markdown report goes to stdout; progress to stderr.
 """
 
 from __future__ import annotations
@@ -154,6 +155,7 @@ def main(argv: list[str] | None = None) -> int:
         if args.stream != "only":
             report = asyncio.run(bench(sizes, polls, many_seconds, args.profile))
             text = render(report)
+            text += _dashboard()
         if args.stream != "no":
             text += "\n" + asyncio.run(stream.run(stream.CHANGES, stream.ACCOUNTS, stream.PUSHES))
     except BenchError as exc:
@@ -166,6 +168,17 @@ def main(argv: list[str] | None = None) -> int:
         args.json.write_text(json.dumps(report.as_dict(), indent=1) + "\n")
     log(f"done in {time.monotonic() - started:.0f}s")
     return 0
+
+
+def _dashboard() -> str:
+    """The dashboard's overview at 1,000 accounts (none in a tree older than the dashboard)."""
+    try:
+        import dashboard  # the tree measured may be older than the dashboard
+    except ImportError as exc:
+        log(f"the dashboard: not in this version ({exc})")
+        return ""
+    log("the dashboard's overview at 1,000 accounts")
+    return "\n" + dashboard.render(asyncio.run(dashboard.measure(1_000)))
 
 
 if __name__ == "__main__":

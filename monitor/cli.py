@@ -38,6 +38,7 @@ WITH_CONFIG = (
     "silence",
     "ack",
     "notifications",
+    "history",
 )
 CONFIG_HELP = "TOML file (default: $BALANCE_MONITOR_CONFIG, else ./config.toml)"
 
@@ -57,6 +58,34 @@ def _seconds(text: str) -> float:
     from monitor.config import parse_duration
 
     return parse_duration(_duration_text(text)).total_seconds()
+
+
+def _moment_text(text: str) -> str:
+    """``--since``/``--until``: a duration ago (``7d``) or an ISO 8601 time."""
+    from datetime import UTC, datetime
+
+    from monitor.history import parse_moment
+
+    try:
+        parse_moment(text, datetime.now(tz=UTC))
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+    return text
+
+
+class _SeriesFields:
+    """The tracked fields ``history --field`` takes (read from the models when asked)."""
+
+    def _names(self) -> tuple[str, ...]:
+        from monitor.models import SERIES_FIELDS
+
+        return SERIES_FIELDS
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._names())
+
+    def __contains__(self, name: object) -> bool:
+        return name in self._names()
 
 
 class _Scenarios:
@@ -100,6 +129,33 @@ def _parser() -> argparse.ArgumentParser:
     with_config("check-config", "Validate the configuration and print a summary.")
     status = with_config("status", "Show state, firing alerts and the outbox (no API calls).")
     status.add_argument("--json", action="store_true", help="machine-readable output")
+    history = with_config(
+        "history",
+        "Export an account's balances over time (the dashboard's data; no API calls).",
+    )
+    history.add_argument("account", metavar="ACCOUNT", help="the account number")
+    history.add_argument(
+        "--field",
+        action="append",
+        choices=_SeriesFields(),
+        metavar="F",
+        help="a tracked field, repeatable (default: every one): %(choices)s",
+    )
+    history.add_argument(
+        "--since", default="7d", type=_moment_text, help="a duration ago or an ISO time (7d)"
+    )
+    history.add_argument(
+        "--until", default=None, type=_moment_text, help="a duration ago or an ISO time (now)"
+    )
+    history.add_argument("--format", choices=("table", "csv", "json"), default="table")
+    history.add_argument("--source", default=None, help="the source, when several have it")
+    history.add_argument(
+        "--points",
+        type=int,
+        default=0,
+        help="downsample each series to at most this many points (min/max per bucket, at"
+        " least 4; default 0: every point, as stored)",
+    )
     test_sink = with_config("test-sink", "Send a labelled test notification through one sink.")
     test_sink.add_argument("name", help="the sink's name in the config")
     from monitor.cli_actions import add_arguments as add_action_commands
@@ -226,6 +282,8 @@ def _dispatch(args: argparse.Namespace) -> int:
             "notifications": cli_actions.run_notifications,
         }[command]
         return asyncio.run(run(config, args, _out))
+    if command == "history":
+        return asyncio.run(_history(config, args))
     from monitor.logs import configure as configure_logging
 
     configure_logging(config.log.level, config.log.format)
@@ -286,6 +344,46 @@ async def _status(config: Config, *, as_json: bool) -> int:
     finally:
         await store.close()
     _out(status.to_json(data) if as_json else status.render(data))
+    return Exit.OK
+
+
+async def _history(config: Config, args: argparse.Namespace) -> int:
+    """The account's series, read-only (the daemon may be running), by the dashboard's code."""
+    from datetime import UTC, datetime
+
+    from monitor import history
+    from monitor.models import SERIES_FIELDS
+    from monitor.store import open_store
+
+    path = config.state.path
+    if not path.exists():
+        raise MonitorError(f"no state database at {path} yet: the monitor has not run")
+    if args.points and args.points < 4:
+        raise ConfigError("--points: at least 4 (or 0 for every point)")
+    now = datetime.now(tz=UTC)
+    since = history.parse_moment(args.since, now).timestamp()
+    until = history.parse_moment(args.until, now).timestamp() if args.until else now.timestamp()
+    if since >= until:
+        raise ConfigError("--since must be before --until")
+    fields = list(dict.fromkeys(args.field)) if args.field else list(SERIES_FIELDS)
+    store = await open_store(path, readonly=True)
+    try:
+        try:
+            account = await history.find_account(store, args.account, args.source)
+        except history.UnknownAccountError as exc:
+            raise MonitorError(f"{exc} in {path}") from None
+        series = await history.account_history(
+            store,
+            source=account.source,
+            account_number=account.account_number,
+            fields=fields,
+            since=since,
+            until=until,
+            limit=args.points or None,
+        )
+    finally:
+        await store.close()
+    _out(history.export(account, since, until, series, args.format))
     return Exit.OK
 
 
@@ -408,7 +506,9 @@ async def _demo_main(interval: str, duration: float | None, *, stream: bool = Tr
     runner, url = await start(sim)
     try:
         with tempfile.TemporaryDirectory(prefix="balance-monitor-demo-") as tmp:
-            config = demo_config(url, Path(tmp), interval, stream=stream)
+            config = demo_config(
+                url, Path(tmp), interval, stream=stream, listen=f"127.0.0.1:{_free_port()}"
+            )
             demo_logging(width=max(len(rule.name) for rule in config.rules))
             _out(demo_banner(config, url, step))
             if duration is not None:
@@ -416,6 +516,15 @@ async def _demo_main(interval: str, duration: float | None, *, stream: bool = Tr
             return await run_daemon(config, stop)
     finally:
         await runner.cleanup()
+
+
+def _free_port() -> int:
+    """A port on 127.0.0.1 nobody listens on now (for the demo's dashboard)."""
+    import socket
+
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
 
 
 def _fake_api(

@@ -24,6 +24,7 @@ from monitor.diff import changed_fields, diff, same
 from monitor.errors import FetchError, SourceError
 from monitor.escalation import escalate
 from monitor.models import (
+    SERIES_FIELDS,
     Account,
     ActiveAlert,
     Alert,
@@ -47,6 +48,7 @@ __all__ = [
     "PollRecord",
     "PollState",
     "PollWrite",
+    "SeriesPoint",
     "SourceState",
     "Step",
     "notification_id",
@@ -56,6 +58,10 @@ __all__ = [
 
 #: One value of a field from the time it was seen: (account, field, observed_at, value).
 HistoryPoint: TypeAlias = tuple[str, str, datetime, JSONValue]
+#: A tracked field that changed at the poll (:data:`~monitor.models.SERIES_FIELDS`):
+#: (account, field, previous value, new value); the dashboard's history. ``previous`` is
+#: ``None`` for an account seen for the first time.
+SeriesPoint: TypeAlias = tuple[str, str, JSONValue, JSONValue]
 #: (account number, field) -> the field's values over time, oldest first.
 HistoryMap: TypeAlias = dict[tuple[str, str], list[tuple[datetime, JSONValue]]]
 #: The same, as the step keeps it: never changed in place (a new poll makes new entries).
@@ -116,6 +122,9 @@ class PollWrite:
     drops those that left every window. ``departed`` are the last records of the accounts that
     left the response at this poll (they are also in ``deletes``), kept as left at
     ``poll.at``; ``forget`` are departed accounts no longer kept (back, or gone too long).
+    ``series`` are the tracked fields that changed at this poll (every one of an account new
+    since the last poll; nothing at the first poll: the stored records are the starting
+    values), the dashboard's history at ``poll.at``.
     """
 
     source: str
@@ -130,6 +139,7 @@ class PollWrite:
     deliveries: tuple[Delivery, ...] = ()
     departed: tuple[Account, ...] = ()
     forget: tuple[str, ...] = ()
+    series: tuple[SeriesPoint, ...] = ()
     #: A push of the account stream, not a poll: the source's poll record is left as it was.
     push: bool = False
 
@@ -146,6 +156,7 @@ class PollWrite:
             or self.deliveries
             or self.departed
             or self.forget
+            or self.series
         )
 
     @property
@@ -419,6 +430,7 @@ def _succeeded(
         departed=tuple(departed[n].account for n in deletes if n in departed),
         forget=forget,
         push=partial,
+        series=_series(changes, accounts),
     )
     merged = dict(accounts)
     for number in skip:  # an unusable record keeps its last good snapshot
@@ -435,6 +447,26 @@ def _succeeded(
         skipped=skip,
         problems=evaluation.problems,
     )
+
+
+_TRACKED = frozenset(SERIES_FIELDS)
+
+
+def _series(changes: Iterable[Change], accounts: Mapping[str, Account]) -> tuple[SeriesPoint, ...]:
+    """The tracked fields this poll changed, from the diff (with the value before): the
+    changed ones, and every tracked field of an account that is new (no value before)."""
+    points: dict[tuple[str, str], SeriesPoint] = {}
+    for c in changes:
+        if c.kind == "changed" and c.field in _TRACKED:
+            points.setdefault(
+                (c.account_number, c.field), (c.account_number, c.field, c.previous, c.current)
+            )
+        elif c.kind == "added":
+            record = accounts[c.account_number].record
+            for f in SERIES_FIELDS:
+                if f in record:
+                    points[(c.account_number, f)] = (c.account_number, f, None, record[f])
+    return tuple(points.values())
 
 
 def _since_departure(

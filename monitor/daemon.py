@@ -53,6 +53,7 @@ from monitor.sinks.base import Sink
 from monitor.sinks.registry import build_sinks
 from monitor.source import BalancesSource
 from monitor.streams import Streams
+from monitor.web import WebContext
 
 __all__ = [
     "MUTE_CHECK",
@@ -350,6 +351,7 @@ class Daemon:
             try:
                 await rt.delivery.expire()
                 keep = self.config.history.keep.total_seconds()
+                await rt.store.compact_history(before=utcnow().timestamp())
                 pruned = await rt.store.prune_history(before=utcnow().timestamp() - keep)
                 if any(pruned.values()):
                     log.info("history_pruned", **pruned)
@@ -451,6 +453,12 @@ class Daemon:
             if job.id.startswith("poll:") and job.next_run_time is not None
         }
 
+    def _web_context(self) -> WebContext | None:
+        """What the dashboard reads: the store, the config in force, the next polls."""
+        if self._rt is None:
+            return None
+        return WebContext(self._rt.store, lambda: self.config, self._next_polls, utcnow)
+
     async def _start_health(self, config: Config) -> None:
         address = config.http.address
         if address is None:
@@ -467,6 +475,8 @@ class Daemon:
             self._refresh_metrics,
             auth_token=resolve_secret(ref) if ref is not None else None,
             routes=[actions.add_routes],
+            dashboard=self._web_context(),
+            ui=config.http.ui,
         )
         try:
             await server.start(*address)

@@ -71,8 +71,11 @@ def demo_rules() -> list[dict[str, Any]]:
 STREAM_POLLS: Final = "1m"
 
 
-def demo_config(url: str, state_dir: Path, interval: str, *, stream: bool = False) -> Config:
-    """The simulator at ``url``, the example's rules, a console sink, state in ``state_dir``.
+def demo_config(
+    url: str, state_dir: Path, interval: str, *, stream: bool = False, listen: str | None = None
+) -> Config:
+    """The simulator at ``url``, the example's rules, a console sink, state in ``state_dir``;
+    the dashboard on ``listen`` (``127.0.0.1:port``) when given.
 
     ``stream``: the account stream is on and the simulator's account changes every
     ``interval`` by itself; polls come every :data:`STREAM_POLLS` only, to reconcile."""
@@ -87,6 +90,8 @@ def demo_config(url: str, state_dir: Path, interval: str, *, stream: bool = Fals
         "sinks": [{"name": "console", "type": "log", "level": "warning"}],
         "rules": demo_rules(),
     }
+    if listen is not None:
+        data["http"] = {"listen": listen}
     return config_from_dict(data, base_dir=state_dir, origin="demo")
 
 
@@ -114,6 +119,11 @@ def banner(config: Config, url: str, step: timedelta | None = None) -> str:
             ),
             f"Account 12345678@vision trips them in a story of {CYCLE} steps "
             f"({format_duration(CYCLE * every)}), then starts again; the README tells it.",
+            *(
+                [f"Dashboard: http://{config.http.listen}/"]
+                if config.http.listen is not None
+                else []
+            ),
             "One line per notification below. Press Ctrl-C to stop.",
         ]
     )

@@ -22,6 +22,7 @@ from pydantic import SecretStr
 from monitor import __version__, encoding
 from monitor.metrics import Metrics
 from monitor.serving import serve_app
+from monitor.web import WebContext, add_routes
 from monitor.webauth import auth_middleware
 
 
@@ -45,9 +46,13 @@ class HealthServer:
         *,
         auth_token: SecretStr | None = None,
         routes: Sequence[Callable[[web.Application], None]] = (),
+        dashboard: WebContext | None = None,
+        ui: bool = True,
     ) -> None:
         self.metrics = metrics
         self.routes = tuple(routes)  # more routes (the /api/v1 ones), each adds its own
+        self.dashboard = dashboard  # the dashboard's API (and with ``ui`` its pages): monitor.web
+        self.ui = ui
         self.auth_token = auth_token  # [http] auth_token: asked of every route but /healthz
         self.readiness = readiness
         self.refresh = refresh  # brings gauges read from the store up to date before a scrape
@@ -62,6 +67,8 @@ class HealthServer:
         app.router.add_get("/readyz", self._readyz)
         for add in self.routes:
             add(app)
+        if self.dashboard is not None:
+            add_routes(app, self.dashboard, ui=self.ui)
         return app
 
     async def start(self, host: str, port: int) -> str:

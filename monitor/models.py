@@ -41,6 +41,9 @@ TEXT_FIELDS: tuple[str, ...] = (
     "restriction_reason",
 )
 KNOWN_FIELDS: tuple[str, ...] = TEXT_FIELDS + NUMERIC_FIELDS
+#: The fields whose values over time the dashboard draws (``account_history``): every money
+#: field, ``daytrades_count`` and the restriction with its reason.
+SERIES_FIELDS: tuple[str, ...] = (*NUMERIC_FIELDS, "restriction", "restriction_reason")
 
 #: Enumerations documented upstream. Other values are kept as data (the vendor adds them).
 KNOWN_ENUMS: Mapping[str, frozenset[str]] = {

@@ -13,7 +13,7 @@ from decimal import Decimal
 from pathlib import Path
 from typing import Any, Protocol
 
-from monitor.cycle import Delivery, HistoryPoint, PollRecord, PollWrite
+from monitor.cycle import Delivery, HistoryPoint, PollRecord, PollWrite, SeriesPoint
 from monitor.models import Account, ActiveAlert, Alert, Notification, Severity, Status
 from monitor.rules import AlertKey, SourceHealth
 from monitor.store import SqliteStore, Store, open_store
@@ -36,6 +36,7 @@ async def commit_poll(
     held: Sequence[tuple[Notification, Sequence[str], str]] = (),
     departed: Sequence[Account] = (),
     forget: Sequence[str] = (),
+    series: Sequence[SeriesPoint] = (),
 ) -> None:
     """``store.commit`` of a :class:`PollWrite` made of these parts."""
     deliveries = [Delivery(n, tuple(sinks)) for n, sinks in outbox]
@@ -54,6 +55,7 @@ async def commit_poll(
             deliveries=tuple(deliveries),
             departed=tuple(departed),
             forget=tuple(forget),
+            series=tuple(series),
         )
     )
 

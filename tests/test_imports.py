@@ -17,7 +17,12 @@ SINK_MODULES = sorted(
     and path.stem not in ("__init__", "registry")
 )
 #: Modules shared by the pure rules and the sinks: no I/O library may creep in.
-PURE = ["text.py", "sinks/text.py", *(f"rules/{p.name}" for p in (MONITOR / "rules").glob("*.py"))]
+PURE = [
+    "text.py",
+    "sinks/text.py",
+    "downsample.py",
+    *(f"rules/{p.name}" for p in (MONITOR / "rules").glob("*.py")),
+]
 IMPURE = {
     "aiohttp",
     "asyncio",

@@ -194,6 +194,17 @@ def test_the_wheel_ships_the_example_configuration(built: Built) -> None:
     assert shipped == EXAMPLE.read_text(encoding="utf-8")
 
 
+def test_the_wheel_ships_the_dashboard(built: Built) -> None:
+    """The pages' templates and static files are in the wheel: ``pip install .`` gives a
+    working dashboard with no build step."""
+    names = built.wheel_names()
+    web = REPO / "monitor" / "web"
+    for folder in ("templates", "static"):
+        files = {f"monitor/web/{folder}/{p.name}" for p in (web / folder).iterdir()}
+        assert files
+        assert files <= names
+
+
 def test_the_installed_package_has_the_example_configuration() -> None:
     """The package data read through importlib.resources is the example in the checkout."""
     packaged = resources.files("monitor").joinpath("data", "config.example.toml")

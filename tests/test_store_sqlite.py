@@ -326,10 +326,11 @@ async def test_opening_a_schema_1_database_migrates_it(tmp_path: Path) -> None:
     finally:
         await store.close()
 
-    assert SCHEMA_VERSION == 4
-    assert version(path) == "4"
+    assert SCHEMA_VERSION == 5
+    assert version(path) == str(SCHEMA_VERSION)
     tables = {"history", "held", "departed", "silences", "acks", "notification_log"}
-    assert tables | {"delivery_attempts"} <= set(shape(path)["tables"])
+    tables |= {"delivery_attempts", "account_history", "history_journal", "polls"}
+    assert tables <= set(shape(path)["tables"])
     assert columns(path, "alerts")[-3:] == ["state", "notified_at", "escalated"]
     assert state.active == {
         ("low-cash", "A1"): ActiveAlert(

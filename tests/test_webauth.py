@@ -10,6 +10,7 @@ import aiohttp
 import pytest
 from config_helpers import config, problems
 from pydantic import SecretStr
+from web_helpers import API, PAGES, serving_dashboard
 
 from monitor.config import config_from_dict
 from monitor.encoding import loads
@@ -67,6 +68,20 @@ async def test_every_route_but_healthz_asks_for_the_token(
         body = await response.text()
     assert TOKEN not in body
     assert "Bearer <token>" in loads(body)["error"]
+
+
+async def test_every_dashboard_page_and_api_route_asks_for_the_token(tmp_path: Path) -> None:
+    """The dashboard's pages, static files and API: 401 without the token, 200 with it;
+    /healthz stays open."""
+    async with serving_dashboard(tmp_path, token=TOKEN) as web:
+        for path in PAGES + API:
+            status, body, headers = await web.get(path)
+            assert status == 401, path
+            assert TOKEN not in body
+            assert headers["Content-Security-Policy"]
+            ok = await web.get(path, headers={"Authorization": f"Bearer {TOKEN}"})
+            assert ok[0] == 200, path
+        assert (await web.get("/healthz"))[0] == 200
 
 
 async def test_healthz_is_open_with_a_token(guarded: tuple[str, aiohttp.ClientSession]) -> None:

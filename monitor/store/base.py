@@ -125,6 +125,28 @@ class AttemptRow:
 
 
 @dataclass(frozen=True, slots=True)
+class SeriesRow:
+    """A tracked field's value from ``at`` (epoch seconds) on: the number or string as text,
+    ``None`` for null (``account_history``)."""
+
+    source: str
+    account_number: str
+    field: str
+    at: float
+    value: str | None
+
+
+@dataclass(frozen=True, slots=True)
+class PollRow:
+    """One poll's outcome (``at`` in epoch seconds), for the dashboard's uptime bar."""
+
+    source: str
+    at: float
+    ok: bool
+    error: str | None
+
+
+@dataclass(frozen=True, slots=True)
 class NotificationRecord:
     """One notification for one sink as the notification log keeps it (``[history] keep``).
 
@@ -147,6 +169,32 @@ class NotificationRecord:
     attempts: tuple[AttemptRow, ...] = ()
     #: The acknowledgement of the alert's episode, if it was acknowledged.
     ack: Ack | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class AccountRow:
+    """An account's last stored record, as the API sent it (unknown fields included)."""
+
+    source: str
+    account_number: str
+    record: dict[str, Any]
+    observed_at: datetime
+
+
+@dataclass(frozen=True, slots=True)
+class DeliveryRow:
+    """A notification queued for one sink and where its delivery stands (epoch seconds)."""
+
+    seq: int
+    id: str
+    sink: str
+    source: str
+    payload: dict[str, Any]
+    created_at: float
+    attempts: int
+    state: str  # pending (retrying once attempts > 0), delivered, failed, expired
+    last_error: str | None
+    updated_at: float
 
 
 class Store(Protocol):
@@ -242,6 +290,13 @@ class Store(Protocol):
         how many rows went, by table. Runs on a timer, never in a poll's path."""
         ...
 
+    async def compact_history(self, *, before: float) -> int:
+        """Move the account history polls wrote before ``before`` from the append-only journal
+        (cheap to write at every poll) to the table the charts read by account, in one
+        transaction; how many rows moved. Runs on a timer, never in a poll's path; reads see
+        both tables, so it only makes them faster."""
+        ...
+
     async def firing_deliveries(self, sink: str) -> list[Notification]:
         """The last delivered firing notification to ``sink`` of each alert still firing, so a
         sink that must keep telling its receiver (Alertmanager) can go on after a restart."""
@@ -335,4 +390,33 @@ class Store(Protocol):
 
     async def streams(self) -> dict[str, dict[str, JSONValue]]:
         """The last state recorded of each source's account stream, by source."""
+        ...
+
+    # ---------------------------------------------------------------- dashboard (read-only)
+
+    async def accounts(self) -> list[AccountRow]:
+        """Every account's last stored record, by source then account number."""
+        ...
+
+    async def series(
+        self,
+        source: str,
+        accounts: Sequence[str] | None,
+        fields: Sequence[str],
+        *,
+        since: float,
+        until: float,
+    ) -> list[SeriesRow]:
+        """The values of ``fields`` of ``accounts`` (the source's stored accounts when ``None``)
+        set between ``since`` and ``until`` (inclusive), and for each series the value in force
+        at ``since`` as a row at ``since`` (unless a row is there), ordered by account, field
+        and time."""
+        ...
+
+    async def recent_polls(self, source: str, *, limit: int) -> list[PollRow]:
+        """The source's last ``limit`` polls, oldest first."""
+        ...
+
+    async def deliveries(self, *, limit: int) -> list[DeliveryRow]:
+        """The last ``limit`` notifications queued (one row per sink), newest first."""
         ...

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-SCHEMA_VERSION = 4
+SCHEMA_VERSION = 5
 
 _META = """
 CREATE TABLE IF NOT EXISTS meta (
@@ -158,6 +158,41 @@ _DELIVERY_ATTEMPTS_ID = (
 #: Bumped by every write of a silence or an acknowledgement: the daemon looks at it every
 #: second or so and reads them again when it moved.
 _CONTROL_VERSION = "INSERT INTO meta (key, value) VALUES ('control_version', '0')"
+# The dashboard's series. A poll appends the tracked fields that changed to history_journal,
+# keyed by time so the rows of a poll land together at the end of the table (a few pages per
+# poll, however many accounts the book has); the hourly maintenance moves them into
+# account_history, keyed by account for the charts' reads. Each row holds the value from ``at``
+# on (epoch seconds) and the one before it (``previous``; NULL for an account seen for the
+# first time), as text: the number's digits or the string, NULL for null.
+_HISTORY_JOURNAL = """
+CREATE TABLE IF NOT EXISTS history_journal (
+    source TEXT NOT NULL,
+    at REAL NOT NULL,
+    account_number TEXT NOT NULL,
+    field TEXT NOT NULL,
+    value TEXT,
+    previous TEXT,
+    PRIMARY KEY (source, at, account_number, field)
+) WITHOUT ROWID"""
+_ACCOUNT_HISTORY = """
+CREATE TABLE IF NOT EXISTS account_history (
+    source TEXT NOT NULL,
+    account_number TEXT NOT NULL,
+    field TEXT NOT NULL,
+    at REAL NOT NULL,
+    value TEXT,
+    previous TEXT,
+    PRIMARY KEY (source, account_number, field, at)
+) WITHOUT ROWID"""
+# Every poll's outcome (the dashboard's uptime bar), epoch seconds.
+_POLLS = """
+CREATE TABLE IF NOT EXISTS polls (
+    source TEXT NOT NULL,
+    at REAL NOT NULL,
+    ok INTEGER NOT NULL,
+    error TEXT,
+    PRIMARY KEY (source, at)
+) WITHOUT ROWID"""
 
 #: The whole schema at :data:`SCHEMA_VERSION`, one statement each, for a new database.
 SCHEMA: tuple[str, ...] = (
@@ -177,6 +212,9 @@ SCHEMA: tuple[str, ...] = (
     _DELIVERY_ATTEMPTS,
     _DELIVERY_ATTEMPTS_ID,
     _CONTROL_VERSION,
+    _HISTORY_JOURNAL,
+    _ACCOUNT_HISTORY,
+    _POLLS,
 )
 
 
@@ -222,10 +260,14 @@ MIGRATIONS: tuple[Migration, ...] = (
             _CONTROL_VERSION,
         ),
     ),
+    Migration(
+        5,
+        "the dashboard's history: each account's tracked fields when they change, each poll's"
+        " outcome",
+        (_HISTORY_JOURNAL, _ACCOUNT_HISTORY, _POLLS),
+    ),
 )
 
-#: Since this version ``alerts`` has ``state`` and ``notified_at``, and ``held`` exists (a
-#: read-only store may read an older database: ``status`` never migrates).
 #: The tables ``[history] keep`` bounds, each with its column of epoch seconds:
 #: :meth:`~monitor.store.Store.prune_history` deletes their rows older than the retention.
 HISTORY_TABLES: tuple[tuple[str, str], ...] = (
@@ -233,12 +275,19 @@ HISTORY_TABLES: tuple[tuple[str, str], ...] = (
     ("delivery_attempts", "at"),
     ("silences", "ends_at"),
     ("acks", "acked_at"),
+    ("history_journal", "at"),
+    ("account_history", "at"),
+    ("polls", "at"),
 )
 #: Since this version silences, acks and the notification log exist.
 ACTIONS_SINCE = 4
 
+#: Since this version ``alerts`` has ``state`` and ``notified_at``, and ``held`` exists (a
+#: read-only store may read an older database: ``status`` never migrates).
 ALERT_STATES_SINCE = 2
 HELD_SINCE = 2
+#: Since this version ``history_journal``, ``account_history`` and ``polls`` exist.
+ACCOUNT_HISTORY_SINCE = 5
 
 
 def steps_from(version: int) -> tuple[Migration, ...]:

@@ -26,12 +26,16 @@ from monitor.silences import Ack, Silence
 from monitor.store import sqlite_actions as actions
 from monitor.store import sqlite_ops as ops
 from monitor.store.base import (
+    AccountRow,
     AlertRef,
     AlertRow,
+    DeliveryRow,
     HeldRow,
     NotificationRecord,
     OutboxRow,
     OutboxSummary,
+    PollRow,
+    SeriesRow,
     SourceRow,
 )
 from monitor.store.lock import StateLock
@@ -264,6 +268,9 @@ class SqliteStore:
     async def prune_history(self, *, before: float) -> dict[str, int]:
         return await self._run(ops.prune_history, before)
 
+    async def compact_history(self, *, before: float) -> int:
+        return await self._run(ops.compact_history, before)
+
     async def firing_deliveries(self, sink: str) -> list[Notification]:
         return await self._run(ops.firing_deliveries, sink)
 
@@ -345,6 +352,31 @@ class SqliteStore:
 
     async def streams(self) -> dict[str, dict[str, JSONValue]]:
         return await self._run(ops.streams)
+
+    # ------------------------------------------------------------------ dashboard
+
+    async def accounts(self) -> list[AccountRow]:
+        return await self._run(ops.accounts)
+
+    async def series(
+        self,
+        source: str,
+        accounts: Sequence[str] | None,
+        fields: Sequence[str],
+        *,
+        since: float,
+        until: float,
+    ) -> list[SeriesRow]:
+        numbers = None if accounts is None else list(accounts)
+        return await self._run(
+            ops.series, self._version, (source, numbers, list(fields)), (since, until)
+        )
+
+    async def recent_polls(self, source: str, *, limit: int) -> list[PollRow]:
+        return await self._run(ops.recent_polls, self._version, source, limit)
+
+    async def deliveries(self, *, limit: int) -> list[DeliveryRow]:
+        return await self._run(ops.deliveries, limit)
 
 
 def _reason(exc: sqlite3.Error) -> str:

@@ -12,6 +12,7 @@ import sqlite3
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from datetime import UTC, datetime
+from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
@@ -26,14 +27,19 @@ from monitor.rules import AlertKey, SourceHealth
 from monitor.store import schema
 from monitor.store.base import (
     KEEP_FINISHED_SECONDS,
+    AccountRow,
     AlertRow,
+    DeliveryRow,
     HeldRow,
     OutboxRow,
     OutboxSummary,
+    PollRow,
+    SeriesRow,
     SinkQueue,
     SourceRow,
 )
 from monitor.store.schema import (
+    ACCOUNT_HISTORY_SINCE,
     ACTIONS_SINCE,
     ALERT_STATES_SINCE,
     HELD_SINCE,
@@ -370,11 +376,22 @@ def commit(db: sqlite3.Connection, write: PollWrite) -> None:
                 (source, d.rule, d.fingerprint, _iso(d.started_at)),
             )
         if not write.push:  # a push of the stream is no poll: the poll record stays
-            _record_poll(db, write)
+            _record_poll(db, write, now)
+        if write.series:
+            db.executemany(
+                "INSERT INTO history_journal (source, at, account_number, field, value,"
+                " previous) VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT (source, at, account_number,"
+                " field) DO UPDATE SET value=excluded.value, previous=excluded.previous",
+                [
+                    (source, now, n, f, series_text(v), series_text(p))
+                    for n, f, p, v in write.series
+                ],
+            )
         _queue(db, [(d.notification, d.sinks, source) for d in write.queued], now)
 
 
-def _record_poll(db: sqlite3.Connection, write: PollWrite) -> None:
+def _record_poll(db: sqlite3.Connection, write: PollWrite, now: float) -> None:
+    """The source's health and poll counters, and the poll's outcome (the uptime bar)."""
     source, poll, health = write.source, write.poll, write.health
     at = _iso(poll.at)
     db.execute(
@@ -395,6 +412,23 @@ def _record_poll(db: sqlite3.Connection, write: PollWrite) -> None:
             poll.account_count,
         ),
     )
+    db.execute(
+        "INSERT INTO polls (source, at, ok, error) VALUES (?, ?, ?, ?)"
+        " ON CONFLICT (source, at) DO UPDATE SET ok=excluded.ok, error=excluded.error",
+        (source, now, 1 if poll.ok else 0, poll.error),
+    )
+
+
+def series_text(value: JSONValue) -> str | None:
+    """A tracked field's value as ``account_history`` keeps it: numbers and strings as their
+    text (``Decimal`` exactly), null as NULL, anything else as JSON."""
+    if value is None:
+        return None
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, str | int | Decimal):
+        return str(value)
+    return encoding.dumps(value)
 
 
 # --------------------------------------------------------------------------- mute windows
@@ -667,3 +701,123 @@ def streams(db: sqlite3.Connection) -> dict[str, dict[str, JSONValue]]:
         if isinstance(state, dict):
             found[key[len(_STREAM_KEY) :]] = state
     return found
+
+
+# --------------------------------------------------------------------------- dashboard
+
+
+def accounts(db: sqlite3.Connection) -> list[AccountRow]:
+    return [
+        AccountRow(source, number, encoding.loads(record), _from_iso(at))
+        for source, number, record, at in db.execute(
+            "SELECT source, account_number, record, observed_at FROM accounts"
+            " ORDER BY source, account_number"
+        )
+    ]
+
+
+_COLUMNS = "source, account_number, field, at, value, previous"
+#: Accounts per query of :func:`series` (SQLite binds at most 32,766 values).
+_SERIES_CHUNK = 500
+
+
+def series(
+    db: sqlite3.Connection,
+    version: int,
+    which: tuple[str, Sequence[str] | None, Sequence[str]],
+    span: tuple[float, float],
+) -> list[SeriesRow]:
+    """``which`` is (source, accounts or None for the stored ones, fields); ``span`` (since,
+    until).
+
+    The rows of the range come from both history tables (the journal's recent rows and the
+    compacted ones, a seek per account); the value in force at ``since`` is the ``previous``
+    of a series' first row from ``since`` on, or, for a series with no row since, the
+    account's stored record: no lookup depends on the length of the history."""
+    source, numbers, fields = which
+    since, until = span
+    if version < ACCOUNT_HISTORY_SINCE or not fields:
+        return []
+    records = {
+        n: encoding.loads(r)
+        for n, r in db.execute(
+            "SELECT account_number, record FROM accounts WHERE source=?", (source,)
+        )
+        if numbers is None or n in numbers
+    }
+    wanted = sorted(records) if numbers is None else list(numbers)
+    names = set(fields)
+    field_marks = ",".join("?" * len(fields))
+    found: list[tuple[Any, ...]] = []
+    for start in range(0, len(wanted), _SERIES_CHUNK):
+        chunk = wanted[start : start + _SERIES_CHUNK]
+        marks = ",".join("?" * len(chunk))
+        # Only marks are formatted in; every value is bound.
+        found += db.execute(
+            f"SELECT {_COLUMNS} FROM account_history WHERE source=?"  # noqa: S608
+            f" AND account_number IN ({marks}) AND field IN ({field_marks}) AND at >= ?",
+            [source, *chunk, *fields, since],
+        ).fetchall()
+    accounts = set(wanted)
+    found += [
+        r
+        for r in db.execute(
+            f"SELECT {_COLUMNS} FROM history_journal WHERE source=? AND at >= ?",  # noqa: S608
+            (source, since),
+        )
+        if r[1] in accounts and r[2] in names
+    ]
+    found.sort(key=lambda r: (r[1], r[2], r[3]))
+    first: dict[tuple[str, str], tuple[Any, ...]] = {}
+    rows: list[SeriesRow] = []
+    for r in found:
+        first.setdefault((r[1], r[2]), r)
+        if r[3] <= until:
+            rows.append(SeriesRow(r[0], r[1], r[2], r[3], r[4]))
+    for number in wanted:
+        for name in fields:
+            after = first.get((number, name))
+            if after is not None and after[3] <= since:
+                continue  # the series' first row is at since: it says what holds then
+            if after is not None:
+                value = after[5]  # the value before the series' first change since
+            elif name in records.get(number, {}):
+                value = series_text(records[number][name])  # unchanged since
+            else:
+                continue
+            rows.append(SeriesRow(source, number, name, since, value))
+    rows.sort(key=lambda r: (r.account_number, r.field, r.at))
+    return rows
+
+
+def compact_history(db: sqlite3.Connection, before: float) -> int:
+    with transaction(db):
+        db.execute(
+            f"INSERT INTO account_history ({_COLUMNS}) SELECT {_COLUMNS} FROM history_journal"  # noqa: S608
+            " WHERE at < ? ON CONFLICT (source, account_number, field, at)"
+            " DO UPDATE SET value=excluded.value, previous=excluded.previous",
+            (before,),
+        )
+        return db.execute("DELETE FROM history_journal WHERE at < ?", (before,)).rowcount
+
+
+def recent_polls(db: sqlite3.Connection, version: int, source: str, limit: int) -> list[PollRow]:
+    if version < ACCOUNT_HISTORY_SINCE:
+        return []
+    rows = db.execute(
+        "SELECT source, at, ok, error FROM polls WHERE source=? ORDER BY at DESC LIMIT ?",
+        (source, limit),
+    ).fetchall()
+    return [PollRow(r[0], r[1], bool(r[2]), r[3]) for r in reversed(rows)]
+
+
+def deliveries(db: sqlite3.Connection, limit: int) -> list[DeliveryRow]:
+    rows = db.execute(
+        "SELECT seq, id, sink, source, payload, created_at, attempts, state, last_error,"
+        " updated_at FROM outbox ORDER BY seq DESC LIMIT ?",
+        (limit,),
+    )
+    return [
+        DeliveryRow(r[0], r[1], r[2], r[3], encoding.loads(r[4]), r[5], r[6], r[7], r[8], r[9])
+        for r in rows
+    ]
