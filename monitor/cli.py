@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from monitor import __version__
-from monitor.errors import ConfigError, MonitorError, StateLockedError
+from monitor.errors import ConfigError, MonitorError, SchemaTooNewError, StateLockedError
 from monitor.exitcodes import Exit
 
 if TYPE_CHECKING:
@@ -159,7 +159,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             for problem in exc.problems:
                 _err("  " + problem.replace("\n", "\n    "))
         return Exit.CONFIG
-    except StateLockedError as exc:  # a second writer would deliver every change twice
+    except (StateLockedError, SchemaTooNewError) as exc:  # a restart would meet it again
         _err(f"error: {exc}")
         return Exit.CONFIG
     except MonitorError as exc:

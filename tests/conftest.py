@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 import aiohttp
+import pg_helpers
 import pytest
 from e2e_helpers import (
     TOKEN_ENV,
@@ -41,6 +42,11 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
     """
     if hasattr(config, "workerinput"):
         items.sort(key=lambda item: item.get_closest_marker("e2e") is None)
+
+
+def pytest_sessionfinish(session: pytest.Session) -> None:
+    """Leave the run's PostgreSQL (the last process out stops it: ``tests/pg_helpers.py``)."""
+    pg_helpers.leave()
 
 
 def _token(request: pytest.FixtureRequest) -> str:

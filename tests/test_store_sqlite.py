@@ -317,7 +317,7 @@ def test_the_migrations_reach_the_schema_version() -> None:
 
 
 async def test_opening_a_schema_1_database_migrates_it(tmp_path: Path) -> None:
-    """Opening adds the alert columns and the new tables and records version 3; the old
+    """Opening adds the alert columns and the new tables and records version 4; the old
     alert loads as firing, the account and the source's last success are kept."""
     path = schema_1(tmp_path / "state.db")
     store = await SqliteStore.open(path)
@@ -326,9 +326,10 @@ async def test_opening_a_schema_1_database_migrates_it(tmp_path: Path) -> None:
     finally:
         await store.close()
 
-    assert SCHEMA_VERSION == 3
-    assert version(path) == "3"
-    assert {"history", "held", "departed"} <= set(shape(path)["tables"])
+    assert SCHEMA_VERSION == 4
+    assert version(path) == "4"
+    assert {"history", "held", "departed", "replicas", "leases"} <= set(shape(path)["tables"])
+    assert columns(path, "outbox")[-2:] == ["claimed_by", "claimed_until"]
     assert columns(path, "alerts")[-2:] == ["state", "notified_at"]
     assert state.active == {
         ("low-cash", "A1"): ActiveAlert(
@@ -352,7 +353,7 @@ async def test_a_migrated_database_has_the_schema_of_a_new_one(tmp_path: Path) -
 
 
 async def test_a_migrated_database_opens_again_unchanged(tmp_path: Path) -> None:
-    """Migrating is done once: a second open finds version 3 and changes nothing."""
+    """Migrating is done once: a second open finds version 4 and changes nothing."""
     path = schema_1(tmp_path / "state.db")
     await (await SqliteStore.open(path)).close()
     store = await SqliteStore.open(path)
@@ -361,7 +362,7 @@ async def test_a_migrated_database_opens_again_unchanged(tmp_path: Path) -> None
     finally:
         await store.close()
     assert rows == [("low-cash", "firing", None)]
-    assert version(path) == "3"
+    assert version(path) == "4"
 
 
 async def test_a_failed_migration_changes_nothing(tmp_path: Path) -> None:

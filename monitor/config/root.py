@@ -100,6 +100,8 @@ class Config(FrozenModel):
         refs = [ref for spec in self.all_sources() for ref in spec.config.secret_refs_at(spec.key)]
         for i, sink in enumerate(self.sinks):
             refs += sink.secret_refs(i)
+        if (password := self.state.password_ref()) is not None:
+            refs.append(password)
         return refs
 
     def missing_secrets(self) -> list[str]:

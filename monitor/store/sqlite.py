@@ -14,23 +14,21 @@ from __future__ import annotations
 
 import asyncio
 import sqlite3
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any, TypeVar
 
-from monitor.cycle import PollWrite, SourceState
 from monitor.errors import StoreError
-from monitor.models import Notification
 from monitor.store import sqlite_ops as ops
-from monitor.store.base import AlertRow, HeldRow, OutboxRow, OutboxSummary, SourceRow
 from monitor.store.lock import StateLock
 from monitor.store.schema import SCHEMA_VERSION
+from monitor.store.sql import SqlStore
 
 T = TypeVar("T")
 
 
-class SqliteStore:
+class SqliteStore(SqlStore):
     """The :class:`~monitor.store.Store` on one SQLite file: an async facade over one
     connection living in one worker thread."""
 
@@ -142,85 +140,6 @@ class SqliteStore:
             return fn(self._conn, *args)
         except sqlite3.Error as exc:
             raise StoreError(f"{self.path}: {_reason(exc)}") from exc
-
-    # ------------------------------------------------------------------ polls
-
-    async def load_source(self, source: str) -> SourceState:
-        return await self._run(ops.load_source, source)
-
-    async def commit(self, write: PollWrite) -> None:
-        """Write one poll's outcome (:class:`~monitor.cycle.PollWrite`) in one transaction."""
-        await self._run(ops.commit, write)
-
-    # ------------------------------------------------------------------ mute windows
-
-    async def held(self) -> list[HeldRow]:
-        return await self._run(ops.held)
-
-    async def held_count(self) -> int:
-        return await self._run(ops.held_count)
-
-    async def release(
-        self,
-        released: Sequence[tuple[Notification, str, str]],
-        settled: Sequence[int],
-        now: float,
-    ) -> None:
-        await self._run(ops.release, released, settled, now)
-
-    # ------------------------------------------------------------------ outbox
-
-    async def next_pending(self, sink: str) -> OutboxRow | None:
-        return await self._run(ops.next_pending, sink)
-
-    async def next_batch(self, sink: str, *, limit: int, now: float) -> list[OutboxRow]:
-        return await self._run(ops.next_batch, sink, limit, now)
-
-    async def mark(
-        self,
-        seq: int,
-        state: str,
-        *,
-        now: float,
-        error: str | None = None,
-        next_attempt_at: float | None = None,
-    ) -> None:
-        def run(db: sqlite3.Connection) -> None:
-            ops.mark(db, seq, state, now=now, error=error, next_attempt_at=next_attempt_at)
-
-        await self._run(run)
-
-    async def retry_now(self, now: float) -> None:
-        await self._run(ops.retry_now, now)
-
-    async def pending(self, sinks: Iterable[str] | None = None) -> int:
-        return await self._run(ops.pending, None if sinks is None else list(sinks))
-
-    async def expire(self, *, older_than: float, now: float) -> list[OutboxRow]:
-        return await self._run(ops.expire, older_than, now)
-
-    async def outbox_sinks(self) -> set[str]:
-        return await self._run(ops.outbox_sinks)
-
-    async def firing_deliveries(self, sink: str) -> list[Notification]:
-        return await self._run(ops.firing_deliveries, sink)
-
-    async def unresolved_events(self, sink: str, *, delivered_before: float) -> list[Notification]:
-        return await self._run(ops.unresolved_events, sink, delivered_before)
-
-    # ------------------------------------------------------------------ status
-
-    async def sources(self) -> list[SourceRow]:
-        return await self._run(ops.sources)
-
-    async def alerts(self) -> list[AlertRow]:
-        return await self._run(ops.alerts, self._version)
-
-    async def held_by_mute(self) -> dict[str, int]:
-        return await self._run(ops.held_by_mute, self._version)
-
-    async def outbox_summary(self) -> OutboxSummary:
-        return await self._run(ops.outbox_summary)
 
 
 def _reason(exc: sqlite3.Error) -> str:
