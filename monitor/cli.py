@@ -239,9 +239,9 @@ async def _status(config: Config, *, as_json: bool) -> int:
     from monitor.store import open_store
 
     path = config.state.path
-    if not path.exists():
+    if not config.state.postgres and not path.exists():
         raise MonitorError(f"no state database at {path} yet: the monitor has not run")
-    store = await open_store(path, readonly=True)
+    store = await open_store(config.state, readonly=True)
     try:
         data = await status.collect(store, datetime.now(tz=UTC), config.mute)
     finally:

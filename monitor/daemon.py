@@ -8,6 +8,12 @@ SIGHUP reloads the config file (rules, sinks, schedule, API, logging, HTTP endpo
 file is refused and the old config stays in force. Under systemd ``Type=notify`` the daemon
 reports READY, STATUS, WATCHDOG, RELOADING and STOPPING. ``once`` is the burst mode: one poll,
 deliver within a deadline, exit.
+
+With a PostgreSQL state (``[state] url``) several replicas run the same config: a
+:class:`~monitor.replica.Replica` holds the leases of the sources this one polls (the poll job
+of any other source does nothing), and of the singleton work (settling mute windows). A
+source taken over is reloaded from the database and polled at once; SIGTERM hands every lease
+over before the deliveries are let finish.
 """
 
 from __future__ import annotations
@@ -27,7 +33,7 @@ from apscheduler.schedulers.asyncio import AsyncIOScheduler
 
 from monitor import __version__
 from monitor.config import Config, SourceSpec, describe_schedule, load_config
-from monitor.delivery import Delivery, group_windows, release_held
+from monitor.delivery import Delivery, group_windows, idle_recheck, release_held
 from monitor.errors import ConfigError, MonitorError
 from monitor.exitcodes import Exit
 from monitor.health import HealthServer, Readiness
@@ -101,6 +107,8 @@ class Daemon:
         self.metrics = metrics if metrics is not None else Metrics()
         self.health: HealthServer | None = None
         self._rt: Runtime | None = None
+        #: This process among the replicas of a PostgreSQL state (None: SQLite, alone).
+        self.replica: Any = None
         self._scheduler: AsyncIOScheduler | None = None
         self._triggers: dict[str, Any] = {}
         #: When each source's poll job was added: missed polls count from there until a success.
@@ -122,6 +130,7 @@ class Daemon:
             self.metrics.declare_sinks(rt.sinks)
             self.metrics.declare_sources(rt.pipelines)
             self._update_firing(rt)  # the state on disk, before the first poll
+            self._start_replica(rt)
             await self._start_health(self.config)  # before anything runs that must be stopped
             await rt.delivery.start()
             scheduler = AsyncIOScheduler(timezone=UTC)
@@ -138,6 +147,12 @@ class Daemon:
                 coalesce=True,
             )
             scheduler.start()
+            rounds = asyncio.Event()
+            leases = (
+                asyncio.create_task(self.replica.run(rounds), name="leases")
+                if self.replica is not None
+                else None
+            )
             watchdog = asyncio.create_task(self.notifier.run_watchdog(stop), name="watchdog")
             self._log_started(rt)
             self.notifier.ready(self.status_line())
@@ -146,12 +161,57 @@ class Daemon:
             finally:
                 stop.set()  # also when _serve raised: the watchdog must stop pinging
                 self.notifier.stopping()
+                rounds.set()
+                if leases is not None:
+                    await leases
                 await self._shutdown(rt, scheduler)
                 await watchdog
                 if self.health is not None:
                     await self.health.close()
                 self.notifier.close()
         return Exit.OK
+
+    def _start_replica(self, rt: Runtime) -> None:
+        """With a PostgreSQL state: this process's :class:`~monitor.replica.Replica`."""
+        state = self.config.state
+        if not state.postgres:
+            self.metrics.declare_replica(state.replica_name, "sqlite")
+            self.metrics.sources_owned.set(len(rt.pipelines))
+            return
+        from monitor.replica import Replica
+
+        self.metrics.declare_replica(state.replica_name, "postgresql")
+        self.replica = Replica(
+            rt.store,  # type: ignore[arg-type] # a PostgreSQL state opens a PostgresStore
+            lease=state.lease.total_seconds(),
+            sources=lambda: list(rt.pipelines),
+            on_acquired=self._acquired,
+            metrics=self.metrics,
+        )
+        for pipeline in rt.pipelines.values():
+            pipeline.on_lost = self.replica.lost
+
+    async def _acquired(self, source: str) -> None:
+        """A source this replica took over: its state as the last owner left it, polled now."""
+        rt = self._rt
+        pipeline = rt.pipelines.get(source) if rt is not None else None
+        if pipeline is None or self._scheduler is None:
+            return
+        try:
+            await pipeline.load()
+        except MonitorError as exc:  # the poll's own write will say more
+            log.error("source_load_failed", source=source, error=str(exc))
+        self._scheduled_at[source] = utcnow()
+        job = self._scheduler.get_job(f"poll:{source}")
+        if job is not None:
+            job.modify(next_run_time=utcnow())
+
+    def _owns(self, source: str) -> bool:
+        """Whether this process polls ``source`` (always, without replicas)."""
+        return self.replica is None or bool(self.replica.owns(source))
+
+    def _owned(self, rt: Runtime) -> dict[str, SourcePipeline]:
+        return {name: p for name, p in rt.pipelines.items() if self._owns(name)}
 
     def _schedule(self, spec: SourceSpec, pipeline: SourcePipeline, *, first: bool) -> None:
         """Add (or re-time) the source's poll job; a new job polls at once."""
@@ -201,7 +261,8 @@ class Daemon:
             schedule=describe_schedule(self.config.schedule),
             rules=len(self.config.rules),
             sinks=sorted(rt.sinks),
-            state=str(self.config.state.path),
+            state=self.config.state.where(),
+            replica=self.config.state.replica_name if self.config.state.postgres else None,
             http=self.health.url if self.health is not None else None,
             systemd=self.notifier.enabled,
         )
@@ -209,8 +270,8 @@ class Daemon:
     async def _poll_job(self, source: str) -> None:
         rt = self._rt
         pipeline = rt.pipelines.get(source) if rt is not None else None
-        if pipeline is None:
-            return
+        if pipeline is None or not self._owns(source):
+            return  # another replica polls it
         async with self._job("poll_cancelled", source=source):
             await pipeline.job()
 
@@ -239,6 +300,8 @@ class Daemon:
         rt = self._rt
         if rt is None or not (self.config.mute or self._maybe_held):
             return  # no window, and nothing held since the last look: nothing to settle
+        if self.replica is not None and not self.replica.singleton:
+            return  # another replica does it
         async with self._job("mute_release_cancelled"):
             try:
                 if await release_held(rt.store, self.config, utcnow()):
@@ -259,7 +322,12 @@ class Daemon:
             if running:  # let them unwind before the session and the store close
                 await asyncio.wait(running)
         scheduler.shutdown(wait=False)
+        if self.replica is not None:
+            await self.replica.handover()  # the others take the sources over now
         await rt.delivery.stop(grace=STOP_GRACE)
+        if self.replica is not None:
+            with contextlib.suppress(MonitorError):  # unsent rows: no need to wait for expiry
+                await rt.store.release_claims()  # type: ignore[attr-defined] # PostgresStore
         pending = await rt.store.pending()
         log.info("stopped", pending_notifications=pending)
 
@@ -309,7 +377,17 @@ class Daemon:
         """Ready when every source polled successfully within its last three scheduled polls."""
         if self._rt is None:
             return Readiness(False, ["starting"])
-        return readiness(self._rt.pipelines, self._triggers, utcnow())
+        if self.replica is not None and self.replica.error is not None:
+            return Readiness(
+                False,
+                [f"state database unreachable: {self.replica.error}"],
+                {"replica": self.replica.name},
+            )
+        ready = readiness(self._owned(self._rt), self._triggers, utcnow())
+        if self.replica is not None:
+            ready.detail["replica"] = self.replica.name
+            ready.detail["sources_owned"] = len(self.replica.owned)
+        return ready
 
     async def _refresh_metrics(self) -> None:
         if self._rt is not None:
@@ -322,8 +400,8 @@ class Daemon:
                 held=await store.held_count(),
             )
             self.metrics.set_schedule(
-                missed_by_source(self._rt.pipelines, self._triggers, self._scheduled_at, now),
-                self._next_polls(),
+                missed_by_source(self._owned(self._rt), self._triggers, self._scheduled_at, now),
+                {k: v for k, v in self._next_polls().items() if self._owns(k)},
             )
 
     def _next_polls(self) -> dict[str, float]:
@@ -359,8 +437,8 @@ class Daemon:
         self.notifier.reloading()
         try:
             new = load_config(self.config_path)
-            if new.state.path != self.config.state.path:
-                raise ConfigError("state.path: changing the state database needs a restart")
+            if new.state != self.config.state:
+                raise ConfigError("state: changing the state database needs a restart")
             old_specs = {s.name: s for s in self.config.all_sources()}
             tokens: dict[str, Any] = {}
             changed = []
@@ -411,6 +489,7 @@ class Daemon:
             new.delivery,
             on_result=self.metrics.notification,
             windows=group_windows(new),
+            idle_recheck=idle_recheck(new),
         )
         self.config = rt.config = new
         specs = {s.name: s for s in new.all_sources()}
@@ -433,6 +512,8 @@ class Daemon:
                     tokens=tokens[name],
                 )
                 await pipeline.load()
+                if self.replica is not None:
+                    pipeline.on_lost = self.replica.lost
                 rt.pipelines[name] = pipeline
                 self._schedule(spec, pipeline, first=True)
                 continue

@@ -183,6 +183,8 @@ MIGRATIONS: tuple[Migration, ...] = (
 #: read-only store may read an older database: ``status`` never migrates).
 ALERT_STATES_SINCE = 2
 HELD_SINCE = 2
+#: Since this version ``replicas`` and ``leases`` exist.
+REPLICAS_SINCE = 4
 
 
 def steps_from(version: int) -> tuple[Migration, ...]:

@@ -29,6 +29,7 @@ from monitor.store.base import (
     SourceRow,
 )
 from monitor.store.dbapi import Db
+from monitor.store.schema import REPLICAS_SINCE
 
 T = TypeVar("T")
 
@@ -124,7 +125,11 @@ class SqlStore:
     # ------------------------------------------------------------------ replicas
 
     async def replicas(self) -> list[ReplicaRow]:
+        if self._version < REPLICAS_SINCE:  # an older database read by ``status``
+            return []
         return await self._run(ops.replicas)
 
     async def leases(self) -> list[LeaseRow]:
+        if self._version < REPLICAS_SINCE:
+            return []
         return await self._run(ops.leases)
