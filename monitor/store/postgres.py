@@ -105,6 +105,7 @@ class PostgresStore(SqlStore):
         kwargs: dict[str, Any] = {"autocommit": True}
         if password:
             kwargs["password"] = password
+        self._kwargs = kwargs
         self._pool = psycopg_pool.ConnectionPool(
             url,
             kwargs=kwargs,
@@ -150,6 +151,12 @@ class PostgresStore(SqlStore):
         return store
 
     def _open(self, readonly: bool) -> None:
+        try:  # once directly, for libpq's reason when it fails (the pool only times out)
+            psycopg.connect(self.url, **self._kwargs, connect_timeout=int(CONNECT_TIMEOUT)).close()
+        except psycopg.Error as exc:
+            raise StoreError(
+                f"{self.location}: cannot connect: {self._scrub(_reason(exc))}"
+            ) from None
         self._pool.open(wait=False)
         self._guard(
             lambda db: (

@@ -86,7 +86,10 @@ def transaction(db: Db) -> Iterator[None]:
 def stored_version(db: Db, *, postgres: bool = False) -> int | None:
     """The schema version the database records; ``None`` for a new database."""
     table = db.execute(
-        "SELECT to_regclass('meta')"
+        # pg_tables, not to_regclass: a plain read sees a table another replica created while
+        # this one waited for the migration lock (the catalog cache may not yet)
+        "SELECT 1 FROM pg_catalog.pg_tables WHERE tablename = 'meta'"
+        " AND schemaname = current_schema()"
         if postgres
         else "SELECT 1 FROM sqlite_master WHERE type='table' AND name='meta'"
     )
