@@ -174,7 +174,7 @@ async def test_a_second_replica_gets_its_share_after_the_first_rebalances(
     taken = await b.lease_round(5.0, decide("b", sources))
     assert sorted(taken.acquired.values()) == ["released", "released"]
     owners = {lease.name: lease.owner for lease in await a.leases()}
-    assert sorted(owners[source_lease(s)] for s in sources) == ["a", "a", "b", "b"]
+    assert sorted(str(owners[source_lease(s)]) for s in sources) == ["a", "a", "b", "b"]
 
 
 async def test_a_stale_replica_s_commit_is_fenced_off(open_as: OpenAs) -> None:
