@@ -379,6 +379,18 @@ async def test_a_replica_cut_off_from_the_database_says_so_and_recovers(
         await cut.wait_event("state_database_reachable", timeout=15)
         await _until(lambda: ready(200), "/readyz 200 again")
         await all_owned([steady, cut])  # and it gets its share back
+        async with session.get(f"http://127.0.0.1:{replicas.ports[0]}/metrics") as response:
+            metrics = await response.text()
+        steady_name = (await steady.wait_event("started"))["replica"]
+        assert f'replica="{steady_name}"' in metrics
+        assert 'backend="postgresql"' in metrics
+        assert "balance_monitor_sources_owned 12.0" in metrics
+        taken = next(
+            line
+            for line in metrics.splitlines()
+            if line.startswith('balance_monitor_lease_changes_total{reason="takeover"}')
+        )
+        assert float(taken.split()[-1]) >= 12  # the cut replica's, taken over
         cut.send(signal.SIGTERM)
         assert await cut.wait() == 0
     finally:
