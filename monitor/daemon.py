@@ -129,8 +129,8 @@ class Daemon:
             self._rt = rt
             self.metrics.declare_sinks(rt.sinks)
             self.metrics.declare_sources(rt.pipelines)
-            self._update_firing(rt)  # the state on disk, before the first poll
             self._start_replica(rt)
+            self._update_firing(rt)  # the state on disk, before the first poll
             await self._start_health(self.config)  # before anything runs that must be stopped
             await rt.delivery.start()
             scheduler = AsyncIOScheduler(timezone=UTC)
@@ -364,14 +364,16 @@ class Daemon:
         severities = {r.name: r.severity.value for r in self.config.rules}
         self.metrics.set_firing(
             (a.rule, severities.get(a.rule, "critical"))
-            for p in rt.pipelines.values()
+            for p in self._owned(rt).values()  # a replica counts what it polls
             for a in p.firing_alerts()
         )
-        self.metrics.set_pending(a.rule for p in rt.pipelines.values() for a in p.pending_alerts())
+        self.metrics.set_pending(
+            a.rule for p in self._owned(rt).values() for a in p.pending_alerts()
+        )
 
     def status_line(self) -> str:
         """One short human line for ``systemctl status``."""
-        return status_line(self._rt.pipelines if self._rt is not None else None)
+        return status_line(self._owned(self._rt) if self._rt is not None else None)
 
     def readiness(self) -> Readiness:
         """Ready when every source polled successfully within its last three scheduled polls."""

@@ -158,7 +158,10 @@ class Replica:
     async def run(self, stop: asyncio.Event) -> None:
         """Rounds every ``tick`` until ``stop`` is set."""
         while not stop.is_set():
-            await self.round()
+            try:
+                await self.round()
+            except Exception as exc:  # the job's one broad except: a bug must not end the rounds
+                log.error("lease_round_crashed", replica=self.name, error=repr(exc), exc_info=True)
             with contextlib.suppress(TimeoutError):
                 async with asyncio.timeout(self.tick):
                     await stop.wait()
