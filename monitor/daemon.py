@@ -571,8 +571,14 @@ async def run_daemon(
 async def run_once(config: Config) -> tuple[Exit, PollOutcome, int]:
     """One poll of every source (concurrently), then deliver within ``delivery.once_deadline``.
 
-    The outcome is the first failed source's, else a sum over all sources.
+    The outcome is the first failed source's, else a sum over all sources. A PostgreSQL state
+    is for replicas that share the sources by leases: ``once`` holds none, so it is refused.
     """
+    if config.state.postgres:
+        raise ConfigError(
+            "once: state.url is a PostgreSQL shared by replicas, each polling the sources it"
+            " holds the lease of; use `run` (once would hold no lease and write nothing)"
+        )
     async with open_runtime(config) as rt:
         outcomes = await asyncio.gather(*(p.poll() for p in rt.pipelines.values()))
         await release_held(rt.store, config, utcnow())

@@ -6,6 +6,8 @@ with the database's clock, fenced commits and claimed outbox rows. On a real Pos
 from __future__ import annotations
 
 import asyncio
+import subprocess
+import sys
 from collections.abc import AsyncIterator, Callable, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
@@ -106,8 +108,9 @@ async def test_a_newer_schema_is_refused_with_exit_2(
     tmp_path: Path,
     capsys: pytest.CaptureFixture[str],
 ) -> None:
-    """A database written by a newer release is left as it is: SchemaTooNewError, and the
-    CLI exits 2 with a message that says so."""
+    """A database written by a newer release is left as it is: SchemaTooNewError, and
+    ``run`` exits 2 with a message that says so (``once`` is refused on any PostgreSQL
+    state: it would hold no lease)."""
     cluster, schema = db
     await open_as("a")
     newer = SCHEMA_VERSION + 1
@@ -117,9 +120,19 @@ async def test_a_newer_schema_is_refused_with_exit_2(
     config = write_config(
         tmp_path, f'url = "{cluster.url(schema)}"\npassword = "{cluster.password}"'
     )
+    done = await asyncio.to_thread(
+        subprocess.run,
+        [sys.executable, "-m", "monitor", "--config", str(config), "run"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert done.returncode == 2, done.stderr
+    assert f"written by a newer balance-monitor (schema {newer}" in done.stderr
+    assert cluster.password not in done.stderr
     assert await asyncio.to_thread(main, ["--config", str(config), "once"]) == 2
-    err = capsys.readouterr().err
-    assert f"written by a newer balance-monitor (schema {newer}" in err
+    assert "use `run`" in capsys.readouterr().err
 
 
 async def test_the_password_never_appears_in_errors(
