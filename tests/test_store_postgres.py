@@ -283,3 +283,19 @@ async def test_released_claims_are_free_at_once(open_as: OpenAs) -> None:
     row = await b.next_pending("hook")
     assert row is not None
     assert row.id == "n1"
+
+
+async def test_a_restart_under_the_same_name_takes_its_leases_anew(open_as: OpenAs) -> None:
+    """A second process named ``a`` (a quick restart, or a misconfiguration) finds leases
+    recorded as ``a``'s that it never took: it takes them with a new epoch, so whatever the
+    first process still writes is fenced off."""
+    first = await open_as("a")
+    await first.lease_round(15.0, decide("a", ["s1"]))
+    assert first.holding["source:s1"] == 1
+    second = await open_as("a")
+    done = await second.lease_round(15.0, decide("a", ["s1"]))
+    assert done.acquired["source:s1"] == "takeover"
+    assert second.holding["source:s1"] == 2
+    with pytest.raises(LeaseLostError):
+        await commit(first, "s1")
+    await commit(second, "s1")

@@ -45,7 +45,9 @@ def lease_round(
     decide: Decide,
 ) -> Round:
     """One round of replica ``me``: heartbeat, read, :data:`Decide`, then renew, take and give
-    up leases, each a compare-and-set on its epoch. ``had`` is what ``me`` believed it held."""
+    up leases, each a compare-and-set on its epoch (a take also checks, as it writes, that the
+    lease is still free: renewing does not change the epoch). ``had`` is what ``me`` believed
+    it held."""
     with ops.transaction(db):
         now = float(db.execute(f"SELECT {NOW}").fetchone()[0])
         db.execute(
@@ -61,10 +63,14 @@ def lease_round(
         }
     plan = decide(live, leases, now)
     done = Round(live=sorted(live))
+    # A lease recorded as ``me``'s that this process never took (a restart under the same
+    # replica name within the lease, or a second process misconfigured with the same name) is
+    # taken anew, with a new epoch: the writes of whoever held it before are fenced off.
+    renew = [n for n in plan.renew if n in had]
+    acquire = [*plan.acquire, *(n for n in plan.renew if n not in had)]
     with ops.transaction(db):
-        for name in plan.renew:
-            row = leases.get(name)
-            epoch = had.get(name, row.epoch if row is not None else -1)
+        for name in renew:
+            epoch = had[name]
             renewed = db.execute(
                 f"UPDATE leases SET expires_at={NOW} + ?"  # noqa: S608 - constant SQL
                 " WHERE name=? AND owner=? AND epoch=? RETURNING epoch",
@@ -72,7 +78,7 @@ def lease_round(
             ).fetchone()
             if renewed is not None:
                 done.held[name] = int(renewed[0])
-        for name in plan.acquire:
+        for name in acquire:
             row = leases.get(name)
             if row is None:
                 taken = db.execute(
@@ -85,8 +91,10 @@ def lease_round(
             else:
                 taken = db.execute(
                     f"UPDATE leases SET owner=?, epoch=epoch+1, expires_at={NOW} + ?,"  # noqa: S608
-                    f" changed_at={NOW} WHERE name=? AND epoch=? RETURNING epoch",
-                    (me, lease, name, row.epoch),
+                    f" changed_at={NOW} WHERE name=? AND epoch=? AND (owner IS NULL OR owner=?"
+                    f" OR expires_at <= {NOW} OR owner NOT IN"
+                    f" (SELECT name FROM replicas WHERE expires_at > {NOW})) RETURNING epoch",
+                    (me, lease, name, row.epoch, me),
                 ).fetchone()
                 reason = "released" if row.owner is None else "takeover"
             if taken is not None:
