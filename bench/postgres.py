@@ -22,6 +22,7 @@ import statistics
 import sys
 import time
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -34,6 +35,7 @@ from processes import ROOT, BenchError, Child, FakeApiProcess, Receiver, log
 sys.path.insert(0, str(ROOT / "tests"))
 import pg_helpers
 
+CLAIMS = 500
 TAKEOVER_LEASE = 3.0
 TAKEOVER_SOURCES = 30
 TAKEOVER_TRIES = 3
@@ -46,6 +48,7 @@ class PgReport:
     postgres: Measurement | None = None
     db_cpu_per_poll: float | None = None
     replicas: dict[str, Any] = field(default_factory=dict)
+    claims: dict[str, tuple[float, float]] = field(default_factory=dict)  # cpu, wall per row
     kill: list[float] = field(default_factory=list)
     term: list[float] = field(default_factory=list)
     note: str | None = None
@@ -113,6 +116,8 @@ async def run(
             trips=trips, changed=changed, tag="-postgresql", state_url=url,
         )  # fmt: skip
         report.db_cpu_per_poll = (server_cpu(directory) - before) / (polls + 2)
+        log(f"outbox: {CLAIMS} rows taken and marked delivered, SQLite then PostgreSQL")
+        report.claims = await claim_costs(workdir, cluster, directory)
         if idle_api is not None:
             log(f"replicas: {REPLICAS} x {replica_sources} sources of 2 accounts, {seconds:g}s")
             report.replicas = await replicas_run(
@@ -123,6 +128,44 @@ async def run(
     finally:
         pg_helpers.release()
     return report
+
+
+async def claim_costs(
+    workdir: Path, cluster: pg_helpers.Cluster, directory: Path
+) -> dict[str, tuple[float, float]]:
+    """What taking the next row of a sink and marking it delivered costs (the delivery loop's
+    two store calls), on SQLite (``next_pending``) and on PostgreSQL (a claim with ``FOR UPDATE
+    SKIP LOCKED``), in this process: CPU (this process, plus the server's on PostgreSQL) and
+    wall time per row."""
+    from monitor.store import SqliteStore, Store
+    from monitor.store.postgres import PostgresStore
+
+    sys.path.insert(0, str(ROOT / "tests"))
+    from store_helpers import notification
+
+    async def cycle(store: Store, server: Callable[[], float]) -> tuple[float, float]:
+        rows = [(notification(f"n{i}"), "hook", "src") for i in range(CLAIMS)]
+        await store.release(rows, [], time.time())
+        cpu, wall, db = time.process_time(), time.perf_counter(), server()
+        for _ in range(CLAIMS):
+            row = await store.next_pending("hook")
+            if row is None:
+                raise BenchError("outbox: a queued row was not found")
+            await store.mark(row.seq, "delivered", now=time.time())
+        cpu = time.process_time() - cpu + server() - db
+        return cpu / CLAIMS, (time.perf_counter() - wall) / CLAIMS
+
+    sqlite = await SqliteStore.open(workdir / "claims.db")
+    try:
+        out = {"sqlite": await cycle(sqlite, lambda: 0.0)}
+    finally:
+        await sqlite.close()
+    pg = await PostgresStore.open(_url(cluster), None, replica="bench")
+    try:
+        out["postgresql"] = await cycle(pg, lambda: server_cpu(directory))
+    finally:
+        await pg.close()
+    return out
 
 
 def _url(cluster: pg_helpers.Cluster) -> str:
@@ -282,6 +325,15 @@ def render(report: PgReport, accounts: int) -> str:
             f" {(p.cpu + (report.db_cpu_per_poll or 0)) / s.cpu:.2f}x"
             " SQLite's daemon CPU (the server's figure is per poll over the whole run, start-up"
             " and baseline included).",
+            "",
+        ]
+    if report.claims:
+        (sc, sw), (pc, pw) = report.claims["sqlite"], report.claims["postgresql"]
+        lines += [
+            f"An outbox row taken and marked delivered ({CLAIMS} rows, in the bench process; CPU"
+            " includes the server's on PostgreSQL): SQLite"
+            f" {sc * 1e6:.0f} us CPU / {sw * 1e6:.0f} us wall; PostgreSQL (claim with FOR UPDATE"
+            f" SKIP LOCKED) {pc * 1e6:.0f} us CPU / {pw * 1e6:.0f} us wall ({pc / sc:.1f}x CPU).",
             "",
         ]
     r = report.replicas
