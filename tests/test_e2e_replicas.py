@@ -195,7 +195,12 @@ async def storm(sim: SimControl, hook: Hook, status: str, before: int) -> None:
         sources = {p["source"] for p in firing(hook, status)[before:]}
         return sources == set(SOURCES)
 
-    await eventually(check, what=f"a {status} notification from every source", timeout=20)
+    try:
+        await eventually(check, what=f"a {status} notification from every source", timeout=30)
+    except AssertionError as exc:
+        seen = {p["source"] for p in firing(hook, status)[before:]}
+        exc.add_note(f"missing: {sorted(set(SOURCES) - seen)}")
+        raise
 
 
 async def test_steady_state_then_kill_9_loses_nothing(
