@@ -146,6 +146,17 @@ class Daemon:
                 max_instances=1,
                 coalesce=True,
             )
+            resync = self._resend_interval(rt)
+            if self.replica is not None and resync is not None:
+                scheduler.add_job(
+                    self._resend_sync_job,
+                    "interval",
+                    seconds=resync,
+                    id="resend-sync",
+                    next_run_time=utcnow(),
+                    max_instances=1,
+                    coalesce=True,
+                )
             scheduler.start()
             rounds = asyncio.Event()
             leases = (
@@ -309,6 +320,30 @@ class Daemon:
                 self._maybe_held = await rt.store.held_count() > 0
             except MonitorError as exc:
                 log.error("mute_release_failed", error=str(exc))
+
+    @staticmethod
+    def _resend_interval(rt: Runtime) -> float | None:
+        """The shortest re-send interval of the sinks that re-send (Alertmanager), if any."""
+        found = [i for s in rt.sinks.values() if (i := getattr(s, "resend_interval", None))]
+        return min(found) if found else None
+
+    async def _resend_sync_job(self) -> None:
+        """With replicas: the sinks that re-send what fires (Alertmanager) do so on the replica
+        doing singleton work, from the state database's view; never raises."""
+        rt = self._rt
+        if rt is None or self.replica is None:
+            return
+        async with self._job("resend_sync_cancelled"):
+            singleton = bool(self.replica.singleton)
+            for name, sink in list(rt.sinks.items()):
+                sync = getattr(sink, "sync", None)
+                if sync is None:
+                    continue
+                try:
+                    firing = await rt.store.firing_deliveries(name) if singleton else []
+                    await sync(firing, resend=singleton)
+                except MonitorError as exc:
+                    log.error("resend_sync_failed", sink=name, error=str(exc))
 
     async def _shutdown(self, rt: Runtime, scheduler: AsyncIOScheduler) -> None:
         scheduler.pause()
