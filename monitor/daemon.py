@@ -198,9 +198,19 @@ class Daemon:
             sources=lambda: list(rt.pipelines),
             on_acquired=self._acquired,
             metrics=self.metrics,
+            on_singleton=self._singleton_acquired,
         )
         for pipeline in rt.pipelines.values():
             pipeline.on_lost = self.replica.lost
+
+    async def _singleton_acquired(self) -> None:
+        """This replica does the singleton work from now on: its jobs run at once."""
+        if self._scheduler is None:
+            return
+        for job_id in ("resend-sync", "mutes"):
+            job = self._scheduler.get_job(job_id)
+            if job is not None:
+                job.modify(next_run_time=utcnow())
 
     async def _acquired(self, source: str) -> None:
         """A source this replica took over: its state as the last owner left it, polled now."""

@@ -47,7 +47,10 @@ class Replica:
         on_acquired: Callable[[str], Awaitable[None]],
         metrics: Metrics | None = None,
         clock: Callable[[], float] = time.monotonic,
+        on_singleton: Callable[[], Awaitable[None]] | None = None,
     ) -> None:
+        #: Told when this replica takes the singleton lease (its periodic work starts now).
+        self.on_singleton = on_singleton
         self.store = store
         self.name = store.replica
         self.lease = lease
@@ -96,6 +99,8 @@ class Replica:
             if name == SINGLETON:
                 self.singleton = True
                 log.info("singleton_acquired", replica=self.name, epoch=done.held[name])
+                if self.on_singleton is not None:
+                    await self.on_singleton()
             elif source is not None:
                 self.owned.add(source)
                 log.info(

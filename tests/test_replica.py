@@ -149,9 +149,16 @@ async def test_handover_frees_every_lease_for_the_others(
         await a.handover()
     assert [e["event"] for e in logs] == ["sources_handed_over"]
     assert logs[0]["sources"] == 4
+    told: list[bool] = []
+
+    async def singleton() -> None:
+        told.append(True)
+
+    b.on_singleton = singleton
     await b.round()
     assert sorted(taken) == SOURCES
     assert b.singleton
+    assert told == [True]  # its singleton work starts at once
 
 
 async def test_a_fenced_poll_writes_nothing_and_stops_the_source(
