@@ -370,7 +370,7 @@ async def test_a_replica_cut_off_from_the_database_says_so_and_recovers(
 
         await _until(lambda: ready(200), "the proxied replica ready")
         await proxy.cut()
-        await cut.wait_event("state_database_unreachable", timeout=10)
+        await cut.wait_event("state_database_unreachable", timeout=20)
         body = await _until(lambda: ready(503), "/readyz 503 while cut off")
         assert any("state database unreachable" in r for r in body["reasons"]), body
         await all_owned([steady], timeout=15)  # the other replica polls everything

@@ -22,6 +22,7 @@ The password is given to libpq apart from the URL and never appears in a message
 from __future__ import annotations
 
 import asyncio
+import functools
 import re
 from collections.abc import Callable, Iterable, Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -118,6 +119,9 @@ class PostgresStore(SqlStore):
             name="balance-monitor",
         )
         self._executor = ThreadPoolExecutor(max_workers=POOL_SIZE, thread_name_prefix="pg")
+        #: The lease rounds' own thread: never queued behind polls that wait for a database
+        #: that cannot be reached (a round must say so, and give the sources up, on time).
+        self._leases = ThreadPoolExecutor(max_workers=1, thread_name_prefix="pg-leases")
         self._closed = False
         self._version = SCHEMA_VERSION
         #: The leases this replica holds, by name, at their epoch (set by the lease rounds).
@@ -179,15 +183,23 @@ class PostgresStore(SqlStore):
         loop = asyncio.get_running_loop()
         await loop.run_in_executor(self._executor, self._pool.close)
         self._executor.shutdown(wait=True)
+        self._leases.shutdown(wait=True)
 
-    async def _in_thread(self, fn: Callable[..., T], *args: Any) -> T:
+    async def _in_thread(
+        self, fn: Callable[..., T], *args: Any, executor: ThreadPoolExecutor | None = None
+    ) -> T:
         if self._closed:
             raise StoreError(f"{self.location}: the state database is closed")
         loop = asyncio.get_running_loop()
-        return await loop.run_in_executor(self._executor, fn, *args)
+        return await loop.run_in_executor(executor or self._executor, fn, *args)
 
     async def _run(self, fn: Callable[..., T], *args: Any) -> T:
         return await self._in_thread(self._guard, fn, *args)
+
+    async def _run_leases(self, fn: Callable[..., T], *args: Any) -> T:
+        """As :meth:`_run`, in the lease rounds' own thread."""
+        call: Callable[[], T] = functools.partial(self._guard, fn, *args)
+        return await self._in_thread(call, executor=self._leases)
 
     def _guard(self, fn: Callable[..., T], *args: Any) -> T:
         try:
@@ -258,14 +270,14 @@ class PostgresStore(SqlStore):
                 decide=decide,
             )
 
-        done = await self._run(run)
+        done = await self._run_leases(run)
         self.holding = dict(done.held)
         return done
 
     async def release_leases(self) -> int:
         """Give every lease up at once (a clean stop)."""
         self.holding = {}
-        return await self._run(pg.release_all, self.replica)
+        return await self._run_leases(pg.release_all, self.replica)
 
 
 _SPACES = re.compile(r"\s+")
