@@ -299,3 +299,31 @@ async def test_a_restart_under_the_same_name_takes_its_leases_anew(open_as: Open
     with pytest.raises(LeaseLostError):
         await commit(first, "s1")
     await commit(second, "s1")
+
+
+async def test_status_shows_every_replica_and_the_owner_of_each_source(
+    open_as: OpenAs,
+) -> None:
+    """``status`` on a shared database: each replica live or gone with its last heartbeat, the
+    sources it owns and whether it does singleton work; each source's owner."""
+    from monitor import status
+
+    a, b = await open_as("a"), await open_as("b")
+    await a.lease_round(15.0, decide("a", ["s1"]))
+    await b.lease_round(0.5, decide("b", ["s1"]))  # b heartbeats once (a holds all), then is gone
+    await commit(a, "s1")
+    await asyncio.sleep(0.6)
+    data = await status.collect(a, datetime.now(tz=UTC))
+    rows = {r["replica"]: r for r in data["replicas"]}
+    assert rows["a"]["live"] is True
+    assert rows["a"]["sources_owned"] == 1
+    assert rows["a"]["singleton"] is True
+    assert rows["b"]["live"] is False
+    assert [(s["source"], s["owner"]) for s in data["sources"]] == [("s1", "a")]
+    text = status.render(data)
+    assert "replicas: 1 live of 2" in text
+    (line,) = [x for x in text.splitlines() if x.startswith("a ")]
+    assert line.split()[1] == "live"
+    assert "OWNER" in text
+    (source,) = [x for x in text.splitlines() if x.startswith("s1 ")]
+    assert " a " in f" {source} "
