@@ -537,6 +537,7 @@ class Daemon:
             on_result=self.metrics.notification,
             windows=group_windows(new),
             idle_recheck=idle_recheck(new),
+            retry_at_start=not new.state.postgres,
         )
         self.config = rt.config = new
         specs = {s.name: s for s in new.all_sources()}

@@ -89,8 +89,12 @@ class Delivery:
         on_result: Callable[[str, str], None] | None = None,
         windows: Mapping[str, float] | None = None,
         idle_recheck: float = IDLE_RECHECK,
+        retry_at_start: bool = True,
     ) -> None:
         self.store = store
+        #: Whether start() makes every waiting retry due at once: a restart of the one process,
+        #: not of one replica among several sharing the outbox (and its backoff).
+        self.retry_at_start = retry_at_start
         #: How long an idle worker sleeps before it looks at the outbox again anyway.
         self.idle_recheck = idle_recheck
         #: Seconds each grouping sink waits to collect notifications into one message.
@@ -117,7 +121,8 @@ class Delivery:
         for name in self.sinks:  # before expire() prunes old delivered rows
             await self.resolve_events(name)
         await self.expire()
-        await self.store.retry_now(self.clock())
+        if self.retry_at_start:
+            await self.store.retry_now(self.clock())
         await self.restore()
         for name in await self.store.outbox_sinks():
             if name not in self.sinks:

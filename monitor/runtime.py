@@ -110,6 +110,7 @@ async def open_runtime(config: Config, metrics: Metrics | None = None) -> AsyncI
             on_result=metrics.notification if metrics is not None else None,
             windows=group_windows(config),
             idle_recheck=idle_recheck(config),
+            retry_at_start=not config.state.postgres,
         )
         pipelines = {
             s.name: make_pipeline(
