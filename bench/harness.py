@@ -92,10 +92,12 @@ def daemon_config(
     *,
     url: str | list[str],
     receiver: str,
-    state: Path,
+    state: Path | str,
     interval: float,
+    lease: str | None = None,
 ) -> str:
-    """A config for ``balance-monitor run``: ``[api]``, or ``[[sources]]`` for a list of URLs."""
+    """A config for ``balance-monitor run``: ``[api]``, or ``[[sources]]`` for a list of URLs;
+    ``state`` a SQLite file, or a ``postgresql://`` URL (with ``lease``)."""
     if isinstance(url, str):
         sources = f'[api]\nurl = "{url}"\ntoken = "{TOKEN}"\ntimeout = "5m"\n'
     else:
@@ -106,8 +108,12 @@ def daemon_config(
     return (
         f"{sources}\n"
         f'[schedule]\ninterval = "{interval:g}s"\n\n'
-        f'[state]\npath = "{state}"\n\n'
-        '[log]\nlevel = "info"\nformat = "json"\n\n'
+        + (
+            f'[state]\nurl = "{state}"\n' + (f'lease = "{lease}"\n' if lease else "") + "\n"
+            if isinstance(state, str)
+            else f'[state]\npath = "{state}"\n\n'
+        )
+        + '[log]\nlevel = "info"\nformat = "json"\n\n'
         f'[[sinks]]\nname = "receiver"\ntype = "webhook"\nurl = "{receiver}"\ntimeout = "30s"\n'
         f"{RULES_TOML}"
     )
@@ -132,6 +138,7 @@ async def measure(
     changed: Sequence[int],
     profile: Path | None = None,
     tag: str = "",
+    state_url: str | None = None,
 ) -> Measurement:
     """Run one runner for a baseline and ``polls`` polls; what the measured polls cost.
 
@@ -145,11 +152,14 @@ async def measure(
         rundir = workdir / client
         rundir.mkdir()
         state = rundir / "state.db"
-        files = [state, Path(f"{state}-wal")]
+        files = [state, Path(f"{state}-wal")] if state_url is None else []
         config = rundir / "config.toml"
         config.write_text(
             daemon_config(
-                url=api.url(client), receiver=receiver.url, state=state, interval=interval
+                url=api.url(client),
+                receiver=receiver.url,
+                state=state if state_url is None else state_url,
+                interval=interval,
             )
         )
         argv = daemon_argv(config)

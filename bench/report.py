@@ -30,6 +30,8 @@ class Report:
     load: tuple[float, float] = (0.0, 0.0)
     hotspots: list[str] | None = None
     profiled: int = 0
+    #: The PostgreSQL section (bench/postgres.py), already rendered.
+    postgres: str = ""
 
     def as_dict(self) -> dict[str, Any]:
         """Everything measured, for ``--json``."""
@@ -201,7 +203,7 @@ def render(report: Report) -> str:
     notes = sorted({n for x in r.values() for n in x.notes})
     if notes:
         out += ["", "Daemon log lines at warning or above during the runs: " + "; ".join(notes)]
-    return "\n".join(out) + "\n"
+    return "\n".join(out) + "\n" + report.postgres
 
 
 def targets(report: Report) -> list[str]:

@@ -17,8 +17,11 @@ counters (:mod:`procstat`) as each request arrives, so the cost of the measured 
 difference between the arrivals of the first and of the one after the last: the polls, the
 deliveries and the idle time between them, nothing of the start-up or the baseline. Then come
 an idle daemon (2 accounts, nothing changes) and, when the config has ``[[sources]]``, 1,000
-sources of 2 accounts at a 10 s interval; last, the dashboard's overview at 1,000 accounts
-(:mod:`dashboard`). A Markdown report goes to stdout; progress to stderr.
+sources of 2 accounts at a 10 s interval. With PostgreSQL 15 installed (``--no-postgres`` to
+skip), :mod:`postgres` then measures the daemon at 10,000 accounts on a PostgreSQL state beside
+SQLite, three replicas sharing ``--replica-sources`` sources, and takeover times; last, the
+dashboard's overview at 1,000 accounts (:mod:`dashboard`). A Markdown report goes to stdout;
+progress to stderr.
 """
 
 from __future__ import annotations
@@ -34,6 +37,7 @@ import time
 from pathlib import Path
 from typing import Final
 
+import postgres
 import procstat
 import stream
 from fakeapi import Trip
@@ -60,7 +64,11 @@ QUICK_MANY_SECONDS: Final = 20.0
 
 
 async def bench(
-    sizes: list[int], polls: int, many_seconds: float, profile: Path | None = None
+    sizes: list[int],
+    polls: int,
+    many_seconds: float,
+    profile: Path | None = None,
+    replica_sources: int | None = 3_000,
 ) -> Report:
     report = Report(machine=machine(), polls=polls, sizes=sizes)
     workdir = Path(tempfile.mkdtemp(prefix="balance-monitor-bench-", dir=_state_parent()))
@@ -104,11 +112,41 @@ async def bench(
                 accounts=size, polls=polls, change_rate=CHANGE_RATE, trips=TRIPS_PER_POLL
             ) as api:
                 await each_runner(api, size, f"{size:,} accounts")
+                if replica_sources is not None and size == _pg_size(sizes):
+                    await _postgres(report, api, receiver, workdir, size, polls, many_seconds,
+                                    replica_sources)  # fmt: skip
     finally:
         await receiver.close()
         shutil.rmtree(workdir, ignore_errors=True)
     report.load = (load_before, os.getloadavg()[0])
     return report
+
+
+def _pg_size(sizes: list[int]) -> int:
+    """The size the PostgreSQL state is measured at: 10,000 accounts, or the nearest."""
+    return min(sizes, key=lambda n: abs(n - 10_000))
+
+
+async def _postgres(  # noqa: PLR0917
+    report: Report,
+    api: FakeApiProcess,
+    receiver: Receiver,
+    workdir: Path,
+    size: int,
+    polls: int,
+    seconds: float,
+    replica_sources: int,
+) -> None:
+    plan = await api.plan()
+    async with FakeApiProcess.running(
+        accounts=IDLE_ACCOUNTS, polls=polls, change_rate=0.0, trips=0
+    ) as idle:
+        measured = await postgres.run(
+            api, receiver, workdir, accounts=size, polls=polls,
+            trips=[Trip(*t) for t in plan["trips"]], changed=plan["changed"], idle_api=idle,
+            replica_sources=replica_sources, seconds=seconds,
+        )  # fmt: skip
+    report.postgres = postgres.render(measured, size)
 
 
 def _state_parent() -> str | None:
@@ -141,6 +179,15 @@ def main(argv: list[str] | None = None) -> int:
         help="then run the daemon at the largest size once more under py-spy (raw stacks to "
         "FILE) and add its hotspots to the report",
     )
+    parser.add_argument(
+        "--no-postgres", action="store_true", help="skip the PostgreSQL state and replicas"
+    )
+    parser.add_argument(
+        "--replica-sources",
+        type=int,
+        default=3_000,
+        help="sources the three replicas share (default 3000)",
+    )
     args = parser.parse_args(argv)
     sizes = list(QUICK_SIZES if args.quick else FULL_SIZES)
     if args.sizes:
@@ -153,7 +200,8 @@ def main(argv: list[str] | None = None) -> int:
     try:
         many_seconds = QUICK_MANY_SECONDS if args.quick else MANY_SECONDS
         if args.stream != "only":
-            report = asyncio.run(bench(sizes, polls, many_seconds, args.profile))
+            replicas = None if args.no_postgres else args.replica_sources
+            report = asyncio.run(bench(sizes, polls, many_seconds, args.profile, replicas))
             text = render(report)
             text += _dashboard()
         if args.stream != "no":

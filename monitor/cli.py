@@ -18,7 +18,13 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from monitor import __version__
-from monitor.errors import ConfigError, ControlError, MonitorError, StateLockedError
+from monitor.errors import (
+    ConfigError,
+    ControlError,
+    MonitorError,
+    SchemaTooNewError,
+    StateLockedError,
+)
 from monitor.exitcodes import Exit
 
 if TYPE_CHECKING:
@@ -242,7 +248,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             for problem in exc.problems:
                 _err("  " + problem.replace("\n", "\n    "))
         return Exit.CONFIG
-    except StateLockedError as exc:  # a second writer would deliver every change twice
+    except (StateLockedError, SchemaTooNewError) as exc:  # a restart would meet it again
         _err(f"error: {exc}")
         return Exit.CONFIG
     except ControlError as exc:  # a silence or an ack asked for that cannot be made
@@ -336,9 +342,9 @@ async def _status(config: Config, *, as_json: bool) -> int:
     from monitor.store import open_store
 
     path = config.state.path
-    if not path.exists():
+    if not config.state.postgres and not path.exists():
         raise MonitorError(f"no state database at {path} yet: the monitor has not run")
-    store = await open_store(path, readonly=True)
+    store = await open_store(config.state, readonly=True)
     try:
         data = await status.collect(store, datetime.now(tz=UTC), config.mute, config.rules)
     finally:
@@ -356,7 +362,7 @@ async def _history(config: Config, args: argparse.Namespace) -> int:
     from monitor.store import open_store
 
     path = config.state.path
-    if not path.exists():
+    if not config.state.postgres and not path.exists():
         raise MonitorError(f"no state database at {path} yet: the monitor has not run")
     if args.points and args.points < 4:
         raise ConfigError("--points: at least 4 (or 0 for every point)")
@@ -366,12 +372,12 @@ async def _history(config: Config, args: argparse.Namespace) -> int:
     if since >= until:
         raise ConfigError("--since must be before --until")
     fields = list(dict.fromkeys(args.field)) if args.field else list(SERIES_FIELDS)
-    store = await open_store(path, readonly=True)
+    store = await open_store(config.state, readonly=True)
     try:
         try:
             account = await history.find_account(store, args.account, args.source)
         except history.UnknownAccountError as exc:
-            raise MonitorError(f"{exc} in {path}") from None
+            raise MonitorError(f"{exc} in {store.location}") from None
         series = await history.account_history(
             store,
             source=account.source,

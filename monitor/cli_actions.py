@@ -141,7 +141,7 @@ async def run_silence(config: Config, args: argparse.Namespace, out: Any) -> int
                 await store.close()
         _print_silences(silences, now.timestamp(), as_json=args.json, out=out)
         return 0
-    store = await open_store(config.state.path, control=True)
+    store = await open_store(config.state, control=True)
     try:
         if args.action == "expire":
             ended = await expire_silence(store, args.id, now.timestamp())
@@ -194,9 +194,9 @@ async def _reader(config: Config) -> Store | None:
     """The store opened read-only, or ``None`` when the monitor has not run yet."""
     from monitor.store import open_store
 
-    if not config.state.path.exists():
+    if not config.state.postgres and not config.state.path.exists():
         return None
-    return await open_store(config.state.path, readonly=True)
+    return await open_store(config.state, readonly=True)
 
 
 # --------------------------------------------------------------------------- acks
@@ -208,9 +208,9 @@ async def run_ack(config: Config, args: argparse.Namespace, out: Any) -> int:
 
     if args.id is not None and (args.rule or args.account):
         raise ControlError("give either an id or --rule with --account, not both")
-    if not config.state.path.exists():
+    if not config.state.postgres and not config.state.path.exists():
         raise MonitorError(f"no state database at {config.state.path} yet: nothing has fired")
-    store = await open_store(config.state.path, control=True)
+    store = await open_store(config.state, control=True)
     try:
         ack, new = await acknowledge(
             store,

@@ -8,6 +8,12 @@ SIGHUP reloads the config file (rules, sinks, schedule, API, logging, HTTP endpo
 file is refused and the old config stays in force. Under systemd ``Type=notify`` the daemon
 reports READY, STATUS, WATCHDOG, RELOADING and STOPPING. ``once`` is the burst mode: one poll,
 deliver within a deadline, exit.
+
+With a PostgreSQL state (``[state] url``) several replicas run the same config: a
+:class:`~monitor.replica.Replica` holds the leases of the sources this one polls (the poll job
+of any other source does nothing), and of the singleton work (settling mute windows). A
+source taken over is reloaded from the database and polled at once; SIGTERM hands every lease
+over before the deliveries are let finish.
 """
 
 from __future__ import annotations
@@ -29,7 +35,7 @@ from monitor import __version__
 from monitor.api_actions import ActionsApi
 from monitor.config import Config, SourceSpec, describe_schedule, load_config, resolve_secret
 from monitor.control import CONTROL_CHECK
-from monitor.delivery import Delivery, group_windows, release_held
+from monitor.delivery import Delivery, group_windows, idle_recheck, release_held
 from monitor.errors import ConfigError, MonitorError
 from monitor.exitcodes import Exit
 from monitor.health import HealthServer, Readiness
@@ -109,6 +115,8 @@ class Daemon:
         self.metrics = metrics if metrics is not None else Metrics()
         self.health: HealthServer | None = None
         self._rt: Runtime | None = None
+        #: This process among the replicas of a PostgreSQL state (None: SQLite, alone).
+        self.replica: Any = None
         self._scheduler: AsyncIOScheduler | None = None
         self._triggers: dict[str, Any] = {}
         #: When each source's poll job was added: missed polls count from there until a success.
@@ -133,6 +141,7 @@ class Daemon:
             self._streams = Streams(self.metrics, rt.session, rt.store)
             self.metrics.declare_sinks(rt.sinks)
             self.metrics.declare_sources(rt.pipelines)
+            self._start_replica(rt)
             self._update_firing(rt)  # the state on disk, before the first poll
             await self._start_health(self.config)  # before anything runs that must be stopped
             await rt.delivery.start()
@@ -166,7 +175,24 @@ class Daemon:
                 max_instances=1,
                 coalesce=True,
             )
+            resync = self._resend_interval(rt)
+            if self.replica is not None and resync is not None:
+                scheduler.add_job(
+                    self._resend_sync_job,
+                    "interval",
+                    seconds=resync,
+                    id="resend-sync",
+                    next_run_time=utcnow(),
+                    max_instances=1,
+                    coalesce=True,
+                )
             scheduler.start()
+            rounds = asyncio.Event()
+            leases = (
+                asyncio.create_task(self.replica.run(rounds), name="leases")
+                if self.replica is not None
+                else None
+            )
             watchdog = asyncio.create_task(self.notifier.run_watchdog(stop), name="watchdog")
             self._log_started(rt)
             self.notifier.ready(self.status_line())
@@ -175,12 +201,79 @@ class Daemon:
             finally:
                 stop.set()  # also when _serve raised: the watchdog must stop pinging
                 self.notifier.stopping()
+                rounds.set()
+                if leases is not None:
+                    await leases
                 await self._shutdown(rt, scheduler)
                 await watchdog
                 if self.health is not None:
                     await self.health.close()
                 self.notifier.close()
         return Exit.OK
+
+    def _start_replica(self, rt: Runtime) -> None:
+        """With a PostgreSQL state: this process's :class:`~monitor.replica.Replica`."""
+        state = self.config.state
+        if not state.postgres:
+            self.metrics.declare_replica(state.replica_name, "sqlite")
+            self.metrics.sources_owned.set(len(rt.pipelines))
+            return
+        from monitor.replica import Replica
+
+        self.metrics.declare_replica(state.replica_name, "postgresql")
+        self.replica = Replica(
+            rt.store,  # type: ignore[arg-type] # a PostgreSQL state opens a PostgresStore
+            lease=state.lease.total_seconds(),
+            sources=lambda: list(rt.pipelines),
+            on_acquired=self._acquired,
+            metrics=self.metrics,
+            on_singleton=self._singleton_acquired,
+            on_released=self._released,
+        )
+        for pipeline in rt.pipelines.values():
+            pipeline.on_lost = self.replica.lost
+
+    async def _singleton_acquired(self) -> None:
+        """This replica does the singleton work from now on: its jobs run at once."""
+        if self._scheduler is None:
+            return
+        for job_id in ("resend-sync", "mutes"):
+            job = self._scheduler.get_job(job_id)
+            if job is not None:
+                job.modify(next_run_time=utcnow())
+
+    async def _acquired(self, source: str) -> None:
+        """A source this replica took over: its state as the last owner left it, polled now."""
+        rt = self._rt
+        pipeline = rt.pipelines.get(source) if rt is not None else None
+        if pipeline is None or self._scheduler is None:
+            return
+        try:
+            await pipeline.load()
+        except MonitorError as exc:  # the poll's own write will say more
+            log.error("source_load_failed", source=source, error=str(exc))
+        self._scheduled_at[source] = utcnow()
+        job = self._scheduler.get_job(f"poll:{source}")
+        if job is not None:
+            job.modify(next_run_time=utcnow())
+        spec = next((s for s in self.config.all_sources() if s.name == source), None)
+        if self._streams is not None and spec is not None and source not in self._streams:
+            self._streams.start(spec, pipeline)  # the stream follows the lease
+
+    def _released(self, source: str) -> None:
+        """A source another replica polls now: its stream here closes (its pushes would be
+        fenced off anyway)."""
+        if self._streams is not None and source in self._streams:
+            task = asyncio.create_task(self._streams.stop(source, for_good=False))
+            self._in_flight.add(task)  # the shutdown waits for it
+            task.add_done_callback(self._in_flight.discard)
+
+    def _owns(self, source: str) -> bool:
+        """Whether this process polls ``source`` (always, without replicas)."""
+        return self.replica is None or bool(self.replica.owns(source))
+
+    def _owned(self, rt: Runtime) -> dict[str, SourcePipeline]:
+        return {name: p for name, p in rt.pipelines.items() if self._owns(name)}
 
     def _schedule(self, spec: SourceSpec, pipeline: SourcePipeline, *, first: bool) -> None:
         """Add (or re-time) the source's poll job; a new job polls at once."""
@@ -204,7 +297,7 @@ class Daemon:
             coalesce=True,
             misfire_grace_time=None,
         )
-        if self._streams is not None:  # the stream's life is its poll job's
+        if self._streams is not None and self._owns(spec.name):  # its life is its poll job's
             self._streams.start(spec, pipeline)
 
     async def _unschedule(self, name: str) -> None:
@@ -239,7 +332,8 @@ class Daemon:
             schedule=describe_schedule(self.config.schedule),
             rules=len(self.config.rules),
             sinks=sorted(rt.sinks),
-            state=str(self.config.state.path),
+            state=self.config.state.where(),
+            replica=self.config.state.replica_name if self.config.state.postgres else None,
             http=self.health.url if self.health is not None else None,
             systemd=self.notifier.enabled,
         )
@@ -247,8 +341,8 @@ class Daemon:
     async def _poll_job(self, source: str) -> None:
         rt = self._rt
         pipeline = rt.pipelines.get(source) if rt is not None else None
-        if pipeline is None:
-            return
+        if pipeline is None or not self._owns(source):
+            return  # another replica polls it
         async with self._job("poll_cancelled", source=source):
             await pipeline.job()
 
@@ -277,6 +371,8 @@ class Daemon:
         rt = self._rt
         if rt is None or not (self.config.mute or self._maybe_held or rt.control.state.silences):
             return  # no window, and nothing held since the last look: nothing to settle
+        if self.replica is not None and not self.replica.singleton:
+            return  # another replica does it
         async with self._job("mute_release_cancelled"):
             try:
                 if await release_held(rt.store, self.config, utcnow(), rt.control.state):
@@ -347,6 +443,8 @@ class Daemon:
         rt = self._rt
         if rt is None:
             return
+        if self.replica is not None and not self.replica.singleton:
+            return  # another replica does it
         async with self._job("maintenance_cancelled"):
             try:
                 await rt.delivery.expire()
@@ -357,6 +455,30 @@ class Daemon:
                     log.info("history_pruned", **pruned)
             except MonitorError as exc:
                 log.error("maintenance_failed", error=str(exc))
+
+    @staticmethod
+    def _resend_interval(rt: Runtime) -> float | None:
+        """The shortest re-send interval of the sinks that re-send (Alertmanager), if any."""
+        found = [i for s in rt.sinks.values() if (i := getattr(s, "resend_interval", None))]
+        return min(found) if found else None
+
+    async def _resend_sync_job(self) -> None:
+        """With replicas: the sinks that re-send what fires (Alertmanager) do so on the replica
+        doing singleton work, from the state database's view; never raises."""
+        rt = self._rt
+        if rt is None or self.replica is None:
+            return
+        async with self._job("resend_sync_cancelled"):
+            singleton = bool(self.replica.singleton)
+            for name, sink in list(rt.sinks.items()):
+                sync = getattr(sink, "sync", None)
+                if sync is None:
+                    continue
+                try:
+                    firing = await rt.store.firing_deliveries(name) if singleton else []
+                    await sync(firing, resend=singleton)
+                except MonitorError as exc:
+                    log.error("resend_sync_failed", sink=name, error=str(exc))
 
     async def _shutdown(self, rt: Runtime, scheduler: AsyncIOScheduler) -> None:
         scheduler.pause()
@@ -372,7 +494,12 @@ class Daemon:
             if running:  # let them unwind before the session and the store close
                 await asyncio.wait(running)
         scheduler.shutdown(wait=False)
+        if self.replica is not None:
+            await self.replica.handover()  # the others take the sources over now
         await rt.delivery.stop(grace=STOP_GRACE)
+        if self.replica is not None:
+            with contextlib.suppress(MonitorError):  # unsent rows: no need to wait for expiry
+                await rt.store.release_claims()  # type: ignore[attr-defined] # PostgresStore
         pending = await rt.store.pending()
         log.info("stopped", pending_notifications=pending)
 
@@ -411,20 +538,32 @@ class Daemon:
         severities = {r.name: r.severity.value for r in self.config.rules}
         self.metrics.set_firing(
             (a.rule, severities.get(a.rule, "critical"))
-            for p in rt.pipelines.values()
+            for p in self._owned(rt).values()  # a replica counts what it polls
             for a in p.firing_alerts()
         )
-        self.metrics.set_pending(a.rule for p in rt.pipelines.values() for a in p.pending_alerts())
+        self.metrics.set_pending(
+            a.rule for p in self._owned(rt).values() for a in p.pending_alerts()
+        )
 
     def status_line(self) -> str:
         """One short human line for ``systemctl status``."""
-        return status_line(self._rt.pipelines if self._rt is not None else None)
+        return status_line(self._owned(self._rt) if self._rt is not None else None)
 
     def readiness(self) -> Readiness:
         """Ready when every source polled successfully within its last three scheduled polls."""
         if self._rt is None:
             return Readiness(False, ["starting"])
-        return readiness(self._rt.pipelines, self._triggers, utcnow())
+        if self.replica is not None and self.replica.error is not None:
+            return Readiness(
+                False,
+                [f"state database unreachable: {self.replica.error}"],
+                {"replica": self.replica.name},
+            )
+        ready = readiness(self._owned(self._rt), self._triggers, utcnow())
+        if self.replica is not None:
+            ready.detail["replica"] = self.replica.name
+            ready.detail["sources_owned"] = len(self.replica.owned)
+        return ready
 
     async def _refresh_metrics(self) -> None:
         if self._rt is not None:
@@ -440,8 +579,8 @@ class Daemon:
                 len(self._rt.control.state.active_silences(now.timestamp()))
             )
             self.metrics.set_schedule(
-                missed_by_source(self._rt.pipelines, self._triggers, self._scheduled_at, now),
-                self._next_polls(),
+                missed_by_source(self._owned(self._rt), self._triggers, self._scheduled_at, now),
+                {k: v for k, v in self._next_polls().items() if self._owns(k)},
             )
 
     def _next_polls(self) -> dict[str, float]:
@@ -497,8 +636,8 @@ class Daemon:
         self.notifier.reloading()
         try:
             new = load_config(self.config_path)
-            if new.state.path != self.config.state.path:
-                raise ConfigError("state.path: changing the state database needs a restart")
+            if new.state != self.config.state:
+                raise ConfigError("state: changing the state database needs a restart")
             old_specs = {s.name: s for s in self.config.all_sources()}
             tokens: dict[str, Any] = {}
             changed = []
@@ -550,6 +689,8 @@ class Daemon:
             new.delivery,
             on_result=self.metrics.notification,
             windows=group_windows(new),
+            idle_recheck=idle_recheck(new),
+            retry_at_start=not new.state.postgres,
         )
         self.config = rt.config = new
         specs = {s.name: s for s in new.all_sources()}
@@ -572,6 +713,8 @@ class Daemon:
                     control=rt.control,
                 )
                 await pipeline.load()
+                if self.replica is not None:
+                    pipeline.on_lost = self.replica.lost
                 rt.pipelines[name] = pipeline
                 self._schedule(spec, pipeline, first=True)
                 continue
@@ -584,7 +727,8 @@ class Daemon:
             pipeline.on_queued = rt.delivery.wake
             if self._streams is not None and _source_of(old, name) != spec.config:
                 await self._streams.stop(name)  # a new URL, token or stream setting
-                self._streams.start(spec, pipeline)
+                if self._owns(name):
+                    self._streams.start(spec, pipeline)
             if new.schedule != old.schedule or spec.interval != _interval_of(old, name):
                 self._schedule(spec, pipeline, first=False)
         self.metrics.declare_sinks(sinks)
@@ -639,8 +783,14 @@ async def run_daemon(
 async def run_once(config: Config) -> tuple[Exit, PollOutcome, int]:
     """One poll of every source (concurrently), then deliver within ``delivery.once_deadline``.
 
-    The outcome is the first failed source's, else a sum over all sources.
+    The outcome is the first failed source's, else a sum over all sources. A PostgreSQL state
+    is for replicas that share the sources by leases: ``once`` holds none, so it is refused.
     """
+    if config.state.postgres:
+        raise ConfigError(
+            "once: state.url is a PostgreSQL shared by replicas, each polling the sources it"
+            " holds the lease of; use `run` (once would hold no lease and write nothing)"
+        )
     async with open_runtime(config) as rt:
         outcomes = await asyncio.gather(*(p.poll() for p in rt.pipelines.values()))
         await release_held(rt.store, config, utcnow(), rt.control.state)

@@ -89,8 +89,15 @@ class Delivery:
         rand: Callable[[], float] = random.random,
         on_result: Callable[[str, str], None] | None = None,
         windows: Mapping[str, float] | None = None,
+        idle_recheck: float = IDLE_RECHECK,
+        retry_at_start: bool = True,
     ) -> None:
         self.store = store
+        #: Whether start() makes every waiting retry due at once: a restart of the one process,
+        #: not of one replica among several sharing the outbox (and its backoff).
+        self.retry_at_start = retry_at_start
+        #: How long an idle worker sleeps before it looks at the outbox again anyway.
+        self.idle_recheck = idle_recheck
         #: Seconds each grouping sink waits to collect notifications into one message.
         self.windows = {k: v for k, v in (windows or {}).items() if v > 0}
         #: Told (sink, result) after each attempt at one notification (delivered, retry or
@@ -115,7 +122,8 @@ class Delivery:
         for name in self.sinks:  # before expire() prunes old delivered rows
             await self.resolve_events(name)
         await self.expire()
-        await self.store.retry_now(self.clock())
+        if self.retry_at_start:
+            await self.store.retry_now(self.clock())
         await self.restore()
         for name in await self.store.outbox_sinks():
             if name not in self.sinks:
@@ -230,7 +238,7 @@ class Delivery:
                     continue
                 if until is not None:
                     return
-                await _wait(wake, IDLE_RECHECK)
+                await _wait(wake, self.idle_recheck)
                 continue
             now = self.clock()
             # The same comparison as Store.expire's, or a row could be too old here and not
@@ -397,6 +405,15 @@ async def release_held(
         dropped_unknown_sinks=len(outcome.release) - len(release),
     )
     return len(release)
+
+
+def idle_recheck(config: Config) -> float:
+    """How often an idle worker looks at the outbox: with replicas sharing a PostgreSQL, at
+    least once a ``lease``, so a row another replica claimed and never sent (it was killed) is
+    sent soon after its claim expires."""
+    if config.state.postgres:
+        return min(IDLE_RECHECK, config.state.lease.total_seconds())
+    return IDLE_RECHECK
 
 
 def group_windows(config: Config) -> dict[str, float]:

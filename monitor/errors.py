@@ -12,8 +12,10 @@ one boundary where they can occur, with ``raise ... from exc`` (aiohttp's in :mo
     │   ├── AuthError      the token endpoint refused to issue an access token
     │   └── ParseError     the body is not JSON, or not a JSON array
     ├── SinkError          a notification could not be delivered (carries retryable, retry_after)
-    ├── StoreError         the SQLite state database failed
-    │   └── StateLockedError  another process has the state database open for writing
+    ├── StoreError         the state database (SQLite or PostgreSQL) failed
+    │   ├── StateLockedError  another process has the state database open for writing
+    │   ├── SchemaTooNewError the database was written by a newer release
+    │   └── LeaseLostError    another replica took the source over: this write is refused
     └── ControlError       a silence or an acknowledgement asked for cannot be made
 
 No message ever contains a secret: tokens, webhook URLs and HMAC keys stay out of ``str(exc)``.
@@ -88,7 +90,7 @@ class SinkError(MonitorError):
 
 
 class StoreError(MonitorError):
-    """The SQLite state database could not be read or written."""
+    """The state database could not be read or written."""
 
 
 class StateLockedError(StoreError):
@@ -103,3 +105,17 @@ class ControlError(MonitorError):
     def __init__(self, message: str, *, not_found: bool = False) -> None:
         super().__init__(message)
         self.not_found = not_found
+
+
+class SchemaTooNewError(StoreError):
+    """The state database's schema is newer than this release knows: it is left as it is and
+    the CLI exits 2 (a restart of the same release would meet it again)."""
+
+
+class LeaseLostError(StoreError):
+    """A poll's write was refused: this replica no longer holds the source's lease (it was
+    paused past it and another replica took the source over). Nothing of the poll is written."""
+
+    def __init__(self, message: str, *, source: str) -> None:
+        super().__init__(message)
+        self.source = source

@@ -36,6 +36,8 @@ POLL_RESULTS = ("ok", "failed")
 #: (balances, error, positions, orders, trades); any other counts as ``other``, a message that
 #: is not JSON with a type as ``invalid`` (a label's values must stay few).
 STREAM_TYPES = ("b", "e", "p", "o", "t", "other", "invalid")
+#: Why a lease changed hands: ``balance_monitor_lease_changes_total{reason}``.
+LEASE_REASONS = ("new", "takeover", "released", "rebalanced", "handover", "lost")
 #: ``balance_monitor_missed_polls`` counts up to this many (a stall of days costs no more).
 MISSED_POLLS_LIMIT = 100
 
@@ -155,6 +157,23 @@ class Metrics:
             ["source"],
             registry=r,
         )
+        self.sources_owned = Gauge(
+            "balance_monitor_sources_owned",
+            "Sources this replica holds the lease of and polls (every source on SQLite).",
+            registry=r,
+        )
+        self.lease_changes = Counter(
+            "balance_monitor_lease_changes",
+            "Leases this replica took or gave up, by reason (new, takeover, released: taken;"
+            " rebalanced, handover: given up; lost: another replica holds it now).",
+            ["reason"],
+            registry=r,
+        )
+        self.replica = Info(
+            "balance_monitor_replica",
+            "This replica: its name and its state backend (sqlite or postgresql).",
+            registry=r,
+        )
         ProcessCollector(registry=r)
         self.build = Info("balance_monitor_build", "Version of balance-monitor.", registry=r)
         self.build.info({"version": __version__})
@@ -254,6 +273,12 @@ class Metrics:
         lose their series (removed by a reload, or not scheduled)."""
         _replace(self.missed_polls, missed)
         _replace(self.next_poll, next_polls)
+
+    def declare_replica(self, name: str, backend: str) -> None:
+        """This replica's info series, and every lease-change reason at 0."""
+        self.replica.info({"replica": name, "backend": backend})
+        for reason in LEASE_REASONS:
+            self.lease_changes.labels(reason=reason)
 
     def render(self) -> bytes:
         """The Prometheus text format (``/metrics`` negotiates; this is for tests and tools)."""

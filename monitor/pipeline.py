@@ -14,7 +14,10 @@ Every poll ends as a success or as a failed poll with its cause, never otherwise
   counted in memory only: the state stays what was last committed, so the next poll that can
   be written writes everything this one could not. The cause is logged once
   (``store_write_failed``), the recovery too (``store_write_recovered``);
-- a poll whose write raised anything else (a bug) is written again as a failed poll.
+- a poll whose write raised anything else (a bug) is written again as a failed poll;
+- a poll whose write was fenced off (``LeaseLostError``: several replicas share a PostgreSQL
+  and another one took the source over while this one was paused) is a failed poll that
+  writes nothing: ``source_lost`` is logged and ``on_lost`` stops the polls of the source.
 
 A ``Retry-After`` defers the next polls, for at most :func:`retry_after_bound`.
 """
@@ -32,7 +35,7 @@ import structlog
 
 from monitor.config import Config, RuleConfig
 from monitor.cycle import Delivery, PollState, Step, notification_id, reconfigured, step
-from monitor.errors import SourceError, StoreError
+from monitor.errors import LeaseLostError, SourceError, StoreError
 from monitor.journal import JOURNAL_TIMEOUT, Explainer, JournalFetcher
 from monitor.models import Account, ActiveAlert, ParseResult, Problem
 from monitor.parse import parse_body, problem_text
@@ -87,10 +90,13 @@ class SourcePipeline:
         down_after: int = 3,
         journal_timeout: float = JOURNAL_TIMEOUT,
         control: Callable[[], ControlState] | None = None,
+        on_lost: Callable[[str], None] | None = None,
     ) -> None:
         #: When the accounts were last seen (a successful poll, or a push): the journal
         #: explains what happened since.
         self._seen_at: datetime | None = None
+        #: Told the source's name when a poll's write was refused for a lost lease.
+        self.on_lost = on_lost
         self.down_after = down_after
         #: The silences and acknowledged episodes in force (the daemon's ControlBook).
         self.control = control if control is not None else (lambda: EMPTY)
@@ -176,6 +182,8 @@ class SourcePipeline:
             done = await self._explained(self._step(await self._look(), now), now)
             try:
                 await self.store.commit(done.write)
+            except LeaseLostError as exc:
+                outcome = self._lost(str(exc), time.monotonic() - started)
             except StoreError as exc:
                 outcome = self._not_written(str(exc), time.monotonic() - started)
             except Exception as exc:  # a bug in writing this poll: write it as a failed one
@@ -323,6 +331,17 @@ class SourcePipeline:
             source=self.source,
             error=f"state not written: {error}",
             duration=duration,
+        )
+
+    def _lost(self, error: str, duration: float) -> PollOutcome:
+        """Another replica holds the source now: nothing of this poll is written, and the
+        state is what another replica may since have moved on from (reloaded if the source
+        comes back)."""
+        self.log.warning("source_lost", error=error)
+        if self.on_lost is not None:
+            self.on_lost(self.source)
+        return PollOutcome(
+            ok=False, source=self.source, error=f"lease lost: {error}", duration=duration
         )
 
     def _retry_after(self, asked: float) -> float:

@@ -14,7 +14,7 @@ import aiohttp
 from monitor.auth import OAuthTokens, StaticToken
 from monitor.config import Config, SecretRef, SourceSpec, check_secret, resolve_secret
 from monitor.control import ControlBook
-from monitor.delivery import Delivery, group_windows
+from monitor.delivery import Delivery, group_windows, idle_recheck
 from monitor.errors import ConfigError
 from monitor.metrics import Metrics
 from monitor.pipeline import SourcePipeline
@@ -105,7 +105,7 @@ async def open_runtime(config: Config, metrics: Metrics | None = None) -> AsyncI
         stack.push_async_callback(session.close)
         specs = config.all_sources()
         tokens = {s.name: token_provider(s, session) for s in specs}  # ConfigError early
-        store = await open_store(config.state.path)
+        store = await open_store(config.state)
         stack.push_async_callback(store.close)
         sinks = build_sinks(config.sinks, session)
         delivery = Delivery(
@@ -114,6 +114,8 @@ async def open_runtime(config: Config, metrics: Metrics | None = None) -> AsyncI
             config.delivery,
             on_result=metrics.notification if metrics is not None else None,
             windows=group_windows(config),
+            idle_recheck=idle_recheck(config),
+            retry_at_start=not config.state.postgres,
         )
         control = ControlBook()
         await control.refresh(store, utcnow())

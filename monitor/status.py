@@ -8,6 +8,7 @@ from typing import Any
 
 from monitor import encoding
 from monitor.config import MuteConfig, RuleConfig
+from monitor.leases import SINGLETON, lease_source, source_lease
 from monitor.mutes import window_at
 from monitor.silences import HOLDER_PREFIX
 from monitor.store import Store
@@ -20,7 +21,36 @@ async def collect(
     rules: Sequence[RuleConfig] = (),
 ) -> dict[str, Any]:
     """Sources, firing alerts (with their acknowledgement and escalation), mute windows,
-    silences and outbox depth as plain data (``--json`` prints it as is)."""
+    silences and outbox depth as plain data (``--json`` prints it as is); with replicas sharing
+    a PostgreSQL, every replica's last heartbeat and the owner of each source (``owner``: the
+    live replica holding its lease, else None)."""
+    at = now.timestamp()
+    leases = {lease.name: lease for lease in await store.leases()}
+    replica_rows = await store.replicas()
+    live = {r.name for r in replica_rows if r.expires_at > at}
+
+    def owner(source: str) -> str | None:
+        lease = leases.get(source_lease(source))
+        if lease is None or lease.owner not in live or lease.expires_at <= at:
+            return None
+        return lease.owner
+
+    replicas = [
+        {
+            "replica": r.name,
+            "live": r.name in live,
+            "last_heartbeat_at": _iso(r.heartbeat_at),
+            "started_at": _iso(r.started_at),
+            "version": r.version,
+            "sources_owned": sum(
+                1 for name in leases if (src := lease_source(name)) and owner(src) == r.name
+            ),
+            "singleton": (single := leases.get(SINGLETON)) is not None
+            and single.owner == r.name
+            and single.expires_at > at,
+        }
+        for r in replica_rows
+    ]
     sources = [
         {
             "source": r.source,
@@ -32,6 +62,7 @@ async def collect(
             "accounts": r.account_count,
             "polls": r.polls,
             "accounts_known": r.accounts_known,
+            "owner": owner(r.source),
         }
         for r in await store.sources()
     ]
@@ -136,6 +167,7 @@ async def collect(
     return {
         "state": store.location,
         "now": now.isoformat(),
+        "replicas": replicas,
         "sources": sources,
         "streams": streams,
         "alerts_firing": alerts,
@@ -176,6 +208,22 @@ def render(status: dict[str, Any]) -> str:
     """The readable form: one block per section."""
     now = datetime.fromisoformat(status["now"])
     lines = [f"state: {status['state']}", ""]
+    if status["replicas"]:
+        live = sum(1 for r in status["replicas"] if r["live"])
+        lines.append(f"replicas: {live} live of {len(status['replicas'])}")
+        rows = [
+            [
+                r["replica"],
+                "live" if r["live"] else "gone",
+                _ago(r["last_heartbeat_at"], now),
+                str(r["sources_owned"]),
+                "yes" if r["singleton"] else "",
+            ]
+            for r in status["replicas"]
+        ]
+        lines += _table(["REPLICA", "STATE", "LAST HEARTBEAT", "SOURCES", "SINGLETON"], rows)
+        lines.append("")
+    owners = bool(status["replicas"])
     if status["sources"]:
         rows = [
             [
@@ -184,12 +232,16 @@ def render(status: dict[str, Any]) -> str:
                 s["last_result"] or "-",
                 _ago(s["last_success_at"], now),
                 str(s["accounts_known"]),
+                *([s["owner"] or "(none)"] if owners else []),
                 s["last_error"] or "",
             ]
             for s in status["sources"]
         ]
         lines += _table(
-            ["SOURCE", "LAST POLL", "RESULT", "LAST SUCCESS", "ACCOUNTS", "ERROR"], rows
+            ["SOURCE", "LAST POLL", "RESULT", "LAST SUCCESS", "ACCOUNTS"]
+            + (["OWNER"] if owners else [])
+            + ["ERROR"],
+            rows,
         )
     else:
         lines.append("no poll recorded yet")

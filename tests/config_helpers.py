@@ -131,9 +131,10 @@ def pagerduty(**fields: Any) -> dict[str, Any]:
 def full_config() -> dict[str, Any]:
     """A valid config with a table for every key that holds a duration or a number: a
     market-hours schedule, ``[api]`` and a ``[[sources]]`` with OAuth2, a chat sink, an
-    Alertmanager and PagerDuty, a windowed ``delta`` and a ``stale`` rule."""
+    Alertmanager and PagerDuty, a windowed ``delta`` and a ``stale`` rule, a PostgreSQL state."""
     return config(
         schedule={"market_hours": "us-equities"},
+        state={"url": "postgresql://monitor@db.internal/balance_monitor", "lease": "15s"},
         sources=[source(token=DROP, oauth=oauth())],
         sinks=[webhook(), slack(), alertmanager(), pagerduty()],
         rules=[

@@ -12,7 +12,9 @@ from pathlib import Path
 from typing import Any
 
 import aiohttp
+import pg_helpers
 import pytest
+import structlog
 from e2e_helpers import (
     TOKEN_ENV,
     Cli,
@@ -30,6 +32,13 @@ from monitor.simulator import Simulator, start
 from monitor.store import SqliteStore, Store
 
 
+@pytest.fixture(autouse=True)
+def _structlog_defaults() -> None:
+    """Each test starts from structlog's defaults: a test before it in the same worker that
+    configured logging (at info) would otherwise filter the debug lines ``capture_logs`` checks."""
+    structlog.reset_defaults()
+
+
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
     """On pytest-xdist workers, the end-to-end tests first.
 
@@ -41,6 +50,11 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
     """
     if hasattr(config, "workerinput"):
         items.sort(key=lambda item: item.get_closest_marker("e2e") is None)
+
+
+def pytest_sessionfinish(session: pytest.Session) -> None:
+    """Leave the run's PostgreSQL (the last process out stops it: ``tests/pg_helpers.py``)."""
+    pg_helpers.leave()
 
 
 def _token(request: pytest.FixtureRequest) -> str:

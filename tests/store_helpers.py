@@ -13,10 +13,14 @@ from decimal import Decimal
 from pathlib import Path
 from typing import Any, Protocol
 
+import pg_helpers
+
+from monitor.config import StateConfig
 from monitor.cycle import Delivery, HistoryPoint, PollRecord, PollWrite, SeriesPoint
 from monitor.models import Account, ActiveAlert, Alert, Notification, Severity, Status
 from monitor.rules import AlertKey, SourceHealth
 from monitor.store import SqliteStore, Store, open_store
+from monitor.store.postgres import PostgresStore
 from monitor.testing import EPOCH
 
 
@@ -96,10 +100,47 @@ class SqliteBackend:
         return await sqlite_rows(self.path, sql)
 
 
+@dataclass(frozen=True, slots=True)
+class PostgresBackend:
+    """A new schema of the run's PostgreSQL (``tests/pg_helpers.py``), opened as replica
+    ``test`` without fencing (the Store suite is one replica's view; the leases and the
+    fencing have their own tests)."""
+
+    cluster: pg_helpers.Cluster
+    schema: str
+
+    @classmethod
+    def new(cls) -> PostgresBackend:
+        found = pg_helpers.cluster()
+        return cls(found, found.new_schema())
+
+    def state(self, **keys: Any) -> StateConfig:
+        return StateConfig(
+            url=self.cluster.url(self.schema), password=self.cluster.password, **keys
+        )
+
+    async def open(self) -> Store:
+        return await PostgresStore.open(
+            self.cluster.url(self.schema), self.cluster.password, replica="test", fencing=False
+        )
+
+    async def rows(self, sql: str) -> list[tuple[Any, ...]]:
+        url = self.cluster.url(self.schema)
+
+        def read() -> list[tuple[Any, ...]]:
+            import psycopg
+
+            with psycopg.connect(url, password=self.cluster.password, autocommit=True) as conn:
+                return [tuple(r) for r in conn.execute(sql.encode()).fetchall()]
+
+        return await asyncio.to_thread(read)
+
+
 #: The backends the Store suite runs on, by the name in the test id. A backend needs a
 #: :class:`Backend` that makes a new empty database for each test (in ``tmp_path`` or not).
 BACKENDS: dict[str, Callable[[Path], Backend]] = {
     "sqlite": lambda tmp_path: SqliteBackend(tmp_path / "state.db"),
+    "postgres": lambda _tmp_path: PostgresBackend.new(),
 }
 
 

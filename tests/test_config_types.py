@@ -105,6 +105,7 @@ DURATION_KEYS = [
     ("sources[0].timeout", "sources[0] (family).timeout", "100ms", "5m"),
     ("sources[0].oauth.timeout", "sources[0] (family).oauth.timeout", "100ms", "5m"),
     ("sources[0].oauth.renew_before", "sources[0] (family).oauth.renew_before", "0s", "1h"),
+    ("state.lease", "state.lease", "1s", "10m"),
     ("delivery.max_age", "delivery.max_age", "1m", "30d"),
     ("delivery.initial_backoff", "delivery.initial_backoff", "10ms", "1h"),
     ("delivery.max_backoff", "delivery.max_backoff", "10ms", "1d"),

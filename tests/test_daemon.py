@@ -243,3 +243,53 @@ async def test_once_without_its_token_opens_nothing(
         await run_once(config)
     assert not config.state.path.exists()
     assert api.sim.requests == 0
+
+
+async def test_a_replica_on_postgresql_polls_what_it_holds_and_hands_it_over(
+    tmp_path: Path, api: Api
+) -> None:
+    """With a PostgreSQL state the daemon is one replica: it takes the sources' leases and the
+    singleton, polls them, is ready, counts them in its metrics; stopped, it hands every lease
+    over (the rows are free for the others at once)."""
+    import pg_helpers
+
+    from monitor.daemon import Daemon
+
+    cluster = pg_helpers.cluster()
+    url = cluster.url(cluster.new_schema())
+    config = make_config(
+        tmp_path,
+        api.url,
+        state={"url": url, "password": cluster.password, "replica": "solo", "lease": "3s"},
+        rules=[DAYTRADES_RULE],
+    )
+    daemon = Daemon(config)
+    stop = asyncio.Event()
+    with capture_logs() as logs:
+        task = asyncio.create_task(daemon.run(stop))
+        await api.wait_for_requests(2, timeout=10)
+        async with asyncio.timeout(10):
+            while not daemon.readiness().ready:  # noqa: ASYNC110 - readiness is computed
+                await asyncio.sleep(0.05)
+        ready = daemon.readiness()
+        assert ready.detail["replica"] == "solo"
+        assert ready.detail["sources_owned"] == 1
+        sample = daemon.metrics.registry.get_sample_value
+        assert sample("balance_monitor_sources_owned") == 1
+        assert sample("balance_monitor_replica_info", {"replica": "solo", "backend": "postgresql"})
+        assert await stop_after(task, stop, within=5) is Exit.OK
+    events = [e["event"] for e in logs]
+    assert "source_acquired" in events
+    assert "singleton_acquired" in events
+    assert "sources_handed_over" in events
+    store = await open_store(config.state)
+    try:
+        leases = await store.leases()
+        polled = await store.sources()
+    finally:
+        await store.close()
+    assert {lease.name: lease.owner for lease in leases} == {
+        "source:default": None,
+        "singleton": None,
+    }
+    assert polled[0].polls >= 2

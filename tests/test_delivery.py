@@ -331,6 +331,27 @@ async def test_start_makes_waiting_retries_due_at_once(store: Store, clock: Manu
         await delivery.stop(grace=1)
 
 
+async def test_a_replica_s_start_keeps_the_shared_backoff(store: Store, clock: ManualTime) -> None:
+    """With replicas sharing the outbox, one replica's start is no reason to retry a receiver
+    every replica is backing off from: the row stays due when it was."""
+    sink = RecordingSink("a")
+    await enqueue(store, clock, "n1", sinks=("a",))
+    row = await store.next_pending("a")
+    assert row is not None
+    await store.mark(row.seq, "pending", now=clock(), next_attempt_at=clock() + 3000)
+    delivery = Delivery(
+        store, {"a": sink}, delivery_config(), clock=clock, rand=lambda: 1.0, retry_at_start=False
+    )
+    await delivery.start()
+    try:
+        await asyncio.sleep(0.3)
+        assert sink.ids == []
+        [(*_, due, _)] = await outbox(store)
+        assert due == clock() + 3000
+    finally:
+        await delivery.stop(grace=1)
+
+
 async def test_stop_leaves_undelivered_rows_pending(store: Store, clock: ManualTime) -> None:
     """stop(grace) cancels a send still in flight after the grace period; nothing is lost:
     every undelivered row stays pending, and the next start delivers them in order."""

@@ -388,6 +388,42 @@ async def test_restore_keeps_what_was_sent_since_start(
     assert [a["annotations"]["summary"] for a in posted(receiver)] == ["newer"]
 
 
+async def test_a_replica_that_does_not_do_singleton_work_never_re_sends(
+    receiver: Receiver, session: aiohttp.ClientSession
+) -> None:
+    """sync(resend=False): the alerts it delivers are posted, never re-sent by it."""
+    sink = make_sink(receiver.url, session, resend_interval=0.1)
+    try:
+        await sink.sync([], resend=False)
+        await sink.send(alert_of("11111111"))
+        await asyncio.sleep(0.4)
+        assert len(receiver.requests) == 1
+    finally:
+        await sink.aclose()
+
+
+async def test_sync_takes_the_database_view_and_ends_what_left_it(
+    receiver: Receiver, session: aiohttp.ClientSession
+) -> None:
+    """On the replica doing singleton work, sync replaces the re-sent set with what the state
+    database says fires (delivered by any replica), and posts each alert that left the set as
+    resolved, once: a re-send that raced with another replica's resolve ends there."""
+    sink = make_sink(receiver.url, session, resend_interval=timedelta(minutes=1))
+    try:
+        await sink.send(alert_of("11111111"))  # this replica delivered it; another resolved it
+        await sink.sync([alert_of("22222222"), alert_of("33333333", kind="event")], resend=True)
+        assert sink.firing == {"fp-22222222"}
+        [ended] = posted(receiver)
+        assert ended["labels"]["account_number"] == "11111111"
+        assert "endsAt" in ended
+        await sink.sync([alert_of("22222222")], resend=True)
+        assert len(receiver.requests) == 2  # nothing left the set: nothing posted
+        await sink.resend()
+        assert accounts(receiver) == ["22222222"]
+    finally:
+        await sink.aclose()
+
+
 async def test_resend_failures_are_logged_and_retried(
     receiver: Receiver, sink: alertmanager.AlertmanagerSink
 ) -> None:

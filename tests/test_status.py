@@ -78,7 +78,9 @@ async def test_status_collect_reads_sources_alerts_and_outbox(store: Store) -> N
         "accounts": 2,
         "polls": 2,
         "accounts_known": 2,
+        "owner": None,  # no replica holds a lease
     }
+    assert data["replicas"] == []
     assert data["alerts_firing"] == [
         {
             "source": "default",

@@ -77,7 +77,9 @@ def _resolve_paths(config: Config, base_dir: Path) -> Config:
         update={
             "api": config.api.with_paths_under(base_dir) if config.api is not None else None,
             "sources": tuple(s.with_paths_under(base_dir) for s in config.sources),
-            "state": config.state.model_copy(update={"path": state_path}),
+            "state": config.state.with_paths_under(base_dir).model_copy(
+                update={"path": state_path}
+            ),
             "sinks": tuple(s.with_paths_under(base_dir) for s in config.sinks),
             "http": config.http.with_paths_under(base_dir),
             "heartbeat": (

@@ -117,6 +117,8 @@ class Config(FrozenModel):
             refs.append(token)
         if self.heartbeat is not None:
             refs.append(self.heartbeat.url_ref())
+        if (password := self.state.password_ref()) is not None:
+            refs.append(password)
         return refs
 
     def missing_secrets(self) -> list[str]:

@@ -2,18 +2,98 @@
 
 from __future__ import annotations
 
+import os
+import socket
 from datetime import timedelta
 from pathlib import Path
-from typing import Annotated, ClassVar, Literal
+from typing import Annotated, ClassVar, Literal, Self
+from urllib.parse import urlsplit, urlunsplit
 
-from pydantic import SecretStr, field_validator
+from pydantic import SecretStr, field_validator, model_validator
 
 from monitor.config.secrets import Secret, SecretRef, WithSecrets
 from monitor.config.types import FrozenModel, check_http_url, check_url_secret, within
 
+#: What ``[state] url`` needs installed, named in the error when it is missing.
+POSTGRES_EXTRA = "pip install 'balance-monitor[postgres]'"
 
-class StateConfig(FrozenModel):
+
+class StateConfig(WithSecrets):
+    """``[state]``: a SQLite file (``path``, the default) or a PostgreSQL shared by replicas
+    (``url``, with ``password``/``password_env``/``password_file``, ``replica``, ``lease``)."""
+
+    SECRETS: ClassVar[tuple[Secret, ...]] = (Secret("password", required=False),)
+
     path: Path = Path("balance-monitor.db")
+    url: str | None = None
+    password: SecretStr | None = None
+    password_env: str | None = None
+    password_file: Path | None = None
+    replica: str | None = None
+    lease: Annotated[timedelta, within("1s", "10m")] = timedelta(seconds=15)
+
+    @field_validator("url")
+    @classmethod
+    def _url(cls, value: str | None) -> str | None:
+        if value is None:
+            return None
+        scheme = value.partition("://")[0]
+        if scheme not in ("postgresql", "postgres"):
+            raise ValueError("must be a postgresql:// URL")
+        try:
+            import psycopg  # noqa: F401 - only to know it is there
+            import psycopg_pool  # noqa: F401
+        except ImportError:
+            raise ValueError(f"a PostgreSQL state needs its driver: {POSTGRES_EXTRA}") from None
+        return value
+
+    @field_validator("replica")
+    @classmethod
+    def _replica(cls, value: str | None) -> str | None:
+        if value is not None and not value.strip():
+            raise ValueError("must not be empty")
+        return value
+
+    @model_validator(mode="after")
+    def _exclusive(self) -> Self:
+        if self.url is not None and "path" in self.model_fields_set:
+            raise ValueError("give either path (SQLite) or url (PostgreSQL), not both")
+        if self.url is None:
+            given = self.secret_named("password").given(self)
+            given += [k for k in ("replica",) if getattr(self, k) is not None]
+            if "lease" in self.model_fields_set:
+                given.append("lease")
+            if given:
+                raise ValueError(f"{', '.join(given)}: only with url (PostgreSQL)")
+        return self
+
+    @property
+    def postgres(self) -> bool:
+        return self.url is not None
+
+    @property
+    def replica_name(self) -> str:
+        """This process's name among the replicas: ``replica``, or hostname:pid."""
+        return self.replica or f"{socket.gethostname()}:{os.getpid()}"
+
+    def password_ref(self) -> SecretRef | None:
+        return self.secret_named("password").ref(self, "state")
+
+    def where(self) -> str:
+        """Where the state lives, for logs and ``status``: the path, or the URL without any
+        password it may hold."""
+        if self.url is None:
+            return str(self.path)
+        return public_url(self.url)
+
+
+def public_url(url: str) -> str:
+    """``url`` without the password its user part may hold (``user:***@host``)."""
+    parts = urlsplit(url)
+    if parts.password is None:
+        return url
+    host = parts.netloc.rpartition("@")[2]
+    return urlunsplit(parts._replace(netloc=f"{parts.username}:***@{host}"))
 
 
 class DeliveryConfig(FrozenModel):

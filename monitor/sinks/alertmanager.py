@@ -29,6 +29,14 @@ alert resolved can never reach Alertmanager after the resolve and fire the alert
 firing notification of each alert still firing through :meth:`~AlertmanagerSink.restore`; the
 background task POSTs them right away (not inside ``restore``, which does no I/O and never
 raises) and every interval after.
+
+**Replicas** (a PostgreSQL state): any replica delivers, so one replica's set misses what the
+others delivered and resolved. The daemon then calls :meth:`~AlertmanagerSink.sync` every
+``resend_interval`` on every replica: on the one doing the singleton work (``resend=True``) the
+set becomes the state database's view (the last delivered firing notification of each alert
+still firing, whoever delivered it), and an alert that left the set since the last sync is
+POSTed once more as resolved (``endsAt`` now), so a re-send that raced with another replica's
+resolve is ended within an interval; the other replicas do not re-send.
 """
 
 from __future__ import annotations
@@ -36,7 +44,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 from collections.abc import Mapping, Sequence
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
@@ -87,6 +95,8 @@ class AlertmanagerSink:
         self._due = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
         self._closed = False
+        #: Whether this process re-sends (with replicas, only the one doing singleton work).
+        self._resending = True
 
     def __repr__(self) -> str:
         return f"AlertmanagerSink(name={self._name!r})"
@@ -126,6 +136,37 @@ class AlertmanagerSink:
                 self._firing.setdefault(alert.fingerprint, self.document(alert))
         self._start()
         self._due.set()
+
+    @property
+    def resend_interval(self) -> float:
+        return self._interval
+
+    async def sync(self, firing: Sequence[Notification], *, resend: bool) -> None:
+        """With replicas: whether this replica re-sends, and if it does, what: ``firing`` (the
+        state database's last delivered firing notification of each alert still firing)
+        replaces the set, and each alert that left it is POSTed as resolved now (a failure is
+        logged, never raised)."""
+        async with self._lock:
+            self._resending = resend
+            if not resend:
+                return
+            kept = {
+                n.alert.fingerprint: self.document(n.alert)
+                for n in firing
+                if n.alert.status is Status.FIRING and n.alert.kind == "condition"
+            }
+            gone = [doc for fp, doc in self._firing.items() if fp not in kept]
+            self._firing = kept
+            if gone:
+                ended = rfc3339(datetime.now(tz=UTC))
+                try:
+                    await self._post([{**doc, "endsAt": ended} for doc in gone])
+                except SinkError as exc:
+                    _log.warning(
+                        "alertmanager_resend_failed", sink=self._name, alerts=len(gone),
+                        error=str(exc), retryable=exc.retryable,
+                    )  # fmt: skip
+        self._start()
 
     async def aclose(self) -> None:
         """Stop re-sending (the session belongs to the caller)."""
@@ -178,7 +219,7 @@ class AlertmanagerSink:
     async def resend(self) -> None:
         """POST every firing alert now (one request); log a failure, never raise."""
         async with self._lock:
-            if not self._firing:
+            if not self._firing or not self._resending:
                 return
             documents = list(self._firing.values())
             try:

@@ -4,6 +4,11 @@ The pipeline reads a source's state and commits each poll (:class:`~monitor.cycl
 in one transaction; delivery drains the outbox and settles what mute windows held; the daemon
 counts what waits; ``status`` reads typed rows. A backend (:mod:`monitor.store.sqlite`) keeps
 the rows; nothing outside it sees SQL.
+
+Several replicas may share one PostgreSQL (:mod:`monitor.store.postgres`): there a poll's
+commit is fenced by the source's lease (:class:`~monitor.errors.LeaseLostError`), and
+``next_pending``/``next_batch`` claim the rows they return for a while, so one row is sent by
+one replica at a time.
 """
 
 from __future__ import annotations
@@ -195,6 +200,28 @@ class DeliveryRow:
     state: str  # pending (retrying once attempts > 0), delivered, failed, expired
     last_error: str | None
     updated_at: float
+
+
+@dataclass(frozen=True, slots=True)
+class ReplicaRow:
+    """A replica sharing the database (PostgreSQL), for ``status``; times are epoch seconds of
+    the database's clock. Live while ``expires_at`` is ahead."""
+
+    name: str
+    started_at: float
+    heartbeat_at: float
+    expires_at: float
+    version: str
+
+
+@dataclass(frozen=True, slots=True)
+class LeaseRow:
+    """Who holds a lease (``source:<name>`` or ``singleton``), for ``status``."""
+
+    name: str
+    owner: str | None
+    epoch: int
+    expires_at: float
 
 
 class Store(Protocol):
@@ -419,4 +446,14 @@ class Store(Protocol):
 
     async def deliveries(self, *, limit: int) -> list[DeliveryRow]:
         """The last ``limit`` notifications queued (one row per sink), newest first."""
+        ...
+
+    # ---------------------------------------------------------------- replicas (PostgreSQL)
+
+    async def replicas(self) -> list[ReplicaRow]:
+        """The replicas that heartbeat into this database, by name (none on SQLite)."""
+        ...
+
+    async def leases(self) -> list[LeaseRow]:
+        """Every lease row, by name (none on SQLite)."""
         ...

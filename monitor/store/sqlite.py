@@ -14,37 +14,21 @@ from __future__ import annotations
 
 import asyncio
 import sqlite3
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any, TypeVar
 
-from monitor.cycle import PollWrite, SourceState
 from monitor.errors import StateLockedError, StoreError
-from monitor.models import JSONValue, Notification
-from monitor.silences import Ack, Silence
-from monitor.store import sqlite_actions as actions
 from monitor.store import sqlite_ops as ops
-from monitor.store.base import (
-    AccountRow,
-    AlertRef,
-    AlertRow,
-    DeliveryRow,
-    HeldRow,
-    NotificationRecord,
-    OutboxRow,
-    OutboxSummary,
-    PollRow,
-    SeriesRow,
-    SourceRow,
-)
 from monitor.store.lock import StateLock
-from monitor.store.schema import ACTIONS_SINCE, SCHEMA_VERSION
+from monitor.store.schema import SCHEMA_VERSION
+from monitor.store.sql import SqlStore
 
 T = TypeVar("T")
 
 
-class SqliteStore:
+class SqliteStore(SqlStore):
     """The :class:`~monitor.store.Store` on one SQLite file: an async facade over one
     connection living in one worker thread."""
 
@@ -205,178 +189,6 @@ class SqliteStore:
             return fn(self._conn, *args)
         except sqlite3.Error as exc:
             raise StoreError(f"{self.path}: {_reason(exc)}") from exc
-
-    # ------------------------------------------------------------------ polls
-
-    async def load_source(self, source: str) -> SourceState:
-        return await self._run(ops.load_source, source)
-
-    async def commit(self, write: PollWrite) -> None:
-        """Write one poll's outcome (:class:`~monitor.cycle.PollWrite`) in one transaction."""
-        await self._run(ops.commit, write)
-
-    # ------------------------------------------------------------------ mute windows
-
-    async def held(self) -> list[HeldRow]:
-        return await self._run(ops.held)
-
-    async def held_count(self) -> int:
-        return await self._run(ops.held_count)
-
-    async def release(
-        self,
-        released: Sequence[tuple[Notification, str, str]],
-        settled: Sequence[int],
-        now: float,
-    ) -> None:
-        await self._run(ops.release, released, settled, now)
-
-    # ------------------------------------------------------------------ outbox
-
-    async def next_pending(self, sink: str) -> OutboxRow | None:
-        return await self._run(ops.next_pending, sink)
-
-    async def next_batch(self, sink: str, *, limit: int, now: float) -> list[OutboxRow]:
-        return await self._run(ops.next_batch, sink, limit, now)
-
-    async def mark(
-        self,
-        seq: int,
-        state: str,
-        *,
-        now: float,
-        error: str | None = None,
-        next_attempt_at: float | None = None,
-    ) -> None:
-        def run(db: sqlite3.Connection) -> None:
-            ops.mark(db, seq, state, now=now, error=error, next_attempt_at=next_attempt_at)
-
-        await self._run(run)
-
-    async def retry_now(self, now: float) -> None:
-        await self._run(ops.retry_now, now)
-
-    async def pending(self, sinks: Iterable[str] | None = None) -> int:
-        return await self._run(ops.pending, None if sinks is None else list(sinks))
-
-    async def expire(self, *, older_than: float, now: float) -> list[OutboxRow]:
-        return await self._run(ops.expire, older_than, now)
-
-    async def outbox_sinks(self) -> set[str]:
-        return await self._run(ops.outbox_sinks)
-
-    async def prune_history(self, *, before: float) -> dict[str, int]:
-        return await self._run(ops.prune_history, before)
-
-    async def compact_history(self, *, before: float) -> int:
-        return await self._run(ops.compact_history, before)
-
-    async def firing_deliveries(self, sink: str) -> list[Notification]:
-        return await self._run(ops.firing_deliveries, sink)
-
-    async def unresolved_events(self, sink: str, *, delivered_before: float) -> list[Notification]:
-        return await self._run(ops.unresolved_events, sink, delivered_before)
-
-    # ------------------------------------------------------------------ silences and acks
-
-    async def control_version(self) -> int:
-        if self._version < ACTIONS_SINCE:
-            return 0
-        return await self._run(actions.control_version)
-
-    async def add_silence(self, silence: Silence) -> None:
-        await self._run(actions.add_silence, silence)
-
-    async def expire_silence(self, ident: str, *, now: float) -> Silence | None:
-        return await self._run(actions.expire_silence, ident, now)
-
-    async def silences(self, *, include_ended: bool = False, now: float) -> list[Silence]:
-        if self._version < ACTIONS_SINCE:
-            return []
-        return await self._run(actions.silences, include_ended, now)
-
-    async def add_ack(self, ack: Ack, queued: Sequence[tuple[Notification, str, str]]) -> bool:
-        return await self._run(actions.add_ack, ack, queued)
-
-    async def acks(self) -> list[Ack]:
-        if self._version < ACTIONS_SINCE:
-            return []
-        return await self._run(actions.acks)
-
-    async def find_alert(self, ident: str) -> AlertRef | None:
-        return await self._run(actions.find_alert, ident)
-
-    async def find_firing(self, rule: str, account: str) -> list[AlertRef]:
-        return await self._run(actions.find_firing, rule, account)
-
-    async def last_firing(self, fingerprint: str) -> list[tuple[Notification, str, str]]:
-        return await self._run(actions.last_firing, fingerprint)
-
-    async def notifications(
-        self,
-        *,
-        since: float,
-        rule: str | None = None,
-        sink: str | None = None,
-        state: str | None = None,
-        limit: int = 1000,
-    ) -> list[NotificationRecord]:
-        if self._version < ACTIONS_SINCE:
-            return []
-
-        def run(db: sqlite3.Connection) -> list[NotificationRecord]:
-            return actions.notifications(
-                db, since=since, rule=rule, sink=sink, state=state, limit=limit
-            )
-
-        return await self._run(run)
-
-    # ------------------------------------------------------------------ status
-
-    async def sources(self) -> list[SourceRow]:
-        return await self._run(ops.sources)
-
-    async def alerts(self) -> list[AlertRow]:
-        return await self._run(ops.alerts, self._version)
-
-    async def held_by_mute(self) -> dict[str, int]:
-        return await self._run(ops.held_by_mute, self._version)
-
-    async def outbox_summary(self) -> OutboxSummary:
-        return await self._run(ops.outbox_summary)
-
-    # ------------------------------------------------------------------ account streams
-
-    async def record_stream(self, source: str, state: Mapping[str, JSONValue]) -> None:
-        await self._run(ops.record_stream, source, state)
-
-    async def streams(self) -> dict[str, dict[str, JSONValue]]:
-        return await self._run(ops.streams)
-
-    # ------------------------------------------------------------------ dashboard
-
-    async def accounts(self) -> list[AccountRow]:
-        return await self._run(ops.accounts)
-
-    async def series(
-        self,
-        source: str,
-        accounts: Sequence[str] | None,
-        fields: Sequence[str],
-        *,
-        since: float,
-        until: float,
-    ) -> list[SeriesRow]:
-        numbers = None if accounts is None else list(accounts)
-        return await self._run(
-            ops.series, self._version, (source, numbers, list(fields)), (since, until)
-        )
-
-    async def recent_polls(self, source: str, *, limit: int) -> list[PollRow]:
-        return await self._run(ops.recent_polls, self._version, source, limit)
-
-    async def deliveries(self, *, limit: int) -> list[DeliveryRow]:
-        return await self._run(ops.deliveries, limit)
 
 
 def _reason(exc: sqlite3.Error) -> str:

@@ -9,7 +9,6 @@ second or so and reads the silences and acks again only when it moved. The SQL i
 
 from __future__ import annotations
 
-import sqlite3
 from collections.abc import Sequence
 from typing import Any
 
@@ -17,6 +16,7 @@ from monitor import encoding
 from monitor.models import Notification
 from monitor.silences import Ack, Silence
 from monitor.store.base import AlertRef, AttemptRow, NotificationRecord
+from monitor.store.dbapi import Db
 from monitor.store.sqlite_ops import _queue, transaction
 
 __all__ = [
@@ -48,14 +48,14 @@ def _silence(r: Sequence[Any]) -> Silence:
     )
 
 
-def _bump(db: sqlite3.Connection) -> None:
+def _bump(db: Db) -> None:
     db.execute(
         "INSERT INTO meta (key, value) VALUES ('control_version', '1') ON CONFLICT (key)"
         " DO UPDATE SET value = CAST(CAST(meta.value AS INTEGER) + 1 AS TEXT)"
     )
 
 
-def control_version(db: sqlite3.Connection) -> int:
+def control_version(db: Db) -> int:
     row = db.execute("SELECT value FROM meta WHERE key='control_version'").fetchone()
     return int(row[0]) if row is not None else 0
 
@@ -63,7 +63,7 @@ def control_version(db: sqlite3.Connection) -> int:
 # --------------------------------------------------------------------------- silences
 
 
-def add_silence(db: sqlite3.Connection, silence: Silence) -> None:
+def add_silence(db: Db, silence: Silence) -> None:
     with transaction(db):
         db.execute(
             "INSERT INTO silences (id, starts_at, ends_at, rule, account, source, labels,"
@@ -85,7 +85,7 @@ def add_silence(db: sqlite3.Connection, silence: Silence) -> None:
         _bump(db)
 
 
-def expire_silence(db: sqlite3.Connection, ident: str, now: float) -> Silence | None:
+def expire_silence(db: Db, ident: str, now: float) -> Silence | None:
     with transaction(db):
         cursor = db.execute(
             "UPDATE silences SET expired_at=?, ends_at=? WHERE id=? AND ends_at > ?"
@@ -98,7 +98,7 @@ def expire_silence(db: sqlite3.Connection, ident: str, now: float) -> Silence | 
     return None if row is None else _silence(row)
 
 
-def silences(db: sqlite3.Connection, include_ended: bool, now: float) -> list[Silence]:
+def silences(db: Db, include_ended: bool, now: float) -> list[Silence]:
     if include_ended:
         rows = db.execute(_SILENCE + " ORDER BY starts_at, id")
     else:
@@ -110,7 +110,7 @@ def silences(db: sqlite3.Connection, include_ended: bool, now: float) -> list[Si
 
 
 def add_ack(
-    db: sqlite3.Connection,
+    db: Db,
     ack: Ack,
     queued: Sequence[tuple[Notification, str, str]],
 ) -> bool:
@@ -137,11 +137,11 @@ def add_ack(
     return True
 
 
-def acks(db: sqlite3.Connection) -> list[Ack]:
+def acks(db: Db) -> list[Ack]:
     return [Ack(*r) for r in db.execute(_ACK + " ORDER BY acked_at")]
 
 
-def find_alert(db: sqlite3.Connection, ident: str) -> AlertRef | None:
+def find_alert(db: Db, ident: str) -> AlertRef | None:
     """The alert episode a notification id or a fingerprint names."""
     row = db.execute(
         "SELECT fingerprint, rule, account_number, source, id FROM notification_log"
@@ -157,7 +157,7 @@ def find_alert(db: sqlite3.Connection, ident: str) -> AlertRef | None:
     return None if row is None else _ref(db, row[0], row[1], row[2] or None, row[3], None)
 
 
-def find_firing(db: sqlite3.Connection, rule: str, account: str) -> list[AlertRef]:
+def find_firing(db: Db, rule: str, account: str) -> list[AlertRef]:
     """The firing alerts of ``rule`` on ``account`` (one per source)."""
     rows = db.execute(
         "SELECT fingerprint, rule, account_number, source FROM alerts"
@@ -168,7 +168,7 @@ def find_firing(db: sqlite3.Connection, rule: str, account: str) -> list[AlertRe
 
 
 def _ref(  # noqa: PLR0917 - the columns of the row it completes
-    db: sqlite3.Connection,
+    db: Db,
     fingerprint: str,
     rule: str,
     account: str | None,
@@ -181,7 +181,7 @@ def _ref(  # noqa: PLR0917 - the columns of the row it completes
     return AlertRef(fingerprint, rule, account, source, firing is not None, notification_id)
 
 
-def last_firing(db: sqlite3.Connection, fingerprint: str) -> list[tuple[Notification, str, str]]:
+def last_firing(db: Db, fingerprint: str) -> list[tuple[Notification, str, str]]:
     """The last firing notification of the episode queued for each sink: (it, sink, source)."""
     rows = db.execute(
         "SELECT o.payload, o.sink, o.source FROM notification_log l"
@@ -203,7 +203,7 @@ def last_firing(db: sqlite3.Connection, fingerprint: str) -> list[tuple[Notifica
 
 
 def notifications(
-    db: sqlite3.Connection,
+    db: Db,
     *,
     since: float,
     rule: str | None,

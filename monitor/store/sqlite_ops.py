@@ -1,6 +1,11 @@
-"""The SQL of the SQLite backend: every operation as a plain function on a connection.
+"""The SQL of the state store: every operation as a plain function on a connection.
 
-:class:`~monitor.store.sqlite.SqliteStore` runs these in its one worker thread. Every write of
+One text for both backends: :class:`~monitor.store.sqlite.SqliteStore` runs these in its one
+worker thread on a ``sqlite3`` connection, :class:`~monitor.store.postgres.PostgresStore` in
+its worker threads on a pooled psycopg connection (:class:`~monitor.store.dbapi.Db`). Write the
+SQL both dialects share: ``?`` placeholders, ``INSERT ... ON CONFLICT (...) DO UPDATE SET
+x=excluded.x`` (qualify the table's own columns: ``polls=sources.polls+1``), ``ON CONFLICT DO
+NOTHING``, ``json_extract(payload, '$.key')``; not SQLite's ``INSERT OR ...`` forms. Every write of
 more than one statement is one :func:`transaction`; every outbox row is written by
 :func:`_queue` and read by :func:`_outbox_row`. Times in the database are ISO 8601 text in UTC
 (polls, alerts, history) or epoch seconds (outbox, held).
@@ -8,8 +13,7 @@ more than one statement is one :func:`transaction`; every outbox row is written 
 
 from __future__ import annotations
 
-import sqlite3
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from datetime import UTC, datetime
 from decimal import Decimal
@@ -20,7 +24,7 @@ import orjson
 
 from monitor import encoding
 from monitor.cycle import Departed, PollWrite, SourceState
-from monitor.errors import StoreError
+from monitor.errors import SchemaTooNewError, StoreError
 from monitor.models import Account, ActiveAlert, JSONValue, Notification
 from monitor.parse import parse_records
 from monitor.rules import AlertKey, SourceHealth
@@ -31,22 +35,30 @@ from monitor.store.base import (
     AlertRow,
     DeliveryRow,
     HeldRow,
+    LeaseRow,
     OutboxRow,
     OutboxSummary,
     PollRow,
+    ReplicaRow,
     SeriesRow,
     SinkQueue,
     SourceRow,
 )
+from monitor.store.dbapi import Db
 from monitor.store.schema import (
     ACCOUNT_HISTORY_SINCE,
     ACTIONS_SINCE,
     ALERT_STATES_SINCE,
     HELD_SINCE,
+    POSTGRES_EXTRA,
     SCHEMA,
     SCHEMA_VERSION,
     steps_from,
 )
+from monitor.store.schema import postgres as schema_postgres
+
+#: The key of the advisory lock PostgreSQL replicas take to create or migrate the schema.
+MIGRATION_LOCK = 0x62616C616E6365
 
 #: A notification, the sinks it goes to, and its source: what :func:`_queue` writes.
 Queued = tuple[Notification, Sequence[str], str]
@@ -56,7 +68,7 @@ Queued = tuple[Notification, Sequence[str], str]
 
 
 @contextmanager
-def transaction(db: sqlite3.Connection) -> Iterator[None]:
+def transaction(db: Db) -> Iterator[None]:
     """One write transaction: committed when the block ends, rolled back if it raises.
 
     ``BEGIN IMMEDIATE`` takes the write lock up front, so a transaction never fails half-way
@@ -71,7 +83,7 @@ def transaction(db: sqlite3.Connection) -> Iterator[None]:
         if db.in_transaction:  # SQLite may have rolled back already (disk full, I/O error)
             try:
                 db.execute("ROLLBACK")
-            except sqlite3.Error as failed:
+            except Exception as failed:  # only a note on the error raised
                 exc.add_note(f"and the rollback failed: {failed}")
         raise
 
@@ -79,37 +91,56 @@ def transaction(db: sqlite3.Connection) -> Iterator[None]:
 # --------------------------------------------------------------------------- schema
 
 
-def stored_version(db: sqlite3.Connection) -> int | None:
+def stored_version(db: Db, *, postgres: bool = False) -> int | None:
     """The schema version the database records; ``None`` for a new database."""
-    table = db.execute("SELECT 1 FROM sqlite_master WHERE type='table' AND name='meta'")
-    if table.fetchone() is None:
+    table = db.execute(
+        # pg_tables, not to_regclass: a plain read sees a table another replica created while
+        # this one waited for the migration lock (the catalog cache may not yet)
+        "SELECT 1 FROM pg_catalog.pg_tables WHERE tablename = 'meta'"
+        " AND schemaname = current_schema()"
+        if postgres
+        else "SELECT 1 FROM sqlite_master WHERE type='table' AND name='meta'"
+    )
+    row = table.fetchone()
+    if row is None or row[0] is None:
         return None
     row = db.execute("SELECT value FROM meta WHERE key='schema_version'").fetchone()
     return int(row[0]) if row is not None else None
 
 
-def _is_current(db: sqlite3.Connection, path: Path) -> bool:
+def _is_current(db: Db, path: Path | str, *, postgres: bool = False) -> bool:
     """Whether the database is at :data:`SCHEMA_VERSION`; refuses one written by a newer
     release (or recording no version we know)."""
-    found = stored_version(db)
+    found = stored_version(db, postgres=postgres)
     if found is not None and found > SCHEMA_VERSION:
-        raise StoreError(f"{path}: written by a newer balance-monitor (schema {found})")
+        raise SchemaTooNewError(
+            f"{path}: written by a newer balance-monitor (schema {found}, this release knows"
+            f" up to {SCHEMA_VERSION}): upgrade balance-monitor"
+        )
     if found is not None and found < 1:
         raise StoreError(f"{path}: unknown schema version {found}")
     return found == SCHEMA_VERSION
 
 
-def upgrade(db: sqlite3.Connection, path: Path) -> None:
-    """Create the schema of a new database, or migrate an older one, in one transaction."""
-    if _is_current(db, path):
+def upgrade(db: Db, path: Path | str, *, postgres: bool = False) -> None:
+    """Create the schema of a new database, or migrate an older one, in one transaction (on
+    PostgreSQL under a transaction-scoped advisory lock: replicas started together wait for
+    the first, then find the schema current)."""
+    dialect = schema_postgres if postgres else _same
+    if _is_current(db, path, postgres=postgres):
         return  # the usual case: no write lock taken
     with transaction(db):
-        if _is_current(db, path):  # another process did it while we waited for the lock
+        if postgres:
+            db.execute(f"SELECT pg_advisory_xact_lock({MIGRATION_LOCK})")
+        if _is_current(db, path, postgres=postgres):  # another did it while we waited
             return
-        found = stored_version(db)
+        found = stored_version(db, postgres=postgres)
+        if postgres:
+            for statement in POSTGRES_EXTRA:
+                db.execute(statement)
         if found is None:
             for statement in SCHEMA:
-                db.execute(statement)
+                db.execute(dialect(statement))
             db.execute(
                 "INSERT INTO meta (key, value) VALUES ('schema_version', ?)",
                 (str(SCHEMA_VERSION),),
@@ -117,8 +148,12 @@ def upgrade(db: sqlite3.Connection, path: Path) -> None:
             return
         for step in steps_from(found):
             for statement in step.statements:
-                db.execute(statement)
+                db.execute(dialect(statement))
         db.execute("UPDATE meta SET value=? WHERE key='schema_version'", (str(SCHEMA_VERSION),))
+
+
+def _same(statement: str) -> str:
+    return statement
 
 
 # --------------------------------------------------------------------------- rows
@@ -152,7 +187,7 @@ def _outbox_row(r: Sequence[Any]) -> OutboxRow:
     return OutboxRow(r[0], r[1], r[2], r[3], encoding.loads(r[4]), r[5], r[6], r[7])
 
 
-def _queue(db: sqlite3.Connection, queued: Iterable[Queued], now: float) -> None:
+def _queue(db: Db, queued: Iterable[Queued], now: float) -> None:
     """Queue each notification for each of its sinks, due at once; a notification already
     queued for a sink (same id) is left as it is."""
     rows: list[tuple[str, str, str, str, float, float, float]] = []
@@ -163,8 +198,8 @@ def _queue(db: sqlite3.Connection, queued: Iterable[Queued], now: float) -> None
         logged.extend(_log_row(notification, sink, source, "pending", now) for sink in sinks)
     if rows:
         db.executemany(
-            "INSERT OR IGNORE INTO outbox (id, sink, source, payload, created_at,"
-            " next_attempt_at, updated_at) VALUES (?, ?, ?, ?, ?, ?, ?)",
+            "INSERT INTO outbox (id, sink, source, payload, created_at,"
+            " next_attempt_at, updated_at) VALUES (?, ?, ?, ?, ?, ?, ?) ON CONFLICT DO NOTHING",
             rows,
         )
         _log(db, logged)
@@ -190,7 +225,7 @@ def _log_row(
     )
 
 
-def _log(db: sqlite3.Connection, rows: Sequence[tuple[Any, ...]]) -> None:
+def _log(db: Db, rows: Sequence[tuple[Any, ...]]) -> None:
     """Record notifications in the log, kept ``[history] keep``: a new one as it is, one held
     until now becomes ``pending`` when it is queued; anything else is left as it is."""
     db.executemany(
@@ -218,7 +253,7 @@ def _alert_row(source: str, a: ActiveAlert) -> tuple[str, str, str, str, str, st
 
 
 def _write_alerts(
-    db: sqlite3.Connection,
+    db: Db,
     source: str,
     active: Mapping[AlertKey, ActiveAlert],
     before: Mapping[AlertKey, ActiveAlert] | None,
@@ -235,8 +270,12 @@ def _write_alerts(
         )
         changed = [a for k, a in active.items() if before.get(k) != a]
     db.executemany(
-        "INSERT OR REPLACE INTO alerts (source, rule, account_number, fingerprint, started_at,"
-        " state, notified_at, escalated) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+        "INSERT INTO alerts (source, rule, account_number, fingerprint, started_at,"
+        " state, notified_at, escalated) VALUES (?, ?, ?, ?, ?, ?, ?, ?)"
+        " ON CONFLICT (source, rule, account_number) DO UPDATE SET"
+        " fingerprint=excluded.fingerprint, started_at=excluded.started_at,"
+        " state=excluded.state, notified_at=excluded.notified_at,"
+        " escalated=excluded.escalated",
         [_alert_row(source, a) for a in changed],
     )
 
@@ -244,7 +283,7 @@ def _write_alerts(
 # --------------------------------------------------------------------------- a poll
 
 
-def load_source(db: sqlite3.Connection, source: str) -> SourceState:
+def load_source(db: Db, source: str) -> SourceState:
     row = db.execute(
         "SELECT failures, last_success_at FROM sources WHERE source=?", (source,)
     ).fetchone()
@@ -292,7 +331,7 @@ def load_source(db: sqlite3.Connection, source: str) -> SourceState:
     )
 
 
-def _load_departed(db: sqlite3.Connection, source: str) -> dict[str, Departed]:
+def _load_departed(db: Db, source: str) -> dict[str, Departed]:
     """The accounts that left the source's response, with their last record."""
     left: dict[str, datetime] = {}
     records = []
@@ -306,11 +345,15 @@ def _load_departed(db: sqlite3.Connection, source: str) -> dict[str, Departed]:
     return {n: Departed(a, left[n]) for n, a in parse_records(records).accounts.items()}
 
 
-def commit(db: sqlite3.Connection, write: PollWrite) -> None:
+def commit(db: Db, write: PollWrite, fence: Callable[[Db], None] | None = None) -> None:
+    """Write one poll in one transaction; ``fence`` (PostgreSQL: the source's lease) runs
+    first inside it and refuses the whole write by raising."""
     source, poll, health = write.source, write.poll, write.health
     at = _iso(poll.at)
     now = poll.at.timestamp()
     with transaction(db):
+        if fence is not None:
+            fence(db)
         if write.upserts:
             db.executemany(
                 "INSERT INTO accounts (source, account_number, record, observed_at)"
@@ -330,16 +373,19 @@ def commit(db: sqlite3.Connection, write: PollWrite) -> None:
             )
         if write.departed:
             db.executemany(
-                "INSERT OR REPLACE INTO departed (source, account_number, record, left_at)"
-                " VALUES (?, ?, ?, ?)",
+                "INSERT INTO departed (source, account_number, record, left_at)"
+                " VALUES (?, ?, ?, ?) ON CONFLICT (source, account_number)"
+                " DO UPDATE SET record=excluded.record, left_at=excluded.left_at",
                 [(source, a.account_number, _record_json(a), at) for a in write.departed],
             )
         if write.active is not None:
             _write_alerts(db, source, write.active, write.active_before)
         if write.history:
             db.executemany(
-                "INSERT OR REPLACE INTO history (source, account_number, field, observed_at,"
-                " value) VALUES (?, ?, ?, ?, ?)",
+                "INSERT INTO history (source, account_number, field, observed_at,"
+                " value) VALUES (?, ?, ?, ?, ?)"
+                " ON CONFLICT (source, account_number, field, observed_at)"
+                " DO UPDATE SET value=excluded.value",
                 [(source, n, f, _iso(t), encoding.dumps(v)) for n, f, t, v in write.history],
             )
         if write.history_deletes:
@@ -350,8 +396,8 @@ def commit(db: sqlite3.Connection, write: PollWrite) -> None:
             )
         if held := write.held:
             db.executemany(
-                "INSERT OR IGNORE INTO held (id, sink, source, payload, mute, created_at)"
-                " VALUES (?, ?, ?, ?, ?, ?)",
+                "INSERT INTO held (id, sink, source, payload, mute, created_at)"
+                " VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT DO NOTHING",
                 [
                     (d.notification.id, sink, source, payload, d.held_by, now)
                     for d in held
@@ -390,7 +436,7 @@ def commit(db: sqlite3.Connection, write: PollWrite) -> None:
         _queue(db, [(d.notification, d.sinks, source) for d in write.queued], now)
 
 
-def _record_poll(db: sqlite3.Connection, write: PollWrite, now: float) -> None:
+def _record_poll(db: Db, write: PollWrite, now: float) -> None:
     """The source's health and poll counters, and the poll's outcome (the uptime bar)."""
     source, poll, health = write.source, write.poll, write.health
     at = _iso(poll.at)
@@ -398,10 +444,10 @@ def _record_poll(db: sqlite3.Connection, write: PollWrite, now: float) -> None:
         "INSERT INTO sources (source, failures, polls, last_poll_at, last_result,"
         " last_error, last_success_at, account_count) VALUES (?, ?, 1, ?, ?, ?, ?, ?)"
         " ON CONFLICT (source) DO UPDATE SET failures=excluded.failures,"
-        " polls=polls+1, last_poll_at=excluded.last_poll_at,"
+        " polls=sources.polls+1, last_poll_at=excluded.last_poll_at,"
         " last_result=excluded.last_result, last_error=excluded.last_error,"
-        " last_success_at=coalesce(excluded.last_success_at, last_success_at),"
-        " account_count=coalesce(excluded.account_count, account_count)",
+        " last_success_at=coalesce(excluded.last_success_at, sources.last_success_at),"
+        " account_count=coalesce(excluded.account_count, sources.account_count)",
         (
             source,
             health.failures,
@@ -434,7 +480,7 @@ def series_text(value: JSONValue) -> str | None:
 # --------------------------------------------------------------------------- mute windows
 
 
-def held(db: sqlite3.Connection) -> list[HeldRow]:
+def held(db: Db) -> list[HeldRow]:
     return [
         HeldRow(r[0], r[1], r[2], r[3], encoding.loads(r[4]), r[5], r[6])
         for r in db.execute(
@@ -443,12 +489,12 @@ def held(db: sqlite3.Connection) -> list[HeldRow]:
     ]
 
 
-def held_count(db: sqlite3.Connection) -> int:
+def held_count(db: Db) -> int:
     return int(db.execute("SELECT count(*) FROM held").fetchone()[0])
 
 
 def release(
-    db: sqlite3.Connection,
+    db: Db,
     released: Sequence[tuple[Notification, str, str]],
     settled: Sequence[int],
     now: float,
@@ -467,7 +513,7 @@ def release(
 # --------------------------------------------------------------------------- outbox
 
 
-def next_pending(db: sqlite3.Connection, sink: str) -> OutboxRow | None:
+def next_pending(db: Db, sink: str) -> OutboxRow | None:
     row = db.execute(
         _OUTBOX_ROW + " FROM outbox WHERE sink=? AND state='pending' ORDER BY seq LIMIT 1",
         (sink,),
@@ -475,7 +521,7 @@ def next_pending(db: sqlite3.Connection, sink: str) -> OutboxRow | None:
     return None if row is None else _outbox_row(row)
 
 
-def next_batch(db: sqlite3.Connection, sink: str, limit: int, now: float) -> list[OutboxRow]:
+def next_batch(db: Db, sink: str, limit: int, now: float) -> list[OutboxRow]:
     rows = db.execute(
         _OUTBOX_ROW + " FROM outbox WHERE sink=? AND state='pending' AND next_attempt_at <= ?"
         " ORDER BY seq LIMIT ?",
@@ -485,7 +531,7 @@ def next_batch(db: sqlite3.Connection, sink: str, limit: int, now: float) -> lis
 
 
 def mark(
-    db: sqlite3.Connection,
+    db: Db,
     seq: int,
     state: str,
     *,
@@ -497,7 +543,8 @@ def mark(
     with transaction(db):
         db.execute(
             "UPDATE outbox SET state=?, attempts=attempts+?, last_error=?,"
-            " next_attempt_at=coalesce(?, next_attempt_at), updated_at=? WHERE seq=?",
+            " next_attempt_at=coalesce(?, next_attempt_at), updated_at=?,"
+            " claimed_by=NULL, claimed_until=NULL WHERE seq=?",
             (state, attempt, error, next_attempt_at, now, seq),
         )
         row = db.execute("SELECT id, sink FROM outbox WHERE seq=?", (seq,)).fetchone()
@@ -517,14 +564,16 @@ def mark(
             )
 
 
-def retry_now(db: sqlite3.Connection, now: float) -> None:
+def retry_now(db: Db, now: float) -> None:
     db.execute(
         "UPDATE outbox SET next_attempt_at=? WHERE state='pending' AND next_attempt_at > ?",
         (now, now),
     )
 
 
-def pending(db: sqlite3.Connection, sinks: Sequence[str] | None) -> int:
+def pending(db: Db, sinks: Sequence[str] | None) -> int:
+    if sinks is not None and not sinks:
+        return 0  # PostgreSQL refuses an empty IN ()
     if sinks is None:
         row = db.execute("SELECT count(*) FROM outbox WHERE state='pending'")
     else:
@@ -536,7 +585,7 @@ def pending(db: sqlite3.Connection, sinks: Sequence[str] | None) -> int:
     return int(row.fetchone()[0])
 
 
-def expire(db: sqlite3.Connection, older_than: float, now: float) -> list[OutboxRow]:
+def expire(db: Db, older_than: float, now: float) -> list[OutboxRow]:
     with transaction(db):
         rows = [
             _outbox_row(r)
@@ -562,7 +611,7 @@ def expire(db: sqlite3.Connection, older_than: float, now: float) -> list[Outbox
     return rows
 
 
-def prune_history(db: sqlite3.Connection, before: float) -> dict[str, int]:
+def prune_history(db: Db, before: float) -> dict[str, int]:
     pruned: dict[str, int] = {}
     with transaction(db):
         for table, column in schema.HISTORY_TABLES:
@@ -572,11 +621,11 @@ def prune_history(db: sqlite3.Connection, before: float) -> dict[str, int]:
     return pruned
 
 
-def outbox_sinks(db: sqlite3.Connection) -> set[str]:
+def outbox_sinks(db: Db) -> set[str]:
     return {r[0] for r in db.execute("SELECT DISTINCT sink FROM outbox WHERE state='pending'")}
 
 
-def firing_deliveries(db: sqlite3.Connection, sink: str) -> list[Notification]:
+def firing_deliveries(db: Db, sink: str) -> list[Notification]:
     rows = db.execute(
         "SELECT o.source, o.payload FROM outbox o"
         " JOIN alerts a ON a.fingerprint = json_extract(o.payload, '$.fingerprint')"
@@ -593,9 +642,7 @@ def firing_deliveries(db: sqlite3.Connection, sink: str) -> list[Notification]:
     return list(latest.values())
 
 
-def unresolved_events(
-    db: sqlite3.Connection, sink: str, delivered_before: float
-) -> list[Notification]:
+def unresolved_events(db: Db, sink: str, delivered_before: float) -> list[Notification]:
     resolved = {
         fingerprint
         for (fingerprint,) in db.execute(
@@ -623,7 +670,7 @@ def unresolved_events(
 # --------------------------------------------------------------------------- status
 
 
-def sources(db: sqlite3.Connection) -> list[SourceRow]:
+def sources(db: Db) -> list[SourceRow]:
     rows = db.execute(
         "SELECT source, last_poll_at, last_result, last_error, last_success_at, failures,"
         " account_count, polls, (SELECT count(*) FROM accounts a WHERE a.source = s.source)"
@@ -635,7 +682,7 @@ def sources(db: sqlite3.Connection) -> list[SourceRow]:
     ]
 
 
-def alerts(db: sqlite3.Connection, version: int) -> list[AlertRow]:
+def alerts(db: Db, version: int) -> list[AlertRow]:
     # A database older than alert states (read by a read-only store) has firing alerts only.
     state = "state" if version >= ALERT_STATES_SINCE else "'firing'"
     escalated = "escalated" if version >= ACTIONS_SINCE else "0"
@@ -657,13 +704,13 @@ def alerts(db: sqlite3.Connection, version: int) -> list[AlertRow]:
     ]
 
 
-def held_by_mute(db: sqlite3.Connection, version: int) -> dict[str, int]:
+def held_by_mute(db: Db, version: int) -> dict[str, int]:
     if version < HELD_SINCE:  # nothing could be held before mute windows
         return {}
     return dict(db.execute("SELECT mute, count(*) FROM held GROUP BY mute ORDER BY mute"))
 
 
-def outbox_summary(db: sqlite3.Connection) -> OutboxSummary:
+def outbox_summary(db: Db) -> OutboxSummary:
     queues = tuple(
         SinkQueue(*r)
         for r in db.execute(
@@ -682,15 +729,16 @@ def outbox_summary(db: sqlite3.Connection) -> OutboxSummary:
 _STREAM_KEY = "stream:"
 
 
-def record_stream(db: sqlite3.Connection, source: str, state: Mapping[str, JSONValue]) -> None:
+def record_stream(db: Db, source: str, state: Mapping[str, JSONValue]) -> None:
     with transaction(db):
         db.execute(
-            "INSERT OR REPLACE INTO meta (key, value) VALUES (?, ?)",
+            "INSERT INTO meta (key, value) VALUES (?, ?)"
+            " ON CONFLICT (key) DO UPDATE SET value=excluded.value",
             (_STREAM_KEY + source, encoding.dumps(dict(state))),
         )
 
 
-def streams(db: sqlite3.Connection) -> dict[str, dict[str, JSONValue]]:
+def streams(db: Db) -> dict[str, dict[str, JSONValue]]:
     rows = db.execute(
         "SELECT key, value FROM meta WHERE substr(key, 1, ?) = ? ORDER BY key",
         (len(_STREAM_KEY), _STREAM_KEY),
@@ -706,7 +754,7 @@ def streams(db: sqlite3.Connection) -> dict[str, dict[str, JSONValue]]:
 # --------------------------------------------------------------------------- dashboard
 
 
-def accounts(db: sqlite3.Connection) -> list[AccountRow]:
+def accounts(db: Db) -> list[AccountRow]:
     return [
         AccountRow(source, number, encoding.loads(record), _from_iso(at))
         for source, number, record, at in db.execute(
@@ -722,7 +770,7 @@ _SERIES_CHUNK = 500
 
 
 def series(
-    db: sqlite3.Connection,
+    db: Db,
     version: int,
     which: tuple[str, Sequence[str] | None, Sequence[str]],
     span: tuple[float, float],
@@ -790,7 +838,7 @@ def series(
     return rows
 
 
-def compact_history(db: sqlite3.Connection, before: float) -> int:
+def compact_history(db: Db, before: float) -> int:
     with transaction(db):
         db.execute(
             f"INSERT INTO account_history ({_COLUMNS}) SELECT {_COLUMNS} FROM history_journal"  # noqa: S608
@@ -801,7 +849,7 @@ def compact_history(db: sqlite3.Connection, before: float) -> int:
         return db.execute("DELETE FROM history_journal WHERE at < ?", (before,)).rowcount
 
 
-def recent_polls(db: sqlite3.Connection, version: int, source: str, limit: int) -> list[PollRow]:
+def recent_polls(db: Db, version: int, source: str, limit: int) -> list[PollRow]:
     if version < ACCOUNT_HISTORY_SINCE:
         return []
     rows = db.execute(
@@ -811,7 +859,7 @@ def recent_polls(db: sqlite3.Connection, version: int, source: str, limit: int) 
     return [PollRow(r[0], r[1], bool(r[2]), r[3]) for r in reversed(rows)]
 
 
-def deliveries(db: sqlite3.Connection, limit: int) -> list[DeliveryRow]:
+def deliveries(db: Db, limit: int) -> list[DeliveryRow]:
     rows = db.execute(
         "SELECT seq, id, sink, source, payload, created_at, attempts, state, last_error,"
         " updated_at FROM outbox ORDER BY seq DESC LIMIT ?",
@@ -820,4 +868,20 @@ def deliveries(db: sqlite3.Connection, limit: int) -> list[DeliveryRow]:
     return [
         DeliveryRow(r[0], r[1], r[2], r[3], encoding.loads(r[4]), r[5], r[6], r[7], r[8], r[9])
         for r in rows
+    ]
+
+
+def replicas(db: Db) -> list[ReplicaRow]:
+    return [
+        ReplicaRow(r[0], float(r[1]), float(r[2]), float(r[3]), r[4])
+        for r in db.execute(
+            "SELECT name, started_at, heartbeat_at, expires_at, version FROM replicas ORDER BY name"
+        )
+    ]
+
+
+def leases(db: Db) -> list[LeaseRow]:
+    return [
+        LeaseRow(r[0], r[1], int(r[2]), float(r[3]))
+        for r in db.execute("SELECT name, owner, epoch, expires_at FROM leases ORDER BY name")
     ]
