@@ -6,7 +6,8 @@ CLI). Reads are open like every route; writes need ``[http] auth_token`` (the mi
 :mod:`monitor.webauth` answers 401 without it, 403 when no token is configured). Errors are
 JSON ``{"error": "..."}``: 400 for a bad request, 404 for an unknown id.
 
-    GET    /api/v1/silences[?all=true]      the silences in force (all: ended ones too)
+    GET    /api/v1/silences[?all=true]      the silences in force (all: ended ones too), each
+                                            with ``held``: the notifications it holds
     POST   /api/v1/silences                 {"rule", "account", "source", "labels",
                                              "for" | "until", "comment", "author"} -> 201
     DELETE /api/v1/silences/{id}            end it now -> the silence
@@ -72,8 +73,10 @@ class ActionsApi:
     async def _list(self, request: web.Request) -> web.Response:
         now = datetime.now(tz=UTC).timestamp()
         every = request.query.get("all", "").lower() in {"1", "true", "yes"}
-        found = await self._store().silences(include_ended=every, now=now)
-        return _json([silence_json(s, now) for s in found])
+        store = self._store()
+        found = await store.silences(include_ended=every, now=now)
+        held_by = await store.held_by_mute()
+        return _json([{**silence_json(s, now), "held": held_by.get(s.holder, 0)} for s in found])
 
     async def _add(self, request: web.Request) -> web.Response:
         body = await _body(request)

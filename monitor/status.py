@@ -7,11 +7,12 @@ from datetime import UTC, datetime
 from typing import Any
 
 from monitor import encoding
-from monitor.config import MuteConfig, RuleConfig
+from monitor.config import EscalationStep, MuteConfig, RuleConfig
 from monitor.leases import SINGLETON, lease_source, source_lease
 from monitor.mutes import window_at
-from monitor.silences import HOLDER_PREFIX
+from monitor.silences import HOLDER_PREFIX, Ack, Silence
 from monitor.store import Store
+from monitor.store.base import AlertRow
 
 
 async def collect(
@@ -80,41 +81,28 @@ async def collect(
         if a.state == "pending":
             pending.append(row)
             continue
-        ack = acks.get(a.fingerprint)
-        escalate = steps.get(a.rule, ())
-        following = escalate[a.escalated] if a.escalated < len(escalate) and ack is None else None
+        acted = alert_actions(a, acks.get(a.fingerprint), steps.get(a.rule, ()))
+        escalation = acted["escalation"]
+        if escalation is not None:
+            escalation = {**escalation, "next_at": _iso(escalation["next_at"])}
         alerts.append(
             {
                 **row,
                 "fingerprint": a.fingerprint,
-                "acknowledged_by": (ack.author or "unknown") if ack is not None else None,
-                "acknowledged_at": _iso(ack.at) if ack is not None else None,
-                "ack_comment": ack.comment if ack is not None else None,
-                "escalation": {
-                    "steps": len(escalate),
-                    "sent": a.escalated,
-                    "next_at": (a.started_at + following.after).isoformat()
-                    if following is not None
-                    else None,
-                    "next_sinks": list(following.sinks) if following is not None else None,
-                }
-                if escalate or a.escalated
-                else None,
+                **acted,
+                "acknowledged_at": _iso(acted["acknowledged_at"]),
+                "escalation": escalation,
             }
         )
     held_by = await store.held_by_mute()
     silences = []
     for s in await store.silences(now=now.timestamp()):
+        state = silence_state(s, held_by.pop(s.holder, 0), now.timestamp())
         silences.append(
             {
-                "id": s.id,
-                **s.matchers(),
-                "active": s.active(now.timestamp()),
+                **{k: v for k, v in state.items() if k not in _EPOCH_SILENCE_KEYS},
                 "starts_at": _iso(s.starts_at),
                 "ends_at": _iso(s.until),
-                "author": s.author,
-                "comment": s.comment,
-                "held": held_by.pop(s.holder, 0),
             }
         )
     for name in [n for n in held_by if n.startswith(HOLDER_PREFIX)]:
@@ -175,6 +163,59 @@ async def collect(
         "mutes": mute_rows,
         "silences": silences,
         "outbox": outbox,
+    }
+
+
+def alert_actions(
+    alert: AlertRow, ack: Ack | None, escalate: Sequence[EscalationStep]
+) -> dict[str, Any]:
+    """What operators did about a firing alert and where its escalation stands, with times
+    in epoch seconds (``status`` shows them as ISO 8601, the dashboard in the browser's zone):
+    ``acknowledged_by``/``acknowledged_at``/``ack_comment`` (None when not acknowledged) and
+    ``escalation`` (None for a rule without ``escalate``): steps, sent, and the next step's
+    time and sinks (None once every step is sent or the alert is acknowledged)."""
+    following = (
+        escalate[alert.escalated] if alert.escalated < len(escalate) and ack is None else None
+    )
+    return {
+        "acknowledged_by": (ack.author or "unknown") if ack is not None else None,
+        "acknowledged_at": ack.at if ack is not None else None,
+        "ack_comment": ack.comment if ack is not None else None,
+        "escalation": {
+            "steps": len(escalate),
+            "sent": alert.escalated,
+            "next_at": (alert.started_at + following.after).timestamp()
+            if following is not None
+            else None,
+            "next_sinks": list(following.sinks) if following is not None else None,
+        }
+        if escalate or alert.escalated
+        else None,
+    }
+
+
+#: The keys of :func:`silence_state` that are epoch seconds.
+_EPOCH_SILENCE_KEYS = frozenset({"starts_at", "ends_at", "expired_at", "created_at"})
+
+
+def silence_state(silence: Silence, held: int, now: float) -> dict[str, Any]:
+    """A silence as ``status`` and the dashboard show it (times in epoch seconds): its
+    matchers, whether it holds now (``active``), has not started yet (``upcoming``) or has
+    ended (``ended``), when it ends (``ends_at``: its end, or when it was expired by hand),
+    who set it and why, and how many notifications it holds."""
+    return {
+        "id": silence.id,
+        **silence.matchers(),
+        "active": silence.active(now),
+        "upcoming": now < silence.starts_at,
+        "ended": silence.until <= now,
+        "starts_at": silence.starts_at,
+        "ends_at": silence.until,
+        "expired_at": silence.expired_at,
+        "created_at": silence.created_at,
+        "author": silence.author,
+        "comment": silence.comment,
+        "held": held,
     }
 
 

@@ -4,12 +4,15 @@ Read-only and versioned: fields are added, never renamed. Money is a JSON number
 API's own digits; times are epoch seconds (``*_at``, ``since``, ``until``). A bad parameter is
 ``400 {"error": ...}`` naming it; an unknown account ``404``. The routes:
 
-``GET /api/v1/sources``            each source's health, poll count and its last 90 polls
+``GET /api/v1/sources``            each source's health, poll count and its last 90 polls;
+                                   ``control_version``, bumped by each silence or ack written
 ``GET /api/v1/overview``           what the overview page shows (accounts, 24 h changes, totals)
 ``GET /api/v1/accounts``           every account's last record and its alerts
 ``GET /api/v1/accounts/{number}``  one account (``?source=`` when several sources have it)
 ``GET /api/v1/accounts/{number}/history?field=cash&field=...&since=7d&until=...&points=1000``
-``GET /api/v1/alerts``             firing, pending, held; last notifications; mute windows
+``GET /api/v1/alerts``             firing (with ack and escalation), pending, held (by a mute
+                                   window or a silence); last notifications; mute windows;
+                                   silences (in force, to start, ended in the last 24 h)
 """
 
 from __future__ import annotations
@@ -67,7 +70,9 @@ def add_routes(app: web.Application, ctx: WebContext) -> None:
                     "recent": [{"at": p.at, "ok": p.ok, "error": p.error} for p in polls],
                 }
             )
-        return _json({"sources": out})
+        # Bumped by every silence or acknowledgement written (the CLI's too): the page
+        # refreshes on it as on a poll.
+        return _json({"sources": out, "control_version": await ctx.store.control_version()})
 
     async def overview(request: web.Request) -> web.Response:
         return _json(await data.overview(ctx))

@@ -14,7 +14,7 @@ from decimal import Decimal
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from monitor.config import WEEKDAYS, MuteConfig
+from monitor.config import WEEKDAYS, EscalationStep, MuteConfig
 from monitor.history import (
     RANGES,
     Series,
@@ -26,7 +26,9 @@ from monitor.history import (
 from monitor.history import find_account as history_lookup
 from monitor.models import SERIES_FIELDS
 from monitor.mutes import window_at
-from monitor.store.base import AccountRow, AlertRow, DeliveryRow
+from monitor.silences import HOLDER_PREFIX, Ack
+from monitor.status import alert_actions, silence_state
+from monitor.store.base import AccountRow, AlertRow, DeliveryRow, Store
 from monitor.web.context import WebContext
 
 #: The money columns of the overview (buying power: margin, else cash-account).
@@ -71,14 +73,39 @@ def buying_power(record: Mapping[str, Any]) -> tuple[str, Decimal | None]:
     return "non_margin_buying_power", _number(record.get("non_margin_buying_power"))
 
 
-def _alert(a: AlertRow) -> dict[str, Any]:
+#: Silences that ended this long ago still show on the alerts page (with a note).
+ENDED_SHOWN = DAY
+_NOT_ACTED: dict[str, Any] = {
+    "acknowledged_by": None,
+    "acknowledged_at": None,
+    "ack_comment": None,
+    "escalation": None,
+}
+
+
+def _alert(
+    a: AlertRow, ack: Ack | None = None, escalate: Sequence[EscalationStep] = ()
+) -> dict[str, Any]:
+    """An alert kept; a firing one with its acknowledgement and escalation as ``status``
+    computes them (:func:`monitor.status.alert_actions`)."""
     return {
         "source": a.source,
         "rule": a.rule,
         "account_number": a.account_number,
+        "fingerprint": a.fingerprint,
         "state": a.state,
         "started_at": a.started_at.timestamp(),
+        **(alert_actions(a, ack, escalate) if a.state == "firing" else _NOT_ACTED),
     }
+
+
+async def _kept_alerts(ctx: WebContext) -> list[dict[str, Any]]:
+    """Every alert kept (firing or pending), oldest first, as :func:`_alert` shows it."""
+    acks = {ack.fingerprint: ack for ack in await ctx.store.acks()}
+    steps = {rule.name: getattr(rule, "escalate", ()) for rule in ctx.config().rules}
+    return [
+        _alert(a, acks.get(a.fingerprint), steps.get(a.rule, ())) for a in await ctx.store.alerts()
+    ]
 
 
 # --------------------------------------------------------------------------- overview
@@ -95,8 +122,8 @@ async def overview(ctx: WebContext) -> dict[str, Any]:
     for row in await ctx.store.accounts():
         accounts[row.source].append(row)
     alerts: dict[tuple[str, str | None], list[dict[str, Any]]] = defaultdict(list)
-    for a in await ctx.store.alerts():
-        alerts[(a.source, a.account_number)].append(_alert(a))
+    for a in await _kept_alerts(ctx):
+        alerts[(a["source"], a["account_number"])].append(a)
     next_polls = ctx.next_polls()
     totals: dict[str, Decimal] = defaultdict(Decimal)
     sources = []
@@ -191,8 +218,8 @@ def _overview_account(account: AccountRow, rows: Sequence[Any], now: float) -> d
 async def accounts(ctx: WebContext) -> list[dict[str, Any]]:
     """Every stored account with its record and its alerts."""
     alerts: dict[tuple[str, str | None], list[dict[str, Any]]] = defaultdict(list)
-    for a in await ctx.store.alerts():
-        alerts[(a.source, a.account_number)].append(_alert(a))
+    for a in await _kept_alerts(ctx):
+        alerts[(a["source"], a["account_number"])].append(a)
     return [
         {
             "source": row.source,
@@ -280,9 +307,9 @@ async def account_page(
         account=account.account_number,
     )
     current = [
-        _alert(a)
-        for a in await ctx.store.alerts()
-        if a.source == account.source and a.account_number == account.account_number
+        a
+        for a in await _kept_alerts(ctx)
+        if a["source"] == account.source and a["account_number"] == account.account_number
     ]
     return {
         "source": account.source,
@@ -410,13 +437,17 @@ async def alerts_page(ctx: WebContext) -> dict[str, Any]:
     """Firing, pending and held alerts; the last notifications with their delivery per sink;
     the mute windows open now and next."""
     now = ctx.now()
-    kept = await ctx.store.alerts()
+    kept = await _kept_alerts(ctx)
     held = [
         {
             "id": h.id,
             "sink": h.sink,
             "source": h.source,
             "mute": h.mute,
+            # The silence's id when a silence holds it (``mute`` is then ``silence:<id>``).
+            "silence": h.mute.removeprefix(HOLDER_PREFIX)
+            if h.mute.startswith(HOLDER_PREFIX)
+            else None,
             "rule": h.payload.get("rule"),
             "status": h.payload.get("status"),
             "account_number": h.payload.get("account_number"),
@@ -428,12 +459,30 @@ async def alerts_page(ctx: WebContext) -> dict[str, Any]:
     notifications = _notifications(await ctx.store.deliveries(limit=DELIVERIES_SEEN))
     return {
         "now": now.timestamp(),
-        "firing": [_alert(a) for a in kept if a.state == "firing"],
-        "pending": [_alert(a) for a in kept if a.state == "pending"],
+        "firing": [a for a in kept if a["state"] == "firing"],
+        "pending": [a for a in kept if a["state"] == "pending"],
         "held": held,
         "notifications": notifications[:NOTIFICATIONS_SHOWN],
         "mutes": [_mute(m, now) for m in ctx.config().mute],
+        "silences": await silences(ctx.store, now.timestamp()),
     }
+
+
+async def silences(store: Store, now: float) -> list[dict[str, Any]]:
+    """The silences in force and those still to start (soonest end first), then those that
+    ended in the last :data:`ENDED_SHOWN` (latest end first), each with how many
+    notifications it holds (:func:`monitor.status.silence_state`)."""
+    held_by = await store.held_by_mute()
+    shown = [
+        silence_state(s, held_by.get(s.holder, 0), now)
+        for s in await store.silences(include_ended=True, now=now)
+        if s.until > now - ENDED_SHOWN
+    ]
+    live = sorted(
+        (s for s in shown if not s["ended"]), key=lambda s: (s["starts_at"] > now, s["ends_at"])
+    )
+    ended = sorted((s for s in shown if s["ended"]), key=lambda s: -s["ends_at"])
+    return live + ended
 
 
 def _mute(mute: MuteConfig, now: datetime) -> dict[str, Any]:

@@ -1,5 +1,6 @@
 // balance-monitor dashboard: times in the browser's zone, and the page's content refreshed
-// within a few seconds of a poll (it asks /api/v1/sources whether a poll happened, then
+// within a few seconds of a poll or of a silence or ack written (it asks /api/v1/sources
+// whether a poll happened or control_version moved, then
 // fetches the same page and swaps <main>). No third-party code; the page works without it.
 "use strict";
 (function () {
@@ -27,8 +28,10 @@
   }
   var seen = null;
   var busy = false;
-  function stamp(sources) {
-    return JSON.stringify(sources.map(function (s) { return [s.name, s.polls, s.last_poll_at]; }));
+  function stamp(body) {
+    return JSON.stringify([body.control_version, body.sources.map(function (s) {
+      return [s.name, s.polls, s.last_poll_at];
+    })]);
   }
   function refresh() {
     if (busy || document.hidden) { return; }
@@ -37,7 +40,7 @@
       .then(function (r) { return r.ok ? r.json() : null; })
       .then(function (body) {
         if (!body) { return null; }
-        var now = stamp(body.sources);
+        var now = stamp(body);
         var changed = seen !== null && now !== seen;
         seen = now;
         document.getElementById("live").hidden = false;
