@@ -3,7 +3,8 @@ CLI (``run``) polling the simulator.
 
 One browser for the module (one test walks the pages): the overview lists both accounts; a
 restriction set through the simulator's control endpoint appears on the open page without a
-reload; the account page's charts have points; the alerts page shows the alert; the page logs
+reload; the account page's charts have points; the alerts page shows the alert, and a silence
+added with the CLI meanwhile appears on it without a reload; the page logs
 no console error and asks no host but the daemon's (any other request is aborted and fails
 the test). Screenshots of each page are saved as artefacts in the test's folder (and in
 ``$BALANCE_MONITOR_SCREENSHOTS`` when set). ``history`` reads the same data while the daemon runs.
@@ -47,6 +48,7 @@ TOKEN = "dash-e2e-token"
 CHROMIUM = Path("/usr/bin/chromium")
 REQUIRE_ENV = "BALANCE_MONITOR_REQUIRE_BROWSER"
 REASON = '<b>PDT</b> "flag" & more'
+SILENCE_COMMENT = "<i>broker</i> maintenance & more"
 #: How long the open page may take to show what a poll saw (polls are 1 s apart).
 LIVE = 12_000
 
@@ -160,6 +162,24 @@ async def test_the_dashboard_in_a_browser(
             notified = page.locator("tbody tr", has_text="restriction-changed").first
             await expect(notified).to_contain_text("hook: delivered")
             await expect(page.locator("#silences")).to_be_attached()
+
+            # A silence added with the CLI while the daemon runs shows on the open page,
+            # without a reload, with its matcher, author and comment (escaped).
+            await page.evaluate("window.notReloaded = true")
+            added = await cli.run(
+                "silence", "add", "--rule", "restriction-changed", "--account", "*@vision",
+                "--for", "2h", "--comment", SILENCE_COMMENT, "--author", "e2e-alice",
+                "--config", path,
+            )  # fmt: skip
+            assert added.code == 0, added.output
+            silence = page.locator(f"#silence-{added.stdout.strip()}")
+            await expect(silence).to_contain_text("active", timeout=LIVE)
+            await expect(silence).to_contain_text("rule=restriction-changed")
+            await expect(silence).to_contain_text("by e2e-alice")
+            await expect(silence).to_contain_text(SILENCE_COMMENT)
+            await expect(silence).to_contain_text("holds 0 notifications")
+            assert "UTC" not in (await silence.locator("time").text_content() or "UTC")
+            assert await page.evaluate("window.notReloaded === true")
             await shoot(page, "alerts")
         finally:
             await browser.close()
