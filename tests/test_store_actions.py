@@ -122,6 +122,24 @@ async def test_the_record_keeps_every_attempt_of_a_notification(store: Store) ->
     assert await store.notifications(since=NOW + 1) == []
 
 
+async def test_the_record_is_read_for_one_account_of_one_source(store: Store) -> None:
+    """The dashboard's account page reads one account's notifications (no other account's,
+    no other source's account of the same number), however many others came after."""
+    mine = replace(make_notification(account_number="A-1", observed_at=T0), id="mine")
+    await queue_notification(store, SOURCE, mine, ["hook"], T0)
+    for i in range(5):
+        other = replace(make_notification(account_number=f"B-{i}", observed_at=T0), id=f"o{i}")
+        await queue_notification(store, SOURCE, other, ["hook"], T0)
+    twin = replace(make_notification(account_number="A-1", observed_at=T0), id="twin")
+    await queue_notification(store, "other-source", twin, ["hook"], T0)
+
+    found = await store.notifications(since=0, source=SOURCE, account_number="A-1", limit=1)
+    assert [r.id for r in found] == ["mine"]
+    both = await store.notifications(since=0, account_number="A-1")
+    assert sorted(r.id for r in both) == ["mine", "twin"]
+    assert len(await store.notifications(since=0, source="other-source")) == 1
+
+
 async def test_held_notifications_are_recorded_and_released_or_settled(store: Store) -> None:
     await commit_poll(
         store,

@@ -386,8 +386,11 @@ class Store(Protocol):
         sink: str | None = None,
         state: str | None = None,
         limit: int = 1000,
+        source: str | None = None,
+        account_number: str | None = None,
     ) -> list[NotificationRecord]:
-        """The notification log from ``since`` on, newest first, each with its attempts."""
+        """The notification log from ``since`` on, newest first, each with its attempts
+        (``source`` and ``account_number``: only those of that source, of that account)."""
         ...
 
     # ---------------------------------------------------------------- status

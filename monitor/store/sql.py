@@ -193,14 +193,21 @@ class SqlStore:
         sink: str | None = None,
         state: str | None = None,
         limit: int = 1000,
+        source: str | None = None,
+        account_number: str | None = None,
     ) -> list[NotificationRecord]:
         if self._version < ACTIONS_SINCE:
             return []
+        equal = {
+            "rule": rule,
+            "sink": sink,
+            "state": state,
+            "source": source,
+            "account_number": account_number,
+        }
 
         def run(db: Db) -> list[NotificationRecord]:
-            return actions.notifications(
-                db, since=since, rule=rule, sink=sink, state=state, limit=limit
-            )
+            return actions.notifications(db, since=since, equal=equal, limit=limit)
 
         return await self._run(run)
 

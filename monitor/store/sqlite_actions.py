@@ -9,7 +9,7 @@ second or so and reads the silences and acks again only when it moved. The SQL i
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 from monitor import encoding
@@ -202,22 +202,28 @@ def last_firing(db: Db, fingerprint: str) -> list[tuple[Notification, str, str]]
 # --------------------------------------------------------------------------- the record
 
 
+#: The record's columns a reader may ask to equal a value.
+_FILTERED = frozenset({"rule", "sink", "state", "source", "account_number"})
+
+
 def notifications(
     db: Db,
     *,
     since: float,
-    rule: str | None,
-    sink: str | None,
-    state: str | None,
+    equal: Mapping[str, str | None],
     limit: int,
 ) -> list[NotificationRecord]:
+    """The record from ``since`` on, newest first; ``equal``: a column of those below and the
+    value it must have (``None``: any)."""
     where = ["created_at >= ?"]
     args: list[Any] = [since]
-    for column, value in (("rule", rule), ("sink", sink), ("state", state)):
+    for column, value in equal.items():
+        if column not in _FILTERED:
+            raise ValueError(f"not a column to filter the record by: {column}")
         if value is not None:
             where.append(f"{column} = ?")
             args.append(value)
-    # Column names from the tuple above, never from input: the values are parameters.
+    # Column names from _FILTERED, never from input: the values are parameters.
     sql = (
         "SELECT id, sink, source, fingerprint, rule, account_number, status, summary,"  # noqa: S608
         " created_at, state, attempts, last_error, updated_at FROM notification_log"
