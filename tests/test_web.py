@@ -67,7 +67,8 @@ async def test_the_account_page_draws_the_dip_the_restriction_and_the_alert(
     assert 'class="band alert"' in html
     assert "ops: delivered" in html
     assert "chat: retrying (1)" in html
-    assert 'title="HTTP 502 from chat"' in html
+    # Every attempt on hover (from the notification record).
+    assert 'title="2024-05-08 09:00:01 UTC: retry (HTTP 502 from chat)"' in html
     assert 'aria-current="page">7d<' in html
 
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -22,7 +23,7 @@ from web_helpers import EVIL, NOW, SOURCE, Served, serving_dashboard, web_config
 from monitor.api_actions import ActionsApi
 from monitor.cycle import PollRecord
 from monitor.encoding import loads
-from monitor.models import ActiveAlert, Status
+from monitor.models import ActiveAlert, Notification, Status
 from monitor.rules import SourceHealth
 from monitor.silences import Ack, Silence
 from monitor.status import collect
@@ -70,7 +71,8 @@ async def acted_on(tmp_path: Path) -> AsyncIterator[Served]:
     notification held by the active silence."""
     async with serving_dashboard(tmp_path, cfg=CFG) as web:
         store = web.store
-        held = make_notification(
+        held = _with_id(
+            "n-held",
             rule="low-cash",
             account_number="B-2",
             fingerprint="fp-low",
@@ -231,6 +233,10 @@ async def test_the_sources_route_moves_its_control_version_when_a_silence_is_wri
     assert after != before
 
 
+def _with_id(ident: str, **changes: Any) -> Notification:
+    return replace(make_notification(**changes), id=ident)
+
+
 def web_app(actions: ActionsApi) -> web.Application:
     app = web.Application()
     actions.add_routes(app)
@@ -247,3 +253,57 @@ def _plain(text: str | None) -> str | None:
 
 def _iso_or_none(epoch: Any) -> str | None:
     return None if epoch is None else _iso(epoch)
+
+
+async def test_the_account_history_reads_the_record_beyond_the_outbox_week(
+    tmp_path: Path,
+) -> None:
+    """A notification whose outbox rows were pruned (as they are a week on) is still in the
+    account's alert history (from the notification record), newest first, with every
+    delivery attempt on hover; its episode (fired, resolved an hour later) is drawn on the
+    chart."""
+    async with acted_on(tmp_path) as web:
+        store = web.store
+        fired = NOW - timedelta(hours=20)
+        old = _with_id(
+            "n-old-fired",
+            rule="low-cash",
+            account_number="A-1",
+            fingerprint="fp-old",
+            observed_at=fired,
+            started_at=fired,
+            status=Status.FIRING,
+            summary="A-1: cash_to_withdraw fell, 20 h ago",
+        )
+        resolved = _with_id(
+            "n-old-resolved",
+            rule="low-cash",
+            account_number="A-1",
+            fingerprint="fp-old",
+            observed_at=fired + timedelta(hours=1),
+            started_at=fired,
+            status=Status.RESOLVED,
+            summary="A-1: cash_to_withdraw is back, 19 h ago",
+        )
+        for n, at in ((old, fired), (resolved, fired + timedelta(hours=1))):
+            await store.release([(n, "ops", SOURCE)], [], at.timestamp())
+            row = await store.next_pending("ops")
+            assert row is not None
+            t = at.timestamp()
+            if n is old:
+                await store.mark(row.seq, "pending", now=t + 1, error="HTTP 500 from ops")
+            await store.mark(row.seq, "delivered", now=t + 2)
+        # As a week on: the finished rows are pruned.
+        await store.expire(older_than=T - 8 * 86400, now=T + 7 * 86400 + 1)
+        assert {r.id for r in await store.deliveries(limit=100)}.isdisjoint({old.id})
+        _, html, _ = await web.get("/accounts/A-1?range=30d")
+    table = html[html.index("<h2>Alert history") :]
+    assert "A-1: cash_to_withdraw fell, 20 h ago" in table
+    assert "A-1: cash_to_withdraw is back, 19 h ago" in table
+    first_try = utc_text(fired.timestamp() + 1)
+    assert f'title="{first_try}: retry (HTTP 500 from ops)&#10;' in table
+    assert "ops: delivered" in table
+    assert (
+        f"low-cash: {utc_text(fired.timestamp())} to {utc_text(fired.timestamp() + 3600)}" in html
+    )
+    assert table.index("20 h ago") > table.index("cash_to_withdraw fell to 12.34")

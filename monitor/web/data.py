@@ -44,6 +44,8 @@ UPTIME_POLLS = 90
 SPARK_POINTS = 48
 #: How many outbox rows the pages look through (newest first).
 DELIVERIES_SEEN = 2000
+#: How many notification records (one per sink) the account page looks through.
+RECORDS_SEEN = 2000
 #: Notifications on the alerts page.
 NOTIFICATIONS_SHOWN = 50
 DAY = 86400.0
@@ -301,11 +303,7 @@ async def account_page(
         if changes and changes[-1]["restriction"] == value:
             continue
         changes.append({"at": at, "restriction": value, "reason": reasons.get(at)})
-    notifications = _notifications(
-        await ctx.store.deliveries(limit=DELIVERIES_SEEN),
-        source=account.source,
-        account=account.account_number,
-    )
+    notifications = await _account_notifications(ctx, account, now)
     current = [
         a
         for a in await _kept_alerts(ctx)
@@ -383,6 +381,67 @@ def _notifications(
     return list(by_id.values())
 
 
+async def _account_notifications(
+    ctx: WebContext, account: AccountRow, now: float
+) -> list[dict[str, Any]]:
+    """The account's notifications, newest first, as :func:`_notifications` shows them: from
+    the notification record (kept ``[history] keep``, every delivery attempt with it), with
+    the observed and start times and kind of the outbox's payload where the outbox still has
+    them (a week); what only the outbox has (from before the record existed) as it has it."""
+    queued = {
+        n["id"]: n
+        for n in _notifications(
+            await ctx.store.deliveries(limit=DELIVERIES_SEEN),
+            source=account.source,
+            account=account.account_number,
+        )
+    }
+    keep = ctx.config().history.keep.total_seconds()
+    records = await ctx.store.notifications(
+        since=now - keep,
+        source=account.source,
+        account_number=account.account_number,
+        limit=RECORDS_SEEN,
+    )
+    by_id: dict[str, dict[str, Any]] = {}
+    for r in records:
+        item = by_id.get(r.id)
+        if item is None:
+            payload = queued.get(r.id, {})
+            item = by_id[r.id] = {
+                "id": r.id,
+                "source": r.source,
+                "status": r.status,
+                "kind": payload.get("kind"),
+                "rule": r.rule,
+                "severity": payload.get("severity"),
+                "account_number": r.account_number,
+                "fingerprint": r.fingerprint,
+                "summary": r.summary,
+                "observed_at": payload.get("observed_at") or r.created_at,
+                "started_at": payload.get("started_at"),
+                "created_at": r.created_at,
+                "acknowledged_by": (r.ack.author or "unknown") if r.ack is not None else None,
+                "acknowledged_at": r.ack.at if r.ack is not None else None,
+                "ack_comment": r.ack.comment if r.ack is not None else None,
+                "deliveries": [],
+            }
+        item["deliveries"].append(
+            {
+                "sink": r.sink,
+                "state": "retrying" if r.state == "pending" and r.attempt_count else r.state,
+                "attempts": r.attempt_count,
+                "last_error": r.last_error,
+                "updated_at": r.updated_at,
+                "tries": [{"at": a.at, "outcome": a.outcome, "error": a.error} for a in r.attempts],
+            }
+        )
+    for item in by_id.values():
+        item["deliveries"].sort(key=lambda d: d["sink"])
+    merged = list(by_id.values()) + [n for i, n in queued.items() if i not in by_id]
+    return sorted(merged, key=lambda n: n["created_at"], reverse=True)
+
+
 def _epoch(text: Any) -> float | None:
     if not isinstance(text, str):
         return None
@@ -411,23 +470,23 @@ def _episodes(
                 ep["end"] = start
         elif fp in episodes:
             episodes[fp]["end"] = at
+    firing = {a["fingerprint"] for a in current if a["state"] == "firing"}
     for a in current:
-        if a["state"] == "firing" and not any(
-            e["rule"] == a["rule"] and e["end"] is None for e in episodes.values()
-        ):
-            episodes[f"now:{a['rule']}"] = {
+        if a["state"] == "firing" and a["fingerprint"] not in episodes:
+            episodes[a["fingerprint"]] = {
                 "rule": a["rule"],
                 "severity": None,
                 "start": a["started_at"],
                 "end": None,
                 "summary": None,
             }
-    out = sorted(episodes.values(), key=lambda e: e["start"])
-    for e in out:
-        e["ongoing"] = e["end"] is None
+    for fp, e in episodes.items():
+        # Open and firing now: ongoing. Open but no longer firing: its end was not notified
+        # (an event, or a resolution not sent): drawn as a moment.
+        e["ongoing"] = e["end"] is None and fp in firing
         if e["end"] is None:
-            e["end"] = now
-    return out
+            e["end"] = now if e["ongoing"] else e["start"]
+    return sorted(episodes.values(), key=lambda e: e["start"])
 
 
 # --------------------------------------------------------------------------- alerts
