@@ -26,6 +26,7 @@ from monitor.downsample import MAX_POINTS
 from monitor.history import history_json, parse_moment
 from monitor.models import SERIES_FIELDS
 from monitor.web import data
+from monitor.web.alerts import alerts_page
 from monitor.web.context import WebContext
 
 __all__ = ["add_routes"]
@@ -128,7 +129,7 @@ def add_routes(app: web.Application, ctx: WebContext) -> None:
         return _json(history_json(row, since, until, series))
 
     async def alerts(request: web.Request) -> web.Response:
-        return _json(await data.alerts_page(ctx))
+        return _json(await alerts_page(ctx))
 
     app.router.add_get(f"{PREFIX}/sources", sources)
     app.router.add_get(f"{PREFIX}/overview", overview)

@@ -23,6 +23,7 @@ from markupsafe import Markup
 from monitor import __version__
 from monitor.history import RANGES
 from monitor.web import data
+from monitor.web.alerts import alerts_page
 from monitor.web.chart import sparkline, step_chart
 from monitor.web.context import WebContext
 
@@ -176,7 +177,7 @@ def add_routes(app: web.Application, ctx: WebContext) -> None:
         return render("account.html", page="account", view=view, charts=_charts(view))
 
     async def alerts(request: web.Request) -> web.Response:
-        return render("alerts.html", page="alerts", view=await data.alerts_page(ctx))
+        return render("alerts.html", page="alerts", view=await alerts_page(ctx))
 
     async def static(request: web.Request) -> web.Response:
         name = request.match_info["name"]
