@@ -430,8 +430,10 @@ class Daemon:
         rt, beat = self._rt, self._heartbeat
         if rt is None or beat is None:
             return
+        if self.replica is not None and not self.replica.singleton:
+            return  # the replica doing singleton work beats, judging every replica's polls
         async with self._job("heartbeat_cancelled"):
-            await beat.beat(rt.pipelines, rt.store)
+            await beat.beat(rt.pipelines, rt.store, shared=self.replica is not None)
 
     def _control_changed(self) -> None:
         """A silence or an ack was written through the API: pick it up now."""
