@@ -582,7 +582,7 @@ class Daemon:
             )
             self.metrics.set_schedule(
                 missed_by_source(self._owned(self._rt), self._triggers, self._scheduled_at, now),
-                {k: v for k, v in self._next_polls().items() if self._owns(k)},
+                self._next_owned_polls(),
             )
 
     def _next_polls(self) -> dict[str, float]:
@@ -598,7 +598,13 @@ class Daemon:
         """What the dashboard reads: the store, the config in force, the next polls."""
         if self._rt is None:
             return None
-        return WebContext(self._rt.store, lambda: self.config, self._next_polls, utcnow)
+        return WebContext(self._rt.store, lambda: self.config, self._next_owned_polls, utcnow)
+
+    def _next_owned_polls(self) -> dict[str, float]:
+        """The next polls of the sources this process polls: with replicas, the job of a source
+        another replica holds runs and does nothing, so its time says nothing (the page shows
+        none rather than a wrong one)."""
+        return {k: v for k, v in self._next_polls().items() if self._owns(k)}
 
     async def _start_health(self, config: Config) -> None:
         address = config.http.address

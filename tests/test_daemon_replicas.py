@@ -5,10 +5,12 @@ stream follows the lease, the heartbeat judges every source, not only the replic
 from __future__ import annotations
 
 import asyncio
+import socket
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 from typing import Any
 
+import aiohttp
 import pytest
 from sinks_helpers import Receiver, serving
 
@@ -176,3 +178,40 @@ async def test_the_heartbeat_of_replicas_judges_every_source_by_its_owner(
         await replicas.close()
         await r1.cleanup()
         await r2.cleanup()
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port: int = s.getsockname()[1]
+        return port
+
+
+async def test_the_pages_of_a_replica_give_next_poll_times_only_for_what_it_polls(
+    tmp_path: Path, sim: tuple[Simulator, str], replicas: Replicas
+) -> None:
+    """Every replica serves the dashboard from the shared state (the same sources and polls),
+    but the next poll time only of the sources it holds: its schedule of the others is a job
+    that does nothing, not when they will be polled."""
+    _, url = sim
+    db = shared_schema()
+    srcs = sources(url, url)
+    ports = {"a": free_port(), "b": free_port()}
+    daemons = {
+        name: replicas.start(
+            replica_config(tmp_path, db, name, sources=srcs, http={"listen": f"127.0.0.1:{port}"})
+        )
+        for name, port in ports.items()
+    }
+    await until(lambda: both_own_one(daemons["a"], daemons["b"]))
+    await asyncio.sleep(1.5)
+    async with aiohttp.ClientSession() as session:
+        for name, port in ports.items():
+            address = f"http://127.0.0.1:{port}/api/v1/sources"
+            async with session.get(address) as response:
+                assert response.status == 200
+                listed = (await response.json())["sources"]
+            assert [s["name"] for s in listed] == ["s0", "s1"]
+            assert all(s["polls"] >= 1 for s in listed)  # the shared state: every poll
+            timed = {s["name"] for s in listed if s["next_poll_at"] is not None}
+            assert timed == daemons[name].replica.owned
