@@ -230,6 +230,9 @@ class SourcePipeline:
             done = await self._explained(done, now)
             try:
                 await self.store.commit(done.write)
+            except LeaseLostError as exc:  # fenced off like a poll: another replica has it
+                self._lost(str(exc), 0.0)
+                return 0
             except Exception as exc:  # not written: the state stays, the next poll writes it
                 self.log.error("push_not_written", error=str(exc))
                 return 0
