@@ -240,6 +240,13 @@ class PostgresStore(SqlStore):
 
         await self._run(ops.commit, write, fence)
 
+    # ------------------------------------------------------------------ history
+
+    async def compact_history(self, *, before: float) -> int:
+        """The journal moved in one statement (:func:`postgres_ops.compact_history`): polls
+        of other replicas commit while it runs."""
+        return await self._run(pg.compact_history, before)
+
     # ------------------------------------------------------------------ claimed outbox rows
 
     async def next_pending(self, sink: str) -> OutboxRow | None:
