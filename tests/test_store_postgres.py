@@ -161,6 +161,31 @@ async def test_the_password_never_appears_in_errors(
     assert ":***@" in out.out
 
 
+async def test_a_password_in_the_url_s_query_never_appears_in_status_or_errors(
+    db: tuple[pg_helpers.Cluster, str], capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    """libpq also takes the password as a query parameter of the URL (``?password=...``):
+    ``status`` shows it masked like one in the user part, and an error that quotes the
+    connection string says neither."""
+    cluster, schema = db
+    inline = f"{cluster.url(schema)}&password={cluster.password}"
+    store = await PostgresStore.open(inline, None, replica="a")
+    try:
+        assert cluster.password not in store.location
+        assert "password=***" in store.location
+    finally:
+        await store.close()
+    config = write_config(tmp_path, f'url = "{inline}"')
+    assert await asyncio.to_thread(main, ["--config", str(config), "status"]) == 0
+    out = capsys.readouterr()
+    assert cluster.password not in out.out + out.err
+    assert "password=***" in out.out
+    wrong = "hunter2-wrong-sekrit"
+    with pytest.raises(StoreError) as info:
+        await PostgresStore.open(f"{cluster.url(schema)}&password={wrong}", None, replica="a")
+    assert wrong not in str(info.value)
+
+
 # --------------------------------------------------------------------------- leases
 
 

@@ -34,7 +34,7 @@ import psycopg_pool
 from psycopg import pq
 
 from monitor import __version__
-from monitor.config.service import public_url
+from monitor.config.service import public_url, url_secrets
 from monitor.cycle import PollWrite
 from monitor.errors import LeaseLostError, StoreError
 from monitor.leases import source_lease
@@ -102,7 +102,7 @@ class PostgresStore(SqlStore):
         self.fencing = fencing
         self.replica = replica
         self.claim_ttl = claim_ttl
-        self._secrets = [s for s in (password,) if s]
+        self._secrets = [s for s in (password, *url_secrets(url)) if s]
         kwargs: dict[str, Any] = {"autocommit": True}
         if password:
             kwargs["password"] = password
