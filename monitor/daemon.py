@@ -83,6 +83,9 @@ MUTE_CHECK = 15.0
 MAINTENANCE_EVERY = 3600.0
 #: How long after a poll the alert gauges and the status line are brought up to date (seconds).
 SUMMARY_DELAY = 1.0
+#: How often the daemon looks for escalation steps due before their source's next poll
+#: (seconds): a step goes out at most this late.
+ESCALATION_CHECK = 1.0
 
 
 def install_signal_handlers(stop: asyncio.Event, reload: asyncio.Event | None = None) -> None:
@@ -164,6 +167,14 @@ class Daemon:
                 "interval",
                 seconds=CONTROL_CHECK,
                 id="control",
+                max_instances=1,
+                coalesce=True,
+            )
+            scheduler.add_job(
+                self._escalation_job,
+                "interval",
+                seconds=ESCALATION_CHECK,
+                id="escalations",
                 max_instances=1,
                 coalesce=True,
             )
@@ -401,6 +412,19 @@ class Daemon:
                     await self._release_job()
             except MonitorError as exc:
                 log.error("control_refresh_failed", error=str(exc))
+
+    async def _escalation_job(self) -> None:
+        """Send the escalation steps that fell due since the last poll of their source: steps
+        go by time, and a source may be polled minutes apart (the stream on); never raises."""
+        rt = self._rt
+        if rt is None or not any(getattr(r, "escalate", ()) for r in self.config.rules):
+            return
+        now = utcnow()
+        async with self._job("escalation_cancelled"):
+            for pipeline in self._owned(rt).values():
+                due = pipeline.escalation_due()
+                if due is not None and due <= now:
+                    await pipeline.escalate()
 
     def _start_heartbeat(self, rt: Runtime, scheduler: AsyncIOScheduler) -> None:
         """Add (or re-time, or remove) the heartbeat job of ``[heartbeat]``."""

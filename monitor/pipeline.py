@@ -36,6 +36,7 @@ import structlog
 from monitor.config import Config, RuleConfig
 from monitor.cycle import Delivery, PollState, Step, notification_id, reconfigured, step
 from monitor.errors import LeaseLostError, SourceError, StoreError
+from monitor.escalation import next_escalation
 from monitor.journal import JOURNAL_TIMEOUT, Explainer, JournalFetcher
 from monitor.models import Account, ActiveAlert, ParseResult, Problem
 from monitor.parse import parse_body, problem_text
@@ -201,11 +202,12 @@ class SourcePipeline:
             self.on_poll(outcome)
         return outcome
 
-    async def push(self, seen: ParseResult) -> int:
+    async def push(self, seen: ParseResult, *, fresh: bool = True) -> int:
         """A push of the account stream: the accounts it carries, read by the caller with the
         current accounts as ``previous`` (:attr:`accounts`). Serialized with the polls; written
         only when it changed something; returns how many alerts it notified. A failure is logged
-        (the next push or poll makes up for it), never raised."""
+        (the next push or poll makes up for it), never raised. ``fresh=False``: nothing was
+        seen (:meth:`escalate`), the accounts stay as fresh as they were."""
         async with self._lock:
             now = self.clock()
             try:
@@ -236,16 +238,28 @@ class SourcePipeline:
             except Exception as exc:  # not written: the state stays, the next poll writes it
                 self.log.error("push_not_written", error=str(exc))
                 return 0
-            self.state, self._seen_at = done.state, now
+            self.state = done.state
+            if fresh:
+                self._seen_at = now
             self._problems.rules(done.problems)
             self.log.info(
-                "push_applied",
+                "push_applied" if fresh else "escalation_stepped",
                 changed=done.changed,
                 notifications=done.alerts,
                 accounts=len(seen.accounts),
             )
             self._announce(done.write.deliveries)
             return done.alerts
+
+    def escalation_due(self) -> datetime | None:
+        """When the next escalation step of this source's alerts falls due, if any."""
+        return next_escalation(self.rules, self.state.active, self.control().acks)
+
+    async def escalate(self) -> int:
+        """Step the source with nothing new seen (an empty push: no account changes, no poll
+        recorded), so that the escalation steps due now are sent without waiting for a poll;
+        how many notifications it queued. Never raises, like :meth:`push`."""
+        return await self.push(ParseResult(accounts={}, changed=frozenset()), fresh=False)
 
     @property
     def accounts(self) -> Mapping[str, Account] | None:

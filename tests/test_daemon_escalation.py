@@ -1,0 +1,83 @@
+"""Escalation on time, not on polls: a source polled rarely (the stream on, polls every few
+minutes as the safety net) still escalates when ``after`` has passed."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import pytest
+from store_helpers import sqlite_query
+
+from monitor import simulator
+from monitor.config import config_from_dict
+from monitor.daemon import Daemon, Exit
+from monitor.simulator import DEMO_TOKEN, Simulator
+from monitor.store import open_store
+
+
+@pytest.fixture
+async def sim() -> AsyncIterator[tuple[Simulator, str]]:
+    sim = Simulator(scenario="static")
+    runner, url = await simulator.start(sim)
+    try:
+        yield sim, url
+    finally:
+        await runner.cleanup()
+
+
+async def sent_to(path: Path, sink: str) -> list[str]:
+    store = await open_store(path, readonly=True)
+    try:
+        rows = await sqlite_query(
+            store, "SELECT json_extract(payload, '$.summary') FROM outbox WHERE sink=?", sink
+        )
+    finally:
+        await store.close()
+    return [str(r[0]) for r in rows]
+
+
+async def test_an_alert_escalates_when_after_has_passed_without_waiting_for_a_poll(
+    tmp_path: Path, sim: tuple[Simulator, str]
+) -> None:
+    """Polls an hour apart, a step after 2 s: the step goes out about 2 s after the alert
+    fired (before: at the next poll, an hour later), once."""
+    simulated, url = sim
+    path = tmp_path / "state.db"
+    config = config_from_dict(
+        {
+            "api": {"url": url, "token": DEMO_TOKEN, "stream": True},
+            "schedule": {"interval": "1h"},
+            "state": {"path": str(path)},
+            "sinks": [{"type": "log", "name": "ops"}, {"type": "log", "name": "pager"}],
+            "rules": [
+                {
+                    "type": "threshold",
+                    "name": "daytrades",
+                    "field": "daytrades_count",
+                    "op": ">=",
+                    "value": 0,
+                    "sinks": ["ops"],
+                    "escalate": [{"after": "2s", "sinks": ["pager"]}],
+                }
+            ],
+        },
+        base_dir=tmp_path,
+    )
+    stop = asyncio.Event()
+    task = asyncio.create_task(Daemon(config).run(stop))
+    try:
+        async with asyncio.timeout(10):
+            while not (path.exists() and await sent_to(path, "ops")):  # noqa: ASYNC110 - a file
+                await asyncio.sleep(0.1)
+        await asyncio.sleep(4)
+        paged = await sent_to(path, "pager")
+        polls = simulated.requests
+    finally:
+        stop.set()
+        async with asyncio.timeout(10):
+            assert await task is Exit.OK
+    assert polls == 1
+    assert len(paged) == 2  # both accounts, one step each
+    assert all(s.endswith("(escalated)") for s in paged)
