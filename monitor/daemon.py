@@ -275,7 +275,7 @@ class Daemon:
         """A source another replica polls now: its stream here closes (its pushes would be
         fenced off anyway)."""
         if self._streams is not None and source in self._streams:
-            task = asyncio.create_task(self._streams.stop(source, for_good=False))
+            task = asyncio.create_task(self._streams.hand_over(source))
             self._in_flight.add(task)  # the shutdown waits for it
             task.add_done_callback(self._in_flight.discard)
 

@@ -126,6 +126,16 @@ async def test_each_source_streams_on_the_replica_holding_its_lease_and_moves_wi
     for daemon in (a, b):
         streamed = {name for name in ("s0", "s1") if name in streams_of(daemon)}
         assert streamed == daemon.replica.owned
+        # A replica's stream gauge is of the streams it runs: one handed over is not "down"
+        # here (deploy/prometheus/alerts.yml would warn of it after 10 minutes).
+        gauge = {
+            name: daemon.metrics.registry.get_sample_value(
+                "balance_monitor_stream_connected", {"source": name}
+            )
+            for name in ("s0", "s1")
+        }
+        assert {name for name, value in gauge.items() if value is not None} == streamed
+        assert all(gauge[name] == 1 for name in streamed)
     await replicas.stop(b)
     await until(lambda: a.replica.owned == {"s0", "s1"})
     await until(lambda: len(simulated.stream.clients) == 2)

@@ -244,3 +244,28 @@ async def test_a_fenced_push_writes_nothing_and_stops_the_source(
     assert [e["event"] for e in logs if e["log_level"] in ("warning", "error")] == ["source_lost"]
     [row] = await stores["b"].accounts()
     assert row.record["cash"] == 5
+
+
+async def test_a_replica_records_stream_state_only_for_a_source_it_holds(
+    stores: dict[str, PostgresStore],
+) -> None:
+    """``status`` shows each source's stream as its owner's: a replica that handed the source
+    over (or lost it while paused, its socket dead) cannot overwrite the owner's "connected"
+    with its own "down"."""
+
+    async def nothing(source: str) -> None:
+        pass
+
+    def owner(name: str) -> Replica:
+        return Replica(stores[name], lease=1.0, sources=lambda: [SOURCE], on_acquired=nothing)
+
+    await owner("a").round()
+    await stores["a"].record_stream(SOURCE, {"connected": True, "reconnects": 0})
+    held = dict(stores["a"].holding)
+    await stores["a"].release_leases()
+    await stores["a"].record_stream(SOURCE, {"connected": False, "reconnects": 1})  # handed over
+    await owner("b").round()
+    await stores["b"].record_stream(SOURCE, {"connected": True, "reconnects": 0})
+    stores["a"].holding = held  # "a" wakes up from a pause: its socket ended meanwhile
+    await stores["a"].record_stream(SOURCE, {"connected": False, "reconnects": 2})
+    assert await stores["b"].streams() == {SOURCE: {"connected": True, "reconnects": 0}}

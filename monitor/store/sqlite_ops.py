@@ -731,11 +731,16 @@ _STREAM_KEY = "stream:"
 
 def record_stream(db: Db, source: str, state: Mapping[str, JSONValue]) -> None:
     with transaction(db):
-        db.execute(
-            "INSERT INTO meta (key, value) VALUES (?, ?)"
-            " ON CONFLICT (key) DO UPDATE SET value=excluded.value",
-            (_STREAM_KEY + source, encoding.dumps(dict(state))),
-        )
+        write_stream(db, source, state)
+
+
+def write_stream(db: Db, source: str, state: Mapping[str, JSONValue]) -> None:
+    """:func:`record_stream` inside a transaction of the caller's (PostgreSQL's fenced one)."""
+    db.execute(
+        "INSERT INTO meta (key, value) VALUES (?, ?)"
+        " ON CONFLICT (key) DO UPDATE SET value=excluded.value",
+        (_STREAM_KEY + source, encoding.dumps(dict(state))),
+    )
 
 
 def streams(db: Db) -> dict[str, dict[str, JSONValue]]:
