@@ -615,8 +615,14 @@ def prune_history(db: Db, before: float) -> dict[str, int]:
     pruned: dict[str, int] = {}
     with transaction(db):
         for table, column in schema.HISTORY_TABLES:
+            # The ack of an episode still firing stops its reminders and escalation for as
+            # long as it fires, however old.
+            still = " AND fingerprint NOT IN (SELECT fingerprint FROM alerts)"
             # Names from the module's own table, never from input.
-            cursor = db.execute(f"DELETE FROM {table} WHERE {column} < ?", (before,))  # noqa: S608
+            cursor = db.execute(
+                f"DELETE FROM {table} WHERE {column} < ?{still if table == 'acks' else ''}",  # noqa: S608
+                (before,),
+            )
             pruned[table] = cursor.rowcount
     return pruned
 
