@@ -33,7 +33,14 @@ from apscheduler.schedulers.asyncio import AsyncIOScheduler
 
 from monitor import __version__
 from monitor.api_actions import ActionsApi
-from monitor.config import Config, SourceSpec, describe_schedule, load_config, resolve_secret
+from monitor.config import (
+    Config,
+    RuleConfig,
+    SourceSpec,
+    describe_schedule,
+    load_config,
+    resolve_secret,
+)
 from monitor.control import CONTROL_CHECK
 from monitor.delivery import Delivery, group_windows, idle_recheck, release_held
 from monitor.errors import ConfigError, MonitorError
@@ -83,9 +90,9 @@ MUTE_CHECK = 15.0
 MAINTENANCE_EVERY = 3600.0
 #: How long after a poll the alert gauges and the status line are brought up to date (seconds).
 SUMMARY_DELAY = 1.0
-#: How often the daemon looks for escalation steps due before their source's next poll
-#: (seconds): a step goes out at most this late.
-ESCALATION_CHECK = 1.0
+#: How often the daemon looks for what time alone makes due before a source's next poll
+#: (escalation steps, ``for`` waits, ``repeat`` reminders), in seconds: at most this late.
+DUE_CHECK = 1.0
 
 
 def install_signal_handlers(stop: asyncio.Event, reload: asyncio.Event | None = None) -> None:
@@ -171,10 +178,10 @@ class Daemon:
                 coalesce=True,
             )
             scheduler.add_job(
-                self._escalation_job,
+                self._due_job,
                 "interval",
-                seconds=ESCALATION_CHECK,
-                id="escalations",
+                seconds=DUE_CHECK,
+                id="due",
                 max_instances=1,
                 coalesce=True,
             )
@@ -413,18 +420,19 @@ class Daemon:
             except MonitorError as exc:
                 log.error("control_refresh_failed", error=str(exc))
 
-    async def _escalation_job(self) -> None:
-        """Send the escalation steps that fell due since the last poll of their source: steps
-        go by time, and a source may be polled minutes apart (the stream on); never raises."""
+    async def _due_job(self) -> None:
+        """Step the sources whose alerts time alone changed since their last poll (escalation
+        steps, ``for`` waits, ``repeat`` reminders): a source may be polled minutes apart (the
+        stream on); never raises."""
         rt = self._rt
-        if rt is None or not any(getattr(r, "escalate", ()) for r in self.config.rules):
+        if rt is None or not any(_timed(r) for r in self.config.rules):
             return
         now = utcnow()
-        async with self._job("escalation_cancelled"):
+        async with self._job("due_cancelled"):
             for pipeline in self._owned(rt).values():
-                due = pipeline.escalation_due()
+                due = pipeline.due_at()
                 if due is not None and due <= now:
-                    await pipeline.escalate()
+                    await pipeline.step_due()
 
     def _start_heartbeat(self, rt: Runtime, scheduler: AsyncIOScheduler) -> None:
         """Add (or re-time, or remove) the heartbeat job of ``[heartbeat]``."""
@@ -785,6 +793,16 @@ class Daemon:
             schedule=describe_schedule(new.schedule),
             rules_reset=reset,
         )
+
+
+def _timed(rule: RuleConfig) -> bool:
+    """Whether time alone changes the rule's alerts (``escalate``, ``for``, ``repeat``)."""
+    for_ = getattr(rule, "for_", None)
+    return bool(
+        getattr(rule, "escalate", ())
+        or getattr(rule, "repeat", None)
+        or (for_ is not None and for_ > timedelta(0))
+    )
 
 
 def _source_of(config: Config, source: str) -> object:

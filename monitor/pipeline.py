@@ -41,6 +41,7 @@ from monitor.journal import JOURNAL_TIMEOUT, Explainer, JournalFetcher
 from monitor.models import Account, ActiveAlert, ParseResult, Problem
 from monitor.parse import parse_body, problem_text
 from monitor.rules.base import RuleProblem
+from monitor.rules.lifecycle import next_wait
 from monitor.silences import EMPTY, ControlState
 from monitor.store import Store
 from monitor.text import one_line
@@ -207,7 +208,7 @@ class SourcePipeline:
         current accounts as ``previous`` (:attr:`accounts`). Serialized with the polls; written
         only when it changed something; returns how many alerts it notified. A failure is logged
         (the next push or poll makes up for it), never raised. ``fresh=False``: nothing was
-        seen (:meth:`escalate`), the accounts stay as fresh as they were."""
+        seen (:meth:`step_due`), the accounts stay as fresh as they were."""
         async with self._lock:
             now = self.clock()
             try:
@@ -243,7 +244,7 @@ class SourcePipeline:
                 self._seen_at = now
             self._problems.rules(done.problems)
             self.log.info(
-                "push_applied" if fresh else "escalation_stepped",
+                "push_applied" if fresh else "due_stepped",
                 changed=done.changed,
                 notifications=done.alerts,
                 accounts=len(seen.accounts),
@@ -251,14 +252,19 @@ class SourcePipeline:
             self._announce(done.write.deliveries)
             return done.alerts
 
-    def escalation_due(self) -> datetime | None:
-        """When the next escalation step of this source's alerts falls due, if any."""
-        return next_escalation(self.rules, self.state.active, self.control().acks)
+    def due_at(self) -> datetime | None:
+        """When time alone next changes this source's alerts, if it will: an escalation step,
+        the end of a pending wait (``for``), a ``repeat`` reminder."""
+        times = (
+            next_escalation(self.rules, self.state.active, self.control().acks),
+            next_wait(self.rules, self.state.active),
+        )
+        return min((t for t in times if t is not None), default=None)
 
-    async def escalate(self) -> int:
+    async def step_due(self) -> int:
         """Step the source with nothing new seen (an empty push: no account changes, no poll
-        recorded), so that the escalation steps due now are sent without waiting for a poll;
-        how many notifications it queued. Never raises, like :meth:`push`."""
+        recorded), so that what fell due with time (:meth:`due_at`) is sent without waiting for
+        a poll; how many notifications it queued. Never raises, like :meth:`push`."""
         return await self.push(ParseResult(accounts={}, changed=frozenset()), fresh=False)
 
     @property

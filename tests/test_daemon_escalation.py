@@ -1,5 +1,6 @@
-"""Escalation on time, not on polls: a source polled rarely (the stream on, polls every few
-minutes as the safety net) still escalates when ``after`` has passed."""
+"""Time-driven steps, not poll-driven: a source polled rarely (the stream on, polls every few
+minutes as the safety net) still escalates when ``after`` has passed, and fires an alert whose
+``for`` has passed."""
 
 from __future__ import annotations
 
@@ -81,3 +82,44 @@ async def test_an_alert_escalates_when_after_has_passed_without_waiting_for_a_po
     assert polls == 1
     assert len(paged) == 2  # both accounts, one step each
     assert all(s.endswith("(escalated)") for s in paged)
+
+
+async def test_a_rule_s_for_falls_due_without_waiting_for_a_poll(
+    tmp_path: Path, sim: tuple[Simulator, str]
+) -> None:
+    """Polls an hour apart: an alert pending for 2 s fires about 2 s after the poll that saw
+    it (before: at the next poll, an hour later)."""
+    simulated, url = sim
+    path = tmp_path / "state.db"
+    config = config_from_dict(
+        {
+            "api": {"url": url, "token": DEMO_TOKEN, "stream": True},
+            "schedule": {"interval": "1h"},
+            "state": {"path": str(path)},
+            "sinks": [{"type": "log", "name": "ops"}],
+            "rules": [
+                {
+                    "type": "threshold",
+                    "name": "daytrades",
+                    "field": "daytrades_count",
+                    "op": ">=",
+                    "value": 0,
+                    "accounts": ["12345678@vision"],
+                    "for": "2s",
+                }
+            ],
+        },
+        base_dir=tmp_path,
+    )
+    stop = asyncio.Event()
+    task = asyncio.create_task(Daemon(config).run(stop))
+    try:
+        await asyncio.sleep(4.5)
+        sent = await sent_to(path, "ops")
+        polls = simulated.requests
+    finally:
+        stop.set()
+        async with asyncio.timeout(10):
+            assert await task is Exit.OK
+    assert polls == 1
+    assert len(sent) == 1
