@@ -421,16 +421,17 @@ class Daemon:
                 log.error("control_refresh_failed", error=str(exc))
 
     async def _due_job(self) -> None:
-        """Step the sources whose alerts time alone changed since their last poll (escalation
-        steps, ``for`` waits, ``repeat`` reminders): a source may be polled minutes apart (the
-        stream on); never raises."""
+        """Step the sources whose alerts time alone changed since their last poll: escalation
+        steps, and with the stream connected ``for`` waits and ``repeat`` reminders (a source
+        may then be polled minutes apart); never raises."""
         rt = self._rt
         if rt is None or not any(_timed(r) for r in self.config.rules):
             return
         now = utcnow()
         async with self._job("due_cancelled"):
-            for pipeline in self._owned(rt).values():
-                due = pipeline.due_at()
+            for name, pipeline in self._owned(rt).items():
+                stream = self._streams.state(name) if self._streams is not None else None
+                due = pipeline.due_at(waits=stream is not None and stream.connected)
                 if due is not None and due <= now:
                     await pipeline.step_due()
 

@@ -252,12 +252,17 @@ class SourcePipeline:
             self._announce(done.write.deliveries)
             return done.alerts
 
-    def due_at(self) -> datetime | None:
-        """When time alone next changes this source's alerts, if it will: an escalation step,
-        the end of a pending wait (``for``), a ``repeat`` reminder."""
+    def due_at(self, *, waits: bool) -> datetime | None:
+        """When time alone next changes this source's alerts, if it will: an escalation step
+        and, with ``waits``, the end of a pending wait (``for``) or a ``repeat`` reminder.
+
+        ``waits`` only while the account stream is connected: a push brings each change as it
+        happens, so the records at hand are current. Without it they are as old as the last
+        poll, and the next poll, which judges ``for`` on fresh records, is at most an interval
+        away (an escalation only needs the alert to be firing)."""
         times = (
             next_escalation(self.rules, self.state.active, self.control().acks),
-            next_wait(self.rules, self.state.active),
+            next_wait(self.rules, self.state.active) if waits else None,
         )
         return min((t for t in times if t is not None), default=None)
 
