@@ -33,7 +33,14 @@ from apscheduler.schedulers.asyncio import AsyncIOScheduler
 
 from monitor import __version__
 from monitor.api_actions import ActionsApi
-from monitor.config import Config, SourceSpec, describe_schedule, load_config, resolve_secret
+from monitor.config import (
+    Config,
+    RuleConfig,
+    SourceSpec,
+    describe_schedule,
+    load_config,
+    resolve_secret,
+)
 from monitor.control import CONTROL_CHECK
 from monitor.delivery import Delivery, group_windows, idle_recheck, release_held
 from monitor.errors import ConfigError, MonitorError
@@ -83,6 +90,9 @@ MUTE_CHECK = 15.0
 MAINTENANCE_EVERY = 3600.0
 #: How long after a poll the alert gauges and the status line are brought up to date (seconds).
 SUMMARY_DELAY = 1.0
+#: How often the daemon looks for what time alone makes due before a source's next poll
+#: (escalation steps, ``for`` waits, ``repeat`` reminders), in seconds: at most this late.
+DUE_CHECK = 1.0
 
 
 def install_signal_handlers(stop: asyncio.Event, reload: asyncio.Event | None = None) -> None:
@@ -164,6 +174,14 @@ class Daemon:
                 "interval",
                 seconds=CONTROL_CHECK,
                 id="control",
+                max_instances=1,
+                coalesce=True,
+            )
+            scheduler.add_job(
+                self._due_job,
+                "interval",
+                seconds=DUE_CHECK,
+                id="due",
                 max_instances=1,
                 coalesce=True,
             )
@@ -264,7 +282,7 @@ class Daemon:
         """A source another replica polls now: its stream here closes (its pushes would be
         fenced off anyway)."""
         if self._streams is not None and source in self._streams:
-            task = asyncio.create_task(self._streams.stop(source, for_good=False))
+            task = asyncio.create_task(self._streams.hand_over(source))
             self._in_flight.add(task)  # the shutdown waits for it
             task.add_done_callback(self._in_flight.discard)
 
@@ -402,6 +420,21 @@ class Daemon:
             except MonitorError as exc:
                 log.error("control_refresh_failed", error=str(exc))
 
+    async def _due_job(self) -> None:
+        """Step the sources whose alerts time alone changed since their last poll: escalation
+        steps, and with the stream connected ``for`` waits and ``repeat`` reminders (a source
+        may then be polled minutes apart); never raises."""
+        rt = self._rt
+        if rt is None or not any(_timed(r) for r in self.config.rules):
+            return
+        now = utcnow()
+        async with self._job("due_cancelled"):
+            for name, pipeline in self._owned(rt).items():
+                stream = self._streams.state(name) if self._streams is not None else None
+                due = pipeline.due_at(waits=stream is not None and stream.connected)
+                if due is not None and due <= now:
+                    await pipeline.step_due()
+
     def _start_heartbeat(self, rt: Runtime, scheduler: AsyncIOScheduler) -> None:
         """Add (or re-time, or remove) the heartbeat job of ``[heartbeat]``."""
         config = self.config.heartbeat
@@ -430,8 +463,10 @@ class Daemon:
         rt, beat = self._rt, self._heartbeat
         if rt is None or beat is None:
             return
+        if self.replica is not None and not self.replica.singleton:
+            return  # the replica doing singleton work beats, judging every replica's polls
         async with self._job("heartbeat_cancelled"):
-            await beat.beat(rt.pipelines, rt.store)
+            await beat.beat(rt.pipelines, rt.store, shared=self.replica is not None)
 
     def _control_changed(self) -> None:
         """A silence or an ack was written through the API: pick it up now."""
@@ -580,7 +615,7 @@ class Daemon:
             )
             self.metrics.set_schedule(
                 missed_by_source(self._owned(self._rt), self._triggers, self._scheduled_at, now),
-                {k: v for k, v in self._next_polls().items() if self._owns(k)},
+                self._next_owned_polls(),
             )
 
     def _next_polls(self) -> dict[str, float]:
@@ -596,7 +631,13 @@ class Daemon:
         """What the dashboard reads: the store, the config in force, the next polls."""
         if self._rt is None:
             return None
-        return WebContext(self._rt.store, lambda: self.config, self._next_polls, utcnow)
+        return WebContext(self._rt.store, lambda: self.config, self._next_owned_polls, utcnow)
+
+    def _next_owned_polls(self) -> dict[str, float]:
+        """The next polls of the sources this process polls: with replicas, the job of a source
+        another replica holds runs and does nothing, so its time says nothing (the page shows
+        none rather than a wrong one)."""
+        return {k: v for k, v in self._next_polls().items() if self._owns(k)}
 
     async def _start_health(self, config: Config) -> None:
         address = config.http.address
@@ -753,6 +794,16 @@ class Daemon:
             schedule=describe_schedule(new.schedule),
             rules_reset=reset,
         )
+
+
+def _timed(rule: RuleConfig) -> bool:
+    """Whether time alone changes the rule's alerts (``escalate``, ``for``, ``repeat``)."""
+    for_ = getattr(rule, "for_", None)
+    return bool(
+        getattr(rule, "escalate", ())
+        or getattr(rule, "repeat", None)
+        or (for_ is not None and for_ > timedelta(0))
+    )
 
 
 def _source_of(config: Config, source: str) -> object:

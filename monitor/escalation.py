@@ -20,7 +20,7 @@ from monitor.rules import AlertKey
 from monitor.rules.base import Context, RuleProblem, alert, watched_field
 from monitor.silences import Ack
 
-__all__ = ["Escalated", "Escalation", "escalate"]
+__all__ = ["Escalated", "Escalation", "escalate", "next_escalation"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -98,6 +98,28 @@ def escalate(
         out.append(Escalation(ident, made, tuple(sinks)))
         state[key] = replace(current, escalated=due[-1] + 1)
     return Escalated(out, state, tuple(ctx.problems))
+
+
+def next_escalation(
+    rules: Sequence[RuleConfig],
+    active: Mapping[AlertKey, ActiveAlert],
+    acks: Mapping[str, Ack],
+) -> datetime | None:
+    """When the next step of an escalation falls due (``None``: none will, as things are).
+
+    Steps fall due with time alone, not with what a poll sees: with polls minutes apart (the
+    account stream on), the daemon steps the source when this time comes instead of waiting
+    for the next poll."""
+    steps_of = {r.name: steps for r in rules if (steps := getattr(r, "escalate", ()))}
+    due = [
+        current.started_at + steps[current.escalated].after
+        for current in active.values()
+        if current.state == "firing"
+        and current.fingerprint not in acks
+        and (steps := steps_of.get(current.rule, ()))
+        and current.escalated < len(steps)
+    ]
+    return min(due, default=None)
 
 
 def _minutes(elapsed: timedelta) -> str:

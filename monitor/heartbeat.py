@@ -71,13 +71,28 @@ class Heartbeat:
         #: Why the last beat was skipped (logged when the reason changes).
         self._skipped: str | None = None
 
-    async def beat(self, pipelines: Mapping[str, SourcePipeline], store: Store) -> str:
+    async def beat(
+        self, pipelines: Mapping[str, SourcePipeline], store: Store, *, shared: bool = False
+    ) -> str:
         """One beat: ping if the monitor is healthy; ``ok``, ``failed`` or ``skipped``.
-        Never raises a :class:`MonitorError` (a failure is logged; the next beat retries)."""
+        Never raises a :class:`MonitorError` (a failure is logged; the next beat retries).
+
+        ``shared``: replicas share the sources, each polling those it holds, so this process's
+        pipelines know only some of them (and, for a source handed over, an old outcome):
+        every source is judged by the last poll the state database recorded, whichever
+        replica made it."""
         try:
             summary = await store.outbox_summary()
             oldest = min((q.oldest_created_at for q in summary.queues), default=None)
-            last = ((n, p.last.ok if p.last is not None else None) for n, p in pipelines.items())
+            if shared:
+                rows = {r.source: r.last_result for r in await store.sources()}
+                last: Iterable[tuple[str, bool | None]] = [
+                    (n, None if rows.get(n) is None else rows[n] == "ok") for n in pipelines
+                ]
+            else:
+                last = [
+                    (n, p.last.ok if p.last is not None else None) for n, p in pipelines.items()
+                ]
             why = unhealthy(last, oldest, self.clock())
             if why is not None:
                 if why != self._skipped:

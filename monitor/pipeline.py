@@ -36,10 +36,12 @@ import structlog
 from monitor.config import Config, RuleConfig
 from monitor.cycle import Delivery, PollState, Step, notification_id, reconfigured, step
 from monitor.errors import LeaseLostError, SourceError, StoreError
+from monitor.escalation import next_escalation
 from monitor.journal import JOURNAL_TIMEOUT, Explainer, JournalFetcher
 from monitor.models import Account, ActiveAlert, ParseResult, Problem
 from monitor.parse import parse_body, problem_text
 from monitor.rules.base import RuleProblem
+from monitor.rules.lifecycle import next_wait
 from monitor.silences import EMPTY, ControlState
 from monitor.store import Store
 from monitor.text import one_line
@@ -201,11 +203,12 @@ class SourcePipeline:
             self.on_poll(outcome)
         return outcome
 
-    async def push(self, seen: ParseResult) -> int:
+    async def push(self, seen: ParseResult, *, fresh: bool = True) -> int:
         """A push of the account stream: the accounts it carries, read by the caller with the
         current accounts as ``previous`` (:attr:`accounts`). Serialized with the polls; written
         only when it changed something; returns how many alerts it notified. A failure is logged
-        (the next push or poll makes up for it), never raised."""
+        (the next push or poll makes up for it), never raised. ``fresh=False``: nothing was
+        seen (:meth:`step_due`), the accounts stay as fresh as they were."""
         async with self._lock:
             now = self.clock()
             try:
@@ -230,19 +233,44 @@ class SourcePipeline:
             done = await self._explained(done, now)
             try:
                 await self.store.commit(done.write)
+            except LeaseLostError as exc:  # fenced off like a poll: another replica has it
+                self._lost(str(exc), 0.0)
+                return 0
             except Exception as exc:  # not written: the state stays, the next poll writes it
                 self.log.error("push_not_written", error=str(exc))
                 return 0
-            self.state, self._seen_at = done.state, now
+            self.state = done.state
+            if fresh:
+                self._seen_at = now
             self._problems.rules(done.problems)
             self.log.info(
-                "push_applied",
+                "push_applied" if fresh else "due_stepped",
                 changed=done.changed,
                 notifications=done.alerts,
                 accounts=len(seen.accounts),
             )
             self._announce(done.write.deliveries)
             return done.alerts
+
+    def due_at(self, *, waits: bool) -> datetime | None:
+        """When time alone next changes this source's alerts, if it will: an escalation step
+        and, with ``waits``, the end of a pending wait (``for``) or a ``repeat`` reminder.
+
+        ``waits`` only while the account stream is connected: a push brings each change as it
+        happens, so the records at hand are current. Without it they are as old as the last
+        poll, and the next poll, which judges ``for`` on fresh records, is at most an interval
+        away (an escalation only needs the alert to be firing)."""
+        times = (
+            next_escalation(self.rules, self.state.active, self.control().acks),
+            next_wait(self.rules, self.state.active) if waits else None,
+        )
+        return min((t for t in times if t is not None), default=None)
+
+    async def step_due(self) -> int:
+        """Step the source with nothing new seen (an empty push: no account changes, no poll
+        recorded), so that what fell due with time (:meth:`due_at`) is sent without waiting for
+        a poll; how many notifications it queued. Never raises, like :meth:`push`."""
+        return await self.push(ParseResult(accounts={}, changed=frozenset()), fresh=False)
 
     @property
     def accounts(self) -> Mapping[str, Account] | None:

@@ -79,6 +79,12 @@ class Streams:
         if for_good:
             self.metrics.forget_stream(name)
 
+    async def hand_over(self, name: str) -> None:
+        """Close the stream of a source another replica holds now: its owner shows it (in
+        ``status`` and its metrics); here its gauge goes, so it does not read as down."""
+        await self.stop(name, for_good=False)
+        self.metrics.forget_stream(name)
+
     async def close(self, grace: float) -> None:
         """Stop every stream (shown down in ``status``) and wait for their state writes."""
         for name in list(self._streams):

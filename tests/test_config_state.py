@@ -78,6 +78,14 @@ def test_a_url_without_the_driver_names_the_extra(monkeypatch: pytest.MonkeyPatc
         (URL, URL),
         ("postgresql://u:hunter2@db/x?sslmode=require", "postgresql://u:***@db/x?sslmode=require"),
         ("postgresql://db/x", "postgresql://db/x"),
+        (
+            "postgresql://u@db/x?password=hunter2&sslmode=require",
+            "postgresql://u@db/x?password=***&sslmode=require",
+        ),
+        (
+            "postgresql://u:a@db/x?sslpassword=k3y&application_name=bm",
+            "postgresql://u:***@db/x?sslpassword=***&application_name=bm",
+        ),
     ],
 )
 def test_the_url_shown_hides_a_password_it_holds(url: str, shown: str) -> None:

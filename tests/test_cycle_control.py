@@ -12,6 +12,7 @@ from datetime import datetime
 from cycle_helpers import LOW_CASH, T0, Polls, body, config, later, record
 
 from monitor.errors import FetchError
+from monitor.escalation import next_escalation
 from monitor.silences import Ack, ControlState, Silence
 
 ESCALATING = {
@@ -158,6 +159,21 @@ def test_escalation_after_a_gap_sends_every_step_due_once() -> None:
     p.poll(at=later(hours=2))
     p.poll(at=later(hours=3))
     assert escalated(p) == [("firing", ("ops",)), ("firing", ("pager", "boss"))]
+
+
+def test_the_next_escalation_is_the_earliest_step_not_sent_of_an_unacknowledged_alert() -> None:
+    """What the daemon times its escalation steps by: 15 minutes after the alert fired, then
+    an hour after; nothing once every step went or the episode is acknowledged."""
+    p = Polls(config(ESCALATING, sinks=SINKS))
+    rules = p.config.rules
+    assert next_escalation(rules, p.state.active, {}) is None  # nothing fires
+    fp = p.poll(cash("500.00"), at=T0).write.deliveries[0].notification.alert.fingerprint
+    assert next_escalation(rules, p.state.active, {}) == later(minutes=15)
+    p.poll(at=later(minutes=15))
+    assert next_escalation(rules, p.state.active, {}) == later(hours=1)
+    assert next_escalation(rules, p.state.active, ack(fp, later(minutes=16)).acks) is None
+    p.poll(at=later(hours=1))
+    assert next_escalation(rules, p.state.active, {}) is None
 
 
 def test_an_acknowledged_alert_does_not_escalate() -> None:

@@ -15,6 +15,7 @@ from structlog.testing import capture_logs
 
 from monitor.config import config_from_dict
 from monitor.metrics import Metrics
+from monitor.parse import parse_body
 from monitor.pipeline import SourcePipeline
 from monitor.replica import Replica
 from monitor.store.postgres import PostgresStore
@@ -194,3 +195,77 @@ async def test_a_fenced_poll_writes_nothing_and_stops_the_source(
     assert told == [SOURCE]
     assert [e["event"] for e in logs if e["log_level"] == "warning"] == ["source_lost"]
     assert await stores["a"].sources() == []
+
+
+async def test_a_fenced_push_writes_nothing_and_stops_the_source(
+    stores: dict[str, PostgresStore], tmp_path: Path
+) -> None:
+    """A push of the account stream on a replica whose lease another replica took over (it
+    was paused, its stream still open) is fenced off like a poll: source_lost is logged,
+    on_lost is told (which closes the stream), and the push lands nowhere."""
+    config = config_from_dict(
+        {
+            "api": {"url": "http://127.0.0.1:9/accounts", "token": "t0ken"},
+            "sinks": [{"name": "audit", "type": "log"}],
+        },
+        base_dir=tmp_path,
+    )
+    told: list[str] = []
+    fetcher = FakeFetcher()
+    fetcher.push([{"account_number": "A1", "cash": 5}])
+    pipeline = SourcePipeline(
+        source=SOURCE,
+        config=config,
+        rules=config.rules,
+        fetcher=fetcher,
+        store=stores["a"],
+        on_queued=lambda: None,
+        clock=ManualClock(),
+        on_lost=told.append,
+    )
+
+    async def nothing(source: str) -> None:
+        pass
+
+    def owner(name: str) -> Replica:
+        return Replica(stores[name], lease=1.0, sources=lambda: [SOURCE], on_acquired=nothing)
+
+    await owner("a").round()
+    assert (await pipeline.poll()).ok
+    held = dict(stores["a"].holding)
+    await stores["a"].release_leases()  # as if it expired while "a" was paused
+    await owner("b").round()
+    stores["a"].holding = held  # "a" wakes up believing it still holds it
+    assert pipeline.accounts is not None
+    seen = parse_body(b'[{"account_number": "A1", "cash": 7}]', pipeline.accounts)
+    with capture_logs() as logs:
+        assert await pipeline.push(seen) == 0
+    assert told == [SOURCE]
+    assert [e["event"] for e in logs if e["log_level"] in ("warning", "error")] == ["source_lost"]
+    [row] = await stores["b"].accounts()
+    assert row.record["cash"] == 5
+
+
+async def test_a_replica_records_stream_state_only_for_a_source_it_holds(
+    stores: dict[str, PostgresStore],
+) -> None:
+    """``status`` shows each source's stream as its owner's: a replica that handed the source
+    over (or lost it while paused, its socket dead) cannot overwrite the owner's "connected"
+    with its own "down"."""
+
+    async def nothing(source: str) -> None:
+        pass
+
+    def owner(name: str) -> Replica:
+        return Replica(stores[name], lease=1.0, sources=lambda: [SOURCE], on_acquired=nothing)
+
+    await owner("a").round()
+    await stores["a"].record_stream(SOURCE, {"connected": True, "reconnects": 0})
+    held = dict(stores["a"].holding)
+    await stores["a"].release_leases()
+    await stores["a"].record_stream(SOURCE, {"connected": False, "reconnects": 1})  # handed over
+    await owner("b").round()
+    await stores["b"].record_stream(SOURCE, {"connected": True, "reconnects": 0})
+    stores["a"].holding = held  # "a" wakes up from a pause: its socket ended meanwhile
+    await stores["a"].record_stream(SOURCE, {"connected": False, "reconnects": 2})
+    assert await stores["b"].streams() == {SOURCE: {"connected": True, "reconnects": 0}}

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
+from datetime import timedelta
 from decimal import Decimal
 from typing import Any
 
@@ -13,6 +14,7 @@ import pytest
 from rules_helpers import (
     GONE,
     NO_FIELD,
+    T0,
     A,
     B,
     F,
@@ -30,6 +32,7 @@ from rules_helpers import (
 from monitor.config import DeltaRuleConfig, ExpressionRuleConfig, RuleConfig, StaleRuleConfig
 from monitor.models import Account, ActiveAlert, Alert, Status
 from monitor.rules import AlertKey, History
+from monitor.rules.lifecycle import next_wait
 
 KEY: AlertKey = ("low-cash", A)
 
@@ -453,3 +456,24 @@ def test_stale_resolves_when_the_account_leaves() -> None:
         A,
     )
     assert resolved.summary == "12345678@vision: account no longer in the response"
+
+
+def test_the_next_wait_is_the_earliest_for_end_or_repeat_of_the_active_alerts() -> None:
+    """What the daemon times a step of a source polled minutes apart by: a pending alert's
+    ``for`` from when it started, a firing one's ``repeat`` from its last notification; none
+    for a rule without them, a rule no longer configured, or a source's own alert."""
+    waits = threshold(name="waits", **{"for": "5m", "repeat": "1h"})
+    plain = threshold(name="plain")
+    later = T0 + timedelta(minutes=20)
+    pending = ActiveAlert("waits", "A1", "", T0, "pending")
+    firing = ActiveAlert("waits", "A2", "fp-2", T0, "firing", later)
+    once = ActiveAlert("plain", "A3", "fp-3", T0, "firing", T0)
+    gone = ActiveAlert("removed", "A4", "fp-4", T0, "pending")
+    own = ActiveAlert("waits", None, "fp-5", T0, "pending")
+    rules = [waits, plain]
+    assert next_wait(rules, {}) is None
+    assert next_wait(rules, {("waits", "A1"): pending}) == T0 + timedelta(minutes=5)
+    assert next_wait(rules, {("waits", "A2"): firing}) == later + timedelta(hours=1)
+    others = {("plain", "A3"): once, ("removed", "A4"): gone, ("waits", None): own}
+    assert next_wait(rules, others) is None
+    assert next_wait(rules, {**others, ("waits", "A2"): firing}) == later + timedelta(hours=1)

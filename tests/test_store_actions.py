@@ -201,3 +201,25 @@ async def test_a_control_open_of_a_current_database_never_blocks_a_starting_daem
         await daemon.close()
     finally:
         await cli.close()
+
+
+async def test_pruning_keeps_the_ack_of_an_alert_still_firing(store: Store) -> None:
+    """``[history] keep`` prunes old acks, but not the ack of an episode still firing (an
+    account restricted for months, acknowledged on day one): dropping it would start its
+    reminders and escalation again."""
+    alert = ActiveAlert("low-cash", "A1", "fp-1", T0)
+    await commit_poll(
+        store,
+        SOURCE,
+        poll=PollRecord(T0, ok=True, account_count=1),
+        health=SourceHealth(),
+        active={("low-cash", "A1"): alert},
+        outbox=[(note("n1"), ["pd"])],
+    )
+    firing = Ack("fp-1", "low-cash", "A1", SOURCE, NOW + 5, "alice", "on it", "n1")
+    ended = Ack("fp-old", "low-cash", "A2", SOURCE, NOW + 5, "bob", "", None)
+    assert await store.add_ack(firing, [])
+    assert await store.add_ack(ended, [])
+    pruned = await store.prune_history(before=NOW + 90 * 86400)
+    assert pruned["acks"] == 1
+    assert await store.acks() == [firing]

@@ -161,6 +161,31 @@ async def test_the_password_never_appears_in_errors(
     assert ":***@" in out.out
 
 
+async def test_a_password_in_the_url_s_query_never_appears_in_status_or_errors(
+    db: tuple[pg_helpers.Cluster, str], capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    """libpq also takes the password as a query parameter of the URL (``?password=...``):
+    ``status`` shows it masked like one in the user part, and an error that quotes the
+    connection string says neither."""
+    cluster, schema = db
+    inline = f"{cluster.url(schema)}&password={cluster.password}"
+    store = await PostgresStore.open(inline, None, replica="a")
+    try:
+        assert cluster.password not in store.location
+        assert "password=***" in store.location
+    finally:
+        await store.close()
+    config = write_config(tmp_path, f'url = "{inline}"')
+    assert await asyncio.to_thread(main, ["--config", str(config), "status"]) == 0
+    out = capsys.readouterr()
+    assert cluster.password not in out.out + out.err
+    assert "password=***" in out.out
+    wrong = "hunter2-wrong-sekrit"
+    with pytest.raises(StoreError) as info:
+        await PostgresStore.open(f"{cluster.url(schema)}&password={wrong}", None, replica="a")
+    assert wrong not in str(info.value)
+
+
 # --------------------------------------------------------------------------- leases
 
 
@@ -327,3 +352,52 @@ async def test_status_shows_every_replica_and_the_owner_of_each_source(
     assert "OWNER" in text
     (source,) = [x for x in text.splitlines() if x.startswith("s1 ")]
     assert " a " in f" {source} "
+
+
+async def test_compacting_loses_no_journal_row_committed_by_another_replica_meanwhile() -> None:
+    """Compaction (the singleton's hourly maintenance) moves the journal's rows while other
+    replicas keep committing polls: a row committed while it runs, dated before its cutoff,
+    is moved or left for the next compaction, never deleted unmoved (READ COMMITTED gives each
+    statement of a transaction its own snapshot)."""
+    from decimal import Decimal
+
+    from store_helpers import PostgresBackend
+
+    backend = PostgresBackend.new()
+    store, other = await backend.open(), await backend.open()
+    # The copy into account_history takes a second: room for a poll to commit meanwhile.
+    backend.cluster.sql(
+        f"CREATE FUNCTION {backend.schema}.slow() RETURNS trigger LANGUAGE plpgsql"
+        " AS $$ BEGIN PERFORM pg_sleep(1); RETURN NULL; END $$"
+    )
+    backend.cluster.sql(
+        f"CREATE TRIGGER slow BEFORE INSERT ON {backend.schema}.account_history"
+        f" FOR EACH STATEMENT EXECUTE FUNCTION {backend.schema}.slow()"
+    )
+    t0 = datetime(2024, 5, 1, 12, 0, tzinfo=UTC)
+
+    async def poll(at: datetime, cash: str, writer: object) -> None:
+        assert isinstance(writer, PostgresStore)
+        await commit_poll(
+            writer,
+            "default",
+            poll=PollRecord(at, ok=True),
+            health=SourceHealth(),
+            series=[("A1", "cash", None, Decimal(cash))],
+        )
+
+    try:
+        await poll(t0, "1", store)
+        compacting = asyncio.create_task(store.compact_history(before=t0.timestamp() + 3600))
+        await asyncio.sleep(0.4)  # the copy is running
+        await poll(t0.replace(minute=30), "2", other)  # another replica's poll, before the cutoff
+        await compacting
+        await store.compact_history(before=t0.timestamp() + 3600)
+        kept = await backend.rows(
+            "SELECT at, value FROM account_history UNION ALL SELECT at, value FROM history_journal"
+            " ORDER BY at"
+        )
+    finally:
+        await store.close()
+        await other.close()
+    assert kept == [(t0.timestamp(), "1"), (t0.timestamp() + 1800, "2")]

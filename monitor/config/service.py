@@ -7,7 +7,7 @@ import socket
 from datetime import timedelta
 from pathlib import Path
 from typing import Annotated, ClassVar, Literal, Self
-from urllib.parse import urlsplit, urlunsplit
+from urllib.parse import unquote, urlsplit, urlunsplit
 
 from pydantic import SecretStr, field_validator, model_validator
 
@@ -87,13 +87,40 @@ class StateConfig(WithSecrets):
         return public_url(self.url)
 
 
+#: libpq's connection parameters that hold a secret, as a URL's query may give them.
+_SECRET_PARAMETERS = ("password", "sslpassword")
+
+
 def public_url(url: str) -> str:
-    """``url`` without the password its user part may hold (``user:***@host``)."""
+    """``url`` without the passwords it may hold: in its user part (``user:***@host``) or as
+    libpq's ``password``/``sslpassword`` parameters in its query (``password=***``)."""
     parts = urlsplit(url)
-    if parts.password is None:
-        return url
-    host = parts.netloc.rpartition("@")[2]
-    return urlunsplit(parts._replace(netloc=f"{parts.username}:***@{host}"))
+    if parts.password is not None:
+        host = parts.netloc.rpartition("@")[2]
+        parts = parts._replace(netloc=f"{parts.username}:***@{host}")
+    if parts.query:
+        pairs = [p.partition("=") for p in parts.query.split("&")]
+        parts = parts._replace(
+            query="&".join(
+                f"{k}{eq}***" if k in _SECRET_PARAMETERS and eq else f"{k}{eq}{v}"
+                for k, eq, v in pairs
+            )
+        )
+    return urlunsplit(parts)
+
+
+def url_secrets(url: str) -> list[str]:
+    """The passwords ``url`` holds (to be scrubbed from what the driver says), decoded and
+    as written."""
+    parts = urlsplit(url)
+    found = [parts.password] if parts.password else []
+    for pair in parts.query.split("&"):
+        key, _, value = pair.partition("=")
+        if key in _SECRET_PARAMETERS and value:
+            found += [value, unquote(value)]
+    if parts.password:
+        found.append(unquote(parts.password))
+    return [s for s in dict.fromkeys(found) if s]
 
 
 class DeliveryConfig(FrozenModel):

@@ -17,11 +17,12 @@ with the values and default summaries to notify. :func:`run` does the rest, the 
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, replace
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Generic, TypeVar
 
+from monitor.config import RuleConfig
 from monitor.models import Account, ActiveAlert, JSONValue, Status
 from monitor.rules.base import (
     AlertKey,
@@ -87,6 +88,26 @@ def run(rule: R, ctx: Context, check: Check[R], *, extra: Iterable[str] = ()) ->
     for key in [k for k in out.active if k[1] is not None and not matches(k[1], rule.accounts)]:
         del out.active[key]
     return out
+
+
+def next_wait(
+    rules: Iterable[RuleConfig], active: Mapping[AlertKey, ActiveAlert]
+) -> datetime | None:
+    """When the next pending wait (``for``) ends or the next ``repeat`` reminder falls due
+    among ``active`` (``None``: none will, as things are): what :func:`run` looks at with no
+    account changed, so the daemon can step a source polled minutes apart at that time."""
+    waits: dict[str, tuple[timedelta | None, timedelta | None]] = {
+        r.name: (getattr(r, "for_", None), getattr(r, "repeat", None)) for r in rules
+    }
+    due: list[datetime] = []
+    for (rule, number), state in active.items():
+        if number is None or rule not in waits:
+            continue
+        for_, repeat = waits[rule]
+        wait = for_ if state.state == "pending" else repeat
+        if wait is not None:
+            due.append((state.notified_at or state.started_at) + wait)
+    return min(due, default=None)
 
 
 def _due(rule: ConditionRule, mine: dict[AlertKey, ActiveAlert], now: datetime) -> set[str]:

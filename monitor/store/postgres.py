@@ -22,9 +22,10 @@ The password is given to libpq apart from the URL and never appears in a message
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import functools
 import re
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from functools import lru_cache
 from typing import Any, TypeVar
@@ -34,10 +35,11 @@ import psycopg_pool
 from psycopg import pq
 
 from monitor import __version__
-from monitor.config.service import public_url
+from monitor.config.service import public_url, url_secrets
 from monitor.cycle import PollWrite
 from monitor.errors import LeaseLostError, StoreError
 from monitor.leases import source_lease
+from monitor.models import JSONValue
 from monitor.store import postgres_ops as pg
 from monitor.store import sqlite_ops as ops
 from monitor.store.base import OutboxRow
@@ -102,7 +104,7 @@ class PostgresStore(SqlStore):
         self.fencing = fencing
         self.replica = replica
         self.claim_ttl = claim_ttl
-        self._secrets = [s for s in (password,) if s]
+        self._secrets = [s for s in (password, *url_secrets(url)) if s]
         kwargs: dict[str, Any] = {"autocommit": True}
         if password:
             kwargs["password"] = password
@@ -239,6 +241,34 @@ class PostgresStore(SqlStore):
             pg.fence(db, name, self.replica, epoch, write.source)
 
         await self._run(ops.commit, write, fence)
+
+    # ------------------------------------------------------------------ account streams
+
+    async def record_stream(self, source: str, state: Mapping[str, JSONValue]) -> None:
+        """The stream's state for ``status``, only while this replica holds the source's lease:
+        one that handed it over, or lost it while paused, does not overwrite its owner's."""
+        if not self.fencing:
+            await super().record_stream(source, state)
+            return
+        name = source_lease(source)
+        epoch = self.holding.get(name)
+        if epoch is None:
+            return
+
+        def run(db: Db) -> None:
+            with ops.transaction(db):
+                pg.fence(db, name, self.replica, epoch, source)
+                ops.write_stream(db, source, state)
+
+        with contextlib.suppress(LeaseLostError):  # the lease round says it lost the source
+            await self._run(run)
+
+    # ------------------------------------------------------------------ history
+
+    async def compact_history(self, *, before: float) -> int:
+        """The journal moved in one statement (:func:`postgres_ops.compact_history`): polls
+        of other replicas commit while it runs."""
+        return await self._run(pg.compact_history, before)
 
     # ------------------------------------------------------------------ claimed outbox rows
 

@@ -202,3 +202,24 @@ def claimed(db: Db) -> list[tuple[str, str, str]]:
             f" AND claimed_until > {NOW} AND state='pending' ORDER BY seq"
         )
     ]
+
+
+# --------------------------------------------------------------------------- history
+
+
+def compact_history(db: Db, before: float) -> int:
+    """Move the journal's rows before ``before`` into ``account_history`` in one statement:
+    exactly the rows deleted are the rows copied. (The two statements SQLite runs under its
+    one writer would each see their own snapshot here, READ COMMITTED: a row another replica
+    committed between them would be deleted without having been copied.)"""
+    columns = "source, account_number, field, at, value, previous"
+    return len(
+        db.execute(
+            f"WITH moved AS (DELETE FROM history_journal WHERE at < ? RETURNING {columns})"  # noqa: S608
+            f" INSERT INTO account_history ({columns}) SELECT {columns} FROM moved"
+            " ON CONFLICT (source, account_number, field, at)"
+            " DO UPDATE SET value=excluded.value, previous=excluded.previous"
+            " RETURNING 1",
+            (before,),
+        ).fetchall()
+    )

@@ -615,8 +615,14 @@ def prune_history(db: Db, before: float) -> dict[str, int]:
     pruned: dict[str, int] = {}
     with transaction(db):
         for table, column in schema.HISTORY_TABLES:
+            # The ack of an episode still firing stops its reminders and escalation for as
+            # long as it fires, however old.
+            still = " AND fingerprint NOT IN (SELECT fingerprint FROM alerts)"
             # Names from the module's own table, never from input.
-            cursor = db.execute(f"DELETE FROM {table} WHERE {column} < ?", (before,))  # noqa: S608
+            cursor = db.execute(
+                f"DELETE FROM {table} WHERE {column} < ?{still if table == 'acks' else ''}",  # noqa: S608
+                (before,),
+            )
             pruned[table] = cursor.rowcount
     return pruned
 
@@ -731,11 +737,16 @@ _STREAM_KEY = "stream:"
 
 def record_stream(db: Db, source: str, state: Mapping[str, JSONValue]) -> None:
     with transaction(db):
-        db.execute(
-            "INSERT INTO meta (key, value) VALUES (?, ?)"
-            " ON CONFLICT (key) DO UPDATE SET value=excluded.value",
-            (_STREAM_KEY + source, encoding.dumps(dict(state))),
-        )
+        write_stream(db, source, state)
+
+
+def write_stream(db: Db, source: str, state: Mapping[str, JSONValue]) -> None:
+    """:func:`record_stream` inside a transaction of the caller's (PostgreSQL's fenced one)."""
+    db.execute(
+        "INSERT INTO meta (key, value) VALUES (?, ?)"
+        " ON CONFLICT (key) DO UPDATE SET value=excluded.value",
+        (_STREAM_KEY + source, encoding.dumps(dict(state))),
+    )
 
 
 def streams(db: Db) -> dict[str, dict[str, JSONValue]]:
