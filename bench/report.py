@@ -30,6 +30,10 @@ class Report:
     load: tuple[float, float] = (0.0, 0.0)
     hotspots: list[str] | None = None
     profiled: int = 0
+    warmup: int = 0
+    many_curve: list[ManySources] = field(default_factory=list)
+    #: The daemon at 10,000 accounts with this many threshold rules added to the example three.
+    rules: dict[int, Measurement] = field(default_factory=dict)
 
     def as_dict(self) -> dict[str, Any]:
         """Everything measured, for ``--json``."""
@@ -40,6 +44,9 @@ class Report:
             "load": self.load,
             "results": [asdict(m) for m in self.results.values()],
             "many_sources": asdict(self.many) if self.many is not None else None,
+            "warmup": self.warmup,
+            "many_curve": [asdict(m) for m in self.many_curve],
+            "rules": {str(k): asdict(m) for k, m in self.rules.items()},
         }
 
 
@@ -135,7 +142,8 @@ def render(report: Report) -> str:
         "",
         f"- CPU: {m['cpu']}, {m['cores']} cores; memory {m['memory']}",
         f"- {m['python']} on {m['os']}; balance-monitor {m['balance-monitor']}",
-        f"- {report.polls} measured polls after a baseline poll, per runner and size; state on "
+        f"- {report.polls} measured polls after a baseline poll and {report.warmup} warm-up polls "
+        f"(1% churn each), per runner and size; state on "
         f"{report.fs_type}; intervals: "
         + ", ".join(f"{_accounts(n)}: {interval_for(n):g}s" for n in sizes),
         f"- load average (1 min) {report.load[0]:.2f} before, {report.load[1]:.2f} after",
@@ -192,8 +200,43 @@ def render(report: Report) -> str:
             f"{_ms(per_poll)} CPU each); RSS {_mib(ms.rss)} (peak {_mib(ms.hwm)}); "
             f"all {ms.sources:,} baselines recorded {ms.startup:.1f}s after start."
         )
-    else:
+    elif not report.many_curve:
         out.append(report.many_note or "not measured")
+    if report.many_curve:
+        out += [
+            "",
+            f"| sources x {IDLE_ACCOUNTS} accounts, every 10 s | share of one core | polls made "
+            "/ due | CPU / poll | lateness p99 / max | RSS | start-up (all baselines) |",
+            "|---:|---:|---:|---:|---:|---:|---:|",
+        ]
+        for ms in report.many_curve:
+            per_poll = ms.cpu / ms.polls if ms.polls else 0.0
+            out.append(
+                f"| {ms.sources:,} | {ms.share:.1%} | {ms.polls:,} / {ms.expected:,} "
+                f"| {_ms(per_poll)} | {_ms(ms.lateness_p99)} / {_ms(ms.lateness_max)} "
+                f"| {_mib(ms.rss)} | {ms.startup:.1f}s |"
+            )
+        missed = sorted({line for ms in report.many_curve for line in ms.missed})
+        if missed:
+            out += ["", "Missed-job log lines: " + "; ".join(missed[:5])]
+    if report.rules:
+        out += [
+            "",
+            "### Rules (10,000 accounts)",
+            "",
+            "| rules | CPU / poll | / 3 rules | wall / poll (median) | baseline poll |",
+            "|---:|---:|---:|---:|---:|",
+        ]
+        base = r.get((10_000, "daemon"))
+        rows = ([(3, base)] if base is not None else []) + [
+            (3 + extra, m) for extra, m in sorted(report.rules.items())
+        ]
+        for count, m in rows:
+            ratio = _ratio(m.cpu, base.cpu) if base is not None else "-"
+            out.append(
+                f"| {count} | {_ms(m.cpu)} | {ratio} | {_ms(_median(m.walls))} "
+                f"| {_ms(m.baseline_wall)} |"
+            )
     if report.hotspots is not None:
         out += ["", f"### Where the daemon's time goes ({report.profiled:,} accounts)", ""]
         out += report.hotspots
