@@ -25,7 +25,7 @@ from typing import Any
 import structlog
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
 
-from monitor import __version__
+from monitor import __version__, heap
 from monitor.config import Config, SourceSpec, describe_schedule, load_config, resolve_secret
 from monitor.delivery import Delivery, group_windows, release_held
 from monitor.errors import ConfigError, MonitorError
@@ -72,6 +72,9 @@ MUTE_CHECK = 15.0
 MAINTENANCE_EVERY = 3600.0
 #: How long after a poll the alert gauges and the status line are brought up to date (seconds).
 SUMMARY_DELAY = 1.0
+#: Seconds after start-up (and after a reload) when the heap is settled again (``monitor.heap``):
+#: by then every source has made its first polls, whose accounts stay alive for months.
+SETTLE_AFTER = 60.0
 
 
 def install_signal_handlers(stop: asyncio.Event, reload: asyncio.Event | None = None) -> None:
@@ -120,6 +123,7 @@ class Daemon:
     async def run(self, stop: asyncio.Event, reload: asyncio.Event | None = None) -> Exit:
         """Poll on schedule until ``stop`` is set; reload whenever ``reload`` is set."""
         self._stop = stop
+        heap.tune()
         async with open_runtime(self.config, self.metrics) as rt:
             self._rt = rt
             self.metrics.declare_sinks(rt.sinks)
@@ -148,7 +152,9 @@ class Daemon:
                 max_instances=1,
                 coalesce=True,
             )
+            self._settle_soon()
             scheduler.start()
+            heap.settle()  # the config, the jobs and the state loaded: long-lived from here on
             watchdog = asyncio.create_task(self.notifier.run_watchdog(stop), name="watchdog")
             self._log_started(rt)
             self.notifier.ready(self.status_line())
@@ -272,6 +278,23 @@ class Daemon:
                     log.info("history_pruned", **pruned)
             except MonitorError as exc:
                 log.error("maintenance_failed", error=str(exc))
+            self._settle_job()
+
+    def _settle_soon(self) -> None:
+        """Settle the heap once the first polls are in (a one-off job)."""
+        if self._scheduler is not None:
+            self._scheduler.add_job(
+                self._settle_job,
+                "date",
+                run_date=utcnow() + timedelta(seconds=SETTLE_AFTER),
+                id="settle",
+                replace_existing=True,
+            )
+
+    def _settle_job(self) -> None:
+        """A full collection of the cyclic garbage, then freeze what is left (monitor.heap)."""
+        seconds = heap.settle()
+        log.debug("heap_settled", duration_ms=round(seconds * 1000, 1))
 
     async def _shutdown(self, rt: Runtime, scheduler: AsyncIOScheduler) -> None:
         scheduler.pause()
@@ -426,6 +449,7 @@ class Daemon:
             self.notifier.ready(self.status_line())
         self._maybe_held = True
         await self._release_job()  # a mute window removed or changed: settle what it held
+        self._settle_soon()
         return True
 
     async def _apply(
