@@ -17,7 +17,7 @@ with the values and default summaries to notify. :func:`run` does the rest, the 
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, replace
 from datetime import datetime
 from typing import Generic, TypeVar
@@ -56,16 +56,28 @@ class Verdict:
 
 
 Check = Callable[[R, Context, str, Account], Verdict | None]
+#: Whether the condition may hold for an account (``False``: it surely does not): lets
+#: :func:`run` pass over an account with no alert without building a :class:`Verdict`.
+Holds = Callable[[R, Account], bool]
 
 
-def run(rule: R, ctx: Context, check: Check[R], *, extra: Iterable[str] = ()) -> Outcome:
+def run(
+    rule: R,
+    ctx: Context,
+    check: Check[R],
+    *,
+    extra: Iterable[str] = (),
+    may_hold: Holds[R] | None = None,
+) -> Outcome:
     """Evaluate a condition rule over the accounts that may have changed its outcome.
 
     Those are the changed accounts, ``extra`` ones (a window that moves with time), the ones
-    whose pending wait or repeat is due, and the ones that left the response.
+    whose pending wait or repeat is due, and the ones that left the response. An account with
+    no alert for which ``may_hold`` says the condition does not hold is passed over (a verdict
+    that does not hold changes nothing for it).
     """
     episodes = _Episodes(rule, ctx)
-    mine = {k: v for k, v in ctx.active.items() if k[0] == rule.name and k[1] is not None}
+    mine = ctx.alerts_of(rule.name)
     episodes.out.active.update(mine)
     numbers = {n for n, _ in ctx.candidates()} | set(extra) | _due(rule, mine, ctx.now)
     removed = set(ctx.removed())
@@ -79,17 +91,20 @@ def run(rule: R, ctx: Context, check: Check[R], *, extra: Iterable[str] = ()) ->
             continue
         if number in ctx.skip or not matches(number, rule.accounts):
             continue
+        if state is None and may_hold is not None and not may_hold(rule, account):
+            continue
         verdict = check(rule, ctx, number, account)
         if verdict is not None:
             episodes.step(state, account, verdict)
     out = episodes.out
     # Alerts of accounts the rule no longer selects (its `accounts` changed) are dropped.
-    for key in [k for k in out.active if k[1] is not None and not matches(k[1], rule.accounts)]:
-        del out.active[key]
+    if rule.accounts is not None:
+        for key in [k for k in out.active if k[1] is not None and not matches(k[1], rule.accounts)]:
+            del out.active[key]
     return out
 
 
-def _due(rule: ConditionRule, mine: dict[AlertKey, ActiveAlert], now: datetime) -> set[str]:
+def _due(rule: ConditionRule, mine: Mapping[AlertKey, ActiveAlert], now: datetime) -> set[str]:
     """Accounts whose pending wait is over, or whose firing alert is due to repeat."""
     due: set[str] = set()
     for (_, number), state in mine.items():
