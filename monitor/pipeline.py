@@ -34,8 +34,9 @@ from monitor.config import Config, RuleConfig
 from monitor.cycle import Delivery, PollState, Step, notification_id, reconfigured, step
 from monitor.errors import SourceError, StoreError
 from monitor.models import ActiveAlert, ParseResult, Problem
-from monitor.parse import parse_body, problem_text
+from monitor.parse import problem_text
 from monitor.rules.base import RuleProblem
+from monitor.split import parse_split
 from monitor.store import Store
 from monitor.text import one_line
 
@@ -188,7 +189,7 @@ class SourcePipeline:
         out of fetch or parse included)."""
         try:
             body = await self.fetcher.fetch()
-            seen = parse_body(body, self.state.accounts)
+            seen = parse_split(body, self.state.accounts)
         except SourceError as exc:
             return exc
         except Exception as exc:  # a bug: the poll fails with it as its cause
