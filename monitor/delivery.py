@@ -156,7 +156,9 @@ class Delivery:
     async def expire(self) -> None:
         now = self.clock()
         for row in await self.store.expire(
-            older_than=now - self.config.max_age.total_seconds(), now=now
+            older_than=now - self.config.max_age.total_seconds(),
+            now=now,
+            keep_finished=self.config.keep_finished.total_seconds(),
         ):
             log.error(
                 "notification_expired",

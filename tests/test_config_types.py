@@ -109,6 +109,7 @@ DURATION_KEYS = [
     ("delivery.initial_backoff", "delivery.initial_backoff", "10ms", "1h"),
     ("delivery.max_backoff", "delivery.max_backoff", "10ms", "1d"),
     ("delivery.once_deadline", "delivery.once_deadline", "0s", "10m"),
+    ("delivery.keep_finished", "delivery.keep_finished", "1h", "365d"),
     ("history.keep", "history.keep", "1h", "3650d"),
     ("sinks[0].timeout", "sinks[0] (ops).timeout", "100ms", "5m"),
     ("sinks[1].group_window", "sinks[1] (chat).group_window", "0s", "10m"),

@@ -178,9 +178,11 @@ class Store(Protocol):
         """How many notifications are pending: all, or those of ``sinks``."""
         ...
 
-    async def expire(self, *, older_than: float, now: float) -> list[OutboxRow]:
+    async def expire(
+        self, *, older_than: float, now: float, keep_finished: float = KEEP_FINISHED_SECONDS
+    ) -> list[OutboxRow]:
         """Mark pending rows created before ``older_than`` expired and return them; prune
-        finished rows older than :data:`KEEP_FINISHED_SECONDS`."""
+        finished rows older than ``keep_finished`` seconds (``[delivery] keep_finished``)."""
         ...
 
     async def outbox_sinks(self) -> set[str]:

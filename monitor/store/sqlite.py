@@ -23,7 +23,14 @@ from monitor.cycle import PollWrite, SourceState
 from monitor.errors import StoreError
 from monitor.models import Notification
 from monitor.store import sqlite_ops as ops
-from monitor.store.base import AlertRow, HeldRow, OutboxRow, OutboxSummary, SourceRow
+from monitor.store.base import (
+    KEEP_FINISHED_SECONDS,
+    AlertRow,
+    HeldRow,
+    OutboxRow,
+    OutboxSummary,
+    SourceRow,
+)
 from monitor.store.lock import StateLock
 from monitor.store.schema import SCHEMA_VERSION
 
@@ -196,8 +203,10 @@ class SqliteStore:
     async def pending(self, sinks: Iterable[str] | None = None) -> int:
         return await self._run(ops.pending, None if sinks is None else list(sinks))
 
-    async def expire(self, *, older_than: float, now: float) -> list[OutboxRow]:
-        return await self._run(ops.expire, older_than, now)
+    async def expire(
+        self, *, older_than: float, now: float, keep_finished: float = KEEP_FINISHED_SECONDS
+    ) -> list[OutboxRow]:
+        return await self._run(ops.expire, older_than, now, keep_finished)
 
     async def outbox_sinks(self) -> set[str]:
         return await self._run(ops.outbox_sinks)

@@ -425,7 +425,12 @@ def pending(db: sqlite3.Connection, sinks: Sequence[str] | None) -> int:
     return int(row.fetchone()[0])
 
 
-def expire(db: sqlite3.Connection, older_than: float, now: float) -> list[OutboxRow]:
+def expire(
+    db: sqlite3.Connection,
+    older_than: float,
+    now: float,
+    keep_finished: float = KEEP_FINISHED_SECONDS,
+) -> list[OutboxRow]:
     with transaction(db):
         rows = [
             _outbox_row(r)
@@ -442,7 +447,7 @@ def expire(db: sqlite3.Connection, older_than: float, now: float) -> list[Outbox
             "DELETE FROM outbox WHERE state != 'pending' AND updated_at < ?"
             " AND json_extract(payload, '$.fingerprint') NOT IN"
             " (SELECT fingerprint FROM alerts WHERE state = 'firing')",
-            (now - KEEP_FINISHED_SECONDS,),
+            (now - keep_finished,),
         )
     return rows
 
