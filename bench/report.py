@@ -34,6 +34,8 @@ class Report:
     many_curve: list[ManySources] = field(default_factory=list)
     #: The daemon at 10,000 accounts with this many threshold rules added to the example three.
     rules: dict[int, Measurement] = field(default_factory=dict)
+    #: bench/dbsize.py's report: the state database after a simulated long run.
+    dbsize: str | None = None
 
     def as_dict(self) -> dict[str, Any]:
         """Everything measured, for ``--json``."""
@@ -47,6 +49,7 @@ class Report:
             "warmup": self.warmup,
             "many_curve": [asdict(m) for m in self.many_curve],
             "rules": {str(k): asdict(m) for k, m in self.rules.items()},
+            "dbsize": self.dbsize,
         }
 
 
@@ -237,6 +240,8 @@ def render(report: Report) -> str:
                 f"| {count} | {_ms(m.cpu)} | {ratio} | {_ms(_median(m.walls))} "
                 f"| {_ms(m.baseline_wall)} |"
             )
+    if report.dbsize is not None:
+        out += ["", "### The state database over a long run", "", report.dbsize.rstrip()]
     if report.hotspots is not None:
         out += ["", f"### Where the daemon's time goes ({report.profiled:,} accounts)", ""]
         out += report.hotspots

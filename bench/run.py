@@ -45,7 +45,7 @@ from harness import (
     measure,
     sources_supported,
 )
-from processes import BenchError, FakeApiProcess, Receiver, log
+from processes import BENCH, PYTHON, BenchError, FakeApiProcess, Receiver, log
 from report import Report, hotspots, machine, render
 
 FULL_SIZES: Final = (1_000, 10_000, 100_000)
@@ -63,6 +63,9 @@ QUICK_MANY: Final = (1_000,)
 FULL_RULES: Final = (10, 100)
 QUICK_RULES: Final = (100,)
 RULES_ACCOUNTS: Final = 10_000
+#: The simulated long run of the state database (bench/dbsize.py), in days.
+FULL_DAYS: Final = 365
+QUICK_DAYS: Final = 30
 CHANGE_RATE: Final = 0.01
 TRIPS_PER_POLL: Final = 3
 MANY_SECONDS: Final = 60.0
@@ -78,6 +81,7 @@ async def bench(
     warmup: int = 0,
     many: Sequence[int] = (MANY_SOURCES,),
     rules: Sequence[int] = (),
+    days: int = 0,
 ) -> Report:
     report = Report(machine=machine(), polls=polls, sizes=sizes, warmup=warmup)
     workdir = Path(tempfile.mkdtemp(prefix="balance-monitor-bench-", dir=_state_parent()))
@@ -137,11 +141,25 @@ async def bench(
                 warmup=warmup,
             ) as api:  # fmt: skip
                 await each_runner(api, size, f"{size:,} accounts", warmup)
+        if days:
+            log(f"the state database over {days} simulated days")
+            report.dbsize = await _dbsize(days)
     finally:
         await receiver.close()
         shutil.rmtree(workdir, ignore_errors=True)
     report.load = (load_before, os.getloadavg()[0])
     return report
+
+
+async def _dbsize(days: int) -> str:
+    """bench/dbsize.py in a process of its own (the same interpreter and path as the daemon)."""
+    process = await asyncio.create_subprocess_exec(
+        PYTHON, str(BENCH / "dbsize.py"), f"--days={days}", stdout=asyncio.subprocess.PIPE
+    )
+    out, _ = await process.communicate()
+    if process.returncode != 0:
+        raise BenchError(f"dbsize.py exited with {process.returncode}")
+    return out.decode()
 
 
 def _counts(text: str) -> list[int]:
@@ -177,6 +195,11 @@ def main(argv: list[str] | None = None) -> int:
         + "; 0: none)",
     )
     parser.add_argument(
+        "--days",
+        type=int,
+        help=f"simulated days of the state database (default {FULL_DAYS}; 0: none)",
+    )
+    parser.add_argument(
         "--quick", action="store_true", help="sizes 1000,10000, fewer polls, a short warm-up"
     )
     parser.add_argument("--output", type=Path, help="also write the Markdown report here")
@@ -198,13 +221,23 @@ def main(argv: list[str] | None = None) -> int:
     )
     many = _counts(args.many) if args.many else list(QUICK_MANY if args.quick else FULL_MANY)
     rules = _counts(args.rules) if args.rules else list(QUICK_RULES if args.quick else FULL_RULES)
+    days = args.days if args.days is not None else (QUICK_DAYS if args.quick else FULL_DAYS)
     if polls < 1 or any(n < 100 for n in sizes):
         parser.error("--polls must be at least 1 and every size at least 100")
     started = time.monotonic()
     try:
         many_seconds = QUICK_MANY_SECONDS if args.quick else MANY_SECONDS
         report = asyncio.run(
-            bench(sizes, polls, many_seconds, args.profile, warmup=warmup, many=many, rules=rules)
+            bench(
+                sizes,
+                polls,
+                many_seconds,
+                args.profile,
+                warmup=warmup,
+                many=many,
+                rules=rules,
+                days=days,
+            )
         )
     except BenchError as exc:
         print(f"bench: {exc}", file=sys.stderr)
