@@ -27,7 +27,7 @@ from apscheduler.schedulers.asyncio import AsyncIOScheduler
 
 from monitor import __version__, heap
 from monitor.config import Config, SourceSpec, describe_schedule, load_config, resolve_secret
-from monitor.delivery import Delivery, group_windows, release_held
+from monitor.delivery import Delivery, concurrency, group_windows, release_held
 from monitor.errors import ConfigError, MonitorError
 from monitor.exitcodes import Exit
 from monitor.health import HealthServer, Readiness
@@ -467,6 +467,7 @@ class Daemon:
             new.delivery,
             on_result=self.metrics.notification,
             windows=group_windows(new),
+            concurrency=concurrency(new),
         )
         self.config = rt.config = new
         specs = {s.name: s for s in new.all_sources()}

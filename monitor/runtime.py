@@ -13,7 +13,7 @@ import aiohttp
 
 from monitor.auth import OAuthTokens, StaticToken
 from monitor.config import Config, SecretRef, SourceSpec, check_secret, resolve_secret
-from monitor.delivery import Delivery, group_windows
+from monitor.delivery import Delivery, concurrency, group_windows
 from monitor.errors import ConfigError
 from monitor.metrics import Metrics
 from monitor.pipeline import SourcePipeline
@@ -109,6 +109,7 @@ async def open_runtime(config: Config, metrics: Metrics | None = None) -> AsyncI
             config.delivery,
             on_result=metrics.notification if metrics is not None else None,
             windows=group_windows(config),
+            concurrency=concurrency(config),
         )
         pipelines = {
             s.name: make_pipeline(

@@ -123,6 +123,7 @@ DURATION_KEYS = [
 #: Every key that holds a number, its least and its greatest value, as above.
 NUMBER_KEYS = [
     ("api.down_after", "api.down_after", 1, 1000),
+    ("sinks[0].max_concurrency", "sinks[0] (ops).max_concurrency", 1, 64),
     ("sources[0].down_after", "sources[0] (family).down_after", 1, 1000),
     ("rules[0].value", "rules[0] (low-cash).value", -(10**15), 10**15),
     ("rules[1].by", "rules[1] (drop).by", Decimal("0.000001"), 10**15),
@@ -218,7 +219,7 @@ def test_the_range_tables_hold_every_duration_and_number_key() -> None:
         if _holds(info.annotation, Decimal) or (_holds(info.annotation, int) and key != "ignore")
     }
     assert durations == {path.rsplit(".", 1)[-1] for path, *_ in DURATION_KEYS}
-    assert numbers - {"port"} == {"down_after", "value", "clear", "by", "by_pct"}
+    assert numbers - {"port"} == {"down_after", "value", "clear", "by", "by_pct", "max_concurrency"}
     unranged = [
         f"{model}.{key}"
         for model, key, info in ALL_FIELDS

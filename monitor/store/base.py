@@ -39,6 +39,17 @@ class OutboxRow:
 
 
 @dataclass(frozen=True, slots=True)
+class Mark:
+    """One attempt's outcome for :meth:`Store.mark_many`: as the arguments of
+    :meth:`Store.mark`."""
+
+    seq: int
+    state: str
+    error: str | None = None
+    next_attempt_at: float | None = None
+
+
+@dataclass(frozen=True, slots=True)
 class HeldRow:
     """A notification a mute window holds for one sink."""
 
@@ -168,6 +179,10 @@ class Store(Protocol):
     ) -> None:
         """Record an attempt: ``delivered``, ``failed``, ``expired`` (not an attempt), or
         ``pending`` (a retry, due at ``next_attempt_at``)."""
+        ...
+
+    async def mark_many(self, marks: Sequence[Mark], *, now: float) -> None:
+        """:meth:`mark` for each of ``marks``, in one transaction (a storm's deliveries)."""
         ...
 
     async def retry_now(self, now: float) -> None:

@@ -27,6 +27,7 @@ from monitor.store.base import (
     KEEP_FINISHED_SECONDS,
     AlertRow,
     HeldRow,
+    Mark,
     OutboxRow,
     OutboxSummary,
     SourceRow,
@@ -196,6 +197,9 @@ class SqliteStore:
             ops.mark(db, seq, state, now=now, error=error, next_attempt_at=next_attempt_at)
 
         await self._run(run)
+
+    async def mark_many(self, marks: Sequence[Mark], *, now: float) -> None:
+        await self._run(ops.mark_many, list(marks), now)
 
     async def retry_now(self, now: float) -> None:
         await self._run(ops.retry_now, now)

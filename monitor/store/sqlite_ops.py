@@ -28,6 +28,7 @@ from monitor.store.base import (
     KEEP_FINISHED_SECONDS,
     AlertRow,
     HeldRow,
+    Mark,
     OutboxRow,
     OutboxSummary,
     SinkQueue,
@@ -404,6 +405,18 @@ def mark(
         " next_attempt_at=coalesce(?, next_attempt_at), updated_at=? WHERE seq=?",
         (state, 0 if state == "expired" else 1, error, next_attempt_at, now, seq),
     )
+
+
+def mark_many(db: sqlite3.Connection, marks: Sequence[Mark], now: float) -> None:
+    with transaction(db):
+        db.executemany(
+            "UPDATE outbox SET state=?, attempts=attempts+?, last_error=?,"
+            " next_attempt_at=coalesce(?, next_attempt_at), updated_at=? WHERE seq=?",
+            [
+                (m.state, 0 if m.state == "expired" else 1, m.error, m.next_attempt_at, now, m.seq)
+                for m in marks
+            ],
+        )
 
 
 def retry_now(db: sqlite3.Connection, now: float) -> None:
