@@ -47,7 +47,7 @@ from monitor.cycle import notification_id
 from monitor.errors import SinkError, StoreError
 from monitor.models import Notification, Status
 from monitor.mutes import Held, muting, settle
-from monitor.sinks.base import BatchSink, EventResolvingSink, Sink
+from monitor.sinks.base import BatchSink, EventResolvingSink, PacedSink, Sink
 from monitor.store import Mark, OutboxRow, Store
 
 log = structlog.get_logger("monitor.delivery")
@@ -58,6 +58,9 @@ IDLE_RECHECK = 60.0
 STORE_RETRY = 5.0
 #: At most this many notifications go into one grouped message.
 BATCH_LIMIT = 100
+#: ... and this many to a paced sink (a chat webhook), so that a storm of 10,000 is 20 long
+#: messages (each headed by its count of firing and resolved) rather than 100 of them.
+PACED_BATCH_LIMIT = 500
 #: At most this many notifications are claimed at once for concurrent sends (a storm).
 STORM_BATCH = 500
 
@@ -106,6 +109,8 @@ class Delivery:
         self.clock = clock
         self.rand = rand
         self._wake = {name: asyncio.Event() for name in self.sinks}
+        #: When (``time.monotonic()``) each paced sink may take its next message.
+        self._next_send: dict[str, float] = {}
         self._stopping = False
         self._tasks: list[asyncio.Task[None]] = []
 
@@ -251,9 +256,11 @@ class Delivery:
                     return
                 await _wait(wake, row.next_attempt_at - now, interruptible=until is None)
                 continue
+            if not await self._paced(sink, until):
+                return
             window = self.windows.get(name)
             if window is None or not isinstance(sink, BatchSink):
-                limit = self.concurrency.get(name, 1)
+                limit = 1 if isinstance(sink, PacedSink) else self.concurrency.get(name, 1)
                 if limit <= 1:
                     await self._attempt(sink, row)
                     continue
@@ -263,7 +270,8 @@ class Delivery:
             ready = row.created_at + window
             if ready > now and (until is None or ready < until):
                 await asyncio.sleep(ready - now)  # let the rest of the group arrive
-            rows = await self.store.next_batch(name, limit=BATCH_LIMIT, now=self.clock())
+            most = PACED_BATCH_LIMIT if isinstance(sink, PacedSink) else BATCH_LIMIT
+            rows = await self.store.next_batch(name, limit=most, now=self.clock())
             if rows:
                 await self._attempt_batch(sink, rows)
 
@@ -277,6 +285,24 @@ class Delivery:
         await self._deliver_rows(
             sink, rows, lambda: sink.send_batch([r.notification() for r in rows]), context, attempt
         )
+
+    async def _paced(self, sink: Sink, until: float | None) -> bool:
+        """Wait until a paced sink (a chat webhook) may take its next message; False when that
+        is past ``until`` (once mode), when nothing is sent."""
+        if not isinstance(sink, PacedSink):
+            return True
+        wait = self._next_send.get(sink.name, 0.0) - time.monotonic()
+        if wait <= 0:
+            return True
+        if until is not None and self.clock() + wait >= until:
+            return False
+        await asyncio.sleep(wait)
+        return True
+
+    def _sent(self, sink: Sink) -> None:
+        """Note a message to a paced sink: the next one waits its ``min_interval``."""
+        if isinstance(sink, PacedSink):
+            self._next_send[sink.name] = time.monotonic() + sink.min_interval
 
     async def _attempt_many(
         self, sink: Sink, rows: Sequence[OutboxRow], limit: int, until: float | None
@@ -371,7 +397,10 @@ class Delivery:
     ) -> _Outcome:
         """Make one attempt at ``rows`` and log it; what to record for each of them."""
         try:
-            await send()
+            try:
+                await send()
+            finally:
+                self._sent(sink)
         except SinkError as exc:
             if exc.retryable:
                 delay = backoff(attempt, self.config, retry_after=exc.retry_after, rand=self.rand)
