@@ -129,14 +129,16 @@ class Dataset:
     polls: int
     trips: list[Trip]
     changed: list[int]  # accounts changed by each body (0 for the baseline)
-    sizes: list[int] = field(default_factory=list)
+    storm: bool = False
 
     @property
     def last(self) -> int:
         return self.warmup + self.polls
 
     def book(self) -> Book:
-        return Book(self.accounts, self.change_rate, self.trips_per_poll, self.seed, self.warmup)
+        book = Book(self.accounts, self.change_rate, self.trips_per_poll, self.seed, self.warmup)
+        book.storm = self.storm
+        return book
 
 
 class Book:
@@ -166,6 +168,7 @@ class Book:
         self.per_poll = round(accounts * change_rate)
         self.tripped: set[int] = set()
         self.at = 0  # the body the book is at
+        self.storm = False
 
     def render(self) -> bytes:
         if self.texts is None:
@@ -176,6 +179,12 @@ class Book:
         """To the next body: its trips and how many accounts it changed."""
         self.at += 1
         poll, rng, book = self.at, self.rng, self.book
+        if self.storm and poll == 1:  # every account restricted at once
+            for account in book:
+                account.restriction = "restricted"
+            if self.texts is not None:
+                self.texts = [a.render() for a in book]
+            return [Trip(1, a.number, RESTRICTION) for a in book], len(book)
         touched: set[int] = set()
         plan: list[Trip] = []
         trips = self.trips if poll > self.warmup else 0
@@ -203,20 +212,27 @@ class Book:
 
 
 def generate(  # noqa: PLR0917 - the command line's options, in its order
-    accounts: int, polls: int, change_rate: float, trips: int, seed: int, warmup: int = 0
+    accounts: int,
+    polls: int,
+    change_rate: float,
+    trips: int,
+    seed: int,
+    warmup: int = 0,
+    storm: bool = False,
 ) -> Dataset:
     """The plan of the baseline, ``warmup`` churn-only bodies and ``polls`` bodies with trips;
     all accounts start clear of every rule."""
     if trips * polls + max(round(accounts * change_rate), trips) > accounts:
         raise ValueError(f"{accounts} accounts are too few for {polls} polls of these changes")
     book = Book(accounts, change_rate, trips, seed, warmup)
+    book.storm = storm
     plan: list[Trip] = []
     changed = [0]
     for _ in range(warmup + polls):
         tripped, count = book.advance()
         plan += tripped
         changed.append(count)
-    return Dataset(accounts, change_rate, trips, seed, warmup, polls, plan, changed)
+    return Dataset(accounts, change_rate, trips, seed, warmup, polls, plan, changed, storm)
 
 
 def _pick(rng: random.Random, book: list[_Account], rule: str, tripped: set[int]) -> int:
@@ -260,7 +276,7 @@ class FakeApi:
         #: Every body is the baseline when nothing changes (the idle and many-sources cases).
         self.constant = (
             dataset.book().render()
-            if dataset.change_rate == 0 and dataset.trips_per_poll == 0
+            if dataset.change_rate == 0 and dataset.trips_per_poll == 0 and not dataset.storm
             else None
         )
         self.clients: dict[str, _Client] = {}
@@ -404,14 +420,18 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--accounts", type=int, required=True)
     parser.add_argument("--polls", type=int, required=True, help="measured bodies (with trips)")
     parser.add_argument("--warmup", type=int, default=0, help="churn-only bodies before them")
+    parser.add_argument(
+        "--storm", action="store_true", help="body 1 restricts every account at once"
+    )
     parser.add_argument("--change-rate", type=float, default=0.01)
     parser.add_argument("--trips", type=int, default=3, help="rule trips per poll")
     parser.add_argument("--seed", type=int, default=6)
     parser.add_argument("--port", type=int, default=0)
     args = parser.parse_args(argv)
     dataset = generate(
-        args.accounts, args.polls, args.change_rate, args.trips, args.seed, args.warmup
-    )
+        args.accounts, args.polls, args.change_rate, args.trips, args.seed, args.warmup,
+        args.storm,
+    )  # fmt: skip
     asyncio.run(serve(dataset, args.port))
     return 0
 

@@ -433,3 +433,73 @@ def _quantile(values: Sequence[float], q: float) -> float:
         return 0.0
     ordered = sorted(values)
     return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
+
+
+# --------------------------------------------------------------------------- alert storm
+
+STORM_INTERVAL: Final = 5.0
+STORM_TIMEOUT: Final = 120.0
+
+
+@dataclass
+class Storm:
+    notifications: int  # expected: one restriction_change per account
+    delivered: int  # arrived at the receiver within STORM_TIMEOUT
+    first: float  # seconds from the end of the response that carried the storm
+    last: float
+    from_poll_end: float  # seconds from the poll's poll_ok line to the last arrival
+    cpu: float  # the daemon's CPU seconds from that poll's request to the next one
+    sink: str
+
+
+async def storm(api: FakeApiProcess, receiver: Receiver, workdir: Path, accounts: int) -> Storm:
+    """Every account restricted in one poll: how long until the webhook has them all."""
+    client = "storm"
+    rundir = workdir / client
+    rundir.mkdir()
+    state = rundir / "state.db"
+    config = rundir / "config.toml"
+    config.write_text(
+        daemon_config(
+            url=api.url(client), receiver=receiver.url, state=state, interval=STORM_INTERVAL
+        )
+    )
+    receiver.hits.clear()
+    await api.expect(client)
+    child = await Child.start(client, daemon_argv(config))
+    try:
+        await api.watch(client, child.pid, [state, Path(f"{state}-wal")])
+        await _until_request(api, child, client, 2)
+        deadline = time.monotonic() + STORM_TIMEOUT
+        while time.monotonic() < deadline and _storm_hits(receiver) < accounts:
+            receiver.arrived.clear()
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(1.0):
+                    await receiver.arrived.wait()
+        await _until_request(api, child, client, 3)
+        stats = await api.stats(client)
+        events = list(child.events)
+        hits = [h for h in receiver.hits if h.payload.get("rule") == RESTRICTION]
+    finally:
+        with contextlib.suppress(aiohttp.ClientError):
+            await api.release(client)
+        await child.stop()
+    served_end = stats["served"]["1"][1]
+    polled = [e for e in events if e.get("event") == "poll_ok"]
+    poll_end = datetime.fromisoformat(polled[0]["timestamp"]).timestamp() if polled else 0.0
+    times = sorted(h.at for h in hits)
+    first = procstat.Probe.from_dict(stats["probes"]["1"])
+    after = procstat.Probe.from_dict(stats["probes"]["2"])
+    return Storm(
+        notifications=accounts,
+        delivered=len({h.payload.get("account_number") for h in hits}),
+        first=times[0] - served_end if times else 0.0,
+        last=times[-1] - served_end if times else 0.0,
+        from_poll_end=times[-1] - poll_end if times and poll_end else 0.0,
+        cpu=after.cpu - first.cpu,
+        sink="webhook",
+    )
+
+
+def _storm_hits(receiver: Receiver) -> int:
+    return sum(1 for h in receiver.hits if h.payload.get("rule") == RESTRICTION)

@@ -107,7 +107,14 @@ class FakeApiProcess:
     @classmethod
     @contextlib.asynccontextmanager
     async def running(
-        cls, *, accounts: int, polls: int, change_rate: float, trips: int, warmup: int = 0
+        cls,
+        *,
+        accounts: int,
+        polls: int,
+        change_rate: float,
+        trips: int,
+        warmup: int = 0,
+        storm: bool = False,
     ) -> AsyncIterator[FakeApiProcess]:
         argv = [
             PYTHON,
@@ -117,6 +124,7 @@ class FakeApiProcess:
             f"--change-rate={change_rate}",
             f"--trips={trips}",
             f"--warmup={warmup}",
+            *(["--storm"] if storm else []),
         ]
         child = await Child.start("fakeapi", argv)
         try:

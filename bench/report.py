@@ -14,7 +14,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from harness import IDLE_ACCOUNTS, ManySources, Measurement, interval_for
+from harness import IDLE_ACCOUNTS, ManySources, Measurement, Storm, interval_for
 
 
 @dataclass
@@ -36,6 +36,7 @@ class Report:
     rules: dict[int, Measurement] = field(default_factory=dict)
     #: bench/dbsize.py's report: the state database after a simulated long run.
     dbsize: str | None = None
+    storm: Storm | None = None
 
     def as_dict(self) -> dict[str, Any]:
         """Everything measured, for ``--json``."""
@@ -50,6 +51,7 @@ class Report:
             "many_curve": [asdict(m) for m in self.many_curve],
             "rules": {str(k): asdict(m) for k, m in self.rules.items()},
             "dbsize": self.dbsize,
+            "storm": asdict(self.storm) if self.storm is not None else None,
         }
 
 
@@ -240,6 +242,18 @@ def render(report: Report) -> str:
                 f"| {count} | {_ms(m.cpu)} | {ratio} | {_ms(_median(m.walls))} "
                 f"| {_ms(m.baseline_wall)} |"
             )
+    if report.storm is not None:
+        st = report.storm
+        out += [
+            "",
+            "### Alert storm",
+            "",
+            f"{st.notifications:,} accounts restricted in one poll, one webhook sink: "
+            f"{st.delivered:,} delivered; the first {_ms(st.first)} and the last "
+            f"**{_ms(st.last)}** after the response that carried them ({_ms(st.from_poll_end)} "
+            f"after the poll's `poll_ok`); the daemon's CPU over that poll and its deliveries "
+            f"{_ms(st.cpu)}.",
+        ]
     if report.dbsize is not None:
         out += ["", "### The state database over a long run", "", report.dbsize.rstrip()]
     if report.hotspots is not None:

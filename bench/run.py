@@ -44,6 +44,7 @@ from harness import (
     many_sources,
     measure,
     sources_supported,
+    storm,
 )
 from processes import BENCH, PYTHON, BenchError, FakeApiProcess, Receiver, log
 from report import Report, hotspots, machine, render
@@ -66,6 +67,9 @@ RULES_ACCOUNTS: Final = 10_000
 #: The simulated long run of the state database (bench/dbsize.py), in days.
 FULL_DAYS: Final = 365
 QUICK_DAYS: Final = 30
+#: Accounts restricted in one poll (the alert storm), one webhook.
+FULL_STORM: Final = 10_000
+QUICK_STORM: Final = 2_000
 CHANGE_RATE: Final = 0.01
 TRIPS_PER_POLL: Final = 3
 MANY_SECONDS: Final = 60.0
@@ -82,6 +86,7 @@ async def bench(
     many: Sequence[int] = (MANY_SOURCES,),
     rules: Sequence[int] = (),
     days: int = 0,
+    storm_accounts: int = 0,
 ) -> Report:
     report = Report(machine=machine(), polls=polls, sizes=sizes, warmup=warmup)
     workdir = Path(tempfile.mkdtemp(prefix="balance-monitor-bench-", dir=_state_parent()))
@@ -141,6 +146,12 @@ async def bench(
                 warmup=warmup,
             ) as api:  # fmt: skip
                 await each_runner(api, size, f"{size:,} accounts", warmup)
+        if storm_accounts:
+            log(f"alert storm: {storm_accounts:,} accounts restricted in one poll")
+            async with FakeApiProcess.running(
+                accounts=storm_accounts, polls=1, change_rate=0.0, trips=0, storm=True
+            ) as api:
+                report.storm = await storm(api, receiver, workdir, storm_accounts)
         if days:
             log(f"the state database over {days} simulated days")
             report.dbsize = await _dbsize(days)
@@ -195,6 +206,11 @@ def main(argv: list[str] | None = None) -> int:
         + "; 0: none)",
     )
     parser.add_argument(
+        "--storm",
+        type=int,
+        help=f"accounts restricted in one poll (default {FULL_STORM:,}; 0: none)",
+    )
+    parser.add_argument(
         "--days",
         type=int,
         help=f"simulated days of the state database (default {FULL_DAYS}; 0: none)",
@@ -222,6 +238,9 @@ def main(argv: list[str] | None = None) -> int:
     many = _counts(args.many) if args.many else list(QUICK_MANY if args.quick else FULL_MANY)
     rules = _counts(args.rules) if args.rules else list(QUICK_RULES if args.quick else FULL_RULES)
     days = args.days if args.days is not None else (QUICK_DAYS if args.quick else FULL_DAYS)
+    storm_accounts = (
+        args.storm if args.storm is not None else (QUICK_STORM if args.quick else FULL_STORM)
+    )
     if polls < 1 or any(n < 100 for n in sizes):
         parser.error("--polls must be at least 1 and every size at least 100")
     started = time.monotonic()
@@ -237,6 +256,7 @@ def main(argv: list[str] | None = None) -> int:
                 many=many,
                 rules=rules,
                 days=days,
+                storm_accounts=storm_accounts,
             )
         )
     except BenchError as exc:
