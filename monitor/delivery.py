@@ -111,6 +111,8 @@ class Delivery:
         self._wake = {name: asyncio.Event() for name in self.sinks}
         #: When (``time.monotonic()``) each paced sink may take its next message.
         self._next_send: dict[str, float] = {}
+        #: Each paced sink's ``min_interval`` (an isinstance of a Protocol is slow: once here).
+        self._pace = {n: s.min_interval for n, s in self.sinks.items() if isinstance(s, PacedSink)}
         self._stopping = False
         self._tasks: list[asyncio.Task[None]] = []
 
@@ -260,7 +262,7 @@ class Delivery:
                 return
             window = self.windows.get(name)
             if window is None or not isinstance(sink, BatchSink):
-                limit = 1 if isinstance(sink, PacedSink) else self.concurrency.get(name, 1)
+                limit = 1 if name in self._pace else self.concurrency.get(name, 1)
                 if limit <= 1:
                     await self._attempt(sink, row)
                     continue
@@ -270,7 +272,7 @@ class Delivery:
             ready = row.created_at + window
             if ready > now and (until is None or ready < until):
                 await asyncio.sleep(ready - now)  # let the rest of the group arrive
-            most = PACED_BATCH_LIMIT if isinstance(sink, PacedSink) else BATCH_LIMIT
+            most = PACED_BATCH_LIMIT if name in self._pace else BATCH_LIMIT
             rows = await self.store.next_batch(name, limit=most, now=self.clock())
             if rows:
                 await self._attempt_batch(sink, rows)
@@ -289,7 +291,7 @@ class Delivery:
     async def _paced(self, sink: Sink, until: float | None) -> bool:
         """Wait until a paced sink (a chat webhook) may take its next message; False when that
         is past ``until`` (once mode), when nothing is sent."""
-        if not isinstance(sink, PacedSink):
+        if sink.name not in self._pace:
             return True
         wait = self._next_send.get(sink.name, 0.0) - time.monotonic()
         if wait <= 0:
@@ -301,8 +303,9 @@ class Delivery:
 
     def _sent(self, sink: Sink) -> None:
         """Note a message to a paced sink: the next one waits its ``min_interval``."""
-        if isinstance(sink, PacedSink):
-            self._next_send[sink.name] = time.monotonic() + sink.min_interval
+        interval = self._pace.get(sink.name)
+        if interval is not None:
+            self._next_send[sink.name] = time.monotonic() + interval
 
     async def _attempt_many(
         self, sink: Sink, rows: Sequence[OutboxRow], limit: int, until: float | None
