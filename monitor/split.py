@@ -78,6 +78,11 @@ class Book(Mapping[str, Account]):
         self.decoded[number] = account
         return account
 
+    def get(self, number: str, default: Any = None) -> Any:
+        if number in self.where:
+            return self[number]
+        return default
+
     def __contains__(self, number: object) -> bool:
         return number in self.where
 

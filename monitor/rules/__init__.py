@@ -123,7 +123,8 @@ def evaluate(
         changed=changed,
         by_rule=index_by_rule(active),
     )
-    ctx = replace(ctx, ordered=ctx.candidates())  # sorted once, not once per rule
+    ordered = ctx.candidates()  # sorted once, not once per rule
+    ctx = replace(ctx, ordered=ordered, ordered_numbers=frozenset(n for n, _ in ordered))
     alerts = []
     state: dict[AlertKey, ActiveAlert] = {}
     for rule in rules:

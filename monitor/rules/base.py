@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import fnmatch
+import functools
 import hashlib
+import re
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import datetime
@@ -75,6 +78,8 @@ class Context:
     by_rule: Mapping[str, Mapping[AlertKey, ActiveAlert]] | None = None
     #: :meth:`candidates`, worked out once per poll for every rule (when given).
     ordered: Sequence[tuple[str, Account]] | None = None
+    #: Their account numbers.
+    ordered_numbers: frozenset[str] | None = None
 
     @property
     def now(self) -> datetime:
@@ -89,6 +94,12 @@ class Context:
         if self.only is None:
             return sorted(accounts.items())
         return sorted((n, accounts[n]) for n in self.only if n in accounts)
+
+    def candidate_numbers(self) -> frozenset[str]:
+        """The account numbers of :meth:`candidates`."""
+        if self.ordered_numbers is not None:
+            return self.ordered_numbers
+        return frozenset(n for n, _ in self.candidates())
 
     def alerts_of(self, rule: str) -> Mapping[AlertKey, ActiveAlert]:
         """The account alerts (pending or firing) of one rule."""
@@ -156,6 +167,20 @@ def fingerprint(
 
 def matches(number: str, patterns: tuple[str, ...] | None) -> bool:
     return patterns is None or any(fnmatchcase(number, p) for p in patterns)
+
+
+def _everyone(number: str) -> bool:
+    return True
+
+
+@functools.lru_cache(maxsize=256)
+def matcher(patterns: tuple[str, ...] | None) -> Callable[[str], bool]:
+    """:func:`matches` for one rule's ``accounts``, as one compiled regular expression (C speed,
+    for a rule looking at every account)."""
+    if patterns is None:
+        return _everyone
+    compiled = re.compile("|".join(f"(?:{fnmatch.translate(p)})" for p in patterns))
+    return lambda number: compiled.match(number) is not None
 
 
 def show(value: JSONValue) -> str:

@@ -30,6 +30,7 @@ from monitor.rules.base import (
     Outcome,
     alert,
     fingerprint,
+    matcher,
     matches,
     watched_field,
 )
@@ -79,17 +80,23 @@ def run(
     episodes = _Episodes(rule, ctx)
     mine = ctx.alerts_of(rule.name)
     episodes.out.active.update(mine)
-    numbers = {n for n, _ in ctx.candidates()} | set(extra) | _due(rule, mine, ctx.now)
     removed = set(ctx.removed())
     accounts = ctx.current.accounts
-    for number in sorted(numbers | (removed & {k[1] for k in mine if k[1] is not None})):
-        state = mine.get((rule.name, number))
-        account = accounts.get(number)
+    pairs: Iterable[tuple[str, Account | None]] = ctx.candidates()
+    more = set(extra) | _due(rule, mine, ctx.now)
+    if mine and removed:
+        more |= removed & {k[1] for k in mine if k[1] is not None}
+    if more - ctx.candidate_numbers():  # beyond the candidates: every one, in account order
+        every = {n for n, _ in pairs} | more
+        pairs = [(n, accounts.get(n)) for n in sorted(every)]
+    select = matcher(rule.accounts)
+    for number, account in pairs:
+        state = mine.get((rule.name, number)) if mine else None
         if account is None:
             if number in removed and state is not None:
                 episodes.gone(state, number)
             continue
-        if number in ctx.skip or not matches(number, rule.accounts):
+        if number in ctx.skip or not select(number):
             continue
         if state is None and may_hold is not None and not may_hold(rule, account):
             continue
