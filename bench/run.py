@@ -56,7 +56,7 @@ QUICK_POLLS: Final = 4
 #: Polls before the measured ones: the steady state (changed records scattered in memory, the
 #: garbage collector's generations filled) takes 100-200 polls to reach.
 DEFAULT_WARMUP: Final = 150
-QUICK_WARMUP: Final = 10
+QUICK_WARMUP: Final = 5
 #: The many-sources curve: sources of 2 accounts each, every 10 s, in one daemon.
 FULL_MANY: Final = (1_000, 5_000, 10_000, 20_000)
 QUICK_MANY: Final = (1_000,)
@@ -66,7 +66,7 @@ QUICK_RULES: Final = (100,)
 RULES_ACCOUNTS: Final = 10_000
 #: The simulated long run of the state database (bench/dbsize.py), in days.
 FULL_DAYS: Final = 365
-QUICK_DAYS: Final = 30
+QUICK_DAYS: Final = 7
 #: Accounts restricted in one poll (the alert storm), one webhook.
 FULL_STORM: Final = 10_000
 QUICK_STORM: Final = 2_000
