@@ -3,13 +3,17 @@
     python bench/fakeapi.py --accounts 100000 --polls 10 [--change-rate 0.01] [--trips 3]
 
 It prints one JSON line, ``{"port": ...}``, once it listens on 127.0.0.1, then serves until
-SIGTERM. Every body is generated before that line, so answering a poll costs one socket write.
+SIGTERM. Rendering a body (the changed accounts, then one join) happens in this process as the
+request arrives: it delays the answer (the client sits idle) but is not charged to the client.
 
 ``GET /<client>/accounts`` (``Authorization: Bearer bench-token``) answers the ``<client>``'s
-k-th request with body ``min(k, polls)``: body 0 is the baseline, body k carries poll k's changes
-(``change-rate`` of the accounts, ``trips`` of them tripping one of the three example rules, the
-rest moving ``position_market_value`` and ``account_value_total``, which no rule watches). Each
-client (the daemon, a reference loop, one of many sources) has its own counter.
+k-th request with body ``min(k, warmup + polls)``: body 0 is the baseline, body k carries poll
+k's changes (``change-rate`` of the accounts move ``position_market_value`` and
+``account_value_total``, which no rule watches; after the ``warmup`` bodies, ``trips`` of them
+instead trip one of the three example rules each). Each client (the daemon, a reference loop,
+one of many sources) has its own counter and its own copy of the book, rendered forward one
+body at a time as it asks (the same seed: every client sees the same bodies), so a long
+warm-up costs no memory.
 
 A client *announced* with ``POST /_bench/expect`` is measured: its requests wait until
 ``POST /_bench/watch`` names its pid; on each request's arrival the process's counters are read
@@ -114,39 +118,78 @@ class Trip:
 
 @dataclass
 class Dataset:
-    """Every body the API will serve, generated up front from a seed."""
+    """The plan of every body the API will serve (made by a dry run of :class:`Book`); the
+    bodies themselves are rendered on demand, per client, by a :class:`Book` of its own."""
 
-    bodies: list[bytes]
+    accounts: int
+    change_rate: float
+    trips_per_poll: int
+    seed: int
+    warmup: int
+    polls: int
     trips: list[Trip]
     changed: list[int]  # accounts changed by each body (0 for the baseline)
+    storm: bool = False
+
+    @property
+    def last(self) -> int:
+        return self.warmup + self.polls
+
+    def book(self) -> Book:
+        book = Book(self.accounts, self.change_rate, self.trips_per_poll, self.seed, self.warmup)
+        book.storm = self.storm
+        return book
 
 
-def generate(accounts: int, polls: int, change_rate: float, trips: int, seed: int) -> Dataset:
-    """The baseline and ``polls`` more bodies; all accounts start clear of every rule."""
-    rng = random.Random(seed)
-    book = [
-        _Account(
-            number=f"{10_000_000 + i}@{'vision' if vision else 'cor'}",
-            vision=vision,
-            cash=rng.randrange(200_000, 5_000_000),  # 2,000.00 to 50,000.00: above 1,000
-            position=rng.randrange(0, 20_000_000),
-            daytrades=rng.randrange(0, 3) if vision else 0,
-        )
-        for i in range(accounts)
-        for vision in [rng.random() < 0.8]
-    ]
-    texts = [a.render() for a in book]
-    bodies = [_body(texts)]
-    plan: list[Trip] = []
-    changed = [0]
-    tripped: set[int] = set()
-    per_poll = round(accounts * change_rate)
-    if trips * polls + max(per_poll, trips) > accounts:
-        raise ValueError(f"{accounts} accounts are too few for {polls} polls of these changes")
-    for poll in range(1, polls + 1):
+class Book:
+    """The accounts, advanced one body at a time from a seed: the same sequence for every
+    client. Bodies 1..``warmup`` only churn (``change_rate`` of the accounts move
+    ``position_market_value``); later ones also carry ``trips`` rule trips each."""
+
+    def __init__(
+        self, accounts: int, change_rate: float, trips: int, seed: int, warmup: int
+    ) -> None:
+        self.rng = random.Random(seed)
+        rng = self.rng
+        self.book = [
+            _Account(
+                number=f"{10_000_000 + i}@{'vision' if vision else 'cor'}",
+                vision=vision,
+                cash=rng.randrange(200_000, 5_000_000),  # 2,000.00 to 50,000.00: above 1,000
+                position=rng.randrange(0, 20_000_000),
+                daytrades=rng.randrange(0, 3) if vision else 0,
+            )
+            for i in range(accounts)
+            for vision in [rng.random() < 0.8]
+        ]
+        self.texts: list[str] | None = None
+        self.trips = trips
+        self.warmup = warmup
+        self.per_poll = round(accounts * change_rate)
+        self.tripped: set[int] = set()
+        self.at = 0  # the body the book is at
+        self.storm = False
+
+    def render(self) -> bytes:
+        if self.texts is None:
+            self.texts = [a.render() for a in self.book]
+        return _body(self.texts)
+
+    def advance(self) -> tuple[list[Trip], int]:
+        """To the next body: its trips and how many accounts it changed."""
+        self.at += 1
+        poll, rng, book = self.at, self.rng, self.book
+        if self.storm and poll == 1:  # every account restricted at once
+            for account in book:
+                account.restriction = "restricted"
+            if self.texts is not None:
+                self.texts = [a.render() for a in book]
+            return [Trip(1, a.number, RESTRICTION) for a in book], len(book)
         touched: set[int] = set()
+        plan: list[Trip] = []
+        trips = self.trips if poll > self.warmup else 0
         for rule in (TRIP_RULES * trips)[:trips]:
-            index = _pick(rng, book, rule, tripped)
+            index = _pick(rng, book, rule, self.tripped)
             account = book[index]
             if rule == RESTRICTION:
                 account.restriction = "restricted"
@@ -154,19 +197,42 @@ def generate(accounts: int, polls: int, change_rate: float, trips: int, seed: in
                 account.cash = 51_225  # 512.25
             else:
                 account.daytrades = 3
-            tripped.add(index)
+            self.tripped.add(index)
             touched.add(index)
             plan.append(Trip(poll, account.number, rule))
-        while len(touched) < per_poll:
+        while len(touched) < self.per_poll:
             index = rng.randrange(len(book))
-            if index not in tripped and index not in touched:
+            if index not in self.tripped and index not in touched:
                 book[index].position += rng.randrange(-50_000, 50_001)
                 touched.add(index)
-        for index in touched:
-            texts[index] = book[index].render()
-        bodies.append(_body(texts))
-        changed.append(len(touched))
-    return Dataset(bodies, plan, changed)
+        if self.texts is not None:
+            for index in touched:
+                self.texts[index] = book[index].render()
+        return plan, len(touched)
+
+
+def generate(  # noqa: PLR0917 - the command line's options, in its order
+    accounts: int,
+    polls: int,
+    change_rate: float,
+    trips: int,
+    seed: int,
+    warmup: int = 0,
+    storm: bool = False,
+) -> Dataset:
+    """The plan of the baseline, ``warmup`` churn-only bodies and ``polls`` bodies with trips;
+    all accounts start clear of every rule."""
+    if trips * polls + max(round(accounts * change_rate), trips) > accounts:
+        raise ValueError(f"{accounts} accounts are too few for {polls} polls of these changes")
+    book = Book(accounts, change_rate, trips, seed, warmup)
+    book.storm = storm
+    plan: list[Trip] = []
+    changed = [0]
+    for _ in range(warmup + polls):
+        tripped, count = book.advance()
+        plan += tripped
+        changed.append(count)
+    return Dataset(accounts, change_rate, trips, seed, warmup, polls, plan, changed, storm)
 
 
 def _pick(rng: random.Random, book: list[_Account], rule: str, tripped: set[int]) -> int:
@@ -196,6 +262,9 @@ class _Client:
     arrived: asyncio.Condition = field(default_factory=asyncio.Condition)
     served: dict[int, tuple[float, float]] = field(default_factory=dict)
     probes: dict[int, dict[str, Any]] = field(default_factory=dict)
+    arrivals: list[float] = field(default_factory=list)
+    book: Book | None = None
+    body: bytes = b""
 
 
 class FakeApi:
@@ -203,7 +272,13 @@ class FakeApi:
 
     def __init__(self, dataset: Dataset) -> None:
         self.dataset = dataset
-        self.last = len(dataset.bodies) - 1
+        self.last = dataset.last
+        #: Every body is the baseline when nothing changes (the idle and many-sources cases).
+        self.constant = (
+            dataset.book().render()
+            if dataset.change_rate == 0 and dataset.trips_per_poll == 0 and not dataset.storm
+            else None
+        )
         self.clients: dict[str, _Client] = {}
 
     def client(self, name: str) -> _Client:
@@ -218,6 +293,7 @@ class FakeApi:
         index = client.requests
         client.requests += 1
         arrival = time.time()
+        client.arrivals.append(arrival)
         if client.announced:
             await asyncio.wait_for(client.watched.wait(), HOLD_SECONDS)
             if client.pid is not None:
@@ -227,7 +303,7 @@ class FakeApi:
         if client.announced and index > self.last:
             await asyncio.wait_for(client.released.wait(), HOLD_SECONDS)
             return _json({"code": "api_error", "message": "the benchmark is over"}, 503)
-        body = self.dataset.bodies[min(index, self.last)]
+        body = self._body(client, min(index, self.last))
         response = web.StreamResponse(headers={"Content-Type": "application/json"})
         response.content_length = len(body)
         await response.prepare(request)
@@ -236,13 +312,28 @@ class FakeApi:
         client.served[index] = (arrival, time.time())
         return response
 
+    def _body(self, client: _Client, index: int) -> bytes:
+        """Body ``index`` for this client, rendering its book forward to it."""
+        if self.constant is not None:
+            return self.constant
+        if client.book is None:
+            client.book = self.dataset.book()
+            client.body = client.book.render()
+        while client.book.at < index:
+            client.book.advance()
+            client.body = client.book.render()
+        body = client.body
+        if index >= self.last:  # the last body: the book is no longer needed
+            client.book = None
+        return body
+
     async def plan(self, request: web.Request) -> web.Response:
         data = self.dataset
         return _json(
             {
                 "trips": [[t.poll, t.account_number, t.rule] for t in data.trips],
                 "changed": data.changed,
-                "bytes": [len(b) for b in data.bodies],
+                "warmup": data.warmup,
             }
         )
 
@@ -273,7 +364,10 @@ class FakeApi:
     async def stats(self, request: web.Request) -> web.Response:
         name = request.query.get("client")
         if name is None:
-            return _json({"requests": {n: c.requests for n, c in self.clients.items()}})
+            result: dict[str, Any] = {"requests": {n: c.requests for n, c in self.clients.items()}}
+            if request.query.get("arrivals"):
+                result["arrivals"] = {n: c.arrivals for n, c in self.clients.items()}
+            return _json(result)
         client = self.client(name)
         return _json(
             {
@@ -324,13 +418,20 @@ async def serve(dataset: Dataset, port: int) -> None:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--accounts", type=int, required=True)
-    parser.add_argument("--polls", type=int, required=True, help="bodies after the baseline")
+    parser.add_argument("--polls", type=int, required=True, help="measured bodies (with trips)")
+    parser.add_argument("--warmup", type=int, default=0, help="churn-only bodies before them")
+    parser.add_argument(
+        "--storm", action="store_true", help="body 1 restricts every account at once"
+    )
     parser.add_argument("--change-rate", type=float, default=0.01)
     parser.add_argument("--trips", type=int, default=3, help="rule trips per poll")
     parser.add_argument("--seed", type=int, default=6)
     parser.add_argument("--port", type=int, default=0)
     args = parser.parse_args(argv)
-    dataset = generate(args.accounts, args.polls, args.change_rate, args.trips, args.seed)
+    dataset = generate(
+        args.accounts, args.polls, args.change_rate, args.trips, args.seed, args.warmup,
+        args.storm,
+    )  # fmt: skip
     asyncio.run(serve(dataset, args.port))
     return 0
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import itertools
 import shutil
 import signal
 import statistics
@@ -55,11 +56,25 @@ value = 3
 """
 
 
+def extra_rules(count: int) -> str:
+    """``count`` threshold rules beside the three example ones (the rules-scaling case), each on
+    a field and limit that the bench's bodies never cross, so none of them fires: what they cost
+    is looking, not notifying."""
+    fields = ("cash", "margin_buying_power", "non_margin_buying_power", "cash_to_withdraw")
+    return "".join(
+        f'\n[[rules]]\nname = "extra-{i:03d}"\ntype = "threshold"\n'
+        f'field = "{fields[i % len(fields)]}"\nop = "<"\nvalue = {-1000 - i}\n'
+        + ('accounts = ["*@cor"]\n' if i % 2 else "")
+        for i in range(count)
+    )
+
+
 def interval_for(accounts: int) -> float:
-    """Seconds between polls: long enough that a poll rarely runs into the next one."""
+    """Seconds between polls: long enough that a poll rarely runs into the next one, short
+    enough that a warm-up of 150 polls at 100,000 accounts takes minutes, not a quarter hour."""
     if accounts <= 10_000:
         return 1.0
-    return 5.0
+    return 2.0
 
 
 # --------------------------------------------------------------------------- one measured run
@@ -82,6 +97,8 @@ class Measurement:
     write_bytes: float  # per poll
     files_growth: float  # per poll, state db + wal
     changed: float  # accounts changed per measured poll
+    warmup: int = 0
+    rules: int = 3
     latency_response: list[float] = field(default_factory=list)
     latency_poll_end: list[float] = field(default_factory=list)
     missing: int = 0
@@ -95,6 +112,7 @@ def daemon_config(
     state: Path | str,
     interval: float,
     lease: str | None = None,
+    extra: int = 0,
 ) -> str:
     """A config for ``balance-monitor run``: ``[api]``, or ``[[sources]]`` for a list of URLs;
     ``state`` a SQLite file, or a ``postgresql://`` URL (with ``lease``)."""
@@ -115,7 +133,7 @@ def daemon_config(
         )
         + '[log]\nlevel = "info"\nformat = "json"\n\n'
         f'[[sinks]]\nname = "receiver"\ntype = "webhook"\nurl = "{receiver}"\ntimeout = "30s"\n'
-        f"{RULES_TOML}"
+        f"{RULES_TOML}{extra_rules(extra)}"
     )
 
 
@@ -139,6 +157,8 @@ async def measure(
     profile: Path | None = None,
     tag: str = "",
     state_url: str | None = None,
+    warmup: int = 0,
+    extra: int = 0,
 ) -> Measurement:
     """Run one runner for a baseline and ``polls`` polls; what the measured polls cost.
 
@@ -160,6 +180,7 @@ async def measure(
                 receiver=receiver.url,
                 state=state if state_url is None else state_url,
                 interval=interval,
+                extra=extra,
             )
         )
         argv = daemon_argv(config)
@@ -175,9 +196,9 @@ async def measure(
     try:
         await api.watch(client, child.pid, files)
         if profile is not None:
-            await _until_request(api, child, client, 2)
+            await _until_request(api, child, client, warmup + 2)
             profiler = await Child.start("py-spy", py_spy_argv(child.pid, profile))
-        await _until_request(api, child, client, polls + 2)
+        await _until_request(api, child, client, warmup + polls + 2)
         if runner == "daemon":
             await _until_delivered(receiver, trips)
         stats = await api.stats(client)
@@ -189,8 +210,8 @@ async def measure(
         with contextlib.suppress(aiohttp.ClientError):
             await api.release(client)
         await child.stop()
-    first = procstat.Probe.from_dict(stats["probes"]["1"])
-    last = procstat.Probe.from_dict(stats["probes"][str(polls + 1)])
+    first = procstat.Probe.from_dict(stats["probes"][str(warmup + 1)])
+    last = procstat.Probe.from_dict(stats["probes"][str(warmup + polls + 1)])
     polled = [e for e in events if e.get("event") == poll_event]
     baseline = [e for e in events if e.get("event") == baseline_event]
     result = Measurement(
@@ -200,13 +221,19 @@ async def measure(
         interval=interval,
         cpu=(last.cpu - first.cpu) / polls,
         cpu_ticks=(last.cpu_ticks - first.cpu_ticks) / polls,
-        walls=[e["duration_ms"] / 1000 for e in polled[:polls]],
+        walls=[e["duration_ms"] / 1000 for e in polled[warmup : warmup + polls]],
         baseline_wall=baseline[0]["duration_ms"] / 1000 if baseline else None,
         hwm=last.hwm,
         rss=last.rss,
         write_bytes=(last.write_bytes - first.write_bytes) / polls,
         files_growth=(last.files - first.files) / polls,
-        changed=statistics.fmean(changed[1 : polls + 1]) if len(changed) > polls else 0.0,
+        changed=(
+            statistics.fmean(changed[warmup + 1 : warmup + polls + 1])
+            if len(changed) > warmup + polls
+            else 0.0
+        ),
+        warmup=warmup,
+        rules=3 + extra,
     )
     if runner == "daemon":
         _latencies(result, trips, hits, stats["served"], polled)
@@ -221,7 +248,7 @@ async def measure(
 
 async def _until_request(api: FakeApiProcess, child: Child, client: str, wanted: int) -> None:
     """Until the client made ``wanted`` requests; a ``BenchError`` if it dies or stalls."""
-    deadline = time.monotonic() + RUN_TIMEOUT
+    deadline = time.monotonic() + RUN_TIMEOUT + 3 * wanted  # a long warm-up takes its time
     while True:
         left = deadline - time.monotonic()
         if left <= 0:
@@ -315,6 +342,10 @@ class ManySources:
     rss: int
     hwm: int
     startup: float  # seconds from start to every baseline recorded
+    expected: int = 0  # polls the window should hold (sources x seconds / interval)
+    lateness_p99: float = 0.0  # seconds: a poll's gap after the previous one beyond the interval
+    lateness_max: float = 0.0
+    missed: list[str] = field(default_factory=list)  # daemon log lines about missed jobs
 
     @property
     def share(self) -> float:
@@ -328,12 +359,16 @@ def sources_supported() -> bool:
 
 
 async def many_sources(
-    api: FakeApiProcess, receiver: Receiver, workdir: Path, seconds: float
+    api: FakeApiProcess,
+    receiver: Receiver,
+    workdir: Path,
+    seconds: float,
+    count: int = MANY_SOURCES,
 ) -> ManySources:
-    rundir = workdir / "many-sources"
+    rundir = workdir / f"many-sources-{count}"
     rundir.mkdir()
     config = rundir / "config.toml"
-    urls = [api.url(f"ms-{i}") for i in range(MANY_SOURCES)]
+    urls = [api.url(f"ms{count}-{i}") for i in range(count)]
     config.write_text(
         daemon_config(
             url=urls, receiver=receiver.url, state=rundir / "state.db", interval=MANY_INTERVAL
@@ -342,7 +377,7 @@ async def many_sources(
     started = time.monotonic()
     child = await Child.start("many-sources", daemon_argv(config))
     try:
-        while child.count("baseline_recorded") < MANY_SOURCES:
+        while child.count("baseline_recorded") < count:
             if child.process.returncode is not None:
                 raise BenchError(f"many-sources daemon exited early:\n{child.problem()}")
             if time.monotonic() - started > RUN_TIMEOUT:
@@ -353,14 +388,25 @@ async def many_sources(
         before, served_before = procstat.probe(child.pid), await api.requests()
         await asyncio.sleep(seconds)
         after, served_after = procstat.probe(child.pid), await api.requests()
+        arrivals = await api.arrivals()
+        missed = [
+            f"{e.get('event')}: {e.get('message') or e.get('job') or ''}".strip()
+            for e in child.events
+            if "miss" in str(e.get("event", "")) or "miss" in str(e.get("message", ""))
+        ]
     finally:
         await child.stop()
     polls = sum(
-        served_after.get(f"ms-{i}", 0) - served_before.get(f"ms-{i}", 0)
-        for i in range(MANY_SOURCES)
+        served_after.get(f"ms{count}-{i}", 0) - served_before.get(f"ms{count}-{i}", 0)
+        for i in range(count)
+    )
+    late = _lateness(
+        [arrivals.get(f"ms{count}-{i}", []) for i in range(count)],
+        MANY_INTERVAL,
+        (before.at, after.at),
     )
     return ManySources(
-        sources=MANY_SOURCES,
+        sources=count,
         interval=MANY_INTERVAL,
         seconds=after.at - before.at,
         cpu=after.cpu - before.cpu,
@@ -368,4 +414,99 @@ async def many_sources(
         rss=after.rss,
         hwm=after.hwm,
         startup=startup,
+        expected=round(count * (after.at - before.at) / MANY_INTERVAL),
+        lateness_p99=_quantile(late, 0.99),
+        lateness_max=max(late, default=0.0),
+        missed=missed[:5],
     )
+
+
+def _lateness(
+    arrivals: Sequence[Sequence[float]], interval: float, window: tuple[float, float]
+) -> list[float]:
+    """How late each poll in ``window`` came: its gap after the source's previous poll, beyond
+    the interval (0 when on time). A skipped poll shows as a gap of two intervals."""
+    start, end = window
+    late = []
+    for times in arrivals:
+        for before, at in itertools.pairwise(times):
+            if start <= at <= end:
+                late.append(max(0.0, at - before - interval))
+    return late
+
+
+def _quantile(values: Sequence[float], q: float) -> float:
+    if not values:
+        return 0.0
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
+
+
+# --------------------------------------------------------------------------- alert storm
+
+STORM_INTERVAL: Final = 5.0
+STORM_TIMEOUT: Final = 120.0
+
+
+@dataclass
+class Storm:
+    notifications: int  # expected: one restriction_change per account
+    delivered: int  # arrived at the receiver within STORM_TIMEOUT
+    first: float  # seconds from the end of the response that carried the storm
+    last: float
+    from_poll_end: float  # seconds from the poll's poll_ok line to the last arrival
+    cpu: float  # the daemon's CPU seconds from that poll's request to the next one
+    sink: str
+
+
+async def storm(api: FakeApiProcess, receiver: Receiver, workdir: Path, accounts: int) -> Storm:
+    """Every account restricted in one poll: how long until the webhook has them all."""
+    client = "storm"
+    rundir = workdir / client
+    rundir.mkdir()
+    state = rundir / "state.db"
+    config = rundir / "config.toml"
+    config.write_text(
+        daemon_config(
+            url=api.url(client), receiver=receiver.url, state=state, interval=STORM_INTERVAL
+        )
+    )
+    receiver.hits.clear()
+    await api.expect(client)
+    child = await Child.start(client, daemon_argv(config))
+    try:
+        await api.watch(client, child.pid, [state, Path(f"{state}-wal")])
+        await _until_request(api, child, client, 2)
+        deadline = time.monotonic() + STORM_TIMEOUT
+        while time.monotonic() < deadline and _storm_hits(receiver) < accounts:
+            receiver.arrived.clear()
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(1.0):
+                    await receiver.arrived.wait()
+        await _until_request(api, child, client, 3)
+        stats = await api.stats(client)
+        events = list(child.events)
+        hits = [h for h in receiver.hits if h.payload.get("rule") == RESTRICTION]
+    finally:
+        with contextlib.suppress(aiohttp.ClientError):
+            await api.release(client)
+        await child.stop()
+    served_end = stats["served"]["1"][1]
+    polled = [e for e in events if e.get("event") == "poll_ok"]
+    poll_end = datetime.fromisoformat(polled[0]["timestamp"]).timestamp() if polled else 0.0
+    times = sorted(h.at for h in hits)
+    first = procstat.Probe.from_dict(stats["probes"]["1"])
+    after = procstat.Probe.from_dict(stats["probes"]["2"])
+    return Storm(
+        notifications=accounts,
+        delivered=len({h.payload.get("account_number") for h in hits}),
+        first=times[0] - served_end if times else 0.0,
+        last=times[-1] - served_end if times else 0.0,
+        from_poll_end=times[-1] - poll_end if times and poll_end else 0.0,
+        cpu=after.cpu - first.cpu,
+        sink="webhook",
+    )
+
+
+def _storm_hits(receiver: Receiver) -> int:
+    return sum(1 for h in receiver.hits if h.payload.get("rule") == RESTRICTION)

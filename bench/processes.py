@@ -107,7 +107,14 @@ class FakeApiProcess:
     @classmethod
     @contextlib.asynccontextmanager
     async def running(
-        cls, *, accounts: int, polls: int, change_rate: float, trips: int
+        cls,
+        *,
+        accounts: int,
+        polls: int,
+        change_rate: float,
+        trips: int,
+        warmup: int = 0,
+        storm: bool = False,
     ) -> AsyncIterator[FakeApiProcess]:
         argv = [
             PYTHON,
@@ -116,6 +123,8 @@ class FakeApiProcess:
             f"--polls={polls}",
             f"--change-rate={change_rate}",
             f"--trips={trips}",
+            f"--warmup={warmup}",
+            *(["--storm"] if storm else []),
         ]
         child = await Child.start("fakeapi", argv)
         try:
@@ -161,6 +170,11 @@ class FakeApiProcess:
 
     async def requests(self) -> dict[str, int]:
         result: dict[str, int] = (await self._get("/_bench/stats"))["requests"]
+        return result
+
+    async def arrivals(self) -> dict[str, list[float]]:
+        """When each client's requests arrived (``time.time()``)."""
+        result: dict[str, list[float]] = (await self._get("/_bench/stats", arrivals=1))["arrivals"]
         return result
 
     async def release(self, client: str) -> None:

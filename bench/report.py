@@ -14,7 +14,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from harness import IDLE_ACCOUNTS, ManySources, Measurement, interval_for
+from harness import IDLE_ACCOUNTS, ManySources, Measurement, Storm, interval_for
 
 
 @dataclass
@@ -32,6 +32,13 @@ class Report:
     profiled: int = 0
     #: The PostgreSQL section (bench/postgres.py), already rendered.
     postgres: str = ""
+    warmup: int = 0
+    many_curve: list[ManySources] = field(default_factory=list)
+    #: The daemon at 10,000 accounts with this many threshold rules added to the example three.
+    rules: dict[int, Measurement] = field(default_factory=dict)
+    #: bench/dbsize.py's report: the state database after a simulated long run.
+    dbsize: str | None = None
+    storm: Storm | None = None
 
     def as_dict(self) -> dict[str, Any]:
         """Everything measured, for ``--json``."""
@@ -42,6 +49,11 @@ class Report:
             "load": self.load,
             "results": [asdict(m) for m in self.results.values()],
             "many_sources": asdict(self.many) if self.many is not None else None,
+            "warmup": self.warmup,
+            "many_curve": [asdict(m) for m in self.many_curve],
+            "rules": {str(k): asdict(m) for k, m in self.rules.items()},
+            "dbsize": self.dbsize,
+            "storm": asdict(self.storm) if self.storm is not None else None,
         }
 
 
@@ -137,7 +149,8 @@ def render(report: Report) -> str:
         "",
         f"- CPU: {m['cpu']}, {m['cores']} cores; memory {m['memory']}",
         f"- {m['python']} on {m['os']}; balance-monitor {m['balance-monitor']}",
-        f"- {report.polls} measured polls after a baseline poll, per runner and size; state on "
+        f"- {report.polls} measured polls after a baseline poll and {report.warmup} warm-up polls "
+        f"(1% churn each), per runner and size; state on "
         f"{report.fs_type}; intervals: "
         + ", ".join(f"{_accounts(n)}: {interval_for(n):g}s" for n in sizes),
         f"- load average (1 min) {report.load[0]:.2f} before, {report.load[1]:.2f} after",
@@ -194,8 +207,57 @@ def render(report: Report) -> str:
             f"{_ms(per_poll)} CPU each); RSS {_mib(ms.rss)} (peak {_mib(ms.hwm)}); "
             f"all {ms.sources:,} baselines recorded {ms.startup:.1f}s after start."
         )
-    else:
+    elif not report.many_curve:
         out.append(report.many_note or "not measured")
+    if report.many_curve:
+        out += [
+            "",
+            f"| sources x {IDLE_ACCOUNTS} accounts, every 10 s | share of one core | polls made "
+            "/ due | CPU / poll | lateness p99 / max | RSS | start-up (all baselines) |",
+            "|---:|---:|---:|---:|---:|---:|---:|",
+        ]
+        for ms in report.many_curve:
+            per_poll = ms.cpu / ms.polls if ms.polls else 0.0
+            out.append(
+                f"| {ms.sources:,} | {ms.share:.1%} | {ms.polls:,} / {ms.expected:,} "
+                f"| {_ms(per_poll)} | {_ms(ms.lateness_p99)} / {_ms(ms.lateness_max)} "
+                f"| {_mib(ms.rss)} | {ms.startup:.1f}s |"
+            )
+        missed = sorted({line for ms in report.many_curve for line in ms.missed})
+        if missed:
+            out += ["", "Missed-job log lines: " + "; ".join(missed[:5])]
+    if report.rules:
+        out += [
+            "",
+            "### Rules (10,000 accounts)",
+            "",
+            "| rules | CPU / poll | / 3 rules | wall / poll (median) | baseline poll |",
+            "|---:|---:|---:|---:|---:|",
+        ]
+        base = r.get((10_000, "daemon"))
+        rows = ([(3, base)] if base is not None else []) + [
+            (3 + extra, m) for extra, m in sorted(report.rules.items())
+        ]
+        for count, m in rows:
+            ratio = _ratio(m.cpu, base.cpu) if base is not None else "-"
+            out.append(
+                f"| {count} | {_ms(m.cpu)} | {ratio} | {_ms(_median(m.walls))} "
+                f"| {_ms(m.baseline_wall)} |"
+            )
+    if report.storm is not None:
+        st = report.storm
+        out += [
+            "",
+            "### Alert storm",
+            "",
+            f"{st.notifications:,} accounts restricted in one poll, one webhook sink: "
+            f"{st.delivered:,} delivered; the first {_ms(st.first)} and the last "
+            f"**{_ms(st.last)}** after the response that carried them ({_ms(st.from_poll_end)} "
+            f"after the poll's `poll_ok`); the daemon's CPU over that poll and its deliveries "
+            f"{_ms(st.cpu)}.",
+        ]
+    if report.dbsize is not None:
+        out += ["", "### The state database over a long run", "", report.dbsize.rstrip()]
     if report.hotspots is not None:
         out += ["", f"### Where the daemon's time goes ({report.profiled:,} accounts)", ""]
         out += report.hotspots

@@ -34,6 +34,7 @@ import shutil
 import sys
 import tempfile
 import time
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Final
 
@@ -49,14 +50,32 @@ from harness import (
     many_sources,
     measure,
     sources_supported,
+    storm,
 )
-from processes import BenchError, FakeApiProcess, Receiver, log
+from processes import BENCH, PYTHON, BenchError, FakeApiProcess, Receiver, log
 from report import Report, hotspots, machine, render
 
 FULL_SIZES: Final = (1_000, 10_000, 100_000)
 QUICK_SIZES: Final = (1_000, 10_000)
 DEFAULT_POLLS: Final = 10
 QUICK_POLLS: Final = 4
+#: Polls before the measured ones: the steady state (changed records scattered in memory, the
+#: garbage collector's generations filled) takes 100-200 polls to reach.
+DEFAULT_WARMUP: Final = 150
+QUICK_WARMUP: Final = 5
+#: The many-sources curve: sources of 2 accounts each, every 10 s, in one daemon.
+FULL_MANY: Final = (1_000, 5_000, 10_000, 20_000)
+QUICK_MANY: Final = (1_000,)
+#: Threshold rules added to the three example ones at 10,000 accounts (the rules case).
+FULL_RULES: Final = (10, 100)
+QUICK_RULES: Final = (100,)
+RULES_ACCOUNTS: Final = 10_000
+#: The simulated long run of the state database (bench/dbsize.py), in days.
+FULL_DAYS: Final = 365
+QUICK_DAYS: Final = 7
+#: Accounts restricted in one poll (the alert storm), one webhook.
+FULL_STORM: Final = 10_000
+QUICK_STORM: Final = 2_000
 CHANGE_RATE: Final = 0.01
 TRIPS_PER_POLL: Final = 3
 MANY_SECONDS: Final = 60.0
@@ -69,8 +88,14 @@ async def bench(
     many_seconds: float,
     profile: Path | None = None,
     replica_sources: int | None = 3_000,
+    *,
+    warmup: int = 0,
+    many: Sequence[int] = (MANY_SOURCES,),
+    rules: Sequence[int] = (),
+    days: int = 0,
+    storm_accounts: int = 0,
 ) -> Report:
-    report = Report(machine=machine(), polls=polls, sizes=sizes)
+    report = Report(machine=machine(), polls=polls, sizes=sizes, warmup=warmup)
     workdir = Path(tempfile.mkdtemp(prefix="balance-monitor-bench-", dir=_state_parent()))
     report.fs_type = procstat.filesystem_type(workdir)
     load_before = os.getloadavg()[0]
@@ -78,20 +103,29 @@ async def bench(
     await receiver.start()
     log(f"state databases under {workdir} ({report.fs_type})")
 
-    async def each_runner(api: FakeApiProcess, accounts: int, label: str) -> None:
+    async def each_runner(api: FakeApiProcess, accounts: int, label: str, warm: int) -> None:
         plan = await api.plan()
         trips = [Trip(*t) for t in plan["trips"]]
         for runner in RUNNERS:
-            log(f"{label}: {runner}, {polls} polls every {interval_for(accounts):g}s")
+            log(f"{label}: {runner}, {warm} + {polls} polls every {interval_for(accounts):g}s")
             report.results[(accounts, runner)] = await measure(
                 api, receiver, workdir, runner=runner, accounts=accounts, polls=polls,
-                trips=trips, changed=plan["changed"],
+                trips=trips, changed=plan["changed"], warmup=warm,
             )  # fmt: skip
+        if accounts == RULES_ACCOUNTS:
+            for extra in rules:
+                log(f"{label}: the daemon with {extra} more threshold rules")
+                report.rules[extra] = await measure(
+                    api, receiver, workdir, runner="daemon", accounts=accounts, polls=polls,
+                    trips=trips, changed=plan["changed"], warmup=warm, extra=extra,
+                    tag=f"-rules{extra}",
+                )  # fmt: skip
         if profile is not None and accounts == max(sizes):
             log(f"{label}: the daemon again, under py-spy")
             await measure(
                 api, receiver, workdir, runner="daemon", accounts=accounts, polls=polls,
                 trips=trips, changed=plan["changed"], profile=profile, tag="-profiled",
+                warmup=warm,
             )  # fmt: skip
             report.hotspots, report.profiled = hotspots(profile), accounts
 
@@ -99,22 +133,38 @@ async def bench(
         async with FakeApiProcess.running(
             accounts=IDLE_ACCOUNTS, polls=polls, change_rate=0.0, trips=0
         ) as api:
-            await each_runner(api, IDLE_ACCOUNTS, f"idle, {IDLE_ACCOUNTS} accounts")
+            await each_runner(api, IDLE_ACCOUNTS, f"idle, {IDLE_ACCOUNTS} accounts", 0)
             if sources_supported():
-                log(f"many sources: {MANY_SOURCES} x {IDLE_ACCOUNTS} accounts, {many_seconds:g}s")
-                report.many = await many_sources(api, receiver, workdir, many_seconds)
+                for count in many:
+                    log(f"many sources: {count:,} x {IDLE_ACCOUNTS} accounts, {many_seconds:g}s")
+                    report.many_curve.append(
+                        await many_sources(api, receiver, workdir, many_seconds, count)
+                    )
+                report.many = next(
+                    (m for m in report.many_curve if m.sources == MANY_SOURCES), None
+                )
             else:
                 report.many_note = "many-sources: not supported by this version (needs [[sources]])"
                 log(report.many_note)
         for size in sizes:
             log(f"{size:,} accounts: generating the bodies")
             async with FakeApiProcess.running(
-                accounts=size, polls=polls, change_rate=CHANGE_RATE, trips=TRIPS_PER_POLL
-            ) as api:
-                await each_runner(api, size, f"{size:,} accounts")
+                accounts=size, polls=polls, change_rate=CHANGE_RATE, trips=TRIPS_PER_POLL,
+                warmup=warmup,
+            ) as api:  # fmt: skip
+                await each_runner(api, size, f"{size:,} accounts", warmup)
                 if replica_sources is not None and size == _pg_size(sizes):
                     await _postgres(report, api, receiver, workdir, size, polls, many_seconds,
                                     replica_sources)  # fmt: skip
+        if storm_accounts:
+            log(f"alert storm: {storm_accounts:,} accounts restricted in one poll")
+            async with FakeApiProcess.running(
+                accounts=storm_accounts, polls=1, change_rate=0.0, trips=0, storm=True
+            ) as api:
+                report.storm = await storm(api, receiver, workdir, storm_accounts)
+        if days:
+            log(f"the state database over {days} simulated days")
+            report.dbsize = await _dbsize(days)
     finally:
         await receiver.close()
         shutil.rmtree(workdir, ignore_errors=True)
@@ -149,6 +199,21 @@ async def _postgres(  # noqa: PLR0917
     report.postgres = postgres.render(measured, size)
 
 
+async def _dbsize(days: int) -> str:
+    """bench/dbsize.py in a process of its own (the same interpreter and path as the daemon)."""
+    process = await asyncio.create_subprocess_exec(
+        PYTHON, str(BENCH / "dbsize.py"), f"--days={days}", stdout=asyncio.subprocess.PIPE
+    )
+    out, _ = await process.communicate()
+    if process.returncode != 0:
+        raise BenchError(f"dbsize.py exited with {process.returncode}")
+    return out.decode()
+
+
+def _counts(text: str) -> list[int]:
+    return [n for n in (int(s.replace("_", "")) for s in text.split(",") if s.strip()) if n > 0]
+
+
 def _state_parent() -> str | None:
     """Somewhere on a disk, so that write_bytes counts: /var/tmp unless TMPDIR says otherwise."""
     if os.environ.get("TMPDIR"):
@@ -162,13 +227,40 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--polls", type=int, help=f"measured polls per run (default {DEFAULT_POLLS})"
     )
-    parser.add_argument("--quick", action="store_true", help="sizes 1000,10000, fewer polls")
     parser.add_argument(
         "--stream",
         choices=("also", "only", "no"),
         default="also",
         help="the account stream's latency and CPU per push (bench/stream.py): after the polls "
         "(also, the default), alone (only), or not (no)",
+    )
+    parser.add_argument(
+        "--warmup", type=int, help=f"polls before the measured ones (default {DEFAULT_WARMUP})"
+    )
+    parser.add_argument(
+        "--many",
+        help="comma-separated source counts for the many-sources curve (default "
+        + ",".join(map(str, FULL_MANY))
+        + "; 0: none)",
+    )
+    parser.add_argument(
+        "--rules",
+        help="comma-separated counts of threshold rules added at 10,000 accounts (default "
+        + ",".join(map(str, FULL_RULES))
+        + "; 0: none)",
+    )
+    parser.add_argument(
+        "--storm",
+        type=int,
+        help=f"accounts restricted in one poll (default {FULL_STORM:,}; 0: none)",
+    )
+    parser.add_argument(
+        "--days",
+        type=int,
+        help=f"simulated days of the state database (default {FULL_DAYS}; 0: none)",
+    )
+    parser.add_argument(
+        "--quick", action="store_true", help="sizes 1000,10000, fewer polls, a short warm-up"
     )
     parser.add_argument("--output", type=Path, help="also write the Markdown report here")
     parser.add_argument("--json", type=Path, help="also write every measurement here, as JSON")
@@ -193,6 +285,15 @@ def main(argv: list[str] | None = None) -> int:
     if args.sizes:
         sizes = [int(s.replace("_", "")) for s in args.sizes.split(",") if s.strip()]
     polls = args.polls or (QUICK_POLLS if args.quick else DEFAULT_POLLS)
+    warmup = (
+        args.warmup if args.warmup is not None else (QUICK_WARMUP if args.quick else DEFAULT_WARMUP)
+    )
+    many = _counts(args.many) if args.many else list(QUICK_MANY if args.quick else FULL_MANY)
+    rules = _counts(args.rules) if args.rules else list(QUICK_RULES if args.quick else FULL_RULES)
+    days = args.days if args.days is not None else (QUICK_DAYS if args.quick else FULL_DAYS)
+    storm_accounts = (
+        args.storm if args.storm is not None else (QUICK_STORM if args.quick else FULL_STORM)
+    )
     if polls < 1 or any(n < 100 for n in sizes):
         parser.error("--polls must be at least 1 and every size at least 100")
     started = time.monotonic()
@@ -200,8 +301,20 @@ def main(argv: list[str] | None = None) -> int:
     try:
         many_seconds = QUICK_MANY_SECONDS if args.quick else MANY_SECONDS
         if args.stream != "only":
-            replicas = None if args.no_postgres else args.replica_sources
-            report = asyncio.run(bench(sizes, polls, many_seconds, args.profile, replicas))
+            report = asyncio.run(
+                bench(
+                    sizes,
+                    polls,
+                    many_seconds,
+                    args.profile,
+                    None if args.no_postgres else args.replica_sources,
+                    warmup=warmup,
+                    many=many,
+                    rules=rules,
+                    days=days,
+                    storm_accounts=storm_accounts,
+                )
+            )
             text = render(report)
             text += _dashboard()
         if args.stream != "no":

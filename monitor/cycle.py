@@ -39,6 +39,7 @@ from monitor.mutes import muting
 from monitor.rules import AlertKey, SourceHealth, evaluate, evaluate_source, retired_alerts
 from monitor.rules.base import RuleProblem
 from monitor.silences import EMPTY, ControlState
+from monitor.split import Book
 
 __all__ = [
     "DEPARTED_KEPT",
@@ -84,7 +85,7 @@ class Departed:
 class SourceState:
     """What the store keeps of a source between polls (and hands back at start-up)."""
 
-    accounts: dict[str, Account] | None  # None: no successful poll yet (baseline pending)
+    accounts: Mapping[str, Account] | None  # None: no successful poll yet (baseline pending)
     health: SourceHealth
     active: dict[AlertKey, ActiveAlert]
     last_success_at: datetime | None = None
@@ -432,10 +433,9 @@ def _succeeded(
         push=partial,
         series=_series(changes, accounts),
     )
-    merged = dict(accounts)
-    for number in skip:  # an unusable record keeps its last good snapshot
-        if previous is not None and number in previous:
-            merged[number] = previous[number]
+    # An unusable record keeps its last good snapshot.
+    kept = {n: previous[n] for n in skip if previous is not None and n in previous}
+    merged = accounts.keeping(kept) if isinstance(accounts, Book) else {**accounts, **kept}
     new = PollState(
         merged, health, evaluation.active, history, retired={}, full=False, departed=departed
     )

@@ -31,7 +31,7 @@ from typing import Any
 import structlog
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
 
-from monitor import __version__
+from monitor import __version__, heap
 from monitor.api_actions import ActionsApi
 from monitor.config import (
     Config,
@@ -42,7 +42,7 @@ from monitor.config import (
     resolve_secret,
 )
 from monitor.control import CONTROL_CHECK
-from monitor.delivery import Delivery, group_windows, idle_recheck, release_held
+from monitor.delivery import Delivery, concurrency, group_windows, idle_recheck, release_held
 from monitor.errors import ConfigError, MonitorError
 from monitor.exitcodes import Exit
 from monitor.health import HealthServer, Readiness
@@ -93,6 +93,9 @@ SUMMARY_DELAY = 1.0
 #: How often the daemon looks for what time alone makes due before a source's next poll
 #: (escalation steps, ``for`` waits, ``repeat`` reminders), in seconds: at most this late.
 DUE_CHECK = 1.0
+#: Seconds after start-up (and after a reload) when the heap is settled again (``monitor.heap``):
+#: by then every source has made its first polls, whose accounts stay alive for months.
+SETTLE_AFTER = 60.0
 
 
 def install_signal_handlers(stop: asyncio.Event, reload: asyncio.Event | None = None) -> None:
@@ -146,6 +149,7 @@ class Daemon:
     async def run(self, stop: asyncio.Event, reload: asyncio.Event | None = None) -> Exit:
         """Poll on schedule until ``stop`` is set; reload whenever ``reload`` is set."""
         self._stop = stop
+        heap.tune()
         async with open_runtime(self.config, self.metrics) as rt:
             self._rt = rt
             self._streams = Streams(self.metrics, rt.session, rt.store)
@@ -204,7 +208,9 @@ class Daemon:
                     max_instances=1,
                     coalesce=True,
                 )
+            self._settle_soon()
             scheduler.start()
+            heap.settle()  # the config, the jobs and the state loaded: long-lived from here on
             rounds = asyncio.Event()
             leases = (
                 asyncio.create_task(self.replica.run(rounds), name="leases")
@@ -490,6 +496,23 @@ class Daemon:
                     log.info("history_pruned", **pruned)
             except MonitorError as exc:
                 log.error("maintenance_failed", error=str(exc))
+            self._settle_job()
+
+    def _settle_soon(self) -> None:
+        """Settle the heap once the first polls are in (a one-off job)."""
+        if self._scheduler is not None:
+            self._scheduler.add_job(
+                self._settle_job,
+                "date",
+                run_date=utcnow() + timedelta(seconds=SETTLE_AFTER),
+                id="settle",
+                replace_existing=True,
+            )
+
+    def _settle_job(self) -> None:
+        """A full collection of the cyclic garbage, then freeze what is left (monitor.heap)."""
+        seconds = heap.settle()
+        log.debug("heap_settled", duration_ms=round(seconds * 1000, 1))
 
     @staticmethod
     def _resend_interval(rt: Runtime) -> float | None:
@@ -713,6 +736,7 @@ class Daemon:
             self.notifier.ready(self.status_line())
         self._maybe_held = True
         await self._release_job()  # a mute window removed or changed: settle what it held
+        self._settle_soon()
         return True
 
     async def _apply(
@@ -732,6 +756,7 @@ class Daemon:
             windows=group_windows(new),
             idle_recheck=idle_recheck(new),
             retry_at_start=not new.state.postgres,
+            concurrency=concurrency(new),
         )
         self.config = rt.config = new
         specs = {s.name: s for s in new.all_sources()}

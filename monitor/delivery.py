@@ -36,7 +36,7 @@ import contextlib
 import random
 import time
 from collections.abc import Awaitable, Callable, Mapping, Sequence
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from datetime import datetime
 from typing import Any
 
@@ -48,8 +48,8 @@ from monitor.errors import SinkError, StoreError
 from monitor.models import Notification, Status
 from monitor.mutes import Held, muting, settle
 from monitor.silences import EMPTY, ControlState
-from monitor.sinks.base import BatchSink, EventResolvingSink, Sink
-from monitor.store import OutboxRow, Store
+from monitor.sinks.base import BatchSink, EventResolvingSink, PacedSink, Sink
+from monitor.store import Mark, OutboxRow, Store
 
 log = structlog.get_logger("monitor.delivery")
 
@@ -59,6 +59,11 @@ IDLE_RECHECK = 60.0
 STORE_RETRY = 5.0
 #: At most this many notifications go into one grouped message.
 BATCH_LIMIT = 100
+#: ... and this many to a paced sink (a chat webhook), so that a storm of 10,000 is 20 long
+#: messages (each headed by its count of firing and resolved) rather than 100 of them.
+PACED_BATCH_LIMIT = 500
+#: At most this many notifications are claimed at once for concurrent sends (a storm).
+STORM_BATCH = 500
 
 
 def backoff(
@@ -91,6 +96,7 @@ class Delivery:
         windows: Mapping[str, float] | None = None,
         idle_recheck: float = IDLE_RECHECK,
         retry_at_start: bool = True,
+        concurrency: Mapping[str, int] | None = None,
     ) -> None:
         self.store = store
         #: Whether start() makes every waiting retry due at once: a restart of the one process,
@@ -98,6 +104,8 @@ class Delivery:
         self.retry_at_start = retry_at_start
         #: How long an idle worker sleeps before it looks at the outbox again anyway.
         self.idle_recheck = idle_recheck
+        #: How many notifications may be in flight to each sink (1 when not given).
+        self.concurrency = dict(concurrency or {})
         #: Seconds each grouping sink waits to collect notifications into one message.
         self.windows = {k: v for k, v in (windows or {}).items() if v > 0}
         #: Told (sink, result) after each attempt at one notification (delivered, retry or
@@ -109,6 +117,10 @@ class Delivery:
         self.clock = clock
         self.rand = rand
         self._wake = {name: asyncio.Event() for name in self.sinks}
+        #: When (``time.monotonic()``) each paced sink may take its next message.
+        self._next_send: dict[str, float] = {}
+        #: Each paced sink's ``min_interval`` (an isinstance of a Protocol is slow: once here).
+        self._pace = {n: s.min_interval for n, s in self.sinks.items() if isinstance(s, PacedSink)}
         self._stopping = False
         self._tasks: list[asyncio.Task[None]] = []
 
@@ -165,7 +177,9 @@ class Delivery:
     async def expire(self) -> None:
         now = self.clock()
         for row in await self.store.expire(
-            older_than=now - self.config.max_age.total_seconds(), now=now
+            older_than=now - self.config.max_age.total_seconds(),
+            now=now,
+            keep_finished=self.config.keep_finished.total_seconds(),
         ):
             log.error(
                 "notification_expired",
@@ -253,14 +267,22 @@ class Delivery:
                     return
                 await _wait(wake, row.next_attempt_at - now, interruptible=until is None)
                 continue
+            if not await self._paced(sink, until):
+                return
             window = self.windows.get(name)
             if window is None or not isinstance(sink, BatchSink):
-                await self._attempt(sink, row)
+                limit = 1 if name in self._pace else self.concurrency.get(name, 1)
+                if limit <= 1:
+                    await self._attempt(sink, row)
+                    continue
+                rows = await self.store.next_batch(name, limit=STORM_BATCH, now=now)
+                await self._attempt_many(sink, rows or [row], limit, until)
                 continue
             ready = row.created_at + window
             if ready > now and (until is None or ready < until):
                 await asyncio.sleep(ready - now)  # let the rest of the group arrive
-            rows = await self.store.next_batch(name, limit=BATCH_LIMIT, now=self.clock())
+            most = PACED_BATCH_LIMIT if name in self._pace else BATCH_LIMIT
+            rows = await self.store.next_batch(name, limit=most, now=self.clock())
             if rows:
                 await self._attempt_batch(sink, rows)
 
@@ -274,6 +296,81 @@ class Delivery:
         await self._deliver_rows(
             sink, rows, lambda: sink.send_batch([r.notification() for r in rows]), context, attempt
         )
+
+    async def _paced(self, sink: Sink, until: float | None) -> bool:
+        """Wait until a paced sink (a chat webhook) may take its next message; False when that
+        is past ``until`` (once mode), when nothing is sent."""
+        if sink.name not in self._pace:
+            return True
+        wait = self._next_send.get(sink.name, 0.0) - time.monotonic()
+        if wait <= 0:
+            return True
+        if until is not None and self.clock() + wait >= until:
+            return False
+        await asyncio.sleep(wait)
+        return True
+
+    def _sent(self, sink: Sink) -> None:
+        """Note a message to a paced sink: the next one waits its ``min_interval``."""
+        interval = self._pace.get(sink.name)
+        if interval is not None:
+            self._next_send[sink.name] = time.monotonic() + interval
+
+    async def _attempt_many(
+        self, sink: Sink, rows: Sequence[OutboxRow], limit: int, until: float | None
+    ) -> None:
+        """Send ``rows`` with up to ``limit`` in flight: those of one account one after another,
+        in order (after a retryable failure the account's later rows wait for it), those of
+        different accounts at the same time. The outcomes are written in one transaction; the
+        rows that failed and will be retried are all due again together, at the latest of
+        their backoffs, so no account's later row can overtake its retried one."""
+        accounts: dict[tuple[str, Any], list[OutboxRow]] = {}
+        for row in rows:
+            accounts.setdefault((row.source, row.payload.get("account_number")), []).append(row)
+        gate = asyncio.Semaphore(limit)
+        outcomes: list[tuple[OutboxRow, _Outcome]] = []
+
+        async def one_account(queue: list[OutboxRow]) -> None:
+            for row in queue:
+                if self._stopping or (until is not None and self.clock() >= until):
+                    return
+                async with gate:
+                    outcome = await self._outcome(sink, [row], *self._single(sink, row))
+                outcomes.append((row, outcome))
+                if outcome.state == "pending":
+                    return
+
+        await asyncio.gather(*(one_account(q) for q in accounts.values()))
+        delays = [o.delay for _, o in outcomes if o.delay is not None]
+        now = self.clock()
+        retry_at = now + max(delays) if delays else None
+        marks = [
+            Mark(
+                row.seq,
+                o.state,
+                error=o.error,
+                next_attempt_at=retry_at if o.state == "pending" else None,
+            )
+            for row, o in outcomes
+        ]
+        await self.store.mark_many(marks, now=now)
+        for _, o in outcomes:
+            self._report(sink.name, "retry" if o.state == "pending" else o.state)
+
+    def _single(
+        self, sink: Sink, row: OutboxRow
+    ) -> tuple[Callable[[], Awaitable[None]], dict[str, Any], int]:
+        """How to send one row, with its log context and attempt number."""
+        payload = row.payload
+        context = {
+            "sink": sink.name,
+            "source": row.source,
+            "id": row.id,
+            "rule": payload.get("rule"),
+            "account": payload.get("account_number"),
+            "status": payload.get("status"),
+        }
+        return lambda: sink.send(row.notification()), context, row.attempts + 1
 
     async def _attempt(self, sink: Sink, row: OutboxRow) -> None:
         payload = row.payload
@@ -299,8 +396,23 @@ class Delivery:
     ) -> None:
         """Make one attempt at ``rows`` (one notification or a group) and record its outcome for
         each of them: delivered, retried after a backoff, or failed."""
+        outcome = await self._outcome(sink, rows, send, context, attempt)
+        await self._mark(sink, rows, outcome.state, error=outcome.error, delay=outcome.delay)
+
+    async def _outcome(
+        self,
+        sink: Sink,
+        rows: Sequence[OutboxRow],
+        send: Callable[[], Awaitable[None]],
+        context: dict[str, Any],
+        attempt: int,
+    ) -> _Outcome:
+        """Make one attempt at ``rows`` and log it; what to record for each of them."""
         try:
-            await send()
+            try:
+                await send()
+            finally:
+                self._sent(sink)
         except SinkError as exc:
             if exc.retryable:
                 delay = backoff(attempt, self.config, retry_after=exc.retry_after, rand=self.rand)
@@ -311,25 +423,22 @@ class Delivery:
                     error=str(exc),
                     retry_in=round(delay, 2),
                 )
-                await self._mark(sink, rows, "pending", error=str(exc), delay=delay)
-            else:
-                log.error(
-                    "delivery_failed",
-                    **context,
-                    attempt=attempt,
-                    error=str(exc),
-                    http_status=exc.status,
-                )
-                await self._mark(sink, rows, "failed", error=str(exc))
+                return _Outcome("pending", str(exc), delay)
+            log.error(
+                "delivery_failed",
+                **context,
+                attempt=attempt,
+                error=str(exc),
+                http_status=exc.status,
+            )
+            return _Outcome("failed", str(exc))
         except Exception as exc:  # a sink bug must not kill the worker: retry like a 5xx
             log.error(
                 "delivery_crashed", **context, attempt=attempt, error=repr(exc), exc_info=True
             )
-            delay = backoff(attempt, self.config, rand=self.rand)
-            await self._mark(sink, rows, "pending", error=repr(exc), delay=delay)
-        else:
-            log.info("notification_delivered", **context, attempt=attempt, grouped=len(rows) > 1)
-            await self._mark(sink, rows, "delivered")
+            return _Outcome("pending", repr(exc), backoff(attempt, self.config, rand=self.rand))
+        log.info("notification_delivered", **context, attempt=attempt, grouped=len(rows) > 1)
+        return _Outcome("delivered")
 
     async def _mark(
         self,
@@ -351,6 +460,15 @@ class Delivery:
                 next_attempt_at=now + delay if delay is not None else None,
             )
             self._report(sink.name, result)
+
+
+@dataclass(frozen=True, slots=True)
+class _Outcome:
+    """What one attempt comes to: the row's next state, the error, the backoff (retries)."""
+
+    state: str
+    error: str | None = None
+    delay: float | None = None
 
 
 def event_resolution(trigger: Notification) -> Notification:
@@ -414,6 +532,11 @@ def idle_recheck(config: Config) -> float:
     if config.state.postgres:
         return min(IDLE_RECHECK, config.state.lease.total_seconds())
     return IDLE_RECHECK
+
+
+def concurrency(config: Config) -> dict[str, int]:
+    """Each sink's ``max_concurrency``."""
+    return {s.name: s.max_concurrency for s in config.sinks}
 
 
 def group_windows(config: Config) -> dict[str, float]:

@@ -47,6 +47,8 @@ from monitor.models import (
 
 __all__ = [
     "InexactError",
+    "check_one",
+    "exact_record",
     "parse_body",
     "parse_exact",
     "parse_items",
@@ -133,16 +135,16 @@ def _parse_decoded(items: list[Any], previous: Mapping[str, Account]) -> ParseRe
                     seen.add(number)
                     accounts[number] = old
                     continue
-            exact = _exact_record(item)
+            exact = exact_record(item)
         else:
             exact = item
-        if _check_one(index, exact, seen, accounts, problems, raw=item):
+        if check_one(index, exact, seen, accounts, problems, raw=item):
             changed.add(exact["account_number"])
     return ParseResult(accounts=accounts, problems=tuple(problems), changed=frozenset(changed))
 
 
 class InexactError(Exception):
-    """Internal: a number has more digits than a binary float keeps; use the exact path."""
+    """A number has more digits than a binary float keeps; use the exact path."""
 
 
 def _from_float(value: float, *, money: bool) -> Decimal:
@@ -157,8 +159,9 @@ def _from_float(value: float, *, money: bool) -> Decimal:
     return number
 
 
-def _exact_record(item: dict[str, Any]) -> dict[str, Any]:
-    """The record with every binary float as ``Decimal`` (nested ones too)."""
+def exact_record(item: dict[str, Any]) -> dict[str, Any]:
+    """The record with every binary float as ``Decimal`` (nested ones too); raises
+    :class:`InexactError` for a number a binary float did not keep exactly."""
     return {
         key: _from_float(value, money=_KIND.get(key) == _MONEY)
         if type(value) is float
@@ -218,11 +221,11 @@ def parse_records(items: list[Any]) -> ParseResult:
     problems: list[Problem] = []
     seen: set[str] = set()
     for index, item in enumerate(items):
-        _check_one(index, item, seen, accounts, problems)
+        check_one(index, item, seen, accounts, problems)
     return ParseResult(accounts=accounts, problems=tuple(problems))
 
 
-def _check_one(
+def check_one(
     index: int,
     item: Any,
     seen: set[str],
@@ -231,7 +234,8 @@ def _check_one(
     *,
     raw: Any = None,
 ) -> bool:
-    """Validate one record into ``accounts`` (or a problem); True when it was accepted."""
+    """Validate one record (decoded with exact numbers; ``raw`` as orjson decoded it, when it
+    did) into ``accounts``, or into a problem; True when it was accepted."""
     if not isinstance(item, dict):
         problems.append(Problem(f"record is not an object (got {_json_type(item)})", index=index))
         return False

@@ -39,10 +39,11 @@ from monitor.errors import LeaseLostError, SourceError, StoreError
 from monitor.escalation import next_escalation
 from monitor.journal import JOURNAL_TIMEOUT, Explainer, JournalFetcher
 from monitor.models import Account, ActiveAlert, ParseResult, Problem
-from monitor.parse import parse_body, problem_text
+from monitor.parse import problem_text
 from monitor.rules.base import RuleProblem
 from monitor.rules.lifecycle import next_wait
 from monitor.silences import EMPTY, ControlState
+from monitor.split import parse_split
 from monitor.store import Store
 from monitor.text import one_line
 
@@ -301,7 +302,7 @@ class SourcePipeline:
         out of fetch or parse included)."""
         try:
             body = await self.fetcher.fetch()
-            seen = parse_body(body, self.state.accounts)
+            seen = parse_split(body, self.state.accounts)
         except SourceError as exc:
             return exc
         except Exception as exc:  # a bug: the poll fails with it as its cause

@@ -14,7 +14,7 @@ import aiohttp
 from monitor.auth import OAuthTokens, StaticToken
 from monitor.config import Config, SecretRef, SourceSpec, check_secret, resolve_secret
 from monitor.control import ControlBook
-from monitor.delivery import Delivery, group_windows, idle_recheck
+from monitor.delivery import Delivery, concurrency, group_windows, idle_recheck
 from monitor.errors import ConfigError
 from monitor.metrics import Metrics
 from monitor.pipeline import SourcePipeline
@@ -116,6 +116,7 @@ async def open_runtime(config: Config, metrics: Metrics | None = None) -> AsyncI
             windows=group_windows(config),
             idle_recheck=idle_recheck(config),
             retry_at_start=not config.state.postgres,
+            concurrency=concurrency(config),
         )
         control = ControlBook()
         await control.refresh(store, utcnow())

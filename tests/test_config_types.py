@@ -110,6 +110,7 @@ DURATION_KEYS = [
     ("delivery.initial_backoff", "delivery.initial_backoff", "10ms", "1h"),
     ("delivery.max_backoff", "delivery.max_backoff", "10ms", "1d"),
     ("delivery.once_deadline", "delivery.once_deadline", "0s", "10m"),
+    ("delivery.keep_finished", "delivery.keep_finished", "1h", "365d"),
     ("history.keep", "history.keep", "1h", "3650d"),
     ("sinks[0].timeout", "sinks[0] (ops).timeout", "100ms", "5m"),
     ("sinks[1].group_window", "sinks[1] (chat).group_window", "0s", "10m"),
@@ -126,6 +127,7 @@ DURATION_KEYS = [
 #: Every key that holds a number, its least and its greatest value, as above.
 NUMBER_KEYS = [
     ("api.down_after", "api.down_after", 1, 1000),
+    ("sinks[0].max_concurrency", "sinks[0] (ops).max_concurrency", 1, 64),
     ("sources[0].down_after", "sources[0] (family).down_after", 1, 1000),
     ("rules[0].value", "rules[0] (low-cash).value", -(10**15), 10**15),
     ("rules[1].by", "rules[1] (drop).by", Decimal("0.000001"), 10**15),
@@ -221,7 +223,7 @@ def test_the_range_tables_hold_every_duration_and_number_key() -> None:
         if _holds(info.annotation, Decimal) or (_holds(info.annotation, int) and key != "ignore")
     }
     assert durations == {path.rsplit(".", 1)[-1] for path, *_ in DURATION_KEYS}
-    assert numbers - {"port"} == {"down_after", "value", "clear", "by", "by_pct"}
+    assert numbers - {"port"} == {"down_after", "value", "clear", "by", "by_pct", "max_concurrency"}
     unranged = [
         f"{model}.{key}"
         for model, key, info in ALL_FIELDS

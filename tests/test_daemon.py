@@ -217,7 +217,7 @@ async def test_once_reports_undelivered_notifications(
         tmp_path,
         api.url,
         rules=[DAYTRADES_RULE],
-        sinks=[{"type": "webhook", "name": "hook", "url": url}],
+        sinks=[{"type": "webhook", "name": "hook", "url": url, "max_concurrency": 1}],
         delivery={"once_deadline": "500ms", "initial_backoff": "2s"},
     )
     started = time.monotonic()

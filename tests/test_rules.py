@@ -26,10 +26,11 @@ from rules_helpers import (
     threshold,
 )
 
-from monitor.config import RuleConfig
-from monitor.models import ActiveAlert, Alert, Change, Status
-from monitor.rules import EVALUATORS, AlertKey, evaluate, retired_alerts
-from monitor.rules.base import Context
+from monitor.config import RuleConfig, ThresholdRuleConfig
+from monitor.models import Account, ActiveAlert, Alert, Change, Snapshot, Status
+from monitor.rules import EVALUATORS, AlertKey, evaluate, lifecycle, retired_alerts
+from monitor.rules.base import Context, index_by_rule
+from monitor.rules.threshold import _check as threshold_check
 
 # --------------------------------------------------------------------------- state
 
@@ -211,3 +212,77 @@ def test_an_evaluator_refuses_a_rule_of_another_type() -> None:
         TypeError, match="the ThresholdRuleConfig evaluator got a restriction_change rule"
     ):
         EVALUATORS["threshold"](restriction(), ctx)
+
+
+# --------------------------------------------------------------------------- at scale
+
+
+def _rules_and_alerts() -> tuple[
+    list[RuleConfig], dict[str, Account], Snapshot, dict[AlertKey, ActiveAlert]
+]:
+    """20 threshold rules (some with ``for``, some with ``accounts``), 200 accounts, and an
+    alert state where every rule holds alerts (pending and firing) for many accounts."""
+    rules: list[RuleConfig] = [
+        threshold(
+            name=f"t{i:02d}",
+            value=1000 + 100 * i,
+            **({"for": "1m"} if i % 3 == 0 else {}),
+            **({"accounts": ["*@vision"]} if i % 4 == 0 else {}),
+        )
+        for i in range(20)
+    ]
+    numbers = [f"{i:04d}@{'vision' if i % 2 else 'cor'}" for i in range(200)]
+    previous = {
+        n: account(n, cash_to_withdraw=Decimal(500 + 15 * i)) for i, n in enumerate(numbers)
+    }
+    current = snapshot(
+        *(account(n, cash_to_withdraw=Decimal(900 + 13 * i)) for i, n in enumerate(numbers)), poll=5
+    )
+    active: dict[AlertKey, ActiveAlert] = {}
+    for r in rules:
+        for i, n in enumerate(numbers[::3]):
+            firing = i % 2 == 0
+            active[(r.name, n)] = ActiveAlert(
+                r.name,
+                n,
+                f"fp-{r.name}-{n}" if firing else "",
+                at(i % 5),
+                "firing" if firing else "pending",
+                at(i % 5) if firing else None,
+            )
+    active[("gone-rule", numbers[0])] = ActiveAlert("gone-rule", numbers[0], "fp", T0, "firing", T0)
+    return rules, previous, current, active
+
+
+def test_the_alert_index_gives_what_scanning_every_alert_gives() -> None:
+    """``evaluate`` looks up each rule's alerts in an index and passes over accounts whose
+    threshold cannot hold; each rule run on its own, scanning the whole alert state for its
+    alerts and checking every candidate account, gives the same alerts and the same state."""
+    rules, previous, current, active = _rules_and_alerts()
+    only = frozenset(list(current.accounts)[::2])
+
+    indexed = evaluate(rules, previous, current, active, only=only)
+
+    ctx = Context(previous=previous, current=current, active=active, only=only)
+    alerts: list[Alert] = []
+    state: dict[AlertKey, ActiveAlert] = {}
+    for r in rules:
+        assert isinstance(r, ThresholdRuleConfig)
+        out = lifecycle.run(r, ctx, threshold_check)  # no may_hold: every account checked
+        alerts += out.alerts
+        state.update(out.active)
+    assert indexed.alerts == tuple(alerts)
+    assert indexed.active == state
+    assert len(indexed.alerts) > 50  # fired, repeated-free resolutions and pending waits over
+    assert {a.status for a in indexed.alerts} == {Status.FIRING, Status.RESOLVED}
+
+
+def test_alerts_of_one_rule_from_the_index() -> None:
+    """``Context.alerts_of`` gives one rule's account alerts, never a source-wide one."""
+    _, previous, current, active = _rules_and_alerts()
+    active[("t01", None)] = ActiveAlert("t01", None, "fp", T0, "firing", T0)
+    ctx = Context(previous=previous, current=current, active=active, by_rule=index_by_rule(active))
+    plain = Context(previous=previous, current=current, active=active)
+    assert ctx.alerts_of("t01") == plain.alerts_of("t01")
+    assert all(k[0] == "t01" and k[1] is not None for k in ctx.alerts_of("t01"))
+    assert ctx.alerts_of("nope") == {}

@@ -765,3 +765,12 @@ async def test_pruning_leaves_rows_younger_than_seven_days(store: Store, backend
     await deliver(store, note("over", "fp-old"), "am")
     await store.expire(older_than=0.0, now=T0.timestamp() + KEEP_FINISHED_SECONDS - 60)
     assert await backend.rows("SELECT id FROM outbox") == [("over",)]
+
+
+async def test_pruning_follows_the_keep_period_it_is_given(store: Store, backend: Backend) -> None:
+    """``[delivery] keep_finished``: finished rows go once older than the period given."""
+    await deliver(store, note("over", "fp-old"), "am")
+    await store.expire(older_than=0.0, now=T0.timestamp() + 3000, keep_finished=3600)
+    assert await backend.rows("SELECT id FROM outbox") == [("over",)]
+    await store.expire(older_than=0.0, now=T0.timestamp() + 3700, keep_finished=3600)
+    assert await backend.rows("SELECT id FROM outbox") == []

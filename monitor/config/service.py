@@ -128,6 +128,8 @@ class DeliveryConfig(FrozenModel):
     initial_backoff: Annotated[timedelta, within("10ms", "1h")] = timedelta(seconds=2)
     max_backoff: Annotated[timedelta, within("10ms", "1d")] = timedelta(minutes=5)
     once_deadline: Annotated[timedelta, within("0s", "10m")] = timedelta(seconds=30)
+    #: How long delivered, failed and expired notifications stay in the outbox (pruned hourly).
+    keep_finished: Annotated[timedelta, within("1h", "365d")] = timedelta(days=7)
 
 
 def parse_listen(value: str) -> tuple[str, int]:

@@ -50,6 +50,9 @@ class _SinkBase(WithSecrets):
     timeout: Timeout = timedelta(seconds=10)
     #: Notifications of rules below this severity are not sent to this sink.
     min_severity: Severity = Severity.INFO
+    #: How many notifications may be in flight to this sink at once (those of one account are
+    #: always sent one after another, in order). Not used by grouped messages.
+    max_concurrency: int = Field(default=4, ge=1, le=64)
 
     #: Whether the sink tracks alert state (Alertmanager, PagerDuty): it gets resolved
     #: notifications even from rules with ``send_resolved = false``.

@@ -10,6 +10,7 @@ I/O: ``now`` comes in as a parameter.
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import replace
 from datetime import datetime
 from typing import TypeVar
 
@@ -34,6 +35,7 @@ from monitor.rules.base import (
     History,
     Outcome,
     alert,
+    index_by_rule,
     watched_field,
 )
 from monitor.rules.change import evaluate_change, evaluate_restriction_change
@@ -119,7 +121,10 @@ def evaluate(
         history=history if history is not None else {},
         gone=frozenset(c.account_number for c in changes if c.kind == "removed"),
         changed=changed,
+        by_rule=index_by_rule(active),
     )
+    ordered = ctx.candidates()  # sorted once, not once per rule
+    ctx = replace(ctx, ordered=ordered, ordered_numbers=frozenset(n for n, _ in ordered))
     alerts = []
     state: dict[AlertKey, ActiveAlert] = {}
     for rule in rules:

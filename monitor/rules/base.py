@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import fnmatch
+import functools
 import hashlib
+import re
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import datetime
@@ -70,18 +73,39 @@ class Context:
     gone: frozenset[str] = frozenset()
     #: The changed fields of accounts in both polls (:func:`monitor.diff.diff`), by field.
     changed: Mapping[str, Sequence[Change]] = field(default_factory=dict)
+    #: ``active`` indexed by rule name (account alerts only): each rule looks at its own
+    #: alerts without scanning everyone's (:func:`index_by_rule`; built when not given).
+    by_rule: Mapping[str, Mapping[AlertKey, ActiveAlert]] | None = None
+    #: :meth:`candidates`, worked out once per poll for every rule (when given).
+    ordered: Sequence[tuple[str, Account]] | None = None
+    #: Their account numbers.
+    ordered_numbers: frozenset[str] | None = None
 
     @property
     def now(self) -> datetime:
         return self.current.observed_at
 
-    def candidates(self) -> list[tuple[str, Account]]:
+    def candidates(self) -> Sequence[tuple[str, Account]]:
         """The current accounts worth evaluating, in account order: an account whose record is
         unchanged cannot change a rule's outcome, so with ``only`` just those are looked at."""
+        if self.ordered is not None:
+            return self.ordered
         accounts = self.current.accounts
         if self.only is None:
             return sorted(accounts.items())
         return sorted((n, accounts[n]) for n in self.only if n in accounts)
+
+    def candidate_numbers(self) -> frozenset[str]:
+        """The account numbers of :meth:`candidates`."""
+        if self.ordered_numbers is not None:
+            return self.ordered_numbers
+        return frozenset(n for n, _ in self.candidates())
+
+    def alerts_of(self, rule: str) -> Mapping[AlertKey, ActiveAlert]:
+        """The account alerts (pending or firing) of one rule."""
+        if self.by_rule is not None:
+            return self.by_rule.get(rule, {})
+        return {k: v for k, v in self.active.items() if k[0] == rule and k[1] is not None}
 
     def removed(self) -> list[str]:
         """Accounts of the previous poll that are not in this response (nor merely unusable)."""
@@ -99,6 +123,20 @@ class Context:
                 break
             value = seen
         return value
+
+
+def index_by_rule(
+    active: Mapping[AlertKey, ActiveAlert],
+) -> dict[str, dict[AlertKey, ActiveAlert]]:
+    """The account alerts of ``active`` by rule name: one pass, instead of one per rule."""
+    index: dict[str, dict[AlertKey, ActiveAlert]] = {}
+    for key, state in active.items():
+        if key[1] is not None:
+            mine = index.get(key[0])
+            if mine is None:
+                mine = index[key[0]] = {}
+            mine[key] = state
+    return index
 
 
 @dataclass(frozen=True, slots=True)
@@ -129,6 +167,20 @@ def fingerprint(
 
 def matches(number: str, patterns: tuple[str, ...] | None) -> bool:
     return patterns is None or any(fnmatchcase(number, p) for p in patterns)
+
+
+def _everyone(number: str) -> bool:
+    return True
+
+
+@functools.lru_cache(maxsize=256)
+def matcher(patterns: tuple[str, ...] | None) -> Callable[[str], bool]:
+    """:func:`matches` for one rule's ``accounts``, as one compiled regular expression (C speed,
+    for a rule looking at every account)."""
+    if patterns is None:
+        return _everyone
+    compiled = re.compile("|".join(f"(?:{fnmatch.translate(p)})" for p in patterns))
+    return lambda number: compiled.match(number) is not None
 
 
 def show(value: JSONValue) -> str:

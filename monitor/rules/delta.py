@@ -92,7 +92,7 @@ def evaluate_delta(rule: DeltaRuleConfig, ctx: Context) -> Outcome:
         # those with an alert (once the move left the window, one entry may be all that is left).
         moving = [
             n for (n, f), entries in ctx.history.items() if f == rule.field and len(entries) > 1
-        ] + [n for r, n in ctx.active if r == rule.name and n is not None]
+        ] + [n for _, n in ctx.alerts_of(rule.name) if n is not None]
         return lifecycle.run(rule, ctx, _check, extra=moving)
     out = Outcome()
     for number, account, old, new in compared(ctx, rule, rule.field):

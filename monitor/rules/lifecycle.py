@@ -31,6 +31,7 @@ from monitor.rules.base import (
     Outcome,
     alert,
     fingerprint,
+    matcher,
     matches,
     watched_field,
 )
@@ -57,36 +58,57 @@ class Verdict:
 
 
 Check = Callable[[R, Context, str, Account], Verdict | None]
+#: Whether the condition may hold for an account (``False``: it surely does not): lets
+#: :func:`run` pass over an account with no alert without building a :class:`Verdict`.
+Holds = Callable[[R, Account], bool]
 
 
-def run(rule: R, ctx: Context, check: Check[R], *, extra: Iterable[str] = ()) -> Outcome:
+def run(
+    rule: R,
+    ctx: Context,
+    check: Check[R],
+    *,
+    extra: Iterable[str] = (),
+    may_hold: Holds[R] | None = None,
+) -> Outcome:
     """Evaluate a condition rule over the accounts that may have changed its outcome.
 
     Those are the changed accounts, ``extra`` ones (a window that moves with time), the ones
-    whose pending wait or repeat is due, and the ones that left the response.
+    whose pending wait or repeat is due, and the ones that left the response. An account with
+    no alert for which ``may_hold`` says the condition does not hold is passed over (a verdict
+    that does not hold changes nothing for it).
     """
     episodes = _Episodes(rule, ctx)
-    mine = {k: v for k, v in ctx.active.items() if k[0] == rule.name and k[1] is not None}
+    mine = ctx.alerts_of(rule.name)
     episodes.out.active.update(mine)
-    numbers = {n for n, _ in ctx.candidates()} | set(extra) | _due(rule, mine, ctx.now)
     removed = set(ctx.removed())
     accounts = ctx.current.accounts
-    for number in sorted(numbers | (removed & {k[1] for k in mine if k[1] is not None})):
-        state = mine.get((rule.name, number))
-        account = accounts.get(number)
+    pairs: Iterable[tuple[str, Account | None]] = ctx.candidates()
+    more = set(extra) | _due(rule, mine, ctx.now)
+    if mine and removed:
+        more |= removed & {k[1] for k in mine if k[1] is not None}
+    if more - ctx.candidate_numbers():  # beyond the candidates: every one, in account order
+        every = {n for n, _ in pairs} | more
+        pairs = [(n, accounts.get(n)) for n in sorted(every)]
+    select = matcher(rule.accounts)
+    for number, account in pairs:
+        state = mine.get((rule.name, number)) if mine else None
         if account is None:
             if number in removed and state is not None:
                 episodes.gone(state, number)
             continue
-        if number in ctx.skip or not matches(number, rule.accounts):
+        if number in ctx.skip or not select(number):
+            continue
+        if state is None and may_hold is not None and not may_hold(rule, account):
             continue
         verdict = check(rule, ctx, number, account)
         if verdict is not None:
             episodes.step(state, account, verdict)
     out = episodes.out
     # Alerts of accounts the rule no longer selects (its `accounts` changed) are dropped.
-    for key in [k for k in out.active if k[1] is not None and not matches(k[1], rule.accounts)]:
-        del out.active[key]
+    if rule.accounts is not None:
+        for key in [k for k in out.active if k[1] is not None and not matches(k[1], rule.accounts)]:
+            del out.active[key]
     return out
 
 
@@ -110,7 +132,7 @@ def next_wait(
     return min(due, default=None)
 
 
-def _due(rule: ConditionRule, mine: dict[AlertKey, ActiveAlert], now: datetime) -> set[str]:
+def _due(rule: ConditionRule, mine: Mapping[AlertKey, ActiveAlert], now: datetime) -> set[str]:
     """Accounts whose pending wait is over, or whose firing alert is due to repeat."""
     due: set[str] = set()
     for (_, number), state in mine.items():

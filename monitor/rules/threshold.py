@@ -63,7 +63,11 @@ def _check(
     )
 
 
+def _may_hold(rule: ThresholdRuleConfig, account: Account) -> bool:
+    return holds(rule, account.get(rule.field)) is True
+
+
 def evaluate_threshold(rule: ThresholdRuleConfig, ctx: Context) -> Outcome:
     """Fire when the condition holds (also on the first poll; after ``for`` if set), resolve
     when it no longer does (against ``clear`` when set)."""
-    return lifecycle.run(rule, ctx, _check)
+    return lifecycle.run(rule, ctx, _check, may_hold=_may_hold)

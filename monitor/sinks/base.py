@@ -24,7 +24,7 @@ import json
 import re
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from types import MappingProxyType
-from typing import Any, Protocol, TypeVar, runtime_checkable
+from typing import Any, ClassVar, Protocol, TypeVar, runtime_checkable
 from urllib.parse import unquote, urlsplit
 
 import aiohttp
@@ -80,6 +80,18 @@ class EventResolvingSink(Sink, Protocol):
     @property
     def resolve_events_after(self) -> float:
         """Seconds after an event's trigger was delivered when it is resolved (0: at once)."""
+        ...
+
+
+@runtime_checkable
+class PacedSink(Sink, Protocol):
+    """A sink whose receiver accepts at most one message every so often (chat webhooks): the
+    delivery loop waits ``min_interval`` seconds between two messages to it, so a storm meets
+    no rate limit (and a 429's ``retry_after`` is honoured all the same)."""
+
+    @property
+    def min_interval(self) -> float:
+        """Seconds between two messages to this sink, from the service's documented limit."""
         ...
 
 
@@ -165,7 +177,17 @@ def create_url_sink(
 
 
 class ChatSink(HttpSink, abc.ABC):
-    """An HTTP sink that posts one JSON :meth:`document` for one or several notifications."""
+    """An HTTP sink that posts one JSON :meth:`document` for one or several notifications.
+
+    Each service's documented rate limit for one webhook or chat is its :attr:`MIN_INTERVAL`
+    (a :class:`PacedSink`)."""
+
+    #: Seconds between two messages: the service's documented limit per webhook or chat.
+    MIN_INTERVAL: ClassVar[float] = 1.0
+
+    @property
+    def min_interval(self) -> float:
+        return self.MIN_INTERVAL
 
     async def send(self, notification: Notification) -> None:
         await self.send_batch([notification])

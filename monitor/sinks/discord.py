@@ -19,7 +19,7 @@ in account data renders, and mentions are disabled by ``allowed_mentions``.
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from typing import Any
+from typing import Any, ClassVar
 
 import aiohttp
 
@@ -64,6 +64,9 @@ _SEVERITY_ORDER = (Severity.CRITICAL, Severity.WARNING, Severity.INFO)
 
 class DiscordSink(ChatSink):
     """Delivers notifications to one Discord webhook URL."""
+
+    #: Discord: 30 messages a minute per channel (webhooks also 5 per 2 s).
+    MIN_INTERVAL: ClassVar[float] = 2.0
 
     def document(self, alerts: Sequence[Alert]) -> dict[str, Any]:
         return message(alerts)

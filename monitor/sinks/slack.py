@@ -18,7 +18,7 @@ live in :mod:`monitor.sinks.text` and :mod:`monitor.text`, shared with the other
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from typing import Any
+from typing import Any, ClassVar
 
 import aiohttp
 
@@ -76,6 +76,9 @@ RESOLVED_EMOJI = ":white_check_mark:"
 
 class SlackSink(ChatSink):
     """Delivers notifications to one Slack incoming-webhook URL."""
+
+    #: Slack: one message per second per incoming webhook.
+    MIN_INTERVAL: ClassVar[float] = 1.0
 
     def document(self, alerts: Sequence[Alert]) -> dict[str, Any]:
         return batch_message(alerts)

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Sequence
-from typing import Any
+from typing import Any, ClassVar
 from urllib.parse import quote
 
 import aiohttp
@@ -51,6 +51,9 @@ _NUMERIC_CHAT = re.compile(r"-?\d+")
 
 class TelegramSink(ChatSink):
     """Delivers notifications to one Telegram chat through one bot."""
+
+    #: Telegram: one message a second per chat, 20 a minute in a group.
+    MIN_INTERVAL: ClassVar[float] = 3.0
 
     def __init__(
         self,

@@ -45,6 +45,17 @@ class OutboxRow:
 
 
 @dataclass(frozen=True, slots=True)
+class Mark:
+    """One attempt's outcome for :meth:`Store.mark_many`: as the arguments of
+    :meth:`Store.mark`."""
+
+    seq: int
+    state: str
+    error: str | None = None
+    next_attempt_at: float | None = None
+
+
+@dataclass(frozen=True, slots=True)
 class HeldRow:
     """A notification a mute window holds for one sink."""
 
@@ -294,6 +305,10 @@ class Store(Protocol):
         ``pending`` (a retry, due at ``next_attempt_at``)."""
         ...
 
+    async def mark_many(self, marks: Sequence[Mark], *, now: float) -> None:
+        """:meth:`mark` for each of ``marks``, in one transaction (a storm's deliveries)."""
+        ...
+
     async def retry_now(self, now: float) -> None:
         """Make every pending notification due at once (after a restart, try without waiting)."""
         ...
@@ -302,9 +317,11 @@ class Store(Protocol):
         """How many notifications are pending: all, or those of ``sinks``."""
         ...
 
-    async def expire(self, *, older_than: float, now: float) -> list[OutboxRow]:
+    async def expire(
+        self, *, older_than: float, now: float, keep_finished: float = KEEP_FINISHED_SECONDS
+    ) -> list[OutboxRow]:
         """Mark pending rows created before ``older_than`` expired and return them; prune
-        finished rows older than :data:`KEEP_FINISHED_SECONDS`."""
+        finished rows older than ``keep_finished`` seconds (``[delivery] keep_finished``)."""
         ...
 
     async def outbox_sinks(self) -> set[str]:

@@ -22,12 +22,14 @@ from monitor.silences import Ack, Silence
 from monitor.store import sqlite_actions as actions
 from monitor.store import sqlite_ops as ops
 from monitor.store.base import (
+    KEEP_FINISHED_SECONDS,
     AccountRow,
     AlertRef,
     AlertRow,
     DeliveryRow,
     HeldRow,
     LeaseRow,
+    Mark,
     NotificationRecord,
     OutboxRow,
     OutboxSummary,
@@ -98,14 +100,19 @@ class SqlStore:
 
         await self._run(run)
 
+    async def mark_many(self, marks: Sequence[Mark], *, now: float) -> None:
+        await self._run(ops.mark_many, list(marks), now)
+
     async def retry_now(self, now: float) -> None:
         await self._run(ops.retry_now, now)
 
     async def pending(self, sinks: Iterable[str] | None = None) -> int:
         return await self._run(ops.pending, None if sinks is None else list(sinks))
 
-    async def expire(self, *, older_than: float, now: float) -> list[OutboxRow]:
-        return await self._run(ops.expire, older_than, now)
+    async def expire(
+        self, *, older_than: float, now: float, keep_finished: float = KEEP_FINISHED_SECONDS
+    ) -> list[OutboxRow]:
+        return await self._run(ops.expire, older_than, now, keep_finished)
 
     async def outbox_sinks(self) -> set[str]:
         return await self._run(ops.outbox_sinks)

@@ -36,6 +36,7 @@ from monitor.store.base import (
     DeliveryRow,
     HeldRow,
     LeaseRow,
+    Mark,
     OutboxRow,
     OutboxSummary,
     PollRow,
@@ -539,29 +540,54 @@ def mark(
     error: str | None,
     next_attempt_at: float | None,
 ) -> None:
-    attempt = 0 if state == "expired" else 1
+    mark_many(db, [Mark(seq, state, error, next_attempt_at)], now)
+
+
+#: Rows per ``IN (...)`` of :func:`mark_many` (SQLite binds at most 32,766 values).
+_MARK_CHUNK = 500
+
+
+def mark_many(db: Db, marks: Sequence[Mark], now: float) -> None:
+    """Record outcomes in one transaction: each outbox row's state (its claim ends), its line
+    in the notification record and, for an attempt (an expiry is none), the attempt."""
+    if not marks:
+        return
     with transaction(db):
-        db.execute(
+        db.executemany(
             "UPDATE outbox SET state=?, attempts=attempts+?, last_error=?,"
             " next_attempt_at=coalesce(?, next_attempt_at), updated_at=?,"
             " claimed_by=NULL, claimed_until=NULL WHERE seq=?",
-            (state, attempt, error, next_attempt_at, now, seq),
+            [(m.state, _attempt(m), m.error, m.next_attempt_at, now, m.seq) for m in marks],
         )
-        row = db.execute("SELECT id, sink FROM outbox WHERE seq=?", (seq,)).fetchone()
-        if row is None:
-            return
-        db.execute(
+        rows: dict[int, tuple[str, str]] = {}
+        for start in range(0, len(marks), _MARK_CHUNK):
+            chunk = [m.seq for m in marks[start : start + _MARK_CHUNK]]
+            rows.update(
+                (r[0], (r[1], r[2]))
+                for r in db.execute(
+                    f"SELECT seq, id, sink FROM outbox WHERE seq IN ({','.join('?' * len(chunk))})",  # noqa: S608
+                    chunk,
+                )
+            )
+        found = [(m, rows[m.seq]) for m in marks if m.seq in rows]
+        db.executemany(
             "UPDATE notification_log SET state=?, attempts=attempts+?, last_error=?,"
             " updated_at=? WHERE id=? AND sink=?",
-            (state, attempt, error, now, row[0], row[1]),
+            [(m.state, _attempt(m), m.error, now, ident, sink) for m, (ident, sink) in found],
         )
-        if attempt:
-            outcome = "retry" if state == "pending" else state
-            db.execute(
-                "INSERT INTO delivery_attempts (id, sink, at, outcome, error)"
-                " VALUES (?, ?, ?, ?, ?)",
-                (row[0], row[1], now, outcome, error),
-            )
+        db.executemany(
+            "INSERT INTO delivery_attempts (id, sink, at, outcome, error) VALUES (?, ?, ?, ?, ?)",
+            [
+                (ident, sink, now, "retry" if m.state == "pending" else m.state, m.error)
+                for m, (ident, sink) in found
+                if _attempt(m)
+            ],
+        )
+
+
+def _attempt(mark: Mark) -> int:
+    """1 for an attempt at delivery, 0 for an expiry (no attempt was made)."""
+    return 0 if mark.state == "expired" else 1
 
 
 def retry_now(db: Db, now: float) -> None:
@@ -585,7 +611,12 @@ def pending(db: Db, sinks: Sequence[str] | None) -> int:
     return int(row.fetchone()[0])
 
 
-def expire(db: Db, older_than: float, now: float) -> list[OutboxRow]:
+def expire(
+    db: Db,
+    older_than: float,
+    now: float,
+    keep_finished: float = KEEP_FINISHED_SECONDS,
+) -> list[OutboxRow]:
     with transaction(db):
         rows = [
             _outbox_row(r)
@@ -606,7 +637,7 @@ def expire(db: Db, older_than: float, now: float) -> list[OutboxRow]:
             "DELETE FROM outbox WHERE state != 'pending' AND updated_at < ?"
             " AND json_extract(payload, '$.fingerprint') NOT IN"
             " (SELECT fingerprint FROM alerts WHERE state = 'firing')",
-            (now - KEEP_FINISHED_SECONDS,),
+            (now - keep_finished,),
         )
     return rows
 
