@@ -40,7 +40,7 @@ def _structlog_defaults() -> None:
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
-    """On pytest-xdist workers, the end-to-end tests first.
+    """On pytest-xdist workers, the end-to-end tests (and the ``slow`` in-process ones) first.
 
     They are few, and most of their time is spent waiting on real one-second polls; started
     first and handed out one by one (``--maxschedchunk 1`` in the Makefile), they spread over
@@ -49,7 +49,7 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
     the marker), as xdist requires; a run without xdist keeps pytest's order.
     """
     if hasattr(config, "workerinput"):
-        items.sort(key=lambda item: item.get_closest_marker("e2e") is None)
+        items.sort(key=lambda item: not any(item.get_closest_marker(m) for m in ("e2e", "slow")))
 
 
 def pytest_sessionfinish(session: pytest.Session) -> None:

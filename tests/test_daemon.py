@@ -21,6 +21,9 @@ from monitor.errors import ConfigError
 from monitor.simulator import DEMO_TOKEN, Reply, Simulator
 from monitor.store import open_store
 
+#: Real seconds in-process: handed out first among the workers (tests/conftest.py).
+pytestmark = pytest.mark.slow
+
 #: Fires for both simulated accounts on the very first poll.
 DAYTRADES_RULE = {
     "type": "threshold",

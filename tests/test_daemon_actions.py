@@ -20,6 +20,9 @@ from monitor.silences import Silence
 from monitor.simulator import DEMO_TOKEN, Simulator
 from monitor.store import open_store
 
+#: Real seconds in-process: handed out first among the workers (tests/conftest.py).
+pytestmark = pytest.mark.slow
+
 
 @pytest.fixture
 async def api_url() -> AsyncIterator[str]:

@@ -17,6 +17,9 @@ from monitor.daemon import Daemon, Exit
 from monitor.simulator import DEMO_TOKEN, Simulator
 from monitor.store import open_store
 
+#: Real seconds in-process: handed out first among the workers (tests/conftest.py).
+pytestmark = pytest.mark.slow
+
 
 @pytest.fixture
 async def sim() -> AsyncIterator[tuple[Simulator, str]]:

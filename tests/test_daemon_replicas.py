@@ -20,6 +20,9 @@ from monitor.daemon import Daemon, Exit
 from monitor.simulator import DEMO_TOKEN, Reply, Simulator
 from monitor.streams import Streams
 
+#: Real seconds in-process: handed out first among the workers (tests/conftest.py).
+pytestmark = pytest.mark.slow
+
 
 async def until(condition: Callable[[], bool], limit: float = 15.0) -> None:
     async with asyncio.timeout(limit):

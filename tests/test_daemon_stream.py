@@ -21,6 +21,9 @@ from monitor.metrics import Metrics
 from monitor.simulator import DEMO_TOKEN, Simulator
 from monitor.store import open_store
 
+#: Real seconds in-process: handed out first among the workers (tests/conftest.py).
+pytestmark = pytest.mark.slow
+
 VISION = "12345678@vision"
 LOW_CASH = {"type": "threshold", "name": "low-cash", "field": "cash", "op": "<", "value": 1000}
 
