@@ -373,18 +373,8 @@ class Delivery:
         return lambda: sink.send(row.notification()), context, row.attempts + 1
 
     async def _attempt(self, sink: Sink, row: OutboxRow) -> None:
-        payload = row.payload
-        context = {
-            "sink": sink.name,
-            "source": row.source,
-            "id": row.id,
-            "rule": payload.get("rule"),
-            "account": payload.get("account_number"),
-            "status": payload.get("status"),
-        }
-        await self._deliver_rows(
-            sink, [row], lambda: sink.send(row.notification()), context, row.attempts + 1
-        )
+        send, context, attempt = self._single(sink, row)
+        await self._deliver_rows(sink, [row], send, context, attempt)
 
     async def _deliver_rows(
         self,

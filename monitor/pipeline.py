@@ -213,17 +213,7 @@ class SourcePipeline:
         async with self._lock:
             now = self.clock()
             try:
-                done = step(
-                    self.state,
-                    seen,
-                    source=self.source,
-                    config=self.config,
-                    rules=self.rules,
-                    down_after=self.down_after,
-                    now=now,
-                    partial=True,
-                    control=self.control(),
-                )
+                done = self._run_step(seen, now, partial=True)
             except Exception as exc:  # a bug in the rules or the step: the next poll retries
                 self.log.error("push_failed", error=str(exc), exc_info=True)
                 return 0
@@ -317,7 +307,10 @@ class SourcePipeline:
         except Exception as exc:  # a bug in the rules or the step
             return self._run_step(self._unexpected(exc), now)
 
-    def _run_step(self, seen: ParseResult | SourceError, now: datetime) -> Step:
+    def _run_step(
+        self, seen: ParseResult | SourceError, now: datetime, *, partial: bool = False
+    ) -> Step:
+        """The pure step on this source's state; ``partial``: a push of the stream."""
         return step(
             self.state,
             seen,
@@ -326,6 +319,7 @@ class SourcePipeline:
             rules=self.rules,
             down_after=self.down_after,
             now=now,
+            partial=partial,
             control=self.control(),
         )
 
