@@ -69,6 +69,17 @@ async def session() -> AsyncIterator[aiohttp.ClientSession]:
 
 
 @pytest.fixture
+async def static_api() -> AsyncIterator[tuple[Simulator, str]]:
+    """The simulator in this process with its unchanging scenario, and its URL."""
+    simulator = Simulator(scenario="static")
+    runner, url = await start(simulator)
+    try:
+        yield simulator, url
+    finally:
+        await runner.cleanup()
+
+
+@pytest.fixture
 async def sim(
     request: pytest.FixtureRequest, session: aiohttp.ClientSession
 ) -> AsyncIterator[SimControl]:

@@ -5,13 +5,11 @@ minutes as the safety net) still escalates when ``after`` has passed, and fires 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
 from store_helpers import sqlite_query
 
-from monitor import simulator
 from monitor.config import config_from_dict
 from monitor.daemon import Daemon, Exit
 from monitor.simulator import DEMO_TOKEN, Simulator
@@ -22,13 +20,9 @@ pytestmark = pytest.mark.slow
 
 
 @pytest.fixture
-async def sim() -> AsyncIterator[tuple[Simulator, str]]:
-    sim = Simulator(scenario="static")
-    runner, url = await simulator.start(sim)
-    try:
-        yield sim, url
-    finally:
-        await runner.cleanup()
+def sim(static_api: tuple[Simulator, str]) -> tuple[Simulator, str]:
+    """The static simulator of tests/conftest.py, under this module's name for it."""
+    return static_api
 
 
 async def sent_to(path: Path, sink: str) -> list[str]:

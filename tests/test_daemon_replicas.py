@@ -31,13 +31,9 @@ async def until(condition: Callable[[], bool], limit: float = 15.0) -> None:
 
 
 @pytest.fixture
-async def sim() -> AsyncIterator[tuple[Simulator, str]]:
-    sim = Simulator(scenario="static")
-    runner, url = await simulator.start(sim)
-    try:
-        yield sim, url
-    finally:
-        await runner.cleanup()
+def sim(static_api: tuple[Simulator, str]) -> tuple[Simulator, str]:
+    """The static simulator of tests/conftest.py, under this module's name for it."""
+    return static_api
 
 
 def replica_config(tmp_path: Path, url: str, name: str, **sections: Any) -> Config:

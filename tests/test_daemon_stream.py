@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import json
-from collections.abc import AsyncIterator, Callable
+from collections.abc import Callable
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
@@ -14,7 +14,6 @@ from typing import Any
 import pytest
 from sinks_helpers import Receiver, serving
 
-from monitor import simulator
 from monitor.config import config_from_dict, load_config
 from monitor.daemon import Daemon, Exit
 from monitor.metrics import Metrics
@@ -35,13 +34,9 @@ async def until(condition: Callable[[], bool], limit: float = 8.0) -> None:
 
 
 @pytest.fixture
-async def sim() -> AsyncIterator[tuple[Simulator, str]]:
-    sim = Simulator(scenario="static")
-    runner, url = await simulator.start(sim)
-    try:
-        yield sim, url
-    finally:
-        await runner.cleanup()
+def sim(static_api: tuple[Simulator, str]) -> tuple[Simulator, str]:
+    """The static simulator of tests/conftest.py, under this module's name for it."""
+    return static_api
 
 
 def with_cash(sim: Simulator, cash: str) -> list[dict[str, Any]]:

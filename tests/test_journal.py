@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import AsyncIterator
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
@@ -17,7 +16,6 @@ from pydantic import SecretStr
 from store_helpers import sqlite_query
 from structlog.testing import capture_logs
 
-from monitor import simulator
 from monitor.config import Config, config_from_dict
 from monitor.pipeline import SourcePipeline
 from monitor.simulator import DEMO_TOKEN, Simulator
@@ -37,13 +35,9 @@ WITHDRAWAL = {
 
 
 @pytest.fixture
-async def api() -> AsyncIterator[tuple[Simulator, str]]:
-    sim = Simulator(scenario="static")
-    runner, url = await simulator.start(sim)
-    try:
-        yield sim, url
-    finally:
-        await runner.cleanup()
+def api(static_api: tuple[Simulator, str]) -> tuple[Simulator, str]:
+    """The static simulator of tests/conftest.py, under this module's name for it."""
+    return static_api
 
 
 def make_config(tmp_path: Path, url: str, *rules: dict[str, Any], **api: Any) -> Config:

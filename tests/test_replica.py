@@ -162,11 +162,9 @@ async def test_handover_frees_every_lease_for_the_others(
     assert told == [True]  # its singleton work starts at once
 
 
-async def test_a_fenced_poll_writes_nothing_and_stops_the_source(
-    stores: dict[str, PostgresStore], tmp_path: Path
-) -> None:
-    """A pipeline on a replica that does not hold the lease: its poll is a failed poll with
-    the cause, source_lost is logged, on_lost is told, and nothing lands in the database."""
+def fenced_pipeline(store: PostgresStore, tmp_path: Path) -> tuple[SourcePipeline, list[str]]:
+    """A pipeline of one source on ``store`` whose next poll returns A1 with cash 5, and the
+    sources its ``on_lost`` was told of."""
     config = config_from_dict(
         {
             "api": {"url": "http://127.0.0.1:9/accounts", "token": "t0ken"},
@@ -182,11 +180,20 @@ async def test_a_fenced_poll_writes_nothing_and_stops_the_source(
         config=config,
         rules=config.rules,
         fetcher=fetcher,
-        store=stores["a"],
+        store=store,
         on_queued=lambda: None,
         clock=ManualClock(),
         on_lost=told.append,
     )
+    return pipeline, told
+
+
+async def test_a_fenced_poll_writes_nothing_and_stops_the_source(
+    stores: dict[str, PostgresStore], tmp_path: Path
+) -> None:
+    """A pipeline on a replica that does not hold the lease: its poll is a failed poll with
+    the cause, source_lost is logged, on_lost is told, and nothing lands in the database."""
+    pipeline, told = fenced_pipeline(stores["a"], tmp_path)
     with capture_logs() as logs:
         outcome = await pipeline.poll()
     assert not outcome.ok
@@ -203,26 +210,7 @@ async def test_a_fenced_push_writes_nothing_and_stops_the_source(
     """A push of the account stream on a replica whose lease another replica took over (it
     was paused, its stream still open) is fenced off like a poll: source_lost is logged,
     on_lost is told (which closes the stream), and the push lands nowhere."""
-    config = config_from_dict(
-        {
-            "api": {"url": "http://127.0.0.1:9/accounts", "token": "t0ken"},
-            "sinks": [{"name": "audit", "type": "log"}],
-        },
-        base_dir=tmp_path,
-    )
-    told: list[str] = []
-    fetcher = FakeFetcher()
-    fetcher.push([{"account_number": "A1", "cash": 5}])
-    pipeline = SourcePipeline(
-        source=SOURCE,
-        config=config,
-        rules=config.rules,
-        fetcher=fetcher,
-        store=stores["a"],
-        on_queued=lambda: None,
-        clock=ManualClock(),
-        on_lost=told.append,
-    )
+    pipeline, told = fenced_pipeline(stores["a"], tmp_path)
 
     async def nothing(source: str) -> None:
         pass
