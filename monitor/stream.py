@@ -255,8 +255,10 @@ class AccountStream:
                     raise _EndedError(_close_reason(ws, msg), refused=quick, lived=not quick)
         finally:
             watcher.cancel()
-            await asyncio.gather(watcher, return_exceptions=True)
-            await ws.close()
+            try:
+                await asyncio.gather(watcher, return_exceptions=True)
+            finally:  # even when a second cancel cuts the wait short: never leak the socket
+                await ws.close()
 
     async def _watch(self, ws: aiohttp.ClientWebSocketResponse, token: SecretStr) -> None:
         """Beside the reading: subscribe to the accounts as they appear, and close the socket
@@ -264,7 +266,10 @@ class AccountStream:
         self._wake.set()  # the accounts known now
         while not ws.closed:
             try:
-                await asyncio.wait_for(self._wake.wait(), timeout=self.token_check)
+                # asyncio.timeout, not wait_for: on Python 3.11 wait_for swallows a cancel that
+                # lands as the event is set, and the daemon's shutdown waited on this watcher.
+                async with asyncio.timeout(self.token_check):
+                    await self._wake.wait()
             except TimeoutError:
                 try:
                     fresh = await self.tokens.token()

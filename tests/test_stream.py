@@ -149,6 +149,27 @@ async def test_accounts_that_appear_later_are_subscribed(
         await client.close()
 
 
+@pytest.mark.parametrize("turns", range(6))
+async def test_close_right_after_a_wake_still_closes_at_once(
+    sim: tuple[Simulator, str], session: aiohttp.ClientSession, turns: int
+) -> None:
+    """A wake (a poll just ended) and a close (the daemon stops) in the same few loop turns:
+    the close ends the stream at once. On Python 3.11, ``asyncio.wait_for`` returned the
+    event's result and swallowed the cancel when both landed together, and the watcher went
+    back to sleep for ``token_check`` with the daemon's shutdown waiting on it."""
+    simulator, url = sim
+    target = Target(simulator)
+    client = stream(url, session, target, token_check=30.0)
+    client.start()
+    await until(lambda: client.state.subscribed == 2)
+    client.wake()
+    for _ in range(turns):
+        await asyncio.sleep(0)
+    async with asyncio.timeout(2):
+        await client.close()
+    assert not client.state.connected
+
+
 async def test_accounts_gone_from_the_polls_are_unsubscribed(
     sim: tuple[Simulator, str], session: aiohttp.ClientSession
 ) -> None:

@@ -211,8 +211,10 @@ class AlertmanagerSink:
 
     async def _resend_loop(self) -> None:
         while True:
+            # asyncio.timeout, not wait_for (which on Python 3.11 may swallow a cancel).
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._due.wait(), timeout=self._interval)
+                async with asyncio.timeout(self._interval):
+                    await self._due.wait()
             self._due.clear()
             await self.resend()
 
