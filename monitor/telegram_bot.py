@@ -1,0 +1,568 @@
+"""A Telegram sink with ``commands = true`` answers commands: the bot long-polls ``getUpdates``.
+
+No inbound port (it works behind NAT): :class:`TelegramBot` asks the Bot API for updates with
+a long poll (``timeout`` :data:`POLL_TIMEOUT` seconds, the client's timeout above it,
+``allowed_updates`` message and callback_query), handles each one in order, and keeps the
+next ``update_id`` in the store (``bot_offsets``, schema 7) after each, so a restart neither
+replays nor skips a command. That is at-least-once: a crash between handling an update and
+keeping its offset answers it again after the restart (a second ``/silence`` adds a second,
+identical silence; ``/ack`` of an acknowledged alert says so).
+
+It is its own task, started and stopped by the daemon: it never blocks a poll or a delivery. A
+failing Bot API is backed off (1 s doubling to a minute, with jitter); a 429 waits its
+``retry_after``; a 409 (another consumer of this bot's updates: a second process, or a webhook
+set on the bot) is logged as ``telegram_bot_conflict`` and waits a minute. With replicas on
+PostgreSQL, only the replica doing the singleton work long-polls; the kept offset makes a
+hand-over neither replay nor skip.
+
+Who may do what is :func:`monitor.bot_commands.access`. A chat that is neither the sink's nor an
+admin chat is ignored, with one ``telegram_unknown_chat`` log line per chat. A command older
+than :data:`STALE_AFTER` (sent while nothing listened) is not run: it is answered with when it
+was sent, so nothing acts late and nothing is skipped in silence. Every answer goes to the chat
+the command came from. The bot token is in the URL path: no URL is ever logged or put in an
+error.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import html
+import random
+import re
+from collections.abc import Awaitable, Callable, Mapping
+from datetime import UTC, datetime, timedelta
+from typing import Any
+from urllib.parse import quote
+
+import aiohttp
+import structlog
+from pydantic import SecretStr
+
+from monitor import encoding, http
+from monitor.bot_commands import (
+    ADMIN_COMMANDS,
+    BUTTON_SILENCE,
+    Access,
+    Incoming,
+    access,
+    alerts_text,
+    author,
+    balance_text,
+    help_text,
+    parse_button,
+    parse_command,
+    parse_silence,
+    read_update,
+    status_text,
+)
+from monitor.config import Config, TelegramSinkConfig, parse_duration, resolve_secret
+from monitor.control import SilenceRequest, acknowledge, add_silence
+from monitor.errors import BotError, ControlError, MonitorError
+from monitor.sinks.text import escape
+from monitor.store import Store
+from monitor.text import clip
+
+__all__ = ["POLL_TIMEOUT", "STALE_AFTER", "BotApi", "Digest", "TelegramBot", "bots_for"]
+
+log = structlog.get_logger("monitor.telegram_bot")
+
+#: Seconds one ``getUpdates`` long poll waits for an update.
+POLL_TIMEOUT = 25.0
+#: Seconds the HTTP client waits for an answer beyond the long poll's own wait.
+CLIENT_MARGIN = 10.0
+#: Seconds one ``sendMessage`` or ``answerCallbackQuery`` may take.
+CALL_TIMEOUT = 10.0
+#: The backoff after a failed ``getUpdates``: from this, doubling, to :data:`BACKOFF_MAX`.
+BACKOFF_MIN = 1.0
+BACKOFF_MAX = 60.0
+#: How long a 409 (another consumer of the bot's updates) waits before asking again.
+CONFLICT_WAIT = 60.0
+#: The longest ``retry_after`` waited for an answer before giving the answer up.
+ANSWER_RETRY_MAX = 10.0
+#: How often a replica that does not do the singleton work looks again whether it does.
+STANDBY_CHECK = 5.0
+#: A command sent longer ago than this (while nothing listened) is not run.
+STALE_AFTER = timedelta(minutes=10)
+#: The longest text of ``answerCallbackQuery`` (Telegram shows 200 characters).
+TOAST_LIMIT = 200
+
+#: ``/digest [name]``: Telegram HTML of the named digest (``None``: the first or only one);
+#: raises :class:`~monitor.errors.ControlError` naming the known ones for an unknown name.
+Digest = Callable[[str | None], Awaitable[str]]
+
+
+class BotApi:
+    """The Bot API calls of one bot: ``POST {api_url}/bot<token>/<method>`` with JSON."""
+
+    def __init__(
+        self, name: str, *, session: aiohttp.ClientSession, token: SecretStr, api_url: str
+    ) -> None:
+        self.name = name
+        self._session = session
+        secret = token.get_secret_value()
+        self._base = f"{api_url.rstrip('/')}/bot{quote(secret, safe=':')}"
+        self._secrets = (secret, quote(secret, safe=":"), quote(secret, safe=""))
+
+    async def call(self, method: str, payload: Mapping[str, Any], *, timeout: float) -> Any:  # noqa: ASYNC109 - aiohttp's per-request ClientTimeout
+        """The ``result`` of an ``{"ok": true}`` answer; :class:`BotError` otherwise."""
+        with http.bot_errors(self.name, timeout=timeout):
+            async with self._session.post(
+                f"{self._base}/{method}",
+                data=encoding.dumps(payload),
+                headers={"Content-Type": "application/json", "User-Agent": http.USER_AGENT},
+                timeout=aiohttp.ClientTimeout(total=timeout),
+                allow_redirects=False,
+            ) as response:
+                status = response.status
+                body = await response.read()
+        try:
+            answer = encoding.loads(body)
+        except ValueError:
+            answer = None
+        if isinstance(answer, dict) and answer.get("ok") is True:
+            return answer.get("result")
+        code = status
+        description = ""
+        retry_after: float | None = None
+        if isinstance(answer, dict):
+            if isinstance(answer.get("error_code"), int):
+                code = answer["error_code"]
+            description = str(answer.get("description") or "")
+            parameters = answer.get("parameters")
+            if isinstance(parameters, dict) and isinstance(
+                parameters.get("retry_after"), int | float
+            ):
+                retry_after = float(parameters["retry_after"])
+        else:
+            description = body.decode("utf-8", errors="replace")
+        if retry_after is None and code == 429:
+            retry_after = http.parse_retry_after(response.headers.get("Retry-After"))
+        excerpt = http.excerpt(description, secrets=self._secrets)
+        why = f": {excerpt}" if excerpt else ""
+        raise BotError(
+            f"bot '{self.name}': {method} answered {code}{why}",
+            status=code,
+            retry_after=retry_after,
+        )
+
+    async def get_me(self) -> str | None:
+        """The bot's ``@username`` (without the ``@``), for ``/command@ThisBot``."""
+        result = await self.call("getMe", {}, timeout=CALL_TIMEOUT)
+        name = result.get("username") if isinstance(result, dict) else None
+        return name if isinstance(name, str) else None
+
+    async def get_updates(self, offset: int | None, *, wait: float) -> list[dict[str, Any]]:
+        payload: dict[str, Any] = {
+            "timeout": int(wait),
+            "allowed_updates": ["message", "callback_query"],
+        }
+        if offset is not None:
+            payload["offset"] = offset
+        result = await self.call("getUpdates", payload, timeout=wait + CLIENT_MARGIN)
+        return [u for u in result if isinstance(u, dict)] if isinstance(result, list) else []
+
+    async def send_message(
+        self, chat_id: str, text: str, *, reply_markup: Mapping[str, Any] | None = None
+    ) -> None:
+        payload: dict[str, Any] = {
+            "chat_id": int(chat_id) if chat_id.lstrip("-").isdigit() else chat_id,
+            "text": text,
+            "parse_mode": "HTML",
+            "disable_web_page_preview": True,
+        }
+        if reply_markup is not None:
+            payload["reply_markup"] = reply_markup
+        await self.call("sendMessage", payload, timeout=CALL_TIMEOUT)
+
+    async def answer_callback(self, callback_id: str, text: str) -> None:
+        payload = {"callback_query_id": callback_id, "text": clip(text, TOAST_LIMIT)}
+        await self.call("answerCallbackQuery", payload, timeout=CALL_TIMEOUT)
+
+
+def _utcnow() -> datetime:
+    return datetime.now(tz=UTC)
+
+
+async def _sleep_or_stop(stop: asyncio.Event, seconds: float) -> None:
+    """Wait ``seconds``, or less if ``stop`` is set meanwhile."""
+    if seconds <= 0 or stop.is_set():
+        return
+    try:
+        await asyncio.wait_for(stop.wait(), timeout=seconds)
+    except TimeoutError:
+        return
+
+
+class TelegramBot:
+    """One bot answering the chats of one Telegram sink with ``commands = true``."""
+
+    def __init__(
+        self,
+        config: TelegramSinkConfig,
+        api: BotApi,
+        *,
+        store: Store,
+        settings: Callable[[], Config],
+        changed: Callable[[], None] = lambda: None,
+        digest: Digest | None = None,
+        singleton: Callable[[], bool] = lambda: True,
+        poll_timeout: float = POLL_TIMEOUT,
+        clock: Callable[[], datetime] = _utcnow,
+        sleep: Callable[[asyncio.Event, float], Awaitable[None]] = _sleep_or_stop,
+        jitter: Callable[[], float] = random.random,
+    ) -> None:
+        self.name = config.name
+        self.config = config
+        self.api = api
+        self._store = store
+        self._settings = settings
+        self._changed = changed
+        self._digest = digest
+        self._singleton = singleton
+        self._poll_timeout = poll_timeout
+        self._clock = clock
+        self._sleep = sleep
+        self._jitter = jitter
+        self._offset: int | None = None
+        self._loaded = False
+        self._username: str | None = None
+        self._named = False
+        self._failures = 0
+        self._unknown_chats: set[str] = set()
+        #: Counted for tests and ``status``: updates handled, answers sent.
+        self.handled = 0
+
+    # ------------------------------------------------------------------ the loop
+
+    async def run(self, stop: asyncio.Event) -> None:
+        """Long-poll and answer until ``stop`` is set; never raises (but for cancellation)."""
+        log.info("telegram_bot_started", sink=self.name)
+        while not stop.is_set():
+            if not self._singleton():
+                self._loaded = False  # another replica answered meanwhile: read the offset again
+                await self._sleep(stop, STANDBY_CHECK)
+                continue
+            wait = await self._round(stop)
+            if wait > 0:
+                await self._sleep(stop, wait)
+        log.info("telegram_bot_stopped", sink=self.name)
+
+    async def _round(self, stop: asyncio.Event) -> float:
+        """One ``getUpdates`` and the handling of what it brought; the seconds to wait next."""
+        try:
+            if not self._loaded:
+                self._offset = await self._store.bot_offset(self.name)
+                self._loaded = True
+            if not self._named:
+                self._username = await self.api.get_me()
+                self._named = True
+            updates = await self._long_poll(stop)
+            if updates is None:
+                return 0.0
+            for update in updates:
+                await self.handle(update)
+        except BotError as exc:
+            return self._backoff(exc)
+        except MonitorError as exc:  # the store: try again later, from the kept offset
+            self._loaded = False
+            self._failures += 1
+            log.error("telegram_bot_failed", sink=self.name, error=str(exc))
+            return self._delay()
+        self._failures = 0
+        return 0.0
+
+    async def _long_poll(self, stop: asyncio.Event) -> list[dict[str, Any]] | None:
+        """The updates of one long poll; ``None`` when ``stop`` was set meanwhile."""
+        poll = asyncio.ensure_future(self.api.get_updates(self._offset, wait=self._poll_timeout))
+        stopped = asyncio.ensure_future(stop.wait())
+        try:
+            await asyncio.wait({poll, stopped}, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            stopped.cancel()
+            if not poll.done():
+                poll.cancel()
+        if not poll.done() or poll.cancelled():
+            await asyncio.gather(poll, return_exceptions=True)
+            return None
+        return poll.result()
+
+    def _delay(self) -> float:
+        steps = min(10, max(0, self._failures - 1))
+        base = min(BACKOFF_MAX, BACKOFF_MIN * 2.0**steps)
+        return base * (0.5 + self._jitter() / 2)
+
+    def _backoff(self, exc: BotError) -> float:
+        self._failures += 1
+        if exc.status == 409:
+            log.warning(
+                "telegram_bot_conflict",
+                sink=self.name,
+                error=str(exc),
+                hint="another process reads this bot's updates (a second monitor, or a webhook"
+                " set on the bot: deleteWebhook)",
+            )
+            return CONFLICT_WAIT * (0.5 + self._jitter() / 2)
+        if exc.retry_after is not None:
+            log.warning(
+                "telegram_bot_rate_limited",
+                sink=self.name,
+                retry_after=exc.retry_after,
+            )
+            return exc.retry_after
+        wait = self._delay()
+        log.warning("telegram_bot_failed", sink=self.name, error=str(exc), retry_in=round(wait, 1))
+        return wait
+
+    # ------------------------------------------------------------------ one update
+
+    async def handle(self, update: Mapping[str, Any]) -> None:
+        """Answer one update (if it is ours to answer), then keep the offset past it."""
+        update_id = update.get("update_id")
+        incoming = read_update(update)
+        if incoming is not None:
+            await self._dispatch(incoming, update)
+        if isinstance(update_id, int):
+            self._offset = update_id + 1
+            await self._store.set_bot_offset(
+                self.name, update_id + 1, now=self._clock().timestamp()
+            )
+        self.handled += 1
+
+    async def _dispatch(self, incoming: Incoming, update: Mapping[str, Any]) -> None:
+        allowed = access(incoming, self.config.chat_id, self.config.admin_chat_ids)
+        if allowed is Access.NONE:
+            if incoming.chat_id not in self._unknown_chats:
+                self._unknown_chats.add(incoming.chat_id)
+                log.warning(
+                    "telegram_unknown_chat",
+                    sink=self.name,
+                    chat_id=incoming.chat_id,
+                    user=incoming.username,
+                )
+            return
+        if incoming.is_button:
+            await self._button(incoming, allowed)
+            return
+        command = parse_command(incoming.text, self._username)
+        if command is None:
+            return  # chatter in the group, or a command for another bot
+        sent = _sent_at(update)
+        now = self._clock()
+        if sent is not None and now - sent > STALE_AFTER:
+            log.info("telegram_command_stale", sink=self.name, command=command.name)
+            await self._answer(
+                incoming,
+                f"/{escape(command.name)} was sent at {sent:%Y-%m-%d %H:%M} UTC, while the monitor"
+                " was not listening: not run. Send it again if it is still wanted.",
+            )
+            return
+        log.info(
+            "telegram_command",
+            sink=self.name,
+            command=command.name,
+            chat_id=incoming.chat_id,
+            user=author(incoming),
+        )
+        if command.name in ADMIN_COMMANDS and allowed is not Access.ADMIN:
+            text = f"/{command.name} changes state: only an admin chat may use it."
+        else:
+            text = await self._run_command(command.name, command.args, incoming)
+        await self._answer(incoming, text)
+
+    async def _run_command(self, name: str, args: tuple[str, ...], incoming: Incoming) -> str:
+        now = self._clock()
+        try:
+            if name in {"help", "start"}:
+                return help_text(
+                    access(incoming, self.config.chat_id, self.config.admin_chat_ids)
+                    is Access.ADMIN
+                )
+            if name == "balance":
+                if len(args) > 1:
+                    return "usage: /balance [account]"
+                return balance_text(await self._store.accounts(), args[0] if args else None, now)
+            if name == "status":
+                return status_text(
+                    await self._store.sources(),
+                    await self._store.alerts(),
+                    await self._store.silences(now=now.timestamp()),
+                    now,
+                )
+            if name == "alerts":
+                return alerts_text(await self._store.alerts(), await self._store.acks(), now)
+            if name == "digest":
+                return await self._digest_text(args)
+            if name == "silence":
+                return await self._silence(args, incoming, now)
+            if name == "ack":
+                if len(args) < 1:
+                    return "usage: /ack &lt;id&gt; [comment] (the id /alerts shows)"
+                return await self._ack(args[0], " ".join(args[1:]), incoming, now)
+        except ControlError as exc:
+            return escape(str(exc))
+        except MonitorError as exc:
+            log.error("telegram_command_failed", sink=self.name, command=name, error=str(exc))
+            return f"Could not answer: {escape(str(exc))}"
+        return f"Unknown command /{escape(name)}. /help lists what I answer."
+
+    async def _digest_text(self, args: tuple[str, ...]) -> str:
+        if self._digest is None:
+            return "No digests configured."
+        if len(args) > 1:
+            return "usage: /digest [name]"
+        return await self._digest(args[0] if args else None)
+
+    async def _silence(self, args: tuple[str, ...], incoming: Incoming, now: datetime) -> str:
+        try:
+            parsed = parse_silence(args, parse_duration)
+        except ValueError as exc:
+            return escape(str(exc))
+        request = SilenceRequest(
+            ends_at=(now + parsed.duration).timestamp(),
+            rule=parsed.rule,
+            account=parsed.account,
+            comment=parsed.comment,
+            author=author(incoming),
+        )
+        made = await add_silence(self._store, request, self._settings(), now.timestamp())
+        self._changed()
+        where = f" on {escape(parsed.account)}" if parsed.account else ""
+        log.info("telegram_silence_added", sink=self.name, silence=made.id, author=made.author)
+        return (
+            f"🔕 Silenced <b>{escape(parsed.rule)}</b>{where} until"
+            f" {_utc(made.ends_at)} (id <code>{made.id}</code>), by {escape(made.author)}."
+        )
+
+    async def _ack(self, ident: str, comment: str, incoming: Incoming, now: datetime) -> str:
+        ack, new = await acknowledge(
+            self._store,
+            self._settings(),
+            ident=ident,
+            author=author(incoming),
+            comment=comment,
+            now=now,
+        )
+        self._changed()
+        what = f"<b>{escape(ack.rule)}</b> on {escape(ack.account_number or ack.source)}"
+        if not new:
+            return f"{what} was already acknowledged."
+        log.info("telegram_acknowledged", sink=self.name, fingerprint=ack.fingerprint)
+        return f"✅ Acknowledged {what} by {escape(ack.author)}."
+
+    async def _button(self, incoming: Incoming, allowed: Access) -> None:
+        """A press of "Acknowledge" or "Silence 1h": the outcome as the button's toast, and as a
+        message to the chat (so the others there see who did it)."""
+        assert incoming.callback_id is not None  # noqa: S101 - is_button
+        pressed = parse_button(incoming.text)
+        if pressed is None:
+            await self._toast(incoming.callback_id, "This button is not one of mine.")
+            return
+        if allowed is not Access.ADMIN:
+            await self._toast(incoming.callback_id, "Only an admin chat may do this.")
+            return
+        action, ident = pressed
+        now = self._clock()
+        log.info("telegram_button", sink=self.name, action=action, user=author(incoming))
+        try:
+            if action == "ack":
+                text = await self._ack(ident, "", incoming, now)
+            else:
+                ref = await self._store.find_alert(ident)
+                if ref is None:
+                    raise ControlError(f"no notification or alert with id '{ident}'")
+                text = await self._silence_ref(ref.rule, ref.account_number, ref.source, incoming)
+        except ControlError as exc:
+            await self._toast(incoming.callback_id, str(exc))
+            return
+        except MonitorError as exc:
+            log.error("telegram_button_failed", sink=self.name, error=str(exc))
+            await self._toast(incoming.callback_id, "Could not do it: the state database failed.")
+            return
+        await self._toast(incoming.callback_id, _plain(text))
+        await self._answer(incoming, text)
+
+    async def _silence_ref(
+        self, rule: str, account: str | None, source: str, incoming: Incoming
+    ) -> str:
+        now = self._clock()
+        request = SilenceRequest(
+            ends_at=(now + BUTTON_SILENCE).timestamp(),
+            rule=rule,
+            account=account,
+            source=source if account is None else None,
+            comment="Silence 1h button",
+            author=author(incoming),
+        )
+        made = await add_silence(self._store, request, self._settings(), now.timestamp())
+        self._changed()
+        where = escape(account or f"source {source}")
+        return (
+            f"🔕 Silenced <b>{escape(rule)}</b> on {where} until {_utc(made.ends_at)}"
+            f" (id <code>{made.id}</code>), by {escape(made.author)}."
+        )
+
+    async def _answer(self, incoming: Incoming, text: str) -> None:
+        """Send ``text`` to the chat the command came from; a 429 with a short ``retry_after``
+        is waited for once; a failure is logged (the command was done, the offset moves on)."""
+        for attempt in (1, 2):
+            try:
+                await self.api.send_message(incoming.chat_id, text)
+                return
+            except BotError as exc:
+                wait = exc.retry_after
+                if attempt == 1 and wait is not None and wait <= ANSWER_RETRY_MAX:
+                    await asyncio.sleep(wait)
+                    continue
+                log.warning("telegram_answer_failed", sink=self.name, error=str(exc))
+                return
+
+    async def _toast(self, callback_id: str, text: str) -> None:
+        try:
+            await self.api.answer_callback(callback_id, text)
+        except BotError as exc:
+            log.warning("telegram_answer_failed", sink=self.name, error=str(exc))
+
+
+def _sent_at(update: Mapping[str, Any]) -> datetime | None:
+    message = update.get("message")
+    date = message.get("date") if isinstance(message, Mapping) else None
+    return datetime.fromtimestamp(date, tz=UTC) if isinstance(date, int | float) else None
+
+
+def _utc(epoch: float) -> str:
+    return f"{datetime.fromtimestamp(epoch, tz=UTC):%Y-%m-%d %H:%M} UTC"
+
+
+def _plain(html_text: str) -> str:
+    """A toast is plain text: the answer without its tags and entities."""
+    return html.unescape(re.sub(r"<[^>]+>", "", html_text))
+
+
+def bots_for(
+    config: Config,
+    *,
+    session: aiohttp.ClientSession,
+    store: Store,
+    settings: Callable[[], Config],
+    changed: Callable[[], None] = lambda: None,
+    digest: Digest | None = None,
+    singleton: Callable[[], bool] = lambda: True,
+) -> list[TelegramBot]:
+    """A bot for each Telegram sink with ``commands = true`` (its token resolved now)."""
+    bots = []
+    for index, sink in enumerate(config.sinks):
+        if isinstance(sink, TelegramSinkConfig) and sink.commands:
+            token = resolve_secret(sink.required_ref(index, "bot_token"))
+            api = BotApi(sink.name, session=session, token=token, api_url=sink.api_url)
+            bots.append(
+                TelegramBot(
+                    sink,
+                    api,
+                    store=store,
+                    settings=settings,
+                    changed=changed,
+                    digest=digest,
+                    singleton=singleton,
+                )
+            )
+    return bots
