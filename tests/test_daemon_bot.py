@@ -100,7 +100,7 @@ async def test_the_bot_answers_silences_refuses_and_survives_a_restart(
         await wait_until(lambda: bool(rt.pipeline.firing_alerts()))
         await wait_until(lambda: bool(rt.control.state.silences))
         async with asyncio.timeout(5):
-            while not (records := await rt.store.notifications(since=0)):
+            while not (records := await rt.store.notifications(since=0)):  # noqa: ASYNC110
                 await asyncio.sleep(0.05)
         assert [(r.rule, r.state) for r in records] == [("low-cash", "held")]
         await asyncio.sleep(1.5)
