@@ -177,3 +177,28 @@ def test_commands_are_off_by_default_and_admin_ids_may_be_numbers() -> None:
 def test_admin_chat_ids_are_numeric_ids(ids: list[str], message: str) -> None:
     found = problems(config(sinks=[telegram(commands=True, admin_chat_ids=ids)]))
     assert any("admin_chat_ids" in p and message in p for p in found), found
+
+
+def test_admin_chat_ids_need_commands() -> None:
+    found = problems(config(sinks=[telegram(admin_chat_ids=["1"])]))
+    assert any("admin_chat_ids" in p and "has no effect without commands = true" in p
+               for p in found), found  # fmt: skip
+
+
+def test_two_sinks_cannot_answer_commands_with_one_bot() -> None:
+    """Telegram gives a bot's updates to one reader: the second would get 409 for ever. The
+    same bot may post to a second chat without commands."""
+    env = {"bot_token": None, "bot_token_env": "TG"}
+    found = problems(
+        config(
+            sinks=[
+                telegram(name="a", commands=True, **env),
+                telegram(name="b", chat_id="-1002", commands=True, **env),
+                telegram(name="c", chat_id="-1003", **env),
+            ]
+        )
+    )
+    assert found == [
+        "sinks[1] (b).commands: sink 'a' already answers commands with the same bot token (one"
+        " process may read a bot's updates: give each its own bot)"
+    ]

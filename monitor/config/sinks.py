@@ -22,6 +22,7 @@ from pydantic import (
     ConfigDict,
     Field,
     SecretStr,
+    ValidationInfo,
     field_validator,
     model_validator,
 )
@@ -193,7 +194,9 @@ class TelegramSinkConfig(_GroupingSink):
 
     @field_validator("admin_chat_ids")
     @classmethod
-    def _admins(cls, value: tuple[str, ...]) -> tuple[str, ...]:
+    def _admins(cls, value: tuple[str, ...], info: ValidationInfo) -> tuple[str, ...]:
+        if value and not info.data.get("commands"):
+            raise ValueError("has no effect without commands = true")
         for item in value:
             if not re.fullmatch(r"-?\d{1,20}", item):
                 raise ValueError(f'{item!r} is not a numeric chat or user id (e.g. "123456789")')
