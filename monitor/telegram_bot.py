@@ -83,6 +83,8 @@ ANSWER_RETRY_MAX = 10.0
 STANDBY_CHECK = 5.0
 #: A command sent longer ago than this (while nothing listened) is not run.
 STALE_AFTER = timedelta(minutes=10)
+#: How many unknown chats are logged (once each); beyond them one line says the rest are not.
+UNKNOWN_CHATS_LOGGED = 1000
 #: The longest text of ``answerCallbackQuery`` (Telegram shows 200 characters).
 TOAST_LIMIT = 200
 
@@ -229,8 +231,6 @@ class TelegramBot:
         self._named = False
         self._failures = 0
         self._unknown_chats: set[str] = set()
-        #: Counted for tests and ``status``: updates handled, answers sent.
-        self.handled = 0
 
     # ------------------------------------------------------------------ the loop
 
@@ -326,19 +326,23 @@ class TelegramBot:
             await self._store.set_bot_offset(
                 self.name, update_id + 1, now=self._clock().timestamp()
             )
-        self.handled += 1
 
     async def _dispatch(self, incoming: Incoming, update: Mapping[str, Any]) -> None:
         allowed = access(incoming, self.config.chat_id, self.config.admin_chat_ids)
         if allowed is Access.NONE:
             if incoming.chat_id not in self._unknown_chats:
+                if len(self._unknown_chats) < UNKNOWN_CHATS_LOGGED:
+                    log.warning(
+                        "telegram_unknown_chat",
+                        sink=self.name,
+                        chat_id=incoming.chat_id,
+                        user=incoming.username,
+                    )
+                elif len(self._unknown_chats) == UNKNOWN_CHATS_LOGGED:
+                    log.warning("telegram_unknown_chats_suppressed", sink=self.name)
+                else:
+                    return
                 self._unknown_chats.add(incoming.chat_id)
-                log.warning(
-                    "telegram_unknown_chat",
-                    sink=self.name,
-                    chat_id=incoming.chat_id,
-                    user=incoming.username,
-                )
             return
         if incoming.is_button:
             await self._button(incoming, allowed)
