@@ -81,6 +81,8 @@ CONFLICT_WAIT = 60.0
 ANSWER_RETRY_MAX = 10.0
 #: How often a replica that does not do the singleton work looks again whether it does.
 STANDBY_CHECK = 5.0
+#: How often a long poll in flight looks whether this replica still does the singleton work.
+HANDOVER_CHECK = 1.0
 #: A command sent longer ago than this (while nothing listened) is not run.
 STALE_AFTER = timedelta(minutes=10)
 #: How many unknown chats are logged (once each); beyond them one line says the rest are not.
@@ -260,6 +262,9 @@ class TelegramBot:
             if updates is None:
                 return 0.0
             for update in updates:
+                if not self._singleton():  # handed over meanwhile: the other replica answers
+                    self._loaded = False
+                    return 0.0
                 await self.handle(update)
         except BotError as exc:
             return self._backoff(exc)
@@ -272,11 +277,16 @@ class TelegramBot:
         return 0.0
 
     async def _long_poll(self, stop: asyncio.Event) -> list[dict[str, Any]] | None:
-        """The updates of one long poll; ``None`` when ``stop`` was set meanwhile."""
+        """The updates of one long poll; ``None`` when ``stop`` was set meanwhile, or when
+        this replica stopped doing the singleton work (looked at every :data:`HANDOVER_CHECK`
+        seconds, so two replicas overlap that long at most)."""
         poll = asyncio.ensure_future(self.api.get_updates(self._offset, wait=self._poll_timeout))
         stopped = asyncio.ensure_future(stop.wait())
         try:
-            await asyncio.wait({poll, stopped}, return_when=asyncio.FIRST_COMPLETED)
+            while not (poll.done() or stopped.done()) and self._singleton():
+                await asyncio.wait(
+                    {poll, stopped}, timeout=HANDOVER_CHECK, return_when=asyncio.FIRST_COMPLETED
+                )
         finally:
             stopped.cancel()
             if not poll.done():
