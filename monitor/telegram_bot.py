@@ -244,7 +244,13 @@ class TelegramBot:
                 self._loaded = False  # another replica answered meanwhile: read the offset again
                 await self._sleep(stop, STANDBY_CHECK)
                 continue
-            wait = await self._round(stop)
+            try:
+                wait = await self._round(stop)
+            except Exception:  # the bot's one broad except: a bug must not silence it for good
+                log.exception("telegram_bot_crashed", sink=self.name)
+                self._loaded = False
+                self._failures += 1
+                wait = self._delay()
             if wait > 0:
                 await self._sleep(stop, wait)
         log.info("telegram_bot_stopped", sink=self.name)
@@ -329,8 +335,19 @@ class TelegramBot:
         """Answer one update (if it is ours to answer), then keep the offset past it."""
         update_id = update.get("update_id")
         incoming = read_update(update)
-        if incoming is not None:
-            await self._dispatch(incoming, update)
+        try:
+            if incoming is not None:
+                await self._dispatch(incoming, update)
+        except MonitorError:
+            raise  # the store failed: the update is handled again from the kept offset
+        except Exception:
+            # A bug: past the update all the same (one bad update must not come back for
+            # ever); run() logs the crash.
+            await self._keep(update_id)
+            raise
+        await self._keep(update_id)
+
+    async def _keep(self, update_id: object) -> None:
         if isinstance(update_id, int):
             self._offset = update_id + 1
             await self._store.set_bot_offset(

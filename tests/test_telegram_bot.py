@@ -431,3 +431,24 @@ async def test_a_standby_replica_does_not_poll(
     await asyncio.wait_for(bot.run(asyncio.Event()), 5)
     assert api.calls == []
     assert waits.seconds == [5.0, 5.0]
+
+
+async def test_a_bug_in_a_command_is_logged_and_the_bot_goes_on(
+    api: FakeBotApi, config: Config, store: Store, session: aiohttp.ClientSession
+) -> None:
+    """The crash is logged with its traceback, the update is past (not answered for ever
+    again), and the next command is answered after the backoff."""
+
+    async def digest(name: str | None) -> str:
+        raise RuntimeError("a bug")
+
+    bot = make_bot(config, store, session, digest=digest, jitter=lambda: 0.0)
+    crashed = api.message("/digest")
+    api.message("/help")
+    with capture_logs() as logs:
+        await run_until(bot, lambda: len(api.sent) >= 1)
+    assert [e["event"] for e in logs if e["event"] == "telegram_bot_crashed"] == [
+        "telegram_bot_crashed"
+    ]
+    assert api.texts()[0].startswith("<b>balance-monitor</b> answers:")
+    assert (await store.bot_offset("tg") or 0) > crashed
