@@ -38,7 +38,6 @@ from monitor.store import SqliteStore, Store
 from monitor.telegram_bot import BotApi, TelegramBot, bots_for
 
 NUMBER = "12345678@vision"
-NOW = datetime.now(tz=UTC)
 
 
 @pytest.fixture
@@ -116,7 +115,7 @@ async def run_until(bot: TelegramBot, done: Callable[[], bool], timeout: float =
 async def firing(store: Store) -> None:
     """A poll with NUMBER's balances, low-cash firing on it (notification ``n1``, fingerprint
     ``fp-1``)."""
-    started = NOW - timedelta(minutes=5)
+    started = datetime.now(tz=UTC) - timedelta(minutes=5)
     parsed = parse_records(
         [
             {
