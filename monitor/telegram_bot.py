@@ -32,35 +32,25 @@ import re
 from collections.abc import Awaitable, Callable, Mapping
 from datetime import UTC, datetime, timedelta
 from typing import Any
-from urllib.parse import quote
 
 import aiohttp
 import structlog
-from pydantic import SecretStr
 
-from monitor import encoding, http
+from monitor.bot_actions import BotActions, Digest
+from monitor.bot_api import BotApi
 from monitor.bot_commands import (
-    ADMIN_COMMANDS,
-    BUTTON_SILENCE,
     Access,
     Incoming,
     access,
-    alerts_text,
     author,
-    balance_text,
-    help_text,
     parse_button,
     parse_command,
-    parse_silence,
     read_update,
-    status_text,
 )
-from monitor.config import Config, TelegramSinkConfig, parse_duration, resolve_secret
-from monitor.control import SilenceRequest, acknowledge, add_silence
+from monitor.config import Config, TelegramSinkConfig, resolve_secret
 from monitor.errors import BotError, ControlError, MonitorError
 from monitor.sinks.text import escape
 from monitor.store import Store
-from monitor.text import clip
 
 __all__ = ["POLL_TIMEOUT", "STALE_AFTER", "BotApi", "Digest", "TelegramBot", "bots_for"]
 
@@ -68,10 +58,6 @@ log = structlog.get_logger("monitor.telegram_bot")
 
 #: Seconds one ``getUpdates`` long poll waits for an update.
 POLL_TIMEOUT = 25.0
-#: Seconds the HTTP client waits for an answer beyond the long poll's own wait.
-CLIENT_MARGIN = 10.0
-#: Seconds one ``sendMessage`` or ``answerCallbackQuery`` may take.
-CALL_TIMEOUT = 10.0
 #: The backoff after a failed ``getUpdates``: from this, doubling, to :data:`BACKOFF_MAX`.
 BACKOFF_MIN = 1.0
 BACKOFF_MAX = 60.0
@@ -87,100 +73,6 @@ HANDOVER_CHECK = 1.0
 STALE_AFTER = timedelta(minutes=10)
 #: How many unknown chats are logged (once each); beyond them one line says the rest are not.
 UNKNOWN_CHATS_LOGGED = 1000
-#: The longest text of ``answerCallbackQuery`` (Telegram shows 200 characters).
-TOAST_LIMIT = 200
-
-#: ``/digest [name]``: Telegram HTML of the named digest (``None``: the first or only one);
-#: raises :class:`~monitor.errors.ControlError` naming the known ones for an unknown name.
-Digest = Callable[[str | None], Awaitable[str]]
-
-
-class BotApi:
-    """The Bot API calls of one bot: ``POST {api_url}/bot<token>/<method>`` with JSON."""
-
-    def __init__(
-        self, name: str, *, session: aiohttp.ClientSession, token: SecretStr, api_url: str
-    ) -> None:
-        self.name = name
-        self._session = session
-        secret = token.get_secret_value()
-        self._base = f"{api_url.rstrip('/')}/bot{quote(secret, safe=':')}"
-        self._secrets = (secret, quote(secret, safe=":"), quote(secret, safe=""))
-
-    async def call(self, method: str, payload: Mapping[str, Any], *, timeout: float) -> Any:  # noqa: ASYNC109 - aiohttp's per-request ClientTimeout
-        """The ``result`` of an ``{"ok": true}`` answer; :class:`BotError` otherwise."""
-        with http.bot_errors(self.name, timeout=timeout):
-            async with self._session.post(
-                f"{self._base}/{method}",
-                data=encoding.dumps(payload),
-                headers={"Content-Type": "application/json", "User-Agent": http.USER_AGENT},
-                timeout=aiohttp.ClientTimeout(total=timeout),
-                allow_redirects=False,
-            ) as response:
-                status = response.status
-                body = await response.read()
-        try:
-            answer = encoding.loads(body)
-        except ValueError:
-            answer = None
-        if isinstance(answer, dict) and answer.get("ok") is True:
-            return answer.get("result")
-        code = status
-        description = ""
-        retry_after: float | None = None
-        if isinstance(answer, dict):
-            if isinstance(answer.get("error_code"), int):
-                code = answer["error_code"]
-            description = str(answer.get("description") or "")
-            parameters = answer.get("parameters")
-            if isinstance(parameters, dict) and isinstance(
-                parameters.get("retry_after"), int | float
-            ):
-                retry_after = float(parameters["retry_after"])
-        else:
-            description = body.decode("utf-8", errors="replace")
-        if retry_after is None and code == 429:
-            retry_after = http.parse_retry_after(response.headers.get("Retry-After"))
-        excerpt = http.excerpt(description, secrets=self._secrets)
-        why = f": {excerpt}" if excerpt else ""
-        raise BotError(
-            f"bot '{self.name}': {method} answered {code}{why}",
-            status=code,
-            retry_after=retry_after,
-        )
-
-    async def get_me(self) -> str | None:
-        """The bot's ``@username`` (without the ``@``), for ``/command@ThisBot``."""
-        result = await self.call("getMe", {}, timeout=CALL_TIMEOUT)
-        name = result.get("username") if isinstance(result, dict) else None
-        return name if isinstance(name, str) else None
-
-    async def get_updates(self, offset: int | None, *, wait: float) -> list[dict[str, Any]]:
-        payload: dict[str, Any] = {
-            "timeout": int(wait),
-            "allowed_updates": ["message", "callback_query"],
-        }
-        if offset is not None:
-            payload["offset"] = offset
-        result = await self.call("getUpdates", payload, timeout=wait + CLIENT_MARGIN)
-        return [u for u in result if isinstance(u, dict)] if isinstance(result, list) else []
-
-    async def send_message(
-        self, chat_id: str, text: str, *, reply_markup: Mapping[str, Any] | None = None
-    ) -> None:
-        payload: dict[str, Any] = {
-            "chat_id": int(chat_id) if chat_id.lstrip("-").isdigit() else chat_id,
-            "text": text,
-            "parse_mode": "HTML",
-            "disable_web_page_preview": True,
-        }
-        if reply_markup is not None:
-            payload["reply_markup"] = reply_markup
-        await self.call("sendMessage", payload, timeout=CALL_TIMEOUT)
-
-    async def answer_callback(self, callback_id: str, text: str) -> None:
-        payload = {"callback_query_id": callback_id, "text": clip(text, TOAST_LIMIT)}
-        await self.call("answerCallbackQuery", payload, timeout=CALL_TIMEOUT)
 
 
 def _utcnow() -> datetime:
@@ -219,9 +111,14 @@ class TelegramBot:
         self.config = config
         self.api = api
         self._store = store
-        self._settings = settings
-        self._changed = changed
-        self._digest = digest
+        self.actions = BotActions(
+            config.name,
+            store=store,
+            settings=settings,
+            changed=changed,
+            digest=digest,
+            clock=clock,
+        )
         self._singleton = singleton
         self._poll_timeout = poll_timeout
         self._clock = clock
@@ -394,91 +291,11 @@ class TelegramBot:
             chat_id=incoming.chat_id,
             user=author(incoming),
         )
-        if command.name in ADMIN_COMMANDS and allowed is not Access.ADMIN:
-            text = f"/{command.name} changes state: only an admin chat may use it."
-        else:
-            text = await self._run_command(command.name, command.args, incoming)
-        await self._answer(incoming, text)
-
-    async def _run_command(self, name: str, args: tuple[str, ...], incoming: Incoming) -> str:
-        now = self._clock()
         try:
-            if name in {"help", "start"}:
-                return help_text(
-                    access(incoming, self.config.chat_id, self.config.admin_chat_ids)
-                    is Access.ADMIN
-                )
-            if name == "balance":
-                if len(args) > 1:
-                    return "usage: /balance [account]"
-                return balance_text(await self._store.accounts(), args[0] if args else None, now)
-            if name == "status":
-                return status_text(
-                    await self._store.sources(),
-                    await self._store.alerts(),
-                    await self._store.silences(now=now.timestamp()),
-                    now,
-                )
-            if name == "alerts":
-                return alerts_text(await self._store.alerts(), await self._store.acks(), now)
-            if name == "digest":
-                return await self._digest_text(args)
-            if name == "silence":
-                return await self._silence(args, incoming, now)
-            if name == "ack":
-                if len(args) < 1:
-                    return "usage: /ack &lt;id&gt; [comment] (the id /alerts shows)"
-                return await self._ack(args[0], " ".join(args[1:]), incoming, now)
+            text = await self.actions.command(command.name, command.args, incoming, allowed)
         except ControlError as exc:
-            return escape(str(exc))
-        except MonitorError as exc:
-            log.error("telegram_command_failed", sink=self.name, command=name, error=str(exc))
-            return f"Could not answer: {escape(str(exc))}"
-        return f"Unknown command /{escape(name)}. /help lists what I answer."
-
-    async def _digest_text(self, args: tuple[str, ...]) -> str:
-        if self._digest is None:
-            return "No digests configured."
-        if len(args) > 1:
-            return "usage: /digest [name]"
-        return await self._digest(args[0] if args else None)
-
-    async def _silence(self, args: tuple[str, ...], incoming: Incoming, now: datetime) -> str:
-        try:
-            parsed = parse_silence(args, parse_duration)
-        except ValueError as exc:
-            return escape(str(exc))
-        request = SilenceRequest(
-            ends_at=(now + parsed.duration).timestamp(),
-            rule=parsed.rule,
-            account=parsed.account,
-            comment=parsed.comment,
-            author=author(incoming),
-        )
-        made = await add_silence(self._store, request, self._settings(), now.timestamp())
-        self._changed()
-        where = f" on {escape(parsed.account)}" if parsed.account else ""
-        log.info("telegram_silence_added", sink=self.name, silence=made.id, author=made.author)
-        return (
-            f"🔕 Silenced <b>{escape(parsed.rule)}</b>{where} until"
-            f" {_utc(made.ends_at)} (id <code>{made.id}</code>), by {escape(made.author)}."
-        )
-
-    async def _ack(self, ident: str, comment: str, incoming: Incoming, now: datetime) -> str:
-        ack, new = await acknowledge(
-            self._store,
-            self._settings(),
-            ident=ident,
-            author=author(incoming),
-            comment=comment,
-            now=now,
-        )
-        self._changed()
-        what = f"<b>{escape(ack.rule)}</b> on {escape(ack.account_number or ack.source)}"
-        if not new:
-            return f"{what} was already acknowledged."
-        log.info("telegram_acknowledged", sink=self.name, fingerprint=ack.fingerprint)
-        return f"✅ Acknowledged {what} by {escape(ack.author)}."
+            text = escape(str(exc))
+        await self._answer(incoming, text)
 
     async def _button(self, incoming: Incoming, allowed: Access) -> None:
         """A press of "Acknowledge" or "Silence 1h": the outcome as the button's toast, and as a
@@ -492,16 +309,9 @@ class TelegramBot:
             await self._toast(incoming.callback_id, "Only an admin chat may do this.")
             return
         action, ident = pressed
-        now = self._clock()
         log.info("telegram_button", sink=self.name, action=action, user=author(incoming))
         try:
-            if action == "ack":
-                text = await self._ack(ident, "", incoming, now)
-            else:
-                ref = await self._store.find_alert(ident)
-                if ref is None:
-                    raise ControlError(f"no notification or alert with id '{ident}'")
-                text = await self._silence_ref(ref.rule, ref.account_number, ref.source, incoming)
+            text = await self.actions.press(action, ident, incoming)
         except ControlError as exc:
             await self._toast(incoming.callback_id, str(exc))
             return
@@ -511,26 +321,6 @@ class TelegramBot:
             return
         await self._toast(incoming.callback_id, _plain(text))
         await self._answer(incoming, text)
-
-    async def _silence_ref(
-        self, rule: str, account: str | None, source: str, incoming: Incoming
-    ) -> str:
-        now = self._clock()
-        request = SilenceRequest(
-            ends_at=(now + BUTTON_SILENCE).timestamp(),
-            rule=rule,
-            account=account,
-            source=source if account is None else None,
-            comment="Silence 1h button",
-            author=author(incoming),
-        )
-        made = await add_silence(self._store, request, self._settings(), now.timestamp())
-        self._changed()
-        where = escape(account or f"source {source}")
-        return (
-            f"🔕 Silenced <b>{escape(rule)}</b> on {where} until {_utc(made.ends_at)}"
-            f" (id <code>{made.id}</code>), by {escape(made.author)}."
-        )
 
     async def _answer(self, incoming: Incoming, text: str) -> None:
         """Send ``text`` to the chat the command came from; a 429 with a short ``retry_after``
@@ -558,10 +348,6 @@ def _sent_at(update: Mapping[str, Any]) -> datetime | None:
     message = update.get("message")
     date = message.get("date") if isinstance(message, Mapping) else None
     return datetime.fromtimestamp(date, tz=UTC) if isinstance(date, int | float) else None
-
-
-def _utc(epoch: float) -> str:
-    return f"{datetime.fromtimestamp(epoch, tz=UTC):%Y-%m-%d %H:%M} UTC"
 
 
 def _plain(html_text: str) -> str:
