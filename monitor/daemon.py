@@ -66,6 +66,7 @@ from monitor.sinks.base import Sink
 from monitor.sinks.registry import build_sinks
 from monitor.source import BalancesSource
 from monitor.streams import Streams
+from monitor.telegram_bot import Digest, bots_for
 from monitor.web import WebContext
 
 __all__ = [
@@ -143,6 +144,10 @@ class Daemon:
         #: The account streams, started and stopped with their source's poll job.
         self._streams: Streams | None = None
         self._heartbeat: Heartbeat | None = None
+        #: The Telegram bots answering commands (sinks with ``commands = true``), each a task.
+        self._bots: dict[asyncio.Task[None], asyncio.Event] = {}
+        #: ``/digest [name]``: the digest's Telegram HTML (None: no digests).
+        self.digest: Digest | None = None
 
     # ------------------------------------------------------------------ run
 
@@ -156,6 +161,7 @@ class Daemon:
             self.metrics.declare_sinks(rt.sinks)
             self.metrics.declare_sources(rt.pipelines)
             self._start_replica(rt)
+            self._start_bots(rt)
             self._update_firing(rt)  # the state on disk, before the first poll
             await self._start_health(self.config)  # before anything runs that must be stopped
             await rt.delivery.start()
@@ -226,6 +232,7 @@ class Daemon:
                 stop.set()  # also when _serve raised: the watchdog must stop pinging
                 self.notifier.stopping()
                 rounds.set()
+                await self._stop_bots()
                 if leases is not None:
                     await leases
                 await self._shutdown(rt, scheduler)
@@ -256,6 +263,38 @@ class Daemon:
         )
         for pipeline in rt.pipelines.values():
             pipeline.on_lost = self.replica.lost
+
+    def _start_bots(self, rt: Runtime) -> None:
+        """A task per Telegram sink with ``commands = true`` (:mod:`monitor.telegram_bot`)."""
+        try:
+            bots = bots_for(
+                self.config,
+                session=rt.session,
+                store=rt.store,
+                settings=lambda: self.config,
+                changed=self._control_changed,
+                digest=self.digest,
+                singleton=lambda: self.replica is None or bool(self.replica.singleton),
+            )
+        except MonitorError as exc:  # a token that went away since the start's check
+            log.error("telegram_bot_failed", error=str(exc))
+            return
+        for bot in bots:
+            stop = asyncio.Event()
+            task = asyncio.create_task(bot.run(stop), name=f"bot:{bot.name}")
+            self._bots[task] = stop
+
+    async def _stop_bots(self) -> None:
+        """Stop the bots: a long poll in flight ends at once, an update being handled is let
+        finish (its offset kept) for up to the stop grace."""
+        bots, self._bots = self._bots, {}
+        for stop in bots.values():
+            stop.set()
+        if bots:
+            _, running = await asyncio.wait(bots, timeout=STOP_GRACE)
+            for task in running:
+                task.cancel()
+            await asyncio.gather(*bots, return_exceptions=True)
 
     async def _singleton_acquired(self) -> None:
         """This replica does the singleton work from now on: its jobs run at once."""
@@ -801,6 +840,8 @@ class Daemon:
         self.metrics.declare_sources(rt.pipelines)
         self._update_firing(rt)
         await rt.delivery.start()
+        await self._stop_bots()  # the sinks' chats, admins or tokens may have changed
+        self._start_bots(rt)
         if self._scheduler is not None and new.heartbeat != old.heartbeat:
             self._start_heartbeat(rt, self._scheduler)
         if new.http != old.http:

@@ -16,7 +16,8 @@ one boundary where they can occur, with ``raise ... from exc`` (aiohttp's in :mo
     │   ├── StateLockedError  another process has the state database open for writing
     │   ├── SchemaTooNewError the database was written by a newer release
     │   └── LeaseLostError    another replica took the source over: this write is refused
-    └── ControlError       a silence or an acknowledgement asked for cannot be made
+    ├── ControlError       a silence or an acknowledgement asked for cannot be made
+    └── BotError           the Telegram Bot API failed a bot call (carries status, retry_after)
 
 No message ever contains a secret: tokens, webhook URLs and HMAC keys stay out of ``str(exc)``.
 """
@@ -119,3 +120,17 @@ class LeaseLostError(StoreError):
     def __init__(self, message: str, *, source: str) -> None:
         super().__init__(message)
         self.source = source
+
+
+class BotError(MonitorError):
+    """A call of the Telegram bot (``getUpdates``, ``sendMessage``, ``answerCallbackQuery``)
+    failed: a connection error, a timeout, or ``{"ok": false}`` with its ``error_code``
+    (``status``; 409: another consumer of the bot's updates) and, for 429, ``retry_after``
+    seconds. The message never holds the bot token."""
+
+    def __init__(
+        self, message: str, *, status: int | None = None, retry_after: float | None = None
+    ) -> None:
+        super().__init__(message)
+        self.status = status
+        self.retry_after = retry_after

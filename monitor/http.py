@@ -55,7 +55,7 @@ import aiohttp
 from yarl import URL
 
 from monitor import __version__
-from monitor.errors import AuthError, FetchError, MonitorError, SinkError, StreamError
+from monitor.errors import AuthError, BotError, FetchError, MonitorError, SinkError, StreamError
 from monitor.text import one_line
 
 USER_AGENT = f"balance-monitor/{__version__}"
@@ -202,6 +202,29 @@ def sink_errors(sink: str, *, timeout: float) -> AbstractContextManager[None]:
                     f"connection failed sending to sink '{sink}': {describe(exc)}",
                     retryable=True,
                 ),
+            ),
+        ]
+    )
+
+
+def bot_errors(bot: str, *, timeout: float) -> AbstractContextManager[None]:
+    """A Telegram bot call's failures as ``BotError``, naming the sink, never the URL (it holds
+    the bot token)."""
+    return map_exceptions(
+        [
+            when(
+                TimeoutError,
+                then=lambda _: BotError(f"bot '{bot}': timed out after {timeout:g}s"),
+            ),
+            when(
+                ssl.SSLError,
+                aiohttp.ClientSSLError,
+                then=lambda exc: BotError(f"bot '{bot}': {tls_failure(exc)}"),
+            ),
+            when(
+                aiohttp.ClientError,
+                OSError,
+                then=lambda exc: BotError(f"bot '{bot}': connection failed: {describe(exc)}"),
             ),
         ]
     )

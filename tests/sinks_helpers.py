@@ -193,7 +193,12 @@ def make_msteams(url: str, session: aiohttp.ClientSession) -> msteams.MsTeamsSin
 
 
 def make_telegram(
-    url: str, session: aiohttp.ClientSession, *, chat_id: str = CHAT_ID, timeout: float = 10.0
+    url: str,
+    session: aiohttp.ClientSession,
+    *,
+    chat_id: str = CHAT_ID,
+    timeout: float = 10.0,
+    commands: bool = False,
 ) -> telegram.TelegramSink:
     """A bot whose API server is the origin of ``url`` (the receiver)."""
     config = TelegramSinkConfig.model_validate(
@@ -204,6 +209,7 @@ def make_telegram(
             "chat_id": chat_id,
             "api_url": str(URL(url).origin()),
             "timeout": timeout,
+            "commands": commands,
         }
     )
     return telegram.create(config, index=0, session=session)

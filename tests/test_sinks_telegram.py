@@ -195,3 +195,39 @@ async def test_telegram_timeout_hides_the_token(
     error = await send_failing(make_telegram(receiver.url, session, timeout=0.1))
 
     assert str(error) == "timeout after 0.1s sending to sink 'tg'"
+
+
+async def test_with_commands_a_firing_alert_carries_the_buttons(
+    receiver: Receiver, session: aiohttp.ClientSession
+) -> None:
+    """ "Acknowledge" and "Silence 1h", each naming the notification (at most 64 bytes)."""
+    sink = make_telegram(receiver.url, session, commands=True)
+    await sink.send(make_notification())
+    assert posted(receiver)["reply_markup"] == {
+        "inline_keyboard": [
+            [
+                {"text": "Acknowledge", "callback_data": "ack:n-0001"},
+                {"text": "Silence 1h", "callback_data": "s1h:n-0001"},
+            ]
+        ]
+    }
+
+
+@pytest.mark.parametrize(
+    ("commands", "batch", "status"),
+    [
+        (False, 1, Status.FIRING),  # no bot: nobody would answer the buttons
+        (True, 1, Status.RESOLVED),  # nothing left to act on
+        (True, 3, Status.FIRING),  # a grouped message: no single alert to act on
+    ],
+)
+async def test_no_buttons(
+    receiver: Receiver,
+    session: aiohttp.ClientSession,
+    commands: bool,
+    batch: int,
+    status: Status,
+) -> None:
+    sink = make_telegram(receiver.url, session, commands=commands)
+    await sink.send_batch(notifications(batch, status=status))
+    assert "reply_markup" not in posted(receiver)

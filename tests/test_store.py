@@ -774,3 +774,18 @@ async def test_pruning_follows_the_keep_period_it_is_given(store: Store, backend
     assert await backend.rows("SELECT id FROM outbox") == [("over",)]
     await store.expire(older_than=0.0, now=T0.timestamp() + 3700, keep_finished=3600)
     assert await backend.rows("SELECT id FROM outbox") == []
+
+
+# --------------------------------------------------------------------------- the Telegram bot
+
+
+async def test_a_bot_offset_is_kept_by_sink_and_never_moves_back(store: Store) -> None:
+    """None before the first update; each bot its own; a stale (lower) write is ignored, so a
+    replica handing over late cannot make the next one answer a command again."""
+    assert await store.bot_offset("tg") is None
+    await store.set_bot_offset("tg", 101, now=T0.timestamp())
+    await store.set_bot_offset("other", 7, now=T0.timestamp())
+    await store.set_bot_offset("tg", 100, now=T1.timestamp())
+    assert await store.bot_offset("tg") == 101
+    await store.set_bot_offset("tg", 102, now=T1.timestamp())
+    assert (await store.bot_offset("tg"), await store.bot_offset("other")) == (102, 7)

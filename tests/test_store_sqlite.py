@@ -326,11 +326,11 @@ async def test_opening_a_schema_1_database_migrates_it(tmp_path: Path) -> None:
     finally:
         await store.close()
 
-    assert SCHEMA_VERSION == 6
+    assert SCHEMA_VERSION == 7
     assert version(path) == str(SCHEMA_VERSION)
     tables = {"history", "held", "departed", "silences", "acks", "notification_log"}
     tables |= {"delivery_attempts", "account_history", "history_journal", "polls"}
-    assert tables | {"replicas", "leases"} <= set(shape(path)["tables"])
+    assert tables | {"replicas", "leases", "bot_offsets"} <= set(shape(path)["tables"])
     assert columns(path, "outbox")[-2:] == ["claimed_by", "claimed_until"]
     assert columns(path, "alerts")[-3:] == ["state", "notified_at", "escalated"]
     assert state.active == {

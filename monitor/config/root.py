@@ -24,7 +24,7 @@ from monitor.config.service import (
     LogConfig,
     StateConfig,
 )
-from monitor.config.sinks import SinkConfig
+from monitor.config.sinks import SinkConfig, TelegramSinkConfig
 from monitor.config.sources import ApiConfig, SourceBase, SourceConfig
 from monitor.config.types import FrozenModel, KeyProblemsError, item_key, public_url
 from monitor.models import DEFAULT_SOURCE, Severity
@@ -65,6 +65,7 @@ class Config(FrozenModel):
         source_names = {s.name for s in self.all_sources()}
         problems += _duplicates("sinks", [s.name for s in self.sinks], "sink")
         problems += _duplicates("rules", [r.name for r in self.rules], "rule")
+        problems += _shared_bots(self.sinks)
         sink_names = {s.name for s in self.sinks}
         for i, rule in enumerate(self.rules):
             key = item_key("rules", i, rule.name)
@@ -179,6 +180,33 @@ class SourceSpec:
 
 def plural(n: int, word: str) -> str:
     return f"{n} {word}{'' if n == 1 else 's'}"
+
+
+def _shared_bots(sinks: Iterable[SinkConfig]) -> list[tuple[str, str]]:
+    """Telegram sinks answering commands with the same bot token (as written): Telegram lets
+    one consumer read a bot's updates, the others would be refused (409) for ever."""
+    problems = []
+    seen: dict[tuple[str, str], str] = {}
+    for i, sink in enumerate(sinks):
+        if not isinstance(sink, TelegramSinkConfig) or not sink.commands:
+            continue
+        ref = (
+            ("value", sink.bot_token.get_secret_value())
+            if sink.bot_token is not None
+            else ("env", sink.bot_token_env or "")
+            if sink.bot_token_env is not None
+            else ("file", str(sink.bot_token_file))
+        )
+        if ref in seen:
+            problems.append(
+                (
+                    f"{item_key('sinks', i, sink.name)}.commands",
+                    f"sink '{seen[ref]}' already answers commands with the same bot token (one"
+                    " process may read a bot's updates: give each its own bot)",
+                )
+            )
+        seen.setdefault(ref, sink.name)
+    return problems
 
 
 def _duplicates(section: str, names: Iterable[str], what: str) -> list[tuple[str, str]]:

@@ -22,6 +22,7 @@ from pydantic import (
     ConfigDict,
     Field,
     SecretStr,
+    ValidationInfo,
     field_validator,
     model_validator,
 )
@@ -173,6 +174,14 @@ class TelegramSinkConfig(_GroupingSink):
     chat_id: Annotated[str, BeforeValidator(lambda v: str(v) if isinstance(v, int) else v)]
     #: The Bot API's address (a self-hosted Bot API server, or a test server).
     api_url: HttpUrlText = "https://api.telegram.org"
+    #: Answer commands (``/balance``, ``/status``, ``/silence``, ...) by long-polling the Bot
+    #: API's ``getUpdates`` (:mod:`monitor.telegram_bot`); alert messages get inline buttons.
+    commands: bool = False
+    #: The chats (a private chat's id is its user's id) that may change state: ``/silence``,
+    #: ``/ack`` and the buttons. In a group, a sender whose user id is listed counts too.
+    admin_chat_ids: tuple[
+        Annotated[str, BeforeValidator(lambda v: str(v) if isinstance(v, int) else v)], ...
+    ] = ()
 
     SECRETS: ClassVar[tuple[Secret, ...]] = (Secret("bot_token"),)
 
@@ -181,6 +190,18 @@ class TelegramSinkConfig(_GroupingSink):
     def _chat(cls, value: str) -> str:
         if not re.fullmatch(r"-?\d+|@[A-Za-z][A-Za-z0-9_]{3,}", value):
             raise ValueError("must be a numeric chat id or an @channelusername")
+        return value
+
+    @field_validator("admin_chat_ids")
+    @classmethod
+    def _admins(cls, value: tuple[str, ...], info: ValidationInfo) -> tuple[str, ...]:
+        if value and not info.data.get("commands"):
+            raise ValueError("has no effect without commands = true")
+        for item in value:
+            if not re.fullmatch(r"-?\d{1,20}", item):
+                raise ValueError(f'{item!r} is not a numeric chat or user id (e.g. "123456789")')
+        if len(set(value)) != len(value):
+            raise ValueError("lists an id twice")
         return value
 
 

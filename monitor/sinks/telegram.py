@@ -6,7 +6,9 @@ The request is ``POST {api_url}/bot<token>/sendMessage`` with ``{"chat_id": ...,
 detail: account, field, previous and current values, source, labels, observed time and
 fingerprint. Several (``group_window``) are one message: a ``3 alerts: 2 firing, 1 resolved``
 headline and one line each. User text is HTML-escaped (``&``, ``<``, ``>``) and the text is cut to
-Telegram's 4096 characters at whole lines (``…and N more``).
+Telegram's 4096 characters at whole lines (``…and N more``). With ``commands = true`` the
+message of one firing alert carries the inline buttons "Acknowledge" and "Silence 1h"
+(:func:`monitor.bot_commands.buttons`), which :mod:`monitor.telegram_bot` answers.
 
 The bot token sits in the URL path: it is redacted from error messages like the URL, and a
 ``429`` answer's ``{"parameters": {"retry_after": N}}`` becomes the error's ``retry_after``.
@@ -22,8 +24,9 @@ from urllib.parse import quote
 import aiohttp
 from pydantic import SecretStr
 
+from monitor.bot_commands import buttons
 from monitor.config import TelegramSinkConfig, resolve_secret
-from monitor.models import Alert, rfc3339
+from monitor.models import Alert, Notification, Status, rfc3339
 from monitor.sinks.base import ChatSink, seconds_in_json
 from monitor.sinks.text import (
     escape,
@@ -64,6 +67,7 @@ class TelegramSink(ChatSink):
         chat_id: str,
         api_url: str = DEFAULT_API_URL,
         timeout: float = 10.0,
+        buttons: bool = False,
     ) -> None:
         quoted = quote(token.get_secret_value(), safe=":")
         super().__init__(
@@ -74,9 +78,23 @@ class TelegramSink(ChatSink):
             redact=(token, SecretStr(quoted), SecretStr(quote(token.get_secret_value(), safe=""))),
         )
         self._chat_id: int | str = int(chat_id) if _NUMERIC_CHAT.fullmatch(chat_id) else chat_id
+        #: ``commands = true``: a firing alert's message carries "Acknowledge" and "Silence 1h".
+        self.buttons = buttons
 
     def document(self, alerts: Sequence[Alert]) -> dict[str, Any]:
         return message(alerts, self._chat_id)
+
+    async def send_batch(self, notifications: Sequence[Notification]) -> None:
+        """As every chat sink; with :attr:`buttons`, a message of one firing alert carries
+        the inline buttons (a grouped message has none: each alert would need its own pair)."""
+        if not notifications:
+            return
+        document = self.document([n.alert for n in notifications])
+        if self.buttons and len(notifications) == 1:
+            markup = buttons_for(notifications[0])
+            if markup is not None:
+                document["reply_markup"] = markup
+        await self._post_json(document)
 
     def _retry_after_in_body(self, body: str) -> float | None:
         return retry_after(body)
@@ -98,6 +116,14 @@ def text(alerts: Sequence[Alert]) -> str:
         return join_lines(_single(alerts[0]), TEXT_LIMIT, rest=lambda n: "…")
     lines = [f"<b>{escape(tally(alerts))}</b>", *map(_line, alerts)]
     return join_lines(lines, TEXT_LIMIT, rest=lambda n: escape(more(alerts[-n:])))
+
+
+def buttons_for(notification: Notification) -> dict[str, Any] | None:
+    """The inline keyboard under a firing alert (its ``callback_data`` names the notification:
+    :mod:`monitor.telegram_bot` acknowledges or silences its alert); none once resolved."""
+    if notification.alert.status is not Status.FIRING:
+        return None
+    return buttons(notification.id)
 
 
 def retry_after(body: str) -> float | None:
@@ -146,4 +172,5 @@ def create(
         chat_id=config.chat_id,
         api_url=config.api_url,
         timeout=config.timeout.total_seconds(),
+        buttons=config.commands,
     )

@@ -468,6 +468,17 @@ class Store(Protocol):
         """The last ``limit`` notifications queued (one row per sink), newest first."""
         ...
 
+    # ---------------------------------------------------------------- the Telegram bot
+
+    async def bot_offset(self, bot: str) -> int | None:
+        """The next ``getUpdates`` ``update_id`` the bot of sink ``bot`` asks for (``None``:
+        it never handled an update)."""
+        ...
+
+    async def set_bot_offset(self, bot: str, next_update_id: int, *, now: float) -> None:
+        """Keep the bot's next ``update_id``, once the updates before it were handled."""
+        ...
+
     # ---------------------------------------------------------------- replicas (PostgreSQL)
 
     async def replicas(self) -> list[ReplicaRow]:

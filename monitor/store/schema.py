@@ -19,7 +19,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-SCHEMA_VERSION = 6
+SCHEMA_VERSION = 7
 
 _META = """
 CREATE TABLE IF NOT EXISTS meta (
@@ -221,6 +221,14 @@ CREATE TABLE IF NOT EXISTS leases (
     expires_at REAL NOT NULL,
     changed_at REAL NOT NULL
 )"""
+#: Issue 17: the Telegram bot's ``getUpdates`` offset, by sink name: the next ``update_id`` to
+#: ask for, written after each update is handled (a restart neither replays nor skips).
+_BOT_OFFSETS = """
+CREATE TABLE IF NOT EXISTS bot_offsets (
+    bot TEXT PRIMARY KEY,
+    next_update_id INTEGER NOT NULL,
+    updated_at REAL NOT NULL
+)"""
 
 #: The whole schema at :data:`SCHEMA_VERSION`, one statement each, for a new database.
 SCHEMA: tuple[str, ...] = (
@@ -245,6 +253,7 @@ SCHEMA: tuple[str, ...] = (
     _POLLS,
     _REPLICAS,
     _LEASES,
+    _BOT_OFFSETS,
 )
 
 
@@ -306,6 +315,7 @@ MIGRATIONS: tuple[Migration, ...] = (
             _LEASES,
         ),
     ),
+    Migration(7, "the Telegram bot's getUpdates offset", (_BOT_OFFSETS,)),
 )
 
 #: The tables ``[history] keep`` bounds, each with its column of epoch seconds:
@@ -330,6 +340,8 @@ HELD_SINCE = 2
 ACCOUNT_HISTORY_SINCE = 5
 #: Since this version ``replicas`` and ``leases`` exist.
 REPLICAS_SINCE = 6
+#: Since this version ``bot_offsets`` exists.
+BOT_OFFSETS_SINCE = 7
 
 
 def steps_from(version: int) -> tuple[Migration, ...]:

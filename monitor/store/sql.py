@@ -39,7 +39,7 @@ from monitor.store.base import (
     SourceRow,
 )
 from monitor.store.dbapi import Db
-from monitor.store.schema import ACTIONS_SINCE, REPLICAS_SINCE
+from monitor.store.schema import ACTIONS_SINCE, BOT_OFFSETS_SINCE, REPLICAS_SINCE
 
 T = TypeVar("T")
 
@@ -219,6 +219,14 @@ class SqlStore:
         return await self._run(run)
 
     # ------------------------------------------------------------------ account streams
+
+    async def bot_offset(self, bot: str) -> int | None:
+        if self._version < BOT_OFFSETS_SINCE:
+            return None
+        return await self._run(actions.bot_offset, bot)
+
+    async def set_bot_offset(self, bot: str, next_update_id: int, *, now: float) -> None:
+        await self._run(actions.set_bot_offset, bot, next_update_id, now)
 
     async def record_stream(self, source: str, state: Mapping[str, JSONValue]) -> None:
         await self._run(ops.record_stream, source, state)

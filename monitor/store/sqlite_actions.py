@@ -23,12 +23,14 @@ __all__ = [
     "acks",
     "add_ack",
     "add_silence",
+    "bot_offset",
     "control_version",
     "expire_silence",
     "find_alert",
     "find_firing",
     "last_firing",
     "notifications",
+    "set_bot_offset",
     "silences",
 ]
 
@@ -257,3 +259,22 @@ def notifications(
             )
         )
     return out
+
+
+# --------------------------------------------------------------------------- the Telegram bot
+
+
+def bot_offset(db: Db, bot: str) -> int | None:
+    row = db.execute("SELECT next_update_id FROM bot_offsets WHERE bot=?", (bot,)).fetchone()
+    return int(row[0]) if row is not None else None
+
+
+def set_bot_offset(db: Db, bot: str, next_update_id: int, now: float) -> None:
+    """Never moves back: a stale writer (a replica handing over) cannot make a bot replay."""
+    db.execute(
+        "INSERT INTO bot_offsets (bot, next_update_id, updated_at) VALUES (?, ?, ?)"
+        " ON CONFLICT (bot) DO UPDATE SET next_update_id = excluded.next_update_id,"
+        " updated_at = excluded.updated_at"
+        " WHERE bot_offsets.next_update_id < excluded.next_update_id",
+        (bot, next_update_id, now),
+    )

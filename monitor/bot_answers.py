@@ -1,0 +1,173 @@
+"""The Telegram bot's answers, pure: Telegram HTML (user text escaped) within 4096 characters.
+
+What the commands of :mod:`monitor.bot_commands` answer, from what the store holds: the last
+polled balances (never a call to the API), the sources' health, the alerts. Times are given by
+the caller: nothing here reads the clock.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping, Sequence
+from datetime import UTC, datetime
+from decimal import Decimal, InvalidOperation
+from fnmatch import fnmatchcase
+from typing import TYPE_CHECKING, Any
+
+from monitor.bot_commands import ADMIN_COMMANDS, COMMANDS
+from monitor.models import MONEY_FIELDS
+from monitor.sinks.text import escape, join_lines
+
+if TYPE_CHECKING:
+    from monitor.silences import Ack, Silence
+    from monitor.store.base import AccountRow, AlertRow, SourceRow
+
+__all__ = ["TEXT_LIMIT", "alerts_text", "balance_text", "help_text", "status_text"]
+
+#: Telegram's most characters in one message.
+TEXT_LIMIT = 4096
+
+
+def help_text(admin: bool) -> str:
+    lines = ["<b>balance-monitor</b> answers:"]
+    lines += [text for name, text in COMMANDS.items() if admin or name not in ADMIN_COMMANDS]
+    if not admin:
+        lines.append("<i>/silence and /ack: only from an admin chat</i>")
+    return "\n".join(lines)
+
+
+def _ago(then: datetime | float | None, now: datetime) -> str:
+    if then is None:
+        return "never"
+    moment = then if isinstance(then, datetime) else datetime.fromtimestamp(then, tz=UTC)
+    seconds = max(0, int((now - moment).total_seconds()))
+    if seconds < 60:
+        return f"{seconds}s ago"
+    if seconds < 3600:
+        return f"{seconds // 60}m ago"
+    if seconds < 86400:
+        return f"{seconds // 3600}h{seconds % 3600 // 60:02d}m ago"
+    return f"{seconds // 86400}d{seconds % 86400 // 3600}h ago"
+
+
+def _money(value: Any) -> str:
+    if value is None:
+        return "—"
+    try:
+        number = Decimal(str(value))
+    except InvalidOperation:
+        return escape(str(value))
+    return f"{number:,.2f}" if number.is_finite() else escape(str(value))
+
+
+def _fit(lines: Sequence[str], what: str) -> str:
+    return join_lines(lines, TEXT_LIMIT, rest=lambda n: f"<i>…and {n} more {what}</i>")
+
+
+_MONEY_NAMES: Mapping[str, str] = {
+    "account_value_total": "Account value",
+    "cash": "Cash",
+    "cash_to_withdraw": "Cash to withdraw",
+    "unsettled_cash": "Unsettled cash",
+    "position_market_value": "Positions",
+    "margin_buying_power": "Margin buying power",
+    "non_margin_buying_power": "Non-margin buying power",
+    "day_trading_buying_power": "Day-trading buying power",
+}
+
+
+def _matches(number: str, pattern: str) -> bool:
+    """``12345678`` finds ``12345678@vision``; globs work as in rules' ``accounts``."""
+    if any(c in pattern for c in "*?["):
+        return fnmatchcase(number, pattern)
+    return number == pattern or number.split("@", 1)[0] == pattern
+
+
+def balance_text(rows: Sequence[AccountRow], account: str | None, now: datetime) -> str:
+    """``/balance [account]``: each account's money fields, restriction and day trades, from
+    the last stored poll (never a call to the API)."""
+    chosen = [r for r in rows if account is None or _matches(r.account_number, account)]
+    if not chosen:
+        if account is not None:
+            return f"No account matches <code>{escape(account)}</code>."
+        return "No balances yet: no poll has succeeded."
+    several_sources = len({r.source for r in rows}) > 1
+    lines: list[str] = []
+    for row in chosen:
+        if lines:
+            lines.append("")
+        where = f" · {escape(row.source)}" if several_sources else ""
+        lines.append(f"<b>{escape(row.account_number)}</b>{where}")
+        record = row.record
+        for field in MONEY_FIELDS:
+            if field in record:
+                name = _MONEY_NAMES.get(field, field)
+                lines.append(f"{name}: <code>{_money(record[field])}</code>")
+        restriction = str(record.get("restriction", "—"))
+        reason = record.get("restriction_reason")
+        why = f" ({escape(str(reason))})" if reason else ""
+        lines.append(f"Restriction: {escape(restriction)}{why}")
+        if "daytrades_count" in record:
+            lines.append(f"Day trades: {escape(str(record['daytrades_count']))}")
+        lines.append(f"<i>as of {_ago(row.observed_at, now)}</i>")
+    return _fit(lines, "lines: /balance ACCOUNT for one account")
+
+
+def _alert_line(alert: AlertRow, acks: Mapping[str, Ack], now: datetime) -> str:
+    where = alert.account_number or f"source {alert.source}"
+    state = "" if alert.state == "firing" else f" ({escape(alert.state)})"
+    ack = acks.get(alert.fingerprint)
+    acked = f" · acked by {escape(ack.author or 'unknown')}" if ack is not None else ""
+    return (
+        f"• <b>{escape(alert.rule)}</b>{state} on {escape(where)}, since"
+        f" {_ago(alert.started_at, now)}{acked}\n  id <code>{escape(alert.fingerprint)}</code>"
+    )
+
+
+def alerts_text(alerts: Sequence[AlertRow], acks: Iterable[Ack], now: datetime) -> str:
+    """``/alerts``: the firing alerts, then the pending ones, each with the id ``/ack`` takes."""
+    if not alerts:
+        return "No alert is firing. ✅"
+    by_fingerprint = {a.fingerprint: a for a in acks}
+    ordered = sorted(alerts, key=lambda a: (a.state != "firing", a.started_at))
+    firing = sum(1 for a in alerts if a.state == "firing")
+    head = f"<b>{firing} firing, {len(alerts) - firing} pending</b>"
+    lines = [head, *(_alert_line(a, by_fingerprint, now) for a in ordered)]
+    return _fit(lines, "alerts")
+
+
+def status_text(
+    sources: Sequence[SourceRow],
+    alerts: Sequence[AlertRow],
+    silences: Sequence[Silence],
+    now: datetime,
+) -> str:
+    """``/status``: each source's last poll and health, what fires, the active silences."""
+    lines = ["<b>balance-monitor status</b>"]
+    if not sources:
+        lines.append("No poll yet.")
+    for s in sources:
+        name = escape(s.source)
+        if s.last_result == "ok":
+            count = f", {s.account_count} accounts" if s.account_count is not None else ""
+            lines.append(f"✅ {name}: ok, last poll {_ago(s.last_poll_at, now)}{count}")
+        elif s.last_result is None:
+            lines.append(f"⏳ {name}: not polled yet")
+        else:
+            error = escape((s.last_error or "failed")[:300])
+            lines.append(
+                f"❌ {name}: failing ({s.failures} in a row), last success"
+                f" {_ago(s.last_success_at, now)}: {error}"
+            )
+    firing = [a for a in alerts if a.state == "firing"]
+    pending = len(alerts) - len(firing)
+    lines.append(f"Firing: {len(firing)}" + (f", pending: {pending}" if pending else ""))
+    lines.extend(
+        f"• {escape(a.rule)} on {escape(a.account_number or a.source)}" for a in firing[:20]
+    )
+    if len(firing) > 20:
+        lines.append(f"<i>…and {len(firing) - 20} more: /alerts</i>")
+    moment = now.timestamp()
+    active = [s for s in silences if s.active(moment)]
+    if active:
+        lines.append(f"Silences active: {len(active)}")
+    return _fit(lines, "lines")
