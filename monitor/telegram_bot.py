@@ -83,8 +83,9 @@ async def _sleep_or_stop(stop: asyncio.Event, seconds: float) -> None:
     """Wait ``seconds``, or less if ``stop`` is set meanwhile."""
     if seconds <= 0 or stop.is_set():
         return
-    try:
-        await asyncio.wait_for(stop.wait(), timeout=seconds)
+    try:  # asyncio.timeout, not wait_for (which on Python 3.11 may swallow a cancel)
+        async with asyncio.timeout(seconds):
+            await stop.wait()
     except TimeoutError:
         return
 
