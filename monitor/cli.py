@@ -45,6 +45,7 @@ WITH_CONFIG = (
     "ack",
     "notifications",
     "history",
+    "digest",
 )
 CONFIG_HELP = "TOML file (default: $BALANCE_MONITOR_CONFIG, else ./config.toml)"
 
@@ -167,6 +168,9 @@ def _parser() -> argparse.ArgumentParser:
     from monitor.cli_actions import add_arguments as add_action_commands
 
     add_action_commands(commands, CONFIG_HELP)
+    from monitor.cli_digest import add_arguments as add_digest_command
+
+    add_digest_command(commands, CONFIG_HELP)
 
     init = commands.add_parser(
         "init", help="Write the commented example configuration to start from."
@@ -290,6 +294,10 @@ def _dispatch(args: argparse.Namespace) -> int:
         return asyncio.run(run(config, args, _out))
     if command == "history":
         return asyncio.run(_history(config, args))
+    if command == "digest":
+        from monitor.cli_digest import run_digest
+
+        return asyncio.run(run_digest(config, args, _out))
     from monitor.logs import configure as configure_logging
 
     configure_logging(config.log.level, config.log.format)

@@ -23,15 +23,15 @@ import contextlib
 import functools
 import signal
 import time
-from collections.abc import AsyncIterator
-from datetime import UTC, datetime, timedelta
+from collections.abc import AsyncIterator, Container
+from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 import structlog
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
 
-from monitor import __version__, heap
+from monitor import __version__, digests, heap
 from monitor.api_actions import ActionsApi
 from monitor.config import (
     Config,
@@ -93,6 +93,8 @@ SUMMARY_DELAY = 1.0
 #: How often the daemon looks for what time alone makes due before a source's next poll
 #: (escalation steps, ``for`` waits, ``repeat`` reminders), in seconds: at most this late.
 DUE_CHECK = 1.0
+#: Seconds between two looks at whether a digest is due.
+DIGEST_CHECK = 1.0
 #: Seconds after start-up (and after a reload) when the heap is settled again (``monitor.heap``):
 #: by then every source has made its first polls, whose accounts stay alive for months.
 SETTLE_AFTER = 60.0
@@ -143,6 +145,10 @@ class Daemon:
         #: The account streams, started and stopped with their source's poll job.
         self._streams: Streams | None = None
         self._heartbeat: Heartbeat | None = None
+        #: The (digest, local day) pairs this process has queued or found queued.
+        self._digests_done: set[tuple[str, date]] = set()
+        #: The exchange calendar of ``market_days`` (built at the first look; a reload resets it).
+        self._digest_calendar: Container[date] | None = None
 
     # ------------------------------------------------------------------ run
 
@@ -186,6 +192,15 @@ class Daemon:
                 "interval",
                 seconds=DUE_CHECK,
                 id="due",
+                max_instances=1,
+                coalesce=True,
+            )
+            scheduler.add_job(
+                self._digest_job,
+                "interval",
+                seconds=DIGEST_CHECK,
+                id="digests",
+                next_run_time=utcnow(),
                 max_instances=1,
                 coalesce=True,
             )
@@ -440,6 +455,30 @@ class Daemon:
                 due = pipeline.due_at(waits=stream is not None and stream.connected)
                 if due is not None and due <= now:
                     await pipeline.step_due()
+
+    async def _digest_job(self) -> None:
+        """Queue the ``[[digests]]`` whose time has come today (at start: those due earlier
+        today and not queued yet); never raises."""
+        rt = self._rt
+        if rt is None or not self.config.digests:
+            return
+        if self.replica is not None and not self.replica.singleton:
+            return  # the replica doing singleton work queues them (the id makes a race harmless)
+        async with self._job("digest_cancelled"):
+            try:
+                if self._digest_calendar is None:
+                    self._digest_calendar = digests.holidays(self.config)
+                queued = await digests.queue_due(
+                    rt.store,
+                    self.config,
+                    utcnow(),
+                    done=self._digests_done,
+                    calendar=self._digest_calendar,
+                )
+                if queued:
+                    rt.delivery.wake()
+            except MonitorError as exc:
+                log.error("digest_failed", error=str(exc))
 
     def _start_heartbeat(self, rt: Runtime, scheduler: AsyncIOScheduler) -> None:
         """Add (or re-time, or remove) the heartbeat job of ``[heartbeat]``."""
@@ -759,6 +798,7 @@ class Daemon:
             concurrency=concurrency(new),
         )
         self.config = rt.config = new
+        self._digest_calendar = None  # market_days or [schedule] may have changed
         specs = {s.name: s for s in new.all_sources()}
         reset: dict[str, list[str]] = {}
         for name in [n for n in rt.pipelines if n not in specs]:

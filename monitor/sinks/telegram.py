@@ -22,7 +22,9 @@ from urllib.parse import quote
 import aiohttp
 from pydantic import SecretStr
 
+from monitor import digest_render
 from monitor.config import TelegramSinkConfig, resolve_secret
+from monitor.digest import Digest
 from monitor.models import Alert, rfc3339
 from monitor.sinks.base import ChatSink, seconds_in_json
 from monitor.sinks.text import (
@@ -77,6 +79,9 @@ class TelegramSink(ChatSink):
 
     def document(self, alerts: Sequence[Alert]) -> dict[str, Any]:
         return message(alerts, self._chat_id)
+
+    def digest_document(self, digest: Digest) -> dict[str, Any]:
+        return digest_render.telegram_message(digest, self._chat_id)
 
     def _retry_after_in_body(self, body: str) -> float | None:
         return retry_after(body)
