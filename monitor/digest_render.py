@@ -54,8 +54,10 @@ def _when(digest: Digest, moment: datetime) -> str:
 
 
 def headline(digest: Digest) -> str:
-    """``Digest close: 2026-12-01 16:15 EST``."""
-    return f"Digest {digest.name}: {_when(digest, digest.until)}"
+    """``Digest close: 2026-12-01``: the digest's local day (the same for the scheduled
+    message and a ``--print`` later that day)."""
+    day = digest.day or digest.until.astimezone(ZoneInfo(digest.timezone)).date()
+    return f"Digest {digest.name}: {day.isoformat()}"
 
 
 def period(digest: Digest) -> str:
@@ -112,7 +114,8 @@ def alert_line(digest: Digest, a: AlertLine) -> str:
 
 def failure_line(s: SourcePolls) -> str:
     error = f"; last error: {s.last_error}" if s.last_error else ""
-    return f"{FAILED_SYMBOL} source {s.source}: {s.failed} of {s.polls} polls failed{error}"
+    polls = "poll" if s.failed == 1 else "polls"
+    return f"{FAILED_SYMBOL} source {s.source}: {s.failed} {polls} failed{error}"
 
 
 # --------------------------------------------------------------------------- fitting

@@ -10,14 +10,14 @@ from pydantic import Field, field_validator
 from monitor.config.mutes import WEEKDAYS, Weekday
 from monitor.config.types import FrozenModel, Name, check_timezone
 
-_AT = re.compile(r"([01]\d|2[0-3]):([0-5]\d)")
+_AT = re.compile(r"([01]\d|2[0-3]):([0-5]\d)(:[0-5]\d)?")
 
 
 class DigestConfig(FrozenModel):
     """``[[digests]]``: one message per sink at ``at`` (local time of ``timezone``) on ``days``."""
 
     name: Name
-    #: ``"16:15"``: the local time of ``timezone`` (24-hour HH:MM).
+    #: ``"16:15"``: the local time of ``timezone`` (24-hour HH:MM; HH:MM:SS is accepted too).
     at: str
     #: An IANA zone; ``[schedule] timezone`` (the market's) when left out.
     timezone: str | None = None
@@ -54,8 +54,8 @@ class DigestConfig(FrozenModel):
     @property
     def clock(self) -> time:
         """``at`` as a time of day."""
-        hours, minutes = self.at.split(":")
-        return time(int(hours), int(minutes))
+        parts = [int(part) for part in self.at.split(":")]
+        return time(parts[0], parts[1], parts[2] if len(parts) > 2 else 0)
 
     @property
     def weekdays(self) -> frozenset[int]:
