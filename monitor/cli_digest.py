@@ -4,8 +4,8 @@
 is queued for its sinks with an id of its own (it never stands in for the scheduled one): a
 running daemon delivers it within a second or so (the queueing moves the control version its
 control job watches); with none running (SQLite: the state's lock is free) it is delivered
-here and now, and each sink's outcome printed; a sink that did not take it leaves it queued
-for the daemon and makes the exit code 1.
+here and now (for up to ``[delivery] once_deadline``), and each sink's outcome printed; a
+sink that did not take it leaves it queued for the daemon and makes the exit code 1.
 """
 
 from __future__ import annotations
@@ -21,9 +21,6 @@ from monitor import digest_render, digests
 from monitor.config import Config
 from monitor.errors import StateLockedError
 from monitor.exitcodes import Exit
-
-#: Seconds an in-process delivery may take before what is left stays queued for the daemon.
-DELIVER_WITHIN = 30.0
 
 
 def add_arguments(commands: Any, config_help: str) -> None:
@@ -89,7 +86,7 @@ async def _deliver(store: Any, config: Config, name: str, ident: str, out: Any) 
         sinks = {s.name: build_sink(s, index=i, session=session) for i, s in chosen}
         try:
             delivery = Delivery(store, sinks, config.delivery, concurrency=concurrency(config))
-            await delivery.drain(time.time() + DELIVER_WITHIN)
+            await delivery.drain(time.time() + config.delivery.once_deadline.total_seconds())
         finally:
             for sink in sinks.values():
                 await sink.aclose()

@@ -22,6 +22,7 @@ from monitor.digest import (
     due_today,
     previous_occurrence,
 )
+from monitor.models import JSONValue
 
 NY = ZoneInfo("America/New_York")
 WEEKDAYS = ["mon", "tue", "wed", "thu", "fri"]
@@ -31,8 +32,8 @@ def cfg(**fields: object) -> DigestConfig:
     return DigestConfig.model_validate({"name": "close", "at": "16:15", "sinks": ["s"], **fields})
 
 
-def ny(*args: int) -> datetime:
-    return datetime(*args, tzinfo=NY)  # type: ignore[misc] # year, month, day, hour, minute
+def ny(year: int, month: int, day: int, hour: int, minute: int) -> datetime:
+    return datetime(year, month, day, hour, minute, tzinfo=NY)
 
 
 @pytest.mark.parametrize(
@@ -102,8 +103,8 @@ def test_the_id_is_stable_per_name_and_day() -> None:
     assert digest_id("close", day) != digest_id("open", day)
 
 
-def record(value: str, **fields: object) -> dict[str, object]:
-    base: dict[str, object] = {
+def record(value: str, **fields: JSONValue) -> dict[str, JSONValue]:
+    base: dict[str, JSONValue] = {
         "account_value_total": Decimal(value),
         "cash": Decimal("100.00"),
         "cash_to_withdraw": Decimal("50.00"),
