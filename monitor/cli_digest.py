@@ -15,12 +15,13 @@ import sys
 import time
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from monitor import digest_render, digests
-from monitor.config import Config
 from monitor.errors import StateLockedError
 from monitor.exitcodes import Exit
+
+if TYPE_CHECKING:  # the parser is built for every command: the rest is imported when run
+    from monitor.config import Config
 
 
 def add_arguments(commands: Any, config_help: str) -> None:
@@ -38,6 +39,7 @@ def add_arguments(commands: Any, config_help: str) -> None:
 
 
 async def run_digest(config: Config, args: argparse.Namespace, out: Any) -> int:
+    from monitor import digest_render, digests
     from monitor.store import open_store
 
     digests.find(config, args.name)  # an unknown name: a ConfigError listing the names
@@ -74,6 +76,7 @@ async def _deliver(store: Any, config: Config, name: str, ident: str, out: Any) 
     """Deliver what is pending for the digest's sinks here; report the digest's outcome."""
     import aiohttp
 
+    from monitor import digests
     from monitor.delivery import Delivery, concurrency
     from monitor.runtime import require_secrets
     from monitor.sinks.registry import build_sink
