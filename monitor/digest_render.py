@@ -128,6 +128,8 @@ class Block:
 
     lines: tuple[str, ...]
     more: Callable[[int], str] | None = None
+    #: Cuttable blocks get their room lowest first (the alerts before the accounts).
+    priority: int = 0
 
 
 def fit(blocks: Sequence[Block], limit: int, *, sep: str = "\n") -> list[str]:
@@ -144,22 +146,26 @@ def fit(blocks: Sequence[Block], limit: int, *, sep: str = "\n") -> list[str]:
         if b.more is not None and b.lines
     }
     budget = limit - fixed - sum(reserve.values())
-    out: list[str] = []
-    for i, b in enumerate(blocks):
-        if b.more is None or not b.lines:
-            out.extend(b.lines)
-            continue
-        kept = 0
-        for line in b.lines:
+    kept: dict[int, int] = {}
+    for i in sorted(reserve, key=lambda i: blocks[i].priority):
+        count = 0
+        for line in blocks[i].lines:
             if len(line) + len(sep) > budget:
                 break
             budget -= len(line) + len(sep)
-            kept += 1
-        out.extend(b.lines[:kept])
-        if kept < len(b.lines):
-            out.append(b.more(len(b.lines) - kept))
-        else:
-            budget += reserve[i]
+            count += 1
+        kept[i] = count
+        if count == len(blocks[i].lines):
+            budget += reserve[i]  # its "more" line is not needed
+    out: list[str] = []
+    for i, b in enumerate(blocks):
+        if i not in kept:
+            out.extend(b.lines)
+            continue
+        more = b.more
+        out.extend(b.lines[: kept[i]])
+        if kept[i] < len(b.lines) and more is not None:
+            out.append(more(len(b.lines) - kept[i]))
     return [clip(line, limit) for line in out]
 
 
@@ -175,6 +181,7 @@ def blocks(
             Block(
                 tuple(fmt(account_line(digest, a)) for a in digest.accounts),
                 lambda n: fmt(f"…and {n} more account{'' if n == 1 else 's'}"),
+                priority=1,
             )
         )
     else:
