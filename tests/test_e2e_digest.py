@@ -120,3 +120,19 @@ async def test_digest_without_print_and_no_daemon_is_sent_at_once(
     failed = await cli.run("digest", "close", "--config", config)
     assert failed.code == 1
     assert "not delivered to every sink" in failed.stderr
+
+
+async def test_digest_next_to_a_running_daemon_is_sent_by_it_within_seconds(
+    hook: Hook, cli: Cli, make_config: MakeConfig
+) -> None:
+    """``digest close`` while the daemon runs only queues it; the daemon notices (its control
+    job) and sends it within a couple of seconds."""
+    config = make_config(rules=_digest("00:00"))
+    daemon = await cli.start("run", "--config", config)
+    await daemon.wait_event("digest_delivered", digest="close")  # today's, caught up at start
+    queued = await cli.run("digest", "close", "--config", config)
+    assert queued.code == 0, queued.output
+    assert "the running daemon sends it" in queued.stdout
+    await daemon.wait_event("digest_delivered", digest="close", count=2, timeout=5)
+    ids = [d["id"] for d in hook.matching(type="digest")]
+    assert len(set(ids)) == 2
