@@ -294,13 +294,13 @@ def _dispatch(args: argparse.Namespace) -> int:
         return asyncio.run(run(config, args, _out))
     if command == "history":
         return asyncio.run(_history(config, args))
+    from monitor.logs import configure as configure_logging
+
+    configure_logging(config.log.level, config.log.format)  # on stderr: stdout stays the output
     if command == "digest":
         from monitor.cli_digest import run_digest
 
         return asyncio.run(run_digest(config, args, _out))
-    from monitor.logs import configure as configure_logging
-
-    configure_logging(config.log.level, config.log.format)
     if command == "run":
         return asyncio.run(_run(config, path))
     if command == "once":

@@ -17,7 +17,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from monitor.errors import StateLockedError
+from monitor.errors import MonitorError, StateLockedError
 from monitor.exitcodes import Exit
 
 if TYPE_CHECKING:  # the parser is built for every command: the rest is imported when run
@@ -45,6 +45,10 @@ async def run_digest(config: Config, args: argparse.Namespace, out: Any) -> int:
     digests.find(config, args.name)  # an unknown name: a ConfigError listing the names
     now = datetime.now(tz=UTC)
     if args.print_:
+        if not config.state.postgres and not config.state.path.exists():
+            raise MonitorError(
+                f"no state database at {config.state.path} yet: the monitor has not run"
+            )
         store = await open_store(config.state, readonly=True)
         try:
             digest = await digests.render_digest(store, config, args.name, now)
