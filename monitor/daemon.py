@@ -897,7 +897,8 @@ async def run_daemon(
 
 
 async def run_once(config: Config) -> tuple[Exit, PollOutcome, int]:
-    """One poll of every source (concurrently), then deliver within ``delivery.once_deadline``.
+    """One poll of every source (concurrently), queue the digests due today and not queued yet,
+    then deliver within ``delivery.once_deadline``.
 
     The outcome is the first failed source's, else a sum over all sources. A PostgreSQL state
     is for replicas that share the sources by leases: ``once`` holds none, so it is refused.
@@ -910,6 +911,8 @@ async def run_once(config: Config) -> tuple[Exit, PollOutcome, int]:
     async with open_runtime(config) as rt:
         outcomes = await asyncio.gather(*(p.poll() for p in rt.pipelines.values()))
         await release_held(rt.store, config, utcnow(), rt.control.state)
+        if config.digests:  # a timer running `once` sends each digest once a day, too
+            await digests.queue_due(rt.store, config, utcnow(), done=set())
         deadline = time.time() + config.delivery.once_deadline.total_seconds()
         pending = await rt.delivery.drain(deadline)
     failed = [o for o in outcomes if not o.ok]

@@ -105,17 +105,20 @@ async def test_digest_with_an_unknown_name_lists_the_names(
 async def test_digest_without_print_and_no_daemon_is_sent_at_once(
     hook: Hook, cli: Cli, make_config: MakeConfig
 ) -> None:
-    """With no daemon running, ``digest close`` queues the digest with an id of its own and
-    sends it there and then, printing each sink's outcome; a failing sink exits 1 and leaves
-    it queued."""
+    """``once`` sends the day's digest (due at 00:00 UTC) once however often it runs; with no
+    daemon running, ``digest close`` queues one with an id of its own and sends it there and
+    then, printing each sink's outcome; a failing sink exits 1 and leaves it queued."""
     config = make_config(rules=_digest("00:00"), delivery='once_deadline = "2s"')
-    polled = await cli.run("once", "--config", config)
-    assert polled.code == 0, polled.output
+    for _ in range(2):
+        polled = await cli.run("once", "--config", config)
+        assert polled.code == 0, polled.output
+    [scheduled] = hook.matching(type="digest")
     sent = await cli.run("digest", "close", "--config", config)
     assert sent.code == 0, sent.output
     assert "digest 'close' to sink 'hook': delivered" in sent.stdout
-    [document] = hook.matching(type="digest")
-    assert document["totals"]["accounts"] == 2
+    manual = hook.matching(type="digest")[1]
+    assert manual["id"] != scheduled["id"]
+    assert manual["totals"]["accounts"] == 2
     hook.status = 503
     failed = await cli.run("digest", "close", "--config", config)
     assert failed.code == 1
