@@ -34,6 +34,8 @@ if TYPE_CHECKING:
     from monitor.models import Notification
 
 DEMO_INTERVAL = "2s"
+#: Seconds after the demo starts when it sends a digest of what it showed.
+DEMO_DIGEST_AFTER = 60.0
 #: The commands that read a configuration file (``--config``).
 WITH_CONFIG = (
     "run",
@@ -503,6 +505,7 @@ def _demo(interval: str, duration: float | None, *, stream: bool = True) -> int:
 async def _demo_main(interval: str, duration: float | None, *, stream: bool = True) -> int:
     import asyncio
     import tempfile
+    from datetime import UTC, datetime, timedelta
 
     from monitor.daemon import install_signal_handlers, run_daemon
     from monitor.demo import banner as demo_banner
@@ -521,7 +524,12 @@ async def _demo_main(interval: str, duration: float | None, *, stream: bool = Tr
     try:
         with tempfile.TemporaryDirectory(prefix="balance-monitor-demo-") as tmp:
             config = demo_config(
-                url, Path(tmp), interval, stream=stream, listen=f"127.0.0.1:{_free_port()}"
+                url,
+                Path(tmp),
+                interval,
+                stream=stream,
+                listen=f"127.0.0.1:{_free_port()}",
+                digest_at=datetime.now(tz=UTC) + timedelta(seconds=DEMO_DIGEST_AFTER),
             )
             demo_logging(width=max(len(rule.name) for rule in config.rules))
             _out(demo_banner(config, url, step))

@@ -77,6 +77,23 @@ async def test_digest_data_has_the_value_then_new_accounts_alerts_and_failed_pol
     ]
 
 
+async def test_accounts_of_a_source_first_polled_after_since_are_new(store: Store) -> None:
+    """The first poll writes no history (its records are the starting values): a source
+    first polled after the period's start has nothing to compare with."""
+    await poll(store, 2, rec("A", "1000"))
+    await poll(
+        store,
+        3,
+        rec("A", "1100"),
+        series=[("A", "account_value_total", Decimal(1000), Decimal(1100))],
+    )
+    data = await store.digest_data(
+        since=(T0 + timedelta(hours=1)).timestamp(), until=T0.timestamp() + 5 * 3600
+    )
+    [a] = data.accounts
+    assert (a.then, a.new) == (None, True)
+
+
 async def test_a_digest_is_queued_once_per_id_and_sink_and_read_back(store: Store) -> None:
     await poll(store, 0, rec("A", "1000"))
     config = DigestConfig(name="close", at="16:15", sinks=("hook", "chat"))

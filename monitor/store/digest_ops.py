@@ -39,6 +39,13 @@ def digest_data(db: Db, version: int, since: float | None, until: float) -> Dige
     then: dict[tuple[str, str], str | None] = {}
     if since is not None and version >= ACCOUNT_HISTORY_SINCE:
         for source in sorted({s for s, _ in records}):
+            # The first poll's records are the history's starting values (no series rows):
+            # a source first polled after ``since`` has no value then for any account.
+            (first,) = db.execute(
+                "SELECT min(at) FROM polls WHERE source = ?", (source,)
+            ).fetchone()
+            if first is None or float(first) > since:
+                continue
             for row in series(db, version, (source, None, ["account_value_total"]), (since, since)):
                 then[(row.source, row.account_number)] = row.value
     accounts = tuple(
@@ -47,7 +54,8 @@ def digest_data(db: Db, version: int, since: float | None, until: float) -> Dige
             number,
             record,
             then=_number(then.get((source, number))),
-            # No history reaches back to since: the account was first seen after it.
+            # No history reaches back to since: the account (or its source) was first seen
+            # after it.
             new=since is not None
             and version >= ACCOUNT_HISTORY_SINCE
             and "account_value_total" in record
