@@ -18,7 +18,8 @@ import structlog
 
 from monitor import digest_render
 from monitor.config import Config, DigestConfig
-from monitor.digest import Digest, build, digest_id, due_today, manual_id, previous_occurrence
+from monitor.digest import Digest, build
+from monitor.digest_schedule import digest_id, due_today, manual_id, previous_occurrence
 from monitor.errors import ConfigError
 from monitor.schedule import MARKETS, trading_holidays
 from monitor.store import Store

@@ -18,10 +18,8 @@ from monitor.digest import (
     SourcePolls,
     StoredAccount,
     build,
-    digest_id,
-    due_today,
-    previous_occurrence,
 )
+from monitor.digest_schedule import digest_id, due_today, previous_occurrence
 from monitor.models import JSONValue
 
 NY = ZoneInfo("America/New_York")

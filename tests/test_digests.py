@@ -11,7 +11,7 @@ from config_helpers import BASE_DIR, config
 
 from monitor import digests
 from monitor.config import Config, config_from_dict
-from monitor.digest import digest_id
+from monitor.digest_schedule import digest_id
 from monitor.errors import ConfigError
 from monitor.store import Store
 

@@ -13,7 +13,8 @@ from store_helpers import Backend, commit_poll
 
 from monitor.config import DigestConfig
 from monitor.cycle import PollRecord
-from monitor.digest import Digest, build, digest_id
+from monitor.digest import Digest, build
+from monitor.digest_schedule import digest_id
 from monitor.models import Account
 from monitor.rules import SourceHealth
 from monitor.store import Store
