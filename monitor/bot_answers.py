@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Any
 from monitor.bot_commands import ADMIN_COMMANDS, COMMANDS
 from monitor.models import MONEY_FIELDS
 from monitor.sinks.text import escape, join_lines
+from monitor.text import money_text
 
 if TYPE_CHECKING:
     from monitor.silences import Ack, Silence
@@ -56,7 +57,7 @@ def _money(value: Any) -> str:
         number = Decimal(str(value))
     except InvalidOperation:
         return escape(str(value))
-    return f"{number:,.2f}" if number.is_finite() else escape(str(value))
+    return money_text(number) if number.is_finite() else escape(str(value))
 
 
 def _fit(lines: Sequence[str], what: str) -> str:

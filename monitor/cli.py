@@ -34,6 +34,8 @@ if TYPE_CHECKING:
     from monitor.models import Notification
 
 DEMO_INTERVAL = "2s"
+#: Seconds after the demo starts when it sends a digest of what it showed.
+DEMO_DIGEST_AFTER = 60.0
 #: The commands that read a configuration file (``--config``).
 WITH_CONFIG = (
     "run",
@@ -45,6 +47,7 @@ WITH_CONFIG = (
     "ack",
     "notifications",
     "history",
+    "digest",
 )
 CONFIG_HELP = "TOML file (default: $BALANCE_MONITOR_CONFIG, else ./config.toml)"
 
@@ -167,6 +170,9 @@ def _parser() -> argparse.ArgumentParser:
     from monitor.cli_actions import add_arguments as add_action_commands
 
     add_action_commands(commands, CONFIG_HELP)
+    from monitor.cli_digest import add_arguments as add_digest_command
+
+    add_digest_command(commands, CONFIG_HELP)
 
     init = commands.add_parser(
         "init", help="Write the commented example configuration to start from."
@@ -292,7 +298,11 @@ def _dispatch(args: argparse.Namespace) -> int:
         return asyncio.run(_history(config, args))
     from monitor.logs import configure as configure_logging
 
-    configure_logging(config.log.level, config.log.format)
+    configure_logging(config.log.level, config.log.format)  # on stderr: stdout stays the output
+    if command == "digest":
+        from monitor.cli_digest import run_digest
+
+        return asyncio.run(run_digest(config, args, _out))
     if command == "run":
         return asyncio.run(_run(config, path))
     if command == "once":
@@ -495,6 +505,7 @@ def _demo(interval: str, duration: float | None, *, stream: bool = True) -> int:
 async def _demo_main(interval: str, duration: float | None, *, stream: bool = True) -> int:
     import asyncio
     import tempfile
+    from datetime import UTC, datetime, timedelta
 
     from monitor.daemon import install_signal_handlers, run_daemon
     from monitor.demo import banner as demo_banner
@@ -513,7 +524,12 @@ async def _demo_main(interval: str, duration: float | None, *, stream: bool = Tr
     try:
         with tempfile.TemporaryDirectory(prefix="balance-monitor-demo-") as tmp:
             config = demo_config(
-                url, Path(tmp), interval, stream=stream, listen=f"127.0.0.1:{_free_port()}"
+                url,
+                Path(tmp),
+                interval,
+                stream=stream,
+                listen=f"127.0.0.1:{_free_port()}",
+                digest_at=datetime.now(tz=UTC) + timedelta(seconds=DEMO_DIGEST_AFTER),
             )
             demo_logging(width=max(len(rule.name) for rule in config.rules))
             _out(demo_banner(config, url, step))

@@ -23,15 +23,15 @@ import contextlib
 import functools
 import signal
 import time
-from collections.abc import AsyncIterator
-from datetime import UTC, datetime, timedelta
+from collections.abc import AsyncIterator, Container
+from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 import structlog
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
 
-from monitor import __version__, heap
+from monitor import __version__, digest_render, digests, heap
 from monitor.api_actions import ActionsApi
 from monitor.config import (
     Config,
@@ -43,7 +43,7 @@ from monitor.config import (
 )
 from monitor.control import CONTROL_CHECK
 from monitor.delivery import Delivery, concurrency, group_windows, idle_recheck, release_held
-from monitor.errors import ConfigError, MonitorError
+from monitor.errors import ConfigError, ControlError, MonitorError
 from monitor.exitcodes import Exit
 from monitor.health import HealthServer, Readiness
 from monitor.heartbeat import Heartbeat
@@ -66,7 +66,7 @@ from monitor.sinks.base import Sink
 from monitor.sinks.registry import build_sinks
 from monitor.source import BalancesSource
 from monitor.streams import Streams
-from monitor.telegram_bot import Digest, bots_for
+from monitor.telegram_bot import bots_for
 from monitor.web import WebContext
 
 __all__ = [
@@ -94,6 +94,8 @@ SUMMARY_DELAY = 1.0
 #: How often the daemon looks for what time alone makes due before a source's next poll
 #: (escalation steps, ``for`` waits, ``repeat`` reminders), in seconds: at most this late.
 DUE_CHECK = 1.0
+#: Seconds between two looks at whether a digest is due.
+DIGEST_CHECK = 1.0
 #: Seconds after start-up (and after a reload) when the heap is settled again (``monitor.heap``):
 #: by then every source has made its first polls, whose accounts stay alive for months.
 SETTLE_AFTER = 60.0
@@ -146,8 +148,10 @@ class Daemon:
         self._heartbeat: Heartbeat | None = None
         #: The Telegram bots answering commands (sinks with ``commands = true``), each a task.
         self._bots: dict[asyncio.Task[None], asyncio.Event] = {}
-        #: ``/digest [name]``: the digest's Telegram HTML (None: no digests).
-        self.digest: Digest | None = None
+        #: The (digest, local day) pairs this process has queued or found queued.
+        self._digests_done: set[tuple[str, date]] = set()
+        #: The exchange calendar of ``market_days`` (built at the first look; a reload resets it).
+        self._digest_calendar: Container[date] | None = None
 
     # ------------------------------------------------------------------ run
 
@@ -192,6 +196,15 @@ class Daemon:
                 "interval",
                 seconds=DUE_CHECK,
                 id="due",
+                max_instances=1,
+                coalesce=True,
+            )
+            scheduler.add_job(
+                self._digest_job,
+                "interval",
+                seconds=DIGEST_CHECK,
+                id="digests",
+                next_run_time=utcnow(),
                 max_instances=1,
                 coalesce=True,
             )
@@ -273,7 +286,7 @@ class Daemon:
                 store=rt.store,
                 settings=lambda: self.config,
                 changed=self._control_changed,
-                digest=self.digest,
+                digest=self._digest_html,
                 singleton=lambda: self.replica is None or bool(self.replica.singleton),
             )
         except MonitorError as exc:  # a token that went away since the start's check
@@ -283,6 +296,26 @@ class Daemon:
             stop = asyncio.Event()
             task = asyncio.create_task(bot.run(stop), name=f"bot:{bot.name}")
             self._bots[task] = stop
+
+    async def _digest_html(self, name: str | None) -> str:
+        """The bots' ``/digest [name]``: the digest (the first one without a name) as of now,
+        in Telegram HTML, from the stored snapshots; :class:`ControlError` says why not."""
+        rt, config = self._rt, self.config
+        if rt is None:
+            raise ControlError("the monitor is starting or stopping: ask again in a moment")
+        if not config.digests:
+            raise ControlError("No digests configured ([[digests]] in the config).")
+        try:
+            digest = await digests.render_digest(
+                rt.store,
+                config,
+                name if name is not None else config.digests[0].name,
+                utcnow(),
+                calendar=self._digest_calendar,
+            )
+        except ConfigError as exc:  # an unknown name: the message lists the names there are
+            raise ControlError(str(exc)) from exc
+        return digest_render.telegram_html(digest)
 
     async def _stop_bots(self) -> None:
         """Stop the bots: a long poll in flight ends at once, an update being handled is let
@@ -479,6 +512,30 @@ class Daemon:
                 due = pipeline.due_at(waits=stream is not None and stream.connected)
                 if due is not None and due <= now:
                     await pipeline.step_due()
+
+    async def _digest_job(self) -> None:
+        """Queue the ``[[digests]]`` whose time has come today (at start: those due earlier
+        today and not queued yet); never raises."""
+        rt = self._rt
+        if rt is None or not self.config.digests:
+            return
+        if self.replica is not None and not self.replica.singleton:
+            return  # the replica doing singleton work queues them (the id makes a race harmless)
+        async with self._job("digest_cancelled"):
+            try:
+                if self._digest_calendar is None:
+                    self._digest_calendar = digests.holidays(self.config)
+                queued = await digests.queue_due(
+                    rt.store,
+                    self.config,
+                    utcnow(),
+                    done=self._digests_done,
+                    calendar=self._digest_calendar,
+                )
+                if queued:
+                    rt.delivery.wake()
+            except MonitorError as exc:
+                log.error("digest_failed", error=str(exc))
 
     def _start_heartbeat(self, rt: Runtime, scheduler: AsyncIOScheduler) -> None:
         """Add (or re-time, or remove) the heartbeat job of ``[heartbeat]``."""
@@ -798,6 +855,7 @@ class Daemon:
             concurrency=concurrency(new),
         )
         self.config = rt.config = new
+        self._digest_calendar = None  # market_days or [schedule] may have changed
         specs = {s.name: s for s in new.all_sources()}
         reset: dict[str, list[str]] = {}
         for name in [n for n in rt.pipelines if n not in specs]:
@@ -898,7 +956,8 @@ async def run_daemon(
 
 
 async def run_once(config: Config) -> tuple[Exit, PollOutcome, int]:
-    """One poll of every source (concurrently), then deliver within ``delivery.once_deadline``.
+    """One poll of every source (concurrently), queue the digests due today and not queued yet,
+    then deliver within ``delivery.once_deadline``.
 
     The outcome is the first failed source's, else a sum over all sources. A PostgreSQL state
     is for replicas that share the sources by leases: ``once`` holds none, so it is refused.
@@ -911,6 +970,8 @@ async def run_once(config: Config) -> tuple[Exit, PollOutcome, int]:
     async with open_runtime(config) as rt:
         outcomes = await asyncio.gather(*(p.poll() for p in rt.pipelines.values()))
         await release_held(rt.store, config, utcnow(), rt.control.state)
+        if config.digests:  # a timer running `once` sends each digest once a day, too
+            await digests.queue_due(rt.store, config, utcnow(), done=set())
         deadline = time.time() + config.delivery.once_deadline.total_seconds()
         pending = await rt.delivery.drain(deadline)
     failed = [o for o in outcomes if not o.ok]

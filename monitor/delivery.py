@@ -44,11 +44,12 @@ import structlog
 
 from monitor.config import Config, DeliveryConfig
 from monitor.cycle import notification_id
+from monitor.digest import Digest, is_digest_payload
 from monitor.errors import SinkError, StoreError
 from monitor.models import Notification, Status
 from monitor.mutes import Held, muting, settle
 from monitor.silences import EMPTY, ControlState
-from monitor.sinks.base import BatchSink, EventResolvingSink, PacedSink, Sink
+from monitor.sinks.base import BatchSink, DigestSink, EventResolvingSink, PacedSink, Sink
 from monitor.store import Mark, OutboxRow, Store
 
 log = structlog.get_logger("monitor.delivery")
@@ -287,7 +288,11 @@ class Delivery:
                 await self._attempt_batch(sink, rows)
 
     async def _attempt_batch(self, sink: BatchSink, rows: Sequence[OutboxRow]) -> None:
-        """Send ``rows`` as one message; they succeed or fail together."""
+        """Send ``rows`` as one message; they succeed or fail together. A digest is a message
+        of its own: the notifications before it go first, as one message."""
+        digests = [i for i, row in enumerate(rows) if is_digest_payload(row.payload)]
+        if digests:
+            rows = rows[: digests[0]] or rows[:1]
         if len(rows) == 1:
             await self._attempt(sink, rows[0])
             return
@@ -362,6 +367,9 @@ class Delivery:
     ) -> tuple[Callable[[], Awaitable[None]], dict[str, Any], int]:
         """How to send one row, with its log context and attempt number."""
         payload = row.payload
+        if is_digest_payload(payload):
+            context = {"sink": sink.name, "id": row.id, "digest": payload.get("name")}
+            return lambda: send_digest(sink, row), context, row.attempts + 1
         context = {
             "sink": sink.name,
             "source": row.source,
@@ -427,7 +435,8 @@ class Delivery:
                 "delivery_crashed", **context, attempt=attempt, error=repr(exc), exc_info=True
             )
             return _Outcome("pending", repr(exc), backoff(attempt, self.config, rand=self.rand))
-        log.info("notification_delivered", **context, attempt=attempt, grouped=len(rows) > 1)
+        event = "digest_delivered" if "digest" in context else "notification_delivered"
+        log.info(event, **context, attempt=attempt, grouped=len(rows) > 1)
         return _Outcome("delivered")
 
     async def _mark(
@@ -459,6 +468,13 @@ class _Outcome:
     state: str
     error: str | None = None
     delay: float | None = None
+
+
+async def send_digest(sink: Sink, row: OutboxRow) -> None:
+    """Send the digest of outbox ``row``; a sink that cannot carry one fails it for good."""
+    if not isinstance(sink, DigestSink):
+        raise SinkError(f"sink '{sink.name}' cannot carry a digest", retryable=False)
+    await sink.send_digest(Digest.from_payload(row.payload))
 
 
 def event_resolution(trigger: Notification) -> Notification:

@@ -16,7 +16,7 @@ from __future__ import annotations
 import sys
 import tomllib
 from collections.abc import Mapping
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any, Final, TextIO
 
@@ -72,10 +72,17 @@ STREAM_POLLS: Final = "1m"
 
 
 def demo_config(
-    url: str, state_dir: Path, interval: str, *, stream: bool = False, listen: str | None = None
+    url: str,
+    state_dir: Path,
+    interval: str,
+    *,
+    stream: bool = False,
+    listen: str | None = None,
+    digest_at: datetime | None = None,
 ) -> Config:
     """The simulator at ``url``, the example's rules, a console sink, state in ``state_dir``;
-    the dashboard on ``listen`` (``127.0.0.1:port``) when given.
+    the dashboard on ``listen`` (``127.0.0.1:port``) when given; a digest ``demo`` to the
+    console at ``digest_at`` (UTC) when given.
 
     ``stream``: the account stream is on and the simulator's account changes every
     ``interval`` by itself; polls come every :data:`STREAM_POLLS` only, to reconcile."""
@@ -92,6 +99,9 @@ def demo_config(
     }
     if listen is not None:
         data["http"] = {"listen": listen}
+    if digest_at is not None:
+        at = digest_at.astimezone(UTC).strftime("%H:%M:%S")
+        data["digests"] = [{"name": "demo", "at": at, "timezone": "UTC", "sinks": ["console"]}]
     return config_from_dict(data, base_dir=state_dir, origin="demo")
 
 
@@ -124,6 +134,7 @@ def banner(config: Config, url: str, step: timedelta | None = None) -> str:
                 if config.http.listen is not None
                 else []
             ),
+            *([f"A digest of the accounts and alerts at {d.at} UTC." for d in config.digests]),
             "One line per notification below. Press Ctrl-C to stop.",
         ]
     )
@@ -159,10 +170,18 @@ class StoryRenderer:
 
     def __call__(self, logger: WrappedLogger, name: str, event_dict: EventDict) -> str:
         event_dict["timestamp"] = _time_of_day(event_dict.get("timestamp"))
+        if event_dict.get("event") == "digest" and isinstance(event_dict.get("text"), str):
+            return self.digest(event_dict)
         if event_dict.get("event") != self._event:
             rendered: str = self._console(logger, name, event_dict)
             return rendered
         return self.notification(event_dict)
+
+    def digest(self, event: Mapping[str, Any]) -> str:
+        """The log sink's digest: its text, each line indented under the time of day."""
+        lines = [_one_line(line) for line in str(event["text"]).splitlines()]
+        first = f"{event['timestamp']} DIGEST   {lines[0] if lines else ''}"
+        return "\n".join([first, *(f"  {line}" for line in lines[1:])])
 
     def notification(self, event: Mapping[str, Any]) -> str:
         status, severity = str(event.get("status")), str(event.get("severity"))

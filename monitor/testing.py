@@ -20,11 +20,14 @@ import asyncio
 from collections import deque
 from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
-from typing import Any, TypeAlias
+from typing import TYPE_CHECKING, Any, TypeAlias
 
 from monitor import encoding
 from monitor.errors import SinkError
 from monitor.models import Notification
+
+if TYPE_CHECKING:
+    from monitor.digest import Digest
 
 __all__ = [
     "EPOCH",
@@ -60,6 +63,8 @@ class RecordingSink:
         self._name = name
         self.attempts: list[Notification] = []
         self.sent: list[Notification] = []
+        #: The digests delivered, in order.
+        self.digests: list[Digest] = []
         self.closed = False
         self._failures: deque[BaseException] = deque()
         self._always: BaseException | None = None
@@ -112,6 +117,17 @@ class RecordingSink:
 
     async def send(self, notification: Notification) -> None:
         await self._attempt([notification])
+
+    async def send_digest(self, digest: Digest) -> None:
+        """A digest is tried like a notification (:meth:`block` and :meth:`fail_next`
+        apply) and recorded in ``digests``."""
+        await self._gate.wait()
+        if self._failures:
+            raise self._failures.popleft()
+        if self._always is not None:
+            raise self._always
+        self.digests.append(digest)
+        await self._notify()
 
     async def _attempt(self, notifications: Sequence[Notification]) -> None:
         """One attempt at ``notifications``: recorded, held by :meth:`block`, failed as queued

@@ -36,6 +36,16 @@ def value_text(value: JSONValue, *, none: str = MISSING) -> str:
     return str(value)
 
 
+def money_text(value: Decimal) -> str:
+    """An amount of money for people: grouped and to the cent (``1,234.50``), or with every
+    digit it has when it has more (``0.00000001``, never rounded away)."""
+    exact = value.normalize()
+    exponent = exact.as_tuple().exponent
+    if isinstance(exponent, int) and exponent < -2:
+        return f"{exact:,f}"
+    return f"{value:,.2f}"
+
+
 def clip(text: str, limit: int) -> str:
     """At most ``limit`` characters; when cut, the start and ``…``, never after a space and
     never inside an ``&…;`` entity (the chat sinks clip text already escaped)."""

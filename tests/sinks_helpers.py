@@ -12,7 +12,7 @@ import json
 import socket
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field, replace
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
 from typing import Any
 
@@ -24,14 +24,16 @@ from multidict import CIMultiDictProxy
 from yarl import URL
 
 from monitor.config import (
+    DigestConfig,
     DiscordSinkConfig,
     MsTeamsSinkConfig,
     SlackSinkConfig,
     TelegramSinkConfig,
     WebhookSinkConfig,
 )
+from monitor.digest import AlertLine, Digest, DigestData, SourcePolls, StoredAccount, build
 from monitor.errors import SinkError
-from monitor.models import Alert, Notification, Severity, Status
+from monitor.models import Alert, JSONValue, Notification, Severity, Status
 from monitor.sinks import discord, msteams, slack, telegram, webhook
 from monitor.sinks.base import Sink
 
@@ -43,6 +45,44 @@ BOT_TOKEN = "123456789:AAE-botTokenSecret_xyz"
 CHAT_ID = "-1001234567890"
 LABELS = {"team": "risk", "desk": "ny"}
 DESCRIPTION = "Withdrawals may bounce; move cash before 16:00."
+
+
+DIGEST_UNTIL = datetime(2026, 12, 1, 21, 15, tzinfo=UTC)
+DIGEST_SINCE = DIGEST_UNTIL - timedelta(days=1)
+
+
+def make_digest(accounts: int = 2) -> Digest:
+    """A digest of ``accounts`` accounts up 10% (one restricted for a reason with markup in
+    it), one alert fired and one failed poll."""
+    record: dict[str, JSONValue] = {
+        "account_value_total": Decimal("1100.00"),
+        "cash": Decimal("100.00"),
+        "cash_to_withdraw": Decimal("50.00"),
+        "margin_buying_power": Decimal("200.00"),
+        "restriction": "restricted",
+        "restriction_reason": "PDT <flag> & co",
+        "daytrades_count": 3,
+    }
+    data = DigestData(
+        accounts=tuple(
+            StoredAccount("default", f"{n:08d}", record, then=Decimal("1000.00"))
+            for n in range(accounts)
+        ),
+        alerts=(
+            AlertLine("firing", "low-cash", "default", "00000000", "cash <low>", DIGEST_UNTIL),
+        ),
+        polls=(SourcePolls("default", 10, 1, "HTTP 503"),),
+    )
+    config = DigestConfig(name="close", at="16:15", sinks=("x",))
+    return build(
+        config,
+        data,
+        ident="d-1",
+        timezone="America/New_York",
+        since=DIGEST_SINCE,
+        until=DIGEST_UNTIL,
+        day=date(2026, 12, 1),
+    )
 
 
 def make_notification(**changes: Any) -> Notification:

@@ -119,7 +119,8 @@ def test_wrong_arguments_exit_2_with_one_message(
 def test_config_means_the_same_on_either_side_of_the_command(command: str, path: str) -> None:
     """Whatever the command and the path, ``--config PATH`` before the command, after it, or
     on both sides, is that path."""
-    extra = {"test-sink": ["sink"], "silence": ["list"], "history": ["A-1"]}.get(command, [])
+    extras = {"test-sink": ["sink"], "silence": ["list"], "history": ["A-1"], "digest": ["close"]}
+    extra = extras.get(command, [])
     after = parse_args([command, "--config", path, *extra])
     before = parse_args(["--config", path, command, *extra])
     both = parse_args(["--config", path, command, "--config", path, *extra])

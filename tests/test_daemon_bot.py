@@ -6,8 +6,10 @@ not answer a command twice."""
 from __future__ import annotations
 
 import asyncio
+import json
 import time
 from collections.abc import AsyncIterator, Callable
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
@@ -21,6 +23,9 @@ from monitor.simulator import DEMO_TOKEN, Simulator
 
 #: Real seconds in-process: handed out first among the workers (tests/conftest.py).
 pytestmark = pytest.mark.slow
+
+_DAYS = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
+NOT_TODAY = [d for i, d in enumerate(_DAYS) if i != datetime.now(tz=UTC).weekday()]
 
 
 @pytest.fixture
@@ -52,7 +57,10 @@ def write_config(path: Path, api_url: str, bot_url: str) -> Path:
         f'bot_token = "{BOT_TOKEN}"\nchat_id = "{CHAT_ID}"\napi_url = "{bot_url}"\n'
         f'commands = true\nadmin_chat_ids = ["{ADMIN_ID}"]\n'
         '[[rules]]\nname = "low-cash"\ntype = "threshold"\nfield = "cash_to_withdraw"\n'
-        'op = "<"\nvalue = 1000\n',
+        'op = "<"\nvalue = 1000\n'
+        # A digest that is not due today (none sent at start): /digest asks for it.
+        '[[digests]]\nname = "close"\nat = "16:15"\ntimezone = "UTC"\nsinks = ["tg"]\n'
+        f"days = {json.dumps(NOT_TODAY)}\n",
         encoding="utf-8",
     )
     return path
@@ -84,8 +92,14 @@ async def test_the_bot_answers_silences_refuses_and_survives_a_restart(
         bot_api.message("/balance", chat_id=STRANGER_CHAT, user_id=ADMIN_ID)
         bot_api.message("/silence low-cash 1h", user_id=MEMBER_ID)
         bot_api.message("/silence low-cash 12345678@vision 1h wire sent", user_id=ADMIN_ID)
-        await wait_until(lambda: len(bot_api.sent) >= 3)
-        balance, refused, silenced = bot_api.texts()
+        bot_api.message("/digest")
+        bot_api.message("/digest open")
+        await wait_until(lambda: len(bot_api.sent) >= 5)
+        balance, refused, silenced, digest, unknown = bot_api.texts()
+        # /digest: the configured digest as of now, from the stored poll (Telegram HTML).
+        assert digest.startswith("<b>Digest close: ")
+        assert "40,410.28" in digest
+        assert unknown == "no digest named 'open' in [[digests]] (close)"
         assert balance.startswith(f"<b>{VISION}</b>")
         assert "Cash: <code>2,524.50</code>" in balance
         assert "Account value: <code>40,410.28</code>" in balance

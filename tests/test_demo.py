@@ -20,7 +20,7 @@ from typing import Any
 
 import pytest
 import structlog
-from sinks_helpers import make_notification
+from sinks_helpers import make_digest, make_notification
 
 from monitor import demo, logs
 from monitor.config import Config, config_from_dict
@@ -248,3 +248,20 @@ def test_the_streaming_demo_says_it_streams_and_polls_to_reconcile(tmp_path: Pat
     assert "streaming: the account changes every 2s" in text
     assert "polled every 1m to reconcile" in text
     assert "24s" in text
+
+
+async def test_the_demo_digest_is_its_text_under_the_time(
+    console: io.StringIO, tmp_path: Path
+) -> None:
+    """The demo's digest (a minute after it starts) shows as its text, one indented line each."""
+    at = datetime(2026, 12, 1, 21, 15, tzinfo=UTC)
+    config = demo.demo_config(URL, tmp_path, "2s", digest_at=at)
+    [digest] = config.digests
+    assert (digest.at, digest.sinks) == ("21:15:00", ("console",))
+    assert "A digest of the accounts and alerts at 21:15:00 UTC." in demo.banner(config, URL)
+    await LogSink("console").send_digest(make_digest())
+    lines = console.getvalue().splitlines()
+    first = LINE.match(lines[0])
+    assert first is not None
+    assert first.group("rest") == "DIGEST   Digest close: 2026-12-01"
+    assert lines[1] == "  Since 2026-11-30 16:15 EST"

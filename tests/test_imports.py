@@ -21,6 +21,9 @@ PURE = [
     "text.py",
     "sinks/text.py",
     "downsample.py",
+    "digest.py",
+    "digest_schedule.py",
+    "digest_render.py",
     *(f"rules/{p.name}" for p in (MONITOR / "rules").glob("*.py")),
 ]
 IMPURE = {

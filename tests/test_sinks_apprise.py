@@ -10,8 +10,9 @@ from collections.abc import AsyncIterator, Iterator
 from typing import Any
 
 import pytest
-from sinks_helpers import Receiver, Reply, make_notification, serving
+from sinks_helpers import Receiver, Reply, make_digest, make_notification, serving
 
+from monitor import digest_render
 from monitor.config import AppriseSinkConfig
 from monitor.errors import ConfigError, SinkError
 from monitor.models import Severity, Status
@@ -216,3 +217,13 @@ def test_repr_and_registry(monkeypatch: pytest.MonkeyPatch) -> None:
     assert isinstance(sink, apprise_sink.AppriseSink)
     assert not isinstance(sink, BatchSink)
     assert repr(sink) == "AppriseSink(name='push')"
+
+
+async def test_a_digest_is_its_plain_text_under_its_headline(receiver: Receiver) -> None:
+    """A digest with an alert fired is a ``warning``; its body is the plain text."""
+    digest = make_digest()
+    await make_sink(receiver.url).send_digest(digest)
+    [request] = receiver.requests
+    document = json.loads(request.body)
+    assert (document["title"], document["type"]) == ("Digest close: 2026-12-01", "warning")
+    assert document["message"] == digest_render.text(digest)

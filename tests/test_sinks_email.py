@@ -19,9 +19,10 @@ import pytest
 import trustme
 from aiosmtpd.controller import Controller
 from aiosmtpd.smtp import SMTP, AuthResult, Envelope, LoginPassword, Session
-from sinks_helpers import OBSERVED_AT, make_notification
+from sinks_helpers import OBSERVED_AT, make_digest, make_notification
 from structlog.testing import capture_logs
 
+from monitor import digest_render
 from monitor.config import EmailSinkConfig
 from monitor.errors import ConfigError, SinkError
 from monitor.models import Notification, Status
@@ -666,3 +667,24 @@ def test_registry_builds_the_email_sink(ca_file: Path) -> None:
 
     assert isinstance(sink, email_sink.EmailSink)
     assert isinstance(sink, BatchSink)
+
+
+# --------------------------------------------------------------------------- digests
+
+
+async def test_a_digest_is_one_email_with_a_text_and_an_html_part(
+    smtp_server: StartServer,
+) -> None:
+    digest = make_digest()
+    server = smtp_server(tls="none")
+    await make_sink(server.port, security="none", subject_prefix="[bm]").send_digest(digest)
+    [delivered] = server.mailbox.delivered
+    message = delivered.message()
+    assert message["Subject"].startswith("[bm] Digest close: 2026-12-01: 2200.00 (+200.00")
+    assert message["X-Balance-Monitor-Id"] == "d-1"
+    text = message.get_body(("plain",))
+    page = message.get_body(("html",))
+    assert text is not None
+    assert page is not None
+    assert text.get_content().replace("\r\n", "\n").rstrip("\n") == digest_render.text(digest)
+    assert "PDT &lt;flag&gt; &amp; co" in page.get_content()

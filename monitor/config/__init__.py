@@ -17,6 +17,7 @@ The modules, in the order they import each other:
 Everything public is importable from ``monitor.config`` itself.
 """
 
+from monitor.config.digests import DigestConfig
 from monitor.config.load import (
     DEFAULT_CONFIG,
     ENV_CONFIG,
@@ -104,6 +105,7 @@ __all__ = [
     "Config",
     "DeliveryConfig",
     "DeltaRuleConfig",
+    "DigestConfig",
     "DiscordSinkConfig",
     "Duration",
     "EmailSinkConfig",

@@ -12,6 +12,7 @@ from datetime import timedelta
 
 from pydantic import Field, model_validator
 
+from monitor.config.digests import DigestConfig
 from monitor.config.mutes import MuteConfig
 from monitor.config.rules import SOURCE_DOWN_RULE, RuleConfig
 from monitor.config.schedule import ScheduleConfig, describe_schedule
@@ -49,6 +50,7 @@ class Config(FrozenModel):
     sinks: tuple[SinkConfig, ...] = Field(min_length=1)
     rules: tuple[RuleConfig, ...] = ()
     mute: tuple[MuteConfig, ...] = ()
+    digests: tuple[DigestConfig, ...] = ()
 
     @model_validator(mode="after")
     def _references(self) -> Config:
@@ -89,9 +91,17 @@ class Config(FrozenModel):
                     problems.append(
                         (f"{item_key('mute', i, mute.name)}.rules", f"unknown rule '{name}'")
                     )
+        problems += _digest_problems(self.digests, self.sinks, source_names)
         if problems:
             raise KeyProblemsError(problems, absolute=True)
         return self
+
+    def digest(self, name: str) -> DigestConfig | None:
+        return next((d for d in self.digests if d.name == name), None)
+
+    def digest_timezone(self, digest: DigestConfig) -> str:
+        """The digest's time zone: its own, or ``[schedule] timezone``."""
+        return digest.timezone or self.schedule.timezone
 
     def rule(self, name: str) -> RuleConfig | None:
         return next((r for r in self.rules if r.name == name), None)
@@ -206,6 +216,32 @@ def _shared_bots(sinks: Iterable[SinkConfig]) -> list[tuple[str, str]]:
                 )
             )
         seen.setdefault(ref, sink.name)
+    return problems
+
+
+def _digest_problems(
+    digests: Iterable[DigestConfig], sinks: Iterable[SinkConfig], source_names: set[str]
+) -> list[tuple[str, str]]:
+    """Unique names, sinks that exist and can carry a digest, sources that exist."""
+    digests = list(digests)
+    problems = _duplicates("digests", [d.name for d in digests], "digest")
+    types = {s.name: s for s in sinks}
+    for i, digest in enumerate(digests):
+        key = item_key("digests", i, digest.name)
+        for name in digest.sinks:
+            sink = types.get(name)
+            if sink is None:
+                problems.append((f"{key}.sinks", f"unknown sink '{name}'"))
+            elif not sink.CARRIES_DIGESTS:
+                problems.append(
+                    (
+                        f"{key}.sinks",
+                        f"sink '{name}' ({sink.type}) is an alert API and cannot carry a digest",
+                    )
+                )
+        for name in digest.sources or ():
+            if name not in source_names:
+                problems.append((f"{key}.sources", f"unknown source '{name}'"))
     return problems
 
 

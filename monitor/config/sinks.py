@@ -58,6 +58,9 @@ class _SinkBase(WithSecrets):
     #: Whether the sink tracks alert state (Alertmanager, PagerDuty): it gets resolved
     #: notifications even from rules with ``send_resolved = false``.
     TRACKS_STATE: ClassVar[bool] = False
+    #: Whether the sink can carry a ``[[digests]]`` message (not the alert APIs: PagerDuty,
+    #: Alertmanager).
+    CARRIES_DIGESTS: ClassVar[bool] = True
 
     def key(self, index: int) -> str:
         """How messages name this sink, ``sinks[index]`` of the file: ``sinks[1] (slack)``."""
@@ -210,6 +213,7 @@ class PagerDutySinkConfig(_SinkBase):
 
     type: Literal["pagerduty"]
     TRACKS_STATE: ClassVar[bool] = True
+    CARRIES_DIGESTS: ClassVar[bool] = False
     routing_key: SecretStr | None = None
     routing_key_env: str | None = None
     routing_key_file: Path | None = None
@@ -227,6 +231,7 @@ class AlertmanagerSinkConfig(_SinkBase):
 
     type: Literal["alertmanager"]
     TRACKS_STATE: ClassVar[bool] = True
+    CARRIES_DIGESTS: ClassVar[bool] = False
     #: The Alertmanager's base URL, e.g. ``http://127.0.0.1:9093``.
     url: HttpUrlText
     #: Firing alerts are sent again this often; Alertmanager resolves alerts it stops hearing

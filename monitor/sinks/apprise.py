@@ -27,7 +27,9 @@ from typing import TYPE_CHECKING, Any
 
 import aiohttp
 
+from monitor import digest_render
 from monitor.config import AppriseSinkConfig, resolve_secret
+from monitor.digest import Digest
 from monitor.errors import ConfigError, SinkError
 from monitor.models import Alert, Notification, Severity
 from monitor.sinks.text import detail_rows, pick, title
@@ -77,12 +79,21 @@ class AppriseSink:
 
     async def send(self, notification: Notification) -> None:
         alert = notification.alert
+        await self._notify(body(alert), title(alert), notify_type(alert))
+
+    async def send_digest(self, digest: Digest) -> None:
+        """The plain text, headed by the digest's headline; ``info`` (``warning`` when an
+        alert fired or a source failed polls)."""
+        kind = "info" if digest.all_clear else "warning"
+        await self._notify(digest_render.text(digest), digest_render.headline(digest), kind)
+
+    async def _notify(self, text: str, heading: str, kind: str) -> None:
         try:
             async with asyncio.timeout(self._timeout):
                 result: Any = await self._notifier.async_notify(
-                    body=body(alert),
-                    title=title(alert),
-                    notify_type=notify_type(alert),
+                    body=text,
+                    title=heading,
+                    notify_type=kind,
                     body_format="text",  # Apprise escapes it for HTML and Markdown services
                 )
         except TimeoutError:

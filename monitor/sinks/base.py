@@ -24,7 +24,7 @@ import json
 import re
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from types import MappingProxyType
-from typing import Any, ClassVar, Protocol, TypeVar, runtime_checkable
+from typing import TYPE_CHECKING, Any, ClassVar, Protocol, TypeVar, runtime_checkable
 from urllib.parse import unquote, urlsplit
 
 import aiohttp
@@ -34,6 +34,9 @@ from monitor import encoding, http
 from monitor.config import resolve_secret
 from monitor.errors import SinkError
 from monitor.models import Alert, Notification
+
+if TYPE_CHECKING:  # the digest's modules are imported where digests are sent
+    from monitor.digest import Digest
 
 
 @runtime_checkable
@@ -51,6 +54,15 @@ class Sink(Protocol):
 
     async def aclose(self) -> None:
         """Release what the sink holds (the shared HTTP session is not the sink's to close)."""
+        ...
+
+
+@runtime_checkable
+class DigestSink(Sink, Protocol):
+    """A sink that can carry a digest (``[[digests]]``): every sink but the alert APIs."""
+
+    async def send_digest(self, digest: Digest) -> None:
+        """Deliver the digest as one message in the sink's own format, or raise ``SinkError``."""
         ...
 
 
@@ -199,6 +211,13 @@ class ChatSink(HttpSink, abc.ABC):
     @abc.abstractmethod
     def document(self, alerts: Sequence[Alert]) -> dict[str, Any]:
         """The JSON document for these alerts (at least one), in the order given."""
+
+    async def send_digest(self, digest: Digest) -> None:
+        await self._post_json(self.digest_document(digest))
+
+    def digest_document(self, digest: Digest) -> dict[str, Any]:
+        """The JSON document of a digest (:mod:`monitor.digest_render` has each format)."""
+        raise SinkError(f"sink '{self.name}' cannot carry a digest", retryable=False)
 
 
 async def post(

@@ -23,7 +23,9 @@ from typing import Any, ClassVar
 
 import aiohttp
 
+from monitor import digest_render
 from monitor.config import DiscordSinkConfig
+from monitor.digest import Digest
 from monitor.models import Alert, Severity, Status, rfc3339
 from monitor.sinks.base import ChatSink, create_url_sink, seconds_in_json
 from monitor.sinks.text import (
@@ -70,6 +72,9 @@ class DiscordSink(ChatSink):
 
     def document(self, alerts: Sequence[Alert]) -> dict[str, Any]:
         return message(alerts)
+
+    def digest_document(self, digest: Digest) -> dict[str, Any]:
+        return digest_render.discord_message(digest)
 
     def _retry_after_in_body(self, body: str) -> float | None:
         return retry_after(body)

@@ -44,8 +44,9 @@ import aiosmtplib
 import structlog
 from pydantic import SecretStr
 
-from monitor import http
+from monitor import digest_render, http
 from monitor.config import EmailSinkConfig, resolve_secret
+from monitor.digest import Digest
 from monitor.errors import SinkError
 from monitor.models import Alert, Notification
 from monitor.sinks.base import ID_HEADER
@@ -112,6 +113,24 @@ class EmailSink:
             to=self._to,
             prefix=self._prefix,
             now=datetime.now(tz=UTC),
+        )
+        await self._deliver(message)
+
+    async def send_digest(self, digest: Digest) -> None:
+        """One email with a plain-text and an HTML part."""
+        message = EmailMessage()
+        message["Subject"] = clip(
+            one_line(f"{self._prefix} {digest_render.email_subject(digest)}"), SUBJECT_LIMIT
+        )
+        message["From"] = self._sender
+        message["To"] = ", ".join(self._to)
+        message["Date"] = format_datetime(datetime.now(tz=UTC))
+        message["Message-ID"] = message_id([digest.id], self._sender)
+        message[ID_HEADER] = digest.id
+        message["Auto-Submitted"] = "auto-generated"
+        message.set_content(digest_render.text(digest) + "\n", cte="quoted-printable")
+        message.add_alternative(
+            digest_render.email_html(digest), subtype="html", cte="quoted-printable"
         )
         await self._deliver(message)
 

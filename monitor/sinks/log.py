@@ -9,11 +9,14 @@ from typing import Any, Literal
 import aiohttp
 import structlog
 
+from monitor import digest_render
 from monitor.config import LogSinkConfig
+from monitor.digest import Digest
 from monitor.models import JSONValue, Notification, Status, rfc3339
 from monitor.text import value_text
 
 EVENT = "notification"
+DIGEST_EVENT = "digest"
 Level = Literal["info", "warning", "error"]
 
 _log = structlog.get_logger("monitor.sinks.log")
@@ -55,6 +58,10 @@ class LogSink:
             **({"description": alert.description} if alert.description else {}),
             **({"labels": dict(alert.labels)} if alert.labels else {}),
         )
+
+    async def send_digest(self, digest: Digest) -> None:
+        """One ``digest`` event at ``info`` with the figures and the plain text."""
+        _log.info(DIGEST_EVENT, sink=self._name, **digest_render.loggable(digest))
 
     async def aclose(self) -> None:
         """Nothing to release."""

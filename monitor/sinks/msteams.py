@@ -17,8 +17,9 @@ from typing import Any, ClassVar
 
 import aiohttp
 
-from monitor import encoding
+from monitor import digest_render, encoding
 from monitor.config import MsTeamsSinkConfig
+from monitor.digest import Digest
 from monitor.models import Alert, Severity, rfc3339
 from monitor.sinks.base import ChatSink, create_url_sink
 from monitor.sinks.text import (
@@ -59,6 +60,9 @@ class MsTeamsSink(ChatSink):
 
     def document(self, alerts: Sequence[Alert]) -> dict[str, Any]:
         return message(alerts)
+
+    def digest_document(self, digest: Digest) -> dict[str, Any]:
+        return card(digest_render.teams_body(digest))
 
 
 def message(alerts: Sequence[Alert]) -> dict[str, Any]:

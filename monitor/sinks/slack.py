@@ -22,7 +22,9 @@ from typing import Any, ClassVar
 
 import aiohttp
 
+from monitor import digest_render
 from monitor.config import SlackSinkConfig
+from monitor.digest import Digest
 from monitor.models import Alert, Severity, rfc3339
 from monitor.sinks.base import ChatSink, create_url_sink
 from monitor.sinks.text import (
@@ -82,6 +84,9 @@ class SlackSink(ChatSink):
 
     def document(self, alerts: Sequence[Alert]) -> dict[str, Any]:
         return batch_message(alerts)
+
+    def digest_document(self, digest: Digest) -> dict[str, Any]:
+        return digest_render.slack_message(digest)
 
 
 def message(alert: Alert) -> dict[str, Any]:

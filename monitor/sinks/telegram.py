@@ -24,8 +24,10 @@ from urllib.parse import quote
 import aiohttp
 from pydantic import SecretStr
 
+from monitor import digest_render
 from monitor.bot_commands import buttons
 from monitor.config import TelegramSinkConfig, resolve_secret
+from monitor.digest import Digest
 from monitor.models import Alert, Notification, Status, rfc3339
 from monitor.sinks.base import ChatSink, seconds_in_json
 from monitor.sinks.text import (
@@ -95,6 +97,9 @@ class TelegramSink(ChatSink):
             if markup is not None:
                 document["reply_markup"] = markup
         await self._post_json(document)
+
+    def digest_document(self, digest: Digest) -> dict[str, Any]:
+        return digest_render.telegram_message(digest, self._chat_id)
 
     def _retry_after_in_body(self, body: str) -> float | None:
         return retry_after(body)

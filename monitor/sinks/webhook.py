@@ -1,6 +1,7 @@
 """``type = "webhook"``: POST each notification's JSON document, optionally HMAC-signed.
 
-The body is exactly :meth:`Notification.payload` as compact JSON (money as exact numbers). With a
+The body is exactly :meth:`Notification.payload` as compact JSON (money as exact numbers); a
+digest's is :func:`monitor.digest_render.webhook_document` (``"type": "digest"``). With a
 secret, ``X-Balance-Monitor-Signature: sha256=<hex>`` is the HMAC-SHA256 of the raw body bytes.
 """
 
@@ -14,8 +15,9 @@ import aiohttp
 from multidict import CIMultiDict
 from pydantic import SecretStr
 
-from monitor import encoding
+from monitor import digest_render, encoding
 from monitor.config import WebhookSinkConfig, resolve_secret
+from monitor.digest import Digest
 from monitor.models import Notification
 from monitor.sinks.base import ID_HEADER, JSON_HEADERS, HttpSink
 
@@ -40,10 +42,17 @@ class WebhookSink(HttpSink):
         self._headers = dict(headers or {})
 
     async def send(self, notification: Notification) -> None:
-        body = encoding.dumps(notification.payload()).encode()
+        await self._send_document(notification.payload(), notification.id)
+
+    async def send_digest(self, digest: Digest) -> None:
+        """The digest's own document (``"type": "digest"``), signed like a notification."""
+        await self._send_document(digest_render.webhook_document(digest), digest.id)
+
+    async def _send_document(self, document: object, ident: str) -> None:
+        body = encoding.dumps(document).encode()
         headers = CIMultiDict(JSON_HEADERS)
         headers.update(self._headers)
-        headers[ID_HEADER] = notification.id
+        headers[ID_HEADER] = ident
         if self._secret is not None:
             headers[SIGNATURE_HEADER] = sign(body, self._secret.get_secret_value())
         await self._post(body, headers)

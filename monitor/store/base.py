@@ -19,6 +19,7 @@ from datetime import datetime
 from typing import Any, Protocol
 
 from monitor.cycle import PollWrite, SourceState
+from monitor.digest import DigestData
 from monitor.models import AlertState, JSONValue, Notification
 from monitor.silences import Ack, Silence
 
@@ -477,6 +478,31 @@ class Store(Protocol):
 
     async def set_bot_offset(self, bot: str, next_update_id: int, *, now: float) -> None:
         """Keep the bot's next ``update_id``, once the updates before it were handled."""
+        ...
+
+    # ---------------------------------------------------------------- digests
+
+    async def digest_data(self, *, since: float | None, until: float) -> DigestData:
+        """What a digest is built from: every stored account with its ``account_value_total``
+        at ``since``, the notifications recorded and the polls made in (since, until]."""
+        ...
+
+    async def queue_digest(
+        self,
+        payload: Mapping[str, JSONValue],
+        sinks: Sequence[str],
+        *,
+        summary: str,
+        now: float,
+        announce: bool = False,
+    ) -> None:
+        """Queue a digest (its :meth:`~monitor.digest.Digest.payload`) for ``sinks``, once per
+        id and sink, and record it like a notification. ``announce``: bump the control
+        version, so a running daemon (another process) wakes its delivery within a second."""
+        ...
+
+    async def digest_queued(self, ident: str) -> set[str]:
+        """The sinks a digest with this id is queued for (or was delivered to)."""
         ...
 
     # ---------------------------------------------------------------- replicas (PostgreSQL)

@@ -17,8 +17,10 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any, TypeVar
 
 from monitor.cycle import PollWrite, SourceState
+from monitor.digest import DigestData
 from monitor.models import JSONValue, Notification
 from monitor.silences import Ack, Silence
+from monitor.store import digest_ops
 from monitor.store import sqlite_actions as actions
 from monitor.store import sqlite_ops as ops
 from monitor.store.base import (
@@ -252,6 +254,23 @@ class SqlStore:
         return await self._run(
             ops.series, self._version, (source, numbers, list(fields)), (since, until)
         )
+
+    async def digest_data(self, *, since: float | None, until: float) -> DigestData:
+        return await self._run(digest_ops.digest_data, self._version, since, until)
+
+    async def queue_digest(
+        self,
+        payload: Mapping[str, JSONValue],
+        sinks: Sequence[str],
+        *,
+        summary: str,
+        now: float,
+        announce: bool = False,
+    ) -> None:
+        await self._run(digest_ops.queue_digest, payload, list(sinks), summary, now, announce)
+
+    async def digest_queued(self, ident: str) -> set[str]:
+        return await self._run(digest_ops.queued, ident)
 
     async def recent_polls(self, source: str, *, limit: int) -> list[PollRow]:
         return await self._run(ops.recent_polls, self._version, source, limit)

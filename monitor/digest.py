@@ -1,0 +1,410 @@
+"""Digests (``[[digests]]``): what they say. Pure. When they are due and the period they
+cover (the previous scheduled occurrence) is :mod:`monitor.digest_schedule`.
+
+:func:`build` turns the plain data one store query reads (:class:`DigestData`: the stored
+accounts with the value each had then, the notifications recorded since, the failed polls) into
+a :class:`Digest`. Its :meth:`Digest.payload` is what the outbox keeps and, with the rendered
+text beside it, what a ``webhook`` sink receives (``"type": "digest"``).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from datetime import date, datetime
+from decimal import ROUND_HALF_EVEN, Decimal
+from fnmatch import fnmatchcase
+from typing import Any
+
+from monitor.config import DigestConfig
+from monitor.models import JSONValue, Record, rfc3339
+
+#: The ``type`` of a digest's JSON document (and of its outbox payload).
+DIGEST_TYPE = "digest"
+_CENT = Decimal("0.01")
+
+
+# --------------------------------------------------------------------------- input
+
+
+@dataclass(frozen=True, slots=True)
+class StoredAccount:
+    """An account's stored record and its ``account_value_total`` at the period's start
+    (``new``: the account was first seen after it, so there is nothing to compare with)."""
+
+    source: str
+    account_number: str
+    record: Record
+    then: JSONValue = None
+    new: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class AlertLine:
+    """A notification recorded in the period: an alert that fired or resolved."""
+
+    status: str
+    rule: str
+    source: str
+    account_number: str | None
+    summary: str
+    at: datetime
+
+
+@dataclass(frozen=True, slots=True)
+class SourcePolls:
+    """A source's polls in the period: how many, how many failed, the last error."""
+
+    source: str
+    polls: int
+    failed: int
+    last_error: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class DigestData:
+    """What one store query reads for a digest: plain data, nothing decided yet."""
+
+    accounts: tuple[StoredAccount, ...] = ()
+    alerts: tuple[AlertLine, ...] = ()
+    polls: tuple[SourcePolls, ...] = ()
+
+
+# --------------------------------------------------------------------------- the digest
+
+
+@dataclass(frozen=True, slots=True)
+class AccountFigures:
+    """One account's lines of a digest."""
+
+    source: str
+    account_number: str
+    value: Decimal | None
+    #: ``account_value_total`` at the period's start; ``None`` for a ``new`` account.
+    previous: Decimal | None
+    new: bool
+    cash: Decimal | None
+    cash_to_withdraw: Decimal | None
+    #: ``margin_buying_power`` (``non_margin_buying_power`` for a cash account).
+    buying_power: Decimal | None
+    restriction: str | None
+    restriction_reason: str | None
+    daytrades: int | None
+
+    @property
+    def change(self) -> Decimal | None:
+        if self.value is None or self.previous is None:
+            return None
+        return self.value - self.previous
+
+    @property
+    def percent(self) -> Decimal | None:
+        return _percent(self.change, self.previous)
+
+
+@dataclass(frozen=True, slots=True)
+class Totals:
+    """The sums across the accounts (a change only over the accounts that have one)."""
+
+    accounts: int
+    value: Decimal
+    previous: Decimal | None
+    cash: Decimal
+    cash_to_withdraw: Decimal
+
+    @property
+    def change(self) -> Decimal | None:
+        return None if self.previous is None else self.value_compared - self.previous
+
+    #: The value of the accounts that have a previous value (set by :func:`totals`).
+    value_compared: Decimal = Decimal(0)
+
+    @property
+    def percent(self) -> Decimal | None:
+        return _percent(self.change, self.previous)
+
+
+@dataclass(frozen=True, slots=True)
+class Digest:
+    """One digest, ready to render for any sink."""
+
+    id: str
+    name: str
+    timezone: str
+    since: datetime | None
+    until: datetime
+    accounts: tuple[AccountFigures, ...]
+    totals: Totals
+    alerts: tuple[AlertLine, ...] = ()
+    failed_sources: tuple[SourcePolls, ...] = ()
+    #: The local day it is for (the scheduled digest's day).
+    day: date | None = None
+
+    @property
+    def fired(self) -> tuple[AlertLine, ...]:
+        return tuple(a for a in self.alerts if a.status == "firing")
+
+    @property
+    def resolved(self) -> tuple[AlertLine, ...]:
+        return tuple(a for a in self.alerts if a.status == "resolved")
+
+    @property
+    def all_clear(self) -> bool:
+        """Nothing fired and no source failed a poll."""
+        return not self.fired and not self.failed_sources
+
+    @property
+    def fingerprint(self) -> str:
+        return f"digest:{self.name}"
+
+    def payload(self) -> dict[str, JSONValue]:
+        """The digest's JSON document (money as exact numbers); the outbox keeps it."""
+        t = self.totals
+        return {
+            "type": DIGEST_TYPE,
+            "id": self.id,
+            "name": self.name,
+            "fingerprint": self.fingerprint,
+            "timezone": self.timezone,
+            "day": self.day.isoformat() if self.day is not None else None,
+            "since": rfc3339(self.since) if self.since is not None else None,
+            "until": rfc3339(self.until),
+            "all_clear": self.all_clear,
+            "totals": {
+                "accounts": t.accounts,
+                "account_value_total": t.value,
+                "previous": t.previous,
+                "compared": t.value_compared,
+                "change": t.change,
+                "change_percent": t.percent,
+                "cash": t.cash,
+                "cash_to_withdraw": t.cash_to_withdraw,
+            },
+            "accounts": [
+                {
+                    "source": a.source,
+                    "account_number": a.account_number,
+                    "account_value_total": a.value,
+                    "previous": a.previous,
+                    "new": a.new,
+                    "change": a.change,
+                    "change_percent": a.percent,
+                    "cash": a.cash,
+                    "cash_to_withdraw": a.cash_to_withdraw,
+                    "buying_power": a.buying_power,
+                    "restriction": a.restriction,
+                    "restriction_reason": a.restriction_reason,
+                    "daytrades_count": a.daytrades,
+                }
+                for a in self.accounts
+            ],
+            "alerts": [
+                {
+                    "status": a.status,
+                    "rule": a.rule,
+                    "source": a.source,
+                    "account_number": a.account_number,
+                    "summary": a.summary,
+                    "at": rfc3339(a.at),
+                }
+                for a in self.alerts
+            ],
+            "failed_sources": [
+                {
+                    "source": s.source,
+                    "polls": s.polls,
+                    "failed": s.failed,
+                    "last_error": s.last_error,
+                }
+                for s in self.failed_sources
+            ],
+        }
+
+    @classmethod
+    def from_payload(cls, p: Mapping[str, Any]) -> Digest:
+        """The inverse of :meth:`payload` (the outbox stores payloads)."""
+        t = p["totals"]
+        since = p.get("since")
+        day = p.get("day")
+        return cls(
+            id=p["id"],
+            name=p["name"],
+            timezone=p["timezone"],
+            since=datetime.fromisoformat(since) if since else None,
+            until=datetime.fromisoformat(p["until"]),
+            day=date.fromisoformat(day) if day else None,
+            accounts=tuple(
+                AccountFigures(
+                    source=a["source"],
+                    account_number=a["account_number"],
+                    value=_money(a.get("account_value_total")),
+                    previous=_money(a.get("previous")),
+                    new=bool(a.get("new")),
+                    cash=_money(a.get("cash")),
+                    cash_to_withdraw=_money(a.get("cash_to_withdraw")),
+                    buying_power=_money(a.get("buying_power")),
+                    restriction=a.get("restriction"),
+                    restriction_reason=a.get("restriction_reason"),
+                    daytrades=_int(a.get("daytrades_count")),
+                )
+                for a in p.get("accounts", ())
+            ),
+            totals=Totals(
+                accounts=int(t["accounts"]),
+                value=_money(t["account_value_total"]) or Decimal(0),
+                previous=_money(t.get("previous")),
+                cash=_money(t["cash"]) or Decimal(0),
+                cash_to_withdraw=_money(t["cash_to_withdraw"]) or Decimal(0),
+                value_compared=_money(t.get("compared")) or Decimal(0),
+            ),
+            alerts=tuple(
+                AlertLine(
+                    a["status"],
+                    a["rule"],
+                    a["source"],
+                    a.get("account_number"),
+                    a["summary"],
+                    datetime.fromisoformat(a["at"]),
+                )
+                for a in p.get("alerts", ())
+            ),
+            failed_sources=tuple(
+                SourcePolls(s["source"], int(s["polls"]), int(s["failed"]), s.get("last_error"))
+                for s in p.get("failed_sources", ())
+            ),
+        )
+
+
+def is_digest_payload(payload: Mapping[str, Any]) -> bool:
+    """Whether an outbox payload is a digest (an alert's ``type`` is its rule's type)."""
+    return payload.get("type") == DIGEST_TYPE and "totals" in payload
+
+
+def build(
+    digest: DigestConfig,
+    data: DigestData,
+    *,
+    ident: str,
+    timezone: str,
+    since: datetime | None,
+    until: datetime,
+    day: date | None = None,
+) -> Digest:
+    """The digest ``digest`` makes of ``data`` for the period (``since``, ``until``]."""
+    accounts = tuple(
+        _figures(a)
+        for a in sorted(data.accounts, key=lambda a: (a.source, a.account_number))
+        if covers(digest, a.source, a.account_number)
+    )
+    alerts = tuple(
+        sorted(
+            (
+                a
+                for a in data.alerts
+                if a.status in ("firing", "resolved")
+                and covers(digest, a.source, a.account_number)
+                and (since is None or a.at > since)
+                and a.at <= until
+            ),
+            key=lambda a: a.at,
+        )
+    )
+    failed = tuple(
+        sorted(
+            (
+                s
+                for s in data.polls
+                if s.failed and (digest.sources is None or s.source in digest.sources)
+            ),
+            key=lambda s: s.source,
+        )
+    )
+    return Digest(
+        id=ident,
+        name=digest.name,
+        timezone=timezone,
+        since=since,
+        until=until,
+        day=day,
+        accounts=accounts,
+        totals=totals(accounts),
+        alerts=alerts,
+        failed_sources=failed,
+    )
+
+
+def covers(digest: DigestConfig, source: str, account_number: str | None) -> bool:
+    """Whether the digest covers this source and account (no account: the source's own)."""
+    if digest.sources is not None and source not in digest.sources:
+        return False
+    return account_number is None or any(fnmatchcase(account_number, p) for p in digest.accounts)
+
+
+def totals(accounts: Sequence[AccountFigures]) -> Totals:
+    compared = [a for a in accounts if a.change is not None]
+    return Totals(
+        accounts=len(accounts),
+        value=sum((a.value for a in accounts if a.value is not None), Decimal(0)),
+        previous=(
+            sum((a.previous for a in compared if a.previous is not None), Decimal(0))
+            if compared
+            else None
+        ),
+        cash=sum((a.cash for a in accounts if a.cash is not None), Decimal(0)),
+        cash_to_withdraw=sum(
+            (a.cash_to_withdraw for a in accounts if a.cash_to_withdraw is not None), Decimal(0)
+        ),
+        value_compared=sum((a.value for a in compared if a.value is not None), Decimal(0)),
+    )
+
+
+def _figures(a: StoredAccount) -> AccountFigures:
+    r = a.record
+    margin = r.get("margin_type")
+    power = r.get("non_margin_buying_power" if margin == "cash" else "margin_buying_power")
+    restriction = r.get("restriction")
+    reason = r.get("restriction_reason")
+    return AccountFigures(
+        source=a.source,
+        account_number=a.account_number,
+        value=_money(r.get("account_value_total")),
+        previous=None if a.new else _money(a.then),
+        new=a.new,
+        cash=_money(r.get("cash")),
+        cash_to_withdraw=_money(r.get("cash_to_withdraw")),
+        buying_power=_money(power),
+        restriction=restriction if isinstance(restriction, str) else None,
+        restriction_reason=reason if isinstance(reason, str) and reason else None,
+        daytrades=_int(r.get("daytrades_count")),
+    )
+
+
+def _percent(change: Decimal | None, base: Decimal | None) -> Decimal | None:
+    if change is None or base is None or base == 0:
+        return None
+    return (change * 100 / base).quantize(_CENT, rounding=ROUND_HALF_EVEN)
+
+
+def _money(value: object) -> Decimal | None:
+    if isinstance(value, bool) or value is None:
+        return None
+    if isinstance(value, Decimal):
+        return value
+    if isinstance(value, int):
+        return Decimal(value)
+    if isinstance(value, str):
+        try:
+            return Decimal(value)
+        except ArithmeticError:
+            return None
+    return None
+
+
+def _int(value: object) -> int | None:
+    if isinstance(value, bool) or value is None:
+        return None
+    if isinstance(value, int):
+        return value
+    if isinstance(value, Decimal) and value == value.to_integral_value():
+        return int(value)
+    return None

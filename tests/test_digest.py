@@ -1,0 +1,236 @@
+"""The pure side of digests: when they are due, what period they cover, what they say, and
+each sink's format within its limits."""
+
+from __future__ import annotations
+
+from datetime import UTC, date, datetime, timedelta
+from decimal import Decimal
+from zoneinfo import ZoneInfo
+
+import pytest
+
+from monitor import digest_render
+from monitor.config import DigestConfig
+from monitor.digest import (
+    AlertLine,
+    Digest,
+    DigestData,
+    SourcePolls,
+    StoredAccount,
+    build,
+)
+from monitor.digest_schedule import digest_id, due_today, previous_occurrence
+from monitor.models import JSONValue
+
+NY = ZoneInfo("America/New_York")
+WEEKDAYS = ["mon", "tue", "wed", "thu", "fri"]
+
+
+def cfg(**fields: object) -> DigestConfig:
+    return DigestConfig.model_validate({"name": "close", "at": "16:15", "sinks": ["s"], **fields})
+
+
+def ny(year: int, month: int, day: int, hour: int, minute: int) -> datetime:
+    return datetime(year, month, day, hour, minute, tzinfo=NY)
+
+
+@pytest.mark.parametrize(
+    ("fields", "now", "holidays", "expected"),
+    [
+        # Tuesday 17:00, after today's: the digest of today covers since Monday's.
+        ({}, ny(2026, 12, 1, 17, 0), (), ny(2026, 11, 30, 16, 15)),
+        # Tuesday 10:00, before today's: the same period (today's digest so far).
+        ({}, ny(2026, 12, 1, 10, 0), (), ny(2026, 11, 30, 16, 15)),
+        # Monday on weekdays only: since Friday's.
+        ({"days": WEEKDAYS}, ny(2026, 11, 30, 16, 15), (), ny(2026, 11, 27, 16, 15)),
+        # Saturday (no digest that day): since Friday's, the last one before now.
+        ({"days": WEEKDAYS}, ny(2026, 12, 5, 12, 0), (), ny(2026, 12, 4, 16, 15)),
+        # market_days: the Friday before is a holiday, so since Thursday's.
+        (
+            {"days": WEEKDAYS, "market_days": True},
+            ny(2026, 11, 30, 16, 30),
+            (date(2026, 11, 27),),
+            ny(2026, 11, 26, 16, 15),
+        ),
+        # The holiday counts only with market_days.
+        (
+            {"days": WEEKDAYS},
+            ny(2026, 11, 30, 16, 30),
+            (date(2026, 11, 27),),
+            ny(2026, 11, 27, 16, 15),
+        ),
+        # Across the end of DST (1 Nov 2026): 16:15 local on both days, 25 hours apart.
+        ({}, ny(2026, 11, 1, 16, 20), (), ny(2026, 10, 31, 16, 15)),
+    ],
+)
+def test_previous_occurrence(
+    fields: dict[str, object], now: datetime, holidays: tuple[date, ...], expected: datetime
+) -> None:
+    found = previous_occurrence(cfg(**fields), now, NY, frozenset(holidays))
+    assert found == expected
+    assert found is not None
+    assert found.utcoffset() == expected.utcoffset()
+
+
+def test_a_missing_wall_time_on_spring_forward_day_is_after_the_shift() -> None:
+    """02:30 does not exist on 8 March 2026 in New York: the digest goes at 03:30 EDT."""
+    due = due_today(cfg(at="02:30"), ny(2026, 3, 8, 12, 0), NY, frozenset())
+    assert due is not None
+    assert due.astimezone(UTC) == datetime(2026, 3, 8, 7, 30, tzinfo=UTC)
+
+
+@pytest.mark.parametrize(
+    ("fields", "now", "due"),
+    [
+        ({}, ny(2026, 12, 1, 16, 14), False),
+        ({}, ny(2026, 12, 1, 16, 15), True),
+        ({}, ny(2026, 12, 1, 23, 59), True),  # a catch-up later that day
+        ({"days": WEEKDAYS}, ny(2026, 12, 5, 17, 0), False),  # Saturday
+        ({"days": WEEKDAYS, "market_days": True}, ny(2026, 12, 25, 17, 0), False),  # Christmas
+    ],
+)
+def test_due_today(fields: dict[str, object], now: datetime, due: bool) -> None:
+    holidays = frozenset({date(2026, 12, 25)})
+    assert (due_today(cfg(**fields), now, NY, holidays) is not None) is due
+
+
+def test_the_id_is_stable_per_name_and_day() -> None:
+    day = date(2026, 12, 1)
+    assert digest_id("close", day) == digest_id("close", day)
+    assert digest_id("close", day) != digest_id("close", date(2026, 12, 2))
+    assert digest_id("close", day) != digest_id("open", day)
+
+
+def record(value: str, **fields: JSONValue) -> dict[str, JSONValue]:
+    base: dict[str, JSONValue] = {
+        "account_value_total": Decimal(value),
+        "cash": Decimal("100.00"),
+        "cash_to_withdraw": Decimal("50.00"),
+        "margin_type": "marginx2",
+        "margin_buying_power": Decimal("200.00"),
+        "non_margin_buying_power": Decimal("100.00"),
+        "restriction": "none",
+        "daytrades_count": 1,
+    }
+    return base | fields
+
+
+SINCE = ny(2026, 11, 30, 16, 15)
+UNTIL = ny(2026, 12, 1, 16, 15)
+
+
+def make(data: DigestData, **fields: object) -> Digest:
+    return build(
+        cfg(**fields),
+        data,
+        ident="id-1",
+        timezone="America/New_York",
+        since=SINCE,
+        until=UNTIL,
+        day=date(2026, 12, 1),
+    )
+
+
+def test_figures_change_percent_new_accounts_and_totals() -> None:
+    data = DigestData(
+        accounts=(
+            StoredAccount("default", "A1", record("1100.00"), then=Decimal("1000.00")),
+            StoredAccount(
+                "default",
+                "B2",
+                record(
+                    "500.00",
+                    margin_type="cash",
+                    restriction="restricted",
+                    restriction_reason="pattern day trader",
+                ),
+                new=True,
+            ),
+        )
+    )
+    d = make(data)
+    a1, b2 = d.accounts
+    assert (a1.change, a1.percent, a1.buying_power) == (
+        Decimal("100.00"),
+        Decimal("10.00"),
+        Decimal("200.00"),
+    )
+    assert (b2.change, b2.percent, b2.buying_power) == (None, None, Decimal("100.00"))
+    t = d.totals
+    assert (t.accounts, t.value, t.change, t.percent, t.cash, t.cash_to_withdraw) == (
+        2, Decimal("1600.00"), Decimal("100.00"), Decimal("10.00"), Decimal("200.00"),
+        Decimal("100.00"),
+    )  # fmt: skip
+    text = digest_render.text(d)
+    assert "A1: value 1,100.00 (+100.00, +10.00%)" in text
+    assert "B2: value 500.00 (new since 2026-11-30 16:15 EST)" in text
+    assert "restriction restricted (pattern day trader)" in text
+    assert "Total of 2 accounts: value 1,600.00 (+100.00, +10.00%)" in text
+    assert digest_render.ALL_CLEAR in text
+    assert Digest.from_payload(d.payload()) == d
+
+
+def test_alerts_in_the_period_failed_sources_and_globs() -> None:
+    data = DigestData(
+        accounts=(
+            StoredAccount("default", "A1", record("1.00"), then=Decimal("2.00")),
+            StoredAccount("default", "ZZ", record("9.00"), then=Decimal("9.00")),
+        ),
+        alerts=(
+            AlertLine(
+                "firing", "low-cash", "default", "A1", "cash fell", UNTIL - timedelta(hours=1)
+            ),
+            AlertLine("resolved", "low-cash", "default", "A1", "cash back", UNTIL),
+            AlertLine("firing", "old", "default", "A1", "before", SINCE),  # not in (since, until]
+            AlertLine("firing", "other", "default", "ZZ", "not covered", UNTIL),
+        ),
+        polls=(SourcePolls("default", 10, 2, "HTTP 503"), SourcePolls("x", 5, 0)),
+    )
+    d = make(data, accounts=["A*"])
+    assert [a.account_number for a in d.accounts] == ["A1"]
+    assert [(a.status, a.rule) for a in d.alerts] == [
+        ("firing", "low-cash"),
+        ("resolved", "low-cash"),
+    ]
+    assert [s.source for s in d.failed_sources] == ["default"]
+    assert not d.all_clear
+    text = digest_render.text(d)
+    assert "Alerts: 1 fired, 1 resolved" in text
+    assert "source default: 2 polls failed; last error: HTTP 503" in text
+    assert digest_render.ALL_CLEAR not in text
+    assert d.totals.percent == Decimal("-50.00")
+    assert "(-1.00, -50.00%)" in text
+
+
+def many() -> Digest:
+    accounts = tuple(
+        StoredAccount("default", f"{n:08d}", record("1000.00"), then=Decimal("900.00"))
+        for n in range(400)
+    )
+    alerts = tuple(
+        AlertLine("firing", "low-cash", "default", f"{n:08d}", "cash fell " * 5, UNTIL)
+        for n in range(300)
+    )
+    return make(DigestData(accounts=accounts, alerts=alerts))
+
+
+def test_a_long_digest_fits_telegram_with_totals_kept() -> None:
+    html = digest_render.telegram_html(many())
+    assert len(html) <= digest_render.TELEGRAM_LIMIT
+    assert "<b>Total of 400 accounts: value 400,000.00 (+40,000.00, +11.11%)" in html
+    assert "more accounts" in html
+    assert "more alerts" in html  # the alerts keep their room
+
+
+def test_a_long_digest_fits_slack_and_discord() -> None:
+    d = many()
+    slack = digest_render.slack_message(d)
+    assert all(len(b["text"]["text"]) <= 3000 for b in slack["blocks"])
+    assert "Total of 400 accounts" in slack["blocks"][0]["text"]["text"]
+    discord = digest_render.discord_message(d)
+    [embed] = discord["embeds"]
+    assert len(embed["description"]) <= 4096
+    assert "Total of 400 accounts" in embed["description"]
+    assert (
+        sum(len(embed[k]) for k in ("title", "description")) + len(embed["footer"]["text"]) <= 6000
+    )

@@ -1,0 +1,66 @@
+"""The daemon's digest job (:func:`monitor.digests.queue_due`) with a fake clock and a real
+SQLite store: due today and not queued yet is queued, once, whoever asks; a day that has
+passed is not sent late; a manual digest has an id of its own."""
+
+from __future__ import annotations
+
+from datetime import UTC, date, datetime, timedelta
+
+import pytest
+from config_helpers import BASE_DIR, config
+
+from monitor import digests
+from monitor.config import Config, config_from_dict
+from monitor.digest_schedule import digest_id
+from monitor.errors import ConfigError
+from monitor.store import Store
+
+# Tuesday 1 December 2026, 21:15 UTC is 16:15 in New York.
+DUE = datetime(2026, 12, 1, 21, 15, tzinfo=UTC)
+
+
+def with_digests(**fields: object) -> Config:
+    table = {"name": "close", "at": "16:15", "sinks": ["ops", "chat"], **fields}
+    return config_from_dict(config(digests=[table]), base_dir=BASE_DIR)
+
+
+async def test_due_is_queued_once_for_each_sink(store: Store) -> None:
+    cfg = with_digests()
+    assert await digests.queue_due(store, cfg, DUE - timedelta(seconds=1), done=set()) == []
+    assert await digests.queue_due(store, cfg, DUE, done=set()) == ["close"]
+    # A restart (a new ``done``) or a second replica: the same id, nothing more queued.
+    assert await digests.queue_due(store, cfg, DUE + timedelta(minutes=5), done=set()) == []
+    ident = digest_id("close", DUE.date())
+    assert await store.digest_queued(ident) == {"ops", "chat"}
+    assert await store.pending(None) == 2
+
+
+async def test_a_digest_missed_while_down_is_caught_up_that_day_only(store: Store) -> None:
+    cfg = with_digests()
+    later_that_day = DUE + timedelta(hours=2)  # 18:15 in New York
+    assert await digests.queue_due(store, cfg, later_that_day, done=set()) == ["close"]
+    next_morning = DUE + timedelta(hours=12)  # 04:15 on Wednesday: Tuesday's has passed
+    other = await store.pending(None)
+    assert await digests.queue_due(store, cfg, next_morning, done=set()) == []
+    assert await store.pending(None) == other
+
+
+async def test_a_sink_added_by_a_reload_gets_todays_digest_too(store: Store) -> None:
+    done: set[tuple[str, date]] = set()
+    await digests.queue_due(store, with_digests(sinks=["ops"]), DUE, done=set())
+    queued = await digests.queue_due(store, with_digests(), DUE, done=done)
+    assert queued == ["close"]
+    assert await store.digest_queued(digest_id("close", DUE.date())) == {"ops", "chat"}
+
+
+async def test_a_manual_digest_does_not_stand_in_for_the_scheduled_one(store: Store) -> None:
+    cfg = with_digests()
+    manual = await digests.queue_now(store, cfg, "close", DUE - timedelta(hours=1))
+    assert manual.id != digest_id("close", DUE.date())
+    assert await digests.queue_due(store, cfg, DUE, done=set()) == ["close"]
+    assert await store.pending(None) == 4
+
+
+async def test_an_unknown_name_lists_the_digests(store: Store) -> None:
+    with pytest.raises(ConfigError, match=r"no digest named 'x' in \[\[digests\]\] \(close\)"):
+        await digests.render_digest(store, with_digests(), "x", DUE)
