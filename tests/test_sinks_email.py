@@ -680,7 +680,7 @@ async def test_a_digest_is_one_email_with_a_text_and_an_html_part(
     await make_sink(server.port, security="none", subject_prefix="[bm]").send_digest(digest)
     [delivered] = server.mailbox.delivered
     message = delivered.message()
-    assert message["Subject"].startswith("[bm] Digest close: 2026-12-01: 2200.00 (+200.00")
+    assert message["Subject"].startswith("[bm] Digest close: 2026-12-01: 2,200.00 (+200.00")
     assert message["X-Balance-Monitor-Id"] == "d-1"
     text = message.get_body(("plain",))
     page = message.get_body(("html",))
