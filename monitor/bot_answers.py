@@ -225,7 +225,20 @@ def status_text(
     if len(firing) > 20:
         lines.append(f"<i>…and {len(firing) - 20} more: /alerts</i>")
     moment = now.timestamp()
-    active = [s for s in silences if s.active(moment)]
+    active = sorted((s for s in silences if s.active(moment)), key=lambda s: s.until)
     if active:
         lines.append(f"Silences active: {len(active)}")
+        lines.extend(_silence_line(s, now) for s in active[:10])
+        if len(active) > 10:
+            lines.append(f"<i>…and {len(active) - 10} more: balance-monitor silence list</i>")
     return _fit(lines, "lines")
+
+
+def _silence_line(silence: Silence, now: datetime) -> str:
+    """``🔕 low-cash on 12345678@vision for 1h20m more, by telegram:@al``."""
+    what = escape(silence.rule or "every rule")
+    where = silence.account or (f"source {silence.source}" if silence.source else None)
+    on = f" on {escape(where)}" if where else ""
+    left = _ago(now, datetime.fromtimestamp(silence.until, tz=UTC)).removesuffix(" ago")
+    by = f", by {escape(silence.author)}" if silence.author else ""
+    return f"🔕 {what}{on} for {left} more{by}"

@@ -17,6 +17,7 @@ from monitor.bot_answers import (
     plain,
     status_text,
 )
+from monitor.silences import Silence
 from monitor.store.base import AccountRow, AlertRow, SourceRow
 
 NOW = datetime(2026, 3, 2, 15, 0, tzinfo=UTC)
@@ -106,3 +107,20 @@ def test_fit_message_cuts_whole_lines_or_else_plain_text(text: str, expected: st
 
 def test_plain_drops_tags_and_entities() -> None:
     assert plain("🔕 Silenced <b>low&amp;cash</b> on 1&lt;2") == "🔕 Silenced low&cash on 1<2"
+
+
+def test_status_names_the_active_silences_soonest_end_first() -> None:
+    moment = NOW.timestamp()
+    silences = [
+        Silence("s1", moment - 60, moment + 7200, rule="low-cash", account="1234*",
+                author="telegram:@al"),
+        Silence("s2", moment - 60, moment + 300, source="default", comment="maintenance"),
+        Silence("s3", moment - 7200, moment - 60, rule="gone"),  # ended
+        Silence("s4", moment + 60, moment + 600, rule="later"),  # not yet
+    ]  # fmt: skip
+    text = status_text([], [], silences, NOW)
+    assert text.split("\n")[-3:] == [
+        "Silences active: 2",
+        "🔕 every rule on source default for 5m more",
+        "🔕 low-cash on 1234* for 2h00m more, by telegram:@al",
+    ]
