@@ -416,8 +416,9 @@ class TelegramBot:
 
     async def _answer(self, incoming: Incoming, text: str) -> None:
         """Send ``text`` (cut to Telegram's 4096 characters) to the chat the command came
-        from; a 429 with a short ``retry_after`` is waited for once (a stop ends the wait); a
-        failure is logged (the command was done, the offset moves on)."""
+        from; a 429 with a short ``retry_after`` is waited for once (a stop ends the wait), HTML
+        Telegram cannot parse is sent again as plain text; a failure is logged (the command
+        was done, the offset moves on)."""
         text = fit_message(text)
         for attempt in (1, 2):
             try:
@@ -429,6 +430,11 @@ class TelegramBot:
                     await self._sleep(self._stop, wait)
                     if not self._stop.is_set():
                         continue
+                if attempt == 1 and exc.status == 400 and "entities" in str(exc):
+                    # Our HTML is wrong somewhere: the answer as plain text, not none at all.
+                    log.warning("telegram_answer_not_html", sink=self.name, error=str(exc))
+                    text = fit_message(escape(plain(text)))
+                    continue
                 log.warning("telegram_answer_failed", sink=self.name, error=str(exc))
                 return
 

@@ -681,3 +681,15 @@ async def test_a_stop_ends_a_long_poll_in_flight_at_once(
     stop.set()
     await asyncio.wait_for(task, 5)
     assert time.monotonic() - started < 1.0
+
+
+async def test_an_answer_telegram_cannot_parse_goes_again_as_plain_text(
+    api: FakeBotApi, config: Config, store: Store, session: aiohttp.ClientSession
+) -> None:
+    async def digest(name: str | None) -> str:
+        return "<b>Digest</b> <unbalanced & broken"
+
+    api.fail("sendMessage", 400, description="Bad Request: can't parse entities: Unexpected end")
+    api.message("/digest")
+    await run_until(make_bot(config, store, session, digest=digest), lambda: len(api.sent) >= 1)
+    assert api.texts() == ["Digest &lt;unbalanced &amp; broken"]
