@@ -53,6 +53,8 @@ COMMANDS: Mapping[str, str] = {
 ADMIN_COMMANDS = frozenset({"silence", "ack"})
 #: The buttons under an alert message: ``callback_data`` prefix -> label.
 BUTTONS: Mapping[str, str] = {"ack": "Acknowledge", "s1h": "Silence 1h"}
+#: The longest ``/silence`` (``9999999d`` would pass the calendar's end; a year is plenty).
+SILENCE_MAX = timedelta(days=366)
 #: What the "Silence 1h" button silences for.
 BUTTON_SILENCE = timedelta(hours=1)
 
@@ -265,6 +267,8 @@ def parse_silence(args: Sequence[str], parse_duration: Any) -> SilenceArgs:
         raise ValueError(f"duration {args[at]!r}: {exc}") from None
     if duration <= timedelta(0):
         raise ValueError("the duration must be more than 0")
+    if duration > SILENCE_MAX:
+        raise ValueError(f"the duration must be at most {SILENCE_MAX.days}d")
     return SilenceArgs(rule, account, duration, " ".join(args[at + 1 :]))
 
 

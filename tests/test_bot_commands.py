@@ -172,6 +172,7 @@ def test_parse_command(text: str, expected: Command | None) -> None:
                                                     timedelta(minutes=30), "wire sent")),
         ("low-cash 12345678 1h30m", ("low-cash", "12345678", timedelta(minutes=90), "")),
         ("source_down 1d maintenance", ("source_down", None, timedelta(days=1), "maintenance")),
+        ("low-cash 366d", ("low-cash", None, timedelta(days=366), "")),
     ],
 )  # fmt: skip
 def test_parse_silence(args: str, expected: tuple[Any, ...]) -> None:
@@ -187,6 +188,8 @@ def test_parse_silence(args: str, expected: tuple[Any, ...]) -> None:
         ("low-cash 12345678", "no duration (like 30m, 2h, 1d)"),
         ("low-cash 12345678 soon", "no duration"),
         ("low-cash 0s", "the duration must be more than 0"),
+        ("low-cash 9999999d", "the duration must be at most 366d"),  # past the calendar's end
+        ("low-cash 367d", "the duration must be at most 366d"),
     ],
 )
 def test_parse_silence_says_what_is_wrong(args: str, message: str) -> None:
