@@ -182,8 +182,8 @@ class Metrics:
         )
         self.bot_up = Gauge(
             "balance_monitor_bot_up",
-            "1 while the Telegram bot's last getUpdates succeeded, else 0 (a standby replica's"
-            " bot keeps its last value).",
+            "1 while the Telegram bot's last getUpdates succeeded, else 0 (absent on a standby"
+            " replica: only the one doing the singleton work long-polls).",
             ["sink"],
             registry=r,
         )
@@ -297,6 +297,11 @@ class Metrics:
         self.bot_up.labels(sink=sink).set(0)
         for outcome in BOT_OUTCOMES:
             self.bot_updates.labels(sink=sink, outcome=outcome)
+
+    def forget_bot_up(self, sink: str) -> None:
+        """The bot of ``sink`` does not long-poll here (a standby replica): no up or down."""
+        with contextlib.suppress(KeyError):
+            self.bot_up.remove(sink)
 
     def bot_update(self, sink: str, outcome: str) -> None:
         """Count one update the bot of ``sink`` handled."""

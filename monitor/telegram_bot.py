@@ -158,6 +158,8 @@ class TelegramBot:
         while not stop.is_set():
             if not self._singleton():
                 self._loaded = False  # another replica answered meanwhile: read the offset again
+                if self._metrics is not None:  # only the replica that long-polls says up or down
+                    self._metrics.forget_bot_up(self.name)
                 await self._sleep(stop, STANDBY_CHECK)
                 continue
             try:

@@ -666,6 +666,10 @@ async def test_the_bot_counts_its_updates_and_says_whether_it_is_up(
         make_bot(config, store, session, metrics=metrics, sleep=waits).run(asyncio.Event()), 5
     )
     assert 'balance_monitor_bot_up{sink="tg"} 0.0' in metrics.render().decode()
+    standby = make_bot(config, store, session, metrics=metrics, sleep=Waits(),
+                       singleton=lambda: False)  # fmt: skip
+    await asyncio.wait_for(standby.run(asyncio.Event()), 5)
+    assert "balance_monitor_bot_up{" not in metrics.render().decode()  # says nothing either way
 
 
 async def test_a_stop_ends_a_long_poll_in_flight_at_once(
