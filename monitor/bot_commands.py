@@ -123,7 +123,7 @@ _NOT_TYPED = (
 def read_update(update: Mapping[str, Any]) -> Incoming | None:
     """The message or button press of an update; ``None`` for what the bot does not handle
     (an edited message, a sticker, a chat join...), and for a message its sender did not
-    type (a forward, a text from an inline bot) or that a bot sent."""
+    type (a forward, a text from an inline bot)."""
     update_id = update.get("update_id")
     if not isinstance(update_id, int):
         return None
@@ -136,8 +136,6 @@ def read_update(update: Mapping[str, Any]) -> Incoming | None:
         if any(message.get(key) for key in _NOT_TYPED):
             return None
         sender = message.get("from")
-        if isinstance(sender, Mapping) and sender.get("is_bot") is True:
-            return None
         return _incoming(update_id, chat, sender, text)
     query = update.get("callback_query")
     if isinstance(query, Mapping):
@@ -173,7 +171,9 @@ def _incoming(update_id: int, chat: Mapping[str, Any], sender: Any, text: str) -
     kind = chat.get("type")
     user_id: str | None = None
     user_name: str | None = None
-    if isinstance(sender, Mapping):
+    # A bot as sender is no person: an anonymous group admin (GroupAnonymousBot) or someone
+    # writing as a channel; it may read in the sink's chat, never be an admin by its id.
+    if isinstance(sender, Mapping) and sender.get("is_bot") is not True:
         if isinstance(sender.get("id"), int):
             user_id = str(sender["id"])
         if isinstance(sender.get("username"), str):

@@ -78,7 +78,6 @@ def typed_by(**extra: Any) -> dict[str, Any]:
         typed_by(forward_sender_name="Al", forward_date=1),
         typed_by(via_bot={"id": 42, "is_bot": True, "username": "SomeInlineBot"}),
         typed_by(is_automatic_forward=True),
-        typed_by(**{"from": {"id": 7, "is_bot": True, "username": "OtherBot"}}),
         {
             "update_id": 9,
             "channel_post": {"chat": {"id": -100, "type": "channel"}, "text": "/ack x"},
@@ -97,6 +96,17 @@ def test_what_its_sender_did_not_type_or_cannot_be_read_is_no_command(
     """A forward (even of an admin's command), an inline bot's text, another bot's message, a
     channel post and a malformed update are not run: read_update gives nothing."""
     assert read_update(update) is None
+
+
+def test_a_bot_as_sender_is_no_person_it_reads_at_most() -> None:
+    """An anonymous group admin writes as GroupAnonymousBot: answered in the sink's chat, but
+    never an admin through a user id (not even one listed)."""
+    update = message(-100, "/silence low-cash 1d", sender=1087968824)
+    update["message"]["from"]["is_bot"] = True
+    update["message"]["sender_chat"] = {"id": -100, "type": "supergroup"}
+    read = read_update(update)
+    assert read == Incoming(5, "-100", None, None, None, "/silence low-cash 1d")
+    assert access(read, "-100", ["1087968824"]) is Access.READ
 
 
 def test_a_migrated_group_names_its_new_id() -> None:
