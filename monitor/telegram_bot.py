@@ -9,8 +9,9 @@ keeping its offset answers it again after the restart (a second ``/silence`` add
 identical silence; ``/ack`` of an acknowledged alert says so).
 
 It is its own task, started and stopped by the daemon: it never blocks a poll or a delivery. A
-failing Bot API is backed off (1 s doubling to a minute, with jitter); a 429 waits its
-``retry_after``; a 409 (another consumer of this bot's updates: a second process, or a webhook
+failing Bot API is backed off (:mod:`monitor.bot_backoff`: 1 s doubling to a minute, with
+jitter); a 429 waits its ``retry_after`` (at most 5 minutes); a 401 or 404 (a wrong token) ten
+minutes; a 409 (another consumer of this bot's updates: a second process, or a webhook
 set on the bot) is logged as ``telegram_bot_conflict`` and waits a minute. With replicas on
 PostgreSQL, only the replica doing the singleton work long-polls; the kept offset makes a
 hand-over neither replay nor skip.
@@ -38,6 +39,7 @@ import structlog
 from monitor.bot_actions import BotActions, Digest
 from monitor.bot_answers import fit_message, plain
 from monitor.bot_api import BotApi
+from monitor.bot_backoff import Failure, after_failure, backoff
 from monitor.bot_commands import (
     ADMIN_COMMANDS,
     Access,
@@ -61,17 +63,6 @@ log = structlog.get_logger("monitor.telegram_bot")
 
 #: Seconds one ``getUpdates`` long poll waits for an update.
 POLL_TIMEOUT = 25.0
-#: The backoff after a failed ``getUpdates``: from this, doubling, to :data:`BACKOFF_MAX`.
-BACKOFF_MIN = 1.0
-BACKOFF_MAX = 60.0
-#: How long a 409 (another consumer of the bot's updates) waits before asking again.
-CONFLICT_WAIT = 60.0
-#: The longest wait a 429's ``retry_after`` gets (Telegram's can be hours after a flood): the
-#: bot asks again then, and waits again if still refused.
-RETRY_AFTER_MAX = 300.0
-#: How long a 401 or 404 (a wrong or revoked token: asking again changes nothing) waits; a
-#: reload with the right token starts the bot again at once.
-AUTH_WAIT = 600.0
 #: The longest ``retry_after`` waited for an answer before giving the answer up.
 ANSWER_RETRY_MAX = 10.0
 #: How often a replica that does not do the singleton work looks again whether it does.
@@ -240,43 +231,40 @@ class TelegramBot:
         return poll.result()
 
     def _delay(self) -> float:
-        steps = min(10, max(0, self._failures - 1))
-        base = min(BACKOFF_MAX, BACKOFF_MIN * 2.0**steps)
-        return base * (0.5 + self._jitter() / 2)
+        return backoff(self._failures, self._jitter())
 
     def _backoff(self, exc: BotError) -> float:
+        """The wait after a failed Bot API call (:func:`monitor.bot_backoff.after_failure`),
+        logged as what it is."""
         self._failures += 1
-        if exc.status == 409:
-            log.warning(
-                "telegram_bot_conflict",
-                sink=self.name,
-                error=str(exc),
-                hint="another process reads this bot's updates (a second monitor, or a webhook"
-                " set on the bot: deleteWebhook)",
-            )
-            return CONFLICT_WAIT * (0.5 + self._jitter() / 2)
-        if exc.status in {401, 404}:
-            wait = AUTH_WAIT * (0.5 + self._jitter() / 2)
-            log.error(
-                "telegram_bot_unauthorized",
-                sink=self.name,
-                error=str(exc),
-                retry_in=round(wait),
-                hint="the bot token is wrong or revoked (BotFather: /mybots, API Token), or"
-                " api_url is no Bot API; fix it and reload",
-            )
-            return wait
-        if exc.retry_after is not None:
-            wait = _capped(exc.retry_after, RETRY_AFTER_MAX)
+        failure, wait = after_failure(exc.status, exc.retry_after, self._failures, self._jitter())
+        error = str(exc)
+        if failure is Failure.RATE_LIMITED:
             log.warning(
                 "telegram_bot_rate_limited",
                 sink=self.name,
                 retry_after=exc.retry_after,
                 retry_in=wait,
             )
-            return wait
-        wait = self._delay()
-        log.warning("telegram_bot_failed", sink=self.name, error=str(exc), retry_in=round(wait, 1))
+        elif failure is Failure.UNAUTHORIZED:
+            log.error(
+                "telegram_bot_unauthorized",
+                sink=self.name,
+                error=error,
+                retry_in=round(wait),
+                hint="the bot token is wrong or revoked (BotFather: /mybots, API Token), or"
+                " api_url is no Bot API; fix it and reload",
+            )
+        elif failure is Failure.CONFLICT:
+            log.warning(
+                "telegram_bot_conflict",
+                sink=self.name,
+                error=error,
+                hint="another process reads this bot's updates (a second monitor, or a webhook"
+                " set on the bot: deleteWebhook)",
+            )
+        else:
+            log.warning("telegram_bot_failed", sink=self.name, error=error, retry_in=round(wait, 1))
         return wait
 
     # ------------------------------------------------------------------ one update
@@ -445,13 +433,6 @@ class TelegramBot:
             await self.api.answer_callback(callback_id, text, alert=alert)
         except BotError as exc:
             log.warning("telegram_answer_failed", sink=self.name, error=str(exc))
-
-
-def _capped(seconds: float, most: float) -> float:
-    """``seconds`` within 0 and ``most`` (not a number: ``most``)."""
-    if math.isnan(seconds):
-        return most
-    return min(max(seconds, 0.0), most)
 
 
 def _sent_at(update: Mapping[str, Any]) -> datetime | None:
