@@ -7,6 +7,8 @@ the caller: nothing here reads the clock.
 
 from __future__ import annotations
 
+import html
+import re
 from collections.abc import Iterable, Mapping, Sequence
 from datetime import UTC, datetime
 from decimal import Decimal, InvalidOperation
@@ -16,16 +18,49 @@ from typing import TYPE_CHECKING, Any
 from monitor.bot_commands import ADMIN_COMMANDS, COMMANDS
 from monitor.models import MONEY_FIELDS
 from monitor.sinks.text import escape, join_lines
-from monitor.text import money_text
+from monitor.text import clip, money_text
 
 if TYPE_CHECKING:
     from monitor.silences import Ack, Silence
     from monitor.store.base import AccountRow, AlertRow, SourceRow
 
-__all__ = ["TEXT_LIMIT", "alerts_text", "balance_text", "help_text", "status_text"]
+__all__ = [
+    "TEXT_LIMIT",
+    "alerts_text",
+    "balance_text",
+    "fit_message",
+    "help_text",
+    "plain",
+    "status_text",
+]
 
 #: Telegram's most characters in one message.
 TEXT_LIMIT = 4096
+#: The last line of an answer cut to fit :data:`TEXT_LIMIT`.
+CUT = "<i>…cut: too long for one message</i>"
+
+
+def plain(html_text: str) -> str:
+    """Telegram HTML as plain text: without its tags and entities (a button's toast)."""
+    return html.unescape(re.sub(r"<[^>]+>", "", html_text))
+
+
+def fit_message(text: str, limit: int = TEXT_LIMIT) -> str:
+    """Any answer within Telegram's ``limit`` (a longer one is refused, and nobody gets an
+    answer): whole lines, then :data:`CUT`; a first line too long on its own (an echoed
+    argument, an error) goes as escaped plain text, clipped, so no tag is ever cut in two."""
+    if len(text) <= limit:
+        return text
+    kept: list[str] = []
+    size = len(CUT)
+    for line in text.split("\n"):
+        if size + len(line) + 1 > limit:
+            break
+        kept.append(line)
+        size += len(line) + 1
+    if not kept:
+        return clip(escape(plain(text)), limit)
+    return "\n".join([*kept, CUT])
 
 
 def help_text(admin: bool) -> str:
@@ -83,34 +118,56 @@ def _matches(number: str, pattern: str) -> bool:
     return number == pattern or number.split("@", 1)[0] == pattern
 
 
+#: The most characters of an argument echoed in an answer (``No account matches …``).
+ECHO_LIMIT = 64
+
+
 def balance_text(rows: Sequence[AccountRow], account: str | None, now: datetime) -> str:
     """``/balance [account]``: each account's money fields, restriction and day trades, from
-    the last stored poll (never a call to the API)."""
-    chosen = [r for r in rows if account is None or _matches(r.account_number, account)]
+    the last stored poll (never a call to the API). An account is its number, its number
+    before ``@``, or a glob; failing those, the accounts whose number contains it (``5678``
+    finds ``12345678@vision``). Accounts that do not fit one message are cut whole, counted."""
+    if account is None:
+        chosen = list(rows)
+    else:
+        chosen = [r for r in rows if _matches(r.account_number, account)]
+        if not chosen and not any(c in account for c in "*?["):
+            chosen = [r for r in rows if account.lower() in r.account_number.lower()]
     if not chosen:
         if account is not None:
-            return f"No account matches <code>{escape(account)}</code>."
+            known = f": /balance lists the {len(rows)} polled" if rows else ""
+            return f"No account matches <code>{escape(clip(account, ECHO_LIMIT))}</code>{known}."
         return "No balances yet: no poll has succeeded."
     several_sources = len({r.source for r in rows}) > 1
+    blocks = [_account_lines(row, now, several_sources) for row in chosen]
     lines: list[str] = []
-    for row in chosen:
-        if lines:
-            lines.append("")
-        where = f" · {escape(row.source)}" if several_sources else ""
-        lines.append(f"<b>{escape(row.account_number)}</b>{where}")
-        record = row.record
-        for field in MONEY_FIELDS:
-            if field in record:
-                name = _MONEY_NAMES.get(field, field)
-                lines.append(f"{name}: <code>{_money(record[field])}</code>")
-        restriction = str(record.get("restriction", "—"))
-        reason = record.get("restriction_reason")
-        why = f" ({escape(str(reason))})" if reason else ""
-        lines.append(f"Restriction: {escape(restriction)}{why}")
-        if "daytrades_count" in record:
-            lines.append(f"Day trades: {escape(str(record['daytrades_count']))}")
-        lines.append(f"<i>as of {_ago(row.observed_at, now)}</i>")
-    return _fit(lines, "lines: /balance ACCOUNT for one account")
+    for index, block in enumerate(blocks):
+        left = len(blocks) - index
+        rest = f"<i>…and {left} more accounts (of {len(blocks)}): /balance ACCOUNT for one</i>"
+        candidate = [*lines, *([""] if lines else []), *block]
+        room = TEXT_LIMIT if left == 1 else TEXT_LIMIT - len(rest) - 2
+        if lines and len("\n".join(candidate)) > room:
+            return "\n".join([*lines, "", rest])
+        lines = candidate
+    return fit_message("\n".join(lines))
+
+
+def _account_lines(row: AccountRow, now: datetime, several_sources: bool) -> list[str]:
+    where = f" · {escape(row.source)}" if several_sources else ""
+    lines = [f"<b>{escape(row.account_number)}</b>{where}"]
+    record = row.record
+    for field in MONEY_FIELDS:
+        if field in record:
+            name = _MONEY_NAMES.get(field, field)
+            lines.append(f"{name}: <code>{_money(record[field])}</code>")
+    restriction = str(record.get("restriction", "—"))
+    reason = record.get("restriction_reason")
+    why = f" ({escape(str(reason))})" if reason else ""
+    lines.append(f"Restriction: {escape(restriction)}{why}")
+    if "daytrades_count" in record:
+        lines.append(f"Day trades: {escape(str(record['daytrades_count']))}")
+    lines.append(f"<i>as of {_ago(row.observed_at, now)}</i>")
+    return lines
 
 
 def _alert_line(alert: AlertRow, acks: Mapping[str, Ack], now: datetime) -> str:
@@ -168,7 +225,20 @@ def status_text(
     if len(firing) > 20:
         lines.append(f"<i>…and {len(firing) - 20} more: /alerts</i>")
     moment = now.timestamp()
-    active = [s for s in silences if s.active(moment)]
+    active = sorted((s for s in silences if s.active(moment)), key=lambda s: s.until)
     if active:
         lines.append(f"Silences active: {len(active)}")
+        lines.extend(_silence_line(s, now) for s in active[:10])
+        if len(active) > 10:
+            lines.append(f"<i>…and {len(active) - 10} more: balance-monitor silence list</i>")
     return _fit(lines, "lines")
+
+
+def _silence_line(silence: Silence, now: datetime) -> str:
+    """``🔕 low-cash on 12345678@vision for 1h20m more, by telegram:@al``."""
+    what = escape(silence.rule or "every rule")
+    where = silence.account or (f"source {silence.source}" if silence.source else None)
+    on = f" on {escape(where)}" if where else ""
+    left = _ago(now, datetime.fromtimestamp(silence.until, tz=UTC)).removesuffix(" ago")
+    by = f", by {escape(silence.author)}" if silence.author else ""
+    return f"🔕 {what}{on} for {left} more{by}"

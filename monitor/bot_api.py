@@ -112,6 +112,13 @@ class BotApi:
             payload["reply_markup"] = reply_markup
         await self.call("sendMessage", payload, timeout=CALL_TIMEOUT)
 
-    async def answer_callback(self, callback_id: str, text: str) -> None:
-        payload = {"callback_query_id": callback_id, "text": clip(text, TOAST_LIMIT)}
+    async def answer_callback(self, callback_id: str, text: str, *, alert: bool = False) -> None:
+        """The toast of a button press; with ``alert``, a box the presser must close (a
+        refusal is not missed)."""
+        payload: dict[str, Any] = {
+            "callback_query_id": callback_id,
+            "text": clip(text, TOAST_LIMIT),
+        }
+        if alert:
+            payload["show_alert"] = True
         await self.call("answerCallbackQuery", payload, timeout=CALL_TIMEOUT)

@@ -32,6 +32,7 @@ __all__ = [
     "author",
     "button_data",
     "buttons",
+    "migrated_to",
     "parse_button",
     "parse_command",
     "parse_silence",
@@ -52,6 +53,8 @@ COMMANDS: Mapping[str, str] = {
 ADMIN_COMMANDS = frozenset({"silence", "ack"})
 #: The buttons under an alert message: ``callback_data`` prefix -> label.
 BUTTONS: Mapping[str, str] = {"ack": "Acknowledge", "s1h": "Silence 1h"}
+#: The longest ``/silence`` (``9999999d`` would pass the calendar's end; a year is plenty).
+SILENCE_MAX = timedelta(days=366)
 #: What the "Silence 1h" button silences for.
 BUTTON_SILENCE = timedelta(hours=1)
 
@@ -72,6 +75,8 @@ class Incoming:
     username: str | None
     text: str
     callback_id: str | None = None
+    #: The chat's ``type``: ``private``, ``group``, ``supergroup`` or ``channel``.
+    chat_type: str | None = None
 
     @property
     def is_button(self) -> bool:
@@ -101,9 +106,24 @@ class SilenceArgs:
     comment: str
 
 
+#: The keys of a message its sender did not write: a forward (of anyone's text, an admin's
+#: too), a text made by an inline bot (``via_bot``), a channel post copied into its discussion
+#: group. Such a message is never run as a command.
+_NOT_TYPED = (
+    "forward_origin",
+    "forward_from",
+    "forward_from_chat",
+    "forward_sender_name",
+    "forward_date",
+    "via_bot",
+    "is_automatic_forward",
+)
+
+
 def read_update(update: Mapping[str, Any]) -> Incoming | None:
     """The message or button press of an update; ``None`` for what the bot does not handle
-    (an edited message, a sticker, a chat join...)."""
+    (an edited message, a sticker, a chat join...), and for a message its sender did not
+    type (a forward, a text from an inline bot)."""
     update_id = update.get("update_id")
     if not isinstance(update_id, int):
         return None
@@ -112,6 +132,8 @@ def read_update(update: Mapping[str, Any]) -> Incoming | None:
         text = message.get("text")
         chat = message.get("chat")
         if not isinstance(text, str) or not isinstance(chat, Mapping):
+            return None
+        if any(message.get(key) for key in _NOT_TYPED):
             return None
         sender = message.get("from")
         return _incoming(update_id, chat, sender, text)
@@ -136,6 +158,7 @@ def read_update(update: Mapping[str, Any]) -> Incoming | None:
             incoming.username,
             incoming.text,
             callback_id=ident,
+            chat_type=incoming.chat_type,
         )
     return None
 
@@ -145,9 +168,12 @@ def _incoming(update_id: int, chat: Mapping[str, Any], sender: Any, text: str) -
     if not isinstance(chat_id, int):
         return None
     username = chat.get("username")
+    kind = chat.get("type")
     user_id: str | None = None
     user_name: str | None = None
-    if isinstance(sender, Mapping):
+    # A bot as sender is no person: an anonymous group admin (GroupAnonymousBot) or someone
+    # writing as a channel; it may read in the sink's chat, never be an admin by its id.
+    if isinstance(sender, Mapping) and sender.get("is_bot") is not True:
         if isinstance(sender.get("id"), int):
             user_id = str(sender["id"])
         if isinstance(sender.get("username"), str):
@@ -159,18 +185,38 @@ def _incoming(update_id: int, chat: Mapping[str, Any], sender: Any, text: str) -
         user_id,
         user_name,
         text,
+        chat_type=kind if isinstance(kind, str) else None,
     )
+
+
+def migrated_to(update: Mapping[str, Any]) -> tuple[str, str] | None:
+    """``(old, new)`` chat ids when the update says a group became a supergroup (its id
+    changes: a ``chat_id`` naming the old one is answered no more)."""
+    message = update.get("message")
+    if not isinstance(message, Mapping):
+        return None
+    chat = message.get("chat")
+    new = message.get("migrate_to_chat_id")
+    old = chat.get("id") if isinstance(chat, Mapping) else None
+    if isinstance(old, int) and isinstance(new, int):
+        return str(old), str(new)
+    return None
 
 
 def access(incoming: Incoming, chat_id: str, admin_chat_ids: Iterable[str]) -> Access:
     """What ``incoming`` may do: its chat is the sink's ``chat_id`` (by id, or by
-    ``@username`` for a public chat) or one of ``admin_chat_ids``; in the sink's chat, a sender
-    whose user id is an admin chat id (their private chat) is an admin too."""
+    ``@username`` for a public group or channel) or one of ``admin_chat_ids``; in the sink's
+    chat, a sender whose user id is an admin chat id (their private chat) is an admin too.
+
+    A private chat is never known by its ``@username``: a user's username is theirs to choose,
+    so one who took a public group's former name would read its balances."""
     admins = set(admin_chat_ids)
     if incoming.chat_id in admins:
         return Access.ADMIN
-    named = incoming.chat_username is not None and chat_id.lower() == (
-        "@" + incoming.chat_username.lower()
+    named = (
+        incoming.chat_username is not None
+        and incoming.chat_type in {"group", "supergroup", "channel"}
+        and chat_id.lower() == "@" + incoming.chat_username.lower()
     )
     if incoming.chat_id != chat_id and not named:
         return Access.NONE
@@ -188,13 +234,13 @@ def author(incoming: Incoming) -> str:
 
 def parse_command(text: str, bot_username: str | None) -> Command | None:
     """``/cmd args`` or ``/cmd@ThisBot args``; ``None`` for text that is no command, or a command
-    addressed to another bot (``/cmd@OtherBot``)."""
+    addressed to another bot (``/cmd@OtherBot``; to any bot while this one's name is unknown)."""
     text = text.strip()
     found = _COMMAND.match(text)
     if found is None or (found.end() < len(text) and not text[found.end()].isspace()):
         return None
     addressed = found.group(2)
-    if addressed and bot_username and addressed.lower() != bot_username.lower():
+    if addressed and (bot_username is None or addressed.lower() != bot_username.lower()):
         return None
     rest = text[found.end() :].strip()
     return Command(found.group(1).lower(), tuple(rest.split()), rest)
@@ -221,6 +267,8 @@ def parse_silence(args: Sequence[str], parse_duration: Any) -> SilenceArgs:
         raise ValueError(f"duration {args[at]!r}: {exc}") from None
     if duration <= timedelta(0):
         raise ValueError("the duration must be more than 0")
+    if duration > SILENCE_MAX:
+        raise ValueError(f"the duration must be at most {SILENCE_MAX.days}d")
     return SilenceArgs(rule, account, duration, " ".join(args[at + 1 :]))
 
 

@@ -288,6 +288,7 @@ class Daemon:
                 changed=self._control_changed,
                 digest=self._digest_html,
                 singleton=lambda: self.replica is None or bool(self.replica.singleton),
+                metrics=self.metrics,
             )
         except MonitorError as exc:  # a token that went away since the start's check
             log.error("telegram_bot_failed", error=str(exc))

@@ -38,6 +38,10 @@ POLL_RESULTS = ("ok", "failed")
 STREAM_TYPES = ("b", "e", "p", "o", "t", "other", "invalid")
 #: Why a lease changed hands: ``balance_monitor_lease_changes_total{reason}``.
 LEASE_REASONS = ("new", "takeover", "released", "rebalanced", "handover", "lost")
+#: How the Telegram bot handled an update: ``balance_monitor_bot_updates_total{outcome}``
+#: (answered; refused: a state change from a non-admin; stale: sent while nothing listened;
+#: ignored: no command of this bot; unknown_chat: not an allowed chat; failed: a bug).
+BOT_OUTCOMES = ("answered", "refused", "stale", "ignored", "unknown_chat", "failed")
 #: ``balance_monitor_missed_polls`` counts up to this many (a stall of days costs no more).
 MISSED_POLLS_LIMIT = 100
 
@@ -169,6 +173,20 @@ class Metrics:
             ["reason"],
             registry=r,
         )
+        self.bot_updates = Counter(
+            "balance_monitor_bot_updates",
+            "Updates the Telegram bot of a sink (commands = true) handled, by outcome"
+            " (answered, refused, stale, ignored, unknown_chat, failed).",
+            ["sink", "outcome"],
+            registry=r,
+        )
+        self.bot_up = Gauge(
+            "balance_monitor_bot_up",
+            "1 while the Telegram bot's last getUpdates succeeded, else 0 (absent on a standby"
+            " replica: only the one doing the singleton work long-polls).",
+            ["sink"],
+            registry=r,
+        )
         self.replica = Info(
             "balance_monitor_replica",
             "This replica: its name and its state backend (sqlite or postgresql).",
@@ -273,6 +291,23 @@ class Metrics:
         lose their series (removed by a reload, or not scheduled)."""
         _replace(self.missed_polls, missed)
         _replace(self.next_poll, next_polls)
+
+    def declare_bot(self, sink: str) -> None:
+        """The bot of ``sink``: down until its first ``getUpdates``, every outcome at 0."""
+        self.bot_up.labels(sink=sink).set(0)
+        for outcome in BOT_OUTCOMES:
+            self.bot_updates.labels(sink=sink, outcome=outcome)
+
+    def forget_bot_up(self, sink: str) -> None:
+        """The bot of ``sink`` does not long-poll here (a standby replica): no up or down."""
+        with contextlib.suppress(KeyError):
+            self.bot_up.remove(sink)
+
+    def bot_update(self, sink: str, outcome: str) -> None:
+        """Count one update the bot of ``sink`` handled."""
+        if outcome not in BOT_OUTCOMES:
+            raise ValueError(f"unknown bot outcome {outcome!r}")
+        self.bot_updates.labels(sink=sink, outcome=outcome).inc()
 
     def declare_replica(self, name: str, backend: str) -> None:
         """This replica's info series, and every lease-change reason at 0."""

@@ -22,6 +22,8 @@ CHAT_ID = "-1001234567890"
 ADMIN_ID = "111111"
 MEMBER_ID = "222222"
 STRANGER_CHAT = "-1009999999999"
+#: Telegram's most characters in one message: a longer ``sendMessage`` is refused.
+TEXT_LIMIT = 4096
 
 
 class FakeBotApi:
@@ -62,8 +64,11 @@ class FakeBotApi:
         user_id: str = MEMBER_ID,
         username: str | None = "member",
         date: float | None = None,
+        chat_type: str = "group",
+        **extra: Any,
     ) -> int:
-        """A message in ``chat_id`` from ``user_id``; its ``update_id``."""
+        """A message in ``chat_id`` from ``user_id`` (``extra``: more keys of the message, such
+        as ``forward_origin``); its ``update_id``."""
         sender: dict[str, Any] = {"id": int(user_id), "is_bot": False, "first_name": "U"}
         if username is not None:
             sender["username"] = username
@@ -72,9 +77,10 @@ class FakeBotApi:
                 "message": {
                     "message_id": self._next_id,
                     "date": int(date if date is not None else time.time()),
-                    "chat": {"id": int(chat_id), "type": "group"},
+                    "chat": {"id": int(chat_id), "type": chat_type},
                     "from": sender,
                     "text": text,
+                    **extra,
                 }
             }
         )
@@ -97,6 +103,10 @@ class FakeBotApi:
                 }
             }
         )
+
+    def push(self, body: dict[str, Any]) -> int:
+        """Any update: ``body`` beside its ``update_id``."""
+        return self._push(body)
 
     def _push(self, body: dict[str, Any]) -> int:
         update_id = self._next_id
@@ -143,6 +153,9 @@ class FakeBotApi:
         if method == "getUpdates":
             return _ok(await self._get_updates(payload))
         if method == "sendMessage":
+            if len(payload.get("text", "")) > TEXT_LIMIT:  # as Telegram: nobody gets an answer
+                too_long = "Bad Request: message is too long"
+                return _answer(400, {"ok": False, "error_code": 400, "description": too_long})
             self.sent.append(payload)
             await self._notify()
             return _ok({"message_id": len(self.sent), "chat": {"id": payload["chat_id"]}})
@@ -155,7 +168,7 @@ class FakeBotApi:
     async def _get_updates(self, payload: dict[str, Any]) -> list[dict[str, Any]]:
         offset = payload.get("offset")
         if isinstance(offset, int):  # confirmed: gone for good, as on Telegram
-            self.updates = [u for u in self.updates if u["update_id"] >= offset]
+            self.updates = [u for u in self.updates if u.get("update_id", offset) >= offset]
         wait = float(payload.get("timeout", 0))
         async with self._changed:
             try:

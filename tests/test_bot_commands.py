@@ -19,6 +19,7 @@ from monitor.bot_commands import (
     author,
     button_data,
     buttons,
+    migrated_to,
     parse_button,
     parse_command,
     parse_silence,
@@ -62,8 +63,63 @@ def test_read_update(update: dict[str, Any], expected: Incoming | None) -> None:
     assert read_update(update) == expected
 
 
-def incoming(chat: str, user: str | None = None, username: str | None = None) -> Incoming:
-    return Incoming(1, chat, username, user, None, "/help")
+def typed_by(**extra: Any) -> dict[str, Any]:
+    update = message(-100, "/silence low-cash 1d")
+    update["message"].update(extra)
+    return update
+
+
+@pytest.mark.parametrize(
+    "update",
+    [
+        typed_by(forward_origin={"type": "user", "sender_user": {"id": 111}}, forward_date=1),
+        typed_by(forward_from={"id": 111}, forward_date=1),  # Bot API before 7.0
+        typed_by(forward_from_chat={"id": -100}, forward_date=1),
+        typed_by(forward_sender_name="Al", forward_date=1),
+        typed_by(via_bot={"id": 42, "is_bot": True, "username": "SomeInlineBot"}),
+        typed_by(is_automatic_forward=True),
+        {
+            "update_id": 9,
+            "channel_post": {"chat": {"id": -100, "type": "channel"}, "text": "/ack x"},
+        },
+        {"update_id": 9, "edited_channel_post": {"chat": {"id": -100}, "text": "/ack x"}},
+        {"update_id": 9, "message": {"chat": {"id": -100}, "text": ["/help"]}},
+        {"update_id": 9, "message": {"chat": {"id": "-100"}, "text": "/help"}},
+        {"update_id": 9, "message": "/help"},
+        {"update_id": 9, "callback_query": {"id": "q", "data": "ack:n1"}},  # inline: no message
+        {"update_id": "9", "message": {"chat": {"id": -100}, "text": "/help"}},
+    ],
+)
+def test_what_its_sender_did_not_type_or_cannot_be_read_is_no_command(
+    update: dict[str, Any],
+) -> None:
+    """A forward (even of an admin's command), an inline bot's text, another bot's message, a
+    channel post and a malformed update are not run: read_update gives nothing."""
+    assert read_update(update) is None
+
+
+def test_a_bot_as_sender_is_no_person_it_reads_at_most() -> None:
+    """An anonymous group admin writes as GroupAnonymousBot: answered in the sink's chat, but
+    never an admin through a user id (not even one listed)."""
+    update = message(-100, "/silence low-cash 1d", sender=1087968824)
+    update["message"]["from"]["is_bot"] = True
+    update["message"]["sender_chat"] = {"id": -100, "type": "supergroup"}
+    read = read_update(update)
+    assert read == Incoming(5, "-100", None, None, None, "/silence low-cash 1d")
+    assert access(read, "-100", ["1087968824"]) is Access.READ
+
+
+def test_a_migrated_group_names_its_new_id() -> None:
+    moved = {"update_id": 9, "message": {"chat": {"id": -100}, "migrate_to_chat_id": -1007}}
+    assert migrated_to(moved) == ("-100", "-1007")
+    assert migrated_to(message(-100, "/help")) is None
+    assert read_update(moved) is None
+
+
+def incoming(
+    chat: str, user: str | None = None, username: str | None = None, kind: str = "supergroup"
+) -> Incoming:
+    return Incoming(1, chat, username, user, None, "/help", chat_type=kind)
 
 
 @pytest.mark.parametrize(
@@ -83,6 +139,22 @@ def test_access(who: Incoming, expected: Access) -> None:
 
 def test_a_public_chat_is_known_by_its_username() -> None:
     assert access(incoming("-100333", "7", username="Alerts"), "@alerts", []) is Access.READ
+
+
+def test_a_private_chat_is_never_known_by_its_username() -> None:
+    """A user who takes the name of a public group (renamed or gone) reads nothing."""
+    squatter = incoming("5555", "5555", username="alerts", kind="private")
+    assert access(squatter, "@alerts", ["111"]) is Access.NONE
+    assert access(incoming("5555", "5555", username="alerts", kind=""), "@alerts", []) is (
+        Access.NONE
+    )
+
+
+def test_a_command_for_some_bot_is_not_run_while_this_ones_name_is_unknown() -> None:
+    assert parse_command("/silence@OtherBot low-cash 1d", None) is None
+    assert parse_command("/silence low-cash 1d", None) == Command(
+        "silence", ("low-cash", "1d"), "low-cash 1d"
+    )
 
 
 @pytest.mark.parametrize(
@@ -110,6 +182,7 @@ def test_parse_command(text: str, expected: Command | None) -> None:
                                                     timedelta(minutes=30), "wire sent")),
         ("low-cash 12345678 1h30m", ("low-cash", "12345678", timedelta(minutes=90), "")),
         ("source_down 1d maintenance", ("source_down", None, timedelta(days=1), "maintenance")),
+        ("low-cash 366d", ("low-cash", None, timedelta(days=366), "")),
     ],
 )  # fmt: skip
 def test_parse_silence(args: str, expected: tuple[Any, ...]) -> None:
@@ -125,6 +198,8 @@ def test_parse_silence(args: str, expected: tuple[Any, ...]) -> None:
         ("low-cash 12345678", "no duration (like 30m, 2h, 1d)"),
         ("low-cash 12345678 soon", "no duration"),
         ("low-cash 0s", "the duration must be more than 0"),
+        ("low-cash 9999999d", "the duration must be at most 366d"),  # past the calendar's end
+        ("low-cash 367d", "the duration must be at most 366d"),
     ],
 )
 def test_parse_silence_says_what_is_wrong(args: str, message: str) -> None:

@@ -168,3 +168,35 @@ async def test_without_a_silence_the_alert_comes_with_its_buttons(
     finally:
         stop.set()
         await asyncio.wait_for(run, timeout=10)
+
+
+async def test_a_reload_ends_the_long_poll_at_once_and_applies_new_admins(
+    sim: tuple[Simulator, str], bot_api: FakeBotApi, tmp_path: Path
+) -> None:
+    """The bot of the old config stops mid long poll (not 25 s later) and the new one answers
+    by the new ``admin_chat_ids``."""
+    _, api_url = sim
+    path = write_config(tmp_path / "config.toml", api_url, bot_api.url)
+    daemon = Daemon(load_config(path), config_path=path)
+    stop = asyncio.Event()
+    run = asyncio.create_task(daemon.run(stop))
+    try:
+        bot_api.message("/silence low-cash 1h", user_id=MEMBER_ID)
+        await wait_until(lambda: len(bot_api.sent) >= 1)
+        assert bot_api.texts() == ["/silence changes state: only an admin chat may use it."]
+        await asyncio.sleep(0.3)  # the next long poll is in flight
+        path.write_text(
+            path.read_text(encoding="utf-8").replace(
+                f'admin_chat_ids = ["{ADMIN_ID}"]', f'admin_chat_ids = ["{MEMBER_ID}"]'
+            ),
+            encoding="utf-8",
+        )
+        started = time.monotonic()
+        assert await daemon.reload()
+        assert time.monotonic() - started < 3.0
+        bot_api.message("/silence low-cash 1h", user_id=MEMBER_ID)
+        await wait_until(lambda: len(bot_api.sent) >= 2)
+        assert bot_api.texts()[1].startswith("🔕 Silenced <b>low-cash</b> until")
+    finally:
+        stop.set()
+        await asyncio.wait_for(run, timeout=10)

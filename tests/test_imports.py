@@ -19,6 +19,8 @@ SINK_MODULES = sorted(
 #: Modules shared by the pure rules and the sinks: no I/O library may creep in.
 PURE = [
     "text.py",
+    "bot_backoff.py",
+    "bot_commands.py",
     "sinks/text.py",
     "downsample.py",
     "digest.py",

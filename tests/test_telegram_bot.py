@@ -31,6 +31,7 @@ from structlog.testing import capture_logs
 from monitor.config import Config, TelegramSinkConfig, load_config
 from monitor.cycle import PollRecord
 from monitor.errors import BotError
+from monitor.metrics import Metrics
 from monitor.models import ActiveAlert
 from monitor.parse import parse_records
 from monitor.rules import SourceHealth
@@ -164,7 +165,7 @@ async def test_balance_answers_from_the_stored_poll(
     assert "Restriction: restricted (margin call &lt;urgent&gt;)" in first["text"]
     assert "Day trades: 3" in first["text"]
     assert second["text"] == first["text"]
-    assert third["text"] == "No account matches <code>99999999</code>."
+    assert third["text"] == "No account matches <code>99999999</code>: /balance lists the 1 polled."
 
 
 async def test_status_alerts_and_help(
@@ -338,6 +339,8 @@ async def test_the_buttons_acknowledge_and_silence_for_an_admin_only(
     api.press("ack:n1", user_id=ADMIN_ID, username="al")
     await run_until(bot, lambda: len(api.toasts) >= 3)
     assert api.toasts[0]["text"] == "Only an admin chat may do this."
+    assert api.toasts[0]["show_alert"] is True  # a box the member must close: not missed
+    assert "show_alert" not in api.toasts[1]
     assert api.toasts[1]["text"].startswith("🔕 Silenced low-cash on 12345678@vision until")
     assert api.toasts[2]["text"] == "✅ Acknowledged low-cash on 12345678@vision by telegram:@al."
     (silence,) = await store.silences(now=time.time())
@@ -451,3 +454,246 @@ async def test_a_bug_in_a_command_is_logged_and_the_bot_goes_on(
     ]
     assert api.texts()[0].startswith("<b>balance-monitor</b> answers:")
     assert (await store.bot_offset("tg") or 0) > crashed
+
+
+# --------------------------------------------------------------------------- review of issue 17
+
+
+async def test_forwards_inline_bot_texts_and_bots_are_not_obeyed(
+    api: FakeBotApi, config: Config, store: Store, session: aiohttp.ClientSession
+) -> None:
+    """A member forwarding an admin's command, an admin forwarding anyone's, a text an inline
+    bot wrote: none is run; a command the admin typed is."""
+    forwarded = {"type": "user", "sender_user": {"id": int(ADMIN_ID)}, "date": 1}
+    api.message("/silence low-cash 1d", forward_origin=forwarded, forward_date=1)
+    hidden = {"type": "hidden_user", "sender_user_name": "x", "date": 1}
+    api.message("/silence low-cash 1d", chat_id=ADMIN_ID, user_id=ADMIN_ID, forward_origin=hidden)
+    api.message("/silence low-cash 1d", user_id=ADMIN_ID,
+                via_bot={"id": 42, "is_bot": True, "username": "InlineBot"})  # fmt: skip
+    api.message("/help", chat_id=ADMIN_ID, user_id=ADMIN_ID)
+    await run_until(make_bot(config, store, session), lambda: len(api.sent) >= 1)
+    await asyncio.sleep(0.1)
+    assert [t.split("\n")[0] for t in api.texts()] == ["<b>balance-monitor</b> answers:"]
+    assert await store.silences(now=time.time()) == []
+
+
+async def test_spoofed_button_data_from_a_member_or_for_an_unknown_id_does_nothing(
+    api: FakeBotApi, config: Config, store: Store, session: aiohttp.ClientSession
+) -> None:
+    """Telegram does not check ``callback_data`` against the message's buttons: a member's
+    forged press is refused, an admin's for no notification is answered with an alert."""
+    await firing(store)
+    api.press("s1h:fp-1", user_id=MEMBER_ID, username="member")
+    api.press("ack:n-none", user_id=ADMIN_ID)
+    api.press("rm:n1", user_id=ADMIN_ID)
+    await run_until(make_bot(config, store, session), lambda: len(api.toasts) >= 3)
+    assert [(t["text"], t.get("show_alert")) for t in api.toasts] == [
+        ("Only an admin chat may do this.", True),
+        ("no notification or alert with id or fingerprint 'n-none'", True),
+        ("This button is not one of mine.", True),
+    ]
+    assert await store.silences(now=time.time()) == []
+    assert await store.acks() == []
+    assert api.sent == []
+
+
+async def test_every_answer_fits_one_message(
+    api: FakeBotApi, config: Config, store: Store, session: aiohttp.ClientSession
+) -> None:
+    """An echoed argument of 4,000 characters that escaping makes five times longer, and an
+    error that names it: answered within 4,096 characters (Telegram refuses longer ones,
+    and nobody would get an answer)."""
+    await firing(store)
+    api.message("/balance " + "&" * 4000)
+    api.message("/ack " + "<" * 4000, chat_id=ADMIN_ID, user_id=ADMIN_ID)
+    await run_until(make_bot(config, store, session), lambda: len(api.sent) >= 2)
+    balance, ack = api.texts()
+    assert balance.startswith("No account matches <code>&amp;&amp;")
+    assert len(balance) < 500
+    assert ack.startswith("no notification or alert with id or fingerprint '&lt;&lt;")
+    assert len(ack) <= 4096
+    assert ack.endswith("…")
+
+
+async def test_a_429_waits_at_most_five_minutes_and_says_so(
+    api: FakeBotApi, config: Config, store: Store, session: aiohttp.ClientSession
+) -> None:
+    api.fail("getUpdates", 429, parameters={"retry_after": 86400})
+    waits = Waits()
+    bot = make_bot(config, store, session, sleep=waits)
+    with capture_logs() as logs:
+        await asyncio.wait_for(bot.run(asyncio.Event()), 5)
+    assert waits.seconds == [300.0]
+    (limited,) = [e for e in logs if e["event"] == "telegram_bot_rate_limited"]
+    assert (limited["retry_after"], limited["retry_in"]) == (86400, 300.0)
+
+
+async def test_a_wrong_token_is_logged_clearly_and_waits_long(
+    config: Config, store: Store, session: aiohttp.ClientSession
+) -> None:
+    """A 401 (or 404) is no passing failure: one clear line with the fix, then ten minutes,
+    not the doubling backoff's minute."""
+    fake = await FakeBotApi(token="987654321:another-bots-token").start()
+    try:
+        sink = config.sinks[0]
+        assert isinstance(sink, TelegramSinkConfig)
+        api = BotApi("tg", session=session, token=SecretStr(BOT_TOKEN), api_url=fake.url)
+        waits = Waits(stop_after=2)
+        bot = TelegramBot(sink, api, store=store, settings=lambda: config, sleep=waits,
+                          jitter=lambda: 1.0, poll_timeout=0.2)  # fmt: skip
+        with capture_logs() as logs:
+            await asyncio.wait_for(bot.run(asyncio.Event()), 5)
+    finally:
+        await fake.aclose()
+    assert waits.seconds == [600.0, 600.0]
+    failed = [e for e in logs if e["event"] == "telegram_bot_unauthorized"]
+    assert len(failed) == 2
+    assert "BotFather" in failed[0]["hint"]
+    assert failed[0]["error"] == "bot 'tg': getMe answered 401: Unauthorized"
+    assert all(BOT_TOKEN not in str(e) for e in logs)
+
+
+async def test_an_answer_refused_with_a_429_is_sent_again_after_an_injected_wait(
+    api: FakeBotApi, config: Config, store: Store, session: aiohttp.ClientSession
+) -> None:
+    api.fail("sendMessage", 429, parameters={"retry_after": 3})
+    waits = Waits(stop_after=100)
+    api.message("/help")
+    await run_until(make_bot(config, store, session, sleep=waits), lambda: len(api.sent) >= 1)
+    assert waits.seconds[0] == 3.0
+
+
+async def test_malformed_updates_never_stop_the_bot_nor_make_it_spin(
+    api: FakeBotApi, config: Config, store: Store, session: aiohttp.ClientSession
+) -> None:
+    """Wrong types are passed over (and confirmed); an update without an ``update_id`` cannot
+    be confirmed and comes back at once: the bot backs off instead of asking in a tight
+    loop."""
+    api.push({"message": {"chat": "nope", "text": 5, "date": "today"}})
+    api.push({"callback_query": {"id": 7, "message": None, "data": {"x": 1}}})
+    api.push({"message": {"chat": {"id": int(CHAT_ID)}, "text": "/help", "date": 1e300}})
+    api.updates.append({"message": {"chat": {"id": int(CHAT_ID)}, "text": "/help"}})
+    waits = Waits(stop_after=2)
+    with capture_logs() as logs:
+        await asyncio.wait_for(
+            make_bot(config, store, session, sleep=waits, jitter=lambda: 1.0).run(asyncio.Event()),
+            5,
+        )
+    assert len(api.sent) == 1  # the /help with a date no clock shows: answered, once
+    assert waits.seconds == [1.0, 2.0]
+    assert [e["event"] for e in logs].count("telegram_bot_no_progress") == 2
+
+
+async def test_an_update_below_the_offset_is_not_handled_again(
+    api: FakeBotApi, config: Config, store: Store, session: aiohttp.ClientSession
+) -> None:
+    bot = make_bot(config, store, session)
+    older = api.message("/silence low-cash 1h", chat_id=ADMIN_ID, user_id=ADMIN_ID)
+    newer = api.message("/help")
+    await bot.handle(api.updates[1])
+    await bot.handle(api.updates[0])  # replayed by a confused server, or a second consumer
+    assert older < newer
+    assert len(api.sent) == 1
+    assert await store.silences(now=time.time()) == []
+    assert await store.bot_offset("tg") == newer + 1
+
+
+class CountingStore(SqliteStore):
+    """The real SQLite store, counting the bot's offset writes."""
+
+    offset_writes = 0
+
+    async def set_bot_offset(self, bot: str, next_update_id: int, *, now: float) -> None:
+        self.offset_writes += 1
+        await super().set_bot_offset(bot, next_update_id, now=now)
+
+
+async def test_a_flood_from_strangers_costs_one_write_per_batch(
+    api: FakeBotApi, config: Config, tmp_path: Path, session: aiohttp.ClientSession
+) -> None:
+    """Ignored updates are confirmed with the batch (a replay of them would do nothing); an
+    update that did something is kept at once."""
+    store = await CountingStore.open(tmp_path / "counting.db")
+    assert isinstance(store, CountingStore)
+    try:
+        last = 0
+        for _ in range(60):
+            last = api.message("/balance", chat_id=STRANGER_CHAT, user_id=MEMBER_ID)
+        await run_until(
+            make_bot(config, store, session),
+            lambda: any(p.get("offset") == last + 1 for m, p in api.calls if m == "getUpdates"),
+        )
+        assert await store.bot_offset("tg") == last + 1
+        assert store.offset_writes <= 2
+        assert api.sent == []
+    finally:
+        await store.close()
+
+
+async def test_a_migrated_group_is_named_with_its_new_id(
+    api: FakeBotApi, config: Config, store: Store, session: aiohttp.ClientSession
+) -> None:
+    api.push({"message": {"message_id": 1, "date": int(time.time()),
+                          "chat": {"id": int(CHAT_ID), "type": "group"},
+                          "migrate_to_chat_id": -1002222222222}})  # fmt: skip
+    api.message("/help")
+    with capture_logs() as logs:
+        await run_until(make_bot(config, store, session), lambda: len(api.sent) >= 1)
+    (moved,) = [e for e in logs if e["event"] == "telegram_chat_migrated"]
+    assert (moved["chat_id"], moved["new_chat_id"]) == (CHAT_ID, "-1002222222222")
+    assert "-1002222222222" in moved["hint"]
+
+
+async def test_the_bot_counts_its_updates_and_says_whether_it_is_up(
+    api: FakeBotApi, config: Config, store: Store, session: aiohttp.ClientSession
+) -> None:
+    metrics = Metrics()
+    api.message("/help")
+    api.message("/silence low-cash 1h")  # a member: refused
+    api.message("/help", date=time.time() - 3600)  # stale
+    api.message("good morning")
+    api.message("/help", chat_id=STRANGER_CHAT)
+    await run_until(make_bot(config, store, session, metrics=metrics), lambda: len(api.sent) >= 3)
+    text = metrics.render().decode()
+    for outcome, count in [("answered", 1), ("refused", 1), ("stale", 1), ("ignored", 1),
+                           ("unknown_chat", 1), ("failed", 0)]:  # fmt: skip
+        line = f'balance_monitor_bot_updates_total{{outcome="{outcome}",sink="tg"}} {count}.0'
+        assert line in text
+    assert 'balance_monitor_bot_up{sink="tg"} 1.0' in text
+    api.fail("getUpdates", 502)
+    waits = Waits()
+    await asyncio.wait_for(
+        make_bot(config, store, session, metrics=metrics, sleep=waits).run(asyncio.Event()), 5
+    )
+    assert 'balance_monitor_bot_up{sink="tg"} 0.0' in metrics.render().decode()
+    standby = make_bot(config, store, session, metrics=metrics, sleep=Waits(),
+                       singleton=lambda: False)  # fmt: skip
+    await asyncio.wait_for(standby.run(asyncio.Event()), 5)
+    assert "balance_monitor_bot_up{" not in metrics.render().decode()  # says nothing either way
+
+
+async def test_a_stop_ends_a_long_poll_in_flight_at_once(
+    api: FakeBotApi, config: Config, store: Store, session: aiohttp.ClientSession
+) -> None:
+    bot = make_bot(config, store, session, poll_timeout=25.0)
+    stop = asyncio.Event()
+    task = asyncio.create_task(bot.run(stop))
+    async with asyncio.timeout(5):
+        while not any(m == "getUpdates" for m, _ in api.calls):  # noqa: ASYNC110
+            await asyncio.sleep(0.02)
+    started = time.monotonic()
+    stop.set()
+    await asyncio.wait_for(task, 5)
+    assert time.monotonic() - started < 1.0
+
+
+async def test_an_answer_telegram_cannot_parse_goes_again_as_plain_text(
+    api: FakeBotApi, config: Config, store: Store, session: aiohttp.ClientSession
+) -> None:
+    async def digest(name: str | None) -> str:
+        return "<b>Digest</b> <unbalanced & broken"
+
+    api.fail("sendMessage", 400, description="Bad Request: can't parse entities: Unexpected end")
+    api.message("/digest")
+    await run_until(make_bot(config, store, session, digest=digest), lambda: len(api.sent) >= 1)
+    assert api.texts() == ["Digest &lt;unbalanced &amp; broken"]
