@@ -46,8 +46,9 @@ async def test_a_digest_missed_while_down_is_caught_up_that_day_only(store: Stor
 
 
 async def test_a_sink_added_by_a_reload_gets_todays_digest_too(store: Store) -> None:
-    done: set[tuple[str, date]] = set()
-    await digests.queue_due(store, with_digests(sinks=["ops"]), DUE, done=set())
+    """The same process (the same ``done``) before and after the reload."""
+    done: set[tuple[str, date, str]] = set()
+    await digests.queue_due(store, with_digests(sinks=["ops"]), DUE, done=done)
     queued = await digests.queue_due(store, with_digests(), DUE, done=done)
     assert queued == ["close"]
     assert await store.digest_queued(digest_id("close", DUE.date())) == {"ops", "chat"}
@@ -64,3 +65,20 @@ async def test_a_manual_digest_does_not_stand_in_for_the_scheduled_one(store: St
 async def test_an_unknown_name_lists_the_digests(store: Store) -> None:
     with pytest.raises(ConfigError, match=r"no digest named 'x' in \[\[digests\]\] \(close\)"):
         await digests.render_digest(store, with_digests(), "x", DUE)
+
+
+async def test_a_delivered_digest_pruned_from_the_outbox_is_not_sent_again(store: Store) -> None:
+    """``[delivery] keep_finished = "1h"`` drops the delivered row from the outbox; a restart
+    later that day finds the digest in the notification record and queues nothing."""
+    cfg = with_digests()
+    assert await digests.queue_due(store, cfg, DUE, done=set()) == ["close"]
+    for sink in ("ops", "chat"):
+        row = await store.next_pending(sink)
+        assert row is not None
+        await store.mark(row.seq, "delivered", now=DUE.timestamp())
+    later = DUE + timedelta(hours=2)
+    await store.expire(older_than=0, now=later.timestamp(), keep_finished=3600)
+    assert await store.next_pending("ops") is None
+    assert await store.deliveries(limit=10) == []  # the outbox rows are gone
+    assert await digests.queue_due(store, cfg, later, done=set()) == []
+    assert await store.pending(None) == 0

@@ -138,8 +138,17 @@ def queue_digest(  # noqa: PLR0917 - SqlStore._run passes arguments by position
 
 
 def queued(db: Db, ident: str) -> set[str]:
-    """The sinks a digest with this id is already queued for."""
-    return {sink for (sink,) in db.execute("SELECT sink FROM outbox WHERE id = ?", (ident,))}
+    """The sinks a digest with this id is already queued for or was delivered to: the
+    notification record too, which outlives the outbox's finished rows (``[delivery]
+    keep_finished`` may be an hour; ``[history] keep`` is never shorter in practice)."""
+    return {
+        sink
+        for (sink,) in db.execute(
+            "SELECT sink FROM outbox WHERE id = ? UNION SELECT sink FROM notification_log"
+            " WHERE id = ?",
+            (ident, ident),
+        )
+    }
 
 
 def _number(text: str | None) -> Decimal | None:
