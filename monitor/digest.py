@@ -21,6 +21,10 @@ from monitor.models import JSONValue, Record, rfc3339
 
 #: The ``type`` of a digest's JSON document (and of its outbox payload).
 DIGEST_TYPE = "digest"
+#: The notification record's ``status`` of a digest (an alert's is ``firing``/``resolved``).
+DIGEST_STATUS = "digest"
+#: A digest's fingerprint (and its notification record's ``rule``) is this and its name.
+FINGERPRINT_PREFIX = "digest:"
 _CENT = Decimal("0.01")
 
 
@@ -155,7 +159,7 @@ class Digest:
 
     @property
     def fingerprint(self) -> str:
-        return f"digest:{self.name}"
+        return FINGERPRINT_PREFIX + self.name
 
     def payload(self) -> dict[str, JSONValue]:
         """The digest's JSON document (money as exact numbers); the outbox keeps it."""
@@ -273,6 +277,12 @@ class Digest:
                 for s in p.get("failed_sources", ())
             ),
         )
+
+
+def label(fingerprint: str) -> str:
+    """How a digest is named where an alert shows its rule and account (the notification
+    list of the CLI and of the dashboard): ``digest close``."""
+    return f"digest {fingerprint.removeprefix(FINGERPRINT_PREFIX)}"
 
 
 def is_digest_payload(payload: Mapping[str, Any]) -> bool:

@@ -60,6 +60,11 @@ def headline(digest: Digest) -> str:
     return f"Digest {digest.name}: {day.isoformat()}"
 
 
+def summary(digest: Digest) -> str:
+    """One line: the notification record's summary, the dashboard's notification list."""
+    return f"{headline(digest)}. {totals_line(digest)}"
+
+
 def period(digest: Digest) -> str:
     if digest.since is None:
         return "No earlier digest to compare with."

@@ -84,9 +84,12 @@ async def enqueue(
     *,
     announce: bool = False,
 ) -> None:
-    summary = f"{digest_render.headline(digest)}. {digest_render.totals_line(digest)}"
     await store.queue_digest(
-        digest.payload(), sinks, summary=summary, now=now.timestamp(), announce=announce
+        digest.payload(),
+        sinks,
+        summary=digest_render.summary(digest),
+        now=now.timestamp(),
+        announce=announce,
     )
     log.info("digest_queued", digest=digest.name, id=digest.id, sinks=list(sinks))
 

@@ -15,7 +15,7 @@ from decimal import Decimal, InvalidOperation
 from typing import Any
 
 from monitor import encoding
-from monitor.digest import AlertLine, DigestData, SourcePolls, StoredAccount
+from monitor.digest import DIGEST_STATUS, AlertLine, DigestData, SourcePolls, StoredAccount
 from monitor.models import JSONValue
 from monitor.store.dbapi import Db
 from monitor.store.schema import ACCOUNT_HISTORY_SINCE
@@ -24,8 +24,6 @@ from monitor.store.sqlite_ops import series, transaction
 
 #: The outbox and notification-record ``source`` of a digest (it is no one source's).
 DIGEST_SOURCE = ""
-#: The notification record's ``status`` of a digest.
-DIGEST_STATUS = "digest"
 
 
 def digest_data(db: Db, version: int, since: float | None, until: float) -> DigestData:
