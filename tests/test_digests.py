@@ -4,6 +4,7 @@ passed is not sent late; a manual digest has an id of its own."""
 
 from __future__ import annotations
 
+import time
 from datetime import UTC, date, datetime, timedelta
 
 import pytest
@@ -11,17 +12,24 @@ from config_helpers import BASE_DIR, config
 
 from monitor import digests
 from monitor.config import Config, config_from_dict
+from monitor.delivery import Delivery, release_held
 from monitor.digest_schedule import digest_id
 from monitor.errors import ConfigError
+from monitor.mutes import muting
+from monitor.silences import ControlState, Silence
 from monitor.store import Store
+from monitor.testing import RecordingSink
 
 # Tuesday 1 December 2026, 21:15 UTC is 16:15 in New York.
 DUE = datetime(2026, 12, 1, 21, 15, tzinfo=UTC)
 
 
-def with_digests(**fields: object) -> Config:
+def with_digests(*, mute: list[dict[str, object]] | None = None, **fields: object) -> Config:
     table = {"name": "close", "at": "16:15", "sinks": ["ops", "chat"], **fields}
-    return config_from_dict(config(digests=[table]), base_dir=BASE_DIR)
+    sections: dict[str, object] = {"digests": [table]}
+    if mute is not None:
+        sections["mute"] = mute
+    return config_from_dict(config(**sections), base_dir=BASE_DIR)
 
 
 async def test_due_is_queued_once_for_each_sink(store: Store) -> None:
@@ -82,3 +90,21 @@ async def test_a_delivered_digest_pruned_from_the_outbox_is_not_sent_again(store
     assert await store.deliveries(limit=10) == []  # the outbox rows are gone
     assert await digests.queue_due(store, cfg, later, done=set()) == []
     assert await store.pending(None) == 0
+
+
+async def test_a_digest_is_held_by_no_mute_window_nor_silence(store: Store) -> None:
+    """Mute windows and silences quiet alerts; the digest (its all clear too) goes at its time,
+    and releasing what they held neither touches nor repeats it."""
+    cfg = with_digests(mute=[{"name": "always", "timezone": "UTC"}])
+    assert muting(cfg.mute, "close", DUE) is not None  # a window open now, on every rule
+    forever = Silence("s-all", starts_at=0, ends_at=DUE.timestamp() + 86400, account="*")
+    await store.add_silence(forever)
+    assert await digests.queue_due(store, cfg, DUE, done=set()) == ["close"]
+    assert await store.held() == []
+    control = ControlState(silences=(forever,))
+    assert await release_held(store, cfg, DUE, control) == 0
+    sinks = {"ops": RecordingSink("ops"), "chat": RecordingSink("chat")}
+    delivery = Delivery(store, sinks, cfg.delivery, rand=lambda: 1.0)
+    assert await delivery.drain(time.time() + 5) == 0
+    assert [len(s.digests) for s in sinks.values()] == [1, 1]
+    assert [s.sent for s in sinks.values()] == [[], []]
