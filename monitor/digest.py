@@ -53,6 +53,8 @@ class AlertLine:
     account_number: str | None
     summary: str
     at: datetime
+    #: The alert's fingerprint: its notifications of one episode are one line.
+    fingerprint: str = ""
 
 
 @dataclass(frozen=True, slots=True)
@@ -72,6 +74,9 @@ class DigestData:
     accounts: tuple[StoredAccount, ...] = ()
     alerts: tuple[AlertLine, ...] = ()
     polls: tuple[SourcePolls, ...] = ()
+    #: The fingerprints of the alerts firing at the period's start (their last notification
+    #: before it was a firing one): a firing one in the period is a repeat, not a new episode.
+    open_before: frozenset[str] = frozenset()
 
 
 # --------------------------------------------------------------------------- the digest
@@ -210,6 +215,7 @@ class Digest:
                     "account_number": a.account_number,
                     "summary": a.summary,
                     "at": rfc3339(a.at),
+                    "fingerprint": a.fingerprint,
                 }
                 for a in self.alerts
             ],
@@ -269,6 +275,7 @@ class Digest:
                     a.get("account_number"),
                     a["summary"],
                     datetime.fromisoformat(a["at"]),
+                    a.get("fingerprint", ""),
                 )
                 for a in p.get("alerts", ())
             ),
@@ -306,7 +313,7 @@ def build(
         for a in sorted(data.accounts, key=lambda a: (a.source, a.account_number))
         if covers(digest, a.source, a.account_number)
     )
-    alerts = tuple(
+    alerts = episodes(
         sorted(
             (
                 a
@@ -317,7 +324,8 @@ def build(
                 and a.at <= until
             ),
             key=lambda a: a.at,
-        )
+        ),
+        data.open_before,
     )
     failed = tuple(
         sorted(
@@ -341,6 +349,23 @@ def build(
         alerts=alerts,
         failed_sources=failed,
     )
+
+
+def episodes(lines: Sequence[AlertLine], open_before: frozenset[str]) -> tuple[AlertLine, ...]:
+    """The lines (oldest first) that start or end an episode: a firing notification of an
+    alert already firing (a ``repeat``, an escalation step, an ack sent on) is left out."""
+    firing = set(open_before)
+    out = []
+    for a in lines:
+        if a.fingerprint:
+            if a.status == "firing":
+                if a.fingerprint in firing:
+                    continue
+                firing.add(a.fingerprint)
+            else:
+                firing.discard(a.fingerprint)
+        out.append(a)
+    return tuple(out)
 
 
 def covers(digest: DigestConfig, source: str, account_number: str | None) -> bool:

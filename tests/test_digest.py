@@ -234,3 +234,37 @@ def test_a_long_digest_fits_slack_and_discord() -> None:
     assert (
         sum(len(embed[k]) for k in ("title", "description")) + len(embed["footer"]["text"]) <= 6000
     )
+
+
+def test_an_episode_is_one_line_however_often_it_was_notified() -> None:
+    """Repeats, escalations and acks are firing notifications of an episode already open: the
+    digest counts the episode once when it fired, not at all when it fired before the period
+    (``open_before``), and its end when it resolved."""
+    hour = timedelta(hours=1)
+
+    def line(status: str, fp: str, at: datetime) -> AlertLine:
+        return AlertLine(status, f"rule-{fp}", "default", "A1", f"{fp} {status}", at, fp)
+
+    data = DigestData(
+        accounts=(StoredAccount("default", "A1", record("1.00"), then=Decimal("1.00")),),
+        alerts=(
+            line("firing", "old", SINCE + hour),  # a repeat of an episode open at since
+            line("resolved", "old", SINCE + 2 * hour),
+            line("firing", "new", SINCE + 3 * hour),
+            line("firing", "new", SINCE + 4 * hour),  # its repeat
+            line("firing", "new", SINCE + 5 * hour),  # its escalation
+            line("resolved", "new", SINCE + 6 * hour),
+            line("firing", "new", SINCE + 7 * hour),  # a new episode
+            line("firing", "long", SINCE + 8 * hour),  # a repeat, still firing
+        ),
+        open_before=frozenset({"old", "long"}),
+    )
+    d = make(data)
+    assert [(a.fingerprint, a.status) for a in d.alerts] == [
+        ("old", "resolved"),
+        ("new", "firing"),
+        ("new", "resolved"),
+        ("new", "firing"),
+    ]
+    assert "Alerts: 2 fired, 2 resolved" in digest_render.text(d)
+    assert Digest.from_payload(d.payload()) == d

@@ -63,14 +63,19 @@ def digest_data(db: Db, version: int, since: float | None, until: float) -> Dige
     )
     low = since if since is not None else float("-inf")
     alerts = tuple(
-        AlertLine(status, rule, source, number, summary, _moment(at))
-        for status, rule, source, number, summary, at in db.execute(
-            "SELECT status, rule, source, account_number, summary, min(created_at)"
+        AlertLine(status, rule, source, number, summary, _moment(at), fingerprint)
+        for status, rule, source, number, summary, at, fingerprint in db.execute(
+            "SELECT status, rule, source, account_number, summary, min(created_at), fingerprint"
             " FROM notification_log WHERE created_at > ? AND created_at <= ?"
             " AND status IN ('firing', 'resolved')"
-            " GROUP BY id, status, rule, source, account_number, summary",
+            " GROUP BY id, status, rule, source, account_number, summary, fingerprint",
             (low, until),
         )
+    )
+    open_before = frozenset(
+        fingerprint
+        for fingerprint in sorted({a.fingerprint for a in alerts})
+        if since is not None and _last_status(db, fingerprint, since) == "firing"
     )
     polls: list[SourcePolls] = []
     if version >= ACCOUNT_HISTORY_SINCE:
@@ -88,7 +93,18 @@ def digest_data(db: Db, version: int, since: float | None, until: float) -> Dige
                 (low, until),
             )
         ]
-    return DigestData(accounts, alerts, tuple(polls))
+    return DigestData(accounts, alerts, tuple(polls), open_before)
+
+
+def _last_status(db: Db, fingerprint: str, at: float) -> str | None:
+    """The status of the alert's last notification at or before ``at`` (read backwards on
+    the ``created_at`` index: once per alert notified in the period, once a digest)."""
+    row = db.execute(
+        "SELECT status FROM notification_log WHERE fingerprint = ? AND created_at <= ?"
+        " AND status IN ('firing', 'resolved') ORDER BY created_at DESC LIMIT 1",
+        (fingerprint, at),
+    ).fetchone()
+    return None if row is None else str(row[0])
 
 
 def queue_digest(  # noqa: PLR0917 - SqlStore._run passes arguments by position
