@@ -58,6 +58,17 @@ class AlertLine:
 
 
 @dataclass(frozen=True, slots=True)
+class StillFiring:
+    """An alert firing now (``alerts``), since ``started_at``."""
+
+    rule: str
+    source: str
+    account_number: str | None
+    started_at: datetime
+    fingerprint: str
+
+
+@dataclass(frozen=True, slots=True)
 class SourcePolls:
     """A source's polls in the period: how many, how many failed, the last error."""
 
@@ -77,6 +88,8 @@ class DigestData:
     #: The fingerprints of the alerts firing at the period's start (their last notification
     #: before it was a firing one): a firing one in the period is a repeat, not a new episode.
     open_before: frozenset[str] = frozenset()
+    #: The alerts firing now.
+    firing: tuple[StillFiring, ...] = ()
 
 
 # --------------------------------------------------------------------------- the digest
@@ -148,6 +161,9 @@ class Digest:
     failed_sources: tuple[SourcePolls, ...] = ()
     #: The local day it is for (the scheduled digest's day).
     day: date | None = None
+    #: The alerts firing since before the period that still fire (no line in ``alerts``
+    #: says so: they fired before it).
+    still_firing: tuple[StillFiring, ...] = ()
 
     @property
     def fired(self) -> tuple[AlertLine, ...]:
@@ -159,8 +175,8 @@ class Digest:
 
     @property
     def all_clear(self) -> bool:
-        """Nothing fired and no source failed a poll."""
-        return not self.fired and not self.failed_sources
+        """Nothing fired, nothing fires since before, and no source failed a poll."""
+        return not self.fired and not self.still_firing and not self.failed_sources
 
     @property
     def fingerprint(self) -> str:
@@ -218,6 +234,16 @@ class Digest:
                     "fingerprint": a.fingerprint,
                 }
                 for a in self.alerts
+            ],
+            "still_firing": [
+                {
+                    "rule": f.rule,
+                    "source": f.source,
+                    "account_number": f.account_number,
+                    "started_at": rfc3339(f.started_at),
+                    "fingerprint": f.fingerprint,
+                }
+                for f in self.still_firing
             ],
             "failed_sources": [
                 {
@@ -283,6 +309,16 @@ class Digest:
                 SourcePolls(s["source"], int(s["polls"]), int(s["failed"]), s.get("last_error"))
                 for s in p.get("failed_sources", ())
             ),
+            still_firing=tuple(
+                StillFiring(
+                    f["rule"],
+                    f["source"],
+                    f.get("account_number"),
+                    datetime.fromisoformat(f["started_at"]),
+                    f["fingerprint"],
+                )
+                for f in p.get("still_firing", ())
+            ),
         )
 
 
@@ -337,6 +373,17 @@ def build(
             key=lambda s: s.source,
         )
     )
+    still = tuple(
+        sorted(
+            (
+                f
+                for f in data.firing
+                if (since is None or f.started_at <= since)
+                and covers(digest, f.source, f.account_number)
+            ),
+            key=lambda f: (f.started_at, f.rule, f.source, f.account_number or ""),
+        )
+    )
     return Digest(
         id=ident,
         name=digest.name,
@@ -348,6 +395,7 @@ def build(
         totals=totals(accounts),
         alerts=alerts,
         failed_sources=failed,
+        still_firing=still,
     )
 
 

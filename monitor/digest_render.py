@@ -1,8 +1,9 @@
 """A :class:`~monitor.digest.Digest` in each sink's own format, within each sink's limits.
 
 Every format has the same parts, in this order: a headline (the digest, its period), the
-totals across the accounts, a line per account, the alerts that fired and resolved, the sources
-that failed polls, and one "all clear" line when nothing fired and no poll failed. When a
+totals across the accounts, a line per account, the alerts that fired and resolved, the alerts
+still firing since before the period, the sources that failed polls, and one "all clear" line
+when none of these has anything to say. When a
 message would pass its sink's limit, account and alert lines are cut at whole lines with
 ``…and N more``; the headline and the totals are always kept.
 
@@ -20,7 +21,7 @@ from decimal import Decimal
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from monitor.digest import AccountFigures, AlertLine, Digest, SourcePolls
+from monitor.digest import AccountFigures, AlertLine, Digest, SourcePolls, StillFiring
 from monitor.models import DEFAULT_SOURCE, JSONValue
 from monitor.text import MISSING, clip, money_text, value_text
 
@@ -117,6 +118,14 @@ def alert_line(digest: Digest, a: AlertLine) -> str:
     return f"{symbol} {at} {a.status.upper()} {rule}: {a.summary}"
 
 
+def still_firing_line(digest: Digest, f: StillFiring) -> str:
+    where = f.account_number or f"source {f.source}"
+    if f.account_number and f.source != DEFAULT_SOURCE:
+        where = f"{f.account_number}@{f.source}"
+    at = f.started_at.astimezone(ZoneInfo(digest.timezone)).strftime("%m-%d %H:%M")
+    return f"{FIRING_SYMBOL} still firing since {at}: {f.rule} on {where}"
+
+
 def failure_line(s: SourcePolls) -> str:
     error = f"; last error: {s.last_error}" if s.last_error else ""
     polls = "poll" if s.failed == 1 else "polls"
@@ -197,6 +206,13 @@ def blocks(
             Block(
                 tuple(fmt(alert_line(digest, a)) for a in digest.alerts),
                 lambda n: fmt(f"…and {n} more alert{'' if n == 1 else 's'}"),
+            )
+        )
+    if digest.still_firing:
+        parts.append(
+            Block(
+                tuple(fmt(still_firing_line(digest, f)) for f in digest.still_firing),
+                lambda n: fmt(f"…and {n} more still firing"),
             )
         )
     if digest.failed_sources:
@@ -308,6 +324,8 @@ def teams_body(digest: Digest) -> list[dict[str, Any]]:
 def email_subject(digest: Digest) -> str:
     t = digest.totals
     status = "all clear" if digest.all_clear else f"{len(digest.fired)} fired"
+    if digest.still_firing:
+        status += f", {len(digest.still_firing)} still firing"
     return f"{headline(digest)}: {money(t.value)}{change_text(t.change, t.percent)}, {status}"
 
 
@@ -355,6 +373,9 @@ def email_html(digest: Digest) -> str:
     if digest.alerts:
         items = "".join(f"<li>{e(alert_line(digest, a))}</li>" for a in digest.alerts)
         body.append(f"<p><strong>{e(alerts_heading(digest))}</strong></p><ul>{items}</ul>")
+    if digest.still_firing:
+        items = "".join(f"<li>{e(still_firing_line(digest, f))}</li>" for f in digest.still_firing)
+        body.append(f"<ul>{items}</ul>")
     if digest.failed_sources:
         items = "".join(f"<li>{e(failure_line(s))}</li>" for s in digest.failed_sources)
         body.append(f"<ul>{items}</ul>")
@@ -375,6 +396,7 @@ def loggable(digest: Digest) -> dict[str, Any]:
         "change": value_text(t.change),
         "alerts_fired": len(digest.fired),
         "alerts_resolved": len(digest.resolved),
+        "still_firing": len(digest.still_firing),
         "failed_sources": [s.source for s in digest.failed_sources],
         "all_clear": digest.all_clear,
         "text": text(digest),

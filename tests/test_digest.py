@@ -16,6 +16,7 @@ from monitor.digest import (
     Digest,
     DigestData,
     SourcePolls,
+    StillFiring,
     StoredAccount,
     build,
 )
@@ -268,3 +269,24 @@ def test_an_episode_is_one_line_however_often_it_was_notified() -> None:
     ]
     assert "Alerts: 2 fired, 2 resolved" in digest_render.text(d)
     assert Digest.from_payload(d.payload()) == d
+
+
+def test_an_alert_firing_since_before_the_period_is_no_all_clear() -> None:
+    """Nothing fired in the period, but an alert that fired before it still fires: the digest
+    says so instead of "all clear"; one that fired in the period is not listed twice."""
+    data = DigestData(
+        accounts=(StoredAccount("default", "A1", record("1.00"), then=Decimal("1.00")),),
+        firing=(
+            StillFiring("restricted", "default", "A1", SINCE - timedelta(days=2), "fp-1"),
+            StillFiring("low-cash", "default", "A1", UNTIL - timedelta(hours=1), "fp-2"),
+            StillFiring("low-cash", "default", "ZZ", SINCE - timedelta(days=2), "fp-3"),
+        ),
+    )
+    d = make(data, accounts=["A*"])
+    assert [f.rule for f in d.still_firing] == ["restricted"]
+    assert not d.all_clear
+    text = digest_render.text(d)
+    assert digest_render.ALL_CLEAR not in text
+    assert "🔥 still firing since 11-28 16:15: restricted on A1" in text
+    assert Digest.from_payload(d.payload()) == d
+    assert make(DigestData(accounts=data.accounts)).all_clear

@@ -143,3 +143,15 @@ async def test_digest_data_knows_the_episodes_open_at_the_start(store: Store) ->
         ("open", "firing"),
         ("later", "firing"),
     ]
+
+
+async def test_digest_data_has_the_alerts_firing_now(store: Store) -> None:
+    from monitor.models import ActiveAlert
+
+    started = T0 - timedelta(days=2)
+    alert = ActiveAlert("low-cash", "A", "fp-1", started)
+    await poll(store, 0, rec("A", "1"), active={("low-cash", "A"): alert})
+    data = await store.digest_data(since=T0.timestamp(), until=T0.timestamp() + 3600)
+    [firing] = data.firing
+    assert (firing.rule, firing.source, firing.account_number) == ("low-cash", "default", "A")
+    assert (firing.started_at, firing.fingerprint) == (started, "fp-1")

@@ -2,7 +2,8 @@
 
 :func:`digest_data` is the one query a digest is built from: the stored accounts with each
 one's ``account_value_total`` at the period's start (from ``account_history``), the
-notifications recorded in the period (``notification_log``) and the polls (``polls``).
+notifications recorded in the period (``notification_log``), the polls (``polls``) and the
+alerts firing now (``alerts``).
 :func:`queue_digest` puts a digest in the outbox for its sinks, once per id and sink, and in
 the notification record, like any notification.
 """
@@ -15,7 +16,14 @@ from decimal import Decimal, InvalidOperation
 from typing import Any
 
 from monitor import encoding
-from monitor.digest import DIGEST_STATUS, AlertLine, DigestData, SourcePolls, StoredAccount
+from monitor.digest import (
+    DIGEST_STATUS,
+    AlertLine,
+    DigestData,
+    SourcePolls,
+    StillFiring,
+    StoredAccount,
+)
 from monitor.models import JSONValue
 from monitor.store.dbapi import Db
 from monitor.store.schema import ACCOUNT_HISTORY_SINCE
@@ -93,7 +101,14 @@ def digest_data(db: Db, version: int, since: float | None, until: float) -> Dige
                 (low, until),
             )
         ]
-    return DigestData(accounts, alerts, tuple(polls), open_before)
+    firing = tuple(
+        StillFiring(rule, source, number or None, datetime.fromisoformat(started), fingerprint)
+        for rule, source, number, started, fingerprint in db.execute(
+            "SELECT rule, source, account_number, started_at, fingerprint FROM alerts"
+            " WHERE state = 'firing'"
+        )
+    )
+    return DigestData(accounts, alerts, tuple(polls), open_before, firing)
 
 
 def _last_status(db: Db, fingerprint: str, at: float) -> str | None:
