@@ -155,3 +155,15 @@ async def test_digest_data_has_the_alerts_firing_now(store: Store) -> None:
     [firing] = data.firing
     assert (firing.rule, firing.source, firing.account_number) == ("low-cash", "default", "A")
     assert (firing.started_at, firing.fingerprint) == (started, "fp-1")
+
+
+async def test_a_digest_is_no_alert_to_acknowledge_or_silence(store: Store) -> None:
+    """``ack <id>``, the bot's /ack and its buttons find alerts by notification id or
+    fingerprint: a digest's id or fingerprint names none."""
+    config = DigestConfig(name="close", at="16:15", sinks=("hook",))
+    ident = digest_id("close", date(2026, 11, 30))
+    data = await store.digest_data(since=None, until=T0.timestamp())
+    digest = build(config, data, ident=ident, timezone="UTC", since=None, until=T0)
+    await store.queue_digest(digest.payload(), ["hook"], summary="s", now=T0.timestamp())
+    assert await store.find_alert(ident) is None
+    assert await store.find_alert(digest.fingerprint) is None
