@@ -58,6 +58,16 @@ class AlertLine:
 
 
 @dataclass(frozen=True, slots=True)
+class DepartedAccount:
+    """An account the source stopped returning (``departed``), with its last value."""
+
+    source: str
+    account_number: str
+    value: Decimal | None
+    left_at: datetime
+
+
+@dataclass(frozen=True, slots=True)
 class StillFiring:
     """An alert firing now (``alerts``), since ``started_at``."""
 
@@ -90,6 +100,8 @@ class DigestData:
     open_before: frozenset[str] = frozenset()
     #: The alerts firing now.
     firing: tuple[StillFiring, ...] = ()
+    #: The accounts kept as departed, each with when it left.
+    departed: tuple[DepartedAccount, ...] = ()
 
 
 # --------------------------------------------------------------------------- the digest
@@ -164,6 +176,8 @@ class Digest:
     #: The alerts firing since before the period that still fire (no line in ``alerts``
     #: says so: they fired before it).
     still_firing: tuple[StillFiring, ...] = ()
+    #: The accounts that left in the period (in no total: the previous digest had them).
+    departed: tuple[DepartedAccount, ...] = ()
 
     @property
     def fired(self) -> tuple[AlertLine, ...]:
@@ -222,6 +236,15 @@ class Digest:
                     "daytrades_count": a.daytrades,
                 }
                 for a in self.accounts
+            ],
+            "departed": [
+                {
+                    "source": a.source,
+                    "account_number": a.account_number,
+                    "account_value_total": a.value,
+                    "left_at": rfc3339(a.left_at),
+                }
+                for a in self.departed
             ],
             "alerts": [
                 {
@@ -309,6 +332,15 @@ class Digest:
                 SourcePolls(s["source"], int(s["polls"]), int(s["failed"]), s.get("last_error"))
                 for s in p.get("failed_sources", ())
             ),
+            departed=tuple(
+                DepartedAccount(
+                    a["source"],
+                    a["account_number"],
+                    _money(a.get("account_value_total")),
+                    datetime.fromisoformat(a["left_at"]),
+                )
+                for a in p.get("departed", ())
+            ),
             still_firing=tuple(
                 StillFiring(
                     f["rule"],
@@ -384,6 +416,18 @@ def build(
             key=lambda f: (f.started_at, f.rule, f.source, f.account_number or ""),
         )
     )
+    departed = tuple(
+        sorted(
+            (
+                a
+                for a in data.departed
+                if (since is None or a.left_at > since)
+                and a.left_at <= until
+                and covers(digest, a.source, a.account_number)
+            ),
+            key=lambda a: (a.source, a.account_number),
+        )
+    )
     return Digest(
         id=ident,
         name=digest.name,
@@ -396,6 +440,7 @@ def build(
         alerts=alerts,
         failed_sources=failed,
         still_firing=still,
+        departed=departed,
     )
 
 

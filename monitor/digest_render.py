@@ -1,9 +1,9 @@
 """A :class:`~monitor.digest.Digest` in each sink's own format, within each sink's limits.
 
 Every format has the same parts, in this order: a headline (the digest, its period), the
-totals across the accounts, a line per account, the alerts that fired and resolved, the alerts
-still firing since before the period, the sources that failed polls, and one "all clear" line
-when none of these has anything to say. When a
+totals across the accounts, a line per account (and per account that left in the period), the
+alerts that fired and resolved, the alerts still firing since before the period, the sources
+that failed polls, and one "all clear" line when none of these has anything to say. When a
 message would pass its sink's limit, account and alert lines are cut at whole lines with
 ``…and N more``; the headline and the totals are always kept.
 
@@ -21,7 +21,14 @@ from decimal import Decimal
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from monitor.digest import AccountFigures, AlertLine, Digest, SourcePolls, StillFiring
+from monitor.digest import (
+    AccountFigures,
+    AlertLine,
+    DepartedAccount,
+    Digest,
+    SourcePolls,
+    StillFiring,
+)
 from monitor.models import DEFAULT_SOURCE, JSONValue
 from monitor.text import MISSING, clip, money_text, value_text
 
@@ -105,6 +112,12 @@ def account_line(digest: Digest, a: AccountFigures) -> str:
         f" · cash to withdraw {money(a.cash_to_withdraw)} · buying power {money(a.buying_power)}"
         f" · restriction {restriction} · day trades {daytrades}"
     )
+
+
+def departed_line(digest: Digest, a: DepartedAccount) -> str:
+    name = a.account_number if a.source == DEFAULT_SOURCE else f"{a.account_number}@{a.source}"
+    at = a.left_at.astimezone(ZoneInfo(digest.timezone)).strftime("%m-%d %H:%M")
+    return f"{name}: left {at}, last value {money(a.value)}"
 
 
 def alerts_heading(digest: Digest) -> str:
@@ -200,6 +213,14 @@ def blocks(
         )
     else:
         parts.append(Block((fmt("No accounts stored yet."),)))
+    if digest.departed:
+        parts.append(
+            Block(
+                tuple(fmt(departed_line(digest, a)) for a in digest.departed),
+                lambda n: fmt(f"…and {n} more account{'' if n == 1 else 's'} left"),
+                priority=1,
+            )
+        )
     if digest.alerts:
         parts.append(Block((bold(fmt(alerts_heading(digest))),)))
         parts.append(
@@ -265,7 +286,8 @@ def slack_message(digest: Digest) -> dict[str, Any]:
     ]
     sections = ["\n".join(head)]
     rest = blocks(digest, _slack_escape, lambda s: f"*{s}*")[1:]
-    accounts, others = rest[:1], rest[1:]
+    count = 2 if digest.departed else 1  # the accounts, and those that left
+    accounts, others = rest[:count], rest[count:]
     sections.append("\n".join(fit(accounts, SLACK_SECTION_LIMIT)))
     if others:
         sections.append("\n".join(fit(others, SLACK_SECTION_LIMIT)))
@@ -370,6 +392,9 @@ def email_html(digest: Digest) -> str:
         f"<p><strong>{e(totals_line(digest))}</strong></p>",
         f"<table><tr>{heads}</tr>{rows}</table>",
     ]
+    if digest.departed:
+        items = "".join(f"<li>{e(departed_line(digest, a))}</li>" for a in digest.departed)
+        body.append(f"<ul>{items}</ul>")
     if digest.alerts:
         items = "".join(f"<li>{e(alert_line(digest, a))}</li>" for a in digest.alerts)
         body.append(f"<p><strong>{e(alerts_heading(digest))}</strong></p><ul>{items}</ul>")

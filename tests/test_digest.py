@@ -13,6 +13,7 @@ from monitor import digest_render
 from monitor.config import DigestConfig
 from monitor.digest import (
     AlertLine,
+    DepartedAccount,
     Digest,
     DigestData,
     SourcePolls,
@@ -290,3 +291,30 @@ def test_an_alert_firing_since_before_the_period_is_no_all_clear() -> None:
     assert "🔥 still firing since 11-28 16:15: restricted on A1" in text
     assert Digest.from_payload(d.payload()) == d
     assert make(DigestData(accounts=data.accounts)).all_clear
+
+
+@pytest.mark.parametrize(
+    ("left_at", "listed"),
+    [
+        (SINCE - timedelta(minutes=1), False),  # the previous digest no longer had it
+        (SINCE + timedelta(hours=2), True),
+        (UNTIL, True),
+    ],
+)
+def test_an_account_that_left_in_the_period_is_said_to_have_left(
+    left_at: datetime, listed: bool
+) -> None:
+    data = DigestData(
+        accounts=(StoredAccount("default", "A1", record("1.00"), then=Decimal("1.00")),),
+        departed=(
+            DepartedAccount("default", "A2", Decimal("1234.5"), left_at),
+            DepartedAccount("default", "ZZ", Decimal("1"), left_at),  # not covered
+        ),
+    )
+    d = make(data, accounts=["A*"])
+    assert [a.account_number for a in d.departed] == (["A2"] if listed else [])
+    assert d.totals.accounts == 1
+    text = digest_render.text(d)
+    local = left_at.astimezone(NY).strftime("%m-%d %H:%M")
+    assert (f"A2: left {local}, last value 1,234.50" in text) is listed
+    assert Digest.from_payload(d.payload()) == d

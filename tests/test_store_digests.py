@@ -167,3 +167,14 @@ async def test_a_digest_is_no_alert_to_acknowledge_or_silence(store: Store) -> N
     await store.queue_digest(digest.payload(), ["hook"], summary="s", now=T0.timestamp())
     assert await store.find_alert(ident) is None
     assert await store.find_alert(digest.fingerprint) is None
+
+
+async def test_digest_data_has_the_departed_accounts_with_their_last_value(store: Store) -> None:
+    gone = Account("B", {"account_number": "B", "account_value_total": Decimal("50.5")})
+    await poll(store, 0, rec("A", "1"), rec("B", "50.5"))
+    await poll(store, 2, rec("A", "1"), deletes=["B"], departed=[gone])
+    data = await store.digest_data(since=T0.timestamp(), until=T0.timestamp() + 3 * 3600)
+    assert [a.account_number for a in data.accounts] == ["A"]
+    [left] = data.departed
+    assert (left.source, left.account_number, left.value) == ("default", "B", Decimal("50.5"))
+    assert left.left_at == T0 + timedelta(hours=2)

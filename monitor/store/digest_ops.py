@@ -3,7 +3,7 @@
 :func:`digest_data` is the one query a digest is built from: the stored accounts with each
 one's ``account_value_total`` at the period's start (from ``account_history``), the
 notifications recorded in the period (``notification_log``), the polls (``polls``) and the
-alerts firing now (``alerts``).
+alerts firing now (``alerts``) and the accounts that left (``departed``).
 :func:`queue_digest` puts a digest in the outbox for its sinks, once per id and sink, and in
 the notification record, like any notification.
 """
@@ -19,6 +19,7 @@ from monitor import encoding
 from monitor.digest import (
     DIGEST_STATUS,
     AlertLine,
+    DepartedAccount,
     DigestData,
     SourcePolls,
     StillFiring,
@@ -108,7 +109,18 @@ def digest_data(db: Db, version: int, since: float | None, until: float) -> Dige
             " WHERE state = 'firing'"
         )
     )
-    return DigestData(accounts, alerts, tuple(polls), open_before, firing)
+    departed = tuple(
+        DepartedAccount(
+            source,
+            number,
+            _money(encoding.loads(record).get("account_value_total")),
+            datetime.fromisoformat(left_at),
+        )
+        for source, number, record, left_at in db.execute(
+            "SELECT source, account_number, record, left_at FROM departed"
+        )
+    )
+    return DigestData(accounts, alerts, tuple(polls), open_before, firing, departed)
 
 
 def _last_status(db: Db, fingerprint: str, at: float) -> str | None:
@@ -187,6 +199,13 @@ def _number(text: str | None) -> Decimal | None:
         return Decimal(text)
     except InvalidOperation:
         return None
+
+
+def _money(value: object) -> Decimal | None:
+    """A record's number (``Decimal`` from the JSON parser), ``None`` when it is none."""
+    if isinstance(value, bool) or not isinstance(value, Decimal | int):
+        return None
+    return Decimal(value)
 
 
 def _moment(at: float) -> datetime:
