@@ -508,9 +508,11 @@ def _figures(a: StoredAccount) -> AccountFigures:
 
 
 def _percent(change: Decimal | None, base: Decimal | None) -> Decimal | None:
+    """The change as a percent of the base's size: a negative base (a margin deficit) that
+    shrinks is a rise, with a ``+``."""
     if change is None or base is None or base == 0:
         return None
-    return (change * 100 / base).quantize(_CENT, rounding=ROUND_HALF_EVEN)
+    return (change * 100 / abs(base)).quantize(_CENT, rounding=ROUND_HALF_EVEN)
 
 
 def _money(value: object) -> Decimal | None:

@@ -318,3 +318,24 @@ def test_an_account_that_left_in_the_period_is_said_to_have_left(
     local = left_at.astimezone(NY).strftime("%m-%d %H:%M")
     assert (f"A2: left {local}, last value 1,234.50" in text) is listed
     assert Digest.from_payload(d.payload()) == d
+
+
+@pytest.mark.parametrize(
+    ("then", "now", "change", "percent"),
+    [
+        ("1000.00", "1100.00", "100.00", "10.00"),
+        ("1000.00", "900.00", "-100.00", "-10.00"),
+        ("0", "500.00", "500.00", None),  # no percent of nothing
+        ("-200.00", "-100.00", "100.00", "50.00"),  # a deficit halved is up, not down
+        ("-200.00", "-300.00", "-100.00", "-50.00"),
+        ("1000.00", "0", "-1000.00", "-100.00"),
+    ],
+)
+def test_change_and_percent(then: str, now: str, change: str, percent: str | None) -> None:
+    d = make(
+        DigestData(accounts=(StoredAccount("default", "A1", record(now), then=Decimal(then)),))
+    )
+    [a] = d.accounts
+    assert a.change == Decimal(change)
+    assert a.percent == (None if percent is None else Decimal(percent))
+    assert (d.totals.change, d.totals.percent) == (a.change, a.percent)
