@@ -27,12 +27,21 @@ from monitor.digest import (
 )
 from monitor.models import JSONValue
 from monitor.store.dbapi import Db
-from monitor.store.schema import ACCOUNT_HISTORY_SINCE
+from monitor.store.schema import (
+    ACCOUNT_HISTORY_SINCE,
+    ACTIONS_SINCE,
+    ALERT_STATES_SINCE,
+    DEPARTED_SINCE,
+)
 from monitor.store.sqlite_actions import _bump as bump_control
 from monitor.store.sqlite_ops import series, transaction
 
 #: The outbox and notification-record ``source`` of a digest (it is no one source's).
 DIGEST_SOURCE = ""
+
+_FIRING_SCHEMA_1 = "SELECT rule, source, account_number, started_at, fingerprint FROM alerts"
+#: Since schema 2 ``alerts`` keeps pending alerts too (before, every row fired).
+_FIRING = _FIRING_SCHEMA_1 + " WHERE state = 'firing'"
 
 
 def digest_data(db: Db, version: int, since: float | None, until: float) -> DigestData:
@@ -71,14 +80,12 @@ def digest_data(db: Db, version: int, since: float | None, until: float) -> Dige
         for (source, number), record in records.items()
     )
     low = since if since is not None else float("-inf")
+    # A read-only store (``digest --print``) may read a database the daemon has not migrated:
+    # what its schema lacks is empty.
     alerts = tuple(
         AlertLine(status, rule, source, number, summary, _moment(at), fingerprint)
-        for status, rule, source, number, summary, at, fingerprint in db.execute(
-            "SELECT status, rule, source, account_number, summary, min(created_at), fingerprint"
-            " FROM notification_log WHERE created_at > ? AND created_at <= ?"
-            " AND status IN ('firing', 'resolved')"
-            " GROUP BY id, status, rule, source, account_number, summary, fingerprint",
-            (low, until),
+        for status, rule, source, number, summary, at, fingerprint in (
+            _alert_lines(db, low, until) if version >= ACTIONS_SINCE else ()
         )
     )
     open_before = frozenset(
@@ -105,8 +112,7 @@ def digest_data(db: Db, version: int, since: float | None, until: float) -> Dige
     firing = tuple(
         StillFiring(rule, source, number or None, datetime.fromisoformat(started), fingerprint)
         for rule, source, number, started, fingerprint in db.execute(
-            "SELECT rule, source, account_number, started_at, fingerprint FROM alerts"
-            " WHERE state = 'firing'"
+            _FIRING if version >= ALERT_STATES_SINCE else _FIRING_SCHEMA_1
         )
     )
     departed = tuple(
@@ -116,11 +122,24 @@ def digest_data(db: Db, version: int, since: float | None, until: float) -> Dige
             _money(encoding.loads(record).get("account_value_total")),
             datetime.fromisoformat(left_at),
         )
-        for source, number, record, left_at in db.execute(
-            "SELECT source, account_number, record, left_at FROM departed"
+        for source, number, record, left_at in (
+            db.execute("SELECT source, account_number, record, left_at FROM departed")
+            if version >= DEPARTED_SINCE
+            else ()
         )
     )
     return DigestData(accounts, alerts, tuple(polls), open_before, firing, departed)
+
+
+def _alert_lines(db: Db, low: float, until: float) -> list[tuple[Any, ...]]:
+    """The alert notifications recorded in (low, until], one row per notification."""
+    return db.execute(
+        "SELECT status, rule, source, account_number, summary, min(created_at), fingerprint"
+        " FROM notification_log WHERE created_at > ? AND created_at <= ?"
+        " AND status IN ('firing', 'resolved')"
+        " GROUP BY id, status, rule, source, account_number, summary, fingerprint",
+        (low, until),
+    ).fetchall()
 
 
 def _last_status(db: Db, fingerprint: str, at: float) -> str | None:
