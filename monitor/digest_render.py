@@ -361,7 +361,7 @@ def email_html(digest: Digest) -> str:
             for cell in (
                 account_name(a),
                 money(a.value),
-                "new" if a.new else change_text(a.change, a.percent).strip(" ()"),
+                "new" if a.new else change_text(a.change, a.percent).strip(" ()") or MISSING,
                 money(a.cash),
                 money(a.cash_to_withdraw),
                 money(a.buying_power),

@@ -117,3 +117,19 @@ def test_the_email_html_escapes_everything(n: int) -> None:
     page = digest_render.email_html(make_digest(n))
     assert "PDT &lt;flag&gt; &amp; co" in page
     assert page.count("<tr>") == n + 1
+
+
+def test_the_email_table_marks_a_missing_change_like_any_missing_figure() -> None:
+    """An account with no ``account_value_total`` has "—" for its value and its change."""
+    from datetime import UTC, date, datetime
+
+    from monitor.config import DigestConfig
+    from monitor.digest import DigestData, StoredAccount, build
+
+    data = DigestData(accounts=(StoredAccount("default", "A1", {"cash": Decimal(5)}),))
+    moment = datetime(2026, 12, 1, tzinfo=UTC)
+    config = DigestConfig(name="close", at="16:15", sinks=("x",))
+    digest = build(config, data, ident="d", timezone="UTC", since=None, until=moment,
+                   day=date(2026, 12, 1))  # fmt: skip
+    page = digest_render.email_html(digest)
+    assert "<td>A1</td><td>—</td><td>—</td><td>5.00</td>" in page
