@@ -63,6 +63,19 @@ def ny(year: int, month: int, day: int, hour: int, minute: int) -> datetime:
         ),
         # Across the end of DST (1 Nov 2026): 16:15 local on both days, 25 hours apart.
         ({}, ny(2026, 11, 1, 16, 20), (), ny(2026, 10, 31, 16, 15)),
+        # Just after midnight on Monday, weekdays only: since Friday's 00:05.
+        ({"at": "00:05", "days": WEEKDAYS}, ny(2026, 11, 30, 0, 10), (), ny(2026, 11, 27, 0, 5)),
+        # The day after spring-forward: 02:30 did not exist on 8 March, it went at 03:30 EDT.
+        ({"at": "02:30"}, ny(2026, 3, 9, 3, 0), (), ny(2026, 3, 8, 3, 30)),
+        # The day after fall-back: 01:30 happened twice on 1 November, the first (EDT) counts.
+        (
+            {"at": "01:30"},
+            ny(2026, 11, 2, 12, 0),
+            (),
+            datetime(2026, 11, 1, 5, 30, tzinfo=UTC).astimezone(NY),
+        ),
+        # Weekly on Sunday, rendered that Sunday after it: since the Sunday before.
+        ({"days": ["sun"]}, ny(2026, 12, 6, 17, 0), (), ny(2026, 11, 29, 16, 15)),
     ],
 )
 def test_previous_occurrence(
