@@ -1,10 +1,11 @@
 """Digests (``[[digests]]``): what they say. Pure. When they are due and the period they
 cover (the previous scheduled occurrence) is :mod:`monitor.digest_schedule`.
 
-:func:`build` turns the plain data one store query reads (:class:`DigestData`: the stored
-accounts with the value each had then, the notifications recorded since, the failed polls) into
-a :class:`Digest`. Its :meth:`Digest.payload` is what the outbox keeps and, with the rendered
-text beside it, what a ``webhook`` sink receives (``"type": "digest"``).
+:func:`build` turns the plain data one store query reads (:class:`~monitor.digest_data.
+DigestData`: the stored accounts with the value each had then, the notifications recorded
+since, the failed polls, the alerts firing, the accounts that left) into a :class:`Digest`.
+Its :meth:`Digest.payload` is what the outbox keeps and, with the rendered text beside it,
+what a ``webhook`` sink receives (``"type": "digest"``).
 """
 
 from __future__ import annotations
@@ -17,7 +18,17 @@ from fnmatch import fnmatchcase
 from typing import Any
 
 from monitor.config import DigestConfig
-from monitor.models import JSONValue, Record, rfc3339
+from monitor.digest_data import (
+    AlertLine,
+    DepartedAccount,
+    DigestData,
+    SourcePolls,
+    StillFiring,
+    StoredAccount,
+    integer,
+    money,
+)
+from monitor.models import JSONValue, rfc3339
 
 #: The ``type`` of a digest's JSON document (and of its outbox payload).
 DIGEST_TYPE = "digest"
@@ -26,82 +37,6 @@ DIGEST_STATUS = "digest"
 #: A digest's fingerprint (and its notification record's ``rule``) is this and its name.
 FINGERPRINT_PREFIX = "digest:"
 _CENT = Decimal("0.01")
-
-
-# --------------------------------------------------------------------------- input
-
-
-@dataclass(frozen=True, slots=True)
-class StoredAccount:
-    """An account's stored record and its ``account_value_total`` at the period's start
-    (``new``: the account was first seen after it, so there is nothing to compare with)."""
-
-    source: str
-    account_number: str
-    record: Record
-    then: JSONValue = None
-    new: bool = False
-
-
-@dataclass(frozen=True, slots=True)
-class AlertLine:
-    """A notification recorded in the period: an alert that fired or resolved."""
-
-    status: str
-    rule: str
-    source: str
-    account_number: str | None
-    summary: str
-    at: datetime
-    #: The alert's fingerprint: its notifications of one episode are one line.
-    fingerprint: str = ""
-
-
-@dataclass(frozen=True, slots=True)
-class DepartedAccount:
-    """An account the source stopped returning (``departed``), with its last value."""
-
-    source: str
-    account_number: str
-    value: Decimal | None
-    left_at: datetime
-
-
-@dataclass(frozen=True, slots=True)
-class StillFiring:
-    """An alert firing now (``alerts``), since ``started_at``."""
-
-    rule: str
-    source: str
-    account_number: str | None
-    started_at: datetime
-    fingerprint: str
-
-
-@dataclass(frozen=True, slots=True)
-class SourcePolls:
-    """A source's polls in the period: how many, how many failed, the last error."""
-
-    source: str
-    polls: int
-    failed: int
-    last_error: str | None = None
-
-
-@dataclass(frozen=True, slots=True)
-class DigestData:
-    """What one store query reads for a digest: plain data, nothing decided yet."""
-
-    accounts: tuple[StoredAccount, ...] = ()
-    alerts: tuple[AlertLine, ...] = ()
-    polls: tuple[SourcePolls, ...] = ()
-    #: The fingerprints of the alerts firing at the period's start (their last notification
-    #: before it was a firing one): a firing one in the period is a repeat, not a new episode.
-    open_before: frozenset[str] = frozenset()
-    #: The alerts firing now.
-    firing: tuple[StillFiring, ...] = ()
-    #: The accounts kept as departed, each with when it left.
-    departed: tuple[DepartedAccount, ...] = ()
 
 
 # --------------------------------------------------------------------------- the digest
@@ -296,25 +231,25 @@ class Digest:
                 AccountFigures(
                     source=a["source"],
                     account_number=a["account_number"],
-                    value=_money(a.get("account_value_total")),
-                    previous=_money(a.get("previous")),
+                    value=money(a.get("account_value_total")),
+                    previous=money(a.get("previous")),
                     new=bool(a.get("new")),
-                    cash=_money(a.get("cash")),
-                    cash_to_withdraw=_money(a.get("cash_to_withdraw")),
-                    buying_power=_money(a.get("buying_power")),
+                    cash=money(a.get("cash")),
+                    cash_to_withdraw=money(a.get("cash_to_withdraw")),
+                    buying_power=money(a.get("buying_power")),
                     restriction=a.get("restriction"),
                     restriction_reason=a.get("restriction_reason"),
-                    daytrades=_int(a.get("daytrades_count")),
+                    daytrades=integer(a.get("daytrades_count")),
                 )
                 for a in p.get("accounts", ())
             ),
             totals=Totals(
                 accounts=int(t["accounts"]),
-                value=_money(t["account_value_total"]) or Decimal(0),
-                previous=_money(t.get("previous")),
-                cash=_money(t["cash"]) or Decimal(0),
-                cash_to_withdraw=_money(t["cash_to_withdraw"]) or Decimal(0),
-                value_compared=_money(t.get("compared")) or Decimal(0),
+                value=money(t["account_value_total"]) or Decimal(0),
+                previous=money(t.get("previous")),
+                cash=money(t["cash"]) or Decimal(0),
+                cash_to_withdraw=money(t["cash_to_withdraw"]) or Decimal(0),
+                value_compared=money(t.get("compared")) or Decimal(0),
             ),
             alerts=tuple(
                 AlertLine(
@@ -336,7 +271,7 @@ class Digest:
                 DepartedAccount(
                     a["source"],
                     a["account_number"],
-                    _money(a.get("account_value_total")),
+                    money(a.get("account_value_total")),
                     datetime.fromisoformat(a["left_at"]),
                 )
                 for a in p.get("departed", ())
@@ -495,15 +430,15 @@ def _figures(a: StoredAccount) -> AccountFigures:
     return AccountFigures(
         source=a.source,
         account_number=a.account_number,
-        value=_money(r.get("account_value_total")),
-        previous=None if a.new else _money(a.then),
+        value=money(r.get("account_value_total")),
+        previous=None if a.new else money(a.then),
         new=a.new,
-        cash=_money(r.get("cash")),
-        cash_to_withdraw=_money(r.get("cash_to_withdraw")),
-        buying_power=_money(power),
+        cash=money(r.get("cash")),
+        cash_to_withdraw=money(r.get("cash_to_withdraw")),
+        buying_power=money(power),
         restriction=restriction if isinstance(restriction, str) else None,
         restriction_reason=reason if isinstance(reason, str) and reason else None,
-        daytrades=_int(r.get("daytrades_count")),
+        daytrades=integer(r.get("daytrades_count")),
     )
 
 
@@ -513,28 +448,3 @@ def _percent(change: Decimal | None, base: Decimal | None) -> Decimal | None:
     if change is None or base is None or base == 0:
         return None
     return (change * 100 / abs(base)).quantize(_CENT, rounding=ROUND_HALF_EVEN)
-
-
-def _money(value: object) -> Decimal | None:
-    if isinstance(value, bool) or value is None:
-        return None
-    if isinstance(value, Decimal):
-        return value
-    if isinstance(value, int):
-        return Decimal(value)
-    if isinstance(value, str):
-        try:
-            return Decimal(value)
-        except ArithmeticError:
-            return None
-    return None
-
-
-def _int(value: object) -> int | None:
-    if isinstance(value, bool) or value is None:
-        return None
-    if isinstance(value, int):
-        return value
-    if isinstance(value, Decimal) and value == value.to_integral_value():
-        return int(value)
-    return None

@@ -21,14 +21,8 @@ from decimal import Decimal
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from monitor.digest import (
-    AccountFigures,
-    AlertLine,
-    DepartedAccount,
-    Digest,
-    SourcePolls,
-    StillFiring,
-)
+from monitor.digest import AccountFigures, Digest
+from monitor.digest_data import AlertLine, DepartedAccount, SourcePolls, StillFiring
 from monitor.models import DEFAULT_SOURCE, JSONValue
 from monitor.text import MISSING, clip, money_text, value_text
 

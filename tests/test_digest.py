@@ -11,15 +11,14 @@ import pytest
 
 from monitor import digest_render
 from monitor.config import DigestConfig
-from monitor.digest import (
+from monitor.digest import Digest, build
+from monitor.digest_data import (
     AlertLine,
     DepartedAccount,
-    Digest,
     DigestData,
     SourcePolls,
     StillFiring,
     StoredAccount,
-    build,
 )
 from monitor.digest_schedule import digest_id, due_today, previous_occurrence
 from monitor.models import JSONValue

@@ -124,7 +124,8 @@ def test_the_email_table_marks_a_missing_change_like_any_missing_figure() -> Non
     from datetime import UTC, date, datetime
 
     from monitor.config import DigestConfig
-    from monitor.digest import DigestData, StoredAccount, build
+    from monitor.digest import build
+    from monitor.digest_data import DigestData, StoredAccount
 
     data = DigestData(accounts=(StoredAccount("default", "A1", {"cash": Decimal(5)}),))
     moment = datetime(2026, 12, 1, tzinfo=UTC)

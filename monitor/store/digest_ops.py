@@ -12,18 +12,18 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime
-from decimal import Decimal, InvalidOperation
 from typing import Any
 
 from monitor import encoding
-from monitor.digest import (
-    DIGEST_STATUS,
+from monitor.digest import DIGEST_STATUS
+from monitor.digest_data import (
     AlertLine,
     DepartedAccount,
     DigestData,
     SourcePolls,
     StillFiring,
     StoredAccount,
+    money,
 )
 from monitor.models import JSONValue
 from monitor.store.dbapi import Db
@@ -69,7 +69,7 @@ def digest_data(db: Db, version: int, since: float | None, until: float) -> Dige
             source,
             number,
             record,
-            then=_number(then.get((source, number))),
+            then=money(then.get((source, number))),
             # No history reaches back to since: the account (or its source) was first seen
             # after it.
             new=since is not None
@@ -119,7 +119,7 @@ def digest_data(db: Db, version: int, since: float | None, until: float) -> Dige
         DepartedAccount(
             source,
             number,
-            _money(encoding.loads(record).get("account_value_total")),
+            money(encoding.loads(record).get("account_value_total")),
             datetime.fromisoformat(left_at),
         )
         for source, number, record, left_at in (
@@ -209,22 +209,6 @@ def queued(db: Db, ident: str) -> set[str]:
             (ident, ident),
         )
     }
-
-
-def _number(text: str | None) -> Decimal | None:
-    if text is None:
-        return None
-    try:
-        return Decimal(text)
-    except InvalidOperation:
-        return None
-
-
-def _money(value: object) -> Decimal | None:
-    """A record's number (``Decimal`` from the JSON parser), ``None`` when it is none."""
-    if isinstance(value, bool) or not isinstance(value, Decimal | int):
-        return None
-    return Decimal(value)
 
 
 def _moment(at: float) -> datetime:
