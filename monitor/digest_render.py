@@ -21,6 +21,7 @@ from decimal import Decimal
 from typing import Any
 from zoneinfo import ZoneInfo
 
+from monitor import encoding
 from monitor.digest import AccountFigures, Digest
 from monitor.digest_data import AlertLine, DepartedAccount, SourcePolls, StillFiring
 from monitor.models import DEFAULT_SOURCE, JSONValue
@@ -32,6 +33,9 @@ SLACK_TEXT_LIMIT = 3000
 DISCORD_DESCRIPTION_LIMIT = 4096
 DISCORD_TITLE_LIMIT = 256
 TEAMS_TEXT_LIMIT = 20000
+#: The bytes of JSON the card's long text block keeps to (the card stays under the 24,000 of a
+#: batch card, Teams refusing messages over about 28 KB).
+TEAMS_TEXT_BYTES = 20_000
 ALL_CLEAR = "All clear: no alert fired and every poll succeeded."
 FIRING_SYMBOL = "🔥"
 RESOLVED_SYMBOL = "✅"
@@ -315,8 +319,15 @@ def discord_message(digest: Digest) -> dict[str, Any]:
 
 
 def teams_body(digest: Digest) -> list[dict[str, Any]]:
-    """The Adaptive Card's body: the headline, the totals, then a text block per part."""
-    parts = fit(blocks(digest)[1:], TEAMS_TEXT_LIMIT, sep="\n\n")
+    """The Adaptive Card's body: the headline, the totals, then a text block of the rest, cut
+    to :data:`TEAMS_TEXT_BYTES` of JSON (Teams counts bytes: a character may take six)."""
+    limit = TEAMS_TEXT_LIMIT
+    while True:
+        rest = "\n\n".join(fit(blocks(digest)[1:], limit, sep="\n\n"))
+        size = len(encoding.dumps(rest).encode())
+        if size <= TEAMS_TEXT_BYTES or limit <= TEAMS_TEXT_BYTES // 12:
+            break
+        limit = limit * TEAMS_TEXT_BYTES // size - 1  # by the bytes a character takes so far
     return [
         {
             "type": "TextBlock",
@@ -333,7 +344,7 @@ def teams_body(digest: Digest) -> list[dict[str, Any]]:
             "spacing": "none",
         },
         {"type": "TextBlock", "text": totals_line(digest), "weight": "bolder", "wrap": True},
-        {"type": "TextBlock", "text": "\n\n".join(parts), "wrap": True},
+        {"type": "TextBlock", "text": rest, "wrap": True},
     ]
 
 

@@ -134,3 +134,18 @@ def test_the_email_table_marks_a_missing_change_like_any_missing_figure() -> Non
                    day=date(2026, 12, 1))  # fmt: skip
     page = digest_render.email_html(digest)
     assert "<td>A1</td><td>—</td><td>—</td><td>5.00</td>" in page
+
+
+def test_the_teams_card_stays_within_teams_bytes_with_wide_characters() -> None:
+    """Teams refuses a message over about 28 KB: a restriction reason in a script of three
+    bytes a character must not take the card past the bytes a batch card keeps to."""
+    from dataclasses import replace
+
+    from monitor.sinks.msteams import BATCH_BYTES, card
+
+    digest = make_digest(400)
+    wide = tuple(replace(a, restriction_reason="取引制限" * 10) for a in digest.accounts)
+    document = card(digest_render.teams_body(replace(digest, accounts=wide)))
+    text = document["attachments"][0]["content"]["body"][3]["text"]
+    assert "more accounts" in text
+    assert len(encoding.dumps(document).encode()) <= BATCH_BYTES
