@@ -309,8 +309,10 @@ def build(
     since: datetime | None,
     until: datetime,
     day: date | None = None,
+    events: frozenset[str] = frozenset(),
 ) -> Digest:
-    """The digest ``digest`` makes of ``data`` for the period (``since``, ``until``]."""
+    """The digest ``digest`` makes of ``data`` for the period (``since``, ``until``];
+    ``events`` are the rules whose alerts are events (their notifications never resolve)."""
     accounts = tuple(
         _figures(a)
         for a in sorted(data.accounts, key=lambda a: (a.source, a.account_number))
@@ -321,7 +323,7 @@ def build(
             (
                 a
                 for a in data.alerts
-                if a.status in ("firing", "resolved")
+                if (a.status == "firing" or (a.status == "resolved" and a.rule not in events))
                 and covers(digest, a.source, a.account_number)
                 and (since is None or a.at > since)
                 and a.at <= until

@@ -73,6 +73,7 @@ async def render_digest(
         since=since,
         until=now,
         day=now.astimezone(zone).date(),
+        events=frozenset(r.name for r in config.rules if r.kind == "event"),
     )
 
 

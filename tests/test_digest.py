@@ -351,3 +351,22 @@ def test_change_and_percent(then: str, now: str, change: str, percent: str | Non
     assert a.change == Decimal(change)
     assert a.percent == (None if percent is None else Decimal(percent))
     assert (d.totals.change, d.totals.percent) == (a.change, a.percent)
+
+
+def test_an_event_is_fired_once_and_never_resolved() -> None:
+    """An event rule's notification has no end: the resolve queued for a receiver that keeps
+    events open (PagerDuty) is its bookkeeping, not an alert that resolved."""
+    at = SINCE + timedelta(hours=1)
+    data = DigestData(
+        alerts=(
+            AlertLine("firing", "cash-moved", "default", "A1", "cash moved", at, "e1"),
+            AlertLine("resolved", "cash-moved", "default", "A1", "cash moved", at, "e1"),
+            AlertLine("resolved", "low-cash", "default", "A1", "cash back", at, "c1"),
+        )
+    )
+    d = build(cfg(), data, ident="i", timezone="UTC", since=SINCE, until=UNTIL,
+              events=frozenset({"cash-moved"}))  # fmt: skip
+    assert [(a.rule, a.status) for a in d.alerts] == [
+        ("cash-moved", "firing"),
+        ("low-cash", "resolved"),
+    ]
