@@ -92,8 +92,15 @@ def totals_line(digest: Digest) -> str:
     )
 
 
+def place(source: str, account: str | None) -> str:
+    """``12345678``, ``12345678@ib`` (another source's account), ``source ib`` (its own)."""
+    if account is None:
+        return f"source {source}"
+    return account if source == DEFAULT_SOURCE else f"{account}@{source}"
+
+
 def account_name(a: AccountFigures) -> str:
-    return a.account_number if a.source == DEFAULT_SOURCE else f"{a.account_number}@{a.source}"
+    return place(a.source, a.account_number)
 
 
 def account_line(digest: Digest, a: AccountFigures) -> str:
@@ -113,9 +120,8 @@ def account_line(digest: Digest, a: AccountFigures) -> str:
 
 
 def departed_line(digest: Digest, a: DepartedAccount) -> str:
-    name = a.account_number if a.source == DEFAULT_SOURCE else f"{a.account_number}@{a.source}"
     at = a.left_at.astimezone(ZoneInfo(digest.timezone)).strftime("%m-%d %H:%M")
-    return f"{name}: left {at}, last value {money(a.value)}"
+    return f"{place(a.source, a.account_number)}: left {at}, last value {money(a.value)}"
 
 
 def alerts_heading(digest: Digest) -> str:
@@ -124,17 +130,16 @@ def alerts_heading(digest: Digest) -> str:
 
 def alert_line(digest: Digest, a: AlertLine) -> str:
     symbol = FIRING_SYMBOL if a.status == "firing" else RESOLVED_SYMBOL
-    rule = a.rule if a.source == DEFAULT_SOURCE else f"{a.rule} ({a.source})"
     at = a.at.astimezone(ZoneInfo(digest.timezone)).strftime("%m-%d %H:%M")
-    return f"{symbol} {at} {a.status.upper()} {rule}: {a.summary}"
+    where = place(a.source, a.account_number)
+    return f"{symbol} {at} {a.status.upper()} {a.rule} on {where}: {a.summary}"
 
 
 def still_firing_line(digest: Digest, f: StillFiring) -> str:
-    where = f.account_number or f"source {f.source}"
-    if f.account_number and f.source != DEFAULT_SOURCE:
-        where = f"{f.account_number}@{f.source}"
     at = f.started_at.astimezone(ZoneInfo(digest.timezone)).strftime("%m-%d %H:%M")
-    return f"{FIRING_SYMBOL} still firing since {at}: {f.rule} on {where}"
+    return (
+        f"{FIRING_SYMBOL} still firing since {at}: {f.rule} on {place(f.source, f.account_number)}"
+    )
 
 
 def failure_line(s: SourcePolls) -> str:

@@ -370,3 +370,18 @@ def test_an_event_is_fired_once_and_never_resolved() -> None:
         ("cash-moved", "firing"),
         ("low-cash", "resolved"),
     ]
+
+
+@pytest.mark.parametrize(
+    ("source", "account", "expected"),
+    [
+        ("default", "A1", "🔥 12-01 11:15 FIRING low-cash on A1: cash fell"),
+        ("ib", "A1", "🔥 12-01 11:15 FIRING low-cash on A1@ib: cash fell"),
+        ("ib", None, "🔥 12-01 11:15 FIRING low-cash on source ib: cash fell"),
+    ],
+)
+def test_an_alert_line_names_its_account(source: str, account: str | None, expected: str) -> None:
+    """A summary ("cash fell") does not say whose: the line does, as the account lines do."""
+    at = ny(2026, 12, 1, 11, 15)
+    line = AlertLine("firing", "low-cash", source, account, "cash fell", at, "f")
+    assert digest_render.alert_line(make(DigestData()), line) == expected
