@@ -238,6 +238,7 @@ async def run_ack(config: Config, args: argparse.Namespace, out: Any) -> int:
 async def run_notifications(config: Config, args: argparse.Namespace, out: Any) -> int:
     from monitor import encoding
     from monitor.control import record_json, select_notifications
+    from monitor.digest import DIGEST_STATUS, label
 
     since = (datetime.now(tz=UTC) - args.since).timestamp()
     store = await _reader(config)
@@ -261,12 +262,13 @@ async def run_notifications(config: Config, args: argparse.Namespace, out: Any) 
         out("no notifications")
         return 0
     for r in records:
-        where = r.account_number or r.source
-        tries = f", {r.attempt_count} attempt{'s' if r.attempt_count != 1 else ''}"
-        out(
-            f"{_local(r.created_at)}  {r.state:<9} {r.sink:<12} {r.status:<8} {r.rule}"
-            f"  {where}{tries}  id {r.id}"
-        )
+        plural = "s" if r.attempt_count != 1 else ""
+        if r.status == DIGEST_STATUS:  # no rule, no account: the digest's name in their place
+            what = f"{label(r.fingerprint)}  {r.attempt_count} attempt{plural}"
+        else:
+            where = r.account_number or r.source
+            what = f"{r.rule}  {where}, {r.attempt_count} attempt{plural}"
+        out(f"{_local(r.created_at)}  {r.state:<9} {r.sink:<12} {r.status:<8} {what}  id {r.id}")
         out(f"    {r.summary}")
         for a in r.attempts:
             error = f": {a.error}" if a.error else ""

@@ -148,8 +148,8 @@ class Daemon:
         self._heartbeat: Heartbeat | None = None
         #: The Telegram bots answering commands (sinks with ``commands = true``), each a task.
         self._bots: dict[asyncio.Task[None], asyncio.Event] = {}
-        #: The (digest, local day) pairs this process has queued or found queued.
-        self._digests_done: set[tuple[str, date]] = set()
+        #: The (digest, local day, sink) this process has queued or found queued.
+        self._digests_done: set[tuple[str, date, str]] = set()
         #: The exchange calendar of ``market_days`` (built at the first look; a reload resets it).
         self._digest_calendar: Container[date] | None = None
 

@@ -1,10 +1,11 @@
 """Digests (``[[digests]]``): what they say. Pure. When they are due and the period they
 cover (the previous scheduled occurrence) is :mod:`monitor.digest_schedule`.
 
-:func:`build` turns the plain data one store query reads (:class:`DigestData`: the stored
-accounts with the value each had then, the notifications recorded since, the failed polls) into
-a :class:`Digest`. Its :meth:`Digest.payload` is what the outbox keeps and, with the rendered
-text beside it, what a ``webhook`` sink receives (``"type": "digest"``).
+:func:`build` turns the plain data one store query reads (:class:`~monitor.digest_data.
+DigestData`: the stored accounts with the value each had then, the notifications recorded
+since, the failed polls, the alerts firing, the accounts that left) into a :class:`Digest`.
+Its :meth:`Digest.payload` is what the outbox keeps and, with the rendered text beside it,
+what a ``webhook`` sink receives (``"type": "digest"``).
 """
 
 from __future__ import annotations
@@ -17,57 +18,25 @@ from fnmatch import fnmatchcase
 from typing import Any
 
 from monitor.config import DigestConfig
-from monitor.models import JSONValue, Record, rfc3339
+from monitor.digest_data import (
+    AlertLine,
+    DepartedAccount,
+    DigestData,
+    SourcePolls,
+    StillFiring,
+    StoredAccount,
+    integer,
+    money,
+)
+from monitor.models import JSONValue, rfc3339
 
 #: The ``type`` of a digest's JSON document (and of its outbox payload).
 DIGEST_TYPE = "digest"
+#: The notification record's ``status`` of a digest (an alert's is ``firing``/``resolved``).
+DIGEST_STATUS = "digest"
+#: A digest's fingerprint (and its notification record's ``rule``) is this and its name.
+FINGERPRINT_PREFIX = "digest:"
 _CENT = Decimal("0.01")
-
-
-# --------------------------------------------------------------------------- input
-
-
-@dataclass(frozen=True, slots=True)
-class StoredAccount:
-    """An account's stored record and its ``account_value_total`` at the period's start
-    (``new``: the account was first seen after it, so there is nothing to compare with)."""
-
-    source: str
-    account_number: str
-    record: Record
-    then: JSONValue = None
-    new: bool = False
-
-
-@dataclass(frozen=True, slots=True)
-class AlertLine:
-    """A notification recorded in the period: an alert that fired or resolved."""
-
-    status: str
-    rule: str
-    source: str
-    account_number: str | None
-    summary: str
-    at: datetime
-
-
-@dataclass(frozen=True, slots=True)
-class SourcePolls:
-    """A source's polls in the period: how many, how many failed, the last error."""
-
-    source: str
-    polls: int
-    failed: int
-    last_error: str | None = None
-
-
-@dataclass(frozen=True, slots=True)
-class DigestData:
-    """What one store query reads for a digest: plain data, nothing decided yet."""
-
-    accounts: tuple[StoredAccount, ...] = ()
-    alerts: tuple[AlertLine, ...] = ()
-    polls: tuple[SourcePolls, ...] = ()
 
 
 # --------------------------------------------------------------------------- the digest
@@ -139,6 +108,11 @@ class Digest:
     failed_sources: tuple[SourcePolls, ...] = ()
     #: The local day it is for (the scheduled digest's day).
     day: date | None = None
+    #: The alerts firing since before the period that still fire (no line in ``alerts``
+    #: says so: they fired before it).
+    still_firing: tuple[StillFiring, ...] = ()
+    #: The accounts that left in the period (in no total: the previous digest had them).
+    departed: tuple[DepartedAccount, ...] = ()
 
     @property
     def fired(self) -> tuple[AlertLine, ...]:
@@ -150,12 +124,12 @@ class Digest:
 
     @property
     def all_clear(self) -> bool:
-        """Nothing fired and no source failed a poll."""
-        return not self.fired and not self.failed_sources
+        """Nothing fired, nothing fires since before, and no source failed a poll."""
+        return not self.fired and not self.still_firing and not self.failed_sources
 
     @property
     def fingerprint(self) -> str:
-        return f"digest:{self.name}"
+        return FINGERPRINT_PREFIX + self.name
 
     def payload(self) -> dict[str, JSONValue]:
         """The digest's JSON document (money as exact numbers); the outbox keeps it."""
@@ -198,6 +172,15 @@ class Digest:
                 }
                 for a in self.accounts
             ],
+            "departed": [
+                {
+                    "source": a.source,
+                    "account_number": a.account_number,
+                    "account_value_total": a.value,
+                    "left_at": rfc3339(a.left_at),
+                }
+                for a in self.departed
+            ],
             "alerts": [
                 {
                     "status": a.status,
@@ -206,8 +189,19 @@ class Digest:
                     "account_number": a.account_number,
                     "summary": a.summary,
                     "at": rfc3339(a.at),
+                    "fingerprint": a.fingerprint,
                 }
                 for a in self.alerts
+            ],
+            "still_firing": [
+                {
+                    "rule": f.rule,
+                    "source": f.source,
+                    "account_number": f.account_number,
+                    "started_at": rfc3339(f.started_at),
+                    "fingerprint": f.fingerprint,
+                }
+                for f in self.still_firing
             ],
             "failed_sources": [
                 {
@@ -237,25 +231,25 @@ class Digest:
                 AccountFigures(
                     source=a["source"],
                     account_number=a["account_number"],
-                    value=_money(a.get("account_value_total")),
-                    previous=_money(a.get("previous")),
+                    value=money(a.get("account_value_total")),
+                    previous=money(a.get("previous")),
                     new=bool(a.get("new")),
-                    cash=_money(a.get("cash")),
-                    cash_to_withdraw=_money(a.get("cash_to_withdraw")),
-                    buying_power=_money(a.get("buying_power")),
+                    cash=money(a.get("cash")),
+                    cash_to_withdraw=money(a.get("cash_to_withdraw")),
+                    buying_power=money(a.get("buying_power")),
                     restriction=a.get("restriction"),
                     restriction_reason=a.get("restriction_reason"),
-                    daytrades=_int(a.get("daytrades_count")),
+                    daytrades=integer(a.get("daytrades_count")),
                 )
                 for a in p.get("accounts", ())
             ),
             totals=Totals(
                 accounts=int(t["accounts"]),
-                value=_money(t["account_value_total"]) or Decimal(0),
-                previous=_money(t.get("previous")),
-                cash=_money(t["cash"]) or Decimal(0),
-                cash_to_withdraw=_money(t["cash_to_withdraw"]) or Decimal(0),
-                value_compared=_money(t.get("compared")) or Decimal(0),
+                value=money(t["account_value_total"]) or Decimal(0),
+                previous=money(t.get("previous")),
+                cash=money(t["cash"]) or Decimal(0),
+                cash_to_withdraw=money(t["cash_to_withdraw"]) or Decimal(0),
+                value_compared=money(t.get("compared")) or Decimal(0),
             ),
             alerts=tuple(
                 AlertLine(
@@ -265,6 +259,7 @@ class Digest:
                     a.get("account_number"),
                     a["summary"],
                     datetime.fromisoformat(a["at"]),
+                    a.get("fingerprint", ""),
                 )
                 for a in p.get("alerts", ())
             ),
@@ -272,7 +267,32 @@ class Digest:
                 SourcePolls(s["source"], int(s["polls"]), int(s["failed"]), s.get("last_error"))
                 for s in p.get("failed_sources", ())
             ),
+            departed=tuple(
+                DepartedAccount(
+                    a["source"],
+                    a["account_number"],
+                    money(a.get("account_value_total")),
+                    datetime.fromisoformat(a["left_at"]),
+                )
+                for a in p.get("departed", ())
+            ),
+            still_firing=tuple(
+                StillFiring(
+                    f["rule"],
+                    f["source"],
+                    f.get("account_number"),
+                    datetime.fromisoformat(f["started_at"]),
+                    f["fingerprint"],
+                )
+                for f in p.get("still_firing", ())
+            ),
         )
+
+
+def label(fingerprint: str) -> str:
+    """How a digest is named where an alert shows its rule and account (the notification
+    list of the CLI and of the dashboard): ``digest close``."""
+    return f"digest {fingerprint.removeprefix(FINGERPRINT_PREFIX)}"
 
 
 def is_digest_payload(payload: Mapping[str, Any]) -> bool:
@@ -289,25 +309,28 @@ def build(
     since: datetime | None,
     until: datetime,
     day: date | None = None,
+    events: frozenset[str] = frozenset(),
 ) -> Digest:
-    """The digest ``digest`` makes of ``data`` for the period (``since``, ``until``]."""
+    """The digest ``digest`` makes of ``data`` for the period (``since``, ``until``];
+    ``events`` are the rules whose alerts are events (their notifications never resolve)."""
     accounts = tuple(
         _figures(a)
         for a in sorted(data.accounts, key=lambda a: (a.source, a.account_number))
         if covers(digest, a.source, a.account_number)
     )
-    alerts = tuple(
+    alerts = episodes(
         sorted(
             (
                 a
                 for a in data.alerts
-                if a.status in ("firing", "resolved")
+                if (a.status == "firing" or (a.status == "resolved" and a.rule not in events))
                 and covers(digest, a.source, a.account_number)
                 and (since is None or a.at > since)
                 and a.at <= until
             ),
             key=lambda a: a.at,
-        )
+        ),
+        data.open_before,
     )
     failed = tuple(
         sorted(
@@ -317,6 +340,29 @@ def build(
                 if s.failed and (digest.sources is None or s.source in digest.sources)
             ),
             key=lambda s: s.source,
+        )
+    )
+    still = tuple(
+        sorted(
+            (
+                f
+                for f in data.firing
+                if (since is None or f.started_at <= since)
+                and covers(digest, f.source, f.account_number)
+            ),
+            key=lambda f: (f.started_at, f.rule, f.source, f.account_number or ""),
+        )
+    )
+    departed = tuple(
+        sorted(
+            (
+                a
+                for a in data.departed
+                if (since is None or a.left_at > since)
+                and a.left_at <= until
+                and covers(digest, a.source, a.account_number)
+            ),
+            key=lambda a: (a.source, a.account_number),
         )
     )
     return Digest(
@@ -330,7 +376,26 @@ def build(
         totals=totals(accounts),
         alerts=alerts,
         failed_sources=failed,
+        still_firing=still,
+        departed=departed,
     )
+
+
+def episodes(lines: Sequence[AlertLine], open_before: frozenset[str]) -> tuple[AlertLine, ...]:
+    """The lines (oldest first) that start or end an episode: a firing notification of an
+    alert already firing (a ``repeat``, an escalation step, an ack sent on) is left out."""
+    firing = set(open_before)
+    out = []
+    for a in lines:
+        if a.fingerprint:
+            if a.status == "firing":
+                if a.fingerprint in firing:
+                    continue
+                firing.add(a.fingerprint)
+            else:
+                firing.discard(a.fingerprint)
+        out.append(a)
+    return tuple(out)
 
 
 def covers(digest: DigestConfig, source: str, account_number: str | None) -> bool:
@@ -367,44 +432,21 @@ def _figures(a: StoredAccount) -> AccountFigures:
     return AccountFigures(
         source=a.source,
         account_number=a.account_number,
-        value=_money(r.get("account_value_total")),
-        previous=None if a.new else _money(a.then),
+        value=money(r.get("account_value_total")),
+        previous=None if a.new else money(a.then),
         new=a.new,
-        cash=_money(r.get("cash")),
-        cash_to_withdraw=_money(r.get("cash_to_withdraw")),
-        buying_power=_money(power),
+        cash=money(r.get("cash")),
+        cash_to_withdraw=money(r.get("cash_to_withdraw")),
+        buying_power=money(power),
         restriction=restriction if isinstance(restriction, str) else None,
         restriction_reason=reason if isinstance(reason, str) and reason else None,
-        daytrades=_int(r.get("daytrades_count")),
+        daytrades=integer(r.get("daytrades_count")),
     )
 
 
 def _percent(change: Decimal | None, base: Decimal | None) -> Decimal | None:
+    """The change as a percent of the base's size: a negative base (a margin deficit) that
+    shrinks is a rise, with a ``+``."""
     if change is None or base is None or base == 0:
         return None
-    return (change * 100 / base).quantize(_CENT, rounding=ROUND_HALF_EVEN)
-
-
-def _money(value: object) -> Decimal | None:
-    if isinstance(value, bool) or value is None:
-        return None
-    if isinstance(value, Decimal):
-        return value
-    if isinstance(value, int):
-        return Decimal(value)
-    if isinstance(value, str):
-        try:
-            return Decimal(value)
-        except ArithmeticError:
-            return None
-    return None
-
-
-def _int(value: object) -> int | None:
-    if isinstance(value, bool) or value is None:
-        return None
-    if isinstance(value, int):
-        return value
-    if isinstance(value, Decimal) and value == value.to_integral_value():
-        return int(value)
-    return None
+    return (change * 100 / abs(base)).quantize(_CENT, rounding=ROUND_HALF_EVEN)

@@ -1,8 +1,9 @@
 """A :class:`~monitor.digest.Digest` in each sink's own format, within each sink's limits.
 
 Every format has the same parts, in this order: a headline (the digest, its period), the
-totals across the accounts, a line per account, the alerts that fired and resolved, the sources
-that failed polls, and one "all clear" line when nothing fired and no poll failed. When a
+totals across the accounts, a line per account (and per account that left in the period), the
+alerts that fired and resolved, the alerts still firing since before the period, the sources
+that failed polls, and one "all clear" line when none of these has anything to say. When a
 message would pass its sink's limit, account and alert lines are cut at whole lines with
 ``…and N more``; the headline and the totals are always kept.
 
@@ -20,7 +21,9 @@ from decimal import Decimal
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from monitor.digest import AccountFigures, AlertLine, Digest, SourcePolls
+from monitor import encoding
+from monitor.digest import AccountFigures, Digest
+from monitor.digest_data import AlertLine, DepartedAccount, SourcePolls, StillFiring
 from monitor.models import DEFAULT_SOURCE, JSONValue
 from monitor.text import MISSING, clip, money_text, value_text
 
@@ -30,6 +33,9 @@ SLACK_TEXT_LIMIT = 3000
 DISCORD_DESCRIPTION_LIMIT = 4096
 DISCORD_TITLE_LIMIT = 256
 TEAMS_TEXT_LIMIT = 20000
+#: The bytes of JSON the card's long text block keeps to (the card stays under the 24,000 of a
+#: batch card, Teams refusing messages over about 28 KB).
+TEAMS_TEXT_BYTES = 20_000
 ALL_CLEAR = "All clear: no alert fired and every poll succeeded."
 FIRING_SYMBOL = "🔥"
 RESOLVED_SYMBOL = "✅"
@@ -60,6 +66,11 @@ def headline(digest: Digest) -> str:
     return f"Digest {digest.name}: {day.isoformat()}"
 
 
+def summary(digest: Digest) -> str:
+    """One line: the notification record's summary, the dashboard's notification list."""
+    return f"{headline(digest)}. {totals_line(digest)}"
+
+
 def period(digest: Digest) -> str:
     if digest.since is None:
         return "No earlier digest to compare with."
@@ -81,8 +92,15 @@ def totals_line(digest: Digest) -> str:
     )
 
 
+def place(source: str, account: str | None) -> str:
+    """``12345678``, ``12345678@ib`` (another source's account), ``source ib`` (its own)."""
+    if account is None:
+        return f"source {source}"
+    return account if source == DEFAULT_SOURCE else f"{account}@{source}"
+
+
 def account_name(a: AccountFigures) -> str:
-    return a.account_number if a.source == DEFAULT_SOURCE else f"{a.account_number}@{a.source}"
+    return place(a.source, a.account_number)
 
 
 def account_line(digest: Digest, a: AccountFigures) -> str:
@@ -101,15 +119,27 @@ def account_line(digest: Digest, a: AccountFigures) -> str:
     )
 
 
+def departed_line(digest: Digest, a: DepartedAccount) -> str:
+    at = a.left_at.astimezone(ZoneInfo(digest.timezone)).strftime("%m-%d %H:%M")
+    return f"{place(a.source, a.account_number)}: left {at}, last value {money(a.value)}"
+
+
 def alerts_heading(digest: Digest) -> str:
     return f"Alerts: {len(digest.fired)} fired, {len(digest.resolved)} resolved"
 
 
 def alert_line(digest: Digest, a: AlertLine) -> str:
     symbol = FIRING_SYMBOL if a.status == "firing" else RESOLVED_SYMBOL
-    rule = a.rule if a.source == DEFAULT_SOURCE else f"{a.rule} ({a.source})"
     at = a.at.astimezone(ZoneInfo(digest.timezone)).strftime("%m-%d %H:%M")
-    return f"{symbol} {at} {a.status.upper()} {rule}: {a.summary}"
+    where = place(a.source, a.account_number)
+    return f"{symbol} {at} {a.status.upper()} {a.rule} on {where}: {a.summary}"
+
+
+def still_firing_line(digest: Digest, f: StillFiring) -> str:
+    at = f.started_at.astimezone(ZoneInfo(digest.timezone)).strftime("%m-%d %H:%M")
+    return (
+        f"{FIRING_SYMBOL} still firing since {at}: {f.rule} on {place(f.source, f.account_number)}"
+    )
 
 
 def failure_line(s: SourcePolls) -> str:
@@ -186,12 +216,27 @@ def blocks(
         )
     else:
         parts.append(Block((fmt("No accounts stored yet."),)))
+    if digest.departed:
+        parts.append(
+            Block(
+                tuple(fmt(departed_line(digest, a)) for a in digest.departed),
+                lambda n: fmt(f"…and {n} more account{'' if n == 1 else 's'} left"),
+                priority=1,
+            )
+        )
     if digest.alerts:
         parts.append(Block((bold(fmt(alerts_heading(digest))),)))
         parts.append(
             Block(
                 tuple(fmt(alert_line(digest, a)) for a in digest.alerts),
                 lambda n: fmt(f"…and {n} more alert{'' if n == 1 else 's'}"),
+            )
+        )
+    if digest.still_firing:
+        parts.append(
+            Block(
+                tuple(fmt(still_firing_line(digest, f)) for f in digest.still_firing),
+                lambda n: fmt(f"…and {n} more still firing"),
             )
         )
     if digest.failed_sources:
@@ -244,7 +289,8 @@ def slack_message(digest: Digest) -> dict[str, Any]:
     ]
     sections = ["\n".join(head)]
     rest = blocks(digest, _slack_escape, lambda s: f"*{s}*")[1:]
-    accounts, others = rest[:1], rest[1:]
+    count = 2 if digest.departed else 1  # the accounts, and those that left
+    accounts, others = rest[:count], rest[count:]
     sections.append("\n".join(fit(accounts, SLACK_SECTION_LIMIT)))
     if others:
         sections.append("\n".join(fit(others, SLACK_SECTION_LIMIT)))
@@ -278,8 +324,15 @@ def discord_message(digest: Digest) -> dict[str, Any]:
 
 
 def teams_body(digest: Digest) -> list[dict[str, Any]]:
-    """The Adaptive Card's body: the headline, the totals, then a text block per part."""
-    parts = fit(blocks(digest)[1:], TEAMS_TEXT_LIMIT, sep="\n\n")
+    """The Adaptive Card's body: the headline, the totals, then a text block of the rest, cut
+    to :data:`TEAMS_TEXT_BYTES` of JSON (Teams counts bytes: a character may take six)."""
+    limit = TEAMS_TEXT_LIMIT
+    while True:
+        rest = "\n\n".join(fit(blocks(digest)[1:], limit, sep="\n\n"))
+        size = len(encoding.dumps(rest).encode())
+        if size <= TEAMS_TEXT_BYTES or limit <= TEAMS_TEXT_BYTES // 12:
+            break
+        limit = limit * TEAMS_TEXT_BYTES // size - 1  # by the bytes a character takes so far
     return [
         {
             "type": "TextBlock",
@@ -296,13 +349,15 @@ def teams_body(digest: Digest) -> list[dict[str, Any]]:
             "spacing": "none",
         },
         {"type": "TextBlock", "text": totals_line(digest), "weight": "bolder", "wrap": True},
-        {"type": "TextBlock", "text": "\n\n".join(parts), "wrap": True},
+        {"type": "TextBlock", "text": rest, "wrap": True},
     ]
 
 
 def email_subject(digest: Digest) -> str:
     t = digest.totals
     status = "all clear" if digest.all_clear else f"{len(digest.fired)} fired"
+    if digest.still_firing:
+        status += f", {len(digest.still_firing)} still firing"
     return f"{headline(digest)}: {money(t.value)}{change_text(t.change, t.percent)}, {status}"
 
 
@@ -316,7 +371,7 @@ def email_html(digest: Digest) -> str:
             for cell in (
                 account_name(a),
                 money(a.value),
-                "new" if a.new else change_text(a.change, a.percent).strip(" ()"),
+                "new" if a.new else change_text(a.change, a.percent).strip(" ()") or MISSING,
                 money(a.cash),
                 money(a.cash_to_withdraw),
                 money(a.buying_power),
@@ -347,9 +402,15 @@ def email_html(digest: Digest) -> str:
         f"<p><strong>{e(totals_line(digest))}</strong></p>",
         f"<table><tr>{heads}</tr>{rows}</table>",
     ]
+    if digest.departed:
+        items = "".join(f"<li>{e(departed_line(digest, a))}</li>" for a in digest.departed)
+        body.append(f"<ul>{items}</ul>")
     if digest.alerts:
         items = "".join(f"<li>{e(alert_line(digest, a))}</li>" for a in digest.alerts)
         body.append(f"<p><strong>{e(alerts_heading(digest))}</strong></p><ul>{items}</ul>")
+    if digest.still_firing:
+        items = "".join(f"<li>{e(still_firing_line(digest, f))}</li>" for f in digest.still_firing)
+        body.append(f"<ul>{items}</ul>")
     if digest.failed_sources:
         items = "".join(f"<li>{e(failure_line(s))}</li>" for s in digest.failed_sources)
         body.append(f"<ul>{items}</ul>")
@@ -370,6 +431,7 @@ def loggable(digest: Digest) -> dict[str, Any]:
         "change": value_text(t.change),
         "alerts_fired": len(digest.fired),
         "alerts_resolved": len(digest.resolved),
+        "still_firing": len(digest.still_firing),
         "failed_sources": [s.source for s in digest.failed_sources],
         "all_clear": digest.all_clear,
         "text": text(digest),

@@ -73,6 +73,7 @@ async def render_digest(
         since=since,
         until=now,
         day=now.astimezone(zone).date(),
+        events=frozenset(r.name for r in config.rules if r.kind == "event"),
     )
 
 
@@ -84,9 +85,12 @@ async def enqueue(
     *,
     announce: bool = False,
 ) -> None:
-    summary = f"{digest_render.headline(digest)}. {digest_render.totals_line(digest)}"
     await store.queue_digest(
-        digest.payload(), sinks, summary=summary, now=now.timestamp(), announce=announce
+        digest.payload(),
+        sinks,
+        summary=digest_render.summary(digest),
+        now=now.timestamp(),
+        announce=announce,
     )
     log.info("digest_queued", digest=digest.name, id=digest.id, sinks=list(sinks))
 
@@ -103,11 +107,12 @@ async def queue_due(
     config: Config,
     now: datetime,
     *,
-    done: set[tuple[str, date]],
+    done: set[tuple[str, date, str]],
     calendar: Container[date] | None = None,
 ) -> list[str]:
-    """Queue every digest due today and not queued yet; ``done`` remembers the (name, day)
-    already handled by this process. Returns the names queued."""
+    """Queue every digest due today and not queued yet; ``done`` remembers the (name, day,
+    sink) already handled by this process (a sink added by a reload is not, so it gets the
+    day's digest too). Returns the names queued."""
     days = holidays(config) if calendar is None else calendar
     queued = []
     for digest in config.digests:
@@ -116,7 +121,7 @@ async def queue_due(
         if moment is None:
             continue
         day = moment.date()
-        if (digest.name, day) in done:
+        if all((digest.name, day, sink) in done for sink in digest.sinks):
             continue
         ident = digest_id(digest.name, day)
         already = await store.digest_queued(ident)
@@ -127,5 +132,5 @@ async def queue_due(
             )
             await enqueue(store, rendered, missing, now)
             queued.append(digest.name)
-        done.add((digest.name, day))
+        done.update((digest.name, day, sink) for sink in digest.sinks)
     return queued

@@ -31,7 +31,8 @@ from monitor.config import (
     TelegramSinkConfig,
     WebhookSinkConfig,
 )
-from monitor.digest import AlertLine, Digest, DigestData, SourcePolls, StoredAccount, build
+from monitor.digest import Digest, build
+from monitor.digest_data import AlertLine, DigestData, SourcePolls, StoredAccount
 from monitor.errors import SinkError
 from monitor.models import Alert, JSONValue, Notification, Severity, Status
 from monitor.sinks import discord, msteams, slack, telegram, webhook

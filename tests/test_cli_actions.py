@@ -162,3 +162,26 @@ def test_notifications_lists_attempts_and_filters(
     assert capsys.readouterr().out.strip() == "no notifications"
     assert main(["notifications", "--status", "pending", "--json", *args]) == 0
     assert [r["sink"] for r in json.loads(capsys.readouterr().out)] == ["pd"]
+
+
+def test_notifications_names_a_digest_in_place_of_rule_and_account(
+    config: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A digest is no alert: ``digest close``, not ``digest:close`` and an empty account."""
+    from sinks_helpers import make_digest
+
+    async def write() -> None:
+        store = await SqliteStore.open(config.parent / "state.db")
+        try:
+            digest = make_digest()
+            await store.queue_digest(
+                digest.payload(), ["ops"], summary="Digest close: 2026-12-01", now=NOW.timestamp()
+            )
+        finally:
+            await store.close()
+
+    asyncio.run(write())
+    assert main(["notifications", "--config", str(config)]) == 0
+    first = capsys.readouterr().out.splitlines()[0]
+    assert "digest   digest close  0 attempts  id d-1" in first
+    assert "  , " not in first

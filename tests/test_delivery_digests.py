@@ -81,3 +81,18 @@ async def test_a_sink_that_cannot_carry_a_digest_fails_it_for_good(store: Store)
     [record] = await store.notifications(since=0)
     assert record.state == "failed"
     assert record.last_error == "sink 'am' cannot carry a digest"
+
+
+async def test_a_failing_sink_leaves_the_digest_to_the_others(store: Store) -> None:
+    """One sink down for good, one retrying: each sink's copy has its own fate."""
+    down, flaky, fine = RecordingSink("down"), RecordingSink("flaky"), RecordingSink("fine")
+    down.fail_next(-1, retryable=False)
+    flaky.fail_next(2)
+    digest = make_digest()
+    await store.queue_digest(digest.payload(), ["down", "flaky", "fine"], summary="s",
+                             now=time.time())  # fmt: skip
+    sinks = {"down": down, "flaky": flaky, "fine": fine}
+    assert await delivery(store, sinks, {}).drain(time.time() + 5) == 0
+    assert [len(s.digests) for s in sinks.values()] == [0, 1, 1]
+    records = {r.sink: (r.state, r.attempt_count) for r in await store.notifications(since=0)}
+    assert records == {"down": ("failed", 1), "flaky": ("delivered", 3), "fine": ("delivered", 1)}

@@ -11,13 +11,14 @@ import pytest
 
 from monitor import digest_render
 from monitor.config import DigestConfig
-from monitor.digest import (
+from monitor.digest import Digest, build
+from monitor.digest_data import (
     AlertLine,
-    Digest,
+    DepartedAccount,
     DigestData,
     SourcePolls,
+    StillFiring,
     StoredAccount,
-    build,
 )
 from monitor.digest_schedule import digest_id, due_today, previous_occurrence
 from monitor.models import JSONValue
@@ -61,6 +62,19 @@ def ny(year: int, month: int, day: int, hour: int, minute: int) -> datetime:
         ),
         # Across the end of DST (1 Nov 2026): 16:15 local on both days, 25 hours apart.
         ({}, ny(2026, 11, 1, 16, 20), (), ny(2026, 10, 31, 16, 15)),
+        # Just after midnight on Monday, weekdays only: since Friday's 00:05.
+        ({"at": "00:05", "days": WEEKDAYS}, ny(2026, 11, 30, 0, 10), (), ny(2026, 11, 27, 0, 5)),
+        # The day after spring-forward: 02:30 did not exist on 8 March, it went at 03:30 EDT.
+        ({"at": "02:30"}, ny(2026, 3, 9, 3, 0), (), ny(2026, 3, 8, 3, 30)),
+        # The day after fall-back: 01:30 happened twice on 1 November, the first (EDT) counts.
+        (
+            {"at": "01:30"},
+            ny(2026, 11, 2, 12, 0),
+            (),
+            datetime(2026, 11, 1, 5, 30, tzinfo=UTC).astimezone(NY),
+        ),
+        # Weekly on Sunday, rendered that Sunday after it: since the Sunday before.
+        ({"days": ["sun"]}, ny(2026, 12, 6, 17, 0), (), ny(2026, 11, 29, 16, 15)),
     ],
 )
 def test_previous_occurrence(
@@ -234,3 +248,140 @@ def test_a_long_digest_fits_slack_and_discord() -> None:
     assert (
         sum(len(embed[k]) for k in ("title", "description")) + len(embed["footer"]["text"]) <= 6000
     )
+
+
+def test_an_episode_is_one_line_however_often_it_was_notified() -> None:
+    """Repeats, escalations and acks are firing notifications of an episode already open: the
+    digest counts the episode once when it fired, not at all when it fired before the period
+    (``open_before``), and its end when it resolved."""
+    hour = timedelta(hours=1)
+
+    def line(status: str, fp: str, at: datetime) -> AlertLine:
+        return AlertLine(status, f"rule-{fp}", "default", "A1", f"{fp} {status}", at, fp)
+
+    data = DigestData(
+        accounts=(StoredAccount("default", "A1", record("1.00"), then=Decimal("1.00")),),
+        alerts=(
+            line("firing", "old", SINCE + hour),  # a repeat of an episode open at since
+            line("resolved", "old", SINCE + 2 * hour),
+            line("firing", "new", SINCE + 3 * hour),
+            line("firing", "new", SINCE + 4 * hour),  # its repeat
+            line("firing", "new", SINCE + 5 * hour),  # its escalation
+            line("resolved", "new", SINCE + 6 * hour),
+            line("firing", "new", SINCE + 7 * hour),  # a new episode
+            line("firing", "long", SINCE + 8 * hour),  # a repeat, still firing
+        ),
+        open_before=frozenset({"old", "long"}),
+    )
+    d = make(data)
+    assert [(a.fingerprint, a.status) for a in d.alerts] == [
+        ("old", "resolved"),
+        ("new", "firing"),
+        ("new", "resolved"),
+        ("new", "firing"),
+    ]
+    assert "Alerts: 2 fired, 2 resolved" in digest_render.text(d)
+    assert Digest.from_payload(d.payload()) == d
+
+
+def test_an_alert_firing_since_before_the_period_is_no_all_clear() -> None:
+    """Nothing fired in the period, but an alert that fired before it still fires: the digest
+    says so instead of "all clear"; one that fired in the period is not listed twice."""
+    data = DigestData(
+        accounts=(StoredAccount("default", "A1", record("1.00"), then=Decimal("1.00")),),
+        firing=(
+            StillFiring("restricted", "default", "A1", SINCE - timedelta(days=2), "fp-1"),
+            StillFiring("low-cash", "default", "A1", UNTIL - timedelta(hours=1), "fp-2"),
+            StillFiring("low-cash", "default", "ZZ", SINCE - timedelta(days=2), "fp-3"),
+        ),
+    )
+    d = make(data, accounts=["A*"])
+    assert [f.rule for f in d.still_firing] == ["restricted"]
+    assert not d.all_clear
+    text = digest_render.text(d)
+    assert digest_render.ALL_CLEAR not in text
+    assert "🔥 still firing since 11-28 16:15: restricted on A1" in text
+    assert Digest.from_payload(d.payload()) == d
+    assert make(DigestData(accounts=data.accounts)).all_clear
+
+
+@pytest.mark.parametrize(
+    ("left_at", "listed"),
+    [
+        (SINCE - timedelta(minutes=1), False),  # the previous digest no longer had it
+        (SINCE + timedelta(hours=2), True),
+        (UNTIL, True),
+    ],
+)
+def test_an_account_that_left_in_the_period_is_said_to_have_left(
+    left_at: datetime, listed: bool
+) -> None:
+    data = DigestData(
+        accounts=(StoredAccount("default", "A1", record("1.00"), then=Decimal("1.00")),),
+        departed=(
+            DepartedAccount("default", "A2", Decimal("1234.5"), left_at),
+            DepartedAccount("default", "ZZ", Decimal("1"), left_at),  # not covered
+        ),
+    )
+    d = make(data, accounts=["A*"])
+    assert [a.account_number for a in d.departed] == (["A2"] if listed else [])
+    assert d.totals.accounts == 1
+    text = digest_render.text(d)
+    local = left_at.astimezone(NY).strftime("%m-%d %H:%M")
+    assert (f"A2: left {local}, last value 1,234.50" in text) is listed
+    assert Digest.from_payload(d.payload()) == d
+
+
+@pytest.mark.parametrize(
+    ("then", "now", "change", "percent"),
+    [
+        ("1000.00", "1100.00", "100.00", "10.00"),
+        ("1000.00", "900.00", "-100.00", "-10.00"),
+        ("0", "500.00", "500.00", None),  # no percent of nothing
+        ("-200.00", "-100.00", "100.00", "50.00"),  # a deficit halved is up, not down
+        ("-200.00", "-300.00", "-100.00", "-50.00"),
+        ("1000.00", "0", "-1000.00", "-100.00"),
+    ],
+)
+def test_change_and_percent(then: str, now: str, change: str, percent: str | None) -> None:
+    d = make(
+        DigestData(accounts=(StoredAccount("default", "A1", record(now), then=Decimal(then)),))
+    )
+    [a] = d.accounts
+    assert a.change == Decimal(change)
+    assert a.percent == (None if percent is None else Decimal(percent))
+    assert (d.totals.change, d.totals.percent) == (a.change, a.percent)
+
+
+def test_an_event_is_fired_once_and_never_resolved() -> None:
+    """An event rule's notification has no end: the resolve queued for a receiver that keeps
+    events open (PagerDuty) is its bookkeeping, not an alert that resolved."""
+    at = SINCE + timedelta(hours=1)
+    data = DigestData(
+        alerts=(
+            AlertLine("firing", "cash-moved", "default", "A1", "cash moved", at, "e1"),
+            AlertLine("resolved", "cash-moved", "default", "A1", "cash moved", at, "e1"),
+            AlertLine("resolved", "low-cash", "default", "A1", "cash back", at, "c1"),
+        )
+    )
+    d = build(cfg(), data, ident="i", timezone="UTC", since=SINCE, until=UNTIL,
+              events=frozenset({"cash-moved"}))  # fmt: skip
+    assert [(a.rule, a.status) for a in d.alerts] == [
+        ("cash-moved", "firing"),
+        ("low-cash", "resolved"),
+    ]
+
+
+@pytest.mark.parametrize(
+    ("source", "account", "expected"),
+    [
+        ("default", "A1", "🔥 12-01 11:15 FIRING low-cash on A1: cash fell"),
+        ("ib", "A1", "🔥 12-01 11:15 FIRING low-cash on A1@ib: cash fell"),
+        ("ib", None, "🔥 12-01 11:15 FIRING low-cash on source ib: cash fell"),
+    ],
+)
+def test_an_alert_line_names_its_account(source: str, account: str | None, expected: str) -> None:
+    """A summary ("cash fell") does not say whose: the line does, as the account lines do."""
+    at = ny(2026, 12, 1, 11, 15)
+    line = AlertLine("firing", "low-cash", source, account, "cash fell", at, "f")
+    assert digest_render.alert_line(make(DigestData()), line) == expected

@@ -24,6 +24,7 @@ PURE = [
     "sinks/text.py",
     "downsample.py",
     "digest.py",
+    "digest_data.py",
     "digest_schedule.py",
     "digest_render.py",
     *(f"rules/{p.name}" for p in (MONITOR / "rules").glob("*.py")),

@@ -117,3 +117,35 @@ def test_the_email_html_escapes_everything(n: int) -> None:
     page = digest_render.email_html(make_digest(n))
     assert "PDT &lt;flag&gt; &amp; co" in page
     assert page.count("<tr>") == n + 1
+
+
+def test_the_email_table_marks_a_missing_change_like_any_missing_figure() -> None:
+    """An account with no ``account_value_total`` has "—" for its value and its change."""
+    from datetime import UTC, date, datetime
+
+    from monitor.config import DigestConfig
+    from monitor.digest import build
+    from monitor.digest_data import DigestData, StoredAccount
+
+    data = DigestData(accounts=(StoredAccount("default", "A1", {"cash": Decimal(5)}),))
+    moment = datetime(2026, 12, 1, tzinfo=UTC)
+    config = DigestConfig(name="close", at="16:15", sinks=("x",))
+    digest = build(config, data, ident="d", timezone="UTC", since=None, until=moment,
+                   day=date(2026, 12, 1))  # fmt: skip
+    page = digest_render.email_html(digest)
+    assert "<td>A1</td><td>—</td><td>—</td><td>5.00</td>" in page
+
+
+def test_the_teams_card_stays_within_teams_bytes_with_wide_characters() -> None:
+    """Teams refuses a message over about 28 KB: a restriction reason in a script of three
+    bytes a character must not take the card past the bytes a batch card keeps to."""
+    from dataclasses import replace
+
+    from monitor.sinks.msteams import BATCH_BYTES, card
+
+    digest = make_digest(400)
+    wide = tuple(replace(a, restriction_reason="取引制限" * 10) for a in digest.accounts)
+    document = card(digest_render.teams_body(replace(digest, accounts=wide)))
+    text = document["attachments"][0]["content"]["body"][3]["text"]
+    assert "more accounts" in text
+    assert len(encoding.dumps(document).encode()) <= BATCH_BYTES

@@ -440,3 +440,17 @@ async def test_status_reads_a_schema_1_database_without_changing_it(tmp_path: Pa
     assert "alerts firing: 1" in status.render(data)
     assert version(path) == "1"
     assert "state" not in columns(path, "alerts")
+
+
+async def test_digest_print_reads_a_schema_1_database_without_changing_it(tmp_path: Path) -> None:
+    """``digest NAME --print`` before the daemon migrated: what an old schema has (the
+    accounts, the alerts firing), nothing it lacks (history, the record, departed)."""
+    path = schema_1(tmp_path / "state.db")
+    store = await SqliteStore.open(path, readonly=True)
+    try:
+        data = await store.digest_data(since=T0.timestamp() - 86400, until=T0.timestamp())
+    finally:
+        await store.close()
+    assert [f.rule for f in data.firing] == ["low-cash"]
+    assert (data.alerts, data.polls, data.departed) == ((), (), ())
+    assert version(path) == "1"

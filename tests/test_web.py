@@ -176,3 +176,24 @@ async def test_the_api_answers_404_for_an_unknown_account(tmp_path: Path, path: 
         status, body, _ = await web.get(path)
     assert status == 404
     assert "no account" in loads(body)["error"]
+
+
+async def test_a_digest_in_the_notification_list_is_named_and_summed_up(tmp_path: Path) -> None:
+    """Neither the page nor the API shows a digest as a rule-less, status-less alert."""
+    from sinks_helpers import make_digest
+
+    from monitor import digest_render
+
+    digest = make_digest()
+    async with serving_dashboard(tmp_path) as web:
+        await web.store.queue_digest(
+            digest.payload(), ["chat"], summary="s", now=NOW.timestamp() + 1
+        )
+        _, html, _ = await web.get("/alerts")
+        _, body, _ = await web.get("/api/v1/alerts")
+    row = next(line for line in html.splitlines() if "digest close" in line)
+    assert '<span class="pill digest">digest</span>' in row
+    assert "Total of 2 accounts: value 2,200.00 (+200.00, +10.00%)" in row
+    [item] = [n for n in loads(body)["notifications"] if n["id"] == "d-1"]
+    assert (item["rule"], item["status"], item["kind"]) == ("digest close", "digest", "digest")
+    assert item["summary"] == digest_render.summary(digest)

@@ -82,8 +82,8 @@ class AppriseSink:
         await self._notify(body(alert), title(alert), notify_type(alert))
 
     async def send_digest(self, digest: Digest) -> None:
-        """The plain text, headed by the digest's headline; ``info`` (``warning`` when an
-        alert fired or a source failed polls)."""
+        """The plain text, headed by the digest's headline; ``info`` when all clear, else
+        ``warning`` (an alert fired or still fires, or a source failed polls)."""
         kind = "info" if digest.all_clear else "warning"
         await self._notify(digest_render.text(digest), digest_render.headline(digest), kind)
 

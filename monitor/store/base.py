@@ -19,7 +19,7 @@ from datetime import datetime
 from typing import Any, Protocol
 
 from monitor.cycle import PollWrite, SourceState
-from monitor.digest import DigestData
+from monitor.digest_data import DigestData
 from monitor.models import AlertState, JSONValue, Notification
 from monitor.silences import Ack, Silence
 

@@ -2,7 +2,8 @@
 
 :func:`digest_data` is the one query a digest is built from: the stored accounts with each
 one's ``account_value_total`` at the period's start (from ``account_history``), the
-notifications recorded in the period (``notification_log``) and the polls (``polls``).
+notifications recorded in the period (``notification_log``), the polls (``polls``) and the
+alerts firing now (``alerts``) and the accounts that left (``departed``).
 :func:`queue_digest` puts a digest in the outbox for its sinks, once per id and sink, and in
 the notification record, like any notification.
 """
@@ -11,21 +12,36 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime
-from decimal import Decimal, InvalidOperation
 from typing import Any
 
 from monitor import encoding
-from monitor.digest import AlertLine, DigestData, SourcePolls, StoredAccount
+from monitor.digest import DIGEST_STATUS
+from monitor.digest_data import (
+    AlertLine,
+    DepartedAccount,
+    DigestData,
+    SourcePolls,
+    StillFiring,
+    StoredAccount,
+    money,
+)
 from monitor.models import JSONValue
 from monitor.store.dbapi import Db
-from monitor.store.schema import ACCOUNT_HISTORY_SINCE
+from monitor.store.schema import (
+    ACCOUNT_HISTORY_SINCE,
+    ACTIONS_SINCE,
+    ALERT_STATES_SINCE,
+    DEPARTED_SINCE,
+)
 from monitor.store.sqlite_actions import _bump as bump_control
 from monitor.store.sqlite_ops import series, transaction
 
 #: The outbox and notification-record ``source`` of a digest (it is no one source's).
 DIGEST_SOURCE = ""
-#: The notification record's ``status`` of a digest.
-DIGEST_STATUS = "digest"
+
+_FIRING_SCHEMA_1 = "SELECT rule, source, account_number, started_at, fingerprint FROM alerts"
+#: Since schema 2 ``alerts`` keeps pending alerts too (before, every row fired).
+_FIRING = _FIRING_SCHEMA_1 + " WHERE state = 'firing'"
 
 
 def digest_data(db: Db, version: int, since: float | None, until: float) -> DigestData:
@@ -53,7 +69,7 @@ def digest_data(db: Db, version: int, since: float | None, until: float) -> Dige
             source,
             number,
             record,
-            then=_number(then.get((source, number))),
+            then=money(then.get((source, number))),
             # No history reaches back to since: the account (or its source) was first seen
             # after it.
             new=since is not None
@@ -64,15 +80,18 @@ def digest_data(db: Db, version: int, since: float | None, until: float) -> Dige
         for (source, number), record in records.items()
     )
     low = since if since is not None else float("-inf")
+    # A read-only store (``digest --print``) may read a database the daemon has not migrated:
+    # what its schema lacks is empty.
     alerts = tuple(
-        AlertLine(status, rule, source, number, summary, _moment(at))
-        for status, rule, source, number, summary, at in db.execute(
-            "SELECT status, rule, source, account_number, summary, min(created_at)"
-            " FROM notification_log WHERE created_at > ? AND created_at <= ?"
-            " AND status IN ('firing', 'resolved')"
-            " GROUP BY id, status, rule, source, account_number, summary",
-            (low, until),
+        AlertLine(status, rule, source, number, summary, _moment(at), fingerprint)
+        for status, rule, source, number, summary, at, fingerprint in (
+            _alert_lines(db, low, until) if version >= ACTIONS_SINCE else ()
         )
+    )
+    open_before = frozenset(
+        fingerprint
+        for fingerprint in sorted({a.fingerprint for a in alerts})
+        if since is not None and _last_status(db, fingerprint, since) == "firing"
     )
     polls: list[SourcePolls] = []
     if version >= ACCOUNT_HISTORY_SINCE:
@@ -90,7 +109,48 @@ def digest_data(db: Db, version: int, since: float | None, until: float) -> Dige
                 (low, until),
             )
         ]
-    return DigestData(accounts, alerts, tuple(polls))
+    firing = tuple(
+        StillFiring(rule, source, number or None, datetime.fromisoformat(started), fingerprint)
+        for rule, source, number, started, fingerprint in db.execute(
+            _FIRING if version >= ALERT_STATES_SINCE else _FIRING_SCHEMA_1
+        )
+    )
+    departed = tuple(
+        DepartedAccount(
+            source,
+            number,
+            money(encoding.loads(record).get("account_value_total")),
+            datetime.fromisoformat(left_at),
+        )
+        for source, number, record, left_at in (
+            db.execute("SELECT source, account_number, record, left_at FROM departed")
+            if version >= DEPARTED_SINCE
+            else ()
+        )
+    )
+    return DigestData(accounts, alerts, tuple(polls), open_before, firing, departed)
+
+
+def _alert_lines(db: Db, low: float, until: float) -> list[tuple[Any, ...]]:
+    """The alert notifications recorded in (low, until], one row per notification."""
+    return db.execute(
+        "SELECT status, rule, source, account_number, summary, min(created_at), fingerprint"
+        " FROM notification_log WHERE created_at > ? AND created_at <= ?"
+        " AND status IN ('firing', 'resolved')"
+        " GROUP BY id, status, rule, source, account_number, summary, fingerprint",
+        (low, until),
+    ).fetchall()
+
+
+def _last_status(db: Db, fingerprint: str, at: float) -> str | None:
+    """The status of the alert's last notification at or before ``at`` (read backwards on
+    the ``created_at`` index: once per alert notified in the period, once a digest)."""
+    row = db.execute(
+        "SELECT status FROM notification_log WHERE fingerprint = ? AND created_at <= ?"
+        " AND status IN ('firing', 'resolved') ORDER BY created_at DESC LIMIT 1",
+        (fingerprint, at),
+    ).fetchone()
+    return None if row is None else str(row[0])
 
 
 def queue_digest(  # noqa: PLR0917 - SqlStore._run passes arguments by position
@@ -138,17 +198,17 @@ def queue_digest(  # noqa: PLR0917 - SqlStore._run passes arguments by position
 
 
 def queued(db: Db, ident: str) -> set[str]:
-    """The sinks a digest with this id is already queued for."""
-    return {sink for (sink,) in db.execute("SELECT sink FROM outbox WHERE id = ?", (ident,))}
-
-
-def _number(text: str | None) -> Decimal | None:
-    if text is None:
-        return None
-    try:
-        return Decimal(text)
-    except InvalidOperation:
-        return None
+    """The sinks a digest with this id is already queued for or was delivered to: the
+    notification record too, which outlives the outbox's finished rows (``[delivery]
+    keep_finished`` may be an hour; ``[history] keep`` is never shorter in practice)."""
+    return {
+        sink
+        for (sink,) in db.execute(
+            "SELECT sink FROM outbox WHERE id = ? UNION SELECT sink FROM notification_log"
+            " WHERE id = ?",
+            (ident, ident),
+        )
+    }
 
 
 def _moment(at: float) -> datetime:

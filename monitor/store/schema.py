@@ -336,6 +336,8 @@ ACTIONS_SINCE = 4
 #: read-only store may read an older database: ``status`` never migrates).
 ALERT_STATES_SINCE = 2
 HELD_SINCE = 2
+#: Since this version ``departed`` exists.
+DEPARTED_SINCE = 3
 #: Since this version ``history_journal``, ``account_history`` and ``polls`` exist.
 ACCOUNT_HISTORY_SINCE = 5
 #: Since this version ``replicas`` and ``leases`` exist.

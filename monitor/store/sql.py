@@ -17,7 +17,7 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any, TypeVar
 
 from monitor.cycle import PollWrite, SourceState
-from monitor.digest import DigestData
+from monitor.digest_data import DigestData
 from monitor.models import JSONValue, Notification
 from monitor.silences import Ack, Silence
 from monitor.store import digest_ops

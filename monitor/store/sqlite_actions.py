@@ -13,6 +13,7 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 from monitor import encoding
+from monitor.digest import DIGEST_STATUS
 from monitor.models import Notification
 from monitor.silences import Ack, Silence
 from monitor.store.base import AlertRef, AttemptRow, NotificationRecord
@@ -144,11 +145,12 @@ def acks(db: Db) -> list[Ack]:
 
 
 def find_alert(db: Db, ident: str) -> AlertRef | None:
-    """The alert episode a notification id or a fingerprint names."""
+    """The alert episode a notification id or a fingerprint names (a digest's names none:
+    it is nothing to acknowledge nor to silence)."""
     row = db.execute(
         "SELECT fingerprint, rule, account_number, source, id FROM notification_log"
-        " WHERE id=? OR fingerprint=? ORDER BY created_at DESC LIMIT 1",
-        (ident, ident),
+        " WHERE (id=? OR fingerprint=?) AND status != ? ORDER BY created_at DESC LIMIT 1",
+        (ident, ident, DIGEST_STATUS),
     ).fetchone()
     if row is not None:
         return _ref(db, row[0], row[1], row[2], row[3], row[4] if row[4] == ident else None)

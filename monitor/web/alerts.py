@@ -10,7 +10,9 @@ from datetime import datetime, time, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo
 
+from monitor import digest_render
 from monitor.config import WEEKDAYS, EscalationStep, MuteConfig
+from monitor.digest import DIGEST_STATUS, DIGEST_TYPE, Digest, is_digest_payload, label
 from monitor.mutes import window_at
 from monitor.silences import HOLDER_PREFIX, Ack
 from monitor.status import alert_actions, silence_state
@@ -81,6 +83,8 @@ def _notifications(
         if account is not None and (p.get("account_number") != account or row.source != source):
             continue
         item = by_id.get(row.id)
+        if item is None and is_digest_payload(p):
+            item = by_id[row.id] = _digest_item(row)
         if item is None:
             item = by_id[row.id] = {
                 "id": row.id,
@@ -109,6 +113,27 @@ def _notifications(
     for item in by_id.values():
         item["deliveries"].sort(key=lambda d: d["sink"])
     return list(by_id.values())
+
+
+def _digest_item(row: DeliveryRow) -> dict[str, Any]:
+    """A digest in the notification list: its name where an alert's rule is, its headline and
+    totals as the summary (it has no account, severity nor episode)."""
+    digest = Digest.from_payload(row.payload)
+    return {
+        "id": row.id,
+        "source": row.source,
+        "status": DIGEST_STATUS,
+        "kind": DIGEST_TYPE,
+        "rule": label(digest.fingerprint),
+        "severity": None,
+        "account_number": None,
+        "fingerprint": digest.fingerprint,
+        "summary": digest_render.summary(digest),
+        "observed_at": digest.until.timestamp(),
+        "started_at": None,
+        "created_at": row.created_at,
+        "deliveries": [],
+    }
 
 
 async def account_notifications(
