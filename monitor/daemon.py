@@ -23,7 +23,7 @@ import contextlib
 import functools
 import signal
 import time
-from collections.abc import AsyncIterator, Container
+from collections.abc import AsyncIterator, Awaitable, Callable, Container
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -114,6 +114,27 @@ def _on_signal(event: asyncio.Event, sig: signal.Signals) -> None:
     event.set()
 
 
+def _every(
+    scheduler: AsyncIOScheduler,
+    job: Callable[[], Awaitable[None]],
+    seconds: float,
+    ident: str,
+    *,
+    now: bool = False,
+) -> None:
+    """A periodic job of the daemon: never two runs at once, missed runs folded into one;
+    ``now``: the first run at once rather than after ``seconds``."""
+    scheduler.add_job(
+        job,
+        "interval",
+        seconds=seconds,
+        id=ident,
+        max_instances=1,
+        coalesce=True,
+        **({"next_run_time": utcnow()} if now else {}),
+    )
+
+
 class Daemon:
     """The long-running monitor: scheduler, delivery workers, health server, sd_notify."""
 
@@ -173,60 +194,15 @@ class Daemon:
             self._scheduler = scheduler
             for spec in self.config.all_sources():
                 self._schedule(spec, rt.pipelines[spec.name], first=True)
-            scheduler.add_job(
-                self._release_job,
-                "interval",
-                seconds=MUTE_CHECK,
-                id="mutes",
-                next_run_time=utcnow(),
-                max_instances=1,
-                coalesce=True,
-            )
+            _every(scheduler, self._release_job, MUTE_CHECK, "mutes", now=True)
             self._start_heartbeat(rt, scheduler)
-            scheduler.add_job(
-                self._control_job,
-                "interval",
-                seconds=CONTROL_CHECK,
-                id="control",
-                max_instances=1,
-                coalesce=True,
-            )
-            scheduler.add_job(
-                self._due_job,
-                "interval",
-                seconds=DUE_CHECK,
-                id="due",
-                max_instances=1,
-                coalesce=True,
-            )
-            scheduler.add_job(
-                self._digest_job,
-                "interval",
-                seconds=DIGEST_CHECK,
-                id="digests",
-                next_run_time=utcnow(),
-                max_instances=1,
-                coalesce=True,
-            )
-            scheduler.add_job(
-                self._maintenance_job,
-                "interval",
-                seconds=MAINTENANCE_EVERY,
-                id="maintenance",
-                max_instances=1,
-                coalesce=True,
-            )
+            _every(scheduler, self._control_job, CONTROL_CHECK, "control")
+            _every(scheduler, self._due_job, DUE_CHECK, "due")
+            _every(scheduler, self._digest_job, DIGEST_CHECK, "digests", now=True)
+            _every(scheduler, self._maintenance_job, MAINTENANCE_EVERY, "maintenance")
             resync = self._resend_interval(rt)
             if self.replica is not None and resync is not None:
-                scheduler.add_job(
-                    self._resend_sync_job,
-                    "interval",
-                    seconds=resync,
-                    id="resend-sync",
-                    next_run_time=utcnow(),
-                    max_instances=1,
-                    coalesce=True,
-                )
+                _every(scheduler, self._resend_sync_job, resync, "resend-sync", now=True)
             self._settle_soon()
             scheduler.start()
             heap.settle()  # the config, the jobs and the state loaded: long-lived from here on
@@ -552,14 +528,7 @@ class Daemon:
             rt.session,
             on_result=lambda result: self.metrics.heartbeats.labels(result).inc(),
         )
-        scheduler.add_job(
-            self._heartbeat_job,
-            "interval",
-            seconds=config.every.total_seconds(),
-            id="heartbeat",
-            max_instances=1,
-            coalesce=True,
-        )
+        _every(scheduler, self._heartbeat_job, config.every.total_seconds(), "heartbeat")
 
     async def _heartbeat_job(self) -> None:
         """One beat of ``[heartbeat]`` (:meth:`Heartbeat.beat`); never raises."""

@@ -402,18 +402,19 @@ def email_html(digest: Digest) -> str:
         f"<p><strong>{e(totals_line(digest))}</strong></p>",
         f"<table><tr>{heads}</tr>{rows}</table>",
     ]
+
+    def bullets(lines: list[str]) -> str:
+        return "<ul>" + "".join(f"<li>{e(line)}</li>" for line in lines) + "</ul>"
+
     if digest.departed:
-        items = "".join(f"<li>{e(departed_line(digest, a))}</li>" for a in digest.departed)
-        body.append(f"<ul>{items}</ul>")
+        body.append(bullets([departed_line(digest, a) for a in digest.departed]))
     if digest.alerts:
-        items = "".join(f"<li>{e(alert_line(digest, a))}</li>" for a in digest.alerts)
-        body.append(f"<p><strong>{e(alerts_heading(digest))}</strong></p><ul>{items}</ul>")
+        lines = [alert_line(digest, a) for a in digest.alerts]
+        body.append(f"<p><strong>{e(alerts_heading(digest))}</strong></p>{bullets(lines)}")
     if digest.still_firing:
-        items = "".join(f"<li>{e(still_firing_line(digest, f))}</li>" for f in digest.still_firing)
-        body.append(f"<ul>{items}</ul>")
+        body.append(bullets([still_firing_line(digest, f) for f in digest.still_firing]))
     if digest.failed_sources:
-        items = "".join(f"<li>{e(failure_line(s))}</li>" for s in digest.failed_sources)
-        body.append(f"<ul>{items}</ul>")
+        body.append(bullets([failure_line(s) for s in digest.failed_sources]))
     if digest.all_clear:
         body.append(f"<p>{e(ALL_CLEAR)}</p>")
     page = "".join(body)

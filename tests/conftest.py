@@ -15,6 +15,7 @@ import aiohttp
 import pg_helpers
 import pytest
 import structlog
+from bot_helpers import FakeBotApi
 from e2e_helpers import (
     TOKEN_ENV,
     Cli,
@@ -143,6 +144,16 @@ async def store(tmp_path: Path) -> AsyncIterator[Store]:
         yield opened
     finally:
         await opened.close()
+
+
+@pytest.fixture
+async def bot_api() -> AsyncIterator[FakeBotApi]:
+    """A fake Telegram Bot API on 127.0.0.1 (getUpdates, sendMessage, answerCallbackQuery)."""
+    fake = await FakeBotApi().start()
+    try:
+        yield fake
+    finally:
+        await fake.aclose()
 
 
 @pytest.fixture

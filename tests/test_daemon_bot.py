@@ -39,15 +39,6 @@ async def sim() -> AsyncIterator[tuple[Simulator, str]]:
         await runner.cleanup()
 
 
-@pytest.fixture
-async def bot_api() -> AsyncIterator[FakeBotApi]:
-    fake = await FakeBotApi().start()
-    try:
-        yield fake
-    finally:
-        await fake.aclose()
-
-
 def write_config(path: Path, api_url: str, bot_url: str) -> Path:
     path.write_text(
         f'[api]\nurl = "{api_url}"\ntoken = "{DEMO_TOKEN}"\n'

@@ -5,7 +5,7 @@ command (the offset is in the shared database)."""
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Callable
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -24,15 +24,6 @@ async def until(condition: Callable[[], bool], limit: float = 15.0) -> None:
     async with asyncio.timeout(limit):
         while not condition():  # noqa: ASYNC110 - state of daemons in this loop
             await asyncio.sleep(0.05)
-
-
-@pytest.fixture
-async def bot_api() -> AsyncIterator[FakeBotApi]:
-    fake = await FakeBotApi().start()
-    try:
-        yield fake
-    finally:
-        await fake.aclose()
 
 
 def replica_config(tmp_path: Path, db: str, name: str, api_url: str, bot_url: str) -> Config:

@@ -5,7 +5,6 @@ then ``run`` again) answers no command twice, and the bot token is in no log lin
 from __future__ import annotations
 
 import signal
-from collections.abc import AsyncIterator
 
 import pytest
 from bot_helpers import ADMIN_ID, BOT_TOKEN, CHAT_ID, FakeBotApi
@@ -14,15 +13,6 @@ from e2e_helpers import VISION, Cli, MakeConfig, SimControl, eventually
 pytestmark = pytest.mark.e2e
 
 TOKEN = "e2e-bot-token-1717"
-
-
-@pytest.fixture
-async def bot_api() -> AsyncIterator[FakeBotApi]:
-    fake = await FakeBotApi().start()
-    try:
-        yield fake
-    finally:
-        await fake.aclose()
 
 
 def telegram_sink(url: str) -> str:

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import Callable
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
@@ -42,12 +42,8 @@ NUMBER = "12345678@vision"
 
 
 @pytest.fixture
-async def api() -> AsyncIterator[FakeBotApi]:
-    fake = await FakeBotApi().start()
-    try:
-        yield fake
-    finally:
-        await fake.aclose()
+def api(bot_api: FakeBotApi) -> FakeBotApi:
+    return bot_api
 
 
 @pytest.fixture
@@ -63,15 +59,6 @@ def config(tmp_path: Path, api: FakeBotApi) -> Config:
         encoding="utf-8",
     )
     return load_config(path)
-
-
-@pytest.fixture
-async def store(tmp_path: Path) -> AsyncIterator[Store]:
-    opened = await SqliteStore.open(tmp_path / "state.db")
-    try:
-        yield opened
-    finally:
-        await opened.close()
 
 
 class Waits:

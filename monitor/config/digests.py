@@ -7,7 +7,7 @@ from datetime import time
 
 from pydantic import Field, field_validator
 
-from monitor.config.mutes import WEEKDAYS, Weekday
+from monitor.config.mutes import WEEKDAYS, Weekdays
 from monitor.config.types import FrozenModel, Name, check_timezone
 
 _AT = re.compile(r"([01]\d|2[0-3]):([0-5]\d)(:[0-5]\d)?")
@@ -22,7 +22,7 @@ class DigestConfig(FrozenModel):
     #: An IANA zone; ``[schedule] timezone`` (the market's) when left out.
     timezone: str | None = None
     #: The days it is sent on (every day when left out).
-    days: tuple[Weekday, ...] = WEEKDAYS
+    days: Weekdays = WEEKDAYS
     #: Skip the exchange's holidays (the calendar of ``[schedule] market_hours``, with
     #: ``[schedule] holidays``).
     market_days: bool = False
@@ -38,13 +38,6 @@ class DigestConfig(FrozenModel):
         if not _AT.fullmatch(value):
             raise ValueError("must be a time like '16:15' (24-hour HH:MM)")
         return value
-
-    @field_validator("days")
-    @classmethod
-    def _days(cls, value: tuple[Weekday, ...]) -> tuple[Weekday, ...]:
-        if not value:
-            raise ValueError("must not be empty")
-        return tuple(day for day in WEEKDAYS if day in value)
 
     @field_validator("timezone")
     @classmethod

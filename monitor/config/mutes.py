@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 import re
-from typing import Literal, TypeAlias
+from typing import Annotated, Literal, TypeAlias
 
-from pydantic import Field, field_validator, model_validator
+from pydantic import AfterValidator, Field, field_validator, model_validator
 
 from monitor.config.types import FrozenModel, Name, check_timezone
 
@@ -14,12 +14,22 @@ WEEKDAYS: tuple[Weekday, ...] = ("mon", "tue", "wed", "thu", "fri", "sat", "sun"
 _CLOCK = re.compile(r"([01]\d|2[0-3]):([0-5]\d)|24:00")
 
 
+def _weekdays(value: tuple[Weekday, ...]) -> tuple[Weekday, ...]:
+    if not value:
+        raise ValueError("must not be empty")
+    return tuple(day for day in WEEKDAYS if day in value)
+
+
+#: ``days`` of a mute window or a digest: at least one, in the week's order, each once.
+Weekdays: TypeAlias = Annotated[tuple[Weekday, ...], AfterValidator(_weekdays)]
+
+
 class MuteConfig(FrozenModel):
     """``[[mute]]``: quiet hours. Alert state still changes; notifications are held."""
 
     name: Name
     #: The days a window starts on (all days when left out).
-    days: tuple[Weekday, ...] = WEEKDAYS
+    days: Weekdays = WEEKDAYS
     start: str = "00:00"
     #: ``"23:59"`` and ``"24:00"`` mean the end of the day; an ``end`` before ``start`` runs
     #: past midnight into the next day.
@@ -33,13 +43,6 @@ class MuteConfig(FrozenModel):
     def _clock(cls, value: str) -> str:
         if not _CLOCK.fullmatch(value):
             raise ValueError("must be a time like '08:30' (24-hour HH:MM)")
-        return value
-
-    @field_validator("days")
-    @classmethod
-    def _days(cls, value: tuple[Weekday, ...]) -> tuple[Weekday, ...]:
-        if not value:
-            raise ValueError("must not be empty")
         return value
 
     @field_validator("timezone")
