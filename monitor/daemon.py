@@ -310,7 +310,7 @@ class Daemon:
         """This replica does the singleton work from now on: its jobs run at once."""
         if self._scheduler is None:
             return
-        for job_id in ("resend-sync", "mutes"):
+        for job_id in ("resend-sync", "mutes", "digests"):
             job = self._scheduler.get_job(job_id)
             if job is not None:
                 job.modify(next_run_time=utcnow())

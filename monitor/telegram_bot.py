@@ -66,7 +66,7 @@ POLL_TIMEOUT = 25.0
 #: The longest ``retry_after`` waited for an answer before giving the answer up.
 ANSWER_RETRY_MAX = 10.0
 #: How often a replica that does not do the singleton work looks again whether it does.
-STANDBY_CHECK = 5.0
+STANDBY_CHECK = 1.0
 #: How often a long poll in flight looks whether this replica still does the singleton work.
 HANDOVER_CHECK = 1.0
 #: A command sent longer ago than this (while nothing listened) is not run.

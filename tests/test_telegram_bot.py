@@ -36,7 +36,7 @@ from monitor.models import ActiveAlert
 from monitor.parse import parse_records
 from monitor.rules import SourceHealth
 from monitor.store import SqliteStore, Store
-from monitor.telegram_bot import BotApi, TelegramBot, bots_for
+from monitor.telegram_bot import STANDBY_CHECK, BotApi, TelegramBot, bots_for
 
 NUMBER = "12345678@vision"
 
@@ -419,7 +419,7 @@ async def test_a_standby_replica_does_not_poll(
     bot = make_bot(config, store, session, sleep=waits, singleton=lambda: False)
     await asyncio.wait_for(bot.run(asyncio.Event()), 5)
     assert api.calls == []
-    assert waits.seconds == [5.0, 5.0]
+    assert waits.seconds == [STANDBY_CHECK, STANDBY_CHECK]
 
 
 async def test_a_bug_in_a_command_is_logged_and_the_bot_goes_on(
