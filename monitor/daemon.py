@@ -31,12 +31,13 @@ from typing import Any
 import structlog
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
 
-from monitor import __version__, digest_render, digests, heap
+from monitor import __version__, heap
 from monitor.api_actions import ActionsApi
 from monitor.config import (
     Config,
     RuleConfig,
     SourceSpec,
+    TelegramSinkConfig,
     describe_schedule,
     load_config,
     resolve_secret,
@@ -66,7 +67,6 @@ from monitor.sinks.base import Sink
 from monitor.sinks.registry import build_sinks
 from monitor.source import BalancesSource
 from monitor.streams import Streams
-from monitor.telegram_bot import bots_for
 from monitor.web import WebContext
 
 __all__ = [
@@ -198,7 +198,7 @@ class Daemon:
             self._start_heartbeat(rt, scheduler)
             _every(scheduler, self._control_job, CONTROL_CHECK, "control")
             _every(scheduler, self._due_job, DUE_CHECK, "due")
-            _every(scheduler, self._digest_job, DIGEST_CHECK, "digests", now=True)
+            self._start_digests(scheduler)
             _every(scheduler, self._maintenance_job, MAINTENANCE_EVERY, "maintenance")
             resync = self._resend_interval(rt)
             if self.replica is not None and resync is not None:
@@ -255,6 +255,10 @@ class Daemon:
 
     def _start_bots(self, rt: Runtime) -> None:
         """A task per Telegram sink with ``commands = true`` (:mod:`monitor.telegram_bot`)."""
+        if not any(isinstance(s, TelegramSinkConfig) and s.commands for s in self.config.sinks):
+            return
+        from monitor.telegram_bot import bots_for  # imported only where a bot answers
+
         try:
             bots = bots_for(
                 self.config,
@@ -282,6 +286,8 @@ class Daemon:
             raise ControlError("the monitor is starting or stopping: ask again in a moment")
         if not config.digests:
             raise ControlError("No digests configured ([[digests]] in the config).")
+        from monitor import digest_render, digests
+
         try:
             digest = await digests.render_digest(
                 rt.store,
@@ -490,6 +496,14 @@ class Daemon:
                 if due is not None and due <= now:
                     await pipeline.step_due()
 
+    def _start_digests(self, scheduler: AsyncIOScheduler) -> None:
+        """The digest job, checking every second, where ``[[digests]]`` has any (at a start
+        or a reload: at once, so one due earlier today is caught up)."""
+        if scheduler.get_job("digests") is not None:
+            scheduler.remove_job("digests")
+        if self.config.digests:
+            _every(scheduler, self._digest_job, DIGEST_CHECK, "digests", now=True)
+
     async def _digest_job(self) -> None:
         """Queue the ``[[digests]]`` whose time has come today (at start: those due earlier
         today and not queued yet); never raises."""
@@ -498,6 +512,8 @@ class Daemon:
             return
         if self.replica is not None and not self.replica.singleton:
             return  # the replica doing singleton work queues them (the id makes a race harmless)
+        from monitor import digests  # imported only where there are digests
+
         async with self._job("digest_cancelled"):
             try:
                 if self._digest_calendar is None:
@@ -872,6 +888,8 @@ class Daemon:
         self._start_bots(rt)
         if self._scheduler is not None and new.heartbeat != old.heartbeat:
             self._start_heartbeat(rt, self._scheduler)
+        if self._scheduler is not None:
+            self._start_digests(self._scheduler)
         if new.http != old.http:
             if self.health is not None:
                 await self.health.close()
@@ -941,6 +959,8 @@ async def run_once(config: Config) -> tuple[Exit, PollOutcome, int]:
         outcomes = await asyncio.gather(*(p.poll() for p in rt.pipelines.values()))
         await release_held(rt.store, config, utcnow(), rt.control.state)
         if config.digests:  # a timer running `once` sends each digest once a day, too
+            from monitor import digests
+
             await digests.queue_due(rt.store, config, utcnow(), done=set())
         deadline = time.time() + config.delivery.once_deadline.total_seconds()
         pending = await rt.delivery.drain(deadline)

@@ -119,3 +119,40 @@ async def test_a_reload_starts_and_stops_the_heartbeat(
     finally:
         stop.set()
         await asyncio.wait_for(run, timeout=10)
+
+
+async def test_the_digest_job_runs_only_where_there_are_digests(
+    api_url: str, tmp_path: Path
+) -> None:
+    """No ``[[digests]]``: no digest job wakes every second. A reload that adds one starts it
+    at once, so a digest due earlier today is sent then; one that removes them stops it."""
+    path = write_config(tmp_path / "config.toml", api_url)
+    daemon = Daemon(load_config(path), config_path=path)
+    stop = asyncio.Event()
+    run = asyncio.create_task(daemon.run(stop))
+    try:
+        await wait_until(lambda: daemon._scheduler is not None and daemon._rt is not None)
+        scheduler, rt = daemon._scheduler, daemon._rt
+        assert scheduler is not None
+        assert rt is not None
+        assert scheduler.get_job("digests") is None
+        digest = (
+            '[[digests]]\nname = "close"\nat = "00:00"\ntimezone = "UTC"\nsinks = ["console"]\n'
+        )
+        write_config(path, api_url, digest)
+        assert await daemon.reload()
+        assert scheduler.get_job("digests") is not None
+
+        async def sent() -> list[str]:
+            return [r.rule for r in await rt.store.notifications(since=0)]
+
+        async with asyncio.timeout(5):
+            while not await sent():  # noqa: ASYNC110 - what the daemon wrote
+                await asyncio.sleep(0.05)
+        assert await sent() == ["digest:close"]
+        write_config(path, api_url)
+        assert await daemon.reload()
+        assert scheduler.get_job("digests") is None
+    finally:
+        stop.set()
+        await asyncio.wait_for(run, timeout=10)
