@@ -234,7 +234,8 @@ class SourcePipeline:
             if fresh:
                 self._seen_at = now
             self._problems.rules(done.problems)
-            self.log.info(
+            quiet = not done.changed and not done.alerts  # as a poll: debug when nothing moved
+            (self.log.debug if quiet else self.log.info)(
                 "push_applied" if fresh else "due_stepped",
                 changed=done.changed,
                 notifications=done.alerts,
