@@ -22,7 +22,7 @@ from monitor.parse import parse_records
 from monitor.rules import SourceHealth
 from monitor.store import SCHEMA_VERSION, SqliteStore, Store
 from monitor.store import sqlite_ops as ops
-from monitor.store.schema import MIGRATIONS
+from monitor.store.schema import MIGRATIONS, SCHEMA
 
 SOURCE = "default"
 T0 = datetime(2024, 5, 1, 12, 0, 0, tzinfo=UTC)
@@ -316,6 +316,46 @@ def test_the_migrations_reach_the_schema_version() -> None:
     assert [m.to for m in MIGRATIONS] == list(range(2, SCHEMA_VERSION + 1))
 
 
+@pytest.mark.parametrize(
+    ("query", "index"),
+    [
+        # find_alert: ack, the bot's buttons (an id, or a fingerprint)
+        (
+            "SELECT rule FROM notification_log WHERE (id=? OR fingerprint=?) AND status != ?"
+            " ORDER BY created_at DESC LIMIT 1",
+            "notification_log_fingerprint",
+        ),
+        # a digest: the last status of each alert it names
+        (
+            "SELECT status FROM notification_log WHERE fingerprint = ? AND created_at <= ?"
+            " ORDER BY created_at DESC LIMIT 1",
+            "notification_log_fingerprint",
+        ),
+        # the dashboard's account page, `notifications --account`
+        (
+            "SELECT id FROM notification_log WHERE account_number = ?"
+            " ORDER BY created_at DESC, id, sink LIMIT ?",
+            "notification_log_account",
+        ),
+    ],
+    ids=["find_alert", "digest_status", "by_account"],
+)
+def test_the_notification_log_is_searched_by_alert_and_account_not_scanned(
+    tmp_path: Path, query: str, index: str
+) -> None:
+    """A year of notifications is a large table: these reads go through an index."""
+    conn = sqlite3.connect(tmp_path / "plan.db")
+    try:
+        for statement in SCHEMA:
+            conn.execute(statement)
+        args = (1,) * query.count("?")
+        plan = " ".join(r[3] for r in conn.execute("EXPLAIN QUERY PLAN " + query, args))
+    finally:
+        conn.close()
+    assert f"USING INDEX {index}" in plan
+    assert "SCAN notification_log" not in plan
+
+
 async def test_opening_a_schema_1_database_migrates_it(tmp_path: Path) -> None:
     """Opening adds the alert columns and the new tables and records the current version;
     the old alert loads as firing, the account and the source's last success are kept."""
@@ -326,7 +366,7 @@ async def test_opening_a_schema_1_database_migrates_it(tmp_path: Path) -> None:
     finally:
         await store.close()
 
-    assert SCHEMA_VERSION == 7
+    assert SCHEMA_VERSION == 8
     assert version(path) == str(SCHEMA_VERSION)
     tables = {"history", "held", "departed", "silences", "acks", "notification_log"}
     tables |= {"delivery_attempts", "account_history", "history_journal", "polls"}

@@ -19,7 +19,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-SCHEMA_VERSION = 7
+SCHEMA_VERSION = 8
 
 _META = """
 CREATE TABLE IF NOT EXISTS meta (
@@ -151,6 +151,16 @@ CREATE TABLE IF NOT EXISTS notification_log (
 _NOTIFICATION_LOG_CREATED = (
     "CREATE INDEX IF NOT EXISTS notification_log_created ON notification_log (created_at)"
 )
+#: An alert's notifications (``ack``, the bot's buttons, a digest's alert lines) and an
+#: account's (the dashboard's account page), newest first, without reading the whole log.
+_NOTIFICATION_LOG_FINGERPRINT = (
+    "CREATE INDEX IF NOT EXISTS notification_log_fingerprint"
+    " ON notification_log (fingerprint, created_at)"
+)
+_NOTIFICATION_LOG_ACCOUNT = (
+    "CREATE INDEX IF NOT EXISTS notification_log_account"
+    " ON notification_log (account_number, created_at)"
+)
 _DELIVERY_ATTEMPTS = """
 CREATE TABLE IF NOT EXISTS delivery_attempts (
     seq INTEGER PRIMARY KEY AUTOINCREMENT,
@@ -245,6 +255,8 @@ SCHEMA: tuple[str, ...] = (
     _ACKS,
     _NOTIFICATION_LOG,
     _NOTIFICATION_LOG_CREATED,
+    _NOTIFICATION_LOG_FINGERPRINT,
+    _NOTIFICATION_LOG_ACCOUNT,
     _DELIVERY_ATTEMPTS,
     _DELIVERY_ATTEMPTS_ID,
     _CONTROL_VERSION,
@@ -316,6 +328,12 @@ MIGRATIONS: tuple[Migration, ...] = (
         ),
     ),
     Migration(7, "the Telegram bot's getUpdates offset", (_BOT_OFFSETS,)),
+    Migration(
+        8,
+        "the notification log indexed by alert and by account (ack, the dashboard's account"
+        " page and the digests read them without scanning the log)",
+        (_NOTIFICATION_LOG_FINGERPRINT, _NOTIFICATION_LOG_ACCOUNT),
+    ),
 )
 
 #: The tables ``[history] keep`` bounds, each with its column of epoch seconds:
