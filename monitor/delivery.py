@@ -326,41 +326,60 @@ class Delivery:
     ) -> None:
         """Send ``rows`` with up to ``limit`` in flight: those of one account one after another,
         in order (after a retryable failure the account's later rows wait for it), those of
-        different accounts at the same time. The outcomes are written in one transaction; the
-        rows that failed and will be retried are all due again together, at the latest of
-        their backoffs, so no account's later row can overtake its retried one."""
+        different accounts at the same time.
+
+        A row delivered (or failed for good) is recorded before its slot is free for the next
+        send: whoever records writes every outcome settled meanwhile in one transaction (a
+        group commit), so a crash leaves at most ``limit`` rows sent and unrecorded, the ones
+        in flight (the promise of README's High availability). The rows that failed and will
+        be retried are written at the end, all due again together at the latest of their
+        backoffs, so no account's later row can overtake its retried one."""
         accounts: dict[tuple[str, Any], list[OutboxRow]] = {}
         for row in rows:
             accounts.setdefault((row.source, row.payload.get("account_number")), []).append(row)
         gate = asyncio.Semaphore(limit)
-        outcomes: list[tuple[OutboxRow, _Outcome]] = []
+        recording = asyncio.Lock()
+        settled: list[Mark] = []
+        retried: list[tuple[OutboxRow, _Outcome]] = []
+        broken: list[BaseException] = []  # the store failed: no new send starts
+
+        async def record() -> None:
+            async with recording:
+                if not settled or broken:
+                    return
+                marks = settled[:]
+                settled.clear()
+                try:
+                    await self.store.mark_many(marks, now=self.clock())
+                except Exception as exc:  # raised once every send in flight has ended
+                    broken.append(exc)
 
         async def one_account(queue: list[OutboxRow]) -> None:
             for row in queue:
-                if self._stopping or (until is not None and self.clock() >= until):
+                if broken or self._stopping or (until is not None and self.clock() >= until):
                     return
                 async with gate:
                     outcome = await self._outcome(sink, [row], *self._single(sink, row))
-                outcomes.append((row, outcome))
-                if outcome.state == "pending":
-                    return
+                    self._report(
+                        sink.name, "retry" if outcome.state == "pending" else outcome.state
+                    )
+                    if outcome.state == "pending":
+                        retried.append((row, outcome))
+                        return
+                    settled.append(Mark(row.seq, outcome.state, error=outcome.error))
+                    await record()
 
         await asyncio.gather(*(one_account(q) for q in accounts.values()))
-        delays = [o.delay for _, o in outcomes if o.delay is not None]
+        if broken:
+            raise broken[0]
+        delays = [o.delay for _, o in retried if o.delay is not None]
         now = self.clock()
         retry_at = now + max(delays) if delays else None
         marks = [
-            Mark(
-                row.seq,
-                o.state,
-                error=o.error,
-                next_attempt_at=retry_at if o.state == "pending" else None,
-            )
-            for row, o in outcomes
+            Mark(row.seq, o.state, error=o.error, next_attempt_at=retry_at) for row, o in retried
         ]
-        await self.store.mark_many(marks, now=now)
-        for _, o in outcomes:
-            self._report(sink.name, "retry" if o.state == "pending" else o.state)
+        if marks:
+            await self.store.mark_many(marks, now=now)
 
     def _single(
         self, sink: Sink, row: OutboxRow
