@@ -79,7 +79,13 @@ class BotActions:
             if name == "balance":
                 if len(args) > 1:
                     return "usage: /balance [account]"
-                return balance_text(await self._store.accounts(), args[0] if args else None, now)
+                polled = {s.source: s.last_success_at for s in await self._store.sources()}
+                return balance_text(
+                    await self._store.accounts(),
+                    args[0] if args else None,
+                    now,
+                    polled=polled,
+                )
             if name == "status":
                 return status_text(
                     await self._store.sources(),

@@ -58,6 +58,18 @@ def test_balance_finds_accounts_by_number_glob_or_part(
         assert text.endswith(": /balance lists the 3 polled.")
 
 
+def test_balance_is_as_of_the_last_successful_poll_not_the_last_change() -> None:
+    """An account unchanged for an hour was still read by the poll a second ago: the figures
+    are that poll's, so "as of" is its age (the row's own time only when it is later)."""
+    quiet = AccountRow("default", "12345678@vision", {"cash": Decimal(1)}, NOW - timedelta(hours=1))
+    other = AccountRow("other", "11111111@cor", {"cash": Decimal(1)}, NOW - timedelta(minutes=5))
+    polled = {"default": NOW - timedelta(seconds=1), "other": None}
+    text = balance_text([quiet, other], None, NOW, polled=polled)
+    first, second = text.split("\n\n")
+    assert first.endswith("<i>as of 1s ago</i>")
+    assert second.endswith("<i>as of 5m ago</i>")  # no successful poll known: the row's time
+
+
 def test_thousands_of_accounts_are_cut_whole_and_counted() -> None:
     rows = [account(f"{n:08d}@vision") for n in range(3000)]
     text = balance_text(rows, None, NOW)
