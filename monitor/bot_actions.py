@@ -10,7 +10,7 @@ the answers; the text is :mod:`monitor.bot_answers`.
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
 import structlog
 
@@ -26,6 +26,7 @@ from monitor.bot_commands import (
 from monitor.config import Config, parse_duration
 from monitor.control import SilenceRequest, acknowledge, add_silence
 from monitor.errors import ControlError, MonitorError
+from monitor.silences import Silence
 from monitor.sinks.text import escape
 from monitor.store import Store
 
@@ -36,6 +37,10 @@ log = structlog.get_logger("monitor.telegram_bot")
 #: ``/digest [name]``: Telegram HTML of the named digest (``None``: the first or only one);
 #: raises :class:`~monitor.errors.ControlError` naming the known ones for an unknown name.
 Digest = Callable[[str | None], Awaitable[str]]
+
+#: A "Silence 1h" press finds the silence an earlier press made if that one still has at least
+#: the button's hour less this to run: it is not made twice.
+BUTTON_SLACK = timedelta(minutes=5)
 
 
 def _utcnow() -> datetime:
@@ -169,6 +174,13 @@ class BotActions:
     async def _silence_ref(
         self, rule: str, account: str | None, source: str, incoming: Incoming, now: datetime
     ) -> str:
+        what = f"<b>{escape(rule)}</b> on {escape(account or f'source {source}')}"
+        same = await self._button_silence(rule, account, source, now)
+        if same is not None:  # a second press (or a second admin): one silence is enough
+            return (
+                f"{what} is already silenced until {_utc(same.until)}"
+                f" (id <code>{same.id}</code>, by {escape(same.author or 'unknown')})."
+            )
         request = SilenceRequest(
             ends_at=(now + BUTTON_SILENCE).timestamp(),
             rule=rule,
@@ -179,8 +191,25 @@ class BotActions:
         )
         made = await add_silence(self._store, request, self._settings(), now.timestamp())
         self._changed()
-        where = escape(account or f"source {source}")
         return (
-            f"🔕 Silenced <b>{escape(rule)}</b> on {where} until {_utc(made.ends_at)}"
+            f"🔕 Silenced {what} until {_utc(made.ends_at)}"
             f" (id <code>{made.id}</code>), by {escape(made.author)}."
         )
+
+    async def _button_silence(
+        self, rule: str, account: str | None, source: str, now: datetime
+    ) -> Silence | None:
+        """An active silence of exactly what the button silences, lasting about as long as a
+        new one would (to within :data:`BUTTON_SLACK`), if there is one."""
+        moment = now.timestamp()
+        wanted = (rule, account, source if account is None else None)
+        enough = moment + (BUTTON_SILENCE - BUTTON_SLACK).total_seconds()
+        for silence in await self._store.silences(now=moment):
+            if (
+                silence.active(moment)
+                and (silence.rule, silence.account, silence.source) == wanted
+                and not silence.labels
+                and silence.until >= enough
+            ):
+                return silence
+        return None

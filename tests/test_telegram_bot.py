@@ -338,6 +338,22 @@ async def test_the_buttons_acknowledge_and_silence_for_an_admin_only(
     assert len(api.sent) == 2  # the chat sees who did what
 
 
+async def test_silence_1h_pressed_twice_keeps_one_silence(
+    api: FakeBotApi, config: Config, store: Store, session: aiohttp.ClientSession
+) -> None:
+    """Two admins (or one impatient one) pressing "Silence 1h" on the same message add one
+    silence; the second press is told it is already silenced, and until when."""
+    await firing(store)
+    bot = make_bot(config, store, session)
+    api.press("s1h:n1", user_id=ADMIN_ID, username="al")
+    api.press("s1h:n1", user_id=ADMIN_ID, username="al")
+    await run_until(bot, lambda: len(api.toasts) >= 2)
+    (silence,) = await store.silences(now=time.time())
+    assert api.toasts[0]["text"].startswith("🔕 Silenced low-cash on 12345678@vision until")
+    assert api.toasts[1]["text"].startswith("low-cash on 12345678@vision is already silenced until")
+    assert f"(id {silence.id}" in api.toasts[1]["text"]
+
+
 # --------------------------------------------------------------------------- offset, failures
 
 
