@@ -43,11 +43,11 @@ CALLBACK_DATA_LIMIT = 64
 #: The commands, with their one-line help; the admin ones change state.
 COMMANDS: Mapping[str, str] = {
     "balance": "/balance [account] — the last polled balances (an account number or glob)",
-    "status": "/status — sources, last polls, firing alerts",
+    "status": "/status — sources, last polls, firing alerts, active silences",
     "alerts": "/alerts — firing and pending alerts, with their ids",
     "digest": "/digest [name] — a digest now",
     "silence": "/silence &lt;rule&gt; [account] &lt;duration&gt; [comment] — hold its alerts",
-    "ack": "/ack &lt;id&gt; — acknowledge an alert (notification id or fingerprint)",
+    "ack": "/ack &lt;id&gt; [comment] — acknowledge an alert (the id /alerts shows)",
     "help": "/help — this list",
 }
 ADMIN_COMMANDS = frozenset({"silence", "ack"})
