@@ -14,7 +14,13 @@ from datetime import UTC, datetime, timedelta
 
 import structlog
 
-from monitor.bot_answers import alerts_text, balance_text, help_text, status_text
+from monitor.bot_answers import (
+    alerts_text,
+    balance_text,
+    help_text,
+    silence_account,
+    status_text,
+)
 from monitor.bot_commands import (
     ADMIN_COMMANDS,
     BUTTON_SILENCE,
@@ -127,20 +133,31 @@ class BotActions:
             parsed = parse_silence(args, parse_duration)
         except ValueError as exc:
             return escape(str(exc))
+        account, known = parsed.account, True
+        if account is not None:  # as /balance reads it: 12345678 is 12345678@vision
+            numbers = (r.account_number for r in await self._store.accounts())
+            account, known = silence_account(numbers, account)
         request = SilenceRequest(
             ends_at=(now + parsed.duration).timestamp(),
             rule=parsed.rule,
-            account=parsed.account,
+            account=account,
             comment=parsed.comment,
             author=author(incoming),
         )
         made = await add_silence(self._store, request, self._settings(), now.timestamp())
         self._changed()
-        where = f" on {escape(parsed.account)}" if parsed.account else ""
+        where = f" on {escape(account)}" if account else ""
         log.info("telegram_silence_added", sink=self.name, silence=made.id, author=made.author)
+        warning = (
+            ""
+            if known
+            else f"\n⚠️ no polled account matches {escape(account or '')}: it holds nothing"
+            " until one does (/balance lists them)."
+        )
         return (
             f"🔕 Silenced <b>{escape(parsed.rule)}</b>{where} until"
             f" {_utc(made.ends_at)} (id <code>{made.id}</code>), by {escape(made.author)}."
+            + warning
         )
 
     async def _ack(self, ident: str, comment: str, incoming: Incoming, now: datetime) -> str:

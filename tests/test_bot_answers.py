@@ -15,6 +15,7 @@ from monitor.bot_answers import (
     balance_text,
     fit_message,
     plain,
+    silence_account,
     status_text,
 )
 from monitor.silences import Silence
@@ -68,6 +69,23 @@ def test_balance_is_as_of_the_last_successful_poll_not_the_last_change() -> None
     first, second = text.split("\n\n")
     assert first.endswith("<i>as of 1s ago</i>")
     assert second.endswith("<i>as of 5m ago</i>")  # no successful poll known: the row's time
+
+
+@pytest.mark.parametrize(
+    ("asked", "expected"),
+    [
+        ("12345678@vision", ("12345678@vision", True)),
+        ("12345678", ("12345678@vision", True)),  # the number before @, as /balance reads it
+        ("1234*", ("1234*", True)),  # a glob stays a glob
+        ("*@vision", ("*@vision", True)),
+        ("5678", ("5678", False)),  # no part-matching: a silence must say what it holds
+        ("55555555", ("55555555", False)),
+        ("22222222", ("22222222", False)),  # two accounts with that number: not guessed
+    ],
+)
+def test_a_silence_names_an_account_as_balance_does(asked: str, expected: tuple[str, bool]) -> None:
+    numbers = ["12345678@vision", "87654321@vision", "22222222@a", "22222222@b"]
+    assert silence_account(numbers, asked) == expected
 
 
 def test_thousands_of_accounts_are_cut_whole_and_counted() -> None:
