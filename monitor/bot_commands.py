@@ -289,10 +289,13 @@ def parse_button(data: str) -> tuple[str, str] | None:
     return action, ident
 
 
-def buttons(notification_id: str) -> dict[str, Any] | None:
-    """The ``reply_markup`` of an alert message: "Acknowledge" and "Silence 1h", one row."""
+def buttons(notification_id: str, *, event: bool = False) -> dict[str, Any] | None:
+    """The ``reply_markup`` of an alert message: "Acknowledge" and "Silence 1h", one row; an
+    event's has "Silence 1h" only (it fires once: no episode stays to acknowledge)."""
     row = []
     for action, label in BUTTONS.items():
+        if event and action == "ack":
+            continue
         data = button_data(action, notification_id)
         if data is None:
             return None
