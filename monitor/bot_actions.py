@@ -10,11 +10,17 @@ the answers; the text is :mod:`monitor.bot_answers`.
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
 import structlog
 
-from monitor.bot_answers import alerts_text, balance_text, help_text, status_text
+from monitor.bot_answers import (
+    alerts_text,
+    balance_text,
+    help_text,
+    silence_account,
+    status_text,
+)
 from monitor.bot_commands import (
     ADMIN_COMMANDS,
     BUTTON_SILENCE,
@@ -26,6 +32,7 @@ from monitor.bot_commands import (
 from monitor.config import Config, parse_duration
 from monitor.control import SilenceRequest, acknowledge, add_silence
 from monitor.errors import ControlError, MonitorError
+from monitor.silences import Silence
 from monitor.sinks.text import escape
 from monitor.store import Store
 
@@ -36,6 +43,10 @@ log = structlog.get_logger("monitor.telegram_bot")
 #: ``/digest [name]``: Telegram HTML of the named digest (``None``: the first or only one);
 #: raises :class:`~monitor.errors.ControlError` naming the known ones for an unknown name.
 Digest = Callable[[str | None], Awaitable[str]]
+
+#: A "Silence 1h" press finds the silence an earlier press made if that one still has at least
+#: the button's hour less this to run: it is not made twice.
+BUTTON_SLACK = timedelta(minutes=5)
 
 
 def _utcnow() -> datetime:
@@ -79,7 +90,13 @@ class BotActions:
             if name == "balance":
                 if len(args) > 1:
                     return "usage: /balance [account]"
-                return balance_text(await self._store.accounts(), args[0] if args else None, now)
+                polled = {s.source: s.last_success_at for s in await self._store.sources()}
+                return balance_text(
+                    await self._store.accounts(),
+                    args[0] if args else None,
+                    now,
+                    polled=polled,
+                )
             if name == "status":
                 return status_text(
                     await self._store.sources(),
@@ -116,20 +133,31 @@ class BotActions:
             parsed = parse_silence(args, parse_duration)
         except ValueError as exc:
             return escape(str(exc))
+        account, known = parsed.account, True
+        if account is not None:  # as /balance reads it: 12345678 is 12345678@vision
+            numbers = (r.account_number for r in await self._store.accounts())
+            account, known = silence_account(numbers, account)
         request = SilenceRequest(
             ends_at=(now + parsed.duration).timestamp(),
             rule=parsed.rule,
-            account=parsed.account,
+            account=account,
             comment=parsed.comment,
             author=author(incoming),
         )
         made = await add_silence(self._store, request, self._settings(), now.timestamp())
         self._changed()
-        where = f" on {escape(parsed.account)}" if parsed.account else ""
+        where = f" on {escape(account)}" if account else ""
         log.info("telegram_silence_added", sink=self.name, silence=made.id, author=made.author)
+        warning = (
+            ""
+            if known
+            else f"\n⚠️ no polled account matches {escape(account or '')}: it holds nothing"
+            " until one does (/balance lists them)."
+        )
         return (
             f"🔕 Silenced <b>{escape(parsed.rule)}</b>{where} until"
             f" {_utc(made.ends_at)} (id <code>{made.id}</code>), by {escape(made.author)}."
+            + warning
         )
 
     async def _ack(self, ident: str, comment: str, incoming: Incoming, now: datetime) -> str:
@@ -163,6 +191,13 @@ class BotActions:
     async def _silence_ref(
         self, rule: str, account: str | None, source: str, incoming: Incoming, now: datetime
     ) -> str:
+        what = f"<b>{escape(rule)}</b> on {escape(account or f'source {source}')}"
+        same = await self._button_silence(rule, account, source, now)
+        if same is not None:  # a second press (or a second admin): one silence is enough
+            return (
+                f"{what} is already silenced until {_utc(same.until)}"
+                f" (id <code>{same.id}</code>, by {escape(same.author or 'unknown')})."
+            )
         request = SilenceRequest(
             ends_at=(now + BUTTON_SILENCE).timestamp(),
             rule=rule,
@@ -173,8 +208,25 @@ class BotActions:
         )
         made = await add_silence(self._store, request, self._settings(), now.timestamp())
         self._changed()
-        where = escape(account or f"source {source}")
         return (
-            f"🔕 Silenced <b>{escape(rule)}</b> on {where} until {_utc(made.ends_at)}"
+            f"🔕 Silenced {what} until {_utc(made.ends_at)}"
             f" (id <code>{made.id}</code>), by {escape(made.author)}."
         )
+
+    async def _button_silence(
+        self, rule: str, account: str | None, source: str, now: datetime
+    ) -> Silence | None:
+        """An active silence of exactly what the button silences, lasting about as long as a
+        new one would (to within :data:`BUTTON_SLACK`), if there is one."""
+        moment = now.timestamp()
+        wanted = (rule, account, source if account is None else None)
+        enough = moment + (BUTTON_SILENCE - BUTTON_SLACK).total_seconds()
+        for silence in await self._store.silences(now=moment):
+            if (
+                silence.active(moment)
+                and (silence.rule, silence.account, silence.source) == wanted
+                and not silence.labels
+                and silence.until >= enough
+            ):
+                return silence
+        return None

@@ -118,15 +118,36 @@ def _matches(number: str, pattern: str) -> bool:
     return number == pattern or number.split("@", 1)[0] == pattern
 
 
+def silence_account(numbers: Iterable[str], pattern: str) -> tuple[str, bool]:
+    """The account a ``/silence`` names, as ``/balance`` reads it: ``12345678`` is
+    ``12345678@vision`` when that is the one polled account with that number (a silence
+    matches whole account numbers or globs); and whether any polled account matches."""
+    known = sorted(set(numbers))
+    if pattern not in known and not any(c in pattern for c in "*?["):
+        same = [n for n in known if n.split("@", 1)[0] == pattern]
+        if len(same) == 1:
+            return same[0], True
+    return pattern, any(fnmatchcase(n, pattern) for n in known)
+
+
 #: The most characters of an argument echoed in an answer (``No account matches …``).
 ECHO_LIMIT = 64
 
 
-def balance_text(rows: Sequence[AccountRow], account: str | None, now: datetime) -> str:
+def balance_text(
+    rows: Sequence[AccountRow],
+    account: str | None,
+    now: datetime,
+    *,
+    polled: Mapping[str, datetime | None] | None = None,
+) -> str:
     """``/balance [account]``: each account's money fields, restriction and day trades, from
     the last stored poll (never a call to the API). An account is its number, its number
     before ``@``, or a glob; failing those, the accounts whose number contains it (``5678``
-    finds ``12345678@vision``). Accounts that do not fit one message are cut whole, counted."""
+    finds ``12345678@vision``). Accounts that do not fit one message are cut whole, counted.
+
+    ``polled`` is each source's last successful poll: a row is stored only when it changes,
+    so its figures are as of that poll (or of the row's own time, if later)."""
     if account is None:
         chosen = list(rows)
     else:
@@ -139,7 +160,8 @@ def balance_text(rows: Sequence[AccountRow], account: str | None, now: datetime)
             return f"No account matches <code>{escape(clip(account, ECHO_LIMIT))}</code>{known}."
         return "No balances yet: no poll has succeeded."
     several_sources = len({r.source for r in rows}) > 1
-    blocks = [_account_lines(row, now, several_sources) for row in chosen]
+    seen = polled or {}
+    blocks = [_account_lines(row, now, several_sources, seen.get(row.source)) for row in chosen]
     lines: list[str] = []
     for index, block in enumerate(blocks):
         left = len(blocks) - index
@@ -152,7 +174,9 @@ def balance_text(rows: Sequence[AccountRow], account: str | None, now: datetime)
     return fit_message("\n".join(lines))
 
 
-def _account_lines(row: AccountRow, now: datetime, several_sources: bool) -> list[str]:
+def _account_lines(
+    row: AccountRow, now: datetime, several_sources: bool, polled: datetime | None
+) -> list[str]:
     where = f" · {escape(row.source)}" if several_sources else ""
     lines = [f"<b>{escape(row.account_number)}</b>{where}"]
     record = row.record
@@ -166,7 +190,8 @@ def _account_lines(row: AccountRow, now: datetime, several_sources: bool) -> lis
     lines.append(f"Restriction: {escape(restriction)}{why}")
     if "daytrades_count" in record:
         lines.append(f"Day trades: {escape(str(record['daytrades_count']))}")
-    lines.append(f"<i>as of {_ago(row.observed_at, now)}</i>")
+    as_of = row.observed_at if polled is None else max(row.observed_at, polled)
+    lines.append(f"<i>as of {_ago(as_of, now)}</i>")
     return lines
 
 

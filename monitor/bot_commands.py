@@ -43,11 +43,11 @@ CALLBACK_DATA_LIMIT = 64
 #: The commands, with their one-line help; the admin ones change state.
 COMMANDS: Mapping[str, str] = {
     "balance": "/balance [account] — the last polled balances (an account number or glob)",
-    "status": "/status — sources, last polls, firing alerts",
+    "status": "/status — sources, last polls, firing alerts, active silences",
     "alerts": "/alerts — firing and pending alerts, with their ids",
     "digest": "/digest [name] — a digest now",
     "silence": "/silence &lt;rule&gt; [account] &lt;duration&gt; [comment] — hold its alerts",
-    "ack": "/ack &lt;id&gt; — acknowledge an alert (notification id or fingerprint)",
+    "ack": "/ack &lt;id&gt; [comment] — acknowledge an alert (the id /alerts shows)",
     "help": "/help — this list",
 }
 ADMIN_COMMANDS = frozenset({"silence", "ack"})
@@ -289,10 +289,13 @@ def parse_button(data: str) -> tuple[str, str] | None:
     return action, ident
 
 
-def buttons(notification_id: str) -> dict[str, Any] | None:
-    """The ``reply_markup`` of an alert message: "Acknowledge" and "Silence 1h", one row."""
+def buttons(notification_id: str, *, event: bool = False) -> dict[str, Any] | None:
+    """The ``reply_markup`` of an alert message: "Acknowledge" and "Silence 1h", one row; an
+    event's has "Silence 1h" only (it fires once: no episode stays to acknowledge)."""
     row = []
     for action, label in BUTTONS.items():
+        if event and action == "ack":
+            continue
         data = button_data(action, notification_id)
         if data is None:
             return None

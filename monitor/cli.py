@@ -12,6 +12,7 @@ command that needs it, so ``--version``, ``--help`` and ``check-config`` answer 
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from collections.abc import Iterator, Sequence
 from pathlib import Path
@@ -265,6 +266,18 @@ def main(argv: Sequence[str] | None = None) -> int:
         return Exit.SOURCE_FAILED
     except KeyboardInterrupt:
         return Exit.OK
+    except BrokenPipeError:  # stdout's reader went away (`| head`): stop, without a traceback
+        _drop_stdout()
+        return Exit.SOURCE_FAILED
+
+
+def _drop_stdout() -> None:
+    """Point stdout at the null device, so the flush at exit does not fail again."""
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    try:
+        os.dup2(devnull, sys.stdout.fileno())
+    finally:
+        os.close(devnull)
 
 
 def _dispatch(args: argparse.Namespace) -> int:

@@ -506,12 +506,15 @@ class Daemon:
 
     async def _digest_job(self) -> None:
         """Queue the ``[[digests]]`` whose time has come today (at start: those due earlier
-        today and not queued yet); never raises."""
+        today and not queued yet, once each source owned here has finished its first poll);
+        never raises."""
         rt = self._rt
         if rt is None or not self.config.digests:
             return
         if self.replica is not None and not self.replica.singleton:
             return  # the replica doing singleton work queues them (the id makes a race harmless)
+        if any(p.last_poll_at is None for p in self._owned(rt).values()):
+            return  # at a start: a catch-up carries the first poll's figures, not none or old ones
         from monitor import digests  # imported only where there are digests
 
         async with self._job("digest_cancelled"):

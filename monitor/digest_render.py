@@ -132,7 +132,10 @@ def alert_line(digest: Digest, a: AlertLine) -> str:
     symbol = FIRING_SYMBOL if a.status == "firing" else RESOLVED_SYMBOL
     at = a.at.astimezone(ZoneInfo(digest.timezone)).strftime("%m-%d %H:%M")
     where = place(a.source, a.account_number)
-    return f"{symbol} {at} {a.status.upper()} {a.rule} on {where}: {a.summary}"
+    text = a.summary
+    if a.account_number is not None:  # a default summary starts with its account: once is enough
+        text = text.removeprefix(f"{a.account_number}: ")
+    return f"{symbol} {at} {a.status.upper()} {a.rule} on {where}: {text}"
 
 
 def still_firing_line(digest: Digest, f: StillFiring) -> str:

@@ -15,6 +15,7 @@ from monitor.bot_answers import (
     balance_text,
     fit_message,
     plain,
+    silence_account,
     status_text,
 )
 from monitor.silences import Silence
@@ -56,6 +57,35 @@ def test_balance_finds_accounts_by_number_glob_or_part(
     if not numbers:
         assert text.startswith("No account matches <code>")
         assert text.endswith(": /balance lists the 3 polled.")
+
+
+def test_balance_is_as_of_the_last_successful_poll_not_the_last_change() -> None:
+    """An account unchanged for an hour was still read by the poll a second ago: the figures
+    are that poll's, so "as of" is its age (the row's own time only when it is later)."""
+    quiet = AccountRow("default", "12345678@vision", {"cash": Decimal(1)}, NOW - timedelta(hours=1))
+    other = AccountRow("other", "11111111@cor", {"cash": Decimal(1)}, NOW - timedelta(minutes=5))
+    polled = {"default": NOW - timedelta(seconds=1), "other": None}
+    text = balance_text([quiet, other], None, NOW, polled=polled)
+    first, second = text.split("\n\n")
+    assert first.endswith("<i>as of 1s ago</i>")
+    assert second.endswith("<i>as of 5m ago</i>")  # no successful poll known: the row's time
+
+
+@pytest.mark.parametrize(
+    ("asked", "expected"),
+    [
+        ("12345678@vision", ("12345678@vision", True)),
+        ("12345678", ("12345678@vision", True)),  # the number before @, as /balance reads it
+        ("1234*", ("1234*", True)),  # a glob stays a glob
+        ("*@vision", ("*@vision", True)),
+        ("5678", ("5678", False)),  # no part-matching: a silence must say what it holds
+        ("55555555", ("55555555", False)),
+        ("22222222", ("22222222", False)),  # two accounts with that number: not guessed
+    ],
+)
+def test_a_silence_names_an_account_as_balance_does(asked: str, expected: tuple[str, bool]) -> None:
+    numbers = ["12345678@vision", "87654321@vision", "22222222@a", "22222222@b"]
+    assert silence_account(numbers, asked) == expected
 
 
 def test_thousands_of_accounts_are_cut_whole_and_counted() -> None:

@@ -33,15 +33,18 @@ def test_a_digest_has_defaults_an_operator_expects() -> None:
 @pytest.mark.parametrize(
     ("fields", "problem"),
     [
-        ({"at": "4pm"}, "digests[0].at: must be a time like '16:15' (24-hour HH:MM)"),
-        ({"at": "24:00"}, "digests[0].at: must be a time like '16:15' (24-hour HH:MM)"),
-        ({"timezone": "Mars/Olympus"}, "digests[0].timezone: unknown time zone 'Mars/Olympus'"),
-        ({"days": ["mon", "xyz"]}, "digests[0].days[1]"),
-        ({"days": []}, "digests[0].days: must not be empty"),
-        ({"sinks": []}, "digests[0].sinks"),
+        ({"at": "4pm"}, "digests[0] (close).at: must be a time like '16:15' (24-hour HH:MM)"),
+        ({"at": "24:00"}, "digests[0] (close).at: must be a time like '16:15' (24-hour HH:MM)"),
+        (
+            {"timezone": "Mars/Olympus"},
+            "digests[0] (close).timezone: unknown time zone 'Mars/Olympus'",
+        ),
+        ({"days": ["mon", "xyz"]}, "digests[0] (close).days[1]"),
+        ({"days": []}, "digests[0] (close).days: must not be empty"),
+        ({"sinks": []}, "digests[0] (close).sinks"),
         ({"sinks": ["nope"]}, "digests[0] (close).sinks: unknown sink 'nope'"),
         ({"sources": ["nope"]}, "digests[0] (close).sources: unknown source 'nope'"),
-        ({"colour": "red"}, "digests[0].colour"),
+        ({"colour": "red"}, "digests[0] (close).colour"),
     ],
 )
 def test_a_bad_digest_key_is_named(fields: dict[str, object], problem: str) -> None:

@@ -25,6 +25,10 @@ from pydantic import ValidationError
 from monitor.config import config_from_dict
 from monitor.models import Severity
 
+TELEGRAM_BOT = {"name": "tg", "type": "telegram", "bot_token": "1:x", "chat_id": "-100"} | {
+    "commands": True
+}
+
 
 @pytest.mark.parametrize(
     ("data", "expected"),
@@ -63,6 +67,19 @@ from monitor.models import Severity
             config(schedule={"interval": 1.5}),
             "source https://api.lime.co/accounts (token from inline), every 1.5s, 3 rules, 3 sinks",
             id="fractional-seconds",
+        ),
+        pytest.param(
+            config(
+                sinks=[webhook(), log_sink(), TELEGRAM_BOT],
+                rules=[threshold(sinks=["ops"])],
+                digests=[
+                    {"name": "close", "at": "16:15", "sinks": ["tg"]},
+                    {"name": "open", "at": "09:00", "sinks": ["audit"]},
+                ],
+            ),
+            "source https://api.lime.co/accounts (token from inline), every 30s, 1 rule, 3 sinks"
+            " (a Telegram bot answers on tg), 2 digests (close, open)",
+            id="digests-and-bot",
         ),
     ],
 )

@@ -17,7 +17,7 @@ from monitor import simulator
 from monitor.config import load_config
 from monitor.daemon import Daemon
 from monitor.silences import Silence
-from monitor.simulator import DEMO_TOKEN, Simulator
+from monitor.simulator import DEMO_TOKEN, Reply, Simulator
 from monitor.store import open_store
 
 #: Real seconds in-process: handed out first among the workers (tests/conftest.py).
@@ -25,8 +25,13 @@ pytestmark = pytest.mark.slow
 
 
 @pytest.fixture
-async def api_url() -> AsyncIterator[str]:
-    runner, url = await simulator.start(Simulator(scenario="static"))
+def sim() -> Simulator:
+    return Simulator(scenario="static")
+
+
+@pytest.fixture
+async def api_url(sim: Simulator) -> AsyncIterator[str]:
+    runner, url = await simulator.start(sim)
     try:
         yield url
     finally:
@@ -153,6 +158,34 @@ async def test_the_digest_job_runs_only_where_there_are_digests(
         write_config(path, api_url)
         assert await daemon.reload()
         assert scheduler.get_job("digests") is None
+    finally:
+        stop.set()
+        await asyncio.wait_for(run, timeout=10)
+
+
+async def test_a_digest_caught_up_at_start_waits_for_the_first_poll(
+    api_url: str, sim: Simulator, tmp_path: Path
+) -> None:
+    """A first start after the day's digest time: the digest is caught up with the accounts of
+    the start's first poll, not sent before it as "0 accounts, all clear"."""
+    sim.queue(
+        Reply(200, None, "application/json", None, delay=1.0, remaining=1)
+    )  # a slow first poll
+    digest = '[[digests]]\nname = "close"\nat = "00:00"\ntimezone = "UTC"\nsinks = ["console"]\n'
+    path = write_config(tmp_path / "config.toml", api_url, digest)
+    daemon = Daemon(load_config(path), config_path=path)
+    stop = asyncio.Event()
+    run = asyncio.create_task(daemon.run(stop))
+    try:
+        await wait_until(lambda: daemon._rt is not None)
+        rt = daemon._rt
+        assert rt is not None
+        async with asyncio.timeout(8):
+            while not (rows := await rt.store.deliveries(limit=10)):  # noqa: ASYNC110 - what the daemon wrote
+                await asyncio.sleep(0.05)
+        (row,) = rows
+        assert row.payload["name"] == "close"
+        assert row.payload["totals"]["accounts"] == 2
     finally:
         stop.set()
         await asyncio.wait_for(run, timeout=10)

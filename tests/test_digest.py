@@ -373,15 +373,22 @@ def test_an_event_is_fired_once_and_never_resolved() -> None:
 
 
 @pytest.mark.parametrize(
-    ("source", "account", "expected"),
+    ("source", "account", "summary", "expected"),
     [
-        ("default", "A1", "🔥 12-01 11:15 FIRING low-cash on A1: cash fell"),
-        ("ib", "A1", "🔥 12-01 11:15 FIRING low-cash on A1@ib: cash fell"),
-        ("ib", None, "🔥 12-01 11:15 FIRING low-cash on source ib: cash fell"),
+        ("default", "A1", "cash fell", "🔥 12-01 11:15 FIRING low-cash on A1: cash fell"),
+        ("ib", "A1", "cash fell", "🔥 12-01 11:15 FIRING low-cash on A1@ib: cash fell"),
+        ("ib", None, "cash fell", "🔥 12-01 11:15 FIRING low-cash on source ib: cash fell"),
+        # a default summary starts with its account: said once, not "on A1: A1: cash fell"
+        ("default", "A1", "A1: cash fell", "🔥 12-01 11:15 FIRING low-cash on A1: cash fell"),
+        ("ib", "A1", "A1: cash fell", "🔥 12-01 11:15 FIRING low-cash on A1@ib: cash fell"),
+        ("default", "A1", "A10: cash fell", "🔥 12-01 11:15 FIRING low-cash on A1: A10: cash fell"),
     ],
 )
-def test_an_alert_line_names_its_account(source: str, account: str | None, expected: str) -> None:
-    """A summary ("cash fell") does not say whose: the line does, as the account lines do."""
+def test_an_alert_line_names_its_account(
+    source: str, account: str | None, summary: str, expected: str
+) -> None:
+    """A summary ("cash fell") may not say whose: the line does, as the account lines do, and
+    a summary that starts with its account ("A1: cash fell") does not say it twice."""
     at = ny(2026, 12, 1, 11, 15)
-    line = AlertLine("firing", "low-cash", source, account, "cash fell", at, "f")
+    line = AlertLine("firing", "low-cash", source, account, summary, at, "f")
     assert digest_render.alert_line(make(DigestData()), line) == expected

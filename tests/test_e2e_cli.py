@@ -348,3 +348,24 @@ async def test_console_logs_honour_no_color_on_a_terminal(
 
     assert "baseline_recorded" in output, output
     assert bool(ANSI.search(output)) is coloured, output
+
+
+def test_output_into_a_closed_pipe_ends_quietly(example: Path) -> None:
+    """``balance-monitor notifications | head -1``: the reader goes away before the output
+    ends. The command stops without a traceback (exit 1, as a failed write)."""
+    read, write = os.pipe()
+    os.close(read)  # a reader that has already gone, as head after its line
+    try:
+        result = subprocess.run(
+            [sys.executable, "-m", "monitor", "check-config", "--config", str(example)],
+            stdout=write,
+            stderr=subprocess.PIPE,
+            env=child_env(),
+            timeout=30,
+            check=False,
+        )
+    finally:
+        os.close(write)
+    assert result.returncode == 1
+    assert b"Traceback" not in result.stderr
+    assert b"BrokenPipeError" not in result.stderr

@@ -213,6 +213,18 @@ async def test_with_commands_a_firing_alert_carries_the_buttons(
     }
 
 
+async def test_an_event_carries_silence_only(
+    receiver: Receiver, session: aiohttp.ClientSession
+) -> None:
+    """An event (a restriction change) fires once and is never an episode that firing lasts:
+    there is nothing to acknowledge (``ack`` would refuse it), so only "Silence 1h" is offered."""
+    sink = make_telegram(receiver.url, session, commands=True)
+    await sink.send(make_notification(kind="event", rule="restricted", type="restriction_change"))
+    assert posted(receiver)["reply_markup"] == {
+        "inline_keyboard": [[{"text": "Silence 1h", "callback_data": "s1h:n-0001"}]]
+    }
+
+
 @pytest.mark.parametrize(
     ("commands", "batch", "status"),
     [

@@ -313,6 +313,25 @@ async def test_a_command_sent_while_nothing_listened_is_not_run_late(
     assert await store.silences(now=time.time()) == []
 
 
+async def test_silence_takes_an_account_as_balance_does(
+    api: FakeBotApi, config: Config, store: Store, session: aiohttp.ClientSession
+) -> None:
+    """``/balance 12345678`` finds ``12345678@vision``, so ``/silence low-cash 12345678 1h``
+    silences that account (not a number no alert carries); an account nothing polled matches
+    is silenced as asked, with a warning that it holds nothing yet."""
+    await firing(store)
+    bot = make_bot(config, store, session)
+    api.message("/silence low-cash 12345678 1h", chat_id=ADMIN_ID, user_id=ADMIN_ID)
+    api.message("/silence low-cash 99999999 1h", chat_id=ADMIN_ID, user_id=ADMIN_ID)
+    await run_until(bot, lambda: len(api.sent) >= 2)
+    short, unknown = api.texts()
+    assert f"on {NUMBER} until" in short
+    assert "on 99999999 until" in unknown
+    assert "no polled account matches 99999999" in unknown
+    silences = await store.silences(now=time.time())
+    assert sorted(s.account or "" for s in silences) == ["12345678@vision", "99999999"]
+
+
 # --------------------------------------------------------------------------- buttons
 
 
@@ -336,6 +355,22 @@ async def test_the_buttons_acknowledge_and_silence_for_an_admin_only(
     (ack,) = await store.acks()
     assert (ack.author, ack.notification_id) == ("telegram:@al", "n1")
     assert len(api.sent) == 2  # the chat sees who did what
+
+
+async def test_silence_1h_pressed_twice_keeps_one_silence(
+    api: FakeBotApi, config: Config, store: Store, session: aiohttp.ClientSession
+) -> None:
+    """Two admins (or one impatient one) pressing "Silence 1h" on the same message add one
+    silence; the second press is told it is already silenced, and until when."""
+    await firing(store)
+    bot = make_bot(config, store, session)
+    api.press("s1h:n1", user_id=ADMIN_ID, username="al")
+    api.press("s1h:n1", user_id=ADMIN_ID, username="al")
+    await run_until(bot, lambda: len(api.toasts) >= 2)
+    (silence,) = await store.silences(now=time.time())
+    assert api.toasts[0]["text"].startswith("🔕 Silenced low-cash on 12345678@vision until")
+    assert api.toasts[1]["text"].startswith("low-cash on 12345678@vision is already silenced until")
+    assert f"(id {silence.id}" in api.toasts[1]["text"]
 
 
 # --------------------------------------------------------------------------- offset, failures

@@ -23,7 +23,7 @@ from monitor.config.sinks import SINK_CONFIG_TYPES
 from monitor.config.types import KeyProblemsError, item_key
 
 #: The sections that are lists of named tables: a problem in one names the table too.
-_NAMED = frozenset({"sources", "sinks", "rules", "mute"})
+_NAMED = frozenset({"sources", "sinks", "rules", "mute", "digests"})
 #: The sections that are lists of tagged tables: pydantic puts the tag in an item's path.
 _TAGGED = frozenset({"rules", "sinks"})
 _TAG_VALUES = {*RULE_CONFIG_TYPES, *SINK_CONFIG_TYPES}

@@ -171,10 +171,14 @@ class Config(FrozenModel):
             where = f"source {public_url(s.config.url)} ({s.config.credentials()}{stream})"
         else:
             where = f"{len(specs)} sources ({', '.join(s.name for s in specs)})"
+        bots = [s.name for s in self.sinks if isinstance(s, TelegramSinkConfig) and s.commands]
+        answers = f" (a Telegram bot answers on {', '.join(bots)})" if bots else ""
+        digests = ", ".join(d.name for d in self.digests)
         return (
             f"{where}, {describe_schedule(self.schedule)}, "
-            f"{plural(len(self.rules), 'rule')}, {plural(len(self.sinks), 'sink')}"
+            f"{plural(len(self.rules), 'rule')}, {plural(len(self.sinks), 'sink')}{answers}"
             + (f", {plural(len(self.mute), 'mute window')}" if self.mute else "")
+            + (f", {plural(len(self.digests), 'digest')} ({digests})" if self.digests else "")
         )
 
 

@@ -8,7 +8,8 @@ fingerprint. Several (``group_window``) are one message: a ``3 alerts: 2 firing,
 headline and one line each. User text is HTML-escaped (``&``, ``<``, ``>``) and the text is cut to
 Telegram's 4096 characters at whole lines (``…and N more``). With ``commands = true`` the
 message of one firing alert carries the inline buttons "Acknowledge" and "Silence 1h"
-(:func:`monitor.bot_commands.buttons`), which :mod:`monitor.telegram_bot` answers.
+(an event: "Silence 1h" only; :func:`monitor.bot_commands.buttons`), which
+:mod:`monitor.telegram_bot` answers.
 
 The bot token sits in the URL path: it is redacted from error messages like the URL, and a
 ``429`` answer's ``{"parameters": {"retry_after": N}}`` becomes the error's ``retry_after``.
@@ -125,10 +126,11 @@ def text(alerts: Sequence[Alert]) -> str:
 
 def buttons_for(notification: Notification) -> dict[str, Any] | None:
     """The inline keyboard under a firing alert (its ``callback_data`` names the notification:
-    :mod:`monitor.telegram_bot` acknowledges or silences its alert); none once resolved."""
+    :mod:`monitor.telegram_bot` acknowledges or silences its alert); none once resolved, and
+    no "Acknowledge" under an event."""
     if notification.alert.status is not Status.FIRING:
         return None
-    return buttons(notification.id)
+    return buttons(notification.id, event=notification.alert.kind == "event")
 
 
 def retry_after(body: str) -> float | None:
