@@ -64,14 +64,17 @@ def details(alert: Alert) -> str:
 
 def facts(alert: Alert) -> dict[str, str]:
     """The alert's labelled values, in this order: account, field, previous and current values
-    (``—`` for none) and source."""
-    return {
-        "Account": alert.account_number or MISSING,
-        "Field": alert.field or MISSING,
-        "Previous": value_text(alert.previous),
-        "Current": value_text(alert.current),
-        "Source": alert.source,
-    }
+    (``—`` for none) and source. An alert of no account (``source_down``) has no account line,
+    one of no field no field nor previous line: no row of dashes in a 3 AM message."""
+    rows: dict[str, str] = {}
+    if alert.account_number:
+        rows["Account"] = alert.account_number
+    if alert.field:
+        rows["Field"] = alert.field
+        rows["Previous"] = value_text(alert.previous)
+    rows["Current"] = value_text(alert.current)
+    rows["Source"] = alert.source
+    return rows
 
 
 def detail_rows(alert: Alert) -> list[tuple[str, str]]:
