@@ -14,13 +14,7 @@ from datetime import UTC, datetime, timedelta
 
 import structlog
 
-from monitor.bot_answers import (
-    alerts_text,
-    balance_text,
-    help_text,
-    silence_account,
-    status_text,
-)
+from monitor.bot_answers import alerts_text, balance_text, help_text, status_text
 from monitor.bot_commands import (
     ADMIN_COMMANDS,
     BUTTON_SILENCE,
@@ -32,7 +26,7 @@ from monitor.bot_commands import (
 from monitor.config import Config, parse_duration
 from monitor.control import SilenceRequest, acknowledge, add_silence
 from monitor.errors import ControlError, MonitorError
-from monitor.silences import Silence
+from monitor.silences import Silence, resolve_account
 from monitor.sinks.text import escape
 from monitor.store import Store
 
@@ -136,7 +130,7 @@ class BotActions:
         account, known = parsed.account, True
         if account is not None:  # as /balance reads it: 12345678 is 12345678@vision
             numbers = (r.account_number for r in await self._store.accounts())
-            account, known = silence_account(numbers, account)
+            account, known = resolve_account(numbers, account)
         request = SilenceRequest(
             ends_at=(now + parsed.duration).timestamp(),
             rule=parsed.rule,

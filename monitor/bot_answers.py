@@ -118,18 +118,6 @@ def _matches(number: str, pattern: str) -> bool:
     return number == pattern or number.split("@", 1)[0] == pattern
 
 
-def silence_account(numbers: Iterable[str], pattern: str) -> tuple[str, bool]:
-    """The account a ``/silence`` names, as ``/balance`` reads it: ``12345678`` is
-    ``12345678@vision`` when that is the one polled account with that number (a silence
-    matches whole account numbers or globs); and whether any polled account matches."""
-    known = sorted(set(numbers))
-    if pattern not in known and not any(c in pattern for c in "*?["):
-        same = [n for n in known if n.split("@", 1)[0] == pattern]
-        if len(same) == 1:
-            return same[0], True
-    return pattern, any(fnmatchcase(n, pattern) for n in known)
-
-
 #: The most characters of an argument echoed in an answer (``No account matches …``).
 ECHO_LIMIT = 64
 

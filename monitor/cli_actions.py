@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import getpass
+import sys
 from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -126,7 +127,7 @@ def _matchers_text(s: Silence) -> str:
 async def run_silence(config: Config, args: argparse.Namespace, out: Any) -> int:
     """``silence add|list|expire``."""
     from monitor.control import SilenceRequest, add_silence, expire_silence
-    from monitor.silences import parse_until
+    from monitor.silences import parse_until, resolve_account
     from monitor.store import open_store
 
     now = datetime.now(tz=UTC)
@@ -154,10 +155,19 @@ async def run_silence(config: Config, args: argparse.Namespace, out: Any) -> int
                 ends = parse_until(args.until, now.astimezone())
             except ValueError as exc:
                 raise ControlError(f"--until: {exc}") from None
+        account = args.account
+        if account is not None:  # as the bot's /silence and /balance read it
+            numbers = (r.account_number for r in await store.accounts())
+            account, known = resolve_account(numbers, account)
+            if not known:
+                sys.stderr.write(
+                    f"warning: no polled account matches '{account}': the silence holds nothing"
+                    " until one does (`status` lists the accounts)\n"
+                )
         request = SilenceRequest(
             ends_at=ends.timestamp(),
             rule=args.rule,
-            account=args.account,
+            account=account,
             source=args.source,
             labels=dict(args.label),
             comment=args.comment,

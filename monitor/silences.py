@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import hashlib
 import secrets
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime, time
 from fnmatch import fnmatchcase
@@ -156,3 +156,16 @@ def parse_until(text: str, now: datetime) -> datetime:
     if moment <= now:
         raise ValueError(f"'{text}' is not in the future")
     return moment
+
+
+def resolve_account(numbers: Iterable[str], pattern: str) -> tuple[str, bool]:
+    """The account a silence names (``silence add --account``, the bot's ``/silence``), as
+    ``/balance`` reads it: ``12345678`` is ``12345678@vision`` when that is the one polled
+    account with that number (a silence matches whole account numbers or globs); and whether
+    any polled account matches."""
+    known = sorted(set(numbers))
+    if pattern not in known and not any(c in pattern for c in "*?["):
+        same = [n for n in known if n.split("@", 1)[0] == pattern]
+        if len(same) == 1:
+            return same[0], True
+    return pattern, any(fnmatchcase(n, pattern) for n in known)

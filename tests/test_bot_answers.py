@@ -15,10 +15,9 @@ from monitor.bot_answers import (
     balance_text,
     fit_message,
     plain,
-    silence_account,
     status_text,
 )
-from monitor.silences import Silence
+from monitor.silences import Silence, resolve_account
 from monitor.store.base import AccountRow, AlertRow, SourceRow
 
 NOW = datetime(2026, 3, 2, 15, 0, tzinfo=UTC)
@@ -85,7 +84,7 @@ def test_balance_is_as_of_the_last_successful_poll_not_the_last_change() -> None
 )
 def test_a_silence_names_an_account_as_balance_does(asked: str, expected: tuple[str, bool]) -> None:
     numbers = ["12345678@vision", "87654321@vision", "22222222@a", "22222222@b"]
-    assert silence_account(numbers, asked) == expected
+    assert resolve_account(numbers, asked) == expected
 
 
 def test_thousands_of_accounts_are_cut_whole_and_counted() -> None:

@@ -8,13 +8,16 @@ import asyncio
 import json
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
+from decimal import Decimal
 from pathlib import Path
 
 import pytest
+from rules_helpers import account
 from sinks_helpers import make_notification
 from store_helpers import commit_poll
 
 from monitor.cli import main
+from monitor.config import load_config
 from monitor.cycle import PollRecord
 from monitor.models import ActiveAlert
 from monitor.rules import SourceHealth
@@ -55,6 +58,7 @@ def firing(path: Path) -> None:
                 "default",
                 poll=PollRecord(started, ok=True, account_count=1),
                 health=SourceHealth(),
+                upserts=[account(NUMBER, cash=Decimal("0.50"))],
                 active={("low-cash", NUMBER): alert},
                 outbox=[(note, ["ops", "pd"])],
             )
@@ -85,6 +89,25 @@ def test_silence_add_list_and_expire(config: Path, capsys: pytest.CaptureFixture
     assert main(["silence", "list", "--all", "--json", *args]) == 0
     [silence] = json.loads(capsys.readouterr().out)
     assert (silence["id"], silence["labels"], silence["active"]) == (ident, {"team": "risk"}, False)
+
+
+def test_silence_add_reads_an_account_number_as_the_polled_account(
+    config: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """``--account 12345678`` is ``12345678@vision`` when that is the one polled account with
+    that number (as the bot's /silence and /balance read it): a silence of the bare number
+    would hold nothing. One that matches no polled account is made, with a warning."""
+    firing(load_config(config).state.path)
+    args = ["--config", str(config)]
+    assert main(["silence", "add", "--account", "12345678", "--for", "1h", *args]) == 0
+    captured = capsys.readouterr()
+    assert captured.err == ""
+    assert main(["silence", "add", "--account", "87654321", "--for", "1h", *args]) == 0
+    warned = capsys.readouterr()
+    assert "no polled account matches '87654321'" in warned.err
+    assert main(["silence", "list", "--json", *args]) == 0
+    accounts = [s["account"] for s in json.loads(capsys.readouterr().out)]
+    assert sorted(accounts) == ["12345678@vision", "87654321"]
 
 
 @pytest.mark.parametrize(
