@@ -432,7 +432,7 @@ def loggable(digest: Digest) -> dict[str, Any]:
         "id": digest.id,
         "accounts": t.accounts,
         "account_value_total": value_text(t.value),
-        "change": value_text(t.change),
+        "change": None if t.change is None else value_text(t.change),  # null, as the webhook's
         "alerts_fired": len(digest.fired),
         "alerts_resolved": len(digest.resolved),
         "still_firing": len(digest.still_firing),

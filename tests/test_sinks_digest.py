@@ -6,6 +6,7 @@ from __future__ import annotations
 import hashlib
 import hmac
 import json
+from dataclasses import replace
 from decimal import Decimal
 
 import aiohttp
@@ -100,6 +101,18 @@ async def test_log_sink_logs_the_digest() -> None:
     [event] = events
     assert (event["event"], event["digest"], event["change"]) == ("digest", "close", "200.00")
     assert event["text"] == digest_render.text(digest)
+
+
+async def test_a_change_the_digest_cannot_tell_is_logged_as_null() -> None:
+    """No earlier value to compare with: the log event's ``change`` is null (as the webhook's
+    is), not the text's dash, which a log pipeline would read as a string."""
+    digest = make_digest()
+    digest = replace(digest, totals=replace(digest.totals, previous=None))
+    with capture_logs() as events:
+        await LogSink("log").send_digest(digest)
+    [event] = events
+    assert event["change"] is None
+    assert event["account_value_total"] == "2200.00"
 
 
 def test_the_alert_apis_carry_no_digest() -> None:
