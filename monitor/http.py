@@ -93,24 +93,24 @@ def map_exceptions(table: Sequence[Translation]) -> Iterator[None]:
         raise make(exc) from None
 
 
+def _request_failures(
+    error: Callable[[str], MonitorError], *, timeout: float, failed: str
+) -> list[Translation]:
+    """A request's timeout, refused connection and other transport failure as ``error``:
+    ``timed out after 10s``, ``cannot connect to host:port: ECONNREFUSED``, ``{failed}: ...``."""
+    return [
+        when(TimeoutError, then=lambda _: error(f"timed out after {timeout:g}s")),
+        when(
+            aiohttp.ClientConnectorError,
+            then=lambda exc: error(f"cannot connect to {exc.host}:{exc.port}: {reason(exc)}"),
+        ),
+        when(aiohttp.ClientError, OSError, then=lambda exc: error(f"{failed}: {reason(exc)}")),
+    ]
+
+
 def fetch_errors(*, timeout: float) -> AbstractContextManager[None]:
     """The balances GET's failures as ``FetchError``; ``timeout`` (seconds) for the message."""
-    return map_exceptions(
-        [
-            when(TimeoutError, then=lambda _: FetchError(f"timed out after {timeout:g}s")),
-            when(
-                aiohttp.ClientConnectorError,
-                then=lambda exc: FetchError(
-                    f"cannot connect to {exc.host}:{exc.port}: {reason(exc)}"
-                ),
-            ),
-            when(
-                aiohttp.ClientError,
-                OSError,
-                then=lambda exc: FetchError(f"request failed: {reason(exc)}"),
-            ),
-        ]
-    )
+    return map_exceptions(_request_failures(FetchError, timeout=timeout, failed="request failed"))
 
 
 def stream_errors(*, timeout: float) -> AbstractContextManager[None]:
@@ -125,18 +125,7 @@ def stream_errors(*, timeout: float) -> AbstractContextManager[None]:
                     f"stream handshake refused: HTTP {exc.status}", status=exc.status
                 ),
             ),
-            when(TimeoutError, then=lambda _: StreamError(f"timed out after {timeout:g}s")),
-            when(
-                aiohttp.ClientConnectorError,
-                then=lambda exc: StreamError(
-                    f"cannot connect to {exc.host}:{exc.port}: {reason(exc)}"
-                ),
-            ),
-            when(
-                aiohttp.ClientError,
-                OSError,
-                then=lambda exc: StreamError(f"stream failed: {reason(exc)}"),
-            ),
+            *_request_failures(StreamError, timeout=timeout, failed="stream failed"),
         ]
     )
 

@@ -72,11 +72,7 @@ class BalancesSource:
             "limit": str(limit),
             "skip": "0",
         }
-        headers = {
-            "Authorization": f"Bearer {token.get_secret_value()}",
-            "Accept": "application/json",
-            "User-Agent": http.USER_AGENT,
-        }
+        headers = _headers(token)
         with http.fetch_errors(timeout=self.config.timeout.total_seconds()):
             async with self.session.get(
                 url, params=params, headers=headers, timeout=self._timeout
@@ -88,11 +84,7 @@ class BalancesSource:
         return body
 
     async def _get(self, token: SecretStr) -> bytes:
-        headers = {
-            "Authorization": f"Bearer {token.get_secret_value()}",
-            "Accept": "application/json",
-            "User-Agent": http.USER_AGENT,
-        }
+        headers = _headers(token)
         with http.fetch_errors(timeout=self.config.timeout.total_seconds()):
             async with self.session.get(
                 self.config.url, headers=headers, timeout=self._timeout
@@ -146,3 +138,12 @@ def _status_message(status: int, body: bytes, *, secret: str = "") -> str:
     elif status == 401:
         message += " (token incorrect or revoked)"
     return message
+
+
+def _headers(token: SecretStr) -> dict[str, str]:
+    """The headers of a GET to the API: the bearer token, JSON, our User-Agent."""
+    return {
+        "Authorization": f"Bearer {token.get_secret_value()}",
+        "Accept": "application/json",
+        "User-Agent": http.USER_AGENT,
+    }
